@@ -39,3 +39,12 @@ impl<T: ScoreModel + ?Sized> ScoreModel for Box<T> {
         (**self).sample_shape()
     }
 }
+
+/// A network `F_θ(x, c)` conditioned on one scalar per sample, as in score_sde_pytorch:
+/// `c = σ(t)` for VE models (NCSN++ takes log σ for its Fourier features and, with
+/// `scale_by_sigma`, divides its output by σ), `c = 999·t` for VP/sub-VP models (DDPM++'s
+/// sinusoidal embedding). A wrapper that knows the SDE turns it into a [`ScoreModel`].
+pub trait TimeConditionedNet: Send {
+    /// `F_θ(x, c)` with `x: [B, ...]`, `c: [B]`; `train` enables dropout.
+    fn forward_t(&self, x: &Tensor, cond: &Tensor, train: bool) -> Tensor;
+}
