@@ -10,6 +10,7 @@
 //! * [`models`]: the [`models::ScoreModel`] trait and score networks.
 //! * [`device`]: `--device` selection.
 
+pub mod data;
 pub mod device;
 pub mod error;
 pub mod models;
