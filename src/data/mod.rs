@@ -1,2 +1,3 @@
 //! Data sources: phantoms, real volumes shipped by system packages, training sets.
+pub mod ct_slices;
 pub mod invesalius;

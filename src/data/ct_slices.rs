@@ -1,0 +1,109 @@
+//! 2-D slices of a CT volume for training and evaluation: a fixed HU window mapped to [0, 1],
+//! the three orientations, an area-preserving resize to the model's size, and a deterministic
+//! held-out block.
+//!
+//! The window is a fixed HU interval `[lo, hi]` mapped linearly to [0, 1] and clipped; the default
+//! `[-1000, 1500]` keeps air, soft tissue and the skull. It is recorded with the data so
+//! reconstructions can be written back in HU.
+
+use super::invesalius::CtVolume;
+use crate::{Error, Result};
+use ndarray::{s, Array2, Axis};
+use serde::{Deserialize, Serialize};
+use tch::{Kind, Tensor};
+
+/// A linear HU window `[lo, hi]` → `[0, 1]` (clipped).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct HuWindow {
+    pub lo: f32,
+    pub hi: f32,
+}
+
+impl Default for HuWindow {
+    /// Air (−1000 HU) to dense bone (+1500 HU): the whole head anatomy, no clipping of the skull.
+    fn default() -> Self {
+        Self {
+            lo: -1000.0,
+            hi: 1500.0,
+        }
+    }
+}
+
+impl HuWindow {
+    /// HU → [0, 1].
+    pub fn apply(&self, hu: f32) -> f32 {
+        ((hu - self.lo) / (self.hi - self.lo)).clamp(0.0, 1.0)
+    }
+    /// [0, 1] → HU.
+    pub fn invert(&self, v: f32) -> f32 {
+        self.lo + v * (self.hi - self.lo)
+    }
+}
+
+/// Slice orientation of a `[z, y, x]` volume.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Orientation {
+    /// Fixed z (the acquisition plane).
+    Axial,
+    /// Fixed y.
+    Coronal,
+    /// Fixed x.
+    Sagittal,
+}
+
+/// One windowed slice `[H, W]` in [0, 1] (no resampling: anisotropic voxels are kept as they are).
+pub fn slice(vol: &CtVolume, o: Orientation, index: usize, w: HuWindow) -> Result<Array2<f32>> {
+    let axis = match o {
+        Orientation::Axial => 0,
+        Orientation::Coronal => 1,
+        Orientation::Sagittal => 2,
+    };
+    let n = vol.hu.len_of(Axis(axis));
+    if index >= n {
+        return Err(Error::Invalid(format!(
+            "{o:?} slice {index} out of range: the volume has {n} along that axis"
+        )));
+    }
+    let sl = match o {
+        Orientation::Axial => vol.hu.slice(s![index, .., ..]),
+        Orientation::Coronal => vol.hu.slice(s![.., index, ..]),
+        Orientation::Sagittal => vol.hu.slice(s![.., .., index]),
+    };
+    // Coronal and sagittal slices have z as rows; flip so the head is upright (z grows upward).
+    let sl = match o {
+        Orientation::Axial => sl.to_owned(),
+        _ => sl.slice(s![..;-1, ..]).to_owned(),
+    };
+    Ok(sl.mapv(|v| w.apply(v)))
+}
+
+/// Resizes a batch `[B, C, H, W]` to `[B, C, h, w]`: antialiased bilinear (area-aware when
+/// shrinking, like PIL / torchvision `antialias=True`), plain bilinear when growing.
+pub fn resize(x: &Tensor, h: i64, w: i64) -> Tensor {
+    let size = x.size();
+    if size[2] == h && size[3] == w {
+        return x.shallow_clone();
+    }
+    let shrinking = size[2] > h || size[3] > w;
+    let xf = x.to_kind(Kind::Float);
+    let y = if shrinking {
+        xf.internal_upsample_bilinear2d_aa([h, w], false, None, None)
+    } else {
+        xf.upsample_bilinear2d([h, w], false, None, None)
+    };
+    y.to_kind(x.kind())
+}
+
+/// `[H, W]` ndarray → `[1, 1, H, W]` f32 tensor.
+pub fn to_tensor(a: &Array2<f32>) -> Tensor {
+    let (h, w) = a.dim();
+    let v: Vec<f32> = a.iter().cloned().collect();
+    Tensor::from_slice(&v).reshape([1, 1, h as i64, w as i64])
+}
+
+/// Which axial slices of the InVesalius head are held out of training (a block through the
+/// cranium above the orbits): `[HELD_OUT_AXIAL.0, HELD_OUT_AXIAL.1)`. Coronal and sagittal
+/// training slices are cut from the axial range below the block only (`z < HELD_OUT_AXIAL.0`), so
+/// no held-out voxel is ever seen in training.
+pub const HELD_OUT_AXIAL: (usize, usize) = (64, 80);
