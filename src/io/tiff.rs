@@ -87,6 +87,13 @@ pub fn read_tiff(path: &Path) -> Result<Image> {
         }
         let (v, b, d) = page_to_f32(dec.read_image().map_err(|e| terr(path, e))?);
         let (w, h) = (w as usize, h as usize);
+        if channels > 1 && v.len() == w * h {
+            return Err(Error::format(
+                path,
+                "RGB TIFF with separate colour planes (PlanarConfiguration = 2) is not \
+                 supported; save the channels as gray pages (tifffile photometric='minisblack')",
+            ));
+        }
         if v.len() != w * h * channels {
             return Err(Error::format(
                 path,
