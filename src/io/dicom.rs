@@ -68,7 +68,12 @@ fn pixels(path: &Path, obj: &DefaultDicomObject) -> Result<(Array3<f32>, usize)>
 }
 
 fn open(path: &Path) -> Result<DefaultDicomObject> {
-    open_file(path).map_err(|e| Error::format(path, format!("cannot read DICOM: {e}")))
+    open_file(path).map_err(|e| {
+        Error::format(
+            path,
+            format!("cannot read DICOM (truncated or not a DICOM file?): {e}"),
+        )
+    })
 }
 
 fn units(obj: &DefaultDicomObject) -> Option<String> {

@@ -325,7 +325,7 @@ where
     match first {
         None => Ok(()),
         Some((idx, v)) => Err(Error::NonFinite(format!(
-            "{what} ({count} of {} values are not finite; the first, {v}, at index {idx:?})",
+            "{what} ({count} of {} values are not finite; the first, {v}, at index {idx})",
             a.len()
         ))),
     }

@@ -45,13 +45,7 @@ fn kind(descr: &str) -> &str {
 }
 
 fn unsupported(path: &Path, descr: &str) -> Error {
-    Error::format(
-        path,
-        format!(
-            "unsupported dtype {descr} in {}; {SUPPORTED}",
-            path.display()
-        ),
-    )
+    Error::format(path, format!("unsupported dtype {descr}; {SUPPORTED}"))
 }
 
 /// Reads any real NPY array as f32 (see the module doc for the dtypes), with the file's dtype.
@@ -85,9 +79,8 @@ pub fn read_npy_f32_with_dtype(path: &Path) -> Result<(ArrayD<f32>, String)> {
             return Err(Error::format(
                 path,
                 format!(
-                    "{} holds complex values (dtype {descr}); read it with read_npy_complex \
-                     (k-space) or save the magnitude/real part",
-                    path.display()
+                    "holds complex values (dtype {descr}) where a real image is needed; read \
+                     it with read_npy_complex (k-space) or save the magnitude/real part"
                 ),
             ))
         }

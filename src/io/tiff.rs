@@ -13,7 +13,9 @@ use std::path::Path;
 
 fn terr(path: &Path, e: ::tiff::TiffError) -> Error {
     match e {
-        ::tiff::TiffError::IoError(e) => Error::format(path, format!("cannot read TIFF: {e}")),
+        ::tiff::TiffError::IoError(e) => {
+            Error::format(path, format!("cannot read TIFF (truncated file?): {e}"))
+        }
         e => Error::format(path, format!("cannot decode TIFF: {e}")),
     }
 }
