@@ -255,6 +255,14 @@ fn nifti_from_nibabel_is_zyx_with_slope_and_intercept() {
         assert_abs_diff_eq!(sp[0], px[2], epsilon = 1e-6);
         assert_abs_diff_eq!(sp[1], px[1], epsilon = 1e-6);
         assert_abs_diff_eq!(sp[2], px[0], epsilon = 1e-6);
+        // the sform as nibabel reports it (stored as f32)
+        let aff: Vec<Vec<f64>> = serde_json::from_value(meta["affine"].clone()).unwrap();
+        let got = img.meta.affine.expect("affine");
+        for r in 0..4 {
+            for c in 0..4 {
+                assert_abs_diff_eq!(got[r][c], aff[r][c], epsilon = 1e-5);
+            }
+        }
     }
 }
 
@@ -294,11 +302,25 @@ fn nifti_write_read_round_trip_volume_and_slice() {
         for k in 0..3 {
             assert_abs_diff_eq!(a[k], b[k], epsilon = 1e-6);
         }
+        assert_eq!(
+            back.meta.affine, vol.meta.affine,
+            "{name}: f32 sform round trip is exact"
+        );
     }
     let sl = io::read_image(format!("{}#z=3", fx("vol.nii.gz").display())).unwrap();
     let p = dir.path().join("slice.nii.gz");
     io::write_image(&p, &sl).unwrap();
-    assert_eq!(io::read_image(&p).unwrap().data, sl.data);
+    let back = io::read_image(&p).unwrap();
+    assert_eq!(back.data, sl.data);
+    // the slice keeps its place in the world: origin moved by 3 voxels along z (2.5 mm each)
+    let (a, v) = (back.meta.affine.unwrap(), vol.meta.affine.unwrap());
+    for r in 0..3 {
+        assert_abs_diff_eq!(a[r][3], v[r][3] + 3.0 * v[r][2], epsilon = 1e-5);
+        for c in 0..3 {
+            assert_abs_diff_eq!(a[r][c], v[r][c], epsilon = 1e-6);
+        }
+    }
+    assert_abs_diff_eq!(a[2][3], 30.0 + 7.5, epsilon = 1e-5);
 }
 
 // ---------------------------------------------------------------- DICOM

@@ -108,6 +108,11 @@ pub struct ImageMeta {
     pub spacing: Option<[f64; 3]>,
     /// Physical units of the values: `"HU"` for CT DICOM.
     pub units: Option<String>,
+    /// NIfTI voxel-to-world affine (mm): world = A · (i, j, k, 1) with (i, j, k) = (x, y, z)
+    /// = indices along (W, H, D), i.e. `data[[k, j, i]]`. From the sform (None for a qform-only file); written
+    /// back as the sform, so outputs overlay their input in viewers.
+    #[serde(default)]
+    pub affine: Option<[[f64; 4]; 4]>,
 }
 
 /// An image or volume as `f32` `[C, H, W]` or `[D, H, W]` with its metadata.
@@ -165,6 +170,16 @@ impl Image {
         }
         let plane = self.data.index_axis(Axis(ax), sel.index).to_owned();
         let mut meta = self.meta.clone();
+        meta.affine = match (sel.axis, meta.affine) {
+            // a z-slice is the one-voxel-thick volume starting at k: shift the origin by k·column z
+            (SliceAxis::Z, Some(mut a)) => {
+                for row in a.iter_mut().take(3) {
+                    row[3] += sel.index as f64 * row[2];
+                }
+                Some(a)
+            }
+            _ => None,
+        };
         if let Some(s) = meta.spacing {
             let rest: Vec<f64> = (0..3).filter(|&a| a != ax).map(|a| s[a]).collect();
             meta.spacing = Some([s[ax], rest[0], rest[1]]);
@@ -298,7 +313,9 @@ pub fn write_image(path: impl AsRef<Path>, image: &Image) -> Result<()> {
         }
         ImageFormat::Tiff => tiff::write_tiff(path, &image.data),
         ImageFormat::Npy => npy::write_npy(path, &image.data),
-        ImageFormat::Nifti => nifti::write_nifti(path, &image.data, image.meta.spacing),
+        ImageFormat::Nifti => {
+            nifti::write_nifti(path, &image.data, image.meta.spacing, image.meta.affine)
+        }
         ImageFormat::Dicom => Err(Error::format(
             path,
             "writing DICOM is not supported; write .nii.gz, .npy, .tif or .png instead",

@@ -49,6 +49,18 @@ pub fn read_nifti(path: &Path) -> Result<Image> {
         }
     };
     let dtype = format!("{:?}", volume.data_type()).to_lowercase();
+    // The sform rows when sform_code > 0. (A qform-only file has no affine recorded: turning its
+    // quaternion into a matrix needs the crate's `nalgebra_affine` feature, not enabled.)
+    let affine = (header.sform_code > 0)
+        .then(|| {
+            let r = [header.srow_x, header.srow_y, header.srow_z];
+            let mut a = [[0.0f64, 0.0, 0.0, 1.0]; 4];
+            for (i, row) in r.iter().enumerate() {
+                a[i] = row.map(|v| v as f64);
+            }
+            a
+        })
+        .filter(|a: &[[f64; 4]; 4]| a.iter().flatten().all(|v| v.is_finite()));
     let arr = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         volume.into_ndarray::<f32>()
     }))
@@ -75,17 +87,20 @@ pub fn read_nifti(path: &Path) -> Result<Image> {
             format: Some(ImageFormat::Nifti),
             dtype: Some(dtype),
             spacing: Some([sp(p[3]), sp(p[2]), sp(p[1])]),
+            affine,
             ..Default::default()
         },
     })
 }
 
 /// Writes a `[z, y, x]` volume (or a `[1, H, W]` slice) as float32 NIfTI (`.nii.gz` compressed),
-/// with `spacing` = (dz, dy, dx) in mm as pixdim and a diagonal sform, atomically.
+/// atomically. The sform is `affine` if given (pixdim = its column lengths), else the diagonal
+/// of `spacing` = (dz, dy, dx) in mm.
 pub fn write_nifti<S: Data<Elem = f32>>(
     path: &Path,
     data: &ArrayBase<S, Ix3>,
     spacing: Option<[f64; 3]>,
+    affine: Option<[[f64; 4]; 4]>,
 ) -> Result<()> {
     ensure_finite(data, &format!("volume to write to {}", path.display()))?;
     if data.is_empty() {
@@ -95,15 +110,35 @@ pub fn write_nifti<S: Data<Elem = f32>>(
             actual: format!("{:?}", data.shape()),
         });
     }
-    let [dz, dy, dx] = spacing.unwrap_or([1.0; 3]);
+    let a = match affine {
+        Some(a) => a,
+        None => {
+            let [dz, dy, dx] = spacing.unwrap_or([1.0; 3]);
+            [
+                [dx, 0.0, 0.0, 0.0],
+                [0.0, dy, 0.0, 0.0],
+                [0.0, 0.0, dz, 0.0],
+                [0.0, 0.0, 0.0, 1.0],
+            ]
+        }
+    };
+    let col = |c: usize| (0..3).map(|r| a[r][c] * a[r][c]).sum::<f64>().sqrt() as f32;
+    let row = |r: usize| {
+        [
+            a[r][0] as f32,
+            a[r][1] as f32,
+            a[r][2] as f32,
+            a[r][3] as f32,
+        ]
+    };
     let mut header = NiftiHeader::default();
-    header.pixdim = [1.0, dx as f32, dy as f32, dz as f32, 1.0, 1.0, 1.0, 1.0];
+    header.pixdim = [1.0, col(0), col(1), col(2), 1.0, 1.0, 1.0, 1.0];
     header.xyzt_units = 2; // millimetres
     header.sform_code = 2; // aligned anatomical
     header.qform_code = 0;
-    header.srow_x = [dx as f32, 0.0, 0.0, 0.0];
-    header.srow_y = [0.0, dy as f32, 0.0, 0.0];
-    header.srow_z = [0.0, 0.0, dz as f32, 0.0];
+    header.srow_x = row(0);
+    header.srow_y = row(1);
+    header.srow_z = row(2);
     let name = path.to_string_lossy().to_lowercase();
     let suffix = if name.ends_with(".nii.gz") {
         ".nii.gz"
