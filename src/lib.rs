@@ -9,10 +9,12 @@
 //! * [`sde`]: VE, VP and sub-VP SDEs (Song et al. 2021).
 //! * [`models`]: the [`models::ScoreModel`] trait and score networks.
 //! * [`device`]: `--device` selection.
+//! * [`io`]: PNG/TIFF/NPY/NIfTI/DICOM images, invertible normalisation, tensor conversion.
 
 pub mod data;
 pub mod device;
 pub mod error;
+pub mod io;
 pub mod models;
 pub mod runtime;
 pub mod sde;

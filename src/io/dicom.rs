@@ -1,0 +1,276 @@
+//! DICOM via `dicom-object` / `dicom-pixeldata`: one file (single- or multi-frame) or a folder
+//! holding one series.
+//!
+//! Values are modality values: `HU = RescaleSlope · stored + RescaleIntercept` (DICOM PS3.3
+//! C.11.1, the Modality LUT; applied by `dicom-pixeldata`), units `"HU"` for CT. A series is
+//! sorted by the position of each slice along the slice normal
+//! `n = row_cosines × column_cosines` (from ImageOrientationPatient), `s = n · ImagePositionPatient`,
+//! ascending — the order is independent of file names and InstanceNumber. Without position or
+//! orientation the slices are sorted by InstanceNumber. The volume is `[D, H, W]`
+//! (slices, rows, columns); spacing is (median slice step, PixelSpacing row, column).
+use super::{Axes, Image, ImageFormat, ImageMeta};
+use crate::{Error, Result};
+use dicom_dictionary_std::tags;
+use dicom_object::{open_file, DefaultDicomObject};
+use dicom_pixeldata::PixelDecoder;
+use ndarray::{s, Array3, Axis};
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+fn floats(obj: &DefaultDicomObject, tag: dicom_object::Tag) -> Option<Vec<f64>> {
+    obj.element_opt(tag)
+        .ok()
+        .flatten()
+        .and_then(|e| e.to_multi_float64().ok())
+}
+
+fn string(obj: &DefaultDicomObject, tag: dicom_object::Tag) -> Option<String> {
+    obj.element_opt(tag)
+        .ok()
+        .flatten()
+        .and_then(|e| e.to_str().ok())
+        .map(|s| s.trim().trim_end_matches('\0').to_string())
+}
+
+fn int(obj: &DefaultDicomObject, tag: dicom_object::Tag) -> Option<i64> {
+    obj.element_opt(tag)
+        .ok()
+        .flatten()
+        .and_then(|e| e.to_int::<i64>().ok())
+}
+
+/// Pixels of a DICOM object as `[frames·samples, rows, cols]` modality values.
+fn pixels(path: &Path, obj: &DefaultDicomObject) -> Result<(Array3<f32>, usize)> {
+    let decoded = obj
+        .decode_pixel_data()
+        .map_err(|e| Error::format(path, format!("cannot decode DICOM pixel data: {e}")))?;
+    let arr = decoded
+        .to_ndarray::<f32>()
+        .map_err(|e| Error::format(path, format!("cannot convert DICOM pixel data: {e}")))?;
+    let (n, r, c, spp) = arr.dim();
+    let data = if spp == 1 {
+        arr.index_axis_move(Axis(3), 0)
+    } else if n == 1 {
+        // one colour frame: [1, R, C, S] → [S, R, C]
+        arr.index_axis_move(Axis(0), 0)
+            .permuted_axes([2, 0, 1])
+            .as_standard_layout()
+            .into_owned()
+    } else {
+        return Err(Error::format(
+            path,
+            format!("multi-frame colour DICOM ({n} frames of {spp} samples) is not supported"),
+        ));
+    };
+    debug_assert_eq!(data.dim().1, r);
+    debug_assert_eq!(data.dim().2, c);
+    Ok((data.as_standard_layout().into_owned(), spp))
+}
+
+fn open(path: &Path) -> Result<DefaultDicomObject> {
+    open_file(path).map_err(|e| {
+        Error::format(
+            path,
+            format!("cannot read DICOM (truncated or not a DICOM file?): {e}"),
+        )
+    })
+}
+
+fn units(obj: &DefaultDicomObject) -> Option<String> {
+    match string(obj, tags::MODALITY).as_deref() {
+        Some("CT") => Some("HU".into()),
+        _ => None,
+    }
+}
+
+fn pixel_spacing(obj: &DefaultDicomObject) -> (f64, f64) {
+    match floats(obj, tags::PIXEL_SPACING).as_deref() {
+        Some([r, c, ..]) if *r > 0.0 && *c > 0.0 => (*r, *c),
+        _ => (1.0, 1.0),
+    }
+}
+
+/// Reads one DICOM file: `[frames, rows, cols]` (gray) or `[3, rows, cols]` (one RGB frame).
+pub fn read_dicom_file(path: &Path) -> Result<Image> {
+    let obj = open(path)?;
+    let (data, spp) = pixels(path, &obj)?;
+    let (pr, pc) = pixel_spacing(&obj);
+    let thick = floats(&obj, tags::SLICE_THICKNESS)
+        .and_then(|v| v.first().copied())
+        .filter(|t| *t > 0.0)
+        .unwrap_or(1.0);
+    Ok(Image {
+        axes: if spp == 1 && data.dim().0 > 1 {
+            Axes::Dhw
+        } else {
+            Axes::Chw
+        },
+        data,
+        meta: ImageMeta {
+            format: Some(ImageFormat::Dicom),
+            dtype: int(&obj, tags::BITS_ALLOCATED).map(|b| format!("{b}-bit")),
+            spacing: Some([thick, pr, pc]),
+            units: units(&obj),
+            ..Default::default()
+        },
+    })
+}
+
+/// Whether a file has the DICOM Part 10 magic `DICM` at byte 128.
+fn has_dicm_magic(path: &Path) -> bool {
+    let mut buf = [0u8; 132];
+    std::fs::File::open(path)
+        .and_then(|mut f| f.read_exact(&mut buf))
+        .map(|_| &buf[128..] == b"DICM")
+        .unwrap_or(false)
+}
+
+/// The DICOM files of a folder: regular, non-hidden files with the `DICM` magic, by name.
+pub fn list_dicom_files(dir: &Path) -> Result<Vec<PathBuf>> {
+    let rd = std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))?;
+    let mut files = Vec::new();
+    for entry in rd {
+        let entry = entry.map_err(|e| Error::io(dir, e))?;
+        let p = entry.path();
+        let name = entry.file_name().to_string_lossy().to_string();
+        if name.starts_with('.') || name.eq_ignore_ascii_case("DICOMDIR") || !p.is_file() {
+            continue;
+        }
+        if has_dicm_magic(&p) {
+            files.push(p);
+        }
+    }
+    files.sort();
+    Ok(files)
+}
+
+struct Slice {
+    path: PathBuf,
+    data: Array3<f32>,
+    position: Option<Vec<f64>>,
+    orientation: Option<Vec<f64>>,
+    instance: Option<i64>,
+}
+
+fn normal(iop: &[f64]) -> Option<[f64; 3]> {
+    if iop.len() != 6 {
+        return None;
+    }
+    let (r, c) = (&iop[..3], &iop[3..]);
+    let n = [
+        r[1] * c[2] - r[2] * c[1],
+        r[2] * c[0] - r[0] * c[2],
+        r[0] * c[1] - r[1] * c[0],
+    ];
+    let len = (n[0] * n[0] + n[1] * n[1] + n[2] * n[2]).sqrt();
+    (len > 1e-6).then(|| [n[0] / len, n[1] / len, n[2] / len])
+}
+
+/// Reads a folder holding one DICOM series as a `[D, rows, cols]` volume sorted along the slice
+/// normal (see the module doc).
+pub fn read_dicom_series(dir: &Path) -> Result<Image> {
+    let files = list_dicom_files(dir)?;
+    if files.is_empty() {
+        return Err(Error::format(
+            dir,
+            "folder contains no DICOM files (no file with the 'DICM' marker at byte 128)",
+        ));
+    }
+    let mut slices = Vec::with_capacity(files.len());
+    let mut series_uids: Vec<String> = Vec::new();
+    let mut first_meta = None;
+    for path in &files {
+        let obj = open(path)?;
+        let uid = string(&obj, tags::SERIES_INSTANCE_UID).unwrap_or_default();
+        if !series_uids.contains(&uid) {
+            series_uids.push(uid);
+        }
+        let (data, spp) = pixels(path, &obj)?;
+        if spp != 1 || data.dim().0 != 1 {
+            return Err(Error::format(
+                path,
+                "a series folder must hold single-frame gray slices; read this file on its own",
+            ));
+        }
+        if first_meta.is_none() {
+            first_meta = Some((
+                pixel_spacing(&obj),
+                units(&obj),
+                int(&obj, tags::BITS_ALLOCATED),
+            ));
+        }
+        slices.push(Slice {
+            path: path.clone(),
+            data,
+            position: floats(&obj, tags::IMAGE_POSITION_PATIENT).filter(|v| v.len() == 3),
+            orientation: floats(&obj, tags::IMAGE_ORIENTATION_PATIENT).filter(|v| v.len() == 6),
+            instance: int(&obj, tags::INSTANCE_NUMBER),
+        });
+    }
+    if series_uids.len() > 1 {
+        return Err(Error::format(
+            dir,
+            format!(
+                "folder holds {} DICOM series (SeriesInstanceUID {}); put each series in its \
+                 own folder",
+                series_uids.len(),
+                series_uids.join(", ")
+            ),
+        ));
+    }
+    let (h, w) = (slices[0].data.dim().1, slices[0].data.dim().2);
+    for s in &slices {
+        if (s.data.dim().1, s.data.dim().2) != (h, w) {
+            return Err(Error::format(
+                &s.path,
+                format!(
+                    "slice is {}x{} but {} is {h}x{w}; all slices of a series must have the \
+                     same size",
+                    s.data.dim().1,
+                    s.data.dim().2,
+                    slices[0].path.display()
+                ),
+            ));
+        }
+    }
+    // Sort key: projection on the slice normal, else InstanceNumber, else file name.
+    let n = slices[0].orientation.as_deref().and_then(normal);
+    let mut positions: Option<Vec<f64>> = None;
+    if let Some(n) = n.filter(|_| slices.iter().all(|s| s.position.is_some())) {
+        let proj = |s: &Slice| {
+            let p = s.position.as_ref().expect("checked");
+            n[0] * p[0] + n[1] * p[1] + n[2] * p[2]
+        };
+        slices.sort_by(|a, b| proj(a).total_cmp(&proj(b)));
+        positions = Some(slices.iter().map(proj).collect());
+    } else if slices.iter().all(|s| s.instance.is_some()) {
+        slices.sort_by_key(|s| s.instance);
+    }
+    let d = slices.len();
+    let mut data = Array3::<f32>::zeros((d, h, w));
+    for (k, s) in slices.iter().enumerate() {
+        data.slice_mut(s![k, .., ..])
+            .assign(&s.data.index_axis(Axis(0), 0));
+    }
+    let dz = positions
+        .filter(|p| p.len() > 1)
+        .map(|p| {
+            let mut steps: Vec<f64> = p.windows(2).map(|w| w[1] - w[0]).collect();
+            steps.sort_by(|a, b| a.total_cmp(b));
+            steps[steps.len() / 2]
+        })
+        .filter(|v| *v > 0.0)
+        .unwrap_or(1.0);
+    let ((pr, pc), units, bits) = first_meta.expect("at least one slice");
+    Ok(Image {
+        data,
+        axes: Axes::Dhw,
+        meta: ImageMeta {
+            format: Some(ImageFormat::Dicom),
+            dtype: bits.map(|b| format!("{b}-bit")),
+            spacing: Some([dz, pr, pc]),
+            units,
+            ..Default::default()
+        },
+    })
+}

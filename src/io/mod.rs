@@ -1,0 +1,423 @@
+//! Image and volume I/O: PNG, TIFF, NPY, NIfTI, DICOM, with normalisation to [0, 1] that can be
+//! inverted, atomic writes and ndarray ⇄ `tch::Tensor` conversion.
+//!
+//! # Conventions
+//! * An [`Image`] holds an `Array3<f32>` whose axes are `[C, H, W]` (channels of a 2-D picture,
+//!   [`Axes::Chw`]) or `[D, H, W]` (slices of a volume, [`Axes::Dhw`]). Rows (H) run top to
+//!   bottom, columns (W) left to right, C order.
+//! * Integer PNG/TIFF samples are divided by `2^bits − 1` so values lie in [0, 1]; the bit depth
+//!   is kept in [`ImageMeta::bit_depth`] so writing back reproduces the samples exactly.
+//!   NPY, NIfTI and DICOM values are physical values (NIfTI after `scl_slope`/`scl_inter`,
+//!   DICOM in Hounsfield units after `RescaleSlope`/`RescaleIntercept`); map them to [0, 1] with
+//!   [`normalize`], which records the inverse.
+//! * Volumes (NIfTI, DICOM series, TIFF stacks) are `[D, H, W] = [z, y, x]`: NIfTI's voxel
+//!   `(i, j, k)` (nibabel `get_fdata()[i, j, k]`) is `data[[k, j, i]]`.
+//! * A path may end in a selector `#z=K`, `#y=K` or `#x=K` (`vol.nii.gz#z=90`): the image is
+//!   then the 2-D slice at index K along axis 0 (z), 1 (y) or 2 (x), returned as `[1, ·, ·]`.
+//!   `#x=` gives `[z, y]`, `#y=` gives `[z, x]`, `#z=` gives `[y, x]`.
+//!
+//! Errors name the file and the problem ([`crate::Error::Io`], [`crate::Error::Format`]); the
+//! helpers [`ensure_finite`], [`ensure_2d`], [`ensure_3d`] and [`ensure_shape`] give the CLI one
+//! wording for NaN and shape problems.
+pub mod atomic;
+pub mod convert;
+pub mod dicom;
+pub mod grid;
+pub mod nifti;
+pub mod normalize;
+pub mod npy;
+pub mod png;
+pub mod tiff;
+
+pub use convert::{
+    array_to_tensor, complex_array_to_tensor, tensor_to_array, tensor_to_array3,
+    tensor_to_complex_array,
+};
+pub use grid::{make_grid, save_grid_png, GridOptions};
+pub use normalize::{Normalization, NormalizeSpec};
+
+use crate::{Error, Result};
+use ndarray::{Array2, Array3, ArrayBase, ArrayD, Axis, Data, Dimension, Ix2, Ix3};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+/// What axis 0 of [`Image::data`] means.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub enum Axes {
+    /// `[C, H, W]`: the channels of one 2-D picture (gray C = 1, RGB C = 3).
+    #[default]
+    Chw,
+    /// `[D, H, W]`: the slices of a volume (z, y, x).
+    Dhw,
+}
+
+/// The file formats scoreinv reads and writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ImageFormat {
+    Png,
+    Tiff,
+    Npy,
+    Nifti,
+    Dicom,
+}
+
+impl ImageFormat {
+    /// The format a path's extension names (`.png`, `.tif`/`.tiff`, `.npy`, `.nii`/`.nii.gz`,
+    /// `.dcm`/`.dicom`, or a folder = DICOM series).
+    pub fn from_path(path: &Path) -> Result<Self> {
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().to_lowercase())
+            .unwrap_or_default();
+        if path.is_dir() {
+            return Ok(ImageFormat::Dicom);
+        }
+        let f = if name.ends_with(".png") {
+            ImageFormat::Png
+        } else if name.ends_with(".tif") || name.ends_with(".tiff") {
+            ImageFormat::Tiff
+        } else if name.ends_with(".npy") {
+            ImageFormat::Npy
+        } else if name.ends_with(".nii") || name.ends_with(".nii.gz") {
+            ImageFormat::Nifti
+        } else if name.ends_with(".dcm") || name.ends_with(".dicom") {
+            ImageFormat::Dicom
+        } else {
+            return Err(Error::format(
+                path,
+                "unknown image format (expected .png, .tif, .tiff, .npy, .nii, .nii.gz, .dcm \
+                 or a folder of DICOM files)",
+            ));
+        };
+        Ok(f)
+    }
+}
+
+/// Where an image came from and what its values mean.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct ImageMeta {
+    /// The format read from (None for images made in memory).
+    pub format: Option<ImageFormat>,
+    /// Bits per sample of integer PNG/TIFF files (8 or 16); values were divided by
+    /// `2^bit_depth − 1`. None for floating-point and physical-unit data.
+    pub bit_depth: Option<u8>,
+    /// The element type stored in the file (`u8`, `u16`, `i16`, `f32`, `f64`, ...).
+    pub dtype: Option<String>,
+    /// Voxel size along `[D, H, W]` in mm (NIfTI pixdim, DICOM spacing); for a single
+    /// slice, axis 0 is the slice thickness / spacing.
+    pub spacing: Option<[f64; 3]>,
+    /// Physical units of the values: `"HU"` for CT DICOM.
+    pub units: Option<String>,
+    /// NIfTI voxel-to-world affine (mm): world = A · (i, j, k, 1) with (i, j, k) = (x, y, z)
+    /// = indices along (W, H, D), i.e. `data[[k, j, i]]`. From the sform (None for a qform-only file); written
+    /// back as the sform, so outputs overlay their input in viewers.
+    #[serde(default)]
+    pub affine: Option<[[f64; 4]; 4]>,
+}
+
+/// An image or volume as `f32` `[C, H, W]` or `[D, H, W]` with its metadata.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Image {
+    pub data: Array3<f32>,
+    pub axes: Axes,
+    pub meta: ImageMeta,
+}
+
+impl Image {
+    /// A `[C, H, W]` picture with no metadata.
+    pub fn chw(data: Array3<f32>) -> Self {
+        Image {
+            data,
+            axes: Axes::Chw,
+            meta: ImageMeta::default(),
+        }
+    }
+    /// A `[D, H, W]` volume with no metadata.
+    pub fn dhw(data: Array3<f32>) -> Self {
+        Image {
+            data,
+            axes: Axes::Dhw,
+            meta: ImageMeta::default(),
+        }
+    }
+    /// A single-channel `[1, H, W]` picture.
+    pub fn gray(data: Array2<f32>) -> Self {
+        Self::chw(data.insert_axis(Axis(0)))
+    }
+    /// Size of axis 0 (channels or slices).
+    pub fn depth(&self) -> usize {
+        self.data.shape()[0]
+    }
+    pub fn height(&self) -> usize {
+        self.data.shape()[1]
+    }
+    pub fn width(&self) -> usize {
+        self.data.shape()[2]
+    }
+    /// The 2-D slice at `index` along `axis` (z = 0, y = 1, x = 2), as a `[1, ·, ·]` picture.
+    pub fn slice(&self, sel: Selector) -> Result<Image> {
+        let ax = sel.axis.index();
+        let n = self.data.shape()[ax];
+        if sel.index >= n {
+            return Err(Error::Invalid(format!(
+                "slice {}={} is out of range: the {} axis has {} slices (0..={})",
+                sel.axis.name(),
+                sel.index,
+                sel.axis.name(),
+                n,
+                n.saturating_sub(1)
+            )));
+        }
+        let plane = self.data.index_axis(Axis(ax), sel.index).to_owned();
+        let mut meta = self.meta.clone();
+        meta.affine = match (sel.axis, meta.affine) {
+            // a z-slice is the one-voxel-thick volume starting at k: shift the origin by k·column z
+            (SliceAxis::Z, Some(mut a)) => {
+                for row in a.iter_mut().take(3) {
+                    row[3] += sel.index as f64 * row[2];
+                }
+                Some(a)
+            }
+            _ => None,
+        };
+        if let Some(s) = meta.spacing {
+            let rest: Vec<f64> = (0..3).filter(|&a| a != ax).map(|a| s[a]).collect();
+            meta.spacing = Some([s[ax], rest[0], rest[1]]);
+        }
+        Ok(Image {
+            data: plane.insert_axis(Axis(0)),
+            axes: Axes::Chw,
+            meta,
+        })
+    }
+    /// The image as a `[1, C, H, W]` f32 tensor on the CPU.
+    pub fn to_tensor(&self) -> tch::Tensor {
+        array_to_tensor(&self.data).unsqueeze(0)
+    }
+}
+
+/// A volume axis in `[z, y, x]` order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SliceAxis {
+    Z,
+    Y,
+    X,
+}
+
+impl SliceAxis {
+    /// Its index in `[D, H, W] = [z, y, x]`.
+    pub fn index(self) -> usize {
+        match self {
+            SliceAxis::Z => 0,
+            SliceAxis::Y => 1,
+            SliceAxis::X => 2,
+        }
+    }
+    pub fn name(self) -> &'static str {
+        match self {
+            SliceAxis::Z => "z",
+            SliceAxis::Y => "y",
+            SliceAxis::X => "x",
+        }
+    }
+}
+
+/// One slice of a volume: `#z=90` in a path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Selector {
+    pub axis: SliceAxis,
+    pub index: usize,
+}
+
+/// Splits `file.nii.gz#z=90` into the file and the selector. A `#` not followed by
+/// `x=`/`y=`/`z=` and an integer is part of the file name.
+pub fn split_selector(path: &Path) -> Result<(PathBuf, Option<Selector>)> {
+    let s = path.to_string_lossy();
+    let Some(pos) = s.rfind('#') else {
+        return Ok((path.to_path_buf(), None));
+    };
+    let (file, tail) = (&s[..pos], &s[pos + 1..]);
+    let Some((ax, idx)) = tail.split_once('=') else {
+        return Ok((path.to_path_buf(), None));
+    };
+    let axis = match ax.trim() {
+        "z" | "Z" => SliceAxis::Z,
+        "y" | "Y" => SliceAxis::Y,
+        "x" | "X" => SliceAxis::X,
+        _ => return Ok((path.to_path_buf(), None)),
+    };
+    let index = idx.trim().parse::<usize>().map_err(|_| {
+        Error::Invalid(format!(
+            "{}: slice selector '#{tail}' needs a non-negative integer index, e.g. #{}=0",
+            path.display(),
+            axis.name()
+        ))
+    })?;
+    Ok((PathBuf::from(file), Some(Selector { axis, index })))
+}
+
+/// Reads an image or volume, choosing the reader from the extension (a folder is read as a
+/// DICOM series), then applies a `#z=`/`#y=`/`#x=` selector if the path has one.
+pub fn read_image(path: impl AsRef<Path>) -> Result<Image> {
+    let (file, sel) = split_selector(path.as_ref())?;
+    let img = read_image_file(&file)?;
+    match sel {
+        Some(sel) => img.slice(sel).map_err(|e| match e {
+            Error::Invalid(m) => Error::format(&file, m),
+            e => e,
+        }),
+        None => Ok(img),
+    }
+}
+
+/// [`read_image`] without selector parsing.
+pub fn read_image_file(path: &Path) -> Result<Image> {
+    if !path.exists() {
+        return Err(Error::io(
+            path,
+            std::io::Error::new(std::io::ErrorKind::NotFound, "no such file or folder"),
+        ));
+    }
+    match ImageFormat::from_path(path)? {
+        ImageFormat::Png => png::read_png(path),
+        ImageFormat::Tiff => tiff::read_tiff(path),
+        ImageFormat::Npy => npy::read_npy_image(path),
+        ImageFormat::Nifti => nifti::read_nifti(path),
+        ImageFormat::Dicom => {
+            if path.is_dir() {
+                dicom::read_dicom_series(path)
+            } else {
+                dicom::read_dicom_file(path)
+            }
+        }
+    }
+}
+
+/// Writes an image, choosing the writer from the extension: `.png` (8-bit unless
+/// `meta.bit_depth == Some(16)`; values clamped to [0, 1]), `.tif`/`.tiff` (f32 pages),
+/// `.npy` (f32 `[C, H, W]`), `.nii`/`.nii.gz` (the `[D, H, W]` volume as NIfTI x, y, z with
+/// `meta.spacing`). The write is atomic (see [`atomic`]); NaN/Inf are refused.
+pub fn write_image(path: impl AsRef<Path>, image: &Image) -> Result<()> {
+    let path = path.as_ref();
+    ensure_finite(
+        &image.data,
+        &format!("image to write to {}", path.display()),
+    )?;
+    match ImageFormat::from_path(path)? {
+        ImageFormat::Png => {
+            let bits = match image.meta.bit_depth {
+                Some(16) => png::PngBitDepth::Sixteen,
+                _ => png::PngBitDepth::Eight,
+            };
+            png::write_png(path, &image.data, bits)
+        }
+        ImageFormat::Tiff => tiff::write_tiff(path, &image.data),
+        ImageFormat::Npy => npy::write_npy(path, &image.data),
+        ImageFormat::Nifti => {
+            nifti::write_nifti(path, &image.data, image.meta.spacing, image.meta.affine)
+        }
+        ImageFormat::Dicom => Err(Error::format(
+            path,
+            "writing DICOM is not supported; write .nii.gz, .npy, .tif or .png instead",
+        )),
+    }
+}
+
+/// Refuses arrays with NaN or ±Inf, saying how many and where the first one is.
+pub fn ensure_finite<S, D>(a: &ArrayBase<S, D>, what: &str) -> Result<()>
+where
+    S: Data<Elem = f32>,
+    D: Dimension,
+{
+    let mut count = 0usize;
+    let mut first = None;
+    for (idx, v) in a.indexed_iter() {
+        if !v.is_finite() {
+            if first.is_none() {
+                first = Some((format!("{idx:?}"), *v));
+            }
+            count += 1;
+        }
+    }
+    match first {
+        None => Ok(()),
+        Some((idx, v)) => Err(Error::NonFinite(format!(
+            "{what} ({count} of {} values are not finite; the first, {v}, at index {idx})",
+            a.len()
+        ))),
+    }
+}
+
+fn describe_shape(shape: &[usize]) -> String {
+    format!("a {}-D array {:?}", shape.len(), shape)
+}
+
+/// A 2-D `[H, W]` array from `[H, W]`, `[1, H, W]` or `[1, 1, H, W]` (leading singleton axes are
+/// dropped); anything else is a [`Error::Shape`] saying what was given.
+pub fn ensure_2d(a: ArrayD<f32>, what: &str) -> Result<Array2<f32>> {
+    let shape = a.shape().to_vec();
+    let lead = shape.len().saturating_sub(2);
+    if shape.len() < 2 || shape[..lead].iter().any(|&d| d != 1) {
+        return Err(Error::Shape {
+            what: what.to_string(),
+            expected: "a 2-D image [H, W] (or [1, H, W])".into(),
+            actual: describe_shape(&shape),
+        });
+    }
+    let (h, w) = (shape[lead], shape[lead + 1]);
+    let a = a.into_shape_with_order((h, w)).map_err(|e| Error::Shape {
+        what: what.to_string(),
+        expected: "a 2-D image [H, W]".into(),
+        actual: format!("{} ({e})", describe_shape(&shape)),
+    })?;
+    Ok(a.into_dimensionality::<Ix2>().expect("2-D by construction"))
+}
+
+/// A `[C, H, W]` array from `[H, W]` (C = 1), `[C, H, W]` or `[1, C, H, W]`; anything else is a
+/// [`Error::Shape`].
+pub fn ensure_3d(a: ArrayD<f32>, what: &str) -> Result<Array3<f32>> {
+    let shape = a.shape().to_vec();
+    let dims: Vec<usize> = match shape.len() {
+        2 => vec![1, shape[0], shape[1]],
+        3 => shape.clone(),
+        n if n > 3 && shape[..n - 3].iter().all(|&d| d == 1) => shape[n - 3..].to_vec(),
+        _ => {
+            return Err(Error::Shape {
+                what: what.to_string(),
+                expected: "an image [C, H, W] (or [H, W], [1, C, H, W])".into(),
+                actual: describe_shape(&shape),
+            })
+        }
+    };
+    let a = a
+        .as_standard_layout()
+        .into_owned()
+        .into_shape_with_order(dims)
+        .map_err(|e| Error::Shape {
+            what: what.to_string(),
+            expected: "an image [C, H, W]".into(),
+            actual: format!("{} ({e})", describe_shape(&shape)),
+        })?;
+    Ok(a.into_dimensionality::<Ix3>().expect("3-D by construction"))
+}
+
+/// Refuses an array whose shape is not `expected` (`None` = any size on that axis).
+pub fn ensure_shape(shape: &[usize], expected: &[Option<usize>], what: &str) -> Result<()> {
+    let ok = shape.len() == expected.len()
+        && shape
+            .iter()
+            .zip(expected)
+            .all(|(&s, e)| e.is_none_or(|e| e == s));
+    if ok {
+        return Ok(());
+    }
+    let exp: Vec<String> = expected
+        .iter()
+        .map(|e| e.map_or("_".to_string(), |v| v.to_string()))
+        .collect();
+    Err(Error::Shape {
+        what: what.to_string(),
+        expected: format!("[{}]", exp.join(", ")),
+        actual: describe_shape(shape),
+    })
+}
