@@ -9,9 +9,13 @@
 //! * [`sde`]: VE, VP and sub-VP SDEs (Song et al. 2021).
 //! * [`models`]: the [`models::ScoreModel`] trait and score networks.
 //! * [`device`]: `--device` selection.
+//! * [`metrics`]: PSNR, SSIM, nRMSE (identical to scikit-image).
+//! * [`data`]: phantoms (modified Shepp–Logan, random ellipses).
 
+pub mod data;
 pub mod device;
 pub mod error;
+pub mod metrics;
 pub mod models;
 pub mod runtime;
 pub mod sde;
