@@ -11,10 +11,12 @@
 //! * [`device`]: `--device` selection.
 //! * [`metrics`]: PSNR, SSIM, nRMSE (identical to scikit-image).
 //! * [`data`]: phantoms (modified Shepp–Logan, random ellipses).
+//! * [`inverse`]: classical baselines (TV-PDHG, FBP / pseudo-inverse, zero-filled, gray).
 
 pub mod data;
 pub mod device;
 pub mod error;
+pub mod inverse;
 pub mod metrics;
 pub mod models;
 pub mod runtime;
