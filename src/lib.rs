@@ -10,11 +10,16 @@
 //! * [`models`]: the [`models::ScoreModel`] trait and score networks.
 //! * [`device`]: `--device` selection.
 //! * [`io`]: PNG/TIFF/NPY/NIfTI/DICOM images, invertible normalisation, tensor conversion.
+//! * [`metrics`]: PSNR, SSIM, nRMSE (identical to scikit-image).
+//! * [`data`]: phantoms (modified Shepp–Logan, random ellipses).
+//! * [`inverse`]: classical baselines (TV-PDHG, FBP / pseudo-inverse, zero-filled, gray).
 
 pub mod data;
 pub mod device;
 pub mod error;
+pub mod inverse;
 pub mod io;
+pub mod metrics;
 pub mod models;
 pub mod runtime;
 pub mod sde;
