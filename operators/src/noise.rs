@@ -13,10 +13,12 @@
 //! logarithm stays finite (photon starvation). This is the model of the LoDoPaB-CT benchmark
 //! (Leuschner et al. 2021, Scientific Data 8:109), whose default is `I0 = 4096`.
 //!
-//! Randomness: `Tensor::poisson` draws from libtorch's default generator of the tensor's
-//! device. [`PoissonNoise::apply_seeded`] calls `tch::manual_seed(seed)` first, which seeds the
-//! default generators of all devices (global state: concurrent users of that generator
-//! interleave).
+//! Randomness: [`PoissonNoise::apply`] draws with `Tensor::poisson` from libtorch's default
+//! generator of the tensor's device (seed it with `tch::manual_seed`; that state is global and
+//! shared by every thread). [`PoissonNoise::apply_seeded`] instead draws on the host from a
+//! ChaCha8 stream seeded with `seed` (`rand_distr::Poisson`), so its result depends only on
+//! `seed` and `y`: identical across devices, threads and libtorch versions (it copies `y` to the
+//! host and back, which is fine for simulating a measurement once).
 use serde::{Deserialize, Serialize};
 use tch::Tensor;
 
@@ -119,10 +121,49 @@ impl PoissonNoise {
             .f_to_kind(y.kind())?)
     }
 
-    /// [`Self::apply`] after `tch::manual_seed(seed)`: reproducible for a given seed, device
-    /// and libtorch version.
-    pub fn apply_seeded(&self, y: &Tensor, seed: i64) -> Result<Tensor> {
-        tch::manual_seed(seed);
-        self.apply(y)
+    /// A noisy copy of `y` drawn from a ChaCha8 stream seeded with `seed` (row-major order of
+    /// `y`): reproducible on any device and thread.
+    pub fn apply_seeded(&self, y: &Tensor, seed: u64) -> Result<Tensor> {
+        use rand::SeedableRng;
+        use rand_distr::{Distribution, Poisson};
+        self.check(y)?;
+        let rate = self.expected_counts(&y.f_to_kind(tch::Kind::Double)?)?;
+        let rate = rate.f_to_device(tch::Device::Cpu)?.f_contiguous()?;
+        let numel = rate.numel();
+        let mut lambda = vec![0f64; numel];
+        rate.f_copy_data(&mut lambda, numel)?;
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+        let noisy: Vec<f64> = lambda
+            .iter()
+            .map(|&l| {
+                // Poisson::new refuses λ = 0 (underflow of exp(-μy)): no photons then.
+                let counts = match Poisson::new(l) {
+                    Ok(p) => p.sample(&mut rng),
+                    Err(_) => 0.0,
+                };
+                -(counts.max(1.0) / self.i0).ln() / self.mu_scale
+            })
+            .collect();
+        Ok(Tensor::f_from_slice(&noisy)?
+            .f_reshape(y.size())?
+            .f_to_kind(y.kind())?
+            .f_to_device(y.device())?)
+    }
+
+    fn check(&self, y: &Tensor) -> Result<()> {
+        self.validate()?;
+        if !matches!(y.kind(), tch::Kind::Float | tch::Kind::Double) {
+            return Err(OperatorError::Invalid(format!(
+                "poisson noise: line integrals must be Float or Double, got {:?}",
+                y.kind()
+            )));
+        }
+        let finite = y.f_isfinite()?.f_all()?.f_int64_value(&[])?;
+        if finite == 0 {
+            return Err(OperatorError::NonFinite(
+                "poisson noise: line integrals".into(),
+            ));
+        }
+        Ok(())
     }
 }

@@ -65,8 +65,12 @@ pub fn rel_l2_t(a: &Tensor, b: &Tensor) -> f64 {
 pub fn psnr(rec: &Array2<f64>, truth: &Array2<f64>) -> f64 {
     let max = truth.iter().cloned().fold(f64::MIN, f64::max);
     let min = truth.iter().cloned().fold(f64::MAX, f64::min);
-    let mse: f64 =
-        rec.iter().zip(truth).map(|(x, y)| (x - y).powi(2)).sum::<f64>() / truth.len() as f64;
+    let mse: f64 = rec
+        .iter()
+        .zip(truth)
+        .map(|(x, y)| (x - y).powi(2))
+        .sum::<f64>()
+        / truth.len() as f64;
     10.0 * ((max - min).powi(2) / mse).log10()
 }
 
