@@ -10,8 +10,15 @@
 //! mask in the transformed domain.
 
 pub mod error;
+pub mod fbp;
+pub mod noise;
+pub mod radon;
+pub mod reference;
 
 pub use error::{OperatorError, Result};
+pub use fbp::FbpFilter;
+pub use noise::PoissonNoise;
+pub use radon::{ParallelBeamRadon, RadonBackend};
 
 use tch::Tensor;
 

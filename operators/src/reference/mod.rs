@@ -1,0 +1,2 @@
+//! ndarray + rayon reference implementations (CPU), independent of tch kernels.
+pub mod radon;

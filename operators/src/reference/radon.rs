@@ -1,0 +1,365 @@
+//! ndarray + rayon reference implementation of the parallel-beam Radon transform, its exact
+//! adjoint and filtered back-projection, for CPU-only callers and as an independent check of
+//! the tensor implementation in [`crate::radon`].
+//!
+//! Discretisation (identical to scikit-image `radon(image, theta, circle=True)`, which rotates
+//! the image with bilinear interpolation about pixel `(N/2, N/2)` and sums its rows): with
+//! `c = N/2` (integer division), detector bin `k` (offset `s = k - c`), ray sample `j`
+//! (offset `t = j - c`) and angle `θ`,
+//!
+//! ```text
+//! row = c - s sin θ + t cos θ,   col = c + s cos θ + t sin θ
+//! R[k, θ] = Σ_j  bilinear(x, row, col)          (x = 0 outside the N×N grid)
+//! ```
+//!
+//! The adjoint scatters each `R[k, θ]` back onto the four pixels of every sample with the same
+//! bilinear weights, so it is the exact transpose of the forward. [`fbp`] follows
+//! [`crate::fbp`]. Images are batches `[M, N, N]`, sinograms `[M, N, n_angles]`.
+use ndarray::{Array2, Array3, ArrayView3, Axis};
+use ndrustfft::{ndfft_r2c, ndifft_r2c, Complex, R2cFftHandler};
+use rayon::prelude::*;
+
+use crate::fbp::{fbp_scale, half_spectrum_filter, FbpFilter, FbpPadding};
+use crate::{OperatorError, Result};
+
+/// Floating-point element types of the reference path (`f32`, `f64`).
+pub trait Real: ndarray::NdFloat + tch::kind::Element + Default {
+    /// The tch kind of this type.
+    const KIND: tch::Kind;
+    /// Conversion from `f64` (rounding for `f32`).
+    fn from_f64(v: f64) -> Self;
+    /// Conversion to `f64`.
+    fn to_f64(self) -> f64;
+}
+
+impl Real for f32 {
+    const KIND: tch::Kind = tch::Kind::Float;
+    fn from_f64(v: f64) -> Self {
+        v as f32
+    }
+    fn to_f64(self) -> f64 {
+        self as f64
+    }
+}
+
+impl Real for f64 {
+    const KIND: tch::Kind = tch::Kind::Double;
+    fn from_f64(v: f64) -> Self {
+        v
+    }
+    fn to_f64(self) -> f64 {
+        self
+    }
+}
+
+/// Parallel-beam geometry: an `N × N` image, `N` detector bins, angles in degrees.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ParallelGeometry {
+    n: usize,
+    angles_deg: Vec<f64>,
+    cos: Vec<f64>,
+    sin: Vec<f64>,
+}
+
+impl ParallelGeometry {
+    /// Checks `n ≥ 2`, at least one angle, all angles finite.
+    pub fn new(n: usize, angles_deg: Vec<f64>) -> Result<Self> {
+        if n < 2 {
+            return Err(OperatorError::Invalid(format!(
+                "radon: image size n must be at least 2, got {n}"
+            )));
+        }
+        if angles_deg.is_empty() {
+            return Err(OperatorError::Invalid(
+                "radon: at least one projection angle is required, got none".into(),
+            ));
+        }
+        if let Some((i, a)) = angles_deg.iter().enumerate().find(|(_, a)| !a.is_finite()) {
+            return Err(OperatorError::Invalid(format!(
+                "radon: projection angle {i} is {a}; angles must be finite (degrees)"
+            )));
+        }
+        let cos = angles_deg.iter().map(|a| a.to_radians().cos()).collect();
+        let sin = angles_deg.iter().map(|a| a.to_radians().sin()).collect();
+        Ok(ParallelGeometry {
+            n,
+            angles_deg,
+            cos,
+            sin,
+        })
+    }
+
+    /// Image side `N` (also the detector count).
+    pub fn n(&self) -> usize {
+        self.n
+    }
+
+    /// Projection angles in degrees.
+    pub fn angles_deg(&self) -> &[f64] {
+        &self.angles_deg
+    }
+
+    /// Number of projection angles.
+    pub fn n_angles(&self) -> usize {
+        self.angles_deg.len()
+    }
+
+    /// Rotation centre `c = N / 2` (integer division, as scikit-image).
+    pub fn center(&self) -> f64 {
+        (self.n / 2) as f64
+    }
+
+    /// Image coordinates `(row, col)` of ray sample `j` of detector bin `k` at angle `a`.
+    /// The tensor path builds its interpolation tables from this same function.
+    #[inline(always)]
+    pub fn sample_coords(&self, a: usize, k: usize, j: usize) -> (f64, f64) {
+        let c = self.center();
+        let s = k as f64 - c;
+        let t = j as f64 - c;
+        let (cs, sn) = (self.cos[a], self.sin[a]);
+        (c - s * sn + t * cs, c + s * cs + t * sn)
+    }
+
+    /// Detector coordinate `t` (relative to the centre bin) of pixel `(r, col)` at angle `a`,
+    /// as used by the FBP back-projection.
+    #[inline(always)]
+    pub fn pixel_detector_coord(&self, a: usize, r: usize, col: usize) -> f64 {
+        let c = self.center();
+        let xpr = r as f64 - c;
+        let ypr = col as f64 - c;
+        ypr * self.cos[a] - xpr * self.sin[a]
+    }
+}
+
+fn check_images<T>(geom: &ParallelGeometry, x: &ArrayView3<T>, what: &str) -> Result<()> {
+    let s = x.shape();
+    if s[1] != geom.n || s[2] != geom.n {
+        return Err(OperatorError::Shape {
+            op: "radon (reference)".into(),
+            what: what.into(),
+            expected: format!("[M, {}, {}]", geom.n, geom.n),
+            actual: format!("{s:?}"),
+        });
+    }
+    Ok(())
+}
+
+fn check_sinograms<T>(geom: &ParallelGeometry, y: &ArrayView3<T>, what: &str) -> Result<()> {
+    let s = y.shape();
+    if s[1] != geom.n || s[2] != geom.n_angles() {
+        return Err(OperatorError::Shape {
+            op: "radon (reference)".into(),
+            what: what.into(),
+            expected: format!("[M, {}, {}]", geom.n, geom.n_angles()),
+            actual: format!("{s:?}"),
+        });
+    }
+    Ok(())
+}
+
+/// Bilinear corner description of one sample: flat index of the top-left pixel, its row and
+/// column, and the fractional offsets.
+#[inline(always)]
+fn corners(row: f64, col: f64) -> (isize, isize, f64, f64) {
+    let r0 = row.floor();
+    let c0 = col.floor();
+    (r0 as isize, c0 as isize, row - r0, col - c0)
+}
+
+/// Radon transform of a batch `[M, N, N]` → sinograms `[M, N, n_angles]`.
+pub fn forward<T: Real>(geom: &ParallelGeometry, images: ArrayView3<T>) -> Result<Array3<T>> {
+    check_images(geom, &images, "image")?;
+    let m = images.shape()[0];
+    let n = geom.n;
+    let na = geom.n_angles();
+    // Channels-last copy so that each sample's weights are computed once for all M images.
+    let mut xl = vec![T::zero(); n * n * m];
+    for (mi, img) in images.axis_iter(Axis(0)).enumerate() {
+        for (p, v) in img.iter().enumerate() {
+            xl[p * m + mi] = *v;
+        }
+    }
+    let per_angle: Vec<Vec<T>> = (0..na)
+        .into_par_iter()
+        .map(|a| {
+            let mut out = vec![T::zero(); n * m];
+            for k in 0..n {
+                let acc = &mut out[k * m..(k + 1) * m];
+                for j in 0..n {
+                    let (row, col) = geom.sample_coords(a, k, j);
+                    let (r0, c0, fr, fc) = corners(row, col);
+                    if r0 < -1 || c0 < -1 || r0 >= n as isize || c0 >= n as isize {
+                        continue;
+                    }
+                    let w = [
+                        T::from_f64((1.0 - fr) * (1.0 - fc)),
+                        T::from_f64((1.0 - fr) * fc),
+                        T::from_f64(fr * (1.0 - fc)),
+                        T::from_f64(fr * fc),
+                    ];
+                    if r0 >= 0 && c0 >= 0 && r0 < n as isize - 1 && c0 < n as isize - 1 {
+                        let b = (r0 as usize * n + c0 as usize) * m;
+                        let (p00, p01) = (&xl[b..b + m], &xl[b + m..b + 2 * m]);
+                        let b1 = b + n * m;
+                        let (p10, p11) = (&xl[b1..b1 + m], &xl[b1 + m..b1 + 2 * m]);
+                        for mi in 0..m {
+                            acc[mi] +=
+                                w[0] * p00[mi] + w[1] * p01[mi] + w[2] * p10[mi] + w[3] * p11[mi];
+                        }
+                    } else {
+                        for (q, (dr, dc)) in [(0, 0), (0, 1), (1, 0), (1, 1)].iter().enumerate() {
+                            let (r, c) = (r0 + dr, c0 + dc);
+                            if r < 0 || c < 0 || r >= n as isize || c >= n as isize {
+                                continue;
+                            }
+                            let b = (r as usize * n + c as usize) * m;
+                            for mi in 0..m {
+                                acc[mi] += w[q] * xl[b + mi];
+                            }
+                        }
+                    }
+                }
+            }
+            out
+        })
+        .collect();
+    let mut sino = Array3::<T>::zeros((m, n, na));
+    for (a, out) in per_angle.iter().enumerate() {
+        for k in 0..n {
+            for mi in 0..m {
+                sino[[mi, k, a]] = out[k * m + mi];
+            }
+        }
+    }
+    Ok(sino)
+}
+
+/// Exact adjoint (transpose) of [`forward`]: sinograms `[M, N, n_angles]` → images `[M, N, N]`.
+pub fn adjoint<T: Real>(geom: &ParallelGeometry, sinograms: ArrayView3<T>) -> Result<Array3<T>> {
+    check_sinograms(geom, &sinograms, "sinogram")?;
+    let m = sinograms.shape()[0];
+    let n = geom.n;
+    let na = geom.n_angles();
+    // Angle groups scatter into private images, summed at the end (no write conflicts).
+    let groups = (rayon::current_num_threads() * 2).clamp(1, na);
+    let partials: Vec<Vec<T>> = (0..groups)
+        .into_par_iter()
+        .map(|g| {
+            let mut xl = vec![T::zero(); n * n * m];
+            let mut v = vec![T::zero(); m];
+            for a in (g..na).step_by(groups) {
+                for k in 0..n {
+                    for (mi, vm) in v.iter_mut().enumerate() {
+                        *vm = sinograms[[mi, k, a]];
+                    }
+                    for j in 0..n {
+                        let (row, col) = geom.sample_coords(a, k, j);
+                        let (r0, c0, fr, fc) = corners(row, col);
+                        if r0 < -1 || c0 < -1 || r0 >= n as isize || c0 >= n as isize {
+                            continue;
+                        }
+                        let w = [
+                            T::from_f64((1.0 - fr) * (1.0 - fc)),
+                            T::from_f64((1.0 - fr) * fc),
+                            T::from_f64(fr * (1.0 - fc)),
+                            T::from_f64(fr * fc),
+                        ];
+                        for (q, (dr, dc)) in [(0, 0), (0, 1), (1, 0), (1, 1)].iter().enumerate() {
+                            let (r, c) = (r0 + dr, c0 + dc);
+                            if r < 0 || c < 0 || r >= n as isize || c >= n as isize {
+                                continue;
+                            }
+                            let b = (r as usize * n + c as usize) * m;
+                            for mi in 0..m {
+                                xl[b + mi] += w[q] * v[mi];
+                            }
+                        }
+                    }
+                }
+            }
+            xl
+        })
+        .collect();
+    let mut out = Array3::<T>::zeros((m, n, n));
+    for xl in &partials {
+        for (p, chunk) in xl.chunks_exact(m).enumerate() {
+            let (r, c) = (p / n, p % n);
+            for mi in 0..m {
+                out[[mi, r, c]] += chunk[mi];
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Filtered back-projection of sinograms `[M, N, n_angles]` → images `[M, N, N]`, as
+/// scikit-image `iradon(..., filter_name, circle=True)` (see [`crate::fbp`]). Computed in f64.
+pub fn fbp<T: Real>(
+    geom: &ParallelGeometry,
+    sinograms: ArrayView3<T>,
+    filter: FbpFilter,
+) -> Result<Array3<T>> {
+    check_sinograms(geom, &sinograms, "sinogram")?;
+    let m = sinograms.shape()[0];
+    let n = geom.n;
+    let na = geom.n_angles();
+    let pad = FbpPadding::new(n);
+    let (d, p) = (pad.diagonal, pad.fft_len);
+    let h = half_spectrum_filter(p, filter);
+
+    // One row per (image, angle): the projection placed in the zero-padded length-P frame.
+    let mut rows = Array2::<f64>::zeros((m * na, p));
+    for mi in 0..m {
+        for a in 0..na {
+            let mut row = rows.row_mut(mi * na + a);
+            for k in 0..n {
+                row[pad.pad_before + k] = sinograms[[mi, k, a]].to_f64();
+            }
+        }
+    }
+    let handler = R2cFftHandler::<f64>::new(p);
+    let mut spec = Array2::<Complex<f64>>::zeros((m * na, p / 2 + 1));
+    ndfft_r2c(&rows, &mut spec, &handler, 1);
+    for mut srow in spec.rows_mut() {
+        for (z, hk) in srow.iter_mut().zip(&h) {
+            *z *= *hk;
+        }
+    }
+    ndifft_r2c(&spec, &mut rows, &handler, 1);
+
+    let half_d = (d / 2) as f64;
+    let radius = (n / 2) as isize;
+    let scale = fbp_scale(na);
+    let mut out = Array3::<T>::zeros((m, n, n));
+    out.axis_iter_mut(Axis(0))
+        .into_par_iter()
+        .enumerate()
+        .for_each(|(mi, mut img)| {
+            for r in 0..n {
+                for col in 0..n {
+                    let (xr, yc) = (r as isize - radius, col as isize - radius);
+                    if xr * xr + yc * yc > radius * radius {
+                        continue;
+                    }
+                    let mut acc = 0.0;
+                    for a in 0..na {
+                        let u = geom.pixel_detector_coord(a, r, col) + half_d;
+                        let proj = rows.row(mi * na + a);
+                        // numpy.interp on x = 0..D-1 with left = right = 0.
+                        if u < 0.0 || u > (d - 1) as f64 {
+                            continue;
+                        }
+                        let i0 = u.floor() as usize;
+                        if i0 == d - 1 {
+                            acc += proj[i0];
+                        } else {
+                            let w = u - i0 as f64;
+                            acc += proj[i0] * (1.0 - w) + proj[i0 + 1] * w;
+                        }
+                    }
+                    img[[r, col]] = T::from_f64(acc * scale);
+                }
+            }
+        });
+    Ok(out)
+}
