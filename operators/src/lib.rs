@@ -10,8 +10,19 @@
 //! mask in the transformed domain.
 
 pub mod error;
+pub mod gaussian_noise;
+pub mod grayscale;
+pub mod masking;
+pub mod masks;
+pub mod mri;
+pub mod reference;
 
 pub use error::{OperatorError, Result};
+pub use gaussian_noise::{GaussianNoise, NoiseModel};
+pub use grayscale::Grayscale;
+pub use masking::{InpaintMask, Masking};
+pub use masks::{MaskSpec, SamplingMask};
+pub use mri::{fft2c, ifft2c, synthetic_coil_maps, CoilMaps, ImageDomain, MriFourier, SenseMri};
 
 use tch::Tensor;
 

@@ -1,0 +1,2 @@
+//! Independent ndarray implementations used to cross-check the tch operators.
+pub mod fft;
