@@ -18,7 +18,9 @@
 //! * [`poisson_disc`]: variable-density Poisson-disc sampling (Lustig et al. 2007 "Sparse
 //!   MRI"; Bridson-style dart throwing by random sequential addition on the grid): a point is
 //!   accepted if no accepted point lies within `r(k) = r₀ (1 + α ρ(k))`, `ρ` the normalised
-//!   distance to the centre; `r₀` is found by bisection to hit the acceleration.
+//!   distance to the centre; `r₀` is the largest radius (bisection) that still packs
+//!   `round(H W / R)` points, and the first points in acceptance order are kept, so the
+//!   acceleration is exact.
 //! * [`radial`]: `n_lines` lines through the k-space centre at angles `θ₀ + π i / n_lines`
 //!   (`θ₀` seeded), rasterised onto the grid by nearest-neighbour.
 //!
@@ -317,7 +319,7 @@ fn poisson_rsa(
     alpha: f64,
     order: &[usize],
     centre: (usize, usize, usize, usize),
-) -> Array2<f32> {
+) -> (Array2<f32>, Vec<usize>) {
     let mut mask = Array2::<f32>::zeros((h, w));
     let (y0, ny, x0, nx) = centre;
     for y in y0..y0 + ny {
@@ -327,6 +329,7 @@ fn poisson_rsa(
     }
     let (cy, cx) = ((h / 2) as f64, (w / 2) as f64);
     let (hy, hx) = ((h as f64 / 2.0).max(1.0), (w as f64 / 2.0).max(1.0));
+    let mut accepted = Vec::new();
     for &idx in order {
         let (y, x) = (idx / w, idx % w);
         if mask[[y, x]] == 1.0 {
@@ -355,16 +358,16 @@ fn poisson_rsa(
         }
         if free {
             mask[[y, x]] = 1.0;
+            accepted.push(idx);
         }
     }
-    mask
+    (mask, accepted)
 }
 
 /// Variable-density Poisson-disc mask with a fully sampled centre box (`centre_fraction` of each
 /// side). `alpha ≥ 0` sets how fast the minimum distance grows towards the k-space edge
-/// (`alpha = 0`: uniform Poisson disc). The base radius is bisected until the true acceleration
-/// is within 1% of `acceleration` (or the closest one reachable is returned; check
-/// [`SamplingMask::acceleration`]).
+/// (`alpha = 0`: uniform Poisson disc). The number of samples is exactly `round(H W / R)` (see
+/// the module docs for how).
 pub fn poisson_disc(
     h: usize,
     w: usize,
@@ -382,31 +385,35 @@ pub fn poisson_disc(
         )));
     }
     let centre = centre_box(h, w, centre_fraction);
+    let n_centre = centre.1 * centre.3;
+    let target = n_target(h, w, acceleration).max(n_centre);
     let mut order: Vec<usize> = (0..h * w).collect();
     order.shuffle(&mut ChaCha8Rng::seed_from_u64(seed));
-    let accel_of =
-        |m: &Array2<f32>| (h * w) as f64 / m.iter().filter(|&&v| v == 1.0).count() as f64;
-    // Larger radius → fewer points → larger acceleration.
+    // Largest base radius whose packing still has at least `target` points (radius 0 accepts
+    // every pixel). On the integer grid the count is a step function of r0, so the final mask
+    // keeps the first `target − n_centre` points in acceptance order: a subset of a
+    // Poisson-disc set keeps its minimum distance, the visiting order is uniformly random, and
+    // the acceleration is exact.
     let (mut lo, mut hi) = (0.0_f64, (h.max(w)) as f64);
-    let mut best = poisson_rsa(h, w, hi, alpha, &order, centre);
-    let mut best_err = (accel_of(&best) - acceleration).abs();
-    for _ in 0..50 {
+    for _ in 0..40 {
         let mid = 0.5 * (lo + hi);
-        let m = poisson_rsa(h, w, mid, alpha, &order, centre);
-        let a = accel_of(&m);
-        let err = (a - acceleration).abs();
-        if err < best_err {
-            best_err = err;
-            best = m;
-        }
-        if best_err / acceleration < 0.01 || hi - lo < 1e-6 {
-            break;
-        }
-        if a < acceleration {
+        let (_, acc) = poisson_rsa(h, w, mid, alpha, &order, centre);
+        if acc.len() + n_centre >= target {
             lo = mid;
         } else {
             hi = mid;
         }
+    }
+    let (_, accepted) = poisson_rsa(h, w, lo, alpha, &order, centre);
+    let mut best = Array2::<f32>::zeros((h, w));
+    let (y0, ny, x0, nx) = centre;
+    for y in y0..y0 + ny {
+        for x in x0..x0 + nx {
+            best[[y, x]] = 1.0;
+        }
+    }
+    for &idx in accepted.iter().take(target - n_centre) {
+        best[[idx / w, idx % w]] = 1.0;
     }
     SamplingMask::from_array(
         best,

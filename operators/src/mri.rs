@@ -195,8 +195,9 @@ impl LinearOperator for MriFourier {
         to_domain(self.domain, ifft2c(&apply_mask(&self.mask, y)?)?)
     }
 
-    /// Zero-filled inverse FFT `Fᴴ M y` (the exact pseudo-inverse: `F` is unitary and `M` a
-    /// projection), real part in the real domain.
+    /// Zero-filled inverse FFT `Fᴴ M y`: the exact pseudo-inverse in the complex domain (`F` is
+    /// unitary and `M` a projection). In the real domain its real part, fastMRI's zero-filled
+    /// reconstruction, which is exact only for masks point-symmetric about DC.
     fn pseudo_inverse(&self, y: &Tensor) -> Result<Tensor> {
         self.adjoint(y)
     }
