@@ -11,12 +11,22 @@
 
 pub mod error;
 pub mod fbp;
+pub mod gaussian_noise;
+pub mod grayscale;
+pub mod masking;
+pub mod masks;
+pub mod mri;
 pub mod noise;
 pub mod radon;
 pub mod reference;
 
 pub use error::{OperatorError, Result};
 pub use fbp::FbpFilter;
+pub use gaussian_noise::{GaussianNoise, NoiseModel};
+pub use grayscale::Grayscale;
+pub use masking::{InpaintMask, Masking};
+pub use masks::{MaskSpec, SamplingMask};
+pub use mri::{fft2c, ifft2c, synthetic_coil_maps, CoilMaps, ImageDomain, MriFourier, SenseMri};
 pub use noise::PoissonNoise;
 pub use radon::{ParallelBeamRadon, RadonBackend};
 

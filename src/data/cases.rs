@@ -1,0 +1,179 @@
+//! Evaluation cases from a short spec, each a `[C, H, W]` image in [0, 1]:
+//!
+//! | spec | cases |
+//! |---|---|
+//! | `phantom:shepp-logan` | the modified Shepp–Logan phantom |
+//! | `phantom:ellipses:S` / `phantom:ellipses:A..B` | random-ellipse phantoms of seed S / seeds A..B−1 |
+//! | `invesalius:z=K` / `invesalius:z=A..B` | axial slices of the real head CT of Debian `invesalius-examples` |
+//! | `FILE.inv3#z=K` / `#z=A..B` | the same for any InVesalius project |
+//! | `FILE` (`.png .tif .npy .nii .nii.gz .dcm`, DICOM folder), optional `#z=K` | a picture, or every slice of a volume |
+//!
+//! Values: CT in Hounsfield units (DICOM, `.inv3`) go through the HU window
+//! ([`super::ct_slices::HuWindow`]); other data already in [0, 1] is kept; anything else is
+//! min–max normalised (and said so). Every case is resized to `size × size` when given.
+
+use super::ct_slices::{self, HuWindow, Orientation};
+use super::invesalius::{read_inv3, CRANIUM_INV3};
+use super::phantom::{random_ellipses_batch, shepp_logan, RandomEllipsesConfig};
+use crate::inverse::study::Case;
+use crate::io;
+use crate::{Error, Result};
+use ndarray::{Array2, Array3, Axis};
+use std::ops::Range;
+use std::path::Path;
+use tch::{Kind, Tensor};
+
+/// How cases are prepared.
+#[derive(Debug, Clone, Copy)]
+pub struct CaseOptions {
+    /// Resample every case to `size × size` (antialiased when shrinking).
+    pub size: Option<i64>,
+    /// HU window for CT data.
+    pub window: HuWindow,
+    /// Size at which phantoms are rendered when `size` is not given.
+    pub default_phantom_size: usize,
+}
+
+impl Default for CaseOptions {
+    fn default() -> Self {
+        Self {
+            size: None,
+            window: HuWindow::default(),
+            default_phantom_size: 128,
+        }
+    }
+}
+
+fn parse_range(s: &str, what: &str) -> Result<Range<usize>> {
+    let bad = || Error::Config(format!("{what}: '{s}' is neither N nor A..B"));
+    if let Some((a, b)) = s.split_once("..") {
+        let a: usize = a.trim().parse().map_err(|_| bad())?;
+        let b: usize = b.trim().parse().map_err(|_| bad())?;
+        if b <= a {
+            return Err(Error::Config(format!("{what}: empty range {a}..{b}")));
+        }
+        Ok(a..b)
+    } else {
+        let k: usize = s.trim().parse().map_err(|_| bad())?;
+        Ok(k..k + 1)
+    }
+}
+
+fn finish(name: String, img: Array3<f32>, opts: &CaseOptions) -> Result<Case> {
+    io::ensure_finite(&img, &name)?;
+    let (c, h, w) = img.dim();
+    let v: Vec<f32> = img.iter().cloned().collect();
+    let mut t = Tensor::from_slice(&v).reshape([1, c as i64, h as i64, w as i64]);
+    if let Some(n) = opts.size {
+        if n < 2 {
+            return Err(Error::Config(format!("--size must be at least 2, got {n}")));
+        }
+        t = ct_slices::resize(&t, n, n).clamp(0.0, 1.0);
+    }
+    Ok(Case {
+        name,
+        truth: t.get(0).to_kind(Kind::Float),
+    })
+}
+
+fn gray(a: Array2<f32>) -> Array3<f32> {
+    a.insert_axis(Axis(0))
+}
+
+fn inv3_cases(path: &Path, zs: Range<usize>, opts: &CaseOptions, out: &mut Vec<Case>) -> Result<()> {
+    let vol = read_inv3(path)?;
+    let stem = path
+        .file_stem()
+        .map(|s| s.to_string_lossy().to_lowercase())
+        .unwrap_or_else(|| "inv3".into());
+    for z in zs {
+        let sl = ct_slices::slice(&vol, Orientation::Axial, z, opts.window)?;
+        out.push(finish(format!("{stem}_z{z}"), gray(sl), opts)?);
+    }
+    Ok(())
+}
+
+/// Normalises a picture/volume read by [`io::read_image`] to [0, 1] (see the module doc).
+fn to_unit_range(img: &io::Image, opts: &CaseOptions, name: &str) -> Array3<f32> {
+    if img.meta.units.as_deref() == Some("HU") {
+        return img.data.mapv(|v| opts.window.apply(v));
+    }
+    let (lo, hi) = img
+        .data
+        .iter()
+        .fold((f32::INFINITY, f32::NEG_INFINITY), |(a, b), &v| (a.min(v), b.max(v)));
+    if lo >= -1e-6 && hi <= 1.0 + 1e-6 {
+        return img.data.mapv(|v| v.clamp(0.0, 1.0));
+    }
+    eprintln!("note: {name} has values in [{lo}, {hi}]: min-max normalised to [0, 1]");
+    let span = (hi - lo).max(f32::MIN_POSITIVE);
+    img.data.mapv(|v| (v - lo) / span)
+}
+
+/// Loads the cases one spec names (see the module doc).
+pub fn load_cases(spec: &str, opts: &CaseOptions) -> Result<Vec<Case>> {
+    let mut out = Vec::new();
+    let n_ph = opts.size.map(|s| s as usize).unwrap_or(opts.default_phantom_size);
+    if let Some(rest) = spec.strip_prefix("phantom:") {
+        if rest == "shepp-logan" {
+            let img = shepp_logan(n_ph, 4)?.mapv(|v| v as f32);
+            out.push(finish("shepp_logan".into(), gray(img), opts)?);
+        } else if let Some(seeds) = rest.strip_prefix("ellipses:") {
+            let cfg = RandomEllipsesConfig::default();
+            for seed in parse_range(seeds, "phantom:ellipses seeds")? {
+                let img = random_ellipses_batch(1, n_ph, &cfg, seed as u64)?
+                    .index_axis_move(Axis(0), 0)
+                    .mapv(|v| v as f32);
+                out.push(finish(format!("ellipses_{seed}"), gray(img), opts)?);
+            }
+        } else {
+            return Err(Error::Config(format!(
+                "unknown phantom '{rest}': expected shepp-logan or ellipses:SEED[..END]"
+            )));
+        }
+        return Ok(out);
+    }
+    if let Some(rest) = spec.strip_prefix("invesalius:") {
+        let zs = rest.strip_prefix("z=").ok_or_else(|| {
+            Error::Config(format!("'{spec}': expected invesalius:z=K or invesalius:z=A..B"))
+        })?;
+        inv3_cases(Path::new(CRANIUM_INV3), parse_range(zs, spec)?, opts, &mut out)?;
+        return Ok(out);
+    }
+    let (path, sel) = match spec.rsplit_once('#') {
+        Some((p, s)) => (p, Some(s)),
+        None => (spec, None),
+    };
+    if path.to_lowercase().ends_with(".inv3") {
+        let zs = match sel {
+            Some(s) => parse_range(s.strip_prefix("z=").unwrap_or(s), spec)?,
+            None => 0..read_inv3(Path::new(path))?.hu.len_of(Axis(0)),
+        };
+        inv3_cases(Path::new(path), zs, opts, &mut out)?;
+        return Ok(out);
+    }
+    let img = io::read_image(spec)?;
+    let stem = Path::new(path)
+        .file_name()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "image".into());
+    let stem = stem
+        .trim_end_matches(".gz")
+        .trim_end_matches(".nii")
+        .trim_end_matches(".npy")
+        .trim_end_matches(".png")
+        .trim_end_matches(".dcm")
+        .trim_end_matches(".tiff")
+        .trim_end_matches(".tif")
+        .to_string();
+    let data = to_unit_range(&img, opts, spec);
+    match img.axes {
+        io::Axes::Chw => out.push(finish(stem, data, opts)?),
+        io::Axes::Dhw => {
+            for (z, sl) in data.axis_iter(Axis(0)).enumerate() {
+                out.push(finish(format!("{stem}_z{z}"), gray(sl.to_owned()), opts)?);
+            }
+        }
+    }
+    Ok(out)
+}
