@@ -99,7 +99,7 @@ pub fn gray(op: &dyn LinearOperator, y: &Tensor) -> Result<Tensor> {
     };
     let white = op.forward(&Tensor::ones(ones_shape.as_slice(), (kind, y.device())))?;
     let min_abs = white.abs().min().double_value(&[]);
-    if !(min_abs > 1e-12) {
+    if min_abs.is_nan() || min_abs <= 1e-12 {
         return Err(Error::Invalid(format!(
             "gray baseline: operator '{}' maps a white image to a gray level of {min_abs} \
              somewhere; it is not a per-pixel channel combination",
