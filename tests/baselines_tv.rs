@@ -3,8 +3,9 @@
 //! `MᵀM`), on small operators defined here: dense real and complex matrices, a 0/1 diagonal mask, the identity
 //! and a gray (channel-combination) operator. All f64 on the CPU; a CUDA variant is ignored.
 use scoreinv::inverse::baselines::{
-    fbp, gradient, gradient_adjoint, gray, operator_norm, total_variation, tv_pdhg, zero_filled,
-    Baseline, ComplexPart, Constraint, Init, PowerIteration, TaskPreset, TvConfig,
+    fbp, gradient, gradient_adjoint, gray, operator_norm, total_variation, tv_fista, tv_pdhg,
+    zero_filled, Baseline, ComplexPart, Constraint, FistaConfig, Init, PowerIteration, TaskPreset,
+    TvConfig,
 };
 use scoreinv::operators::{LinearOperator, Result as OpResult};
 use std::sync::Mutex;
@@ -646,4 +647,76 @@ fn cuda_matches_cpu() {
     assert_eq!(gpu.x.device(), dev);
     let err = max_abs_diff(&cpu.x, &gpu.x.to_device(Device::Cpu));
     assert!(err < 1e-9, "cpu vs cuda: {err}");
+}
+
+#[test]
+fn fista_reaches_the_same_solutions() {
+    single_thread();
+    // A = I, the step of `tv_denoising_of_a_step_matches_the_analytic_solution`.
+    let ident = Diagonal {
+        mask: Shared::new(Tensor::ones([1, 4, 16], F64)),
+    };
+    let cfg = FistaConfig {
+        lambda: 0.3,
+        n_iter: 100,
+        inner_iter: 20,
+        ..FistaConfig::default()
+    };
+    let res = tv_fista(&ident, &step_rows(), &cfg).unwrap();
+    let (u1, u2) = (0.2 + 0.3 / 6.0, 0.8 - 0.3 / 10.0);
+    let row: Vec<f64> = (0..16).map(|j| if j < 6 { u1 } else { u2 }).collect();
+    let want = Tensor::from_slice(&row)
+        .view([1, 1, 1, 16])
+        .repeat([1, 1, 4, 1]);
+    let err = max_abs_diff(&res.x, &want);
+    eprintln!("fista step: max error {err:.2e}");
+    // FISTA's O(1/k²) with an inexact (warm-started) inner prox: 1e-4 after 100 iterations.
+    assert!(err < 1e-4, "max error {err}");
+    assert!(res.history.gap.is_empty());
+
+    // The boxed dense problem: FISTA's objective matches PDHG's (gap 1e-12) closely.
+    tch::manual_seed(4);
+    let m = Tensor::randn([30, 36], F64) / 6.0;
+    let op = Dense::new(m, &[1, 6, 6]);
+    let y = Tensor::randn([2, 30], F64) * 0.5;
+    let constraint = Constraint::Box { lo: 0.0, hi: 1.0 };
+    let reference = tv_pdhg(
+        &op,
+        &y,
+        &TvConfig {
+            lambda: 0.02,
+            n_iter: 200000,
+            tol: Some(1e-12),
+            check_every: 100,
+            constraint,
+            ..TvConfig::default()
+        },
+    )
+    .unwrap();
+    let fista = tv_fista(
+        &op,
+        &y,
+        &FistaConfig {
+            lambda: 0.02,
+            n_iter: 400,
+            inner_iter: 10,
+            constraint,
+            ..FistaConfig::default()
+        },
+    )
+    .unwrap();
+    let p_ref = *reference.history.objective.last().unwrap();
+    let p = *fista.history.objective.last().unwrap();
+    let h = &fista.history.objective;
+    eprintln!(
+        "fista: objective {p} vs PDHG {p_ref} ({} iterations), first {}",
+        reference.iterations, h[0]
+    );
+    assert!(h[0] > p);
+    // Non-negative up to PDHG's own gap (1e-12 relative); FISTA within 1e-6 relative.
+    assert!(
+        p >= p_ref * (1.0 - 1e-10) && p <= p_ref * (1.0 + 1e-6),
+        "{p} vs {p_ref}"
+    );
+    assert!(fista.x.min().double_value(&[]) >= 0.0 && fista.x.max().double_value(&[]) <= 1.0);
 }
