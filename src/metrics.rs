@@ -11,9 +11,9 @@
 //!     sample covariance (factor `NP/(NP−1)`, `NP = 49`);
 //!   - [`SsimOptions::gaussian`] (Wang et al. 2004; scikit-image `gaussian_weights=True,
 //!     sigma=1.5, use_sample_covariance=False`): 11-tap Gaussian window (σ = 1.5, truncated at
-//!     3.5σ, normalised), population covariance; crop 5.
-//!   Filters use scipy.ndimage's `mode='reflect'` boundary (`d c b a | a b c d | d c b a`).
-//!   Multichannel images: the mean of the per-channel SSIMs (scikit-image `channel_axis`).
+//!     3.5σ, normalised), population covariance; crop 5;
+//!   - filters use scipy.ndimage's `mode='reflect'` boundary (`d c b a | a b c d | d c b a`);
+//!   - multichannel images: the mean of the per-channel SSIMs (scikit-image `channel_axis`).
 //! * nRMSE (`normalized_root_mse`, `normalization='euclidean'`):
 //!   `‖x_true − x_test‖₂ / ‖x_true‖₂` (= `sqrt(MSE) / sqrt(mean(x_true²))`).
 //!

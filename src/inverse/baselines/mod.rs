@@ -6,16 +6,19 @@
 //!   inverse FFT of the zero-filled k-space); complex results are turned into magnitude images
 //!   (the usual display of a zero-filled MRI reconstruction) or real parts ([`ComplexPart`]).
 //! * `tv`: `min_x ½‖Ax − y‖² + λ TV(x)` by PDHG (Chambolle & Pock 2011), see [`tv`]; with a
-//!   0/1 diagonal `A` this is TV inpainting (Chan & Shen 2002).
+//!   0/1 diagonal `A` this is TV inpainting (Chan & Shen 2002). The same problem is also solved
+//!   by FISTA with an inner dual TV solver ([`fista`], Beck & Teboulle 2009).
 //! * `gray`: for colorization, the RGB image whose channels all equal the gray level that
 //!   reproduces `y`: `x_c = y / A(1)` for every channel `c`, with `A(1)` the gray value of a
 //!   white image (so `A x = y` exactly for any per-pixel channel combination; for weights that
 //!   sum to one this is plain replication of the gray channel).
 //!
 //! [`TaskPreset`] holds the regularisation weights per task (images in `[0, 1]`).
+pub mod fista;
 pub mod norm;
 pub mod tv;
 
+pub use fista::{tv_fista, FistaConfig};
 pub use norm::{operator_norm, PowerIteration};
 pub use tv::{
     gradient, gradient_adjoint, total_variation, tv_pdhg, tv_pdhg_from, Constraint, Init,
@@ -99,7 +102,7 @@ pub fn gray(op: &dyn LinearOperator, y: &Tensor) -> Result<Tensor> {
     };
     let white = op.forward(&Tensor::ones(ones_shape.as_slice(), (kind, y.device())))?;
     let min_abs = white.abs().min().double_value(&[]);
-    if !(min_abs > 1e-12) {
+    if min_abs.is_nan() || min_abs <= 1e-12 {
         return Err(Error::Invalid(format!(
             "gray baseline: operator '{}' maps a white image to a gray level of {min_abs} \
              somewhere; it is not a per-pixel channel combination",
