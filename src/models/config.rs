@@ -396,7 +396,7 @@ impl ScoreSdeConfig {
         let m = &self.model;
         let d = &self.data;
         let bad = |msg: String| Err(Error::Config(msg));
-        if m.name.to_ascii_lowercase() != "ncsnpp" {
+        if !m.name.eq_ignore_ascii_case("ncsnpp") {
             return bad(format!(
                 "model.name = '{}' is not supported; only 'ncsnpp' (NCSN++ / DDPM++) is",
                 m.name
@@ -423,7 +423,7 @@ impl ScoreSdeConfig {
                 m.fir_kernel
             ));
         }
-        if m.attention_type.to_ascii_lowercase() != "ddpm" {
+        if !m.attention_type.eq_ignore_ascii_case("ddpm") {
             return bad(format!(
                 "model.attention_type = '{}' is not supported; only 'ddpm'",
                 m.attention_type
@@ -458,7 +458,7 @@ impl ScoreSdeConfig {
         }
         let levels = m.ch_mult.len() as u32;
         let div = 1usize << (levels - 1);
-        if d.image_size == 0 || d.image_size % div != 0 {
+        if d.image_size == 0 || !d.image_size.is_multiple_of(div) {
             return bad(format!(
                 "data.image_size = {} must be a positive multiple of 2^(len(ch_mult)-1) = {div}",
                 d.image_size

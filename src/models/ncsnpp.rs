@@ -323,6 +323,12 @@ impl Ncsnpp {
         &self.arch
     }
 
+    /// Per-sample shape of the training data, `[num_channels, image_size, image_size]`.
+    pub fn sample_shape(&self) -> Vec<i64> {
+        let a = &self.arch;
+        vec![a.num_channels, a.image_size, a.image_size]
+    }
+
     /// Number of entries of upstream's `all_modules` list.
     pub fn num_modules(&self) -> usize {
         self.n_modules
@@ -355,6 +361,14 @@ impl Ncsnpp {
             return Err(Error::Invalid(format!(
                 "NCSN++ input x must be floating point, got {:?}",
                 x.kind()
+            )));
+        }
+        let dev = self.conv_in.weight.device();
+        if x.device() != dev || cond.device() != dev {
+            return Err(Error::Invalid(format!(
+                "NCSN++ on {dev:?}: x is on {:?} and the time condition on {:?}",
+                x.device(),
+                cond.device()
             )));
         }
         if cond.size() != [size[0]] {
@@ -613,4 +627,80 @@ pub fn load_safetensors(vs: &VarStore, path: impl AsRef<FsPath>) -> Result<()> {
         }
         Ok(())
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tch::Device;
+
+    fn small(v: serde_json::Value) -> ScoreSdeConfig {
+        let mut base = serde_json::json!({
+            "model": {"nf": 8, "ch_mult": [1, 2], "num_res_blocks": 1, "attn_resolutions": [4]},
+            "data": {"image_size": 8, "num_channels": 1}
+        });
+        for (k, val) in v.as_object().unwrap() {
+            let obj = base[k].as_object_mut().unwrap();
+            for (kk, vv) in val.as_object().unwrap() {
+                obj.insert(kk.clone(), vv.clone());
+            }
+        }
+        ScoreSdeConfig::from_json_value(&base).unwrap()
+    }
+
+    #[test]
+    fn fourier_w_is_saved_but_not_trained() {
+        let vs = VarStore::new(Device::Cpu);
+        let net = Ncsnpp::new(&vs.root(), &small(serde_json::json!({}))).unwrap();
+        let vars = vs.variables();
+        assert!(vars.contains_key("all_modules.0.W"));
+        assert!(!vars["all_modules.0.W"].requires_grad());
+        assert_eq!(vs.trainable_variables().len(), vars.len() - 1);
+        // Every name sits under all_modules.<i> with i < num_modules.
+        for k in vars.keys() {
+            let i: usize = k.split('.').nth(1).unwrap().parse().unwrap();
+            assert!(
+                k.starts_with("all_modules.") && i < net.num_modules(),
+                "{k}"
+            );
+        }
+        assert_eq!(net.sample_shape(), vec![1, 8, 8]);
+    }
+
+    #[test]
+    fn fresh_network_runs_and_checks_inputs() {
+        let vs = VarStore::new(Device::Cpu);
+        let net = Ncsnpp::new(
+            &vs.root(),
+            &small(serde_json::json!({"model": {"embedding_type": "positional",
+                "scale_by_sigma": true, "progressive": "output_skip"}})),
+        )
+        .unwrap();
+        let x = Tensor::rand([2, 1, 8, 8], (Kind::Float, Device::Cpu));
+        let c = Tensor::from_slice(&[3.0f32, 998.0]);
+        let y = tch::no_grad(|| net.forward(&x, &c, false)).unwrap();
+        assert_eq!(y.size(), vec![2, 1, 8, 8]);
+        assert!(y.isfinite().all().int64_value(&[]) == 1);
+        // Labels index the σ table (num_scales 1000): 1000 is out of range.
+        let bad = Tensor::from_slice(&[3.0f32, 1000.0]);
+        assert!(net.forward(&x, &bad, false).is_err());
+        let nan = Tensor::from_slice(&[f32::NAN, 1.0]);
+        assert!(matches!(
+            net.forward(&x, &nan, false),
+            Err(Error::NonFinite(_))
+        ));
+        let odd = Tensor::rand([2, 1, 7, 8], (Kind::Float, Device::Cpu));
+        assert!(matches!(
+            net.forward(&odd, &c, false),
+            Err(Error::Shape { .. })
+        ));
+    }
+
+    #[test]
+    fn bad_group_counts_are_config_errors() {
+        let vs = VarStore::new(Device::Cpu);
+        // nf 2: GroupNorm would need min(2/4, 32) = 0 groups.
+        let e = Ncsnpp::new(&vs.root(), &small(serde_json::json!({"model": {"nf": 2}})));
+        assert!(matches!(e, Err(Error::Config(_))));
+    }
 }

@@ -185,16 +185,10 @@ pub struct GaussianFourierProjection {
 
 impl GaussianFourierProjection {
     pub fn new(p: &Path, embedding_size: i64, scale: f64) -> Self {
-        let w = p.var(
-            "W",
-            &[embedding_size],
-            Init::Randn {
-                mean: 0.0,
-                stdev: scale,
-            },
-        );
-        // Upstream: nn.Parameter(..., requires_grad=False).
-        let w = w.set_requires_grad(false);
+        // Upstream: nn.Parameter(randn(embedding_size) * scale, requires_grad=False), so it is
+        // registered as a non-trainable variable (still saved, loaded and cast with the store).
+        let w = Tensor::randn([embedding_size], (p.kind(), p.device())) * scale;
+        let w = p.add("W", w, false);
         GaussianFourierProjection { w }
     }
     pub fn forward(&self, x: &Tensor) -> Tensor {

@@ -174,6 +174,7 @@ mod tests {
 
     /// Direct evaluation of upfirdn2d's definition (zero insertion, padding, true convolution,
     /// decimation) on one channel, in plain loops.
+    #[allow(clippy::too_many_arguments)]
     fn upfirdn_ref(
         x: &[f64],
         h: usize,
