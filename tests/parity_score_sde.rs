@@ -384,3 +384,12 @@ fn dropout_and_input_checks() {
     let e = net.forward(x, &(c * 0.0), false).unwrap_err();
     assert!(e.to_string().contains("must be > 0"), "{e}");
 }
+
+/// An empty fixture directory is a failure, not a silent pass.
+#[test]
+#[should_panic(expected = "no NAME.json + NAME.safetensors fixture pair")]
+fn empty_fixture_directory_fails() {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(tmp.path().join("lonely.json"), "{}").unwrap();
+    check_dir(tmp.path());
+}
