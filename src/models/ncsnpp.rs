@@ -15,6 +15,14 @@
 //! * `GroupNorm → act → conv3x3` head (unless `output_skip`), and `/σ` with `scale_by_sigma`
 //!   (σ = c for Fourier, `sigmas[⌊c⌋]` of the geometric σ table for positional).
 //!
+//! Deviations from upstream, all where upstream cannot run or is ambiguous: non-FIR `Upsample`
+//! is nearest 2× (upstream's call raises); FIR `Upsample` with a conv flips the weights with
+//! `flip` and uses stride 2 / output_padding 0 (upstream's negative-step slice and TF-style
+//! stride raise in PyTorch); attention placement follows the configured levels
+//! (`image_size / 2^i`), which equals upstream's run-time width test for `image_size` inputs;
+//! with positional embedding and `scale_by_sigma` the output keeps the input dtype (upstream
+//! promotes to float64 through its float64 `sigmas` buffer).
+//!
 //! Variables live under `all_modules.<i>.…` exactly as in the PyTorch `state_dict`, so
 //! [`load_safetensors`] fills a [`VarStore`] from a converted checkpoint
 //! (`scripts/convert_score_sde.py`) by name.
