@@ -48,3 +48,7 @@ pub trait TimeConditionedNet: Send {
     /// `F_θ(x, c)` with `x: [B, ...]`, `c: [B]`; `train` enables dropout.
     fn forward_t(&self, x: &Tensor, cond: &Tensor, train: bool) -> Tensor;
 }
+
+pub mod config;
+pub mod layers;
+pub mod ncsnpp;
