@@ -283,6 +283,10 @@ fn nifti_slice_selectors_match_nibabel_slices() {
             "{sel}"
         );
     }
+    // by argument instead of suffix
+    let by_arg = io::read_slice(fx("vol.nii.gz"), SliceAxis::Z, 3).unwrap();
+    let want: ArrayD<f32> = expected("nifti_z3.npy");
+    assert_eq!(by_arg.data.index_axis(Axis(0), 0).into_dyn(), want.view());
     let (p, sel) = io::split_selector(std::path::Path::new("a/b#c.nii.gz#x=12")).unwrap();
     assert_eq!(p, PathBuf::from("a/b#c.nii.gz"));
     assert_eq!(sel.unwrap().axis, SliceAxis::X);
