@@ -272,3 +272,16 @@ fn dicom_folder_problems() {
     let (_, s) = err_text(io::read_image(dir.path()));
     assert!(s.contains("holds 2 DICOM series"), "{s}");
 }
+
+#[cfg(unix)]
+#[test]
+fn outputs_get_ordinary_file_permissions_not_private_temp_ones() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let plain = dir.path().join("plain");
+    std::fs::File::create(&plain).unwrap(); // 0666 less the umask
+    let out = dir.path().join("out.npy");
+    io::write_image(&out, &Image::gray(Array2::zeros((2, 2)))).unwrap();
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&out), mode(&plain));
+}

@@ -283,6 +283,10 @@ fn nifti_slice_selectors_match_nibabel_slices() {
             "{sel}"
         );
     }
+    // by argument instead of suffix
+    let by_arg = io::read_slice(fx("vol.nii.gz"), SliceAxis::Z, 3).unwrap();
+    let want: ArrayD<f32> = expected("nifti_z3.npy");
+    assert_eq!(by_arg.data.index_axis(Axis(0), 0).into_dyn(), want.view());
     let (p, sel) = io::split_selector(std::path::Path::new("a/b#c.nii.gz#x=12")).unwrap();
     assert_eq!(p, PathBuf::from("a/b#c.nii.gz"));
     assert_eq!(sel.unwrap().axis, SliceAxis::X);
@@ -369,6 +373,33 @@ fn dicom_series_sorted_along_the_slice_normal() {
     assert_abs_diff_eq!(sp[2], 0.9, epsilon = 1e-9);
     // HU = 2 * stored - 1024, first slice stored value at (0, 0) is 500
     assert_eq!(img.data[[0, 0, 0]], 2.0 * 500.0 - 1024.0);
+    // NIfTI affine (RAS) for (col, row, slice) from IOP rows +x, columns -z, normal +y,
+    // PixelSpacing (0.7, 0.9), slice step 10, first slice at LPS (-20, -12.5, 15):
+    // columns (-0.9, 0, 0), (0, 0, -0.7), (0, -10, 0), origin (20, 12.5, 15)
+    let want_affine = [
+        [-0.9, 0.0, 0.0, 20.0],
+        [0.0, 0.0, -10.0, 12.5],
+        [0.0, -0.7, 0.0, 15.0],
+        [0.0, 0.0, 0.0, 1.0],
+    ];
+    let a = img.meta.affine.expect("series affine");
+    for r in 0..4 {
+        for c in 0..4 {
+            assert_abs_diff_eq!(a[r][c], want_affine[r][c], epsilon = 1e-9);
+        }
+    }
+    // written as NIfTI, the series keeps values and geometry (f32 header fields)
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("series.nii.gz");
+    io::write_image(&out, &img).unwrap();
+    let back = io::read_image(&out).unwrap();
+    assert_eq!(back.data, img.data);
+    let b = back.meta.affine.unwrap();
+    for r in 0..4 {
+        for c in 0..4 {
+            assert_abs_diff_eq!(b[r][c], want_affine[r][c], epsilon = 1e-5);
+        }
+    }
     let mid = io::read_image(format!("{}#z=1", dir.display())).unwrap();
     assert_eq!(
         mid.data.index_axis(Axis(0), 0).into_dyn(),

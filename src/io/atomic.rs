@@ -55,19 +55,24 @@ pub fn check_output_dir(path: &Path) -> Result<PathBuf> {
 /// format from the extension).
 fn temp_in_dir(path: &Path, suffix: &str) -> Result<NamedTempFile> {
     let dir = check_output_dir(path)?;
-    tempfile::Builder::new()
-        .prefix(".scoreinv-tmp-")
-        .suffix(suffix)
-        .tempfile_in(&dir)
-        .map_err(|e| {
-            Error::io(
-                &dir,
-                std::io::Error::new(
-                    e.kind(),
-                    format!("cannot create a file in output folder: {e}"),
-                ),
-            )
-        })
+    let mut builder = tempfile::Builder::new();
+    builder.prefix(".scoreinv-tmp-").suffix(suffix);
+    // A temporary file is private (0600) by default; the output should get the permissions of
+    // any new file, 0666 less the umask, like `File::create`.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        builder.permissions(std::fs::Permissions::from_mode(0o666));
+    }
+    builder.tempfile_in(&dir).map_err(|e| {
+        Error::io(
+            &dir,
+            std::io::Error::new(
+                e.kind(),
+                format!("cannot create a file in output folder: {e}"),
+            ),
+        )
+    })
 }
 
 fn persist(tmp: NamedTempFile, path: &Path) -> Result<()> {

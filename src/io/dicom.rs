@@ -7,7 +7,8 @@
 //! `n = row_cosines × column_cosines` (from ImageOrientationPatient), `s = n · ImagePositionPatient`,
 //! ascending — the order is independent of file names and InstanceNumber. Without position or
 //! orientation the slices are sorted by InstanceNumber. The volume is `[D, H, W]`
-//! (slices, rows, columns); spacing is (median slice step, PixelSpacing row, column).
+//! (slices, rows, columns); spacing is (median slice step, PixelSpacing row, column), and a
+//! series records its NIfTI (RAS+) affine so it can be written as `.nii.gz` in place.
 use super::{Axes, Image, ImageFormat, ImageMeta};
 use crate::{Error, Result};
 use dicom_dictionary_std::tags;
@@ -166,6 +167,25 @@ fn normal(iop: &[f64]) -> Option<[f64; 3]> {
     (len > 1e-6).then(|| [n[0] / len, n[1] / len, n[2] / len])
 }
 
+/// The NIfTI (RAS+) voxel-to-world affine of a sorted series, for (i, j, k) = (column, row,
+/// slice): DICOM PS3.3 C.7.6.2.1.1 gives the LPS position
+/// `P = IPP₀ + i·Δc·X + j·Δr·Y + k·Δz·n` (X, Y the row/column direction cosines of
+/// ImageOrientationPatient, Δr, Δc = PixelSpacing, n the slice normal); RAS negates x and y.
+fn nifti_affine(iop: &[f64], ipp: &[f64], n: [f64; 3], dr: f64, dc: f64, dz: f64) -> [[f64; 4]; 4] {
+    let mut a = [[0.0; 4]; 4];
+    for r in 0..3 {
+        let sign = if r < 2 { -1.0 } else { 1.0 };
+        a[r] = [
+            sign * iop[r] * dc,
+            sign * iop[3 + r] * dr,
+            sign * n[r] * dz,
+            sign * ipp[r],
+        ];
+    }
+    a[3] = [0.0, 0.0, 0.0, 1.0];
+    a
+}
+
 /// Reads a folder holding one DICOM series as a `[D, rows, cols]` volume sorted along the slice
 /// normal (see the module doc).
 pub fn read_dicom_series(dir: &Path) -> Result<Image> {
@@ -253,6 +273,7 @@ pub fn read_dicom_series(dir: &Path) -> Result<Image> {
             .assign(&s.data.index_axis(Axis(0), 0));
     }
     let dz = positions
+        .as_ref()
         .filter(|p| p.len() > 1)
         .map(|p| {
             let mut steps: Vec<f64> = p.windows(2).map(|w| w[1] - w[0]).collect();
@@ -262,6 +283,15 @@ pub fn read_dicom_series(dir: &Path) -> Result<Image> {
         .filter(|v| *v > 0.0)
         .unwrap_or(1.0);
     let ((pr, pc), units, bits) = first_meta.expect("at least one slice");
+    let affine = match (
+        &slices[0].orientation,
+        &slices[0].position,
+        n,
+        positions.is_some(),
+    ) {
+        (Some(iop), Some(ipp), Some(n), true) => Some(nifti_affine(iop, ipp, n, pr, pc, dz)),
+        _ => None,
+    };
     Ok(Image {
         data,
         axes: Axes::Dhw,
@@ -270,6 +300,7 @@ pub fn read_dicom_series(dir: &Path) -> Result<Image> {
             dtype: bits.map(|b| format!("{b}-bit")),
             spacing: Some([dz, pr, pc]),
             units,
+            affine,
             ..Default::default()
         },
     })

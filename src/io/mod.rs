@@ -270,6 +270,18 @@ pub fn read_image(path: impl AsRef<Path>) -> Result<Image> {
     }
 }
 
+/// One slice of a volume chosen by argument rather than by a `#z=` suffix:
+/// `read_slice(path, SliceAxis::Z, 90)` is `read_image("path#z=90")`.
+pub fn read_slice(path: impl AsRef<Path>, axis: SliceAxis, index: usize) -> Result<Image> {
+    let path = path.as_ref();
+    read_image_file(path)?
+        .slice(Selector { axis, index })
+        .map_err(|e| match e {
+            Error::Invalid(m) => Error::format(path, m),
+            e => e,
+        })
+}
+
 /// [`read_image`] without selector parsing.
 pub fn read_image_file(path: &Path) -> Result<Image> {
     if !path.exists() {

@@ -131,14 +131,16 @@ pub fn write_nifti<S: Data<Elem = f32>>(
             a[r][3] as f32,
         ]
     };
-    let mut header = NiftiHeader::default();
-    header.pixdim = [1.0, col(0), col(1), col(2), 1.0, 1.0, 1.0, 1.0];
-    header.xyzt_units = 2; // millimetres
-    header.sform_code = 2; // aligned anatomical
-    header.qform_code = 0;
-    header.srow_x = row(0);
-    header.srow_y = row(1);
-    header.srow_z = row(2);
+    let header = NiftiHeader {
+        pixdim: [1.0, col(0), col(1), col(2), 1.0, 1.0, 1.0, 1.0],
+        xyzt_units: 2, // millimetres
+        sform_code: 2, // aligned anatomical
+        qform_code: 0,
+        srow_x: row(0),
+        srow_y: row(1),
+        srow_z: row(2),
+        ..NiftiHeader::default()
+    };
     let name = path.to_string_lossy().to_lowercase();
     let suffix = if name.ends_with(".nii.gz") {
         ".nii.gz"

@@ -15,10 +15,11 @@ use ndarray::{Array, ArrayBase, Data, Dimension};
 use serde::{Deserialize, Serialize};
 
 /// How to choose the `[lo, hi]` that maps to `[0, 1]`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 #[serde(tag = "method", rename_all = "snake_case")]
 pub enum NormalizeSpec {
     /// The data's minimum and maximum.
+    #[default]
     MinMax,
     /// Percentiles (0–100) of the data; defaults 1 and 99.
     Percentile {
@@ -38,12 +39,6 @@ fn default_p_lo() -> f64 {
 }
 fn default_p_hi() -> f64 {
     99.0
-}
-
-impl Default for NormalizeSpec {
-    fn default() -> Self {
-        NormalizeSpec::MinMax
-    }
 }
 
 /// A fitted normalisation: `y = clip((x − lo)/(hi − lo), 0, 1)`, inverse `x = lo + y (hi − lo)`.

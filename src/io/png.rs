@@ -88,7 +88,9 @@ pub fn write_png<S: Data<Elem = f32>>(
     if c != 1 && c != 3 {
         return Err(Error::Shape {
             what: format!("PNG image {}", path.display()),
-            expected: "[1, H, W] (gray) or [3, H, W] (RGB)".into(),
+            expected: "[1, H, W] (gray) or [3, H, W] (RGB); for a volume pick a slice with \
+                       #z=K or write .nii.gz/.npy/.tif"
+                .into(),
             actual: format!("{:?}", data.shape()),
         });
     }
