@@ -9,12 +9,14 @@
 //! * [`sde`]: VE, VP and sub-VP SDEs (Song et al. 2021).
 //! * [`models`]: the [`models::ScoreModel`] trait and score networks.
 //! * [`device`]: `--device` selection.
+//! * [`train`]: DSM/SSM/NCSN/DDPM training, Adam + EMA, bit-exact checkpoints, data sources.
 
 pub mod device;
 pub mod error;
 pub mod models;
 pub mod runtime;
 pub mod sde;
+pub mod train;
 
 pub use error::{Error, Result};
 pub use scoreinv_operators as operators;

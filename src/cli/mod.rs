@@ -5,6 +5,7 @@ use clap::{Parser, Subcommand};
 use scoreinv::device::DeviceChoice;
 
 mod doctor;
+mod train;
 
 /// Score-based generative models for imaging inverse problems.
 #[derive(Debug, Parser)]
@@ -24,6 +25,8 @@ pub struct Cli {
 pub enum Command {
     /// Report libtorch, CUDA, devices, threads and data locations.
     Doctor(doctor::Args),
+    /// Train a score model by score matching (DSM, SSM, NCSN, DDPM losses).
+    Train(train::Args),
 }
 
 pub fn run() -> Result<()> {
@@ -39,5 +42,6 @@ pub fn run() -> Result<()> {
     let choice: DeviceChoice = cli.device.parse()?;
     match cli.command {
         Command::Doctor(args) => doctor::run(args, choice),
+        Command::Train(args) => train::run(args, choice),
     }
 }
