@@ -228,10 +228,12 @@ pub fn preset(name: &str) -> Result<TrainConfig> {
             cfg.training.checkpoint_freq = 1000;
             cfg.data.random_flip = false;
         }
-        other => return Err(Error::Config(format!(
+        other => {
+            return Err(Error::Config(format!(
             "unknown preset '{other}'; available: {} (NCSN++ presets arrive with the NCSN++ port)",
             PRESETS.join(", ")
-        ))),
+        )))
+        }
     }
     cfg.validate()?;
     Ok(cfg)

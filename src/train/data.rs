@@ -420,21 +420,23 @@ impl Gaussian2d {
     /// `(m(t), C(t) = m²Σ + s²I)` of `p_t`.
     pub fn perturbed(&self, sde: &dyn Sde, t: f64) -> (f64, [[f64; 2]; 2]) {
         let (m, s) = sde.mean_coeff_std(t);
-        let c = [
-            [m * m * self.cov[0][0] + s * s, m * m * self.cov[0][1]],
-            [m * m * self.cov[1][0], m * m * self.cov[1][1] + s * s],
-        ];
-        (m, c)
+        (m, self.cov_with(m, s))
     }
 
     /// Exact score of `p_t` at `x` `[B, 2]`, for per-sample times `t` `[B]`:
-    /// `−C(t)⁻¹ (x − m(t) μ)`.
+    /// `−C(t)⁻¹ (x − m(t) μ)`. Differentiable in `x`.
     pub fn perturbed_score(&self, sde: &dyn Sde, x: &Tensor, t: &Tensor) -> Tensor {
         let ts: Vec<f64> =
             Vec::try_from(&t.to_kind(Kind::Double).to_device(Device::Cpu)).unwrap_or_default();
-        let mut rows = Vec::with_capacity(ts.len() * 6);
-        for &ti in &ts {
-            let (m, c) = self.perturbed(sde, ti);
+        let ms: Vec<(f64, f64)> = ts.iter().map(|&ti| sde.mean_coeff_std(ti)).collect();
+        self.score_with(x, &ms)
+    }
+
+    /// Score of `N(m μ, m²Σ + s²I)` at `x` `[B, 2]` with per-sample `(m, s)`.
+    pub fn score_with(&self, x: &Tensor, ms: &[(f64, f64)]) -> Tensor {
+        let mut rows = Vec::with_capacity(ms.len() * 6);
+        for &(m, s) in ms {
+            let c = self.cov_with(m, s);
             let det = c[0][0] * c[1][1] - c[0][1] * c[1][0];
             // C⁻¹ row-major and the mean.
             rows.extend_from_slice(&[
@@ -447,7 +449,7 @@ impl Gaussian2d {
             ]);
         }
         let p = Tensor::from_slice(&rows)
-            .reshape([ts.len() as i64, 6])
+            .reshape([ms.len() as i64, 6])
             .to_kind(x.kind())
             .to_device(x.device());
         let d0 = x.select(1, 0) - p.select(1, 4);
@@ -457,11 +459,24 @@ impl Gaussian2d {
         Tensor::stack(&[s0, s1], 1)
     }
 
+    /// `m²Σ + s²I`.
+    pub fn cov_with(&self, m: f64, s: f64) -> [[f64; 2]; 2] {
+        [
+            [m * m * self.cov[0][0] + s * s, m * m * self.cov[0][1]],
+            [m * m * self.cov[1][0], m * m * self.cov[1][1] + s * s],
+        ]
+    }
+
     /// Minimum of the per-sample DSM objective `E‖s(t)·∇log p_t(x_t) + z‖²` at time t, reached
     /// by the exact score: `d − s² tr(C⁻¹)` (derivation in the loss tests).
     pub fn dsm_minimum(&self, sde: &dyn Sde, t: f64) -> f64 {
-        let (_, s) = sde.mean_coeff_std(t);
-        let (_, c) = self.perturbed(sde, t);
+        let (m, s) = sde.mean_coeff_std(t);
+        self.dsm_minimum_with(m, s)
+    }
+
+    /// `d − s² tr(C⁻¹)` with `C = m²Σ + s²I`.
+    pub fn dsm_minimum_with(&self, m: f64, s: f64) -> f64 {
+        let c = self.cov_with(m, s);
         let det = c[0][0] * c[1][1] - c[0][1] * c[1][0];
         let tr_inv = (c[0][0] + c[1][1]) / det;
         2.0 - s * s * tr_inv
