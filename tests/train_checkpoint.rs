@@ -14,6 +14,8 @@ use std::path::Path;
 use tch::{Device, Tensor};
 
 fn tiny_config() -> TrainConfig {
+    // One intra-op thread keeps these tiny runs cheap on a loaded machine.
+    tch::set_num_threads(1);
     let mut c = TrainConfig::default();
     c.model = ModelConfig::Mlp(MlpConfig {
         hidden: 32,
