@@ -23,6 +23,7 @@ use tch::{Device, Kind, Tensor};
 const N: usize = 100_000;
 
 fn data(seed: u64) -> (Gaussian2d, Tensor, Tensor) {
+    tch::set_num_threads(1);
     let g = Gaussian2d::toy();
     let x0 = g.sample(N, seed).to_kind(Kind::Double);
     let z = Stream::new(seed, 1, Purpose::Loss).normal(&[N as i64, 2], Kind::Double, Device::Cpu);

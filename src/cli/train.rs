@@ -35,6 +35,9 @@ pub struct Args {
     /// Seed of all random streams (overrides training.seed).
     #[arg(long)]
     pub seed: Option<u64>,
+    /// Peak learning rate (overrides optim.lr; allowed with --resume, e.g. after a divergence).
+    #[arg(long)]
+    pub lr: Option<f64>,
 }
 
 pub fn run(args: Args, choice: DeviceChoice) -> Result<()> {
@@ -64,6 +67,9 @@ pub fn run(args: Args, choice: DeviceChoice) -> Result<()> {
             if let Some(n) = args.steps {
                 c.training.n_iters = n;
             }
+            if let Some(lr) = args.lr {
+                c.optim.lr = lr;
+            }
         })?
     } else {
         if checkpoint::latest(&args.out).is_some() {
@@ -85,6 +91,9 @@ pub fn run(args: Args, choice: DeviceChoice) -> Result<()> {
         }
         if let Some(s) = args.seed {
             cfg.training.seed = s;
+        }
+        if let Some(lr) = args.lr {
+            cfg.optim.lr = lr;
         }
         cfg.validate()?;
         let data = source.load(cfg.data.centered)?;

@@ -155,6 +155,7 @@ impl Trainer {
         }
         let mut cfg = meta.config.clone();
         adjust(&mut cfg);
+        cfg.validate()?;
         if cfg.training.seed != meta.seed
             || cfg.model != meta.config.model
             || cfg.sde != meta.config.sde
@@ -421,7 +422,7 @@ impl Trainer {
                 Err(Error::Diverged(msg)) => {
                     loss_csv.flush()?;
                     return Err(Error::Diverged(format!(
-                        "{msg}. The last good checkpoint is {} (step {}); lower optim.lr or check the data, then resume with --resume",
+                        "{msg}. The last good checkpoint is {} (step {}); lower the learning rate (optim.lr, `--lr`) or check the data, then continue with `--resume`",
                         last_ckpt.1.display(),
                         last_ckpt.0
                     )));
