@@ -313,3 +313,24 @@ fn cli_train_resume_and_errors() {
         "{err}"
     );
 }
+
+/// The real Fashion-MNIST training set (Debian package dataset-fashion-mnist). Ignored because
+/// it reads 26 MB; run with `cargo test --test train_data -- --ignored fashion`.
+#[test]
+#[ignore]
+fn fashion_mnist_train_set() {
+    let src = DataSource::parse("fashion-mnist").expect("install dataset-fashion-mnist");
+    let ds = src.load(true).unwrap();
+    // 60 000 images of 28×28, 6 000 per class (Xiao et al. 2017), centered to [-1, 1].
+    assert_eq!(ds.data.size(), vec![60_000, 1, 28, 28]);
+    let labels = ds.labels.as_ref().unwrap();
+    for c in 0..10u8 {
+        assert_eq!(
+            labels.iter().filter(|&&l| l == c).count(),
+            6000,
+            "class {c}"
+        );
+    }
+    assert_eq!(ds.data.min().double_value(&[]), -1.0);
+    assert_eq!(ds.data.max().double_value(&[]), 1.0);
+}
