@@ -13,6 +13,7 @@
 //! * [`metrics`]: PSNR, SSIM, nRMSE (identical to scikit-image).
 //! * [`data`]: phantoms (modified Shepp–Logan, random ellipses).
 //! * [`inverse`]: classical baselines (TV-PDHG, FBP / pseudo-inverse, zero-filled, gray).
+//! * [`train`]: DSM/SSM/NCSN/DDPM training, Adam + EMA, bit-exact checkpoints, data sources.
 
 pub mod data;
 pub mod device;
@@ -23,6 +24,7 @@ pub mod metrics;
 pub mod models;
 pub mod runtime;
 pub mod sde;
+pub mod train;
 
 pub use error::{Error, Result};
 pub use scoreinv_operators as operators;

@@ -6,6 +6,7 @@ use scoreinv::device::DeviceChoice;
 
 mod doctor;
 mod reconstruct;
+mod train;
 
 /// Score-based generative models for imaging inverse problems.
 #[derive(Debug, Parser)]
@@ -27,6 +28,8 @@ pub enum Command {
     Doctor(doctor::Args),
     /// Reconstruct from simulated measurements and score against the ground truth.
     Reconstruct(reconstruct::Args),
+    /// Train a score model by score matching (DSM, SSM, NCSN, DDPM losses).
+    Train(train::Args),
 }
 
 pub fn run() -> Result<()> {
@@ -43,5 +46,6 @@ pub fn run() -> Result<()> {
     match cli.command {
         Command::Doctor(args) => doctor::run(args, choice),
         Command::Reconstruct(args) => reconstruct::run(args, choice.resolve()?),
+        Command::Train(args) => train::run(args, choice),
     }
 }

@@ -50,7 +50,12 @@ pub struct CtArgs {
     #[arg(long)]
     pub size: Option<i64>,
     /// HU window lo,hi for CT data (DICOM, .inv3).
-    #[arg(long, default_value = "-1000,1500", value_delimiter = ',', num_args = 2)]
+    #[arg(
+        long,
+        default_value = "-1000,1500",
+        value_delimiter = ',',
+        num_args = 2
+    )]
     pub window: Vec<f32>,
     /// TV weight relative to ‖A‖² (default: the CT preset).
     #[arg(long)]
@@ -138,11 +143,23 @@ fn run_ct(a: CtArgs, device: Device) -> Result<()> {
             cases[0].name,
             size
         );
-        anyhow::ensure!(size[0] == 1, "CT needs gray images; '{}' has {} channels", c.name, size[0]);
-        anyhow::ensure!(size[1] == size[2], "CT needs square images; '{}' is {}×{}", c.name, size[1], size[2]);
+        anyhow::ensure!(
+            size[0] == 1,
+            "CT needs gray images; '{}' has {} channels",
+            c.name,
+            size[0]
+        );
+        anyhow::ensure!(
+            size[1] == size[2],
+            "CT needs square images; '{}' is {}×{}",
+            c.name,
+            size[1],
+            size[2]
+        );
     }
-    let op = ParallelBeamRadon::sparse_view(size[1] as usize, a.views, a.angles, Kind::Float, device)?
-        .with_filter(filter);
+    let op =
+        ParallelBeamRadon::sparse_view(size[1] as usize, a.views, a.angles, Kind::Float, device)?
+            .with_filter(filter);
     std::fs::create_dir_all(&a.out).with_context(|| format!("creating {}", a.out.display()))?;
     tch::manual_seed(a.seed);
     let refs: Vec<&dyn Method> = methods.iter().map(|m| m.as_ref()).collect();
@@ -175,6 +192,9 @@ fn run_ct(a: CtArgs, device: Device) -> Result<()> {
         scoreinv::device::device_name(device)
     );
     print!("{}", study::format_table(&records));
-    println!("wrote {} (PNG per case, metrics.json, metrics.csv)", a.out.display());
+    println!(
+        "wrote {} (PNG per case, metrics.json, metrics.csv)",
+        a.out.display()
+    );
     Ok(())
 }

@@ -80,7 +80,12 @@ fn gray(a: Array2<f32>) -> Array3<f32> {
     a.insert_axis(Axis(0))
 }
 
-fn inv3_cases(path: &Path, zs: Range<usize>, opts: &CaseOptions, out: &mut Vec<Case>) -> Result<()> {
+fn inv3_cases(
+    path: &Path,
+    zs: Range<usize>,
+    opts: &CaseOptions,
+    out: &mut Vec<Case>,
+) -> Result<()> {
     let vol = read_inv3(path)?;
     let stem = path
         .file_stem()
@@ -101,7 +106,9 @@ fn to_unit_range(img: &io::Image, opts: &CaseOptions, name: &str) -> Array3<f32>
     let (lo, hi) = img
         .data
         .iter()
-        .fold((f32::INFINITY, f32::NEG_INFINITY), |(a, b), &v| (a.min(v), b.max(v)));
+        .fold((f32::INFINITY, f32::NEG_INFINITY), |(a, b), &v| {
+            (a.min(v), b.max(v))
+        });
     if lo >= -1e-6 && hi <= 1.0 + 1e-6 {
         return img.data.mapv(|v| v.clamp(0.0, 1.0));
     }
@@ -113,7 +120,10 @@ fn to_unit_range(img: &io::Image, opts: &CaseOptions, name: &str) -> Array3<f32>
 /// Loads the cases one spec names (see the module doc).
 pub fn load_cases(spec: &str, opts: &CaseOptions) -> Result<Vec<Case>> {
     let mut out = Vec::new();
-    let n_ph = opts.size.map(|s| s as usize).unwrap_or(opts.default_phantom_size);
+    let n_ph = opts
+        .size
+        .map(|s| s as usize)
+        .unwrap_or(opts.default_phantom_size);
     if let Some(rest) = spec.strip_prefix("phantom:") {
         if rest == "shepp-logan" {
             let img = shepp_logan(n_ph, 4)?.mapv(|v| v as f32);
@@ -135,9 +145,16 @@ pub fn load_cases(spec: &str, opts: &CaseOptions) -> Result<Vec<Case>> {
     }
     if let Some(rest) = spec.strip_prefix("invesalius:") {
         let zs = rest.strip_prefix("z=").ok_or_else(|| {
-            Error::Config(format!("'{spec}': expected invesalius:z=K or invesalius:z=A..B"))
+            Error::Config(format!(
+                "'{spec}': expected invesalius:z=K or invesalius:z=A..B"
+            ))
         })?;
-        inv3_cases(Path::new(CRANIUM_INV3), parse_range(zs, spec)?, opts, &mut out)?;
+        inv3_cases(
+            Path::new(CRANIUM_INV3),
+            parse_range(zs, spec)?,
+            opts,
+            &mut out,
+        )?;
         return Ok(out);
     }
     let (path, sel) = match spec.rsplit_once('#') {

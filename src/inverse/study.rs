@@ -239,7 +239,11 @@ pub fn write_metrics(dir: &Path, records: &[Record]) -> Result<()> {
             "mean,{},{:.4},{:.5},,{:.4}",
             m.method, m.psnr_mean, m.ssim_mean, m.seconds_mean
         );
-        let _ = writeln!(csv, "std,{},{:.4},{:.5},,", m.method, m.psnr_std, m.ssim_std);
+        let _ = writeln!(
+            csv,
+            "std,{},{:.4},{:.5},,",
+            m.method, m.psnr_std, m.ssim_std
+        );
     }
     let path = dir.join("metrics.csv");
     io::atomic::write_atomic(&path, |w| {

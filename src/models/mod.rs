@@ -5,6 +5,10 @@
 //! output scaling its SDE needs, or an exact analytic score (Gaussian, Gaussian mixture) used to
 //! test samplers against known truths.
 
+pub mod mlp;
+pub mod model_dir;
+pub mod score_net;
+
 use tch::Tensor;
 
 /// `s(x, t) ≈ ∇ₓ log pₜ(x)`.

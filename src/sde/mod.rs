@@ -17,6 +17,9 @@ mod subvp;
 mod ve;
 mod vp;
 
+#[cfg(test)]
+mod tests;
+
 pub use subvp::SubVpSde;
 pub use ve::VeSde;
 pub use vp::VpSde;

@@ -1,0 +1,144 @@
+//! `scoreinv train`: fit a score model to data by score matching.
+use anyhow::{bail, Context, Result};
+use indicatif::{ProgressBar, ProgressStyle};
+use scoreinv::device::{device_name, DeviceChoice};
+use scoreinv::train::checkpoint;
+use scoreinv::train::config::{preset, TrainConfig, PRESETS};
+use scoreinv::train::data::DataSource;
+use scoreinv::train::{Event, Trainer};
+use std::path::PathBuf;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Training data: gaussian2d[:N], fashion-mnist, a folder with IDX files or images, an IDX
+    /// file, or a .npy stack.
+    #[arg(long)]
+    pub data: String,
+    /// Run directory (checkpoints, loss.csv, heldout.csv, model/).
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Named configuration (tiny, toy2d); default tiny.
+    #[arg(long, conflicts_with = "config")]
+    pub preset: Option<String>,
+    /// Configuration file (TOML, or JSON by extension).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Total number of steps (overrides training.n_iters).
+    #[arg(long)]
+    pub steps: Option<u64>,
+    /// Continue from the checkpoint in --out, bit-exactly.
+    #[arg(long)]
+    pub resume: bool,
+    /// Batch size (overrides training.batch_size).
+    #[arg(long)]
+    pub batch_size: Option<usize>,
+    /// Seed of all random streams (overrides training.seed).
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Peak learning rate (overrides optim.lr; allowed with --resume, e.g. after a divergence).
+    #[arg(long)]
+    pub lr: Option<f64>,
+}
+
+pub fn run(args: Args, choice: DeviceChoice) -> Result<()> {
+    let device = choice.resolve()?;
+    let source = DataSource::parse(&args.data)?;
+    let mut trainer = if args.resume {
+        if args.preset.is_some() || args.config.is_some() {
+            bail!("--resume takes the configuration from the checkpoint; drop --preset/--config");
+        }
+        let Some(_) = checkpoint::latest(&args.out) else {
+            bail!(
+                "--resume: {} has no {} to resume from",
+                args.out.display(),
+                checkpoint::CHECKPOINT_JSON
+            );
+        };
+        let (meta, _) = checkpoint::read_checkpoint(&args.out)?;
+        if args
+            .batch_size
+            .is_some_and(|b| b != meta.config.training.batch_size)
+            || args.seed.is_some_and(|s| s != meta.seed)
+        {
+            bail!("--resume keeps the checkpoint's batch size and seed (they determine the data order and noise)");
+        }
+        let data = source.load(meta.config.data.centered)?;
+        Trainer::resume(&args.out, &data, device, |c| {
+            if let Some(n) = args.steps {
+                c.training.n_iters = n;
+            }
+            if let Some(lr) = args.lr {
+                c.optim.lr = lr;
+            }
+        })?
+    } else {
+        if checkpoint::latest(&args.out).is_some() {
+            bail!(
+                "{} already holds a run; pass --resume to continue it or choose another --out",
+                args.out.display()
+            );
+        }
+        let mut cfg: TrainConfig = match (&args.preset, &args.config) {
+            (_, Some(path)) => TrainConfig::from_file(path)?,
+            (Some(name), None) => preset(name)?,
+            (None, None) => preset("tiny")?,
+        };
+        if let Some(n) = args.steps {
+            cfg.training.n_iters = n;
+        }
+        if let Some(b) = args.batch_size {
+            cfg.training.batch_size = b;
+        }
+        if let Some(s) = args.seed {
+            cfg.training.seed = s;
+        }
+        if let Some(lr) = args.lr {
+            cfg.optim.lr = lr;
+        }
+        cfg.validate()?;
+        let data = source.load(cfg.data.centered)?;
+        Trainer::new(cfg, &data, device)
+            .with_context(|| format!("setting up training (presets: {})", PRESETS.join(", ")))?
+    };
+    let cfg = trainer.config().clone();
+    eprintln!(
+        "training {} on {} (shape {:?}) with {:?}, loss {}, {} steps of batch {} on {}",
+        cfg.model.name(),
+        trainer.data_info().source,
+        trainer.data_info().shape,
+        cfg.sde,
+        cfg.loss.name(),
+        cfg.training.n_iters,
+        cfg.training.batch_size,
+        device_name(device)
+    );
+    let bar = ProgressBar::new(cfg.training.n_iters);
+    bar.set_position(trainer.step_count());
+    bar.set_style(
+        ProgressStyle::with_template("{bar:30} {pos}/{len} steps  {msg}  {per_sec}  ETA {eta}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    let mut heldout = String::new();
+    let summary = trainer.run(&args.out, &mut |ev| match ev {
+        Event::Step(s) => {
+            bar.set_position(s.step);
+            bar.set_message(format!("loss {:.4} lr {:.2e}{heldout}", s.loss, s.lr));
+        }
+        Event::HeldOut { loss, .. } => heldout = format!(" held-out {loss:.4}"),
+        Event::Checkpoint { .. } => {}
+    });
+    bar.finish_and_clear();
+    let summary = summary?;
+    println!(
+        "trained {} steps (now at step {}) in {:.1} s: {:.1} samples/s",
+        summary.steps_taken, summary.final_step, summary.elapsed_s, summary.samples_per_s
+    );
+    if let Some(l) = summary.last_loss {
+        println!("last training loss  {l:.5}");
+    }
+    if let Some(l) = summary.heldout_loss {
+        println!("held-out DSM loss   {l:.5} (EMA weights)");
+    }
+    println!("model directory     {}", summary.model_dir.display());
+    Ok(())
+}

@@ -1,0 +1,252 @@
+//! A trained model on disk: a folder with `config.json` and `model.safetensors`.
+//!
+//! `config.json` ([`ModelDirConfig`]):
+//! ```text
+//! {
+//!   "format": "scoreinv-model/1",
+//!   "model": { "type": "mlp", "hidden": 128, "n_layers": 3, "embed_dim": 32, "embedding": null },
+//!   "sde":   { "type": "ve", "sigma_min": 0.01, "sigma_max": 50.0, "n": 1000 },
+//!   "score": { "scale_by_sigma": true },
+//!   "data":  { "shape": [1, 28, 28], "centered": false, "data_range": [0.0, 255.0],
+//!              "source": "fashion-mnist (60000 train images)" },
+//!   "training": { "step": 5000, "ema_rate": 0.999, "loss": "dsm" }
+//! }
+//! ```
+//! `model.safetensors` holds the EMA weights (score_sde evaluates and samples with the EMA), f32,
+//! one tensor per variable of the network's `VarStore` under the same name, each with its
+//! CRC-32 in the metadata. `data` says how to map a raw image `r` to model space:
+//! `x = (r − lo)/(hi − lo)` with `(lo, hi) = data_range` (identity when absent), then
+//! `x ← 2x − 1` when `centered`.
+
+use super::mlp::{CondEmbedding, Mlp, MlpConfig};
+use super::score_net::{NetScore, NetScoreOptions};
+use super::{ScoreModel, TimeConditionedNet};
+use crate::sde::{SdeConfig, SdeKind};
+use crate::train::checkpoint::{write_atomic, write_tensors, TensorFile};
+use crate::{Error, Result};
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::path::Path;
+use tch::{nn, Device, Tensor};
+
+/// Version tag of the model directory format.
+pub const MODEL_FORMAT: &str = "scoreinv-model/1";
+
+/// Which network, with its hyper-parameters. NCSN++/DDPM++ join as a variant at merge.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "kebab-case")]
+pub enum ModelConfig {
+    /// [`Mlp`]: small MLP for 2-D toy data and tiny flattened images.
+    Mlp(MlpConfig),
+}
+
+impl Default for ModelConfig {
+    fn default() -> Self {
+        ModelConfig::Mlp(MlpConfig::default())
+    }
+}
+
+impl ModelConfig {
+    /// Builds the network's variables under `path` for data described by `data`.
+    pub fn build(
+        &self,
+        path: &nn::Path,
+        data: &DataInfo,
+        sde: SdeKind,
+    ) -> Result<Box<dyn TimeConditionedNet>> {
+        self.check_data(data)?;
+        match self {
+            ModelConfig::Mlp(cfg) => {
+                let dim: i64 = data.shape.iter().product();
+                let emb = cfg.embedding.unwrap_or(match sde {
+                    SdeKind::Ve => CondEmbedding::Fourier,
+                    SdeKind::Vp | SdeKind::SubVp => CondEmbedding::Positional,
+                });
+                Ok(Box::new(Mlp::new(path, dim, cfg, emb)?))
+            }
+        }
+    }
+
+    /// Checks that this network can take samples of `data`'s shape (channels, image size).
+    pub fn check_data(&self, data: &DataInfo) -> Result<()> {
+        if data.shape.is_empty() || data.shape.iter().any(|&d| d < 1) {
+            return Err(Error::Config(format!(
+                "data shape {:?} is not a valid per-sample shape",
+                data.shape
+            )));
+        }
+        match self {
+            // The MLP flattens whatever it gets; its width follows the data.
+            ModelConfig::Mlp(_) => Ok(()),
+        }
+    }
+
+    /// Short name for logs.
+    pub fn name(&self) -> &'static str {
+        match self {
+            ModelConfig::Mlp(_) => "mlp",
+        }
+    }
+}
+
+/// What the model was trained on and how raw data maps to model space.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DataInfo {
+    /// Per-sample shape: `[C, H, W]` for images, `[D]` for vectors.
+    pub shape: Vec<i64>,
+    /// Model space is `[-1, 1]` (score_sde `data.centered`) rather than `[0, 1]`.
+    #[serde(default)]
+    pub centered: bool,
+    /// Raw values `(lo, hi)` mapped to `[0, 1]`; `None`: raw values are used as they are.
+    #[serde(default)]
+    pub data_range: Option<(f64, f64)>,
+    /// Human-readable description of the source.
+    #[serde(default)]
+    pub source: String,
+}
+
+impl DataInfo {
+    /// Vectors of `dim` features used as they are.
+    pub fn vectors(dim: i64, source: impl Into<String>) -> Self {
+        Self {
+            shape: vec![dim],
+            centered: false,
+            data_range: None,
+            source: source.into(),
+        }
+    }
+
+    /// Number of channels for image data (`shape.len() == 3`).
+    pub fn channels(&self) -> Option<i64> {
+        (self.shape.len() == 3).then(|| self.shape[0])
+    }
+
+    /// `(H, W)` for image data.
+    pub fn image_size(&self) -> Option<(i64, i64)> {
+        (self.shape.len() == 3).then(|| (self.shape[1], self.shape[2]))
+    }
+
+    /// Raw → model space.
+    pub fn normalize(&self, raw: &Tensor) -> Tensor {
+        let x = match self.data_range {
+            Some((lo, hi)) => (raw - lo) / (hi - lo),
+            None => raw.shallow_clone(),
+        };
+        if self.centered {
+            x * 2.0 - 1.0
+        } else {
+            x
+        }
+    }
+
+    /// Model space → raw.
+    pub fn denormalize(&self, x: &Tensor) -> Tensor {
+        let x = if self.centered {
+            (x + 1.0) * 0.5
+        } else {
+            x.shallow_clone()
+        };
+        match self.data_range {
+            Some((lo, hi)) => x * (hi - lo) + lo,
+            None => x,
+        }
+    }
+}
+
+/// Facts about the training run kept with the model.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct TrainingInfo {
+    pub step: u64,
+    pub ema_rate: f64,
+    pub loss: String,
+}
+
+/// Contents of `config.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelDirConfig {
+    /// Always [`MODEL_FORMAT`].
+    pub format: String,
+    pub model: ModelConfig,
+    pub sde: SdeConfig,
+    #[serde(default)]
+    pub score: NetScoreOptions,
+    pub data: DataInfo,
+    #[serde(default)]
+    pub training: Option<TrainingInfo>,
+}
+
+/// Writes `dir/config.json` and `dir/model.safetensors` (`weights` are the EMA tensors by
+/// variable name).
+pub fn save_model_dir(
+    dir: &Path,
+    config: &ModelDirConfig,
+    weights: &[(String, Tensor)],
+) -> Result<()> {
+    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    let mut md = HashMap::new();
+    md.insert("format".to_string(), MODEL_FORMAT.to_string());
+    write_tensors(&dir.join("model.safetensors"), weights, md)?;
+    let json = dir.join("config.json");
+    let text = serde_json::to_string_pretty(config)
+        .map_err(|e| Error::format(&json, format!("serialising model config: {e}")))?;
+    write_atomic(&json, text.as_bytes())
+}
+
+/// Reads `dir/config.json`.
+pub fn read_model_config(dir: &Path) -> Result<ModelDirConfig> {
+    if !dir.is_dir() {
+        return Err(Error::Invalid(format!(
+            "model directory {} does not exist (expected a folder with config.json and model.safetensors)",
+            dir.display()
+        )));
+    }
+    let json = dir.join("config.json");
+    let text = std::fs::read_to_string(&json).map_err(|e| Error::io(&json, e))?;
+    let cfg: ModelDirConfig = serde_json::from_str(&text)
+        .map_err(|e| Error::format(&json, format!("invalid model config: {e}")))?;
+    if cfg.format != MODEL_FORMAT {
+        return Err(Error::format(
+            &json,
+            format!(
+                "format '{}' is not the supported '{MODEL_FORMAT}'",
+                cfg.format
+            ),
+        ));
+    }
+    Ok(cfg)
+}
+
+/// Loads a model directory onto `device`: the score model (network + SDE wrapper with the EMA
+/// weights), its SDE and the full config.
+pub fn load_model_dir(
+    dir: &Path,
+    device: Device,
+) -> Result<(Box<dyn ScoreModel>, SdeConfig, ModelDirConfig)> {
+    let cfg = read_model_config(dir)?;
+    let weights = dir.join("model.safetensors");
+    let file = TensorFile::read(&weights)?;
+    let sde_kind = cfg.sde.build()?.kind();
+    let vs = nn::VarStore::new(device);
+    let net = cfg.model.build(&vs.root(), &cfg.data, sde_kind)?;
+    let mut vars: Vec<(String, Tensor)> = vs.variables().into_iter().collect();
+    vars.sort_by(|a, b| a.0.cmp(&b.0));
+    let expected: std::collections::HashSet<&str> = vars.iter().map(|(n, _)| n.as_str()).collect();
+    if let Some(extra) = file.names().iter().find(|n| !expected.contains(n.as_str())) {
+        return Err(Error::Checkpoint {
+            path: weights,
+            msg: format!(
+                "tensor '{extra}' does not belong to the {} model described in config.json",
+                cfg.model.name()
+            ),
+        });
+    }
+    tch::no_grad(|| -> Result<()> {
+        for (name, var) in vars.iter_mut() {
+            let t = file.tensor(name, Some(&var.size()), device)?;
+            var.copy_(&t);
+        }
+        Ok(())
+    })?;
+    let model = NetScore::new(net, cfg.sde, cfg.score)?.with_sample_shape(cfg.data.shape.clone());
+    Ok((Box::new(model), cfg.sde, cfg))
+}

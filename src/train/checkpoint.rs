@@ -1,0 +1,288 @@
+//! Training checkpoints: every tensor of the training state in one safetensors file, everything
+//! else (config, step, seed, data description) in a JSON file that is the commit point.
+//!
+//! Layout of a run directory:
+//! ```text
+//! RUN_DIR/checkpoint.json              CheckpointMeta; names the tensor file below
+//! RUN_DIR/ckpt-00001000.safetensors    model/<var>, ema/<var>, adam_m/<var>, adam_v/<var> (f32)
+//! ```
+//! A save writes the new tensor file under a temporary name and renames it, then does the same
+//! for `checkpoint.json`, then deletes the previous tensor file: a crash at any point leaves
+//! `checkpoint.json` naming a complete tensor file. Every tensor's CRC-32 is stored in the
+//! safetensors metadata (`crc32/<name>`), so a flipped byte is reported with the tensor's name.
+//!
+//! Resuming is bit-exact because the training state is the whole state: parameters, EMA,
+//! Adam's first and second moments, the step counter (which also drives the warm-up and the EMA's
+//! `num_updates`), and the seed; all random draws of a step are a pure function of
+//! `(seed, step)` (see [`crate::train::rng`]).
+
+use crate::{Error, Result};
+use safetensors::tensor::{Dtype, SafeTensors, TensorView};
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use tch::{Device, Kind, Tensor};
+
+use super::config::TrainConfig;
+use crate::models::model_dir::DataInfo;
+
+/// Name of the JSON file that commits a checkpoint.
+pub const CHECKPOINT_JSON: &str = "checkpoint.json";
+/// Version of the checkpoint format.
+pub const CHECKPOINT_FORMAT: &str = "scoreinv-checkpoint/1";
+
+/// The non-tensor half of a checkpoint.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CheckpointMeta {
+    /// Always [`CHECKPOINT_FORMAT`].
+    pub format: String,
+    /// Number of optimisation steps taken.
+    pub step: u64,
+    /// Seed of all random streams (see [`crate::train::rng`]).
+    pub seed: u64,
+    /// Number of EMA updates so far (score_sde's `num_updates`).
+    pub ema_num_updates: u64,
+    /// File name, relative to the run directory, of the tensor file.
+    pub tensors: String,
+    /// The full training configuration.
+    pub config: TrainConfig,
+    /// The training data the model was fitted to.
+    pub data: DataInfo,
+    /// Training loss of the last step before the save.
+    pub last_loss: Option<f64>,
+}
+
+/// Writes `bytes` to `path` atomically (temporary file in the same folder, then rename).
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or_else(|| Path::new("."));
+    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(|e| Error::io(dir, e))?;
+    tmp.write_all(bytes).map_err(|e| Error::io(tmp.path(), e))?;
+    tmp.as_file()
+        .sync_all()
+        .map_err(|e| Error::io(tmp.path(), e))?;
+    tmp.persist(path).map_err(|e| Error::io(path, e.error))?;
+    Ok(())
+}
+
+fn crc32(bytes: &[u8]) -> u32 {
+    let mut c = flate2::Crc::new();
+    c.update(bytes);
+    c.sum()
+}
+
+/// The little-endian bytes of a tensor converted to contiguous f32 on the CPU.
+fn f32_bytes(t: &Tensor) -> Vec<u8> {
+    let t = t
+        .detach()
+        .to_device(Device::Cpu)
+        .to_kind(Kind::Float)
+        .contiguous();
+    let v: Vec<f32> = Vec::try_from(&t.flatten(0, -1)).unwrap_or_default();
+    v.iter().flat_map(|x| x.to_le_bytes()).collect()
+}
+
+/// Writes named tensors (as f32) plus `metadata` to a safetensors file, atomically, adding a
+/// `crc32/<name>` metadata entry per tensor.
+pub fn write_tensors(
+    path: &Path,
+    tensors: &[(String, Tensor)],
+    mut metadata: HashMap<String, String>,
+) -> Result<()> {
+    let bufs: Vec<(String, Vec<usize>, Vec<u8>)> = tensors
+        .iter()
+        .map(|(n, t)| {
+            let shape = t.size().iter().map(|&d| d as usize).collect();
+            (n.clone(), shape, f32_bytes(t))
+        })
+        .collect();
+    for (n, _, b) in &bufs {
+        metadata.insert(format!("crc32/{n}"), format!("{:08x}", crc32(b)));
+    }
+    let mut views = Vec::with_capacity(bufs.len());
+    for (n, shape, b) in &bufs {
+        let v = TensorView::new(Dtype::F32, shape.clone(), b)
+            .map_err(|e| Error::format(path, format!("tensor '{n}': {e:?}")))?;
+        views.push((n.clone(), v));
+    }
+    let bytes = safetensors::serialize(views, &Some(metadata))
+        .map_err(|e| Error::format(path, format!("serialising tensors: {e:?}")))?;
+    write_atomic(path, &bytes)
+}
+
+/// A safetensors file read into memory and checked (header, CRC-32 of every tensor that has one).
+pub struct TensorFile {
+    path: PathBuf,
+    bytes: Vec<u8>,
+    metadata: HashMap<String, String>,
+}
+
+impl TensorFile {
+    /// Reads and validates `path`.
+    pub fn read(path: &Path) -> Result<Self> {
+        let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+        let (_, meta) = SafeTensors::read_metadata(&bytes).map_err(|e| Error::Checkpoint {
+            path: path.into(),
+            msg: format!("not a readable safetensors file ({e:?})"),
+        })?;
+        let metadata = meta.metadata().clone().unwrap_or_default();
+        let file = Self {
+            path: path.into(),
+            bytes,
+            metadata,
+        };
+        // Deserialising checks that the offsets fit in the file.
+        file.st()?;
+        Ok(file)
+    }
+
+    fn st(&self) -> Result<SafeTensors<'_>> {
+        SafeTensors::deserialize(&self.bytes).map_err(|e| Error::Checkpoint {
+            path: self.path.clone(),
+            msg: format!("corrupted safetensors file ({e:?})"),
+        })
+    }
+
+    fn err(&self, msg: String) -> Error {
+        Error::Checkpoint {
+            path: self.path.clone(),
+            msg,
+        }
+    }
+
+    /// The file's metadata (without the per-tensor CRC entries).
+    pub fn metadata(&self) -> HashMap<String, String> {
+        self.metadata
+            .iter()
+            .filter(|(k, _)| !k.starts_with("crc32/"))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    }
+
+    /// Names of the tensors in the file.
+    pub fn names(&self) -> Vec<String> {
+        self.st()
+            .map(|s| s.names().into_iter().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// Tensor `name` as f32 on `device`, checking that it exists, has `expected_shape` (if
+    /// given), matches its CRC-32 and is finite.
+    pub fn tensor(
+        &self,
+        name: &str,
+        expected_shape: Option<&[i64]>,
+        device: Device,
+    ) -> Result<Tensor> {
+        let st = self.st()?;
+        let view = st
+            .tensor(name)
+            .map_err(|_| self.err(format!("tensor '{name}' is missing")))?;
+        if view.dtype() != Dtype::F32 {
+            return Err(self.err(format!(
+                "tensor '{name}' has dtype {:?}, expected F32",
+                view.dtype()
+            )));
+        }
+        let shape: Vec<i64> = view.shape().iter().map(|&d| d as i64).collect();
+        if let Some(exp) = expected_shape {
+            if exp != shape.as_slice() {
+                return Err(self.err(format!(
+                    "tensor '{name}' has shape {shape:?}, the model expects {exp:?}"
+                )));
+            }
+        }
+        let data = view.data();
+        if let Some(stored) = self.metadata.get(&format!("crc32/{name}")) {
+            let actual = format!("{:08x}", crc32(data));
+            if &actual != stored {
+                return Err(self.err(format!(
+                    "tensor '{name}' is corrupted: CRC-32 {actual}, recorded {stored}"
+                )));
+            }
+        }
+        let t = Tensor::from_data_size(data, &shape, Kind::Float);
+        let finite = t.isfinite().all().int64_value(&[]) != 0;
+        if !finite {
+            return Err(self.err(format!("tensor '{name}' contains NaN or infinite values")));
+        }
+        Ok(t.to_device(device))
+    }
+}
+
+/// Path of the newest checkpoint's JSON in `run_dir`, if any.
+pub fn latest(run_dir: &Path) -> Option<PathBuf> {
+    let p = run_dir.join(CHECKPOINT_JSON);
+    p.exists().then_some(p)
+}
+
+/// Reads `run_dir/checkpoint.json` and opens the tensor file it names.
+pub fn read_checkpoint(run_dir: &Path) -> Result<(CheckpointMeta, TensorFile)> {
+    let json = run_dir.join(CHECKPOINT_JSON);
+    let text = std::fs::read_to_string(&json).map_err(|e| Error::io(&json, e))?;
+    let meta: CheckpointMeta = serde_json::from_str(&text).map_err(|e| Error::Checkpoint {
+        path: json.clone(),
+        msg: format!("invalid checkpoint JSON: {e}"),
+    })?;
+    if meta.format != CHECKPOINT_FORMAT {
+        return Err(Error::Checkpoint {
+            path: json,
+            msg: format!(
+                "format '{}' is not the supported '{CHECKPOINT_FORMAT}'",
+                meta.format
+            ),
+        });
+    }
+    let tpath = run_dir.join(&meta.tensors);
+    let file = TensorFile::read(&tpath)?;
+    let step_meta = file.metadata().get("step").cloned();
+    if step_meta.as_deref() != Some(meta.step.to_string().as_str()) {
+        return Err(Error::Checkpoint {
+            path: tpath,
+            msg: format!(
+                "tensor file records step {:?}, {CHECKPOINT_JSON} says {}",
+                step_meta, meta.step
+            ),
+        });
+    }
+    Ok((meta, file))
+}
+
+/// Writes a checkpoint: tensor file, then `checkpoint.json`, then removes the tensor file the
+/// previous JSON named. Returns the JSON path.
+pub fn write_checkpoint(
+    run_dir: &Path,
+    meta: &CheckpointMeta,
+    tensors: &[(String, Tensor)],
+) -> Result<PathBuf> {
+    let previous = read_checkpoint_meta_only(run_dir);
+    let tpath = run_dir.join(&meta.tensors);
+    let mut md = HashMap::new();
+    md.insert("step".to_string(), meta.step.to_string());
+    md.insert("format".to_string(), CHECKPOINT_FORMAT.to_string());
+    write_tensors(&tpath, tensors, md)?;
+    let json = run_dir.join(CHECKPOINT_JSON);
+    let text = serde_json::to_string_pretty(meta)
+        .map_err(|e| Error::format(&json, format!("serialising checkpoint metadata: {e}")))?;
+    write_atomic(&json, text.as_bytes())?;
+    if let Some(prev) = previous {
+        if prev.tensors != meta.tensors {
+            let _ = std::fs::remove_file(run_dir.join(prev.tensors));
+        }
+    }
+    Ok(json)
+}
+
+fn read_checkpoint_meta_only(run_dir: &Path) -> Option<CheckpointMeta> {
+    let text = std::fs::read_to_string(run_dir.join(CHECKPOINT_JSON)).ok()?;
+    serde_json::from_str(&text).ok()
+}
+
+/// The tensor file name for `step`.
+pub fn tensors_name(step: u64) -> String {
+    format!("ckpt-{step:08}.safetensors")
+}

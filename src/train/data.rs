@@ -1,0 +1,484 @@
+//! Training data: in-memory datasets in model space, a deterministic held-out split, random
+//! flips, and the sources `scoreinv train --data` accepts.
+//!
+//! Sources (`SOURCE` on the command line):
+//! * `gaussian2d[:N]`: N (default 10 000) samples of the 2-D Gaussian [`Gaussian2d::toy`];
+//! * `fashion-mnist` (the Debian `dataset-fashion-mnist` folder
+//!   `/usr/share/datasets/fashion-mnist`) or any folder with `train-images-idx3-ubyte[.gz]`
+//!   (and optionally `train-labels-idx1-ubyte[.gz]`), or a single IDX image file;
+//! * a `.npy` stack `[N, D]` (vectors), `[N, H, W]` or `[N, C, H, W]` (images) of u8, f32 or f64;
+//! * a folder of PNG/TIFF/JPEG images of one size.
+//!
+//! Images are mapped to `[0, 1]` (u8 by /255; float stacks by their min/max unless already in
+//! `[0, 1]`) and to `[-1, 1]` with `data.centered`; vectors are used as they are. The mapping
+//! is recorded in [`DataInfo`] and saved with the model.
+//!
+//! [`Gaussian2d`] also gives the exact score of the perturbed distribution: for
+//! `x₀ ~ N(μ, Σ)` and `x_t = m(t) x₀ + s(t) z`, `p_t = N(m μ, C)` with `C = m²Σ + s²I` and
+//! `∇ log p_t(x) = −C⁻¹(x − m μ)`.
+
+pub mod folder;
+pub mod idx;
+
+use super::rng::{Purpose, Stream};
+use crate::models::model_dir::DataInfo;
+use crate::sde::Sde;
+use crate::{Error, Result};
+use std::path::{Path, PathBuf};
+use tch::{Device, Kind, Tensor};
+
+/// Where the Debian package `dataset-fashion-mnist` installs the data.
+pub const FASHION_MNIST_DIR: &str = "/usr/share/datasets/fashion-mnist";
+
+/// A dataset in model space, on the CPU, f32, shape `[N] ++ info.shape`.
+pub struct Dataset {
+    pub data: Tensor,
+    pub labels: Option<Vec<u8>>,
+    pub info: DataInfo,
+}
+
+impl std::fmt::Debug for Dataset {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Dataset")
+            .field("len", &self.len())
+            .field("info", &self.info)
+            .finish()
+    }
+}
+
+impl Dataset {
+    /// Wraps model-space data, checking its shape against `info` and that it is finite.
+    pub fn new(data: Tensor, labels: Option<Vec<u8>>, info: DataInfo) -> Result<Self> {
+        let size = data.size();
+        if size.len() != info.shape.len() + 1 || size[1..] != info.shape[..] {
+            return Err(Error::Shape {
+                what: "dataset".into(),
+                expected: format!("[N] ++ {:?}", info.shape),
+                actual: format!("{size:?}"),
+            });
+        }
+        if size[0] == 0 {
+            return Err(Error::Invalid(format!(
+                "dataset '{}' is empty",
+                info.source
+            )));
+        }
+        if let Some(l) = &labels {
+            if l.len() as i64 != size[0] {
+                return Err(Error::Invalid(format!(
+                    "dataset '{}': {} labels for {} samples",
+                    info.source,
+                    l.len(),
+                    size[0]
+                )));
+            }
+        }
+        let data = data
+            .to_kind(Kind::Float)
+            .to_device(Device::Cpu)
+            .contiguous();
+        let finite = data.isfinite().flatten(1, -1).all_dim(1, false);
+        let bad = finite.logical_not().nonzero();
+        if bad.size()[0] > 0 {
+            let i = bad.int64_value(&[0, 0]);
+            return Err(Error::NonFinite(format!(
+                "dataset '{}' (sample {i} and {} others)",
+                info.source,
+                bad.size()[0] - 1
+            )));
+        }
+        Ok(Self { data, labels, info })
+    }
+
+    /// Number of samples.
+    pub fn len(&self) -> usize {
+        self.data.size()[0] as usize
+    }
+
+    /// Whether there are no samples (never true for a constructed dataset).
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Samples `idx` as a `[B, ...]` tensor.
+    pub fn gather(&self, idx: &[i64]) -> Tensor {
+        self.data.index_select(0, &Tensor::from_slice(idx))
+    }
+
+    /// Deterministic split `(train, held_out)`: a permutation by a fixed key (independent of the
+    /// training seed, so every run on the same data holds out the same samples); the last
+    /// `round(N·fraction)` (at least 1 when `fraction > 0`, at most N − 1) are held out.
+    pub fn split(&self, fraction: f64) -> Result<(Dataset, Option<Dataset>)> {
+        let n = self.len();
+        if fraction <= 0.0 {
+            return Ok((self.subset(&(0..n as i64).collect::<Vec<_>>())?, None));
+        }
+        if n < 2 {
+            return Err(Error::Invalid(format!(
+                "dataset '{}' has {n} sample(s); a held-out split needs at least 2 (or set data.heldout_fraction = 0)",
+                self.info.source
+            )));
+        }
+        let k = ((n as f64 * fraction).round() as usize).clamp(1, n - 1);
+        let perm = Stream::new(0x5eed, n as u64, Purpose::Split).permutation(n);
+        let (tr, ho) = perm.split_at(n - k);
+        let mut tr = tr.to_vec();
+        let mut ho = ho.to_vec();
+        tr.sort_unstable();
+        ho.sort_unstable();
+        Ok((self.subset(&tr)?, Some(self.subset(&ho)?)))
+    }
+
+    fn subset(&self, idx: &[i64]) -> Result<Dataset> {
+        Ok(Dataset {
+            data: self.gather(idx),
+            labels: self
+                .labels
+                .as_ref()
+                .map(|l| idx.iter().map(|&i| l[i as usize]).collect()),
+            info: self.info.clone(),
+        })
+    }
+}
+
+/// Flips the samples of an image batch `[B, C, H, W]` horizontally where `coins` is true.
+pub fn random_flip(x: &Tensor, coins: &[bool]) -> Tensor {
+    if x.dim() < 3 {
+        return x.shallow_clone();
+    }
+    let mask: Vec<f32> = coins.iter().map(|&c| if c { 1.0 } else { 0.0 }).collect();
+    let m =
+        crate::sde::bcast(&Tensor::from_slice(&mask).to_device(x.device()), x).to_kind(Kind::Bool);
+    x.flip([-1]).where_self(&m, x)
+}
+
+/// A training-data source.
+#[derive(Debug, Clone, PartialEq)]
+pub enum DataSource {
+    /// `n` samples of [`Gaussian2d::toy`].
+    Gaussian2d { n: usize },
+    /// IDX images (and optional labels).
+    Idx {
+        images: PathBuf,
+        labels: Option<PathBuf>,
+    },
+    /// A `.npy` stack.
+    Npy(PathBuf),
+    /// A folder of images.
+    Folder(PathBuf),
+}
+
+fn find_idx(dir: &Path, stem: &str) -> Option<PathBuf> {
+    [stem.to_string(), format!("{stem}.gz")]
+        .iter()
+        .map(|n| dir.join(n))
+        .find(|p| p.is_file())
+}
+
+impl DataSource {
+    /// Parses a `--data` argument.
+    pub fn parse(spec: &str) -> Result<Self> {
+        if let Some(rest) = spec.strip_prefix("gaussian2d") {
+            let n = match rest.strip_prefix(':') {
+                Some(n) => n.parse::<usize>().map_err(|_| {
+                    Error::Invalid(format!("--data {spec}: '{n}' is not a sample count"))
+                })?,
+                None if rest.is_empty() => 10_000,
+                None => {
+                    return Err(Error::Invalid(format!(
+                        "--data {spec}: expected gaussian2d[:N]"
+                    )))
+                }
+            };
+            return Ok(DataSource::Gaussian2d { n });
+        }
+        let path = if spec == "fashion-mnist" {
+            PathBuf::from(FASHION_MNIST_DIR)
+        } else {
+            PathBuf::from(spec)
+        };
+        if !path.exists() {
+            return Err(Error::Invalid(format!(
+                "--data {}: no such file or folder{}",
+                path.display(),
+                if spec == "fashion-mnist" {
+                    " (install the Debian package dataset-fashion-mnist, or pass the folder with the IDX files)"
+                } else {
+                    ""
+                }
+            )));
+        }
+        if path.is_dir() {
+            if let Some(images) = find_idx(&path, "train-images-idx3-ubyte") {
+                let labels = find_idx(&path, "train-labels-idx1-ubyte");
+                return Ok(DataSource::Idx { images, labels });
+            }
+            return Ok(DataSource::Folder(path));
+        }
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("")
+            .to_ascii_lowercase();
+        if name.ends_with(".npy") {
+            Ok(DataSource::Npy(path))
+        } else if name.contains("idx3-ubyte") || name.contains("idx") {
+            Ok(DataSource::Idx {
+                images: path,
+                labels: None,
+            })
+        } else {
+            Err(Error::Invalid(format!(
+                "--data {}: not a .npy stack, IDX file, or folder",
+                path.display()
+            )))
+        }
+    }
+
+    /// Loads the source into model space (`centered` applies to images).
+    pub fn load(&self, centered: bool) -> Result<Dataset> {
+        match self {
+            DataSource::Gaussian2d { n } => {
+                let g = Gaussian2d::toy();
+                let x = g.sample(*n, 0);
+                Dataset::new(
+                    x,
+                    None,
+                    DataInfo::vectors(2, format!("gaussian2d ({n} samples)")),
+                )
+            }
+            DataSource::Idx { images, labels } => {
+                let im = idx::read_idx(images)?;
+                if im.dims.len() != 3 {
+                    return Err(Error::format(
+                        images,
+                        format!(
+                            "expected IDX images [N, H, W], got dimensions {:?}",
+                            im.dims
+                        ),
+                    ));
+                }
+                let (n, h, w) = (im.dims[0], im.dims[1] as i64, im.dims[2] as i64);
+                let labels = match labels {
+                    Some(p) => {
+                        let l = idx::read_idx(p)?;
+                        if l.dims != [n] {
+                            return Err(Error::format(
+                                p,
+                                format!("labels have dimensions {:?}, the images are {n}", l.dims),
+                            ));
+                        }
+                        Some(l.data)
+                    }
+                    None => None,
+                };
+                let raw = Tensor::from_slice(&im.data)
+                    .to_kind(Kind::Float)
+                    .reshape([n as i64, 1, h, w]);
+                let info = DataInfo {
+                    shape: vec![1, h, w],
+                    centered,
+                    data_range: Some((0.0, 255.0)),
+                    source: format!("{} ({n} images)", images.display()),
+                };
+                Dataset::new(info.normalize(&raw), labels, info)
+            }
+            DataSource::Npy(p) => load_npy(p, centered),
+            DataSource::Folder(p) => {
+                let (data, [c, h, w]) = folder::load_folder(p)?;
+                let n = data.len() as i64 / (c * h * w);
+                let info = DataInfo {
+                    shape: vec![c, h, w],
+                    centered,
+                    data_range: Some((0.0, 1.0)),
+                    source: format!("{} ({n} images)", p.display()),
+                };
+                let raw = Tensor::from_slice(&data).reshape([n, c, h, w]);
+                Dataset::new(info.normalize(&raw), None, info)
+            }
+        }
+    }
+}
+
+fn load_npy(p: &Path, centered: bool) -> Result<Dataset> {
+    use ndarray::ArrayD;
+    use ndarray_npy::read_npy;
+    let (vals, shape, is_u8): (Vec<f32>, Vec<usize>, bool) =
+        if let Ok(a) = read_npy::<_, ArrayD<f32>>(p) {
+            (a.iter().copied().collect(), a.shape().to_vec(), false)
+        } else if let Ok(a) = read_npy::<_, ArrayD<f64>>(p) {
+            (
+                a.iter().map(|&v| v as f32).collect(),
+                a.shape().to_vec(),
+                false,
+            )
+        } else {
+            match read_npy::<_, ArrayD<u8>>(p) {
+                Ok(a) => (
+                    a.iter().map(|&v| v as f32).collect(),
+                    a.shape().to_vec(),
+                    true,
+                ),
+                Err(e) => {
+                    return Err(Error::format(
+                        p,
+                        format!("cannot read as a u8, f32 or f64 .npy array: {e}"),
+                    ))
+                }
+            }
+        };
+    let shape: Vec<i64> = shape.iter().map(|&d| d as i64).collect();
+    let (n, sample): (i64, Vec<i64>) = match shape.len() {
+        2 => (shape[0], vec![shape[1]]),
+        3 => (shape[0], vec![1, shape[1], shape[2]]),
+        4 => (shape[0], shape[1..].to_vec()),
+        _ => {
+            return Err(Error::format(
+                p,
+                format!("expected [N, D], [N, H, W] or [N, C, H, W], got shape {shape:?}"),
+            ))
+        }
+    };
+    let mut full = vec![n];
+    full.extend(&sample);
+    let raw = Tensor::from_slice(&vals).reshape(full.as_slice());
+    let is_image = sample.len() == 3;
+    let data_range = if !is_image {
+        None
+    } else if is_u8 {
+        Some((0.0, 255.0))
+    } else {
+        if vals.iter().any(|v| !v.is_finite()) {
+            return Err(Error::NonFinite(format!("{}", p.display())));
+        }
+        let lo = vals.iter().copied().fold(f32::INFINITY, f32::min) as f64;
+        let hi = vals.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
+        if lo >= 0.0 && hi <= 1.0 {
+            Some((0.0, 1.0))
+        } else if hi > lo {
+            Some((lo, hi))
+        } else {
+            return Err(Error::Invalid(format!(
+                "{}: every value equals {lo}; nothing to learn",
+                p.display()
+            )));
+        }
+    };
+    let info = DataInfo {
+        shape: sample,
+        centered: centered && is_image,
+        data_range,
+        source: format!("{} ({n} samples)", p.display()),
+    };
+    Dataset::new(info.normalize(&raw), None, info)
+}
+
+/// A 2-D Gaussian `N(μ, Σ)` with its exact perturbed scores.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Gaussian2d {
+    pub mu: [f64; 2],
+    pub cov: [[f64; 2]; 2],
+}
+
+impl Gaussian2d {
+    /// Checks that Σ is symmetric positive definite.
+    pub fn new(mu: [f64; 2], cov: [[f64; 2]; 2]) -> Result<Self> {
+        let det = cov[0][0] * cov[1][1] - cov[0][1] * cov[1][0];
+        if cov[0][1] != cov[1][0] || cov[0][0] <= 0.0 || det <= 0.0 {
+            return Err(Error::Config(format!(
+                "covariance {cov:?} is not symmetric positive definite"
+            )));
+        }
+        Ok(Self { mu, cov })
+    }
+
+    /// The toy distribution `μ = (1, −0.5)`, `Σ = [[1, 0.6], [0.6, 0.5]]` (correlated,
+    /// eigenvalues ≈ 1.28 and 0.22).
+    pub fn toy() -> Self {
+        Self {
+            mu: [1.0, -0.5],
+            cov: [[1.0, 0.6], [0.6, 0.5]],
+        }
+    }
+
+    /// `n` samples `[n, 2]` (f32), from the stream `(seed, 0, Synthetic)`, by the Cholesky
+    /// factor of Σ.
+    pub fn sample(&self, n: usize, seed: u64) -> Tensor {
+        let z = Stream::new(seed, 0, Purpose::Synthetic).normal_vec(2 * n);
+        let l00 = self.cov[0][0].sqrt();
+        let l10 = self.cov[1][0] / l00;
+        let l11 = (self.cov[1][1] - l10 * l10).sqrt();
+        let mut v = Vec::with_capacity(2 * n);
+        for i in 0..n {
+            let (a, b) = (z[2 * i] as f64, z[2 * i + 1] as f64);
+            v.push((self.mu[0] + l00 * a) as f32);
+            v.push((self.mu[1] + l10 * a + l11 * b) as f32);
+        }
+        Tensor::from_slice(&v).reshape([n as i64, 2])
+    }
+
+    /// `(m(t), C(t) = m²Σ + s²I)` of `p_t`.
+    pub fn perturbed(&self, sde: &dyn Sde, t: f64) -> (f64, [[f64; 2]; 2]) {
+        let (m, s) = sde.mean_coeff_std(t);
+        (m, self.cov_with(m, s))
+    }
+
+    /// Exact score of `p_t` at `x` `[B, 2]`, for per-sample times `t` `[B]`:
+    /// `−C(t)⁻¹ (x − m(t) μ)`. Differentiable in `x`.
+    pub fn perturbed_score(&self, sde: &dyn Sde, x: &Tensor, t: &Tensor) -> Tensor {
+        let ts: Vec<f64> =
+            Vec::try_from(&t.to_kind(Kind::Double).to_device(Device::Cpu)).unwrap_or_default();
+        let ms: Vec<(f64, f64)> = ts.iter().map(|&ti| sde.mean_coeff_std(ti)).collect();
+        self.score_with(x, &ms)
+    }
+
+    /// Score of `N(m μ, m²Σ + s²I)` at `x` `[B, 2]` with per-sample `(m, s)`.
+    pub fn score_with(&self, x: &Tensor, ms: &[(f64, f64)]) -> Tensor {
+        let mut rows = Vec::with_capacity(ms.len() * 6);
+        for &(m, s) in ms {
+            let c = self.cov_with(m, s);
+            let det = c[0][0] * c[1][1] - c[0][1] * c[1][0];
+            // C⁻¹ row-major and the mean.
+            rows.extend_from_slice(&[
+                c[1][1] / det,
+                -c[0][1] / det,
+                -c[1][0] / det,
+                c[0][0] / det,
+                m * self.mu[0],
+                m * self.mu[1],
+            ]);
+        }
+        let p = Tensor::from_slice(&rows)
+            .reshape([ms.len() as i64, 6])
+            .to_kind(x.kind())
+            .to_device(x.device());
+        let d0 = x.select(1, 0) - p.select(1, 4);
+        let d1 = x.select(1, 1) - p.select(1, 5);
+        let s0 = -(p.select(1, 0) * &d0 + p.select(1, 1) * &d1);
+        let s1 = -(p.select(1, 2) * &d0 + p.select(1, 3) * &d1);
+        Tensor::stack(&[s0, s1], 1)
+    }
+
+    /// `m²Σ + s²I`.
+    pub fn cov_with(&self, m: f64, s: f64) -> [[f64; 2]; 2] {
+        [
+            [m * m * self.cov[0][0] + s * s, m * m * self.cov[0][1]],
+            [m * m * self.cov[1][0], m * m * self.cov[1][1] + s * s],
+        ]
+    }
+
+    /// Minimum of the per-sample DSM objective `E‖s(t)·∇log p_t(x_t) + z‖²` at time t, reached
+    /// by the exact score: `d − s² tr(C⁻¹)` (derivation in the loss tests).
+    pub fn dsm_minimum(&self, sde: &dyn Sde, t: f64) -> f64 {
+        let (m, s) = sde.mean_coeff_std(t);
+        self.dsm_minimum_with(m, s)
+    }
+
+    /// `d − s² tr(C⁻¹)` with `C = m²Σ + s²I`.
+    pub fn dsm_minimum_with(&self, m: f64, s: f64) -> f64 {
+        let c = self.cov_with(m, s);
+        let det = c[0][0] * c[1][1] - c[0][1] * c[1][0];
+        let tr_inv = (c[0][0] + c[1][1]) / det;
+        2.0 - s * s * tr_inv
+    }
+}

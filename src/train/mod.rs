@@ -1,0 +1,530 @@
+//! Training score models by score matching (Song et al. 2021; score_sde_pytorch `run_lib.train`).
+//!
+//! A [`Trainer`] owns a network (any [`TimeConditionedNet`] built from a
+//! [`ModelConfig`](crate::models::model_dir::ModelConfig) into a `tch::nn::VarStore`) wrapped as
+//! a [`NetScore`] for the configured SDE, the optimiser state ([`optim::Adam`] moments,
+//! [`optim::Ema`] weights), the step counter and the data. One step: take the next batch of the
+//! epoch's permutation, flip images at random, draw the loss's times and noise, back-propagate,
+//! clip, update with warm-up, update the EMA. All randomness is a function of
+//! `(seed, step)` ([`rng`]), so [`Trainer::save_checkpoint`] + [`Trainer::resume`] continue a run
+//! bit-exactly on the CPU.
+//!
+//! [`Trainer::run`] is the loop of `scoreinv train`: a loss CSV, periodic held-out DSM loss of
+//! the EMA weights, periodic checkpoints, divergence detection (a non-finite loss or gradient
+//! stops the run before the update, leaving the last good checkpoint in place), and the final
+//! model directory (`RUN_DIR/model`, see [`crate::models::model_dir`]).
+
+pub mod checkpoint;
+pub mod config;
+pub mod data;
+pub mod losses;
+pub mod optim;
+pub mod rng;
+
+use crate::models::model_dir::{
+    save_model_dir, DataInfo, ModelDirConfig, TrainingInfo, MODEL_FORMAT,
+};
+use crate::models::score_net::NetScore;
+use crate::models::TimeConditionedNet;
+use crate::{Error, Result};
+use checkpoint::{CheckpointMeta, CHECKPOINT_FORMAT};
+use config::TrainConfig;
+use data::Dataset;
+use losses::LossConfig;
+use optim::{clip_grad_norm, Adam, Ema};
+use rng::{Purpose, Stream};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+use tch::{nn, Device, Kind, Tensor};
+
+/// What one step did.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct StepStats {
+    /// Steps completed after this one.
+    pub step: u64,
+    pub loss: f64,
+    /// Learning rate used.
+    pub lr: f64,
+    /// Global gradient norm before clipping.
+    pub grad_norm: f64,
+}
+
+/// Events of [`Trainer::run`] for progress reporting.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Event {
+    Step(StepStats),
+    HeldOut { step: u64, loss: f64 },
+    Checkpoint { step: u64, path: PathBuf },
+}
+
+/// Result of [`Trainer::run`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunSummary {
+    pub steps_taken: u64,
+    pub final_step: u64,
+    pub last_loss: Option<f64>,
+    pub heldout_loss: Option<f64>,
+    pub elapsed_s: f64,
+    /// Training samples processed per second.
+    pub samples_per_s: f64,
+    pub model_dir: PathBuf,
+}
+
+/// The training state and loop.
+pub struct Trainer {
+    cfg: TrainConfig,
+    device: Device,
+    _vs: nn::VarStore,
+    model: NetScore<dyn TimeConditionedNet>,
+    names: Vec<String>,
+    params: Vec<Tensor>,
+    trainable: Vec<usize>,
+    adam: Adam,
+    ema: Ema,
+    step: u64,
+    train: Dataset,
+    heldout: Option<Dataset>,
+    epoch_perm: Option<(u64, Vec<i64>)>,
+    last_loss: Option<f64>,
+}
+
+impl Trainer {
+    /// A fresh run on `data` (split into train and held-out by `cfg.data.heldout_fraction`).
+    /// The network is initialised by libtorch's generator seeded from `training.seed`.
+    pub fn new(cfg: TrainConfig, data: &Dataset, device: Device) -> Result<Self> {
+        cfg.validate()?;
+        let sde_kind = cfg.sde.build()?.kind();
+        cfg.model.check_data(&data.info)?;
+        let (train, heldout) = data.split(cfg.data.heldout_fraction)?;
+        tch::manual_seed(Stream::new(cfg.training.seed, 0, Purpose::Torch).seed_u64() as i64);
+        let vs = nn::VarStore::new(device);
+        let net = cfg.model.build(&vs.root(), &data.info, sde_kind)?;
+        let model =
+            NetScore::new(net, cfg.sde, cfg.score)?.with_sample_shape(data.info.shape.clone());
+        let mut vars: Vec<(String, Tensor)> = vs.variables().into_iter().collect();
+        vars.sort_by(|a, b| a.0.cmp(&b.0));
+        let names: Vec<String> = vars.iter().map(|(n, _)| n.clone()).collect();
+        let params: Vec<Tensor> = vars.into_iter().map(|(_, t)| t).collect();
+        let trainable: Vec<usize> = (0..params.len())
+            .filter(|&i| params[i].requires_grad())
+            .collect();
+        let tp: Vec<Tensor> = trainable
+            .iter()
+            .map(|&i| params[i].shallow_clone())
+            .collect();
+        let adam = Adam::new(&tp);
+        let ema = Ema::new(&params, cfg.optim.ema_rate);
+        Ok(Self {
+            cfg,
+            device,
+            _vs: vs,
+            model,
+            names,
+            params,
+            trainable,
+            adam,
+            ema,
+            step: 0,
+            train,
+            heldout,
+            epoch_perm: None,
+            last_loss: None,
+        })
+    }
+
+    /// Continues the run saved in `run_dir` on `data` (which must have the shape the run was
+    /// trained on). `adjust` may change settings that do not alter the random streams or the
+    /// model (e.g. `training.n_iters`, frequencies).
+    pub fn resume(
+        run_dir: &Path,
+        data: &Dataset,
+        device: Device,
+        adjust: impl FnOnce(&mut TrainConfig),
+    ) -> Result<Self> {
+        let (meta, file) = checkpoint::read_checkpoint(run_dir)?;
+        if meta.data.shape != data.info.shape {
+            return Err(Error::Config(format!(
+                "the checkpoint in {} was trained on samples of shape {:?} ({}), the data given has shape {:?} ({})",
+                run_dir.display(),
+                meta.data.shape,
+                meta.data.source,
+                data.info.shape,
+                data.info.source
+            )));
+        }
+        let mut cfg = meta.config.clone();
+        adjust(&mut cfg);
+        cfg.validate()?;
+        if cfg.training.seed != meta.seed
+            || cfg.model != meta.config.model
+            || cfg.sde != meta.config.sde
+            || cfg.training.batch_size != meta.config.training.batch_size
+        {
+            return Err(Error::Config(
+                "a resumed run must keep the seed, model, SDE and batch size of its checkpoint"
+                    .into(),
+            ));
+        }
+        let mut tr = Trainer::new(cfg, data, device)?;
+        tch::no_grad(|| -> Result<()> {
+            for (i, name) in tr.names.iter().enumerate() {
+                let shape = tr.params[i].size();
+                let t = file.tensor(&format!("model/{name}"), Some(&shape), device)?;
+                tr.params[i].copy_(&t);
+                let e = file.tensor(&format!("ema/{name}"), Some(&shape), device)?;
+                tr.ema.shadow[i].copy_(&e);
+            }
+            for (k, &i) in tr.trainable.iter().enumerate() {
+                let shape = tr.params[i].size();
+                let name = &tr.names[i];
+                let m = file.tensor(&format!("adam_m/{name}"), Some(&shape), device)?;
+                tr.adam.m[k].copy_(&m);
+                let v = file.tensor(&format!("adam_v/{name}"), Some(&shape), device)?;
+                tr.adam.v[k].copy_(&v);
+            }
+            Ok(())
+        })?;
+        tr.step = meta.step;
+        tr.adam.t = meta.step;
+        tr.ema.num_updates = meta.ema_num_updates;
+        tr.last_loss = meta.last_loss;
+        Ok(tr)
+    }
+
+    /// Steps completed.
+    pub fn step_count(&self) -> u64 {
+        self.step
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &TrainConfig {
+        &self.cfg
+    }
+
+    /// The score model being trained (current, not EMA, weights).
+    pub fn model(&self) -> &NetScore<dyn TimeConditionedNet> {
+        &self.model
+    }
+
+    /// Data description.
+    pub fn data_info(&self) -> &DataInfo {
+        &self.train.info
+    }
+
+    /// `(name, tensor)` of the current weights, sorted by name.
+    pub fn weights(&self) -> Vec<(String, Tensor)> {
+        self.names
+            .iter()
+            .cloned()
+            .zip(self.params.iter().map(|p| p.detach().copy()))
+            .collect()
+    }
+
+    /// `(name, tensor)` of the EMA weights.
+    pub fn ema_weights(&self) -> Vec<(String, Tensor)> {
+        self.names
+            .iter()
+            .cloned()
+            .zip(self.ema.shadow.iter().map(|p| p.copy()))
+            .collect()
+    }
+
+    /// Replaces the current weights with the EMA weights (e.g. to evaluate them).
+    pub fn load_ema_into_model(&mut self) {
+        tch::no_grad(|| {
+            for (p, s) in self.params.iter_mut().zip(&self.ema.shadow) {
+                p.copy_(s);
+            }
+        });
+    }
+
+    fn batch_indices(&mut self) -> Vec<i64> {
+        let n = self.train.len() as u64;
+        let b = self.cfg.training.batch_size as u64;
+        let mut out = Vec::with_capacity(b as usize);
+        for pos in self.step * b..(self.step + 1) * b {
+            let epoch = pos / n;
+            if self.epoch_perm.as_ref().map(|(e, _)| *e) != Some(epoch) {
+                let perm = Stream::new(self.cfg.training.seed, epoch, Purpose::DataOrder)
+                    .permutation(n as usize);
+                self.epoch_perm = Some((epoch, perm));
+            }
+            out.push(
+                self.epoch_perm
+                    .as_ref()
+                    .map(|(_, p)| p[(pos % n) as usize])
+                    .unwrap_or(0),
+            );
+        }
+        out
+    }
+
+    fn trainable_params(&self) -> Vec<Tensor> {
+        self.trainable
+            .iter()
+            .map(|&i| self.params[i].shallow_clone())
+            .collect()
+    }
+
+    /// One optimisation step. A non-finite loss or gradient returns [`Error::Diverged`] before
+    /// any parameter changes.
+    pub fn train_step(&mut self) -> Result<StepStats> {
+        let seed = self.cfg.training.seed;
+        let idx = self.batch_indices();
+        let mut x0 = self.train.gather(&idx);
+        if self.cfg.data.random_flip {
+            let coins = Stream::new(seed, self.step, Purpose::Augment).coins(idx.len());
+            x0 = data::random_flip(&x0, &coins);
+        }
+        let x0 = x0.to_device(self.device);
+        let mut noise = Stream::new(seed, self.step, Purpose::Loss);
+        tch::manual_seed(Stream::new(seed, self.step, Purpose::Torch).seed_u64() as i64);
+        let tp = self.trainable_params();
+        for p in &tp {
+            let mut g = p.grad();
+            if g.defined() {
+                let _ = g.zero_();
+            }
+        }
+        let use_autocast = self.cfg.training.autocast && self.device.is_cuda();
+        let loss = tch::autocast(use_autocast, || {
+            self.cfg.loss.loss(&self.model, &x0, &mut noise, true)
+        })?
+        .to_kind(Kind::Float);
+        let lv = loss.double_value(&[]);
+        let lr = self.cfg.optim.lr_at(self.step);
+        if !lv.is_finite() {
+            return Err(self.diverged(format!("loss is {lv}"), lr));
+        }
+        loss.backward();
+        let gn = clip_grad_norm(&tp, self.cfg.optim.grad_clip);
+        if !gn.is_finite() {
+            return Err(self.diverged(format!("gradient norm is {gn} (loss {lv})"), lr));
+        }
+        self.adam.step(&tp, &self.cfg.optim, lr);
+        self.ema.update(&self.params);
+        self.step += 1;
+        self.last_loss = Some(lv);
+        Ok(StepStats {
+            step: self.step,
+            loss: lv,
+            lr,
+            grad_norm: gn,
+        })
+    }
+
+    fn diverged(&self, what: String, lr: f64) -> Error {
+        Error::Diverged(format!(
+            "training diverged at step {}: {what} (learning rate {lr:e}); no update was applied",
+            self.step + 1
+        ))
+    }
+
+    /// Held-out DSM loss (the configured reduction and weighting) of the EMA weights on up to
+    /// `eval_batch_size` held-out samples, with fixed noise so that values are comparable
+    /// across the run. `None` without a held-out set.
+    pub fn heldout_loss(&mut self) -> Result<Option<f64>> {
+        let Some(ho) = &self.heldout else {
+            return Ok(None);
+        };
+        let b = self
+            .cfg
+            .training
+            .eval_batch_size
+            .unwrap_or(self.cfg.training.batch_size)
+            .min(ho.len());
+        let x0 = ho
+            .gather(&(0..b as i64).collect::<Vec<_>>())
+            .to_device(self.device);
+        let loss_cfg = LossConfig {
+            kind: losses::LossKind::Dsm,
+            ..self.cfg.loss.clone()
+        };
+        let backup: Vec<Tensor> = self.params.iter().map(|p| p.detach().copy()).collect();
+        self.load_ema_into_model();
+        let mut noise = Stream::new(self.cfg.training.seed, 0, Purpose::Eval);
+        let res = tch::no_grad(|| loss_cfg.loss(&self.model, &x0, &mut noise, false));
+        tch::no_grad(|| {
+            for (p, b) in self.params.iter_mut().zip(&backup) {
+                p.copy_(b);
+            }
+        });
+        Ok(Some(res?.double_value(&[])))
+    }
+
+    fn meta(&self) -> CheckpointMeta {
+        CheckpointMeta {
+            format: CHECKPOINT_FORMAT.into(),
+            step: self.step,
+            seed: self.cfg.training.seed,
+            ema_num_updates: self.ema.num_updates,
+            tensors: checkpoint::tensors_name(self.step),
+            config: self.cfg.clone(),
+            data: self.train.info.clone(),
+            last_loss: self.last_loss,
+        }
+    }
+
+    /// Writes a checkpoint of the full training state into `run_dir`.
+    pub fn save_checkpoint(&self, run_dir: &Path) -> Result<PathBuf> {
+        let mut tensors = Vec::with_capacity(4 * self.params.len());
+        for (i, name) in self.names.iter().enumerate() {
+            tensors.push((format!("model/{name}"), self.params[i].detach()));
+            tensors.push((format!("ema/{name}"), self.ema.shadow[i].shallow_clone()));
+        }
+        for (k, &i) in self.trainable.iter().enumerate() {
+            let name = &self.names[i];
+            tensors.push((format!("adam_m/{name}"), self.adam.m[k].shallow_clone()));
+            tensors.push((format!("adam_v/{name}"), self.adam.v[k].shallow_clone()));
+        }
+        checkpoint::write_checkpoint(run_dir, &self.meta(), &tensors)
+    }
+
+    /// Writes the EMA weights as a model directory (see [`crate::models::model_dir`]).
+    pub fn export_model_dir(&self, dir: &Path) -> Result<()> {
+        let cfg = ModelDirConfig {
+            format: MODEL_FORMAT.into(),
+            model: self.cfg.model.clone(),
+            sde: self.cfg.sde,
+            score: self.cfg.score,
+            data: self.train.info.clone(),
+            training: Some(TrainingInfo {
+                step: self.step,
+                ema_rate: self.cfg.optim.ema_rate,
+                loss: self.cfg.loss.name().into(),
+            }),
+        };
+        save_model_dir(dir, &cfg, &self.ema_weights())
+    }
+
+    /// Trains until `training.n_iters` steps, writing into `run_dir`: `loss.csv` (step, loss,
+    /// lr), `heldout.csv` (step, heldout_dsm_loss), checkpoints, and finally `model/`.
+    pub fn run(&mut self, run_dir: &Path, on_event: &mut dyn FnMut(&Event)) -> Result<RunSummary> {
+        std::fs::create_dir_all(run_dir).map_err(|e| Error::io(run_dir, e))?;
+        let mut loss_csv = CsvLog::open(&run_dir.join("loss.csv"), "step,loss,lr", self.step)?;
+        let mut eval_csv = CsvLog::open(
+            &run_dir.join("heldout.csv"),
+            "step,heldout_dsm_loss",
+            self.step,
+        )?;
+        let tcfg = self.cfg.training.clone();
+        let mut last_ckpt = match checkpoint::latest(run_dir) {
+            Some(p) if self.step > 0 => (self.step, p),
+            _ => (self.step, self.save_checkpoint(run_dir)?),
+        };
+        let start_step = self.step;
+        let t0 = Instant::now();
+        let mut heldout = None;
+        while self.step < tcfg.n_iters {
+            let stats = match self.train_step() {
+                Ok(s) => s,
+                Err(Error::Diverged(msg)) => {
+                    loss_csv.flush()?;
+                    return Err(Error::Diverged(format!(
+                        "{msg}. The last good checkpoint is {} (step {}); lower the learning rate (optim.lr, `--lr`) or check the data, then continue with `--resume`",
+                        last_ckpt.1.display(),
+                        last_ckpt.0
+                    )));
+                }
+                Err(e) => return Err(e),
+            };
+            on_event(&Event::Step(stats));
+            if tcfg.log_freq > 0 && (stats.step % tcfg.log_freq == 0 || stats.step == 1) {
+                loss_csv.row(&format!("{},{},{}", stats.step, stats.loss, stats.lr))?;
+            }
+            if tcfg.eval_freq > 0 && stats.step % tcfg.eval_freq == 0 {
+                if let Some(l) = self.heldout_loss()? {
+                    heldout = Some(l);
+                    eval_csv.row(&format!("{},{l}", stats.step))?;
+                    on_event(&Event::HeldOut {
+                        step: stats.step,
+                        loss: l,
+                    });
+                }
+            }
+            if tcfg.checkpoint_freq > 0 && stats.step % tcfg.checkpoint_freq == 0 {
+                loss_csv.flush()?;
+                eval_csv.flush()?;
+                let p = self.save_checkpoint(run_dir)?;
+                last_ckpt = (stats.step, p.clone());
+                on_event(&Event::Checkpoint {
+                    step: stats.step,
+                    path: p,
+                });
+            }
+        }
+        let elapsed = t0.elapsed().as_secs_f64();
+        loss_csv.flush()?;
+        eval_csv.flush()?;
+        if last_ckpt.0 != self.step {
+            let p = self.save_checkpoint(run_dir)?;
+            on_event(&Event::Checkpoint {
+                step: self.step,
+                path: p,
+            });
+        }
+        if heldout.is_none() {
+            heldout = self.heldout_loss()?;
+        }
+        let model_dir = run_dir.join("model");
+        self.export_model_dir(&model_dir)?;
+        let taken = self.step - start_step;
+        Ok(RunSummary {
+            steps_taken: taken,
+            final_step: self.step,
+            last_loss: self.last_loss,
+            heldout_loss: heldout,
+            elapsed_s: elapsed,
+            samples_per_s: if elapsed > 0.0 {
+                (taken * tcfg.batch_size as u64) as f64 / elapsed
+            } else {
+                0.0
+            },
+            model_dir,
+        })
+    }
+}
+
+/// An append-only CSV whose rows after `resume_step` are dropped on open (a resumed run rewrites
+/// them).
+struct CsvLog {
+    path: PathBuf,
+    w: std::io::BufWriter<std::fs::File>,
+}
+
+impl CsvLog {
+    fn open(path: &Path, header: &str, resume_step: u64) -> Result<Self> {
+        let mut kept = vec![header.to_string()];
+        if resume_step > 0 {
+            if let Ok(text) = std::fs::read_to_string(path) {
+                kept.extend(
+                    text.lines()
+                        .skip(1)
+                        .filter(|l| {
+                            l.split(',')
+                                .next()
+                                .and_then(|s| s.parse::<u64>().ok())
+                                .is_some_and(|s| s <= resume_step)
+                        })
+                        .map(String::from),
+                );
+            }
+        }
+        let f = std::fs::File::create(path).map_err(|e| Error::io(path, e))?;
+        let mut w = std::io::BufWriter::new(f);
+        for l in kept {
+            writeln!(w, "{l}").map_err(|e| Error::io(path, e))?;
+        }
+        Ok(Self {
+            path: path.into(),
+            w,
+        })
+    }
+    fn row(&mut self, line: &str) -> Result<()> {
+        writeln!(self.w, "{line}").map_err(|e| Error::io(&self.path, e))
+    }
+    fn flush(&mut self) -> Result<()> {
+        self.w.flush().map_err(|e| Error::io(&self.path, e))
+    }
+}

@@ -1,0 +1,376 @@
+//! Checkpoints, resume, model directories and divergence handling on a tiny MLP (CPU).
+
+use scoreinv::models::mlp::MlpConfig;
+use scoreinv::models::model_dir::{load_model_dir, DataInfo, ModelConfig};
+use scoreinv::models::ScoreModel;
+use scoreinv::sde::SdeConfig;
+use scoreinv::train::checkpoint::{read_checkpoint, CHECKPOINT_JSON};
+use scoreinv::train::config::TrainConfig;
+use scoreinv::train::data::{Dataset, Gaussian2d};
+use scoreinv::train::losses::LossKind;
+use scoreinv::train::rng::{Purpose, Stream};
+use scoreinv::train::{Event, Trainer};
+use scoreinv::Error;
+use std::path::Path;
+use tch::{Device, Kind, Tensor};
+
+fn tiny_config() -> TrainConfig {
+    // One intra-op thread keeps these tiny runs cheap on a loaded machine.
+    tch::set_num_threads(1);
+    let mut c = TrainConfig::default();
+    c.model = ModelConfig::Mlp(MlpConfig {
+        hidden: 32,
+        n_layers: 2,
+        embed_dim: 8,
+        embedding: None,
+    });
+    c.sde = SdeConfig::Ve {
+        sigma_min: 0.01,
+        sigma_max: 10.0,
+        n: 1000,
+    };
+    c.score.scale_by_sigma = true;
+    c.optim.lr = 1e-3;
+    c.optim.warmup = 5;
+    c.optim.ema_rate = 0.9;
+    c.training.batch_size = 64;
+    c.training.n_iters = 20;
+    c.training.log_freq = 5;
+    c.training.eval_freq = 10;
+    c.training.checkpoint_freq = 10;
+    c.data.heldout_fraction = 0.1;
+    c
+}
+
+/// 100 samples: with batch 64 the 20 steps cross many epoch boundaries.
+fn gaussian_data() -> Dataset {
+    let x = Gaussian2d::toy().sample(100, 7);
+    Dataset::new(x, None, DataInfo::vectors(2, "toy")).unwrap()
+}
+
+fn assert_same(a: &[(String, Tensor)], b: &[(String, Tensor)], what: &str) {
+    assert_eq!(a.len(), b.len());
+    for ((na, ta), (nb, tb)) in a.iter().zip(b) {
+        assert_eq!(na, nb);
+        assert!(ta.equal(tb), "{what} '{na}' differs after resume");
+    }
+}
+
+fn steps(tr: &mut Trainer, n: usize) -> Vec<f64> {
+    (0..n).map(|_| tr.train_step().unwrap().loss).collect()
+}
+
+/// 60 random 1×4×4 "images" (so that random flips act).
+fn image_data() -> Dataset {
+    let x = Stream::new(3, 0, Purpose::Synthetic).normal(&[60, 1, 4, 4], Kind::Float, Device::Cpu);
+    let info = DataInfo {
+        shape: vec![1, 4, 4],
+        centered: true,
+        data_range: Some((-3.0, 3.0)),
+        source: "noise images".into(),
+    };
+    Dataset::new(x, None, info).unwrap()
+}
+
+fn resume_is_bit_exact(mut cfg: TrainConfig, data: Dataset) {
+    cfg.data.random_flip = true;
+    let d0 = tempfile::tempdir().unwrap();
+    let d1 = tempfile::tempdir().unwrap();
+    let mut a = Trainer::new(cfg.clone(), &data, Device::Cpu).unwrap();
+    a.save_checkpoint(d0.path()).unwrap();
+    let la = steps(&mut a, 20);
+
+    let mut b = Trainer::resume(d0.path(), &data, Device::Cpu, |_| {}).unwrap();
+    let mut lb = steps(&mut b, 10);
+    b.save_checkpoint(d1.path()).unwrap();
+    drop(b);
+    let mut b = Trainer::resume(d1.path(), &data, Device::Cpu, |_| {}).unwrap();
+    assert_eq!(b.step_count(), 10);
+    lb.extend(steps(&mut b, 10));
+    assert_eq!(la, lb, "loss sequences differ");
+    assert_same(&a.weights(), &b.weights(), "weight");
+    assert_same(&a.ema_weights(), &b.ema_weights(), "EMA weight");
+    // Adam moments too: the next step would differ otherwise.
+    assert_eq!(steps(&mut a, 1), steps(&mut b, 1));
+    assert_same(&a.weights(), &b.weights(), "weight (step 21)");
+}
+
+#[test]
+fn resume_dsm_is_bit_exact() {
+    resume_is_bit_exact(tiny_config(), gaussian_data());
+}
+
+#[test]
+fn resume_images_with_flips_is_bit_exact() {
+    resume_is_bit_exact(tiny_config(), image_data());
+}
+
+#[test]
+fn resume_ssm_is_bit_exact() {
+    let mut c = tiny_config();
+    c.loss.kind = LossKind::Ssm;
+    resume_is_bit_exact(c, gaussian_data());
+}
+
+/// Byte range of `name`'s data in a safetensors file.
+fn data_range(bytes: &[u8], name: &str) -> (usize, usize) {
+    let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    let header: serde_json::Value = serde_json::from_slice(&bytes[8..8 + n]).unwrap();
+    let off = header[name]["data_offsets"].as_array().unwrap();
+    (
+        8 + n + off[0].as_u64().unwrap() as usize,
+        8 + n + off[1].as_u64().unwrap() as usize,
+    )
+}
+
+fn tensor_file(dir: &Path) -> std::path::PathBuf {
+    let meta: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join(CHECKPOINT_JSON)).unwrap()).unwrap();
+    dir.join(meta["tensors"].as_str().unwrap())
+}
+
+#[test]
+fn corrupted_tensor_is_named() {
+    let data = gaussian_data();
+    let dir = tempfile::tempdir().unwrap();
+    let mut tr = Trainer::new(tiny_config(), &data, Device::Cpu).unwrap();
+    steps(&mut tr, 3);
+    tr.save_checkpoint(dir.path()).unwrap();
+    let path = tensor_file(dir.path());
+    let mut bytes = std::fs::read(&path).unwrap();
+    let (lo, hi) = data_range(&bytes, "ema/output.weight");
+    let mid = (lo + hi) / 2;
+    bytes[mid] ^= 0x10;
+    std::fs::write(&path, &bytes).unwrap();
+    let err = Trainer::resume(dir.path(), &data, Device::Cpu, |_| {})
+        .err()
+        .expect("a corrupted checkpoint must not load")
+        .to_string();
+    assert!(
+        err.contains("ema/output.weight") && err.contains("corrupted"),
+        "{err}"
+    );
+    // A truncated file is refused as a whole.
+    std::fs::write(&path, &bytes[..bytes.len() / 2]).unwrap();
+    let err = Trainer::resume(dir.path(), &data, Device::Cpu, |_| {})
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        err.contains(path.file_name().unwrap().to_str().unwrap()),
+        "{err}"
+    );
+}
+
+#[test]
+fn missing_tensor_is_named() {
+    let data = gaussian_data();
+    let dir = tempfile::tempdir().unwrap();
+    let tr = Trainer::new(tiny_config(), &data, Device::Cpu).unwrap();
+    tr.save_checkpoint(dir.path()).unwrap();
+    let path = tensor_file(dir.path());
+    let bytes = std::fs::read(&path).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
+    let kept: Vec<(String, safetensors::tensor::TensorView)> = st
+        .tensors()
+        .into_iter()
+        .filter(|(n, _)| n != "adam_v/input.bias")
+        .collect();
+    assert_eq!(kept.len() + 1, st.len());
+    let out = safetensors::serialize(kept, meta.metadata()).unwrap();
+    std::fs::write(&path, out).unwrap();
+    let err = Trainer::resume(dir.path(), &data, Device::Cpu, |_| {})
+        .err()
+        .expect("a checkpoint without a tensor must not load")
+        .to_string();
+    assert!(
+        err.contains("adam_v/input.bias") && err.contains("missing"),
+        "{err}"
+    );
+    // Missing JSON.
+    std::fs::remove_file(dir.path().join(CHECKPOINT_JSON)).unwrap();
+    let err = Trainer::resume(dir.path(), &data, Device::Cpu, |_| {})
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains(CHECKPOINT_JSON), "{err}");
+}
+
+#[test]
+fn resume_refuses_data_of_another_shape() {
+    let data = gaussian_data();
+    let dir = tempfile::tempdir().unwrap();
+    Trainer::new(tiny_config(), &data, Device::Cpu)
+        .unwrap()
+        .save_checkpoint(dir.path())
+        .unwrap();
+    let other = Dataset::new(
+        Tensor::zeros([10, 3], tch::kind::FLOAT_CPU),
+        None,
+        DataInfo::vectors(3, "3-D"),
+    )
+    .unwrap();
+    let err = Trainer::resume(dir.path(), &other, Device::Cpu, |_| {})
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("[2]") && err.contains("[3]"), "{err}");
+}
+
+#[test]
+fn model_dir_round_trip_and_errors() {
+    let data = gaussian_data();
+    let dir = tempfile::tempdir().unwrap();
+    let mut tr = Trainer::new(tiny_config(), &data, Device::Cpu).unwrap();
+    steps(&mut tr, 5);
+    let mdir = dir.path().join("model");
+    tr.export_model_dir(&mdir).unwrap();
+    let (model, sde, cfg) = load_model_dir(&mdir, Device::Cpu).unwrap();
+    assert_eq!(sde, tr.config().sde);
+    assert_eq!(cfg.data.shape, vec![2]);
+    assert_eq!(model.sample_shape(), Some(vec![2]));
+    // The loaded model is the EMA model: identical scores.
+    tr.load_ema_into_model();
+    let x = Gaussian2d::toy().sample(16, 3);
+    let t = Tensor::linspace(0.01, 1.0, 16, tch::kind::FLOAT_CPU);
+    let want = tch::no_grad(|| tr.model().score(&x, &t));
+    let got = tch::no_grad(|| model.score(&x, &t));
+    assert!(got.equal(&want));
+
+    // Missing tensor, missing weights file, missing config: each error names it.
+    let w = mdir.join("model.safetensors");
+    let bytes = std::fs::read(&w).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let kept: Vec<_> = st
+        .tensors()
+        .into_iter()
+        .filter(|(n, _)| n != "output.weight")
+        .collect();
+    std::fs::write(&w, safetensors::serialize(kept, &None).unwrap()).unwrap();
+    let err = load_model_dir(&mdir, Device::Cpu)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        err.contains("output.weight") && err.contains("missing"),
+        "{err}"
+    );
+    std::fs::remove_file(&w).unwrap();
+    let err = load_model_dir(&mdir, Device::Cpu)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("model.safetensors"), "{err}");
+    std::fs::remove_file(mdir.join("config.json")).unwrap();
+    let err = load_model_dir(&mdir, Device::Cpu)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("config.json"), "{err}");
+    let err = load_model_dir(&dir.path().join("nope"), Device::Cpu)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        err.contains("nope") && err.contains("does not exist"),
+        "{err}"
+    );
+}
+
+#[test]
+fn divergence_stops_and_keeps_last_good_checkpoint() {
+    // lr 1e12 without warm-up: Adam moves every weight by ~1e12 per step, the 2-layer MLP's
+    // output overflows f32 within a few steps, and the loss becomes inf/NaN.
+    let mut cfg = tiny_config();
+    cfg.optim.lr = 1e12;
+    cfg.optim.warmup = 0;
+    cfg.training.checkpoint_freq = 1;
+    cfg.training.eval_freq = 0;
+    cfg.training.n_iters = 50;
+    let data = gaussian_data();
+    let dir = tempfile::tempdir().unwrap();
+    let mut tr = Trainer::new(cfg, &data, Device::Cpu).unwrap();
+    let mut ckpts = vec![];
+    let err = tr
+        .run(dir.path(), &mut |e| {
+            if let Event::Checkpoint { step, .. } = e {
+                ckpts.push(*step)
+            }
+        })
+        .err()
+        .expect("training with lr 1e12 must diverge");
+    let msg = err.to_string();
+    assert!(matches!(err, Error::Diverged(_)), "{msg}");
+    assert!(
+        msg.contains("diverged at step") && msg.contains("last good checkpoint"),
+        "{msg}"
+    );
+    let diverged_at = tr.step_count() + 1;
+    assert!(diverged_at < 50, "{msg}");
+    // The checkpoint on disk is the last completed step, and it loads (all tensors finite).
+    let (meta, _) = read_checkpoint(dir.path()).unwrap();
+    assert_eq!(meta.step, diverged_at - 1);
+    assert_eq!(ckpts.last().copied().unwrap_or(0), meta.step);
+    assert!(msg.contains(&format!("(step {})", meta.step)), "{msg}");
+    Trainer::resume(dir.path(), &data, Device::Cpu, |_| {}).unwrap();
+    assert!(
+        !dir.path().join("model").exists(),
+        "no model is exported from a diverged run"
+    );
+}
+
+#[test]
+fn nan_data_is_refused_before_training() {
+    let x = Gaussian2d::toy().sample(10, 1);
+    let _ = x.get(4).get(1).fill_(f64::NAN);
+    let err = Dataset::new(x, None, DataInfo::vectors(2, "poisoned")).unwrap_err();
+    let msg = err.to_string();
+    assert!(
+        msg.contains("poisoned") && msg.contains("sample 4") && msg.contains("NaN"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn discrete_losses_train_and_check_their_sde() {
+    // NCSN needs VE and DDPM needs VP: the wrong pairing is refused before training.
+    let data = gaussian_data();
+    for (kind, sde) in [
+        (LossKind::Ncsn, SdeConfig::vp_default()),
+        (LossKind::Ddpm, SdeConfig::ve_default()),
+    ] {
+        let mut c = tiny_config();
+        c.loss.kind = kind;
+        c.sde = sde;
+        let err = Trainer::new(c, &data, Device::Cpu)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(err.contains("needs a"), "{err}");
+    }
+    // The right pairing trains: over 150 steps the mean loss of the last 30 steps is below that
+    // of the first 30 (each loss is an unbiased estimate of the objective; the untrained network
+    // is far from the minimum).
+    for (kind, sde) in [
+        (
+            LossKind::Ncsn,
+            SdeConfig::Ve {
+                sigma_min: 0.01,
+                sigma_max: 10.0,
+                n: 1000,
+            },
+        ),
+        (LossKind::Ddpm, SdeConfig::vp_default()),
+    ] {
+        let mut c = tiny_config();
+        c.loss.kind = kind;
+        c.loss.reduce_mean = kind == LossKind::Ddpm;
+        c.sde = sde;
+        let mut tr = Trainer::new(c, &data, Device::Cpu).unwrap();
+        let l = steps(&mut tr, 150);
+        let first: f64 = l[..30].iter().sum::<f64>() / 30.0;
+        let last: f64 = l[120..].iter().sum::<f64>() / 30.0;
+        assert!(last < 0.8 * first, "{kind:?}: loss {first} -> {last}");
+    }
+}

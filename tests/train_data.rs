@@ -1,0 +1,336 @@
+//! Data sources (IDX, NPY, image folders, synthetic Gaussian), the held-out split, flips, and
+//! the `scoreinv train` command line end to end.
+
+use scoreinv::models::model_dir::DataInfo;
+use scoreinv::train::data::idx::encode_idx;
+use scoreinv::train::data::{random_flip, DataSource, Dataset, Gaussian2d};
+use std::io::Write;
+use std::process::Command;
+use tch::{Kind, Tensor};
+
+fn write_gz(path: &std::path::Path, bytes: &[u8]) {
+    let f = std::fs::File::create(path).unwrap();
+    let mut enc = flate2::write::GzEncoder::new(f, flate2::Compression::default());
+    enc.write_all(bytes).unwrap();
+    enc.finish().unwrap();
+}
+
+#[test]
+fn idx_images_and_labels_raw_and_gzip() {
+    // 5 images of 3x4 with known bytes, labels 0..4.
+    let (n, h, w) = (5usize, 3usize, 4usize);
+    let pix: Vec<u8> = (0..n * h * w).map(|i| (i * 7 % 256) as u8).collect();
+    let labels: Vec<u8> = (0..n as u8).collect();
+    for gz in [false, true] {
+        let dir = tempfile::tempdir().unwrap();
+        let (img, lab) = (encode_idx(&[n, h, w], &pix), encode_idx(&[n], &labels));
+        if gz {
+            write_gz(&dir.path().join("train-images-idx3-ubyte.gz"), &img);
+            write_gz(&dir.path().join("train-labels-idx1-ubyte.gz"), &lab);
+        } else {
+            std::fs::write(dir.path().join("train-images-idx3-ubyte"), &img).unwrap();
+            std::fs::write(dir.path().join("train-labels-idx1-ubyte"), &lab).unwrap();
+        }
+        let src = DataSource::parse(dir.path().to_str().unwrap()).unwrap();
+        assert!(matches!(
+            src,
+            DataSource::Idx {
+                labels: Some(_),
+                ..
+            }
+        ));
+        let ds = src.load(false).unwrap();
+        assert_eq!(ds.data.size(), vec![5, 1, 3, 4]);
+        assert_eq!(ds.info.shape, vec![1, 3, 4]);
+        assert_eq!(ds.labels.as_deref(), Some(&labels[..]));
+        let got: Vec<f32> = Vec::try_from(&ds.data.flatten(0, -1)).unwrap();
+        for (g, p) in got.iter().zip(&pix) {
+            assert_eq!(*g, *p as f32 / 255.0);
+        }
+        // Centered: [-1, 1], and denormalize inverts the mapping exactly for these values.
+        let dc = src.load(true).unwrap();
+        let back = dc.info.denormalize(&dc.data).flatten(0, -1);
+        let raw = Tensor::from_slice(&pix).to_kind(Kind::Float);
+        assert!((back - raw).abs().max().double_value(&[]) < 1e-4);
+    }
+}
+
+#[test]
+fn idx_errors_name_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("train-images-idx3-ubyte");
+    let mut bytes = encode_idx(&[2, 3, 3], &[0u8; 18]);
+    bytes.truncate(bytes.len() - 1);
+    std::fs::write(&p, &bytes).unwrap();
+    let err = DataSource::parse(dir.path().to_str().unwrap())
+        .unwrap()
+        .load(false)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("train-images-idx3-ubyte") && err.contains("18"),
+        "{err}"
+    );
+    let mut bad = encode_idx(&[2, 3, 3], &[0u8; 18]);
+    bad[2] = 0x0d; // float
+    std::fs::write(&p, &bad).unwrap();
+    let err = DataSource::parse(dir.path().to_str().unwrap())
+        .unwrap()
+        .load(false)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("0x0d"), "{err}");
+}
+
+#[test]
+fn npy_vectors_and_images() {
+    let dir = tempfile::tempdir().unwrap();
+    let v = ndarray::Array2::<f32>::from_shape_fn((6, 3), |(i, j)| (i * 3 + j) as f32 - 4.0);
+    let pv = dir.path().join("vec.npy");
+    ndarray_npy::write_npy(&pv, &v).unwrap();
+    let ds = DataSource::parse(pv.to_str().unwrap())
+        .unwrap()
+        .load(true)
+        .unwrap();
+    assert_eq!(ds.info.shape, vec![3]);
+    // Vectors are used as they are (no range, no centering).
+    assert_eq!(ds.info.data_range, None);
+    assert!(!ds.info.centered);
+    assert_eq!(ds.data.double_value(&[0, 0]), -4.0);
+    let im =
+        ndarray::Array3::<u8>::from_shape_fn((4, 2, 5), |(i, j, k)| (i * 10 + j * 5 + k) as u8);
+    let pi = dir.path().join("img.npy");
+    ndarray_npy::write_npy(&pi, &im).unwrap();
+    let ds = DataSource::parse(pi.to_str().unwrap())
+        .unwrap()
+        .load(false)
+        .unwrap();
+    assert_eq!(ds.data.size(), vec![4, 1, 2, 5]);
+    assert_eq!(ds.info.data_range, Some((0.0, 255.0)));
+    assert!((ds.data.double_value(&[3, 0, 1, 4]) - 39.0 / 255.0).abs() < 1e-7);
+    // A 1-D array is refused with the shape.
+    let p1 = dir.path().join("bad.npy");
+    ndarray_npy::write_npy(&p1, &ndarray::Array1::<f32>::zeros(7)).unwrap();
+    let err = DataSource::parse(p1.to_str().unwrap())
+        .unwrap()
+        .load(false)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("[7]"), "{err}");
+}
+
+#[test]
+fn image_folder_sizes_and_channels() {
+    let dir = tempfile::tempdir().unwrap();
+    let err = DataSource::parse(dir.path().to_str().unwrap())
+        .unwrap()
+        .load(false)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("contains no images"), "{err}");
+    for i in 0..3u8 {
+        let img = image::GrayImage::from_fn(4, 5, |x, y| image::Luma([i * 50 + (x + y) as u8]));
+        img.save(dir.path().join(format!("a{i}.png"))).unwrap();
+    }
+    let ds = DataSource::parse(dir.path().to_str().unwrap())
+        .unwrap()
+        .load(false)
+        .unwrap();
+    assert_eq!(ds.data.size(), vec![3, 1, 5, 4]);
+    assert!((ds.data.double_value(&[2, 0, 4, 3]) - 107.0 / 255.0).abs() < 1e-6);
+    // One RGB image makes the set RGB; a different size is refused naming both files.
+    image::RgbImage::from_pixel(4, 5, image::Rgb([255, 0, 0]))
+        .save(dir.path().join("b.png"))
+        .unwrap();
+    let ds = DataSource::parse(dir.path().to_str().unwrap())
+        .unwrap()
+        .load(false)
+        .unwrap();
+    assert_eq!(ds.data.size(), vec![4, 3, 5, 4]);
+    assert_eq!(ds.data.double_value(&[3, 0, 0, 0]), 1.0);
+    assert_eq!(ds.data.double_value(&[3, 1, 0, 0]), 0.0);
+    image::GrayImage::new(6, 5)
+        .save(dir.path().join("c.png"))
+        .unwrap();
+    let err = DataSource::parse(dir.path().to_str().unwrap())
+        .unwrap()
+        .load(false)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("mixes image sizes") && err.contains("c.png") && err.contains("6x5"),
+        "{err}"
+    );
+}
+
+#[test]
+fn split_is_deterministic_and_disjoint() {
+    let x = Tensor::arange(200, tch::kind::FLOAT_CPU).reshape([100, 2]);
+    let ds = Dataset::new(x, None, DataInfo::vectors(2, "arange")).unwrap();
+    let (a, b) = ds.split(0.1).unwrap();
+    let (a2, b2) = ds.split(0.1).unwrap();
+    let (b, b2) = (b.unwrap(), b2.unwrap());
+    assert_eq!((a.len(), b.len()), (90, 10));
+    assert!(b.data.equal(&b2.data) && a.data.equal(&a2.data));
+    let ids = |d: &Dataset| -> Vec<i64> {
+        Vec::<f32>::try_from(&d.data.select(1, 0))
+            .unwrap()
+            .iter()
+            .map(|v| *v as i64 / 2)
+            .collect()
+    };
+    let (ia, ib) = (ids(&a), ids(&b));
+    assert!(ib.iter().all(|i| !ia.contains(i)));
+    // Not simply the last 10 samples.
+    assert_ne!(ib, (90..100).collect::<Vec<_>>());
+    assert!(ds.split(0.5).unwrap().0.len() == 50);
+}
+
+#[test]
+fn flips_only_where_asked() {
+    let x = Tensor::arange(2 * 1 * 2 * 3, tch::kind::FLOAT_CPU).reshape([2, 1, 2, 3]);
+    let y = random_flip(&x, &[true, false]);
+    assert!(y.get(0).equal(&x.get(0).flip([-1])));
+    assert!(y.get(1).equal(&x.get(1)));
+}
+
+#[test]
+fn gaussian_sampler_has_its_moments() {
+    // 200 000 samples: mean SE = √(Σ_ii/n) ≤ 0.0023, covariance SE ≤ √(2/n)·Σ_ii ≤ 0.0032;
+    // 5 SE tolerances.
+    let g = Gaussian2d::toy();
+    let x = g.sample(200_000, 3).to_kind(Kind::Double);
+    let m: Vec<f64> = Vec::try_from(&x.mean_dim(0i64, false, Kind::Double)).unwrap();
+    assert!(
+        (m[0] - 1.0).abs() < 0.012 && (m[1] + 0.5).abs() < 0.012,
+        "{m:?}"
+    );
+    let c = x.transpose(0, 1).cov(1, None::<Tensor>, None::<Tensor>);
+    let c: Vec<f64> = Vec::try_from(&c.flatten(0, -1)).unwrap();
+    for (got, want) in c.iter().zip([1.0, 0.6, 0.6, 0.5]) {
+        assert!((got - want).abs() < 0.016, "cov {c:?}");
+    }
+}
+
+fn scoreinv() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_scoreinv"));
+    c.args(["--device", "cpu", "--threads", "1"]);
+    c
+}
+
+#[test]
+fn cli_train_resume_and_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("run");
+    let out = scoreinv()
+        .args([
+            "train",
+            "--data",
+            "gaussian2d:500",
+            "--preset",
+            "tiny",
+            "--steps",
+            "30",
+        ])
+        .arg("--out")
+        .arg(&run)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("samples/s"), "{stdout}");
+    let csv = std::fs::read_to_string(run.join("loss.csv")).unwrap();
+    assert!(
+        csv.starts_with("step,loss,lr\n1,") && csv.contains("\n30,"),
+        "{csv}"
+    );
+    assert!(run.join("model/config.json").exists() && run.join("model/model.safetensors").exists());
+
+    // Same --out without --resume: refused. With --resume: continues to 40.
+    let again = scoreinv()
+        .args(["train", "--data", "gaussian2d:500", "--steps", "40"])
+        .arg("--out")
+        .arg(&run)
+        .output()
+        .unwrap();
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("--resume"));
+    let resumed = scoreinv()
+        .args([
+            "train",
+            "--data",
+            "gaussian2d:500",
+            "--steps",
+            "40",
+            "--resume",
+        ])
+        .arg("--out")
+        .arg(&run)
+        .output()
+        .unwrap();
+    assert!(
+        resumed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&resumed.stderr)
+    );
+    assert!(String::from_utf8_lossy(&resumed.stdout).contains("now at step 40"));
+    let csv = std::fs::read_to_string(run.join("loss.csv")).unwrap();
+    assert!(csv.contains("\n30,") && csv.contains("\n40,"), "{csv}");
+
+    // Errors before training: empty folder, resume with other data.
+    let empty = dir.path().join("empty");
+    std::fs::create_dir(&empty).unwrap();
+    let e = scoreinv()
+        .args(["train", "--data", empty.to_str().unwrap(), "--out"])
+        .arg(dir.path().join("r2"))
+        .output()
+        .unwrap();
+    assert!(!e.status.success());
+    assert!(String::from_utf8_lossy(&e.stderr).contains("contains no images"));
+    assert!(!dir.path().join("r2").exists());
+    let npy = dir.path().join("x3.npy");
+    ndarray_npy::write_npy(&npy, &ndarray::Array2::<f32>::ones((8, 3))).unwrap();
+    let e = scoreinv()
+        .args([
+            "train",
+            "--resume",
+            "--steps",
+            "50",
+            "--data",
+            npy.to_str().unwrap(),
+            "--out",
+        ])
+        .arg(&run)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&e.stderr);
+    assert!(
+        !e.status.success() && err.contains("[2]") && err.contains("[3]"),
+        "{err}"
+    );
+}
+
+/// The real Fashion-MNIST training set (Debian package dataset-fashion-mnist). Ignored because
+/// it reads 26 MB; run with `cargo test --test train_data -- --ignored fashion`.
+#[test]
+#[ignore]
+fn fashion_mnist_train_set() {
+    let src = DataSource::parse("fashion-mnist").expect("install dataset-fashion-mnist");
+    let ds = src.load(true).unwrap();
+    // 60 000 images of 28×28, 6 000 per class (Xiao et al. 2017), centered to [-1, 1].
+    assert_eq!(ds.data.size(), vec![60_000, 1, 28, 28]);
+    let labels = ds.labels.as_ref().unwrap();
+    for c in 0..10u8 {
+        assert_eq!(
+            labels.iter().filter(|&&l| l == c).count(),
+            6000,
+            "class {c}"
+        );
+    }
+    assert_eq!(ds.data.min().double_value(&[]), -1.0);
+    assert_eq!(ds.data.max().double_value(&[]), 1.0);
+}
