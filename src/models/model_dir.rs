@@ -18,7 +18,9 @@
 //! `x = (r − lo)/(hi − lo)` with `(lo, hi) = data_range` (identity when absent), then
 //! `x ← 2x − 1` when `centered`.
 
+use super::config::ScoreSdeConfig;
 use super::mlp::{CondEmbedding, Mlp, MlpConfig};
+use super::ncsnpp::Ncsnpp;
 use super::score_net::{NetScore, NetScoreOptions};
 use super::{ScoreModel, TimeConditionedNet};
 use crate::sde::{SdeConfig, SdeKind};
@@ -32,12 +34,15 @@ use tch::{nn, Device, Tensor};
 /// Version tag of the model directory format.
 pub const MODEL_FORMAT: &str = "scoreinv-model/1";
 
-/// Which network, with its hyper-parameters. NCSN++/DDPM++ join as a variant at merge.
+/// Which network, with its hyper-parameters.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "kebab-case")]
 pub enum ModelConfig {
     /// [`Mlp`]: small MLP for 2-D toy data and tiny flattened images.
     Mlp(MlpConfig),
+    /// NCSN++ / DDPM++ ([`Ncsnpp`]) with score_sde_pytorch's `model`, `data` and `training`
+    /// config fields (a converted score_sde_pytorch checkpoint is one of these).
+    Ncsnpp(ScoreSdeConfig),
 }
 
 impl Default for ModelConfig {
@@ -64,6 +69,7 @@ impl ModelConfig {
                 });
                 Ok(Box::new(Mlp::new(path, dim, cfg, emb)?))
             }
+            ModelConfig::Ncsnpp(cfg) => Ok(Box::new(Ncsnpp::new(path, cfg)?)),
         }
     }
 
@@ -78,6 +84,22 @@ impl ModelConfig {
         match self {
             // The MLP flattens whatever it gets; its width follows the data.
             ModelConfig::Mlp(_) => Ok(()),
+            ModelConfig::Ncsnpp(cfg) => {
+                let (c, s) = (cfg.data.num_channels as i64, cfg.data.image_size as i64);
+                if data.shape != [c, s, s] {
+                    return Err(Error::Config(format!(
+                        "NCSN++ is configured for images [{c}, {s}, {s}] but the data are {:?}",
+                        data.shape
+                    )));
+                }
+                if data.centered != cfg.data.centered {
+                    return Err(Error::Config(format!(
+                        "NCSN++ data.centered = {} but the data description says centered = {}",
+                        cfg.data.centered, data.centered
+                    )));
+                }
+                Ok(())
+            }
         }
     }
 
@@ -85,6 +107,7 @@ impl ModelConfig {
     pub fn name(&self) -> &'static str {
         match self {
             ModelConfig::Mlp(_) => "mlp",
+            ModelConfig::Ncsnpp(_) => "ncsnpp",
         }
     }
 }
@@ -223,6 +246,13 @@ pub fn load_model_dir(
     device: Device,
 ) -> Result<(Box<dyn ScoreModel>, SdeConfig, ModelDirConfig)> {
     let cfg = read_model_config(dir)?;
+    if matches!(cfg.model, ModelConfig::Ncsnpp(_)) && cfg.score.scale_by_sigma {
+        return Err(Error::format(
+            dir.join("config.json"),
+            "score.scale_by_sigma must be false for NCSN++: the network divides by σ itself \
+             (model.model.scale_by_sigma)",
+        ));
+    }
     let weights = dir.join("model.safetensors");
     let file = TensorFile::read(&weights)?;
     let sde_kind = cfg.sde.build()?.kind();

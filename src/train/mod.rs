@@ -93,6 +93,7 @@ impl Trainer {
     /// A fresh run on `data` (split into train and held-out by `cfg.data.heldout_fraction`).
     /// The network is initialised by libtorch's generator seeded from `training.seed`.
     pub fn new(cfg: TrainConfig, data: &Dataset, device: Device) -> Result<Self> {
+        let cfg = cfg.fitted_to(&data.info);
         cfg.validate()?;
         let sde_kind = cfg.sde.build()?.kind();
         cfg.model.check_data(&data.info)?;
