@@ -28,6 +28,7 @@
 //! [`SamplingMask`] reports its true acceleration.
 use std::fmt;
 use std::str::FromStr;
+use std::sync::Mutex;
 
 use ndarray::Array2;
 use rand::seq::SliceRandom;
@@ -37,11 +38,54 @@ use tch::{Device, Kind, Tensor};
 
 use crate::{OperatorError, Result};
 
+/// Per-(device, kind) copies of a constant tensor, so operators that are called thousands of
+/// times in a sampling loop do not re-upload their mask or maps every call. `tch::Tensor` is
+/// `Send` but not `Sync`; the mutex makes the holder `Sync`.
+#[derive(Default)]
+pub(crate) struct TensorCache(Mutex<Vec<(Device, Kind, Tensor)>>);
+
+impl TensorCache {
+    /// The cached tensor for `(device, kind)`, made by `make` on first use.
+    pub(crate) fn get(
+        &self,
+        device: Device,
+        kind: Kind,
+        make: impl FnOnce() -> std::result::Result<Tensor, tch::TchError>,
+    ) -> Result<Tensor> {
+        let mut guard = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((_, _, t)) = guard.iter().find(|(d, k, _)| *d == device && *k == kind) {
+            return Ok(t.shallow_clone());
+        }
+        let t = make()?;
+        guard.push((device, kind, t.shallow_clone()));
+        Ok(t)
+    }
+}
+
+impl Clone for TensorCache {
+    fn clone(&self) -> Self {
+        Self::default()
+    }
+}
+
+impl fmt::Debug for TensorCache {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("TensorCache")
+    }
+}
+
 /// A 0/1 k-space sampling mask `[H, W]` (1 = sampled) on the centred k-space grid.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct SamplingMask {
     mask: Array2<f32>,
     description: String,
+    cache: TensorCache,
+}
+
+impl PartialEq for SamplingMask {
+    fn eq(&self, other: &Self) -> bool {
+        self.mask == other.mask && self.description == other.description
+    }
 }
 
 impl SamplingMask {
@@ -67,6 +111,7 @@ impl SamplingMask {
         Ok(Self {
             mask,
             description: description.into(),
+            cache: TensorCache::default(),
         })
     }
 
@@ -95,14 +140,17 @@ impl SamplingMask {
         &self.description
     }
 
-    /// The mask as a `[H, W]` tensor of `kind` on `device`.
-    pub fn to_tensor(&self, kind: Kind, device: Device) -> Tensor {
+    /// The mask as a `[H, W]` tensor of `kind` on `device`. Cached per device and kind and
+    /// shared between calls: do not modify it in place (use `.copy()` first).
+    pub fn to_tensor(&self, kind: Kind, device: Device) -> Result<Tensor> {
         let (h, w) = self.dim();
-        let data: Vec<f32> = self.mask.iter().copied().collect();
-        Tensor::from_slice(&data)
-            .view([h as i64, w as i64])
-            .to_kind(kind)
-            .to_device(device)
+        self.cache.get(device, kind, || {
+            let data: Vec<f32> = self.mask.iter().copied().collect();
+            Tensor::from_slice(&data)
+                .f_view([h as i64, w as i64])?
+                .f_to_kind(kind)?
+                .f_to_device(device)
+        })
     }
 }
 
