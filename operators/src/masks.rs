@@ -195,7 +195,7 @@ pub fn default_centre_fraction(acceleration: f64) -> f64 {
 /// fastMRI centre lines: `n_low = round(n · fraction)` lines from `(n − n_low + 1) / 2`.
 fn centre_lines(n: usize, centre_fraction: f64) -> (usize, usize) {
     let n_low = (n as f64 * centre_fraction).round() as usize;
-    let pad = (n - n_low + 1) / 2;
+    let pad = (n - n_low).div_ceil(2); // fastMRI: (n - n_low + 1) // 2
     (pad, n_low)
 }
 
@@ -443,7 +443,7 @@ pub fn poisson_disc(
     // Poisson-disc set keeps its minimum distance, the visiting order is uniformly random, and
     // the acceleration is exact.
     let (mut lo, mut hi) = (0.0_f64, (h.max(w)) as f64);
-    for _ in 0..40 {
+    for _ in 0..30 {
         let mid = 0.5 * (lo + hi);
         let (_, acc) = poisson_rsa(h, w, mid, alpha, &order, centre);
         if acc.len() + n_centre >= target {

@@ -56,7 +56,7 @@ fn equispaced_mask_acceleration_centre_and_spacing() {
             m.acceleration()
         );
         let n_low = (w as f64 * cf).round() as usize;
-        let pad = (w - n_low + 1) / 2;
+        let pad = (w - n_low).div_ceil(2);
         assert!((pad..pad + n_low).all(|x| column_sampled(&m, x)));
         // Outside the centre consecutive lines are floor/ceil(R_adj) apart.
         let adj = r * (n_low as f64 - w as f64) / (n_low as f64 * r - w as f64);
@@ -107,7 +107,7 @@ fn poisson_disc_mask_acceleration_and_minimum_distance() {
             // samples outside the centre box are 4-neighbours (a random mask of the same
             // density would have ~2·48·47/64 ≈ 70 such pairs).
             let n_low = (48.0f64 * 0.04).round() as usize;
-            let c0 = (48 - n_low + 1) / 2;
+            let c0 = (48 - n_low).div_ceil(2);
             let in_centre =
                 |y: usize, x: usize| (c0..c0 + n_low).contains(&y) && (c0..c0 + n_low).contains(&x);
             for y in 0..h {
