@@ -11,7 +11,8 @@
 //!   is `W/R`. fastMRI pairs `R = 4` with centre fraction 0.08 and `R = 8` with 0.04.
 //! * [`cartesian_equispaced`]: fastMRI `EquispacedMaskFractionFunc`: the same centre plus lines
 //!   `round(offset + k · R_adj)`, `R_adj = R (n_low − W) / (n_low R − W)`, so that the total
-//!   matches `W/R` up to rounding (plain `EquiSpacedMaskFunc` undershoots the acceleration).
+//!   matches `W/R` up to rounding. [`cartesian_equispaced_fixed`] is plain `EquiSpacedMaskFunc`
+//!   (every R-th line plus the centre; undershoots the acceleration).
 //! * [`gaussian_2d`]: 2-D variable density: a fully sampled centre box plus exactly
 //!   `round(H W / R) − n_centre` further points drawn without replacement with probability
 //!   proportional to `exp(−ky²/(2(s H)²) − kx²/(2(s W)²))` (Efraimidis–Spirakis keys).
@@ -275,6 +276,40 @@ pub fn cartesian_equispaced(
     )
 }
 
+/// 1-D GRAPPA-style equispaced mask (fastMRI `EquiSpacedMaskFunc`): the centre lines plus
+/// every `acceleration`-th line from an offset drawn from `0..acceleration` with `seed`. The
+/// true acceleration is *below* the nominal one (the centre adds lines); see
+/// [`SamplingMask::acceleration`]. Use [`cartesian_equispaced`] to match the acceleration.
+pub fn cartesian_equispaced_fixed(
+    h: usize,
+    w: usize,
+    acceleration: usize,
+    centre_fraction: f64,
+    seed: u64,
+) -> Result<SamplingMask> {
+    check_dims(h, w)?;
+    if acceleration == 0 {
+        return Err(OperatorError::Invalid(
+            "acceleration must be a positive integer, got 0".into(),
+        ));
+    }
+    check_centre_fraction(centre_fraction, acceleration as f64)?;
+    let (pad, n_low) = centre_lines(w, centre_fraction);
+    let offset = ChaCha8Rng::seed_from_u64(seed).gen_range(0..acceleration);
+    let mut lines = vec![false; w];
+    for l in lines.iter_mut().skip(offset).step_by(acceleration) {
+        *l = true;
+    }
+    lines[pad..pad + n_low].iter_mut().for_each(|l| *l = true);
+    if !lines.iter().any(|&l| l) {
+        lines[w / 2] = true;
+    }
+    SamplingMask::from_array(
+        lines_to_mask(h, &lines),
+        format!("equispaced-fixed R={acceleration} centre={centre_fraction} seed={seed}"),
+    )
+}
+
 /// Centre box `[y0, y0+ny) × [x0, x0+nx)` of `round(fraction · side)` per side, fastMRI-style
 /// placement on both axes.
 fn centre_box(h: usize, w: usize, centre_fraction: f64) -> (usize, usize, usize, usize) {
@@ -501,6 +536,7 @@ pub fn radial(h: usize, w: usize, n_lines: usize, seed: u64) -> Result<SamplingM
 }
 
 /// A mask recipe, parsed from `random:R[:centre]`, `equispaced:R[:centre]`,
+/// `equispaced-fixed:R[:centre]`,
 /// `gaussian:R[:centre]`, `poisson:R[:centre]`, `radial:N` (centre defaults to fastMRI's
 /// `0.32 / R`: 0.08 for R = 4, 0.04 for R = 8).
 #[derive(Debug, Clone, PartialEq)]
@@ -513,6 +549,11 @@ pub enum MaskSpec {
     /// [`cartesian_equispaced`].
     Equispaced {
         acceleration: f64,
+        centre_fraction: f64,
+    },
+    /// [`cartesian_equispaced_fixed`] (`equispaced-fixed:R[:centre]`, integer R).
+    EquispacedFixed {
+        acceleration: usize,
         centre_fraction: f64,
     },
     /// [`gaussian_2d`] with `std_fraction = 0.25`.
@@ -541,6 +582,10 @@ impl MaskSpec {
                 acceleration,
                 centre_fraction,
             } => cartesian_equispaced(h, w, acceleration, centre_fraction, seed),
+            MaskSpec::EquispacedFixed {
+                acceleration,
+                centre_fraction,
+            } => cartesian_equispaced_fixed(h, w, acceleration, centre_fraction, seed),
             MaskSpec::Gaussian {
                 acceleration,
                 centre_fraction,
@@ -561,6 +606,7 @@ impl FromStr for MaskSpec {
         let bad = |why: String| {
             OperatorError::Invalid(format!(
                 "bad MRI mask spec '{s}': {why} (expected random:R[:centre], equispaced:R[:centre], \
+                 equispaced-fixed:R[:centre], \
                  gaussian:R[:centre], poisson:R[:centre] or radial:N)"
             ))
         };
@@ -597,6 +643,17 @@ impl FromStr for MaskSpec {
                 acceleration,
                 centre_fraction,
             }),
+            "equispaced-fixed" => {
+                if acceleration.fract() != 0.0 {
+                    return Err(bad(format!(
+                        "equispaced-fixed needs an integer R, got {acceleration}"
+                    )));
+                }
+                Ok(MaskSpec::EquispacedFixed {
+                    acceleration: acceleration as usize,
+                    centre_fraction,
+                })
+            }
             "gaussian" => Ok(MaskSpec::Gaussian {
                 acceleration,
                 centre_fraction,
@@ -621,6 +678,10 @@ impl fmt::Display for MaskSpec {
                 acceleration,
                 centre_fraction,
             } => write!(f, "equispaced:{acceleration}:{centre_fraction}"),
+            MaskSpec::EquispacedFixed {
+                acceleration,
+                centre_fraction,
+            } => write!(f, "equispaced-fixed:{acceleration}:{centre_fraction}"),
             MaskSpec::Gaussian {
                 acceleration,
                 centre_fraction,

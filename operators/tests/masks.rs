@@ -71,6 +71,32 @@ fn equispaced_mask_acceleration_centre_and_spacing() {
 }
 
 #[test]
+fn fixed_equispaced_mask_is_every_rth_line_plus_centre() {
+    let (w, r) = (320usize, 4usize);
+    let m = masks::cartesian_equispaced_fixed(2, w, r, 0.08, 3).unwrap();
+    assert!(is_1d(&m));
+    // Centre: 26 lines from 147 (see above).
+    assert!((147..173).all(|x| column_sampled(&m, x)));
+    let first = (0..w).find(|&x| column_sampled(&m, x)).unwrap();
+    assert!(first < r);
+    for x in (0..147).chain(173..w) {
+        assert_eq!(
+            column_sampled(&m, x),
+            x >= first && (x - first) % r == 0,
+            "line {x}"
+        );
+    }
+    // 80 equispaced lines plus the ≈ 3/4 of 26 centre lines not already on the lattice:
+    // the true acceleration is below the nominal 4.
+    let expected_lines = (0..w)
+        .filter(|&x| (x >= first && (x - first) % r == 0) || (147..173).contains(&x))
+        .count();
+    assert_eq!(m.n_sampled() / 2, expected_lines);
+    assert!(m.acceleration() < 4.0 && m.acceleration() > 3.0);
+    assert!(masks::cartesian_equispaced_fixed(2, w, 0, 0.08, 3).is_err());
+}
+
+#[test]
 fn gaussian_mask_has_exact_count_centre_and_variable_density() {
     let (h, w) = (64, 48);
     let m = masks::gaussian_2d(h, w, 6.0, 0.08, 0.25, 3).unwrap();
