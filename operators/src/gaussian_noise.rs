@@ -61,7 +61,7 @@ impl GaussianNoise {
             return Ok(y.copy());
         }
         let mut shape = vec![y.size()[0]];
-        shape.extend(std::iter::repeat(1).take(y.dim() - 1));
+        shape.extend(std::iter::repeat_n(1, y.dim() - 1));
         let std = self.noise_std(y)?.f_view(shape.as_slice())?;
         // randn_like on a complex tensor has E|n|² = 1 (each part variance 1/2).
         Ok(y.f_add(&y.f_randn_like()?.f_mul(&std)?)?)

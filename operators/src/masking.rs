@@ -27,6 +27,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use tch::{Device, Kind, Tensor};
 
+use crate::masks::TensorCache;
 use crate::mri::real_kind;
 use crate::{check_batch_shape, Decomposed, LinearOperator, OperatorError, Result};
 
@@ -35,6 +36,7 @@ use crate::{check_batch_shape, Decomposed, LinearOperator, OperatorError, Result
 pub struct Masking {
     mask: Array3<f32>,
     channels: i64,
+    cache: TensorCache,
 }
 
 impl Masking {
@@ -60,6 +62,7 @@ impl Masking {
         Ok(Self {
             mask,
             channels: channels as i64,
+            cache: TensorCache::default(),
         })
     }
 
@@ -101,18 +104,21 @@ impl Masking {
         self.mask.iter().filter(|&&v| v == 1.0).count() as f64 / self.mask.len() as f64
     }
 
-    fn mask_tensor(&self, kind: Kind, device: Device) -> Tensor {
+    /// `[1 or C, H, W]` mask tensor, cached per device and kind (shared: never modified).
+    fn mask_tensor(&self, kind: Kind, device: Device) -> Result<Tensor> {
         let (c, h, w) = self.mask.dim();
-        let data: Vec<f32> = self.mask.iter().copied().collect();
-        Tensor::from_slice(&data)
-            .view([c as i64, h as i64, w as i64])
-            .to_kind(kind)
-            .to_device(device)
+        self.cache.get(device, kind, || {
+            let data: Vec<f32> = self.mask.iter().copied().collect();
+            Tensor::from_slice(&data)
+                .f_view([c as i64, h as i64, w as i64])?
+                .f_to_kind(kind)?
+                .f_to_device(device)
+        })
     }
 
     fn apply(&self, x: &Tensor) -> Result<Tensor> {
         let rk = real_kind(self.name(), x.kind())?;
-        Ok(x.f_mul(&self.mask_tensor(rk, x.device()))?)
+        Ok(x.f_mul(&self.mask_tensor(rk, x.device())?)?)
     }
 }
 
@@ -173,9 +179,13 @@ impl Decomposed for Masking {
         self.input_shape()
     }
 
-    /// The `[1 or C, H, W]` f32 mask.
+    /// The `[1 or C, H, W]` f32 mask (a fresh copy: callers may modify it in place).
     fn mask(&self, device: Device) -> Tensor {
-        self.mask_tensor(Kind::Float, device)
+        match self.mask_tensor(Kind::Float, device) {
+            Ok(t) => t.copy(),
+            // Only a failing device transfer gets here; the trait has no Result.
+            Err(e) => panic!("masking: cannot place the mask on {device:?}: {e}"),
+        }
     }
 
     fn subsample(&self, z: &Tensor) -> Result<Tensor> {

@@ -11,7 +11,8 @@
 //!   is `W/R`. fastMRI pairs `R = 4` with centre fraction 0.08 and `R = 8` with 0.04.
 //! * [`cartesian_equispaced`]: fastMRI `EquispacedMaskFractionFunc`: the same centre plus lines
 //!   `round(offset + k · R_adj)`, `R_adj = R (n_low − W) / (n_low R − W)`, so that the total
-//!   matches `W/R` up to rounding (plain `EquiSpacedMaskFunc` undershoots the acceleration).
+//!   matches `W/R` up to rounding. [`cartesian_equispaced_fixed`] is plain `EquiSpacedMaskFunc`
+//!   (every R-th line plus the centre; undershoots the acceleration).
 //! * [`gaussian_2d`]: 2-D variable density: a fully sampled centre box plus exactly
 //!   `round(H W / R) − n_centre` further points drawn without replacement with probability
 //!   proportional to `exp(−ky²/(2(s H)²) − kx²/(2(s W)²))` (Efraimidis–Spirakis keys).
@@ -28,6 +29,7 @@
 //! [`SamplingMask`] reports its true acceleration.
 use std::fmt;
 use std::str::FromStr;
+use std::sync::Mutex;
 
 use ndarray::Array2;
 use rand::seq::SliceRandom;
@@ -37,11 +39,54 @@ use tch::{Device, Kind, Tensor};
 
 use crate::{OperatorError, Result};
 
+/// Per-(device, kind) copies of a constant tensor, so operators that are called thousands of
+/// times in a sampling loop do not re-upload their mask or maps every call. `tch::Tensor` is
+/// `Send` but not `Sync`; the mutex makes the holder `Sync`.
+#[derive(Default)]
+pub(crate) struct TensorCache(Mutex<Vec<(Device, Kind, Tensor)>>);
+
+impl TensorCache {
+    /// The cached tensor for `(device, kind)`, made by `make` on first use.
+    pub(crate) fn get(
+        &self,
+        device: Device,
+        kind: Kind,
+        make: impl FnOnce() -> std::result::Result<Tensor, tch::TchError>,
+    ) -> Result<Tensor> {
+        let mut guard = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((_, _, t)) = guard.iter().find(|(d, k, _)| *d == device && *k == kind) {
+            return Ok(t.shallow_clone());
+        }
+        let t = make()?;
+        guard.push((device, kind, t.shallow_clone()));
+        Ok(t)
+    }
+}
+
+impl Clone for TensorCache {
+    fn clone(&self) -> Self {
+        Self::default()
+    }
+}
+
+impl fmt::Debug for TensorCache {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("TensorCache")
+    }
+}
+
 /// A 0/1 k-space sampling mask `[H, W]` (1 = sampled) on the centred k-space grid.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct SamplingMask {
     mask: Array2<f32>,
     description: String,
+    cache: TensorCache,
+}
+
+impl PartialEq for SamplingMask {
+    fn eq(&self, other: &Self) -> bool {
+        self.mask == other.mask && self.description == other.description
+    }
 }
 
 impl SamplingMask {
@@ -67,6 +112,7 @@ impl SamplingMask {
         Ok(Self {
             mask,
             description: description.into(),
+            cache: TensorCache::default(),
         })
     }
 
@@ -95,14 +141,17 @@ impl SamplingMask {
         &self.description
     }
 
-    /// The mask as a `[H, W]` tensor of `kind` on `device`.
-    pub fn to_tensor(&self, kind: Kind, device: Device) -> Tensor {
+    /// The mask as a `[H, W]` tensor of `kind` on `device`. Cached per device and kind and
+    /// shared between calls: do not modify it in place (use `.copy()` first).
+    pub fn to_tensor(&self, kind: Kind, device: Device) -> Result<Tensor> {
         let (h, w) = self.dim();
-        let data: Vec<f32> = self.mask.iter().copied().collect();
-        Tensor::from_slice(&data)
-            .view([h as i64, w as i64])
-            .to_kind(kind)
-            .to_device(device)
+        self.cache.get(device, kind, || {
+            let data: Vec<f32> = self.mask.iter().copied().collect();
+            Tensor::from_slice(&data)
+                .f_view([h as i64, w as i64])?
+                .f_to_kind(kind)?
+                .f_to_device(device)
+        })
     }
 }
 
@@ -147,7 +196,7 @@ pub fn default_centre_fraction(acceleration: f64) -> f64 {
 /// fastMRI centre lines: `n_low = round(n · fraction)` lines from `(n − n_low + 1) / 2`.
 fn centre_lines(n: usize, centre_fraction: f64) -> (usize, usize) {
     let n_low = (n as f64 * centre_fraction).round() as usize;
-    let pad = (n - n_low + 1) / 2;
+    let pad = (n - n_low).div_ceil(2); // fastMRI: (n - n_low + 1) // 2
     (pad, n_low)
 }
 
@@ -224,6 +273,40 @@ pub fn cartesian_equispaced(
     SamplingMask::from_array(
         lines_to_mask(h, &lines),
         format!("equispaced R={acceleration} centre={centre_fraction} seed={seed}"),
+    )
+}
+
+/// 1-D GRAPPA-style equispaced mask (fastMRI `EquiSpacedMaskFunc`): the centre lines plus
+/// every `acceleration`-th line from an offset drawn from `0..acceleration` with `seed`. The
+/// true acceleration is *below* the nominal one (the centre adds lines); see
+/// [`SamplingMask::acceleration`]. Use [`cartesian_equispaced`] to match the acceleration.
+pub fn cartesian_equispaced_fixed(
+    h: usize,
+    w: usize,
+    acceleration: usize,
+    centre_fraction: f64,
+    seed: u64,
+) -> Result<SamplingMask> {
+    check_dims(h, w)?;
+    if acceleration == 0 {
+        return Err(OperatorError::Invalid(
+            "acceleration must be a positive integer, got 0".into(),
+        ));
+    }
+    check_centre_fraction(centre_fraction, acceleration as f64)?;
+    let (pad, n_low) = centre_lines(w, centre_fraction);
+    let offset = ChaCha8Rng::seed_from_u64(seed).gen_range(0..acceleration);
+    let mut lines = vec![false; w];
+    for l in lines.iter_mut().skip(offset).step_by(acceleration) {
+        *l = true;
+    }
+    lines[pad..pad + n_low].iter_mut().for_each(|l| *l = true);
+    if !lines.iter().any(|&l| l) {
+        lines[w / 2] = true;
+    }
+    SamplingMask::from_array(
+        lines_to_mask(h, &lines),
+        format!("equispaced-fixed R={acceleration} centre={centre_fraction} seed={seed}"),
     )
 }
 
@@ -395,7 +478,7 @@ pub fn poisson_disc(
     // Poisson-disc set keeps its minimum distance, the visiting order is uniformly random, and
     // the acceleration is exact.
     let (mut lo, mut hi) = (0.0_f64, (h.max(w)) as f64);
-    for _ in 0..40 {
+    for _ in 0..30 {
         let mid = 0.5 * (lo + hi);
         let (_, acc) = poisson_rsa(h, w, mid, alpha, &order, centre);
         if acc.len() + n_centre >= target {
@@ -453,6 +536,7 @@ pub fn radial(h: usize, w: usize, n_lines: usize, seed: u64) -> Result<SamplingM
 }
 
 /// A mask recipe, parsed from `random:R[:centre]`, `equispaced:R[:centre]`,
+/// `equispaced-fixed:R[:centre]`,
 /// `gaussian:R[:centre]`, `poisson:R[:centre]`, `radial:N` (centre defaults to fastMRI's
 /// `0.32 / R`: 0.08 for R = 4, 0.04 for R = 8).
 #[derive(Debug, Clone, PartialEq)]
@@ -465,6 +549,11 @@ pub enum MaskSpec {
     /// [`cartesian_equispaced`].
     Equispaced {
         acceleration: f64,
+        centre_fraction: f64,
+    },
+    /// [`cartesian_equispaced_fixed`] (`equispaced-fixed:R[:centre]`, integer R).
+    EquispacedFixed {
+        acceleration: usize,
         centre_fraction: f64,
     },
     /// [`gaussian_2d`] with `std_fraction = 0.25`.
@@ -493,6 +582,10 @@ impl MaskSpec {
                 acceleration,
                 centre_fraction,
             } => cartesian_equispaced(h, w, acceleration, centre_fraction, seed),
+            MaskSpec::EquispacedFixed {
+                acceleration,
+                centre_fraction,
+            } => cartesian_equispaced_fixed(h, w, acceleration, centre_fraction, seed),
             MaskSpec::Gaussian {
                 acceleration,
                 centre_fraction,
@@ -513,6 +606,7 @@ impl FromStr for MaskSpec {
         let bad = |why: String| {
             OperatorError::Invalid(format!(
                 "bad MRI mask spec '{s}': {why} (expected random:R[:centre], equispaced:R[:centre], \
+                 equispaced-fixed:R[:centre], \
                  gaussian:R[:centre], poisson:R[:centre] or radial:N)"
             ))
         };
@@ -549,6 +643,17 @@ impl FromStr for MaskSpec {
                 acceleration,
                 centre_fraction,
             }),
+            "equispaced-fixed" => {
+                if acceleration.fract() != 0.0 {
+                    return Err(bad(format!(
+                        "equispaced-fixed needs an integer R, got {acceleration}"
+                    )));
+                }
+                Ok(MaskSpec::EquispacedFixed {
+                    acceleration: acceleration as usize,
+                    centre_fraction,
+                })
+            }
             "gaussian" => Ok(MaskSpec::Gaussian {
                 acceleration,
                 centre_fraction,
@@ -573,6 +678,10 @@ impl fmt::Display for MaskSpec {
                 acceleration,
                 centre_fraction,
             } => write!(f, "equispaced:{acceleration}:{centre_fraction}"),
+            MaskSpec::EquispacedFixed {
+                acceleration,
+                centre_fraction,
+            } => write!(f, "equispaced-fixed:{acceleration}:{centre_fraction}"),
             MaskSpec::Gaussian {
                 acceleration,
                 centre_fraction,

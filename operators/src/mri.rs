@@ -27,7 +27,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use tch::{Device, Kind, Tensor};
 
-use crate::masks::SamplingMask;
+use crate::masks::{SamplingMask, TensorCache};
 use crate::{check_batch_shape, Decomposed, LinearOperator, OperatorError, Result};
 
 /// The complex kind matching a real or complex floating kind.
@@ -117,7 +117,7 @@ fn to_domain(domain: ImageDomain, x: Tensor) -> Result<Tensor> {
 /// Multiplies a complex tensor by a `[H, W]` 0/1 mask of the matching real kind.
 fn apply_mask(mask: &SamplingMask, k: &Tensor) -> Result<Tensor> {
     let rk = real_kind("mask", k.kind())?;
-    let m = mask.to_tensor(rk, k.device());
+    let m = mask.to_tensor(rk, k.device())?;
     Ok(k.f_mul(&m)?)
 }
 
@@ -221,9 +221,13 @@ impl Decomposed for MriFourier {
         self.input_shape()
     }
 
-    /// The `[H, W]` f32 0/1 mask.
+    /// The `[H, W]` f32 0/1 mask (a fresh copy: callers may modify it in place).
     fn mask(&self, device: Device) -> Tensor {
-        self.mask.to_tensor(Kind::Float, device)
+        match self.mask.to_tensor(Kind::Float, device) {
+            Ok(t) => t.copy(),
+            // Only a failing device transfer gets here; the trait has no Result.
+            Err(e) => panic!("mri: cannot place the sampling mask on {device:?}: {e}"),
+        }
     }
 
     /// `M z` on the full grid (so that `forward(x) == subsample(transform(x))`).
@@ -240,10 +244,17 @@ impl Decomposed for MriFourier {
 }
 
 /// Complex coil sensitivity maps `S[c, y, x]`, stored as real and imaginary parts.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct CoilMaps {
     re: Array3<f64>,
     im: Array3<f64>,
+    cache: TensorCache,
+}
+
+impl PartialEq for CoilMaps {
+    fn eq(&self, other: &Self) -> bool {
+        self.re == other.re && self.im == other.im
+    }
 }
 
 impl CoilMaps {
@@ -266,7 +277,11 @@ impl CoilMaps {
         if re.iter().chain(im.iter()).any(|v| !v.is_finite()) {
             return Err(OperatorError::NonFinite("coil maps".into()));
         }
-        Ok(Self { re, im })
+        Ok(Self {
+            re,
+            im,
+            cache: TensorCache::default(),
+        })
     }
 
     /// From a complex tensor `[C_coils, H, W]` on any device.
@@ -308,18 +323,21 @@ impl CoilMaps {
         &self.im
     }
 
-    /// Complex tensor `[C_coils, H, W]` of `kind` (ComplexFloat or ComplexDouble) on `device`.
+    /// Complex tensor `[C_coils, H, W]` of `kind` (ComplexFloat or ComplexDouble) on `device`
+    /// (cached per device and kind).
     pub fn to_tensor(&self, kind: Kind, device: Device) -> Result<Tensor> {
         let ck = complex_kind("coil maps", kind)?;
         let (c, h, w) = self.dim();
         let shape = [c as i64, h as i64, w as i64];
-        let re: Vec<f64> = self.re.iter().copied().collect();
-        let im: Vec<f64> = self.im.iter().copied().collect();
-        let re = Tensor::from_slice(&re).view(shape);
-        let im = Tensor::from_slice(&im).view(shape);
-        Ok(Tensor::f_complex(&re, &im)?
-            .f_to_kind(ck)?
-            .f_to_device(device)?)
+        self.cache.get(device, ck, || {
+            let re: Vec<f64> = self.re.iter().copied().collect();
+            let im: Vec<f64> = self.im.iter().copied().collect();
+            let re = Tensor::from_slice(&re).f_view(shape)?;
+            let im = Tensor::from_slice(&im).f_view(shape)?;
+            Tensor::f_complex(&re, &im)?
+                .f_to_kind(ck)?
+                .f_to_device(device)
+        })
     }
 }
 

@@ -32,6 +32,7 @@ fn dot_test(op: &dyn LinearOperator, b: i64, kind: Kind) -> f64 {
 }
 
 #[test]
+#[allow(clippy::excessive_precision)] // the published float32 literals, verbatim
 fn decoupling_matrix_is_orthonormal_and_matches_score_sde() {
     let m = decoupling_matrix();
     for i in 0..3 {
@@ -55,6 +56,7 @@ fn decoupling_matrix_is_orthonormal_and_matches_score_sde() {
 }
 
 #[test]
+#[allow(clippy::excessive_precision)] // the published float32 literals, verbatim
 fn forward_is_sqrt3_times_mean_and_matches_score_sde_decouple() {
     tch::manual_seed(0);
     let op = Grayscale::new(6, 5).unwrap();

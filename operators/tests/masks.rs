@@ -56,7 +56,7 @@ fn equispaced_mask_acceleration_centre_and_spacing() {
             m.acceleration()
         );
         let n_low = (w as f64 * cf).round() as usize;
-        let pad = (w - n_low + 1) / 2;
+        let pad = (w - n_low).div_ceil(2);
         assert!((pad..pad + n_low).all(|x| column_sampled(&m, x)));
         // Outside the centre consecutive lines are floor/ceil(R_adj) apart.
         let adj = r * (n_low as f64 - w as f64) / (n_low as f64 * r - w as f64);
@@ -68,6 +68,32 @@ fn equispaced_mask_acceleration_centre_and_spacing() {
             );
         }
     }
+}
+
+#[test]
+fn fixed_equispaced_mask_is_every_rth_line_plus_centre() {
+    let (w, r) = (320usize, 4usize);
+    let m = masks::cartesian_equispaced_fixed(2, w, r, 0.08, 3).unwrap();
+    assert!(is_1d(&m));
+    // Centre: 26 lines from 147 (see above).
+    assert!((147..173).all(|x| column_sampled(&m, x)));
+    let first = (0..w).find(|&x| column_sampled(&m, x)).unwrap();
+    assert!(first < r);
+    for x in (0..147).chain(173..w) {
+        assert_eq!(
+            column_sampled(&m, x),
+            x >= first && (x - first) % r == 0,
+            "line {x}"
+        );
+    }
+    // 80 equispaced lines plus the ≈ 3/4 of 26 centre lines not already on the lattice:
+    // the true acceleration is below the nominal 4.
+    let expected_lines = (0..w)
+        .filter(|&x| (x >= first && (x - first) % r == 0) || (147..173).contains(&x))
+        .count();
+    assert_eq!(m.n_sampled() / 2, expected_lines);
+    assert!(m.acceleration() < 4.0 && m.acceleration() > 3.0);
+    assert!(masks::cartesian_equispaced_fixed(2, w, 0, 0.08, 3).is_err());
 }
 
 #[test]
@@ -107,7 +133,7 @@ fn poisson_disc_mask_acceleration_and_minimum_distance() {
             // samples outside the centre box are 4-neighbours (a random mask of the same
             // density would have ~2·48·47/64 ≈ 70 such pairs).
             let n_low = (48.0f64 * 0.04).round() as usize;
-            let c0 = (48 - n_low + 1) / 2;
+            let c0 = (48 - n_low).div_ceil(2);
             let in_centre =
                 |y: usize, x: usize| (c0..c0 + n_low).contains(&y) && (c0..c0 + n_low).contains(&x);
             for y in 0..h {

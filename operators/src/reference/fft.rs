@@ -68,14 +68,14 @@ pub fn to_complex(x: &Array2<f64>) -> Array2<Complex<f64>> {
 /// Single-coil `A = M F` on one `[H, W]` image: `mask ⊙ fft2c(x)`.
 pub fn single_coil_forward(x: &Array2<Complex<f64>>, mask: &Array2<f64>) -> Array2<Complex<f64>> {
     let mut k = fft2c(x);
-    k.zip_mut_with(mask, |v, &m| *v = *v * m);
+    k.zip_mut_with(mask, |v, &m| *v *= m);
     k
 }
 
 /// Single-coil adjoint `Fᴴ M y` (complex) on one `[H, W]` k-space.
 pub fn single_coil_adjoint(y: &Array2<Complex<f64>>, mask: &Array2<f64>) -> Array2<Complex<f64>> {
     let mut k = y.clone();
-    k.zip_mut_with(mask, |v, &m| *v = *v * m);
+    k.zip_mut_with(mask, |v, &m| *v *= m);
     ifft2c(&k)
 }
 
