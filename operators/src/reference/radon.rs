@@ -346,8 +346,8 @@ pub fn adjoint<T: Real>(geom: &ParallelGeometry, sinograms: ArrayView3<T>) -> Re
     for xl in &partials {
         for (p, chunk) in xl.chunks_exact(m).enumerate() {
             let (r, c) = (p / n, p % n);
-            for mi in 0..m {
-                out[[mi, r, c]] += chunk[mi];
+            for (mi, v) in chunk.iter().enumerate() {
+                out[[mi, r, c]] += *v;
             }
         }
     }
