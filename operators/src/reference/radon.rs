@@ -166,12 +166,57 @@ fn corners(row: f64, col: f64) -> (isize, isize, f64, f64) {
     (r0 as isize, c0 as isize, row - r0, col - c0)
 }
 
+/// Range `lo..hi` of ray samples `j` (out of `0..n`) for which `start + j·step` may lie in
+/// `[-1, n)`, widened by one sample on each side; callers still check every sample exactly.
+#[inline]
+fn sample_range(start: f64, step: f64, n: usize) -> (usize, usize) {
+    let nf = n as f64;
+    if step.abs() < 1e-12 {
+        return if start >= -1.0 - 1e-9 && start < nf + 1e-9 {
+            (0, n)
+        } else {
+            (0, 0)
+        };
+    }
+    let (a, b) = ((-1.0 - start) / step, (nf - start) / step);
+    let (lo, hi) = if a < b { (a, b) } else { (b, a) };
+    let lo = (lo.floor() - 1.0).clamp(0.0, nf) as usize;
+    let hi = (hi.ceil() + 2.0).clamp(0.0, nf) as usize;
+    (lo, hi.max(lo))
+}
+
+/// Samples `j` of ray `(a, k)` worth visiting (see [`sample_range`]).
+#[inline]
+fn ray_range(geom: &ParallelGeometry, a: usize, k: usize) -> (usize, usize) {
+    let n = geom.n;
+    let (row0, col0) = geom.sample_coords(a, k, 0);
+    let (r_lo, r_hi) = sample_range(row0, geom.cos[a], n);
+    let (c_lo, c_hi) = sample_range(col0, geom.sin[a], n);
+    let lo = r_lo.max(c_lo);
+    (lo, r_hi.min(c_hi).max(lo))
+}
+
+/// Bilinear weights (00, 01, 10, 11) for fractional offsets `(fr, fc)`.
+#[inline(always)]
+fn weights<T: Real>(fr: f64, fc: f64) -> [T; 4] {
+    [
+        T::from_f64((1.0 - fr) * (1.0 - fc)),
+        T::from_f64((1.0 - fr) * fc),
+        T::from_f64(fr * (1.0 - fc)),
+        T::from_f64(fr * fc),
+    ]
+}
+
 /// Radon transform of a batch `[M, N, N]` → sinograms `[M, N, n_angles]`.
 pub fn forward<T: Real>(geom: &ParallelGeometry, images: ArrayView3<T>) -> Result<Array3<T>> {
     check_images(geom, &images, "image")?;
     let m = images.shape()[0];
     let n = geom.n;
     let na = geom.n_angles();
+    if m == 0 {
+        return Ok(Array3::zeros((0, n, na)));
+    }
+    let ni = n as isize;
     // Channels-last copy so that each sample's weights are computed once for all M images.
     let mut xl = vec![T::zero(); n * n * m];
     for (mi, img) in images.axis_iter(Axis(0)).enumerate() {
@@ -185,36 +230,33 @@ pub fn forward<T: Real>(geom: &ParallelGeometry, images: ArrayView3<T>) -> Resul
             let mut out = vec![T::zero(); n * m];
             for k in 0..n {
                 let acc = &mut out[k * m..(k + 1) * m];
-                for j in 0..n {
+                let (lo, hi) = ray_range(geom, a, k);
+                for j in lo..hi {
                     let (row, col) = geom.sample_coords(a, k, j);
                     let (r0, c0, fr, fc) = corners(row, col);
-                    if r0 < -1 || c0 < -1 || r0 >= n as isize || c0 >= n as isize {
+                    if r0 < -1 || c0 < -1 || r0 >= ni || c0 >= ni {
                         continue;
                     }
-                    let w = [
-                        T::from_f64((1.0 - fr) * (1.0 - fc)),
-                        T::from_f64((1.0 - fr) * fc),
-                        T::from_f64(fr * (1.0 - fc)),
-                        T::from_f64(fr * fc),
-                    ];
-                    if r0 >= 0 && c0 >= 0 && r0 < n as isize - 1 && c0 < n as isize - 1 {
+                    let w = weights::<T>(fr, fc);
+                    if r0 >= 0 && c0 >= 0 && r0 < ni - 1 && c0 < ni - 1 {
                         let b = (r0 as usize * n + c0 as usize) * m;
-                        let (p00, p01) = (&xl[b..b + m], &xl[b + m..b + 2 * m]);
                         let b1 = b + n * m;
+                        let (p00, p01) = (&xl[b..b + m], &xl[b + m..b + 2 * m]);
                         let (p10, p11) = (&xl[b1..b1 + m], &xl[b1 + m..b1 + 2 * m]);
-                        for mi in 0..m {
-                            acc[mi] +=
-                                w[0] * p00[mi] + w[1] * p01[mi] + w[2] * p10[mi] + w[3] * p11[mi];
+                        for ((((o, &x00), &x01), &x10), &x11) in
+                            acc.iter_mut().zip(p00).zip(p01).zip(p10).zip(p11)
+                        {
+                            *o += w[0] * x00 + w[1] * x01 + w[2] * x10 + w[3] * x11;
                         }
                     } else {
                         for (q, (dr, dc)) in [(0, 0), (0, 1), (1, 0), (1, 1)].iter().enumerate() {
                             let (r, c) = (r0 + dr, c0 + dc);
-                            if r < 0 || c < 0 || r >= n as isize || c >= n as isize {
+                            if r < 0 || c < 0 || r >= ni || c >= ni {
                                 continue;
                             }
                             let b = (r as usize * n + c as usize) * m;
-                            for mi in 0..m {
-                                acc[mi] += w[q] * xl[b + mi];
+                            for (o, &x) in acc.iter_mut().zip(&xl[b..b + m]) {
+                                *o += w[q] * x;
                             }
                         }
                     }
@@ -240,6 +282,10 @@ pub fn adjoint<T: Real>(geom: &ParallelGeometry, sinograms: ArrayView3<T>) -> Re
     let m = sinograms.shape()[0];
     let n = geom.n;
     let na = geom.n_angles();
+    if m == 0 {
+        return Ok(Array3::zeros((0, n, n)));
+    }
+    let ni = n as isize;
     // Angle groups scatter into private images, summed at the end (no write conflicts).
     let groups = (rayon::current_num_threads() * 2).clamp(1, na);
     let partials: Vec<Vec<T>> = (0..groups)
@@ -252,26 +298,42 @@ pub fn adjoint<T: Real>(geom: &ParallelGeometry, sinograms: ArrayView3<T>) -> Re
                     for (mi, vm) in v.iter_mut().enumerate() {
                         *vm = sinograms[[mi, k, a]];
                     }
-                    for j in 0..n {
+                    let (lo, hi) = ray_range(geom, a, k);
+                    for j in lo..hi {
                         let (row, col) = geom.sample_coords(a, k, j);
                         let (r0, c0, fr, fc) = corners(row, col);
-                        if r0 < -1 || c0 < -1 || r0 >= n as isize || c0 >= n as isize {
+                        if r0 < -1 || c0 < -1 || r0 >= ni || c0 >= ni {
                             continue;
                         }
-                        let w = [
-                            T::from_f64((1.0 - fr) * (1.0 - fc)),
-                            T::from_f64((1.0 - fr) * fc),
-                            T::from_f64(fr * (1.0 - fc)),
-                            T::from_f64(fr * fc),
-                        ];
-                        for (q, (dr, dc)) in [(0, 0), (0, 1), (1, 0), (1, 1)].iter().enumerate() {
-                            let (r, c) = (r0 + dr, c0 + dc);
-                            if r < 0 || c < 0 || r >= n as isize || c >= n as isize {
-                                continue;
+                        let w = weights::<T>(fr, fc);
+                        if r0 >= 0 && c0 >= 0 && r0 < ni - 1 && c0 < ni - 1 {
+                            let b = (r0 as usize * n + c0 as usize) * m;
+                            let (top, bottom) = xl.split_at_mut(b + n * m);
+                            let (p00, p01) = top[b..b + 2 * m].split_at_mut(m);
+                            let (p10, p11) = bottom[..2 * m].split_at_mut(m);
+                            for ((((x00, x01), x10), x11), &vm) in p00
+                                .iter_mut()
+                                .zip(p01.iter_mut())
+                                .zip(p10.iter_mut())
+                                .zip(p11.iter_mut())
+                                .zip(&v)
+                            {
+                                *x00 += w[0] * vm;
+                                *x01 += w[1] * vm;
+                                *x10 += w[2] * vm;
+                                *x11 += w[3] * vm;
                             }
-                            let b = (r as usize * n + c as usize) * m;
-                            for mi in 0..m {
-                                xl[b + mi] += w[q] * v[mi];
+                        } else {
+                            for (q, (dr, dc)) in [(0, 0), (0, 1), (1, 0), (1, 1)].iter().enumerate()
+                            {
+                                let (r, c) = (r0 + dr, c0 + dc);
+                                if r < 0 || c < 0 || r >= ni || c >= ni {
+                                    continue;
+                                }
+                                let b = (r as usize * n + c as usize) * m;
+                                for (x, &vm) in xl[b..b + m].iter_mut().zip(&v) {
+                                    *x += w[q] * vm;
+                                }
                             }
                         }
                     }
@@ -284,8 +346,8 @@ pub fn adjoint<T: Real>(geom: &ParallelGeometry, sinograms: ArrayView3<T>) -> Re
     for xl in &partials {
         for (p, chunk) in xl.chunks_exact(m).enumerate() {
             let (r, c) = (p / n, p % n);
-            for mi in 0..m {
-                out[[mi, r, c]] += chunk[mi];
+            for (mi, v) in chunk.iter().enumerate() {
+                out[[mi, r, c]] += *v;
             }
         }
     }
@@ -303,6 +365,9 @@ pub fn fbp<T: Real>(
     let m = sinograms.shape()[0];
     let n = geom.n;
     let na = geom.n_angles();
+    if m == 0 {
+        return Ok(Array3::zeros((0, n, n)));
+    }
     let pad = FbpPadding::new(n);
     let (d, p) = (pad.diagonal, pad.fft_len);
     let h = half_spectrum_filter(p, filter);
@@ -330,35 +395,49 @@ pub fn fbp<T: Real>(
     let half_d = (d / 2) as f64;
     let radius = (n / 2) as isize;
     let scale = fbp_scale(na);
+    let rows = rows
+        .as_slice()
+        .ok_or_else(|| OperatorError::Invalid("fbp: non-contiguous filter buffer".into()))?;
     let mut out = Array3::<T>::zeros((m, n, n));
-    out.axis_iter_mut(Axis(0))
-        .into_par_iter()
+    let out_slice = out
+        .as_slice_mut()
+        .ok_or_else(|| OperatorError::Invalid("fbp: non-contiguous output".into()))?;
+    // One task per output row: for each angle, interpolate its filtered projection along the
+    // row's pixels inside the circle (good locality in the length-P projection).
+    out_slice
+        .par_chunks_mut(n)
         .enumerate()
-        .for_each(|(mi, mut img)| {
-            for r in 0..n {
-                for col in 0..n {
-                    let (xr, yc) = (r as isize - radius, col as isize - radius);
-                    if xr * xr + yc * yc > radius * radius {
+        .for_each(|(row_id, out_row)| {
+            let (mi, r) = (row_id / n, row_id % n);
+            let xr = r as isize - radius;
+            let inside = |col: usize| {
+                let yc = col as isize - radius;
+                xr * xr + yc * yc <= radius * radius
+            };
+            let Some(c_lo) = (0..n).find(|&c| inside(c)) else {
+                return;
+            };
+            let c_hi = (0..n).rev().find(|&c| inside(c)).unwrap_or(c_lo);
+            let mut acc = vec![0f64; c_hi + 1 - c_lo];
+            for a in 0..na {
+                let proj = &rows[(mi * na + a) * p..(mi * na + a) * p + d];
+                for (col, acc_c) in (c_lo..=c_hi).zip(acc.iter_mut()) {
+                    let u = geom.pixel_detector_coord(a, r, col) + half_d;
+                    // numpy.interp on x = 0..D-1 with left = right = 0.
+                    if u < 0.0 || u > (d - 1) as f64 {
                         continue;
                     }
-                    let mut acc = 0.0;
-                    for a in 0..na {
-                        let u = geom.pixel_detector_coord(a, r, col) + half_d;
-                        let proj = rows.row(mi * na + a);
-                        // numpy.interp on x = 0..D-1 with left = right = 0.
-                        if u < 0.0 || u > (d - 1) as f64 {
-                            continue;
-                        }
-                        let i0 = u.floor() as usize;
-                        if i0 == d - 1 {
-                            acc += proj[i0];
-                        } else {
-                            let w = u - i0 as f64;
-                            acc += proj[i0] * (1.0 - w) + proj[i0 + 1] * w;
-                        }
+                    let i0 = u.floor() as usize;
+                    if i0 == d - 1 {
+                        *acc_c += proj[i0];
+                    } else {
+                        let w = u - i0 as f64;
+                        *acc_c += proj[i0] * (1.0 - w) + proj[i0 + 1] * w;
                     }
-                    img[[r, col]] = T::from_f64(acc * scale);
                 }
+            }
+            for (col, v) in (c_lo..=c_hi).zip(acc) {
+                out_row[col] = T::from_f64(v * scale);
             }
         });
     Ok(out)
