@@ -99,7 +99,7 @@ impl Sde for VeSde {
         let sig = Tensor::from_slice(&self.discrete_sigmas()).to_device(t.device());
         let sigma = sig.index_select(0, &idx);
         let prev = sig.index_select(0, &(&idx - 1).clamp_min(0));
-        let adjacent = idx.eq(0).where_self(&sigma.zeros_like(), &prev);
+        let adjacent = sigma.zeros_like().where_self(&idx.eq(0), &prev);
         let g = (sigma.square() - adjacent.square())
             .sqrt()
             .to_kind(x.kind());
