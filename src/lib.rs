@@ -9,11 +9,13 @@
 //! * [`sde`]: VE, VP and sub-VP SDEs (Song et al. 2021).
 //! * [`models`]: the [`models::ScoreModel`] trait and score networks.
 //! * [`device`]: `--device` selection.
+//! * [`sampling`]: PC, DDPM ancestral, annealed Langevin and probability-flow ODE samplers; likelihoods.
 
 pub mod device;
 pub mod error;
 pub mod models;
 pub mod runtime;
+pub mod sampling;
 pub mod sde;
 
 pub use error::{Error, Result};

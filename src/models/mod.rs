@@ -5,6 +5,8 @@
 //! output scaling its SDE needs, or an exact analytic score (Gaussian, Gaussian mixture) used to
 //! test samplers against known truths.
 
+pub mod analytic;
+
 use tch::Tensor;
 
 /// `s(x, t) ≈ ∇ₓ log pₜ(x)`.
