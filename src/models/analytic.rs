@@ -242,7 +242,8 @@ impl GaussianMixture {
                 .iter()
                 .cloned()
                 .fold(f64::INFINITY, f64::min);
-            if !(lmin > 0.0) {
+            // (NaN-safe: a NaN eigenvalue is refused too.)
+            if lmin.is_nan() || lmin <= 0.0 {
                 return Err(Error::Invalid(format!(
                     "covariance of component {j} is not positive definite (smallest eigenvalue {lmin:e})"
                 )));
@@ -302,8 +303,8 @@ impl GaussianMixture {
         let d = self.dim;
         let mut out = vec![0.0; d];
         for (k, w) in self.weights.iter().enumerate() {
-            for i in 0..d {
-                out[i] += w * self.means[k * d + i];
+            for (o, m) in out.iter_mut().zip(&self.means[k * d..(k + 1) * d]) {
+                *o += w * m;
             }
         }
         out

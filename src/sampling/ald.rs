@@ -68,8 +68,9 @@ impl AldConfig {
     }
 
     fn check(&self) -> Result<()> {
-        if !(self.sigma_end > 0.0 && self.sigma_begin >= self.sigma_end)
-            || !self.sigma_begin.is_finite()
+        if !(self.sigma_end > 0.0
+            && self.sigma_begin >= self.sigma_end
+            && self.sigma_begin.is_finite())
         {
             return Err(Error::Config(format!(
                 "annealed Langevin needs 0 < sigma_end <= sigma_begin, got sigma_begin={}, sigma_end={}",

@@ -21,6 +21,9 @@
 //! i.e. the negative log-likelihood of the 8-bit data in bits, through the dequantisation bound
 //! `−log₂ P(x₈) ≤ E_u[−log₂ p(x)] + D log₂(bin⁻¹)`; [`BpdConvention::Raw`] omits the offset
 //! (continuous data).
+//!
+//! The divergence differentiates through [`ScoreModel::score`], so a network's score must be
+//! computed without an internal `no_grad` (evaluation mode is fine).
 
 use super::ode::{integrate, probability_flow_drift, IntegratorConfig};
 use super::{check_batch, vec_t};
