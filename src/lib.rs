@@ -14,6 +14,7 @@
 //! * [`data`]: phantoms (modified Shepp–Logan, random ellipses).
 //! * [`inverse`]: classical baselines (TV-PDHG, FBP / pseudo-inverse, zero-filled, gray).
 //! * [`train`]: DSM/SSM/NCSN/DDPM training, Adam + EMA, bit-exact checkpoints, data sources.
+//! * [`sampling`]: PC, DDPM ancestral, annealed Langevin and probability-flow ODE samplers; likelihoods.
 
 pub mod data;
 pub mod device;
@@ -23,6 +24,7 @@ pub mod io;
 pub mod metrics;
 pub mod models;
 pub mod runtime;
+pub mod sampling;
 pub mod sde;
 pub mod train;
 

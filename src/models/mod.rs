@@ -5,8 +5,12 @@
 //! output scaling its SDE needs, or an exact analytic score (Gaussian, Gaussian mixture) used to
 //! test samplers against known truths.
 
+pub mod analytic;
+pub mod config;
+pub mod layers;
 pub mod mlp;
 pub mod model_dir;
+pub mod ncsnpp;
 pub mod score_net;
 
 use tch::Tensor;
@@ -52,7 +56,3 @@ pub trait TimeConditionedNet: Send {
     /// `F_θ(x, c)` with `x: [B, ...]`, `c: [B]`; `train` enables dropout.
     fn forward_t(&self, x: &Tensor, cond: &Tensor, train: bool) -> Tensor;
 }
-
-pub mod config;
-pub mod layers;
-pub mod ncsnpp;
