@@ -26,7 +26,6 @@ fixtures: setup
 
 test: setup fixtures
 	$(CARGO) test --workspace --all-targets
-	$(CARGO) build --workspace --examples
 
 demo: release
 	scripts/demo $(DEMO_OUT)
