@@ -4,7 +4,7 @@
 //! |---|---|
 //! | `phantom:shepp-logan` | the modified Shepp–Logan phantom |
 //! | `phantom:ellipses:S` / `phantom:ellipses:A..B` | random-ellipse phantoms of seed S / seeds A..B−1 |
-//! | `invesalius:z=K` / `invesalius:z=A..B` | axial slices of the real head CT of Debian `invesalius-examples` |
+//! | `invesalius:z=K` / `invesalius:z=A..B[:STEP]` | axial slices of the real head CT of Debian `invesalius-examples` |
 //! | `FILE.inv3#z=K` / `#z=A..B` | the same for any InVesalius project |
 //! | `FILE` (`.png .tif .npy .nii .nii.gz .dcm`, DICOM folder), optional `#z=K` | a picture, or every slice of a volume |
 //!
@@ -19,7 +19,6 @@ use crate::inverse::study::Case;
 use crate::io;
 use crate::{Error, Result};
 use ndarray::{Array2, Array3, Axis};
-use std::ops::Range;
 use std::path::Path;
 use tch::{Kind, Tensor};
 
@@ -44,18 +43,26 @@ impl Default for CaseOptions {
     }
 }
 
-fn parse_range(s: &str, what: &str) -> Result<Range<usize>> {
-    let bad = || Error::Config(format!("{what}: '{s}' is neither N nor A..B"));
-    if let Some((a, b)) = s.split_once("..") {
+/// `N`, `A..B` (A ≤ i < B) or `A..B:STEP`.
+fn parse_range(s: &str, what: &str) -> Result<Vec<usize>> {
+    let bad = || Error::Config(format!("{what}: '{s}' is neither N, A..B nor A..B:STEP"));
+    let (range, step) = match s.split_once(':') {
+        Some((r, st)) => (r, st.trim().parse::<usize>().map_err(|_| bad())?),
+        None => (s, 1),
+    };
+    if step == 0 {
+        return Err(Error::Config(format!("{what}: step must be at least 1")));
+    }
+    if let Some((a, b)) = range.split_once("..") {
         let a: usize = a.trim().parse().map_err(|_| bad())?;
         let b: usize = b.trim().parse().map_err(|_| bad())?;
         if b <= a {
             return Err(Error::Config(format!("{what}: empty range {a}..{b}")));
         }
-        Ok(a..b)
+        Ok((a..b).step_by(step).collect())
     } else {
-        let k: usize = s.trim().parse().map_err(|_| bad())?;
-        Ok(k..k + 1)
+        let k: usize = range.trim().parse().map_err(|_| bad())?;
+        Ok(vec![k])
     }
 }
 
@@ -80,12 +87,7 @@ fn gray(a: Array2<f32>) -> Array3<f32> {
     a.insert_axis(Axis(0))
 }
 
-fn inv3_cases(
-    path: &Path,
-    zs: Range<usize>,
-    opts: &CaseOptions,
-    out: &mut Vec<Case>,
-) -> Result<()> {
+fn inv3_cases(path: &Path, zs: Vec<usize>, opts: &CaseOptions, out: &mut Vec<Case>) -> Result<()> {
     let vol = read_inv3(path)?;
     let stem = path
         .file_stem()
@@ -164,7 +166,7 @@ pub fn load_cases(spec: &str, opts: &CaseOptions) -> Result<Vec<Case>> {
     if path.to_lowercase().ends_with(".inv3") {
         let zs = match sel {
             Some(s) => parse_range(s.strip_prefix("z=").unwrap_or(s), spec)?,
-            None => 0..read_inv3(Path::new(path))?.hu.len_of(Axis(0)),
+            None => (0..read_inv3(Path::new(path))?.hu.len_of(Axis(0))).collect(),
         };
         inv3_cases(Path::new(path), zs, opts, &mut out)?;
         return Ok(out);
