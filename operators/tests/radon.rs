@@ -2,9 +2,9 @@
 //! of the two backends, the sparse-view decomposition and input validation.
 //!
 //! Fixtures: `make fixtures` (scripts/fixtures/radon.py).
-mod common;
+mod radon_common;
 
-use common::*;
+use radon_common::*;
 use ndarray::Array3;
 use proptest::prelude::*;
 use scoreinv_operators::radon::{full_view_angles, sparse_view_indices};
