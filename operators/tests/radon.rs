@@ -4,9 +4,9 @@
 //! Fixtures: `make fixtures` (scripts/fixtures/radon.py).
 mod radon_common;
 
-use radon_common::*;
 use ndarray::Array3;
 use proptest::prelude::*;
+use radon_common::*;
 use scoreinv_operators::radon::{full_view_angles, sparse_view_indices};
 use scoreinv_operators::reference::radon::{self as reference, ParallelGeometry};
 use scoreinv_operators::{
