@@ -26,7 +26,11 @@
 //!   `index_select` (forward) and `index_add_` (adjoint), processed in angle chunks to bound
 //!   temporaries. FBP filtering uses `fft_rfft`/`fft_irfft`.
 //!
-//! [`RadonBackend::Auto`] picks `Reference` on CPU and `TensorOps` elsewhere.
+//! [`RadonBackend::Auto`] picks `Reference` on CPU and `TensorOps` elsewhere. Only `TensorOps`
+//! records autograd (the reference backend refuses inputs that require grad). Inputs must be
+//! on the operator's device and of its kind; NaN values are not checked (they propagate).
+//! Tensor-backend tables take about `A·N²·(8 + 4·s) + A·π/4·N²·(8 + 2·s)` bytes for `A`
+//! angles and element size `s` (≈ 0.45 GB for N = 256, A = 180, f32), built once.
 use ndarray::{Array3, ArrayView3};
 use tch::{Device, Kind, Tensor};
 
@@ -348,6 +352,13 @@ impl ParallelBeamRadon {
     }
 
     fn check_tensor(&self, t: &Tensor, what: &str) -> Result<()> {
+        if self.tables.is_none() && t.requires_grad() {
+            return Err(OperatorError::Invalid(format!(
+                "radon: {what} requires grad, but the reference (CPU) backend does not record \
+                 autograd; build the operator with .with_backend(RadonBackend::TensorOps) to \
+                 differentiate through it"
+            )));
+        }
         if t.device() != self.device {
             return Err(OperatorError::Invalid(format!(
                 "radon: {what} is on {:?} but the operator was built for {:?}; move it with to_device",

@@ -2,11 +2,11 @@
 //! reconstruction quality of the Shepp–Logan phantom, and agreement of the two backends.
 //!
 //! Fixtures: `make fixtures` (scripts/fixtures/radon.py).
-mod common;
+mod radon_common;
 
 use std::str::FromStr;
 
-use common::*;
+use radon_common::*;
 use scoreinv_operators::fbp::{fourier_filter, FbpPadding};
 use scoreinv_operators::{
     Decomposed, FbpFilter, LinearOperator, OperatorError, ParallelBeamRadon, RadonBackend,

@@ -157,13 +157,22 @@ fn check_sinograms<T>(geom: &ParallelGeometry, y: &ArrayView3<T>, what: &str) ->
     Ok(())
 }
 
-/// Bilinear corner description of one sample: flat index of the top-left pixel, its row and
-/// column, and the fractional offsets.
+/// Integer part (floor) and fractional part of `v`, without a libm `floor` call (baseline
+/// x86-64 has no rounding instruction); exact for |v| < 2^52.
+#[inline(always)]
+fn floor_split(v: f64) -> (isize, f64) {
+    let i = v as isize;
+    let i = if (i as f64) > v { i - 1 } else { i };
+    (i, v - i as f64)
+}
+
+/// Bilinear corner description of one sample: row and column of the top-left pixel and the
+/// fractional offsets.
 #[inline(always)]
 fn corners(row: f64, col: f64) -> (isize, isize, f64, f64) {
-    let r0 = row.floor();
-    let c0 = col.floor();
-    (r0 as isize, c0 as isize, row - r0, col - c0)
+    let (r0, fr) = floor_split(row);
+    let (c0, fc) = floor_split(col);
+    (r0, c0, fr, fc)
 }
 
 /// Range `lo..hi` of ray samples `j` (out of `0..n`) for which `start + j·step` may lie in
@@ -196,14 +205,16 @@ fn ray_range(geom: &ParallelGeometry, a: usize, k: usize) -> (usize, usize) {
     (lo, r_hi.min(c_hi).max(lo))
 }
 
-/// Bilinear weights (00, 01, 10, 11) for fractional offsets `(fr, fc)`.
+/// Bilinear weights (00, 01, 10, 11) for fractional offsets `(fr, fc)`, computed in `T`.
 #[inline(always)]
 fn weights<T: Real>(fr: f64, fc: f64) -> [T; 4] {
+    let (fr, fc) = (T::from_f64(fr), T::from_f64(fc));
+    let one = T::one();
     [
-        T::from_f64((1.0 - fr) * (1.0 - fc)),
-        T::from_f64((1.0 - fr) * fc),
-        T::from_f64(fr * (1.0 - fc)),
-        T::from_f64(fr * fc),
+        (one - fr) * (one - fc),
+        (one - fr) * fc,
+        fr * (one - fc),
+        fr * fc,
     ]
 }
 
@@ -231,8 +242,10 @@ pub fn forward<T: Real>(geom: &ParallelGeometry, images: ArrayView3<T>) -> Resul
             for k in 0..n {
                 let acc = &mut out[k * m..(k + 1) * m];
                 let (lo, hi) = ray_range(geom, a, k);
+                let (row0, col0) = geom.sample_coords(a, k, 0);
+                let (step_r, step_c) = (geom.cos[a], geom.sin[a]);
                 for j in lo..hi {
-                    let (row, col) = geom.sample_coords(a, k, j);
+                    let (row, col) = (row0 + j as f64 * step_r, col0 + j as f64 * step_c);
                     let (r0, c0, fr, fc) = corners(row, col);
                     if r0 < -1 || c0 < -1 || r0 >= ni || c0 >= ni {
                         continue;
@@ -299,8 +312,10 @@ pub fn adjoint<T: Real>(geom: &ParallelGeometry, sinograms: ArrayView3<T>) -> Re
                         *vm = sinograms[[mi, k, a]];
                     }
                     let (lo, hi) = ray_range(geom, a, k);
+                    let (row0, col0) = geom.sample_coords(a, k, 0);
+                    let (step_r, step_c) = (geom.cos[a], geom.sin[a]);
                     for j in lo..hi {
-                        let (row, col) = geom.sample_coords(a, k, j);
+                        let (row, col) = (row0 + j as f64 * step_r, col0 + j as f64 * step_c);
                         let (r0, c0, fr, fc) = corners(row, col);
                         if r0 < -1 || c0 < -1 || r0 >= ni || c0 >= ni {
                             continue;
@@ -421,17 +436,19 @@ pub fn fbp<T: Real>(
             let mut acc = vec![0f64; c_hi + 1 - c_lo];
             for a in 0..na {
                 let proj = &rows[(mi * na + a) * p..(mi * na + a) * p + d];
-                for (col, acc_c) in (c_lo..=c_hi).zip(acc.iter_mut()) {
-                    let u = geom.pixel_detector_coord(a, r, col) + half_d;
+                let u0 = geom.pixel_detector_coord(a, r, c_lo) + half_d;
+                let du = geom.cos[a];
+                for (i, acc_c) in acc.iter_mut().enumerate() {
+                    let u = u0 + i as f64 * du;
                     // numpy.interp on x = 0..D-1 with left = right = 0.
                     if u < 0.0 || u > (d - 1) as f64 {
                         continue;
                     }
-                    let i0 = u.floor() as usize;
+                    let (i0, w) = floor_split(u);
+                    let i0 = i0 as usize;
                     if i0 == d - 1 {
                         *acc_c += proj[i0];
                     } else {
-                        let w = u - i0 as f64;
                         *acc_c += proj[i0] * (1.0 - w) + proj[i0 + 1] * w;
                     }
                 }
