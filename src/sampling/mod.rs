@@ -23,6 +23,7 @@ pub mod likelihood;
 pub mod ode;
 pub mod pc;
 pub mod predictors;
+pub mod run;
 
 pub use correctors::{AnnealedLangevin, Corrector, LangevinCorrector, NoneCorrector};
 pub use pc::{PcConfig, PcSampler};
