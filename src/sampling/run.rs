@@ -160,6 +160,21 @@ pub fn build_sampler(flags: &SamplerFlags, sde: &SdeConfig) -> Result<SampleOpti
         }
     };
     let mut sde_out = *sde;
+    // VP/sub-VP chains use β_i = β(t_i)/N and √(1 − β_i): N must exceed β_max.
+    let check_vp_steps = |n: usize| -> Result<()> {
+        match *sde {
+            SdeConfig::Vp { beta_max, .. } | SdeConfig::SubVp { beta_max, .. }
+                if beta_max / n as f64 >= 1.0 =>
+            {
+                Err(Error::Config(format!(
+                    "--steps {n}: the discrete VP chain has β_i = β(t)/N up to β_max/N = {:.3},                      and needs it below 1 (√(1 − β_i)); use --steps > {}",
+                    beta_max / n as f64,
+                    beta_max.floor() as usize
+                )))
+            }
+            _ => Ok(()),
+        }
+    };
     let spec = match flags.sampler {
         SamplerKind::Pc => {
             ode_only(flags.temperature.is_some(), "--temperature", "pc")?;
@@ -195,6 +210,7 @@ pub fn build_sampler(flags: &SamplerFlags, sde: &SdeConfig) -> Result<SampleOpti
                         "--steps {n}: the PC sampler needs at least 2 steps"
                     )));
                 }
+                check_vp_steps(n)?;
                 sde_out = sde.with_n(n);
             }
             let s = sde_out.build()?;
@@ -324,6 +340,7 @@ pub fn build_sampler(flags: &SamplerFlags, sde: &SdeConfig) -> Result<SampleOpti
                         "--steps {n}: ancestral sampling needs at least 2 steps"
                     )));
                 }
+                check_vp_steps(n)?;
                 sde_out = sde.with_n(n);
             }
             SamplerSpec::Ancestral(AncestralConfig::default())
