@@ -225,3 +225,52 @@ fn binary_samples_and_refuses_bad_input() {
     assert!(!o.status.success() && err.contains("--predictor"), "{err}");
     assert!(!bad_out.exists());
 }
+
+/// A model of 2-D vectors: samples.npy is `[N, 2]` and no grid is written (the CLI says so).
+#[test]
+fn vector_model_writes_npy_without_grid() {
+    use scoreinv::train::config::preset;
+    use scoreinv::train::data::DataSource;
+    use scoreinv::train::Trainer;
+    tch::manual_seed(0);
+    let tmp = tempfile::tempdir().unwrap();
+    let ds = DataSource::parse("gaussian2d:256")
+        .unwrap()
+        .load(false)
+        .unwrap();
+    let mut cfg = preset("toy2d").unwrap();
+    cfg.training.batch_size = 32;
+    let mut tr = Trainer::new(cfg, &ds, Device::Cpu).unwrap();
+    for _ in 0..5 {
+        tr.train_step().unwrap();
+    }
+    let dir = tmp.path().join("model");
+    tr.export_model_dir(&dir).unwrap();
+    let out = tmp.path().join("s");
+    let o = Command::new(env!("CARGO_BIN_EXE_scoreinv"))
+        .args(["--device", "cpu", "--threads", "1", "sample", "--model"])
+        .arg(&dir)
+        .args([
+            "--n",
+            "5",
+            "--sampler",
+            "ald",
+            "--steps",
+            "3",
+            "--n-corrector-steps",
+            "2",
+        ])
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        stdout.contains("grid        skipped") && stdout.contains("NFE 7"),
+        "{stdout}"
+    );
+    let a: ArrayD<f32> = read_npy(out.join("samples.npy")).unwrap();
+    assert_eq!(a.shape(), &[5, 2]);
+    assert!(!out.join("grid.png").exists());
+}
