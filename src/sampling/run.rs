@@ -942,9 +942,12 @@ pub fn dataset_likelihood(
         let v = Vec::<f64>::try_from(out.bpd.to_kind(Kind::Double).to_device(Device::Cpu))?;
         let l = Vec::<f64>::try_from(out.logp.to_kind(Kind::Double).to_device(Device::Cpu))?;
         if v.iter().any(|x| !x.is_finite()) {
+            let zmax = out.z.abs().max().double_value(&[]);
             return Err(Error::NonFinite(format!(
-                "bits/dim of batch {b} (samples {lo}..{})",
-                lo + len
+                "bits/dim of batch {b} (samples {lo}..{}): the probability flow carried the data                  to latents with |z| up to {zmax:.3e} (prior log-density {:?} nats); the model's                  score is unusable here (under-trained or diverged?)",
+                lo + len,
+                Vec::<f64>::try_from(out.prior_logp.to_kind(Kind::Double).to_device(Device::Cpu))
+                    .unwrap_or_default()
             )));
         }
         nll -= l.iter().sum::<f64>();
