@@ -129,3 +129,54 @@ fn cli_likelihood_writes_json_and_refuses_mismatch() {
     );
     assert!(!json2.exists());
 }
+
+/// `scoreinv likelihood --data fashion-mnist` through the binary, with a tiny MLP trained for
+/// 300 steps on 64 Fashion-MNIST images: finite bits/dim with the 8-bit offset. Needs the
+/// Debian package dataset-fashion-mnist; run with
+/// `cargo test --test cli_likelihood -- --ignored`.
+#[test]
+#[ignore]
+fn cli_likelihood_on_fashion_mnist() {
+    use scoreinv::train::config::preset;
+    use scoreinv::train::data::Dataset;
+    use scoreinv::train::Trainer;
+    tch::set_num_threads(1);
+    tch::manual_seed(0);
+    let full = DataSource::parse("fashion-mnist")
+        .unwrap()
+        .load(false)
+        .unwrap();
+    let ds = Dataset::new(full.data.narrow(0, 0, 64), None, full.info.clone()).unwrap();
+    let mut cfg = preset("tiny").unwrap();
+    cfg.training.n_iters = 300;
+    let mut tr = Trainer::new(cfg, &ds, Device::Cpu).unwrap();
+    for _ in 0..300 {
+        tr.train_step().unwrap();
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    tr.export_model_dir(tmp.path()).unwrap();
+    let json = tmp.path().join("bpd.json");
+    let o = Command::new(env!("CARGO_BIN_EXE_scoreinv"))
+        .args(["--device", "cpu", "--threads", "1", "likelihood", "--model"])
+        .arg(tmp.path())
+        .args([
+            "--data",
+            "fashion-mnist",
+            "--n",
+            "4",
+            "--batch",
+            "4",
+            "--out",
+        ])
+        .arg(&json)
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&o.stdout);
+    eprintln!("{out}");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert!(v["summary"]["bpd_mean"].as_f64().unwrap().is_finite());
+    assert_eq!(v["summary"]["dequantized"].as_bool(), Some(true));
+    assert_eq!(v["summary"]["convention"].as_str(), Some("unit8-bit"));
+}
