@@ -47,6 +47,18 @@ fn encode_decode_reconstructs_phantoms() {
     write_u8_stack(&file, &raw);
     let read = read_samples(&file, m.data()).unwrap();
     assert_eq!(rel_err(&read, &raw), 0.0);
+    // The same first phantom as an 8-bit PNG: read in [0, 1], mapped onto the raw 0..255.
+    let png = tmp.path().join("x0.png");
+    let unit = scoreinv::io::tensor_to_array3(&(raw.get(0) / 255.0), "x0").unwrap();
+    scoreinv::io::write_image(&png, &scoreinv::io::Image::chw(unit)).unwrap();
+    let from_png = read_samples(&png, m.data()).unwrap();
+    assert_eq!(from_png.size(), vec![1, 1, SIZE, SIZE]);
+    // 8-bit values k/255 · 255 in f32: exact up to rounding (≤ 3e-5 on values ≤ 255).
+    let d = (&from_png.get(0) - raw.get(0))
+        .abs()
+        .max()
+        .double_value(&[]);
+    assert!(d < 1e-3, "PNG input differs from the raw values by {d}");
     let x = to_model_space(&read, m.data(), Device::Cpu);
     // RK45 at rtol = atol = 1e-6 in f32: each direction's global error is a small multiple of
     // the tolerance times the state's scale (‖x‖ ~ 10 for the latent at σ_max = 10); 1e-2 is
