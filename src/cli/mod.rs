@@ -5,7 +5,10 @@ use clap::{Parser, Subcommand};
 use scoreinv::device::DeviceChoice;
 
 mod doctor;
+mod latent;
+mod likelihood;
 mod reconstruct;
+mod sample;
 mod train;
 
 /// Score-based generative models for imaging inverse problems.
@@ -30,6 +33,16 @@ pub enum Command {
     Reconstruct(reconstruct::Args),
     /// Train a score model by score matching (DSM, SSM, NCSN, DDPM losses).
     Train(train::Args),
+    /// Draw samples from a trained model (PC, probability-flow ODE, annealed Langevin, DDPM).
+    Sample(sample::Args),
+    /// Bits/dim of a dataset under a trained model (probability-flow ODE likelihood).
+    Likelihood(likelihood::Args),
+    /// Map data to latents z = x(T) through the probability-flow ODE.
+    Encode(latent::EncodeArgs),
+    /// Map latents back to data through the probability-flow ODE.
+    Decode(latent::DecodeArgs),
+    /// Interpolate between two inputs along slerp paths in latent space.
+    Interpolate(latent::InterpolateArgs),
 }
 
 pub fn run() -> Result<()> {
@@ -47,5 +60,10 @@ pub fn run() -> Result<()> {
         Command::Doctor(args) => doctor::run(args, choice),
         Command::Reconstruct(args) => reconstruct::run(args, choice.resolve()?),
         Command::Train(args) => train::run(args, choice),
+        Command::Sample(args) => sample::run(args, choice.resolve()?),
+        Command::Likelihood(args) => likelihood::run(args, choice.resolve()?),
+        Command::Encode(args) => latent::run_encode(args, choice.resolve()?),
+        Command::Decode(args) => latent::run_decode(args, choice.resolve()?),
+        Command::Interpolate(args) => latent::run_interpolate(args, choice.resolve()?),
     }
 }

@@ -9,6 +9,8 @@
 //!   sampling, encoding to the latent, decoding, interpolation.
 //! * [`likelihood`]: exact log-likelihood (nats, bits/dim) by the instantaneous change of
 //!   variables along the probability-flow ODE.
+//! * [`run`]: samplers, likelihoods and the latent ODE on a model directory (what the CLI's
+//!   `sample`, `likelihood`, `encode`, `decode` and `interpolate` call).
 //!
 //! Conventions follow score_sde_pytorch: time runs from `T` down to `eps =
 //! sde.sampling_eps()` on `linspace(T, eps, N)`, every step returns `(x, x_mean)` where `x_mean`
@@ -23,6 +25,7 @@ pub mod likelihood;
 pub mod ode;
 pub mod pc;
 pub mod predictors;
+pub mod run;
 
 pub use correctors::{AnnealedLangevin, Corrector, LangevinCorrector, NoneCorrector};
 pub use pc::{PcConfig, PcSampler};
