@@ -3,6 +3,8 @@
 //! and check that it writes its outputs and that the score reconstruction is consistent with the
 //! measurement (not its quality: the model is barely trained).
 use scoreinv::data::phantom::{random_ellipses_tensor, RandomEllipsesConfig};
+use scoreinv::inverse::projection::ProjectionConfig;
+use scoreinv::inverse::score_method::{ScoreAlgorithm, ScoreMethod};
 use scoreinv::models::model_dir::DataInfo;
 use scoreinv::operators::radon::ParallelBeamRadon;
 use scoreinv::operators::LinearOperator;
@@ -10,7 +12,8 @@ use scoreinv::train::config::preset;
 use scoreinv::train::data::Dataset;
 use scoreinv::train::Trainer;
 use std::process::Command;
-use tch::{Device, Kind, Tensor};
+use std::sync::Arc;
+use tch::{Device, Kind};
 
 fn train_model(dir: &std::path::Path) {
     tch::set_num_threads(1);
@@ -95,11 +98,16 @@ fn reconstruct_ct_with_a_trained_model() {
         assert!(metrics.contains(&format!("\"{m}\"")), "{metrics}");
     }
     assert!(out.path().join("ellipses_3.png").is_file());
-    // Measurement consistency of the score (projection) reconstruction.
-    let truth: ndarray::Array3<f32> =
-        ndarray_npy::read_npy(out.path().join("ellipses_3_score.npy")).unwrap_or_else(|e| {
-            panic!("ellipses_3_score.npy: {e}");
-        });
+    let score: ndarray::Array3<f32> =
+        ndarray_npy::read_npy(out.path().join("ellipses_3_score.npy")).unwrap();
+    assert_eq!(score.dim(), (1, 16, 16));
+    assert!(score.iter().all(|v| (0.0..=1.0).contains(v)));
+    assert!(out.path().join("ellipses_3_dps.npy").is_file());
+
+    // Measurement consistency of the score (projection) reconstruction before the study clamps
+    // it to [0, 1]: the CT preset ends with 100 CG iterations of the least-squares projection, so
+    // the residual is limited by CG's convergence on a 64-row system, not by the (untrained)
+    // model. FBP's residual is printed for scale.
     let cases = scoreinv::data::cases::load_cases(
         "phantom:ellipses:3",
         &scoreinv::data::cases::CaseOptions {
@@ -108,15 +116,38 @@ fn reconstruct_ct_with_a_trained_model() {
         },
     )
     .unwrap();
-    let op = ParallelBeamRadon::sparse_view(16, 4, 16, Kind::Float, Device::Cpu).unwrap();
+    let op = Arc::new(ParallelBeamRadon::sparse_view(16, 4, 16, Kind::Float, Device::Cpu).unwrap());
     let y = op.forward(&cases[0].truth.unsqueeze(0)).unwrap();
-    let x = Tensor::from_slice(truth.as_slice().unwrap()).reshape([1, 1, 16, 16]);
-    let rel = (op.forward(&x).unwrap() - &y).norm().double_value(&[]) / y.norm().double_value(&[]);
-    let fbp: ndarray::Array3<f32> =
-        ndarray_npy::read_npy(out.path().join("ellipses_3_fbp.npy")).unwrap();
-    let xf = Tensor::from_slice(fbp.as_slice().unwrap()).reshape([1, 1, 16, 16]);
-    let rel_fbp =
-        (op.forward(&xf).unwrap() - &y).norm().double_value(&[]) / y.norm().double_value(&[]);
-    println!("relative residual: score {rel:.4}, fbp {rel_fbp:.4}");
-    assert!(rel < 0.3, "score reconstruction residual {rel}");
+    let method = ScoreMethod::from_model_dir(
+        model.path(),
+        Device::Cpu,
+        Some(8),
+        ScoreAlgorithm::Projection(ProjectionConfig::ct()),
+        Some(op.clone()),
+        3,
+    )
+    .unwrap();
+    let post = method.posterior(op.as_ref(), &y).unwrap();
+    assert_eq!(post.samples.size(), vec![1, 3, 1, 16, 16]);
+    assert_eq!(post.std.size(), vec![1, 1, 16, 16]);
+    let ynorm = y.norm().double_value(&[]);
+    for k in 0..3 {
+        let x = post.samples.select(1, k);
+        let rel = (op.forward(&x).unwrap() - &y).norm().double_value(&[]) / ynorm;
+        println!(
+            "sample {k}: relative residual {rel:.2e}, max abs {}",
+            x.abs().max().double_value(&[])
+        );
+        assert!(rel < 1e-2, "sample {k}: relative residual {rel}");
+    }
+    let xf = op.pseudo_inverse(&y).unwrap();
+    let rel_fbp = (op.forward(&xf).unwrap() - &y).norm().double_value(&[]) / ynorm;
+    println!("fbp relative residual {rel_fbp:.3}");
+    // Channel mismatch is refused with a clear message.
+    let rgb = ParallelBeamRadon::sparse_view(16, 4, 16, Kind::Float, Device::Cpu)
+        .unwrap()
+        .with_channels(3)
+        .unwrap();
+    let e = method.check_operator(&rgb).unwrap_err().to_string();
+    assert!(e.contains("1-channel") && e.contains("3-channel"), "{e}");
 }

@@ -119,3 +119,41 @@ impl<'a> ConsistencyStep<'a> {
         Ok(x + back.to_kind(x.kind()))
     }
 }
+
+/// `Re Σ conj(a) b` per sample, `[B]`, in the real kind `kind`.
+fn batch_dot(a: &Tensor, b: &Tensor, kind: Kind) -> Tensor {
+    let prod = a.conj() * b;
+    let prod = if prod.is_complex() { prod.real() } else { prod };
+    prod.flatten(1, -1).sum_dim_intlist(1i64, false, kind)
+}
+
+/// The least-squares data-consistency projection `x + Aᴴ (A Aᴴ)⁻¹ (y − A x)` (the point of
+/// `{A x = y}` nearest to `x`; for noisy `y` outside the range of `A`, CG's least-squares
+/// iterate), with `iters` batched conjugate-gradient iterations on `A Aᴴ u = y − A x` (Hestenes
+/// & Stiefel 1952) using only the operator's forward and exact adjoint. Step sizes are `[B]`
+/// tensors: no host synchronisation.
+pub fn least_squares_consistency(
+    op: &dyn LinearOperator,
+    x: &Tensor,
+    y: &Tensor,
+    iters: usize,
+) -> Result<Tensor> {
+    let kind = x.kind();
+    let tiny = if kind == Kind::Double { 1e-300 } else { 1e-30 };
+    let mut r = y - op.forward(x)?;
+    let mut u = r.zeros_like();
+    let mut p = r.shallow_clone();
+    let mut rs = batch_dot(&r, &r, kind);
+    for _ in 0..iters {
+        let ap = op.forward(&op.adjoint(&p)?)?;
+        let alpha = &rs / batch_dot(&p, &ap, kind).clamp_min(tiny);
+        let a = crate::sde::bcast(&alpha, &p);
+        u = u + &p * &a;
+        r = r - ap * &a;
+        let rs_new = batch_dot(&r, &r, kind);
+        let beta = &rs_new / rs.clamp_min(tiny);
+        p = &r + p * crate::sde::bcast(&beta, &r);
+        rs = rs_new;
+    }
+    Ok(x + op.adjoint(&u)?.to_kind(kind))
+}
