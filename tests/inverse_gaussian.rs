@@ -214,3 +214,42 @@ fn projection_config_presets_and_validation() {
         "{e}"
     );
 }
+
+/// Colorization through the same replacement sampler: `T` is score_sde's orthonormal colour
+/// decoupling and `Λ` keeps its gray channel, so every sample reproduces the gray measurement
+/// (to f64 rounding: `x_mean`'s kept part is `m(eps) y = y` for VE).
+#[test]
+fn replacement_colorization_is_measurement_consistent() {
+    use scoreinv::models::analytic::GaussianMixture;
+    use scoreinv::operators::Grayscale;
+    tch::set_num_threads(1);
+    let d = 12;
+    let cov: Vec<Vec<f64>> = (0..d)
+        .map(|i| {
+            (0..d)
+                .map(|j| 0.2 * 0.5f64.powi((i as i32 - j as i32).abs()))
+                .collect()
+        })
+        .collect();
+    let p = GaussianMixture::gaussian(&vec![0.4; d], &cov)
+        .unwrap()
+        .with_sample_shape(&[3, 2, 2])
+        .unwrap();
+    let sde: Arc<dyn Sde> = Arc::new(VeSde::new(0.01, 10.0, 50).unwrap());
+    let model = p.perturbed(sde.clone());
+    let op = Grayscale::new(2, 2).unwrap();
+    let x = p.sample(16, Kind::Double, tch::Device::Cpu);
+    let y = op.forward(&x).unwrap();
+    let out = replacement::sample(
+        sde.as_ref(),
+        &model,
+        &op,
+        &y,
+        &ReplacementConfig::default(),
+        &mut |_| {},
+    )
+    .unwrap();
+    assert_eq!(out.x.size(), vec![16, 3, 2, 2]);
+    let resid = max_abs(&(op.forward(&out.x).unwrap() - &y));
+    assert!(resid < 1e-9, "‖A x − y‖∞ = {resid}");
+}
