@@ -148,8 +148,8 @@ pub fn least_squares_consistency(
         let ap = op.forward(&op.adjoint(&p)?)?;
         let alpha = &rs / batch_dot(&p, &ap, kind).clamp_min(tiny);
         let a = crate::sde::bcast(&alpha, &p);
-        u = u + &p * &a;
-        r = r - ap * &a;
+        u += &p * &a;
+        r -= ap * &a;
         let rs_new = batch_dot(&r, &r, kind);
         let beta = &rs_new / rs.clamp_min(tiny);
         p = &r + p * crate::sde::bcast(&beta, &r);

@@ -197,7 +197,7 @@ impl ScoreMethod {
             shape.extend(op.input_shape());
             let real = super::check_measurement(op, y)?.0;
             let ones = Tensor::ones(shape.as_slice(), (real, y.device()));
-            y_model = y_model + op.forward(&ones)? * b;
+            y_model += op.forward(&ones)? * b;
         }
         let sde = self.sde.as_ref();
         let model = self.model.as_ref();
