@@ -148,8 +148,9 @@ pub fn least_squares_consistency(
         let ap = op.forward(&op.adjoint(&p)?)?;
         let alpha = &rs / batch_dot(&p, &ap, kind).clamp_min(tiny);
         let a = crate::sde::bcast(&alpha, &p);
-        u += &p * &a;
-        r -= ap * &a;
+        // Out of place: `+=` on a tch tensor is in-place and `p` starts as an alias of `r`.
+        u = u.f_add(&(&p * &a))?;
+        r = r.f_sub(&(ap * &a))?;
         let rs_new = batch_dot(&r, &r, kind);
         let beta = &rs_new / rs.clamp_min(tiny);
         p = &r + p * crate::sde::bcast(&beta, &r);
