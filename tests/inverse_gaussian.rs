@@ -253,3 +253,46 @@ fn replacement_colorization_is_measurement_consistent() {
     let resid = max_abs(&(op.forward(&out.x).unwrap() - &y));
     assert!(resid < 1e-9, "‖A x − y‖∞ = {resid}");
 }
+
+/// `ScoreMethod` maps `[0, 1]` measurements into a centered model space (`x_model = 2x − 1`, so
+/// `y_model = 2y − A 1`) and back: its samples reproduce the `[0, 1]` measurement on the kept
+/// pixels exactly, and the summary has one mean and one std map per measurement.
+#[test]
+fn score_method_maps_centered_model_space() {
+    use scoreinv::inverse::score_method::{ScoreAlgorithm, ScoreMethod};
+    use scoreinv::inverse::study::Method;
+    use scoreinv::models::model_dir::DataInfo;
+    // Same σ(t) (σ_min 0.01, σ_max 20) as the method's SDE below, with fewer steps.
+    let (_, model) = setup(false);
+    let info = DataInfo {
+        shape: vec![1, 3, 3],
+        centered: true,
+        data_range: None,
+        source: "test".into(),
+    };
+    let op = Arc::new(masking());
+    let method = ScoreMethod::new(
+        Box::new(model),
+        Box::new(VeSde::new(0.01, 20.0, 50).unwrap()),
+        info,
+        ScoreAlgorithm::Projection(ProjectionConfig::default()),
+        Some(op.clone()),
+        4,
+    )
+    .unwrap();
+    assert_eq!(method.name(), "score");
+    let (x, _) = truth(false, 9);
+    let x_unit = (x + 1.0) * 0.5;
+    let y = op.forward(&Tensor::cat(&[&x_unit, &x_unit], 0)).unwrap();
+    let post = method.posterior(op.as_ref(), &y).unwrap();
+    assert_eq!(post.samples.size(), vec![2, 4, 1, 3, 3]);
+    assert_eq!(post.mean.size(), vec![2, 1, 3, 3]);
+    assert_eq!(post.std.size(), vec![2, 1, 3, 3]);
+    let yk = flat(&x_unit).get(0).index_select(0, &kept_idx());
+    let sk = flat(&post.samples.reshape([8, 1, 3, 3])).index_select(1, &kept_idx());
+    assert!(max_abs(&(sk - yk.unsqueeze(0))) < 1e-9);
+    // The model's 1-channel 3×3 images do not fit a 3-channel operator.
+    let rgb = scoreinv::operators::Masking::from_2d(ndarray::Array2::ones((3, 3)), 3).unwrap();
+    let e = method.check_operator(&rgb).unwrap_err().to_string();
+    assert!(e.contains("1-channel") && e.contains("3-channel"), "{e}");
+}
