@@ -13,6 +13,8 @@
 //! * [`metrics`]: PSNR, SSIM, nRMSE (identical to scikit-image).
 //! * [`data`]: phantoms (modified Shepp–Logan, random ellipses).
 //! * [`inverse`]: classical baselines (TV-PDHG, FBP / pseudo-inverse, zero-filled, gray).
+//! * [`inverse`] conditional samplers: projection PC (Song et al. 2022), replacement (score_sde),
+//!   DPS (Chung et al. 2023), posterior mean/std, and `ScoreMethod` for reconstruction studies.
 //! * [`train`]: DSM/SSM/NCSN/DDPM training, Adam + EMA, bit-exact checkpoints, data sources.
 //! * [`sampling`]: PC, DDPM ancestral, annealed Langevin and probability-flow ODE samplers; likelihoods.
 

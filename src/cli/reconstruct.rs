@@ -4,12 +4,18 @@ use indicatif::{ProgressBar, ProgressStyle};
 use scoreinv::data::cases::{load_cases, CaseOptions};
 use scoreinv::data::ct_slices::HuWindow;
 use scoreinv::inverse::baselines::{Baseline, TaskPreset};
+use scoreinv::inverse::dps::DpsConfig;
+use scoreinv::inverse::projection::ProjectionConfig;
+use scoreinv::inverse::replacement::ReplacementConfig;
+use scoreinv::inverse::score_method::{ScoreAlgorithm, ScoreMethod};
 use scoreinv::inverse::study::{self, BaselineMethod, Method};
 use scoreinv::operators::fbp::FbpFilter;
 use scoreinv::operators::noise::PoissonNoise;
 use scoreinv::operators::radon::ParallelBeamRadon;
+use scoreinv::operators::Decomposed;
 use scoreinv::operators::{LinearOperator, NoiseModel};
 use std::path::PathBuf;
+use std::sync::Arc;
 use tch::{Device, Kind, Tensor};
 
 #[derive(Debug, clap::Args)]
@@ -31,9 +37,12 @@ pub struct CtArgs {
     /// Repeat the flag or separate with commas.
     #[arg(long = "ground-truth", required = true, value_delimiter = ',')]
     pub ground_truth: Vec<String>,
-    /// Methods, comma-separated: fbp, tv.
+    /// Methods, comma-separated: fbp, tv, and with --model: score (projection sampler of Song
+    /// et al. 2022), score-sde (replacement sampler), dps.
     #[arg(long, default_value = "fbp,tv", value_delimiter = ',')]
     pub method: Vec<String>,
+    #[command(flatten)]
+    pub score: ScoreArgs,
     /// Number of kept views (uniformly spread over the full grid).
     #[arg(long, default_value_t = 23)]
     pub views: usize,
@@ -118,6 +127,7 @@ fn run_ct(a: CtArgs, device: Device) -> Result<()> {
     let methods: Vec<Box<dyn Method>> = a
         .method
         .iter()
+        .filter(|m| !is_score_method(m))
         .map(|m| -> Result<Box<dyn Method>> {
             let b: Baseline = m.parse()?;
             anyhow::ensure!(
@@ -157,9 +167,18 @@ fn run_ct(a: CtArgs, device: Device) -> Result<()> {
             size[2]
         );
     }
-    let op =
+    let op = Arc::new(
         ParallelBeamRadon::sparse_view(size[1] as usize, a.views, a.angles, Kind::Float, device)?
-            .with_filter(filter);
+            .with_filter(filter),
+    );
+    let mut methods = methods;
+    methods.extend(score_methods(
+        &a.method,
+        &a.score,
+        op.clone(),
+        ProjectionConfig::ct(),
+        device,
+    )?);
     std::fs::create_dir_all(&a.out).with_context(|| format!("creating {}", a.out.display()))?;
     tch::manual_seed(a.seed);
     let refs: Vec<&dyn Method> = methods.iter().map(|m| m.as_ref()).collect();
@@ -175,7 +194,12 @@ fn run_ct(a: CtArgs, device: Device) -> Result<()> {
             name: case.name.clone(),
             truth: case.truth.to_device(device),
         };
-        let out = study::run_case(&op as &dyn LinearOperator, noise.as_ref(), &case, &refs)?;
+        let out = study::run_case(
+            op.as_ref() as &dyn LinearOperator,
+            noise.as_ref(),
+            &case,
+            &refs,
+        )?;
         study::write_case(&a.out, &out)?;
         records.extend(out.records);
         pb.inc(1);
@@ -197,4 +221,82 @@ fn run_ct(a: CtArgs, device: Device) -> Result<()> {
         a.out.display()
     );
     Ok(())
+}
+
+/// Flags of the score-based methods (`--method score,score-sde,dps`).
+#[derive(Debug, Clone, clap::Args)]
+pub struct ScoreArgs {
+    /// Trained model directory (config.json + model.safetensors) for score, score-sde, dps.
+    #[arg(long)]
+    pub model: Option<PathBuf>,
+    /// Number of reverse-SDE steps N (default: the model's SDE, usually 1000).
+    #[arg(long)]
+    pub steps: Option<usize>,
+    /// Langevin corrector signal-to-noise ratio (default: the task's published value).
+    #[arg(long)]
+    pub snr: Option<f64>,
+    /// Projection weight λ in [0, 1] of the score method (default: the task's published value).
+    #[arg(long)]
+    pub lambda: Option<f64>,
+    /// DPS step size ζ.
+    #[arg(long)]
+    pub zeta: Option<f64>,
+    /// Posterior samples per case; the reconstruction is their mean.
+    #[arg(long, default_value_t = 1)]
+    pub samples: i64,
+}
+
+fn is_score_method(m: &str) -> bool {
+    matches!(
+        m.trim().to_ascii_lowercase().as_str(),
+        "score" | "score-sde" | "score_sde" | "dps"
+    )
+}
+
+/// The score-based methods named in `methods`, loaded from `--model` onto `device`, checked
+/// against the operator's image shape before anything is written.
+fn score_methods(
+    methods: &[String],
+    s: &ScoreArgs,
+    op: Arc<dyn Decomposed>,
+    projection: ProjectionConfig,
+    device: Device,
+) -> Result<Vec<Box<dyn Method>>> {
+    let mut out: Vec<Box<dyn Method>> = Vec::new();
+    for m in methods.iter().filter(|m| is_score_method(m)) {
+        let dir = s
+            .model
+            .as_ref()
+            .with_context(|| format!("--method {m} needs a trained model: pass --model RUN_DIR"))?;
+        let algorithm = match m.trim().to_ascii_lowercase().as_str() {
+            "score" => {
+                let mut c = projection;
+                c.snr = s.snr.unwrap_or(c.snr);
+                c.lambda = s.lambda.unwrap_or(c.lambda);
+                ScoreAlgorithm::Projection(c)
+            }
+            "dps" => {
+                let mut c = DpsConfig::default();
+                c.zeta = s.zeta.unwrap_or(c.zeta);
+                ScoreAlgorithm::Dps(c)
+            }
+            _ => {
+                let mut c = ReplacementConfig::default();
+                c.snr = s.snr.unwrap_or(c.snr);
+                ScoreAlgorithm::Replacement(c)
+            }
+        };
+        let method = ScoreMethod::from_model_dir(
+            dir,
+            device,
+            s.steps,
+            algorithm,
+            Some(op.clone()),
+            s.samples,
+        )
+        .with_context(|| format!("--method {m} --model {}", dir.display()))?;
+        method.check_operator(op.as_ref())?;
+        out.push(Box::new(method));
+    }
+    Ok(out)
 }
