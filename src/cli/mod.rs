@@ -6,6 +6,7 @@ use scoreinv::device::DeviceChoice;
 
 mod doctor;
 mod reconstruct;
+mod simulate;
 mod train;
 
 /// Score-based generative models for imaging inverse problems.
@@ -28,6 +29,8 @@ pub enum Command {
     Doctor(doctor::Args),
     /// Reconstruct from simulated measurements and score against the ground truth.
     Reconstruct(reconstruct::Args),
+    /// Simulate a measurement y = A x + n (CT, MRI, inpainting, colorization) as NPY.
+    Simulate(simulate::Args),
     /// Train a score model by score matching (DSM, SSM, NCSN, DDPM losses).
     Train(train::Args),
 }
@@ -47,5 +50,6 @@ pub fn run() -> Result<()> {
         Command::Doctor(args) => doctor::run(args, choice),
         Command::Reconstruct(args) => reconstruct::run(args, choice.resolve()?),
         Command::Train(args) => train::run(args, choice),
+        Command::Simulate(args) => simulate::run(args, choice.resolve()?),
     }
 }

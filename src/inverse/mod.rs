@@ -2,3 +2,4 @@
 //! score-based method is compared against.
 pub mod baselines;
 pub mod study;
+pub mod tasks;
