@@ -13,6 +13,8 @@
 //! * [`metrics`]: PSNR, SSIM, nRMSE (identical to scikit-image).
 //! * [`data`]: phantoms (modified Shepp–Logan, random ellipses).
 //! * [`inverse`]: classical baselines (TV-PDHG, FBP / pseudo-inverse, zero-filled, gray).
+//! * [`inverse::tasks`]: the four tasks (CT, MRI, inpainting, colorization) as serde configs →
+//!   operator + noise; measurement files for `scoreinv simulate` / `reconstruct --measurement`.
 //! * [`train`]: DSM/SSM/NCSN/DDPM training, Adam + EMA, bit-exact checkpoints, data sources.
 //! * [`sampling`]: PC, DDPM ancestral, annealed Langevin and probability-flow ODE samplers; likelihoods.
 

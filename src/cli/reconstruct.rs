@@ -220,7 +220,9 @@ fn run_ct(a: CtArgs, device: Device) -> Result<()> {
 
 /// `reconstruct ct --measurement`: FBP/TV of a real sinogram.
 fn run_ct_measurement(a: CtArgs, device: Device) -> Result<()> {
-    let path = a.measurement.clone().expect("checked by the caller");
+    let Some(path) = a.measurement.clone() else {
+        anyhow::bail!("reconstruct ct: --measurement FILE is needed here");
+    };
     let filter: FbpFilter = a.filter.parse()?;
     let methods = task_methods(TaskKind::Ct, &a.method, a.tv_lambda, a.tv_iters)?;
     let m = tasks::load_ct_measurement(
