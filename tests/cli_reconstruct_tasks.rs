@@ -98,6 +98,7 @@ fn mri_full_mask_zero_filled_round_trip_is_exact() {
     let r = read(&out.join("mri_zero-filled.npy"));
     // |F⁻¹ F x| = x for x ≥ 0; f32 FFT round trip of values ≤ 1: 1e-5.
     let err = max_abs(&r, &phantom(16));
+    eprintln!("mri full-mask zero-filled: max |error| {err:.3e}");
     assert!(err < 1e-5, "zero-filled differs from the truth by {err}");
     assert!(out.join("mri.png").exists() && out.join("reconstructions.json").exists());
 }
@@ -137,6 +138,7 @@ fn sense_full_mask_coil_combination_round_trip_is_exact() {
     ]);
     // Σ_c conj(S_c) S_c x = x because Σ_c |S_c|² = 1 (maps stored in f32: 1e-5).
     let err = max_abs(&read(&out.join("mri_zero-filled.npy")), &phantom(16));
+    eprintln!("sense full-mask coil combination: max |error| {err:.3e}");
     assert!(
         err < 1e-5,
         "SENSE coil combination differs from the truth by {err}"
@@ -237,6 +239,7 @@ fn ct_round_trip_fbp_of_the_simulated_sinogram() {
         // FBP is linear: dividing by the peak and multiplying back changes only f32 rounding
         // (relative 1e-5 of the peak).
         let err = max_abs(&r, &fbp);
+        eprintln!("ct {name}: FBP max |error| {err:.3e} (peak {peak:.3})");
         assert!(err < 1e-5 * peak.max(1.0), "{name}: FBP differs by {err}");
     }
 }

@@ -90,6 +90,7 @@ fn ct_measurement_is_the_forward_projection_with_its_angles() {
     // Same f32 computation on the same input: equal up to float rounding of the line sums
     // (values up to ~10, f32 epsilon 1.2e-7).
     let err = max_abs(&tensor(&sino), &want);
+    eprintln!("ct sinogram vs A x: max |error| {err:.3e}");
     assert!(err < 1e-5, "sinogram differs from A x by {err}");
     let angles = io::npy::read_npy_f64(&dir.path().join("sino_angles.npy")).unwrap();
     let kept = sparse_view_indices(8, 60).unwrap();
@@ -147,6 +148,7 @@ fn mri_kspace_is_masked_fft_and_true_acceleration_is_printed() {
     let outside = (kt.abs() * unsampled).max().double_value(&[]);
     assert_eq!(outside, 0.0);
     let err = ((&kt - &full * &mt).abs()).max().double_value(&[]);
+    eprintln!("mri k-space vs M F x: max |error| {err:.3e}");
     assert!(err < 1e-5, "k-space differs from M F x by {err}");
 }
 
