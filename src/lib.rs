@@ -15,6 +15,8 @@
 //! * [`inverse`]: classical baselines (TV-PDHG, FBP / pseudo-inverse, zero-filled, gray).
 //! * [`inverse`] conditional samplers: projection PC (Song et al. 2022), replacement (score_sde),
 //!   DPS (Chung et al. 2023), posterior mean/std, and `ScoreMethod` for reconstruction studies.
+//! * [`inverse::tasks`]: the four tasks (CT, MRI, inpainting, colorization) as serde configs →
+//!   operator + noise; measurement files for `scoreinv simulate` / `reconstruct --measurement`.
 //! * [`train`]: DSM/SSM/NCSN/DDPM training, Adam + EMA, bit-exact checkpoints, data sources.
 //! * [`sampling`]: PC, DDPM ancestral, annealed Langevin and probability-flow ODE samplers; likelihoods.
 

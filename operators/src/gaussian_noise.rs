@@ -10,12 +10,17 @@
 //! Random numbers come from libtorch's generator on the tensor's device (seed it with
 //! `tch::manual_seed`).
 //!
-//! [`NoiseModel`] parses `none` and `gaussian:SIGMA` (e.g. `gaussian:0.005`).
+//! [`NoiseModel`] parses `none`, `gaussian:SIGMA` (e.g. `gaussian:0.005`) and
+//! `poisson:I0[:MU]` (photon counts on CT sinograms, [`crate::noise::PoissonNoise`]: `I0`
+//! incident photons per detector bin, `MU` attenuation per unit of line integral, default 1).
+//! Poisson noise applies only to real line integrals (CT sinograms); complex measurements
+//! (k-space) are refused.
 use std::fmt;
 use std::str::FromStr;
 
 use tch::Tensor;
 
+use crate::noise::PoissonNoise;
 use crate::{OperatorError, Result};
 
 /// Additive Gaussian noise with standard deviation `sigma · max|y|` per sample.
@@ -78,13 +83,15 @@ fn check_measurement(y: &Tensor) -> Result<()> {
     Ok(())
 }
 
-/// A measurement noise model, parsed from `none` or `gaussian:SIGMA`.
+/// A measurement noise model, parsed from `none`, `gaussian:SIGMA` or `poisson:I0[:MU]`.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum NoiseModel {
     /// Noiseless measurements.
     None,
     /// [`GaussianNoise`].
     Gaussian(GaussianNoise),
+    /// [`PoissonNoise`] on real line integrals (CT sinograms only).
+    Poisson(PoissonNoise),
 }
 
 impl NoiseModel {
@@ -96,6 +103,17 @@ impl NoiseModel {
                 Ok(y.copy())
             }
             NoiseModel::Gaussian(g) => g.apply(y),
+            NoiseModel::Poisson(p) => {
+                check_measurement(y)?;
+                if y.is_complex() {
+                    return Err(OperatorError::Invalid(format!(
+                        "poisson noise models photon counts on real line integrals (CT \
+                         sinograms); the measurement is complex ({:?}): use gaussian:SIGMA",
+                        y.kind()
+                    )));
+                }
+                p.apply(y)
+            }
         }
     }
 }
@@ -117,8 +135,30 @@ impl FromStr for NoiseModel {
             })?;
             return Ok(NoiseModel::Gaussian(GaussianNoise::new(sigma)?));
         }
+        if let Some(arg) = t.strip_prefix("poisson:") {
+            let parts: Vec<&str> = arg.split(':').collect();
+            let num = |v: &str, what: &str| -> Result<f64> {
+                v.parse().map_err(|_| {
+                    OperatorError::Invalid(format!(
+                        "bad noise spec '{s}': '{v}' is not a number ({what}; expected \
+                         poisson:I0 or poisson:I0:MU, e.g. poisson:4096)"
+                    ))
+                })
+            };
+            if parts.len() > 2 {
+                return Err(OperatorError::Invalid(format!(
+                    "bad noise spec '{s}': expected poisson:I0 or poisson:I0:MU"
+                )));
+            }
+            let mut p = PoissonNoise::new(num(parts[0], "incident photons I0")?)?;
+            if let Some(mu) = parts.get(1) {
+                p = p.with_mu_scale(num(mu, "attenuation scale MU")?)?;
+            }
+            return Ok(NoiseModel::Poisson(p));
+        }
         Err(OperatorError::Invalid(format!(
-            "bad noise spec '{s}': expected none or gaussian:SIGMA (e.g. gaussian:0.005)"
+            "bad noise spec '{s}': expected none, gaussian:SIGMA (e.g. gaussian:0.005) or \
+             poisson:I0[:MU] (e.g. poisson:4096)"
         )))
     }
 }
@@ -128,6 +168,8 @@ impl fmt::Display for NoiseModel {
         match self {
             NoiseModel::None => write!(f, "none"),
             NoiseModel::Gaussian(g) => write!(f, "gaussian:{}", g.sigma),
+            NoiseModel::Poisson(p) if p.mu_scale == 1.0 => write!(f, "poisson:{}", p.i0),
+            NoiseModel::Poisson(p) => write!(f, "poisson:{}:{}", p.i0, p.mu_scale),
         }
     }
 }
@@ -149,9 +191,45 @@ mod tests {
             "gaussian:-1",
             "gaussian:nan",
             "poisson",
+            "poisson:0",
+            "poisson:x",
+            "poisson:100:-1",
+            "poisson:1:2:3",
         ] {
             assert!(bad.parse::<NoiseModel>().is_err(), "{bad} should not parse");
         }
+    }
+
+    #[test]
+    fn parses_poisson_and_round_trips_display() {
+        let p: NoiseModel = "poisson:4096".parse().unwrap();
+        assert_eq!(p, NoiseModel::Poisson(PoissonNoise::new(4096.0).unwrap()));
+        assert_eq!(p.to_string(), "poisson:4096");
+        let q: NoiseModel = "Poisson:1000:0.05".parse().unwrap();
+        let want = PoissonNoise::new(1000.0)
+            .unwrap()
+            .with_mu_scale(0.05)
+            .unwrap();
+        assert_eq!(q, NoiseModel::Poisson(want));
+        assert_eq!(q.to_string().parse::<NoiseModel>().unwrap(), q);
+    }
+
+    #[test]
+    fn poisson_refuses_complex_and_perturbs_real_sinograms() {
+        let p: NoiseModel = "poisson:1000".parse().unwrap();
+        let k = Tensor::zeros([1, 1, 4, 4], (Kind::ComplexFloat, Device::Cpu));
+        let err = p.apply(&k).unwrap_err().to_string();
+        assert!(err.contains("real line integrals"), "{err}");
+        // y = 0.5 everywhere: mean count 1000·e^-0.5 ≈ 607, so the log-count has std
+        // ≈ 1/√607 ≈ 0.04 per entry; the mean over 4096 entries is within 0.005 of 0.5
+        // (≈ 8 standard errors), and the entries are not all equal to 0.5.
+        tch::manual_seed(3);
+        let y = Tensor::full([1, 1, 64, 64], 0.5, (Kind::Double, Device::Cpu));
+        let n = p.apply(&y).unwrap();
+        let mean = n.mean(None).double_value(&[]);
+        assert!((mean - 0.5).abs() < 0.005, "mean {mean}");
+        let std = n.std(true).double_value(&[]);
+        assert!((std / 0.0406 - 1.0).abs() < 0.1, "std {std}");
     }
 
     #[test]

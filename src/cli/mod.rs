@@ -9,6 +9,7 @@ mod latent;
 mod likelihood;
 mod reconstruct;
 mod sample;
+mod simulate;
 mod train;
 
 /// Score-based generative models for imaging inverse problems.
@@ -31,6 +32,8 @@ pub enum Command {
     Doctor(doctor::Args),
     /// Reconstruct from simulated measurements and score against the ground truth.
     Reconstruct(reconstruct::Args),
+    /// Simulate a measurement y = A x + n (CT, MRI, inpainting, colorization) as NPY.
+    Simulate(simulate::Args),
     /// Train a score model by score matching (DSM, SSM, NCSN, DDPM losses).
     Train(train::Args),
     /// Draw samples from a trained model (PC, probability-flow ODE, annealed Langevin, DDPM).
@@ -65,5 +68,6 @@ pub fn run() -> Result<()> {
         Command::Encode(args) => latent::run_encode(args, choice.resolve()?),
         Command::Decode(args) => latent::run_decode(args, choice.resolve()?),
         Command::Interpolate(args) => latent::run_interpolate(args, choice.resolve()?),
+        Command::Simulate(args) => simulate::run(args, choice.resolve()?),
     }
 }

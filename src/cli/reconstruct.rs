@@ -1,4 +1,6 @@
-//! `scoreinv reconstruct {ct}`: a reconstruction study on simulated measurements.
+//! `scoreinv reconstruct {ct,mri,inpaint,colorize}`: a reconstruction study on simulated
+//! measurements (`--ground-truth`), or reconstructions of real measurements (`--measurement`,
+//! no metrics). Operators, noise and measurement files: `scoreinv::inverse::tasks`.
 use anyhow::{Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 use scoreinv::data::cases::{load_cases, CaseOptions};
@@ -9,11 +11,13 @@ use scoreinv::inverse::projection::ProjectionConfig;
 use scoreinv::inverse::replacement::ReplacementConfig;
 use scoreinv::inverse::score_method::{ScoreAlgorithm, ScoreMethod};
 use scoreinv::inverse::study::{self, BaselineMethod, Method};
+use scoreinv::inverse::tasks::{
+    self, InpaintConfig, Measurement, MriConfig, TaskConfig, TaskKind, TaskNoise,
+};
 use scoreinv::operators::fbp::FbpFilter;
-use scoreinv::operators::noise::PoissonNoise;
 use scoreinv::operators::radon::ParallelBeamRadon;
 use scoreinv::operators::Decomposed;
-use scoreinv::operators::{LinearOperator, NoiseModel};
+use scoreinv::operators::LinearOperator;
 use std::path::PathBuf;
 use std::sync::Arc;
 use tch::{Device, Kind, Tensor};
@@ -28,6 +32,12 @@ pub struct Args {
 pub enum Task {
     /// Sparse-view parallel-beam CT.
     Ct(CtArgs),
+    /// Undersampled MRI (single coil or SENSE).
+    Mri(MriArgs),
+    /// Inpainting of gray or colour images.
+    Inpaint(InpaintArgs),
+    /// Colorization of gray images (RGB ground truth).
+    Colorize(ColorizeArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -35,8 +45,20 @@ pub struct CtArgs {
     /// Ground truth: a file (png, tif, npy, nii[.gz], dcm, DICOM folder; `#z=K` picks a slice),
     /// `FILE.inv3#z=A..B`, `invesalius:z=A..B`, `phantom:shepp-logan`, `phantom:ellipses:A..B`.
     /// Repeat the flag or separate with commas.
-    #[arg(long = "ground-truth", required = true, value_delimiter = ',')]
+    #[arg(
+        long = "ground-truth",
+        required_unless_present = "measurement",
+        value_delimiter = ','
+    )]
     pub ground_truth: Vec<String>,
+    /// A real sinogram `[N, n_views]` (npy) instead of --ground-truth: reconstructions only,
+    /// no metrics. Its angles: --angles-file, or --views of --angles.
+    #[arg(long, conflicts_with = "ground_truth")]
+    pub measurement: Option<PathBuf>,
+    /// With --measurement: the kept angles in degrees (1-D npy, e.g. the `_angles.npy` of
+    /// `scoreinv simulate ct`), instead of --views/--angles.
+    #[arg(long = "angles-file", requires = "measurement")]
+    pub angles_file: Option<PathBuf>,
     /// Methods, comma-separated: fbp, tv, and with --model: score (projection sampler of Song
     /// et al. 2022), score-sde (replacement sampler), dps.
     #[arg(long, default_value = "fbp,tv", value_delimiter = ',')]
@@ -82,22 +104,19 @@ pub struct CtArgs {
 
 pub fn run(args: Args, device: Device) -> Result<()> {
     match args.task {
+        Task::Ct(a) if a.measurement.is_some() => run_ct_measurement(a, device),
         Task::Ct(a) => run_ct(a, device),
+        Task::Mri(a) => run_mri(a, device),
+        Task::Inpaint(a) => run_inpaint(a, device),
+        Task::Colorize(a) => run_colorize(a, device),
     }
 }
 
-/// `none`, `gaussian:σ` or `poisson:I0` as a closure on clean measurements.
+/// `none`, `gaussian:σ` or `poisson:I0[:MU]` ([`TaskNoise`]) as a closure on clean
+/// measurements.
 fn noise_fn(spec: &str) -> Result<Box<dyn Fn(&Tensor) -> scoreinv::Result<Tensor>>> {
-    let t = spec.trim().to_ascii_lowercase();
-    if let Some(i0) = t.strip_prefix("poisson:") {
-        let i0: f64 = i0
-            .parse()
-            .with_context(|| format!("--noise {spec}: '{i0}' is not a number"))?;
-        let p = PoissonNoise::new(i0)?;
-        return Ok(Box::new(move |y: &Tensor| Ok(p.apply(y)?)));
-    }
-    let m: NoiseModel = t.parse()?;
-    Ok(Box::new(move |y: &Tensor| Ok(m.apply(y)?)))
+    let m = TaskNoise::parse(spec, TaskKind::Ct)?;
+    Ok(Box::new(move |y: &Tensor| m.apply(y)))
 }
 
 fn run_ct(a: CtArgs, device: Device) -> Result<()> {
@@ -299,4 +318,327 @@ fn score_methods(
         out.push(Box::new(method));
     }
     Ok(out)
+}
+
+/// `reconstruct ct --measurement`: FBP/TV of a real sinogram.
+fn run_ct_measurement(a: CtArgs, device: Device) -> Result<()> {
+    let Some(path) = a.measurement.clone() else {
+        anyhow::bail!("reconstruct ct: --measurement FILE is needed here");
+    };
+    let filter: FbpFilter = a.filter.parse()?;
+    let methods = task_methods(TaskKind::Ct, &a.method, a.tv_lambda, a.tv_iters)?;
+    let m = tasks::load_ct_measurement(
+        &path,
+        a.views,
+        a.angles,
+        a.angles_file.as_deref(),
+        filter,
+        device,
+    )?;
+    finish_measurement(m, &methods, &a.out)
+}
+
+/// Flags shared by `reconstruct mri|inpaint|colorize`.
+#[derive(Debug, clap::Args)]
+pub struct StudyArgs {
+    /// Ground truth (simulation study with metrics), as for `reconstruct ct`. Repeat the flag
+    /// or separate with commas.
+    #[arg(
+        long = "ground-truth",
+        required_unless_present = "measurement",
+        value_delimiter = ','
+    )]
+    pub ground_truth: Vec<String>,
+    /// A real measurement instead of --ground-truth: reconstructions only, no metrics.
+    #[arg(long, conflicts_with = "ground_truth")]
+    pub measurement: Option<PathBuf>,
+    /// Methods, comma-separated (mri, inpaint: zero-filled, tv; colorize: gray, tv).
+    #[arg(long, value_delimiter = ',')]
+    pub method: Vec<String>,
+    /// Measurement noise of the simulation: none or gaussian:SIGMA (relative to the peak).
+    #[arg(long, default_value = "none", conflicts_with = "measurement")]
+    pub noise: String,
+    /// Resample every case to SIZE×SIZE.
+    #[arg(long, conflicts_with = "measurement")]
+    pub size: Option<i64>,
+    /// HU window lo,hi for CT data used as ground truth (DICOM, .inv3).
+    #[arg(
+        long,
+        default_value = "-1000,1500",
+        value_delimiter = ',',
+        num_args = 2
+    )]
+    pub window: Vec<f32>,
+    /// TV weight relative to ‖A‖² (default: the task preset).
+    #[arg(long)]
+    pub tv_lambda: Option<f64>,
+    /// PDHG iterations of the TV baseline.
+    #[arg(long)]
+    pub tv_iters: Option<usize>,
+    /// Seed of masks, coil maps and noise.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Output folder (created).
+    #[arg(long)]
+    pub out: PathBuf,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct MriArgs {
+    #[command(flatten)]
+    pub study: StudyArgs,
+    /// Target acceleration R of a generated mask (the true one is printed).
+    #[arg(long, default_value_t = 4.0)]
+    pub accel: f64,
+    /// Fully sampled centre fraction (default 0.32/R: 0.08 at R = 4, fastMRI).
+    #[arg(long = "center-fraction")]
+    pub center_fraction: Option<f64>,
+    /// Generated mask: random, equispaced, equispaced-fixed, gaussian2d, poisson, radial.
+    #[arg(long = "mask-kind", default_value = "random")]
+    pub mask_kind: String,
+    /// Radial lines (default: the count closest to --accel).
+    #[arg(long)]
+    pub lines: Option<usize>,
+    /// Receive coils of the simulation: 1 = single coil, more = SENSE with synthetic maps.
+    #[arg(long, default_value_t = 1)]
+    pub coils: usize,
+    /// A 0/1 [H, W] sampling mask file (npy, png). Required with --measurement; with
+    /// --ground-truth it replaces the generated mask.
+    #[arg(long)]
+    pub mask: Option<PathBuf>,
+    /// Coil maps [coils, H, W] (complex npy) of a multi-coil --measurement.
+    #[arg(long = "coil-maps", requires = "measurement")]
+    pub coil_maps: Option<PathBuf>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct InpaintArgs {
+    #[command(flatten)]
+    pub study: StudyArgs,
+    /// Mask (1 = observed): box[:S], random:P, half[:SIDE], strokes[:SEED] or a 0/1 FILE
+    /// (default box). With --measurement: a FILE, required.
+    #[arg(long)]
+    pub mask: Option<String>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ColorizeArgs {
+    #[command(flatten)]
+    pub study: StudyArgs,
+}
+
+fn run_mri(a: MriArgs, device: Device) -> Result<()> {
+    if let Some(path) = &a.study.measurement {
+        let methods = task_methods(
+            TaskKind::Mri,
+            &a.study.method,
+            a.study.tv_lambda,
+            a.study.tv_iters,
+        )?;
+        let m =
+            tasks::load_mri_measurement(path, a.mask.as_deref(), a.coil_maps.as_deref(), device)?;
+        return finish_measurement(m, &methods, &a.study.out);
+    }
+    let cfg = TaskConfig::Mri(MriConfig {
+        acceleration: a.accel,
+        center_fraction: a.center_fraction,
+        mask_kind: a.mask_kind.parse()?,
+        lines: a.lines,
+        coils: a.coils,
+        mask_file: a.mask.clone(),
+    });
+    run_study(cfg, a.study, device)
+}
+
+fn run_inpaint(a: InpaintArgs, device: Device) -> Result<()> {
+    if let Some(path) = &a.study.measurement {
+        let methods = task_methods(
+            TaskKind::Inpaint,
+            &a.study.method,
+            a.study.tv_lambda,
+            a.study.tv_iters,
+        )?;
+        let mask = a.mask.as_deref().map(std::path::Path::new);
+        let m = tasks::load_inpaint_measurement(path, mask, device)?;
+        return finish_measurement(m, &methods, &a.study.out);
+    }
+    let cfg = TaskConfig::Inpaint(InpaintConfig {
+        mask: a.mask.clone().unwrap_or_else(|| "box".into()),
+    });
+    run_study(cfg, a.study, device)
+}
+
+fn run_colorize(a: ColorizeArgs, device: Device) -> Result<()> {
+    if let Some(path) = &a.study.measurement {
+        let methods = task_methods(
+            TaskKind::Colorize,
+            &a.study.method,
+            a.study.tv_lambda,
+            a.study.tv_iters,
+        )?;
+        let m = tasks::load_colorize_measurement(path, device)?;
+        return finish_measurement(m, &methods, &a.study.out);
+    }
+    run_study(TaskConfig::Colorize, a.study, device)
+}
+
+/// The task's baselines named by `--method` (its defaults when empty).
+fn task_methods(
+    kind: TaskKind,
+    names: &[String],
+    tv_lambda: Option<f64>,
+    tv_iters: Option<usize>,
+) -> Result<Vec<Box<dyn Method>>> {
+    let mut tv = kind.preset().tv_config();
+    if let Some(l) = tv_lambda {
+        tv.lambda = l;
+    }
+    if let Some(n) = tv_iters {
+        tv.n_iter = n;
+    }
+    let baselines = if names.is_empty() {
+        kind.default_methods()
+    } else {
+        names
+            .iter()
+            .map(|n| kind.parse_method(n))
+            .collect::<scoreinv::Result<Vec<_>>>()?
+    };
+    Ok(baselines
+        .into_iter()
+        .map(|baseline| Box::new(BaselineMethod { baseline, tv }) as Box<dyn Method>)
+        .collect())
+}
+
+/// Refuses an --out that exists and is not a folder (checked before anything is written).
+fn check_out_folder(out: &std::path::Path) -> Result<()> {
+    anyhow::ensure!(
+        !out.exists() || out.is_dir(),
+        "--out {}: exists and is not a folder",
+        out.display()
+    );
+    Ok(())
+}
+
+/// Simulation study for mri/inpaint/colorize: every case is loaded and checked, the operator
+/// built, before the output folder is created.
+fn run_study(cfg: TaskConfig, s: StudyArgs, device: Device) -> Result<()> {
+    let kind = cfg.kind();
+    let methods = task_methods(kind, &s.method, s.tv_lambda, s.tv_iters)?;
+    let noise = TaskNoise::parse(&s.noise, kind)?;
+    anyhow::ensure!(
+        s.window[1] > s.window[0],
+        "--window: lo {} must be below hi {}",
+        s.window[0],
+        s.window[1]
+    );
+    let opts = CaseOptions {
+        size: s.size,
+        window: HuWindow {
+            lo: s.window[0],
+            hi: s.window[1],
+        },
+        ..CaseOptions::default()
+    };
+    let mut cases = Vec::new();
+    for spec in &s.ground_truth {
+        cases.extend(load_cases(spec, &opts).with_context(|| format!("--ground-truth {spec}"))?);
+    }
+    anyhow::ensure!(!cases.is_empty(), "--ground-truth named no image");
+    let size = cases[0].truth.size();
+    for c in &cases {
+        anyhow::ensure!(
+            c.truth.size() == size,
+            "case '{}' is {:?} but '{}' is {:?}: pass --size N to resample them all",
+            c.name,
+            c.truth.size(),
+            cases[0].name,
+            size
+        );
+        tasks::check_image_shape(kind, &c.name, &c.truth.size())?;
+    }
+    let op = cfg.build(&size, s.seed, device)?;
+    check_out_folder(&s.out)?;
+    std::fs::create_dir_all(&s.out).with_context(|| format!("creating {}", s.out.display()))?;
+    tch::manual_seed(s.seed as i64);
+    let refs: Vec<&dyn Method> = methods.iter().map(|m| m.as_ref()).collect();
+    let pb = ProgressBar::new(cases.len() as u64).with_style(
+        ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} cases {msg} ({elapsed})")?
+            .progress_chars("=> "),
+    );
+    pb.set_prefix(format!("reconstruct {kind}"));
+    let noise_fn = move |y: &Tensor| noise.apply(y);
+    let mut records = Vec::new();
+    for case in &cases {
+        pb.set_message(case.name.clone());
+        let case = study::Case {
+            name: case.name.clone(),
+            truth: case.truth.to_device(device),
+        };
+        let out = study::run_case(op.op(), &noise_fn, &case, &refs)?;
+        study::write_case(&s.out, &out)?;
+        records.extend(out.records);
+        pb.inc(1);
+    }
+    pb.finish_and_clear();
+    study::write_metrics(&s.out, &records)?;
+    println!(
+        "{}, noise {}, device {}",
+        op.describe(),
+        noise,
+        scoreinv::device::device_name(device)
+    );
+    print!("{}", study::format_table(&records));
+    println!(
+        "wrote {} (PNG per case, metrics.json, metrics.csv)",
+        s.out.display()
+    );
+    Ok(())
+}
+
+/// Reconstructs a real measurement with every method and writes `<name>.png`,
+/// `<name>_<method>.npy` and `reconstructions.json` (no ground truth, so no metrics).
+fn finish_measurement(
+    m: Measurement,
+    methods: &[Box<dyn Method>],
+    out: &std::path::Path,
+) -> Result<()> {
+    check_out_folder(out)?;
+    let refs: Vec<&dyn Method> = methods.iter().map(|m| m.as_ref()).collect();
+    let recons = tasks::reconstruct_measurement(&m, &refs)?;
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    tasks::write_reconstructions(out, &m.name, &recons)?;
+    let rows: Vec<serde_json::Value> = recons
+        .iter()
+        .map(|r| {
+            serde_json::json!({
+                "case": m.name,
+                "method": r.method,
+                "seconds": r.seconds,
+                "file": format!("{}_{}.npy", m.name, r.method),
+            })
+        })
+        .collect();
+    let json = serde_json::to_string_pretty(&rows)?;
+    let path = out.join("reconstructions.json");
+    scoreinv::io::atomic::write_atomic(&path, |w| {
+        std::io::Write::write_all(w, json.as_bytes()).map_err(|e| scoreinv::Error::io(&path, e))
+    })?;
+    println!(
+        "{} (real measurement: no ground truth, no metrics)",
+        m.op.describe()
+    );
+    println!("{:<12} {:>9}  file", "method", "seconds");
+    for r in &recons {
+        println!(
+            "{:<12} {:>9.3}  {}_{}.npy",
+            r.method, r.seconds, m.name, r.method
+        );
+    }
+    println!(
+        "wrote {} ({}.png, reconstructions.json)",
+        out.display(),
+        m.name
+    );
+    Ok(())
 }

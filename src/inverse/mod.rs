@@ -158,3 +158,4 @@ pub fn least_squares_consistency(
     }
     Ok(x + op.adjoint(&u)?.to_kind(kind))
 }
+pub mod tasks;

@@ -1,0 +1,429 @@
+//! `scoreinv reconstruct {ct,mri,inpaint,colorize}`: `simulate` → `reconstruct --measurement`
+//! round trips against analytic truths, simulation studies of the new tasks, and bad input that
+//! must leave `--out` absent.
+use ndarray::{Array3, ArrayD, Axis};
+use scoreinv::data::cases::{load_cases, CaseOptions};
+use scoreinv::io::{self, Image};
+use scoreinv::operators::radon::ParallelBeamRadon;
+use scoreinv::operators::LinearOperator;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use tch::{Device, Kind, Tensor};
+
+fn scoreinv() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_scoreinv"));
+    c.args(["--device", "cpu", "--threads", "1"]);
+    c
+}
+
+fn run_ok(args: &[&str]) -> String {
+    let out = scoreinv().args(args).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{args:?} failed:\n{stderr}");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn phantom(n: i64) -> Tensor {
+    let opts = CaseOptions {
+        size: Some(n),
+        ..CaseOptions::default()
+    };
+    load_cases("phantom:shepp-logan", &opts).unwrap()[0]
+        .truth
+        .shallow_clone()
+}
+
+fn read(p: &Path) -> Tensor {
+    io::array_to_tensor(&io::npy::read_npy_f32(p).unwrap()).to_kind(Kind::Double)
+}
+
+fn max_abs(a: &Tensor, b: &Tensor) -> f64 {
+    (a.to_kind(Kind::Double) - b.to_kind(Kind::Double))
+        .abs()
+        .max()
+        .double_value(&[])
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+fn simulate(dir: &Path, task: &str, extra: &[&str]) -> PathBuf {
+    let out = dir.join(format!("{task}.npy"));
+    let mut args = vec!["simulate", task, "--noise", "none", "--out", s(&out)];
+    args.extend_from_slice(extra);
+    run_ok(&args);
+    out
+}
+
+fn write_rgb_png(path: &Path) -> Array3<f32> {
+    let data = Array3::from_shape_fn((3, 16, 16), |(c, y, x)| {
+        ((c * 70 + y * 9 + x * 5) % 256) as f32 / 255.0
+    });
+    io::write_image(path, &Image::chw(data.clone())).unwrap();
+    data
+}
+
+#[test]
+fn mri_full_mask_zero_filled_round_trip_is_exact() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    // R = 1 (centre fraction 0.32, every other line kept with probability 1): full k-space.
+    let k = simulate(
+        d,
+        "mri",
+        &[
+            "--ground-truth",
+            "phantom:shepp-logan",
+            "--size",
+            "16",
+            "--accel",
+            "1",
+        ],
+    );
+    let out = d.join("rec");
+    let stdout = run_ok(&[
+        "reconstruct",
+        "mri",
+        "--measurement",
+        s(&k),
+        "--mask",
+        s(&d.join("mri_mask.npy")),
+        "--method",
+        "zero-filled",
+        "--out",
+        s(&out),
+    ]);
+    assert!(stdout.contains("no metrics"), "{stdout}");
+    let r = read(&out.join("mri_zero-filled.npy"));
+    // |F⁻¹ F x| = x for x ≥ 0; f32 FFT round trip of values ≤ 1: 1e-5.
+    let err = max_abs(&r, &phantom(16));
+    eprintln!("mri full-mask zero-filled: max |error| {err:.3e}");
+    assert!(err < 1e-5, "zero-filled differs from the truth by {err}");
+    assert!(out.join("mri.png").exists() && out.join("reconstructions.json").exists());
+}
+
+#[test]
+fn sense_full_mask_coil_combination_round_trip_is_exact() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let k = simulate(
+        d,
+        "mri",
+        &[
+            "--ground-truth",
+            "phantom:shepp-logan",
+            "--size",
+            "16",
+            "--accel",
+            "1",
+            "--coils",
+            "4",
+        ],
+    );
+    let out = d.join("rec");
+    run_ok(&[
+        "reconstruct",
+        "mri",
+        "--measurement",
+        s(&k),
+        "--mask",
+        s(&d.join("mri_mask.npy")),
+        "--coil-maps",
+        s(&d.join("mri_maps.npy")),
+        "--method",
+        "zero-filled",
+        "--out",
+        s(&out),
+    ]);
+    // Σ_c conj(S_c) S_c x = x because Σ_c |S_c|² = 1 (maps stored in f32: 1e-5).
+    let err = max_abs(&read(&out.join("mri_zero-filled.npy")), &phantom(16));
+    eprintln!("sense full-mask coil combination: max |error| {err:.3e}");
+    assert!(
+        err < 1e-5,
+        "SENSE coil combination differs from the truth by {err}"
+    );
+}
+
+#[test]
+fn inpaint_round_trip_keeps_observed_pixels() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let y = simulate(
+        d,
+        "inpaint",
+        &[
+            "--ground-truth",
+            "phantom:shepp-logan",
+            "--size",
+            "16",
+            "--mask",
+            "random:0.5",
+        ],
+    );
+    let out = d.join("rec");
+    run_ok(&[
+        "reconstruct",
+        "inpaint",
+        "--measurement",
+        s(&y),
+        "--mask",
+        s(&d.join("inpaint_mask.npy")),
+        "--tv-iters",
+        "30",
+        "--out",
+        s(&out),
+    ]);
+    let mask = read(&d.join("inpaint_mask.npy"));
+    let truth = phantom(16).get(0).to_kind(Kind::Double);
+    let zf = read(&out.join("inpaint_zero-filled.npy")).get(0);
+    assert_eq!(max_abs(&(&zf * &mask), &(&truth * &mask)), 0.0);
+    assert_eq!(
+        max_abs(&(&zf * (mask.ones_like() - &mask)), &truth.zeros_like()),
+        0.0
+    );
+    assert!(out.join("inpaint_tv.npy").exists());
+}
+
+#[test]
+fn ct_round_trip_fbp_of_the_simulated_sinogram() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let y = simulate(
+        d,
+        "ct",
+        &[
+            "--ground-truth",
+            "phantom:shepp-logan",
+            "--size",
+            "32",
+            "--views",
+            "12",
+            "--angles",
+            "90",
+        ],
+    );
+    let op = ParallelBeamRadon::sparse_view(32, 12, 90, Kind::Float, Device::Cpu).unwrap();
+    let sino = op.forward(&phantom(32).unsqueeze(0)).unwrap();
+    let fbp = op.pseudo_inverse(&sino).unwrap().get(0);
+    let peak = fbp.abs().max().double_value(&[]);
+    for (name, extra) in [
+        ("files", vec!["--angles-file", "ct_angles.npy"]),
+        ("grid", vec!["--views", "12", "--angles", "90"]),
+    ] {
+        let out = d.join(name);
+        let angles_file = d.join("ct_angles.npy");
+        let extra: Vec<&str> = extra
+            .iter()
+            .map(|a| {
+                if *a == "ct_angles.npy" {
+                    s(&angles_file)
+                } else {
+                    a
+                }
+            })
+            .collect();
+        let mut args = vec![
+            "reconstruct",
+            "ct",
+            "--measurement",
+            s(&y),
+            "--method",
+            "fbp",
+            "--out",
+            s(&out),
+        ];
+        args.extend_from_slice(&extra);
+        run_ok(&args);
+        let r = read(&out.join("ct_fbp.npy"));
+        // FBP is linear: dividing by the peak and multiplying back changes only f32 rounding
+        // (relative 1e-5 of the peak).
+        let err = max_abs(&r, &fbp);
+        eprintln!("ct {name}: FBP max |error| {err:.3e} (peak {peak:.3})");
+        assert!(err < 1e-5 * peak.max(1.0), "{name}: FBP differs by {err}");
+    }
+}
+
+#[test]
+fn colorize_round_trip_and_study() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let png = d.join("rgb.png");
+    let rgb = write_rgb_png(&png);
+    let g = simulate(d, "colorize", &["--ground-truth", s(&png)]);
+    let out = d.join("rec");
+    run_ok(&[
+        "reconstruct",
+        "colorize",
+        "--measurement",
+        s(&g),
+        "--out",
+        s(&out),
+    ]);
+    let r: ArrayD<f32> = io::npy::read_npy_f32(&out.join("colorize_gray.npy")).unwrap();
+    assert_eq!(r.shape(), &[3, 16, 16]);
+    let mean = rgb.mean_axis(Axis(0)).unwrap();
+    for c in 0..3 {
+        let ch = r.index_axis(Axis(0), c);
+        for (a, b) in ch.iter().zip(mean.iter()) {
+            assert!((a - b).abs() < 1e-6, "channel {c}: {a} vs {b}");
+        }
+    }
+    let study = d.join("study");
+    let stdout = run_ok(&[
+        "reconstruct",
+        "colorize",
+        "--ground-truth",
+        s(&png),
+        "--out",
+        s(&study),
+    ]);
+    assert!(stdout.contains("gray"), "{stdout}");
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(study.join("metrics.json")).unwrap())
+            .unwrap();
+    assert_eq!(json.as_array().unwrap().len(), 1);
+    assert!(json[0]["psnr_db"].as_f64().unwrap().is_finite());
+    assert!(study.join("rgb.png").exists() && study.join("metrics.csv").exists());
+}
+
+#[test]
+fn mri_and_inpaint_studies_write_metrics_for_every_method() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let png = d.join("rgb.png");
+    write_rgb_png(&png);
+    for (task, gt, extra) in [
+        (
+            "mri",
+            "phantom:shepp-logan",
+            vec!["--size", "16", "--accel", "4"],
+        ),
+        ("inpaint", s(&png), vec!["--mask", "half"]),
+    ] {
+        let out = d.join(task);
+        let mut args = vec![
+            "reconstruct",
+            task,
+            "--ground-truth",
+            gt,
+            "--tv-iters",
+            "30",
+            "--out",
+            s(&out),
+        ];
+        args.extend_from_slice(&extra);
+        let stdout = run_ok(&args);
+        let json: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(out.join("metrics.json")).unwrap())
+                .unwrap();
+        let methods: Vec<&str> = json
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["method"].as_str().unwrap())
+            .collect();
+        assert_eq!(methods, ["zero-filled", "tv"], "{task}");
+        if task == "mri" {
+            assert!(stdout.contains("true acceleration"), "{stdout}");
+        }
+    }
+}
+
+/// A failing reconstruct: message contains `needle`, `--out` was not created.
+fn refuses(d: &Path, args: &[&str], needle: &str) {
+    let out = d.join("out");
+    let mut all = vec!["reconstruct"];
+    all.extend_from_slice(args);
+    all.extend_from_slice(&["--out", s(&out)]);
+    let o = scoreinv().args(&all).output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success(), "{all:?} should fail");
+    assert!(
+        err.contains(needle),
+        "{args:?}: expected '{needle}' in:\n{err}"
+    );
+    assert!(!out.exists(), "{args:?} created --out");
+}
+
+#[test]
+fn bad_measurements_are_refused_and_nothing_is_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let gt = ["--ground-truth", "phantom:shepp-logan", "--size", "16"];
+    let ct = simulate(
+        d,
+        "ct",
+        &[gt[0], gt[1], gt[2], gt[3], "--views", "8", "--angles", "60"],
+    );
+    let mri = simulate(d, "mri", &gt);
+    let inp = simulate(d, "inpaint", &gt);
+    let png = d.join("rgb.png");
+    write_rgb_png(&png);
+    // A mask of the wrong shape and a sinogram with a NaN.
+    let small = d.join("small_mask.npy");
+    io::npy::write_npy(&small, &ndarray::Array2::<f32>::ones((8, 8))).unwrap();
+    let nan = d.join("nan.npy");
+    let mut a = ndarray::Array2::<f32>::ones((16, 8));
+    a[[3, 2]] = f32::NAN;
+    io::npy::write_npy(&nan, &a).unwrap();
+    let nonbinary = d.join("half_mask.npy");
+    io::npy::write_npy(
+        &nonbinary,
+        &ndarray::Array2::<f32>::from_elem((16, 16), 0.5),
+    )
+    .unwrap();
+
+    refuses(
+        d,
+        &["ct", "--measurement", s(&ct), "--views", "10"],
+        "expected shape 10 angles (columns) for --views 10",
+    );
+    refuses(d, &["ct", "--measurement", s(&nan), "--views", "8"], "NaN");
+    refuses(
+        d,
+        &["ct", "--ground-truth", s(&png), "--size", "16"],
+        "CT needs gray images",
+    );
+    refuses(
+        d,
+        &["mri", "--measurement", s(&mri)],
+        "k-space needs its sampling mask",
+    );
+    refuses(
+        d,
+        &["mri", "--measurement", s(&mri), "--mask", s(&small)],
+        "expected shape [16, 16] (the size of the k-space), got [8, 8]",
+    );
+    refuses(
+        d,
+        &["mri", "--measurement", s(&mri), "--mask", s(&nonbinary)],
+        "only 0 and 1",
+    );
+    refuses(
+        d,
+        &["mri", gt[0], gt[1], gt[2], gt[3], "--mask-kind", "spiral"],
+        "unknown mask kind 'spiral'",
+    );
+    refuses(
+        d,
+        &["mri", gt[0], gt[1], gt[2], gt[3], "--method", "fbp"],
+        "mri reconstructs with zero-filled or tv",
+    );
+    refuses(
+        d,
+        &["inpaint", "--measurement", s(&inp), "--mask", s(&small)],
+        "expected shape [16, 16] (the size of the image), got [8, 8]",
+    );
+    refuses(
+        d,
+        &["inpaint", gt[0], gt[1], gt[2], gt[3], "--mask", "blob"],
+        "unknown mask kind",
+    );
+    refuses(
+        d,
+        &["colorize", gt[0], gt[1], gt[2], gt[3]],
+        "colorize needs RGB ground truth",
+    );
+    refuses(d, &["colorize", "--measurement", s(&png)], "gray image");
+}
