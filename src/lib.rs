@@ -14,11 +14,13 @@
 //! * [`data`]: phantoms (modified Shepp–Logan, random ellipses).
 //! * [`inverse`]: classical baselines (TV-PDHG, FBP / pseudo-inverse, zero-filled, gray).
 //! * [`train`]: DSM/SSM/NCSN/DDPM training, Adam + EMA, bit-exact checkpoints, data sources.
+//! * [`guidance`]: time-dependent classifiers, their training, classifier-guided (class-conditional) scores.
 //! * [`sampling`]: PC, DDPM ancestral, annealed Langevin and probability-flow ODE samplers; likelihoods.
 
 pub mod data;
 pub mod device;
 pub mod error;
+pub mod guidance;
 pub mod inverse;
 pub mod io;
 pub mod metrics;

@@ -7,6 +7,7 @@ use scoreinv::device::DeviceChoice;
 mod doctor;
 mod reconstruct;
 mod train;
+mod train_classifier;
 
 /// Score-based generative models for imaging inverse problems.
 #[derive(Debug, Parser)]
@@ -30,6 +31,8 @@ pub enum Command {
     Reconstruct(reconstruct::Args),
     /// Train a score model by score matching (DSM, SSM, NCSN, DDPM losses).
     Train(train::Args),
+    /// Train a time-dependent (or, with --clean, ordinary) classifier for class guidance.
+    TrainClassifier(train_classifier::Args),
 }
 
 pub fn run() -> Result<()> {
@@ -47,5 +50,6 @@ pub fn run() -> Result<()> {
         Command::Doctor(args) => doctor::run(args, choice),
         Command::Reconstruct(args) => reconstruct::run(args, choice.resolve()?),
         Command::Train(args) => train::run(args, choice),
+        Command::TrainClassifier(args) => train_classifier::run(args, choice),
     }
 }
