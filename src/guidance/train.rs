@@ -614,6 +614,15 @@ impl ClassifierTrainer {
             .collect()
     }
 
+    /// Replaces the current weights with the EMA weights (e.g. to evaluate them).
+    pub fn load_ema_into_model(&mut self) {
+        tch::no_grad(|| {
+            for (p, s) in self.params.iter_mut().zip(&self.ema.shadow) {
+                p.copy_(s);
+            }
+        });
+    }
+
     fn batch_indices(&mut self) -> Vec<i64> {
         let n = self.train.len() as u64;
         let b = self.cfg.batch_size as u64;
