@@ -3,7 +3,7 @@
 //! round-trip; the CLI trains and resumes.
 mod sampling_util;
 
-use sampling_util::describe;
+use sampling_util::{describe, moments};
 use scoreinv::guidance::classifier::{ClassifierConfig, ConvClassifierConfig};
 use scoreinv::guidance::train::{
     classifier_preset, load_classifier_dir, mixture_dataset, toy_mixture, ClassifierTrainConfig,
@@ -109,6 +109,11 @@ fn trained_mlp_classifier_guides_to_the_requested_component() {
         assert!(frac >= 0.95, "class {k}: {frac}");
         for (m, mu) in mean.iter().zip(mix.component_mean(k as usize)) {
             assert!((m - mu).abs() < 0.25, "class {k}: mean {mean:?}");
+        }
+        // Covariance entries within 0.2 (exact classifier: within 0.06; entries are ≤ 0.8).
+        let (_, cov) = moments(&xk);
+        for (c, s) in cov.iter().zip(mix.component_cov(k as usize)) {
+            assert!((c - s).abs() < 0.2, "class {k}: covariance {cov:?}");
         }
     }
 }
