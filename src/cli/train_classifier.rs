@@ -206,7 +206,7 @@ pub fn run(args: Args, choice: DeviceChoice) -> Result<()> {
         let f: Vec<&str> = line.split(',').collect();
         if let [lo, hi, acc, n] = f[..] {
             let p = |s: &str| s.parse::<f64>().unwrap_or(f64::NAN);
-            println!("  {:<9.4} {:<9.4} {:<9.4} {n}", p(lo), p(hi), p(acc));
+            println!("  {:<9.5} {:<9.5} {:<9.4} {n}", p(lo), p(hi), p(acc));
         }
     }
     println!("classifier directory {}", dir.display());

@@ -19,8 +19,12 @@
 //! the per-sample gradient), inside `tch::with_grad` because samplers run under `no_grad`.
 //!
 //! * [`classifier`]: the [`TimeDependentClassifier`] trait, MLP and convolutional networks, the
-//!   exact classifier of a Gaussian mixture, model directories.
-//! * [`train`]: cross-entropy training on perturbed data, held-out accuracy per noise level.
+//!   exact classifier of a Gaussian mixture.
+//! * [`train`]: cross-entropy training on perturbed data, held-out accuracy per noise level,
+//!   checkpoints, classifier directories ([`load_classifier_dir`]).
+//!
+//! `labels` hold one class per sample of the batches the guided score is evaluated on (a batch
+//! may mix classes); [`guided_pc_sample`] draws one sample per label.
 
 pub mod classifier;
 pub mod train;
