@@ -18,11 +18,13 @@
 //! * [`inverse::tasks`]: the four tasks (CT, MRI, inpainting, colorization) as serde configs →
 //!   operator + noise; measurement files for `scoreinv simulate` / `reconstruct --measurement`.
 //! * [`train`]: DSM/SSM/NCSN/DDPM training, Adam + EMA, bit-exact checkpoints, data sources.
+//! * [`guidance`]: time-dependent classifiers, their training, classifier-guided (class-conditional) scores.
 //! * [`sampling`]: PC, DDPM ancestral, annealed Langevin and probability-flow ODE samplers; likelihoods.
 
 pub mod data;
 pub mod device;
 pub mod error;
+pub mod guidance;
 pub mod inverse;
 pub mod io;
 pub mod metrics;

@@ -11,6 +11,7 @@ mod reconstruct;
 mod sample;
 mod simulate;
 mod train;
+mod train_classifier;
 
 /// Score-based generative models for imaging inverse problems.
 #[derive(Debug, Parser)]
@@ -46,6 +47,8 @@ pub enum Command {
     Decode(latent::DecodeArgs),
     /// Interpolate between two inputs along slerp paths in latent space.
     Interpolate(latent::InterpolateArgs),
+    /// Train a time-dependent (or, with --clean, ordinary) classifier for class guidance.
+    TrainClassifier(train_classifier::Args),
 }
 
 pub fn run() -> Result<()> {
@@ -69,5 +72,6 @@ pub fn run() -> Result<()> {
         Command::Decode(args) => latent::run_decode(args, choice.resolve()?),
         Command::Interpolate(args) => latent::run_interpolate(args, choice.resolve()?),
         Command::Simulate(args) => simulate::run(args, choice.resolve()?),
+        Command::TrainClassifier(args) => train_classifier::run(args, choice),
     }
 }
