@@ -11,6 +11,10 @@ use std::sync::Arc;
 use tch::{Device, Kind, Tensor};
 
 const W_LEFT: f64 = 0.2;
+
+/// The tests seed libtorch's global generator; run them one at a time so that another test's
+/// draws cannot interleave with theirs (which made the outcome depend on thread timing).
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
 const N: i64 = 4000;
 
 fn mixture() -> GaussianMixture {
@@ -42,6 +46,7 @@ fn assert_in_modes(label: &str, x: &Tensor) {
 #[test]
 fn pc_sampler_recovers_mode_weights() {
     tch::set_num_threads(1);
+    let _guard = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     tch::manual_seed(11);
     // σ_max = 20 ≥ the largest pairwise distance (8), Technique 1 of Song & Ermon 2020.
     let sde: Arc<dyn Sde> = Arc::new(VeSde::new(0.01, 20.0, 400).unwrap());
@@ -62,6 +67,7 @@ fn pc_sampler_recovers_mode_weights() {
 #[test]
 fn annealed_langevin_recovers_mode_weights() {
     tch::set_num_threads(1);
+    let _guard = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     tch::manual_seed(12);
     let sde: Arc<dyn Sde> = Arc::new(VeSde::new(0.01, 20.0, 1000).unwrap());
     let model = mixture().perturbed(sde.clone());
@@ -100,6 +106,7 @@ fn annealed_langevin_recovers_mode_weights() {
 #[test]
 fn plain_langevin_with_data_score_gets_mode_weights_wrong() {
     tch::set_num_threads(1);
+    let _guard = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     tch::manual_seed(13);
     let data = mixture();
     // Start uniformly in [−8, 8]², run 1000 steps of size 0.1 with the exact data score.
