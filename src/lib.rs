@@ -14,8 +14,10 @@
 //! * [`data`]: phantoms (modified Shepp–Logan, random ellipses).
 //! * [`inverse`]: classical baselines (TV-PDHG, FBP / pseudo-inverse, zero-filled, gray).
 //! * [`train`]: DSM/SSM/NCSN/DDPM training, Adam + EMA, bit-exact checkpoints, data sources.
+//! * [`bench`]: `scoreinv bench` harness (timings next to same-run references).
 //! * [`sampling`]: PC, DDPM ancestral, annealed Langevin and probability-flow ODE samplers; likelihoods.
 
+pub mod bench;
 pub mod data;
 pub mod device;
 pub mod error;
