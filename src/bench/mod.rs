@@ -222,7 +222,12 @@ pub fn run_reference(python: &Path, scripts: &Path, args: &[String]) -> Result<s
         .args(args)
         .output()
         .map_err(|e| Error::io(python, e))?;
-    let cmd = format!("{} {} {}", python.display(), script.display(), args.join(" "));
+    let cmd = format!(
+        "{} {} {}",
+        python.display(),
+        script.display(),
+        args.join(" ")
+    );
     if !out.status.success() {
         let err = String::from_utf8_lossy(&out.stderr);
         let tail: Vec<&str> = err.lines().rev().take(8).collect();
@@ -233,9 +238,15 @@ pub fn run_reference(python: &Path, scripts: &Path, args: &[String]) -> Result<s
         )));
     }
     let stdout = String::from_utf8_lossy(&out.stdout);
-    let last = stdout.lines().rev().find(|l| !l.trim().is_empty()).ok_or_else(|| {
-        Error::Invalid(format!("reference `{cmd}` printed nothing on standard output"))
-    })?;
+    let last = stdout
+        .lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .ok_or_else(|| {
+            Error::Invalid(format!(
+                "reference `{cmd}` printed nothing on standard output"
+            ))
+        })?;
     let v: serde_json::Value = serde_json::from_str(last).map_err(|e| {
         Error::Invalid(format!(
             "reference `{cmd}`: last line is not JSON ({e}): {last}"
@@ -269,7 +280,12 @@ pub enum Suite {
 }
 
 impl Suite {
-    pub const ALL: [Suite; 4] = [Suite::Operators, Suite::Network, Suite::Sampler, Suite::Train];
+    pub const ALL: [Suite; 4] = [
+        Suite::Operators,
+        Suite::Network,
+        Suite::Sampler,
+        Suite::Train,
+    ];
 
     /// Parses `all` or a comma-separated list of suite names (duplicates collapse).
     pub fn parse_list(spec: &str) -> Result<Vec<Suite>> {

@@ -149,10 +149,9 @@ pub fn reference_with_parity(
     s: &SharedNet,
     batch: usize,
 ) -> Result<Option<(f64, serde_json::Value)>> {
-    let check = ctx.work_dir.join(format!(
-        "parity_{}.safetensors",
-        s.net.arch().image_size
-    ));
+    let check = ctx
+        .work_dir
+        .join(format!("parity_{}.safetensors", s.net.arch().image_size));
     write_parity_case(s, 2, &check)?;
     let mut args = net_args("network", &s.config_path, &s.weights_path, batch);
     args.extend(["--check".into(), check.display().to_string()]);
@@ -189,7 +188,10 @@ pub fn run_network(ctx: &BenchContext, progress: &dyn Fn(&str)) -> Result<Vec<Me
             }
         }
         progress(&format!("NCSN++ {tag}: scoreinv"));
-        let x = Tensor::rand([batch as i64, 1, size as i64, size as i64], (Kind::Float, dev));
+        let x = Tensor::rand(
+            [batch as i64, 1, size as i64, size as i64],
+            (Kind::Float, dev),
+        );
         let sigma = Tensor::full([batch as i64], 0.5, (Kind::Float, dev));
         let t_fwd = tch::no_grad(|| {
             time(r, dev, &mut || {
@@ -273,8 +275,11 @@ pub fn run_sampler(ctx: &BenchContext, progress: &dyn Fn(&str)) -> Result<Vec<Me
         _ => unreachable!("constructed above"),
     };
     let net: Box<Ncsnpp> = Box::new(net);
-    let model =
-        NetScore::new(net, sde, NetScoreOptions::default())?.with_sample_shape(vec![1, a.image_size, a.image_size]);
+    let model = NetScore::new(net, sde, NetScoreOptions::default())?.with_sample_shape(vec![
+        1,
+        a.image_size,
+        a.image_size,
+    ]);
     let sde_b = sde.build()?;
     let pc = PcSampler::new(
         sde_b.as_ref(),
@@ -340,9 +345,7 @@ pub fn run_sampler(ctx: &BenchContext, progress: &dyn Fn(&str)) -> Result<Vec<Me
         ])
         .and_then(|v| Some(field(&v, "forward").ok()? + field(&v, "fbp").ok()?));
     let ours = FULL_STEPS * (step_b1.unwrap_or(f64::NAN) + t_op.median_s);
-    let theirs = ref_b1
-        .zip(ref_op)
-        .map(|(s, o)| FULL_STEPS * (s + o));
+    let theirs = ref_b1.zip(ref_op).map(|(s, o)| FULL_STEPS * (s + o));
     rows.push(Measurement::new(
         format!(
             "CT reconstruction {size}x{size} 180 angles (EXTRAPOLATED: 1000 x (PC step + radon + FBP))"
@@ -372,7 +375,11 @@ pub fn run_train(ctx: &BenchContext, progress: &dyn Fn(&str)) -> Result<Vec<Meas
     let batch = 16usize;
     let cfg = bench_config(size, 32)?;
     let tag = format!("{size}x{size} nf 32 batch {batch}");
-    let s = build_shared(&cfg, Device::Cpu, &ctx.work_dir.join(format!("ncsnpp_{size}")))?;
+    let s = build_shared(
+        &cfg,
+        Device::Cpu,
+        &ctx.work_dir.join(format!("ncsnpp_{size}")),
+    )?;
     progress(&format!("DSM training {tag}: PyTorch reference"));
     let reference = ctx
         .reference(&net_args("train", &s.config_path, &s.weights_path, batch))
@@ -391,7 +398,10 @@ pub fn run_train(ctx: &BenchContext, progress: &dyn Fn(&str)) -> Result<Vec<Meas
     tc.data.random_flip = false;
     tc.data.heldout_fraction = 0.0;
     let data = Dataset::new(
-        Tensor::rand([4 * batch as i64, 1, size as i64, size as i64], (Kind::Float, Device::Cpu)),
+        Tensor::rand(
+            [4 * batch as i64, 1, size as i64, size as i64],
+            (Kind::Float, Device::Cpu),
+        ),
         None,
         DataInfo {
             shape: vec![1, size as i64, size as i64],

@@ -65,7 +65,10 @@ fn disc_images(batch: usize, n: usize, device: Device) -> Tensor {
             .collect::<Vec<_>>(),
     )
     .reshape([1, 1, n as i64, n as i64]);
-    (Tensor::rand([batch as i64, 1, n as i64, n as i64], (Kind::Float, Device::Cpu)) * inside)
+    (Tensor::rand(
+        [batch as i64, 1, n as i64, n as i64],
+        (Kind::Float, Device::Cpu),
+    ) * inside)
         .to_device(device)
 }
 
@@ -81,7 +84,10 @@ pub fn mri_mask(n: usize) -> Result<SamplingMask> {
             0.0
         }
     });
-    Ok(SamplingMask::from_array(m, "bench: every 4th line + centre")?)
+    Ok(SamplingMask::from_array(
+        m,
+        "bench: every 4th line + centre",
+    )?)
 }
 
 /// Runs the operator suite.
@@ -110,16 +116,25 @@ pub fn run(ctx: &BenchContext, progress: &dyn Fn(&str)) -> Result<Vec<Measuremen
     }
     for (backend, label) in backends {
         progress(&format!("radon {tag}: scoreinv ({label})"));
-        let op = ParallelBeamRadon::full_view(s.n, s.angles, Kind::Float, dev)?
-            .with_backend(backend)?;
+        let op =
+            ParallelBeamRadon::full_view(s.n, s.angles, Kind::Float, dev)?.with_backend(backend)?;
         let y = op.forward(&x)?;
-        let t_fwd = time(r, dev, &mut || op.forward(&x).map(drop).map_err(Error::from))?;
-        let t_adj = time(r, dev, &mut || op.adjoint(&y).map(drop).map_err(Error::from))?;
+        let t_fwd = time(r, dev, &mut || {
+            op.forward(&x).map(drop).map_err(Error::from)
+        })?;
+        let t_adj = time(r, dev, &mut || {
+            op.adjoint(&y).map(drop).map_err(Error::from)
+        })?;
         let t_fbp = time(r, dev, &mut || {
             op.pseudo_inverse(&y).map(drop).map_err(Error::from)
         })?;
         for (what, t, key, refname) in [
-            ("forward", t_fwd, "forward", "scikit-image radon (per image)"),
+            (
+                "forward",
+                t_fwd,
+                "forward",
+                "scikit-image radon (per image)",
+            ),
             (
                 "adjoint",
                 t_adj,
@@ -155,7 +170,9 @@ pub fn run(ctx: &BenchContext, progress: &dyn Fn(&str)) -> Result<Vec<Measuremen
     let mask_f64 = mask.array().mapv(f64::from);
     let op = MriFourier::new(mask, 1)?;
     let x = Tensor::randn([b as i64, 1, n as i64, n as i64], (Kind::Float, dev));
-    let t = time(r, dev, &mut || op.forward(&x).map(drop).map_err(Error::from))?;
+    let t = time(r, dev, &mut || {
+        op.forward(&x).map(drop).map_err(Error::from)
+    })?;
     let refname = "NumPy ifftshift/fft2 ortho/fftshift x mask";
     rows.push(Measurement::new(
         format!("mri fft2c+mask forward {tag} [tensor ops]"),
