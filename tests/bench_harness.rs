@@ -223,5 +223,18 @@ fn pytorch_ncsnpp_matches_scoreinv_on_tiny_configs() {
         // f32 on both sides with different reduction orders: ~1e-7..1e-6 expected.
         assert!(e <= PARITY_TOL, "case {i} {extra}: max rel err {e:e}");
         eprintln!("case {i}: max rel err {e:e}");
+        if i == 0 {
+            // The check is not blind: a stored output off by 1% must read as ~1e-2.
+            let mut t = tch::Tensor::read_safetensors(&check).unwrap();
+            for (k, v) in t.iter_mut() {
+                if k == "output.y" {
+                    *v = &*v * 1.01;
+                }
+            }
+            tch::Tensor::write_safetensors(&t, &check).unwrap();
+            let v = run_reference(&py, &scripts(), &a).unwrap();
+            let e = v["max_rel_err"].as_f64().unwrap();
+            assert!((e - 0.01 / 1.01).abs() < 1e-4, "perturbed output: {e:e}");
+        }
     }
 }

@@ -29,13 +29,18 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 
+SYNC = [lambda: None]  # torch.cuda.synchronize when the network runs on CUDA
+
+
 def timeit(fn, warmup, repeats):
     for _ in range(warmup):
         fn()
+    SYNC[0]()
     times = []
     for _ in range(repeats):
         t0 = time.perf_counter()
         fn()
+        SYNC[0]()
         times.append(time.perf_counter() - t0)
     return statistics.median(times)
 
@@ -85,7 +90,10 @@ def build_net(a):
         cfg = json.load(f)
     net = NCSNpp(cfg)
     load_weights(net, a.weights)
-    return torch, net, cfg
+    dev = torch.device(a.device)
+    if dev.type == "cuda":
+        SYNC[0] = lambda: torch.cuda.synchronize(dev)
+    return torch, net.to(dev), cfg
 
 
 def rel_err(out, ref):
@@ -101,12 +109,12 @@ def cmd_network(a):
         t = load_file(a.check)
         net.eval()
         with torch.no_grad():
-            y = net(t["input.x"], t["input.cond"])
+            y = net(t["input.x"].to(a.device), t["input.cond"].to(a.device)).cpu()
         res["max_rel_err"] = rel_err(y, t["output.y"])
     size, ch = net.d["image_size"], net.d["num_channels"]
     g = torch.Generator().manual_seed(0)
-    x = torch.rand(a.batch, ch, size, size, generator=g)
-    sigma = torch.full((a.batch,), 0.5)
+    x = torch.rand(a.batch, ch, size, size, generator=g).to(a.device)
+    sigma = torch.full((a.batch,), 0.5, device=a.device)
     net.eval()
 
     def fwd():
@@ -135,7 +143,7 @@ def cmd_sampler(a):
     size, ch = net.d["image_size"], net.d["num_channels"]
     n_steps, snr = 1000, 0.16
     g = torch.Generator().manual_seed(0)
-    x = torch.randn(a.batch, ch, size, size, generator=g) * m["sigma_max"]
+    x = torch.randn(a.batch, ch, size, size, generator=g).to(a.device) * m["sigma_max"]
     state = {"x": x, "i": 0}
 
     def step():
@@ -143,7 +151,7 @@ def cmd_sampler(a):
         with torch.no_grad():
             i = state["i"] % (n_steps - 1)
             t = 1.0 - i * (1.0 - 1e-5) / (n_steps - 1)
-            sig = torch.full((a.batch,), ve_sigma(m, t))
+            sig = torch.full((a.batch,), ve_sigma(m, t), device=a.device)
             xx = state["x"]
             s = net(xx, sig)
             z = torch.randn_like(xx)
@@ -167,7 +175,7 @@ def cmd_train(a):
     m = net.m
     size, ch = net.d["image_size"], net.d["num_channels"]
     g = torch.Generator().manual_seed(0)
-    data = torch.rand(4 * a.batch, ch, size, size, generator=g)
+    data = torch.rand(4 * a.batch, ch, size, size, generator=g).to(a.device)
     params = [p for p in net.parameters() if p.requires_grad]
     opt = torch.optim.Adam(params, lr=2e-4, betas=(0.9, 0.999), eps=1e-8)
     ema = [p.detach().clone() for p in net.parameters()]
@@ -175,9 +183,9 @@ def cmd_train(a):
 
     def step():
         i = state["i"]
-        idx = torch.arange(i * a.batch, (i + 1) * a.batch) % data.shape[0]
+        idx = (torch.arange(i * a.batch, (i + 1) * a.batch) % data.shape[0]).to(a.device)
         x0 = data[idx]
-        t = torch.rand(a.batch) * (1 - 1e-5) + 1e-5
+        t = torch.rand(a.batch, device=a.device) * (1 - 1e-5) + 1e-5
         sigma = m["sigma_min"] * (m["sigma_max"] / m["sigma_min"]) ** t
         z = torch.randn_like(x0)
         score = net(x0 + sigma[:, None, None, None] * z, sigma)
@@ -212,6 +220,7 @@ def main(argv=None):
         if name in ("network", "sampler", "train"):
             s.add_argument("--config", required=True, help="ScoreSdeConfig JSON")
             s.add_argument("--weights", required=True, help="safetensors written by scoreinv")
+            s.add_argument("--device", default="cpu", help="torch device: cpu, cuda:0, ...")
         if name == "network":
             s.add_argument("--check", default=None,
                            help="safetensors with input.x, input.cond, output.y for parity")

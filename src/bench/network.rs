@@ -6,7 +6,7 @@
 //! safetensors file written here. Before timing, the PyTorch network's output is compared with
 //! scoreinv's on one input: `max|y_torch − y_rust| / max|y_rust|` must be ≤ 1e-4.
 
-use super::{field, time, BenchContext, Measurement, Repeats};
+use super::{device_label, field, time, BenchContext, Measurement, Repeats};
 use crate::models::config::ScoreSdeConfig;
 use crate::models::model_dir::{DataInfo, ModelConfig};
 use crate::models::ncsnpp::Ncsnpp;
@@ -120,7 +120,7 @@ pub fn write_parity_case(s: &SharedNet, batch: i64, path: &Path) -> Result<()> {
     Ok(())
 }
 
-fn net_args(cmd: &str, config: &Path, weights: &Path, batch: usize) -> Vec<String> {
+fn net_args(cmd: &str, config: &Path, weights: &Path, batch: usize, device: &str) -> Vec<String> {
     vec![
         cmd.into(),
         "--config".into(),
@@ -129,6 +129,8 @@ fn net_args(cmd: &str, config: &Path, weights: &Path, batch: usize) -> Vec<Strin
         weights.display().to_string(),
         "--batch".into(),
         batch.to_string(),
+        "--device".into(),
+        device.to_string(),
     ]
 }
 
@@ -153,7 +155,13 @@ pub fn reference_with_parity(
         .work_dir
         .join(format!("parity_{}.safetensors", s.net.arch().image_size));
     write_parity_case(s, 2, &check)?;
-    let mut args = net_args("network", &s.config_path, &s.weights_path, batch);
+    let mut args = net_args(
+        "network",
+        &s.config_path,
+        &s.weights_path,
+        batch,
+        &device_label(ctx.device),
+    );
     args.extend(["--check".into(), check.display().to_string()]);
     Ok(ctx.reference(&args).map(|v| {
         let e = v
@@ -299,7 +307,13 @@ pub fn run_sampler(ctx: &BenchContext, progress: &dyn Fn(&str)) -> Result<Vec<Me
         let tag = format!("{size}x{size} nf 32 batch {batch}");
         progress(&format!("PC sampler {tag}: PyTorch reference"));
         let reference = ctx
-            .reference(&net_args("sampler", &config_path, &weights_path, batch))
+            .reference(&net_args(
+                "sampler",
+                &config_path,
+                &weights_path,
+                batch,
+                &device_label(dev),
+            ))
             .and_then(|v| field(&v, "step").ok());
         progress(&format!("PC sampler {tag}: scoreinv"));
         let t = tch::no_grad(|| {
@@ -382,7 +396,13 @@ pub fn run_train(ctx: &BenchContext, progress: &dyn Fn(&str)) -> Result<Vec<Meas
     )?;
     progress(&format!("DSM training {tag}: PyTorch reference"));
     let reference = ctx
-        .reference(&net_args("train", &s.config_path, &s.weights_path, batch))
+        .reference(&net_args(
+            "train",
+            &s.config_path,
+            &s.weights_path,
+            batch,
+            &device_label(dev),
+        ))
         .and_then(|v| field(&v, "step").ok());
     progress(&format!("DSM training {tag}: scoreinv"));
     let mut tc = TrainConfig {
