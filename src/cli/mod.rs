@@ -4,6 +4,7 @@ use anyhow::Result;
 use clap::{Parser, Subcommand};
 use scoreinv::device::DeviceChoice;
 
+mod bench;
 mod doctor;
 mod latent;
 mod likelihood;
@@ -29,6 +30,8 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Time operators, NCSN++, sampling and training against references run alongside.
+    Bench(bench::Args),
     /// Report libtorch, CUDA, devices, threads and data locations.
     Doctor(doctor::Args),
     /// Reconstruct from simulated measurements and score against the ground truth.
@@ -63,6 +66,7 @@ pub fn run() -> Result<()> {
     }
     let choice: DeviceChoice = cli.device.parse()?;
     match cli.command {
+        Command::Bench(args) => bench::run(args, choice),
         Command::Doctor(args) => doctor::run(args, choice),
         Command::Reconstruct(args) => reconstruct::run(args, choice.resolve()?),
         Command::Train(args) => train::run(args, choice),

@@ -1,0 +1,250 @@
+"""Reference timings for `scoreinv bench`, measured in the same run as the Rust figures.
+
+Subcommands (each prints ONE JSON object on the last stdout line; times are seconds, the
+median of `--repeats` timed runs after `--warmup` untimed ones):
+
+  radon    scikit-image `radon` / unfiltered `iradon` (adjoint) / ramp `iradon` (FBP),
+           called per image in a Python loop, as users do.       keys: forward, adjoint, fbp
+  mri      NumPy centred orthonormal fft2 (ifftshift → fft2 → fftshift, norm="ortho") times
+           a Cartesian mask, per batch.                           keys: forward
+  network  PyTorch eager NCSN++ (scripts/bench/ncsnpp_torch.py) with the weights scoreinv
+           wrote; checks parity on the input/output stored in --check first.
+                                                                  keys: max_rel_err, forward,
+                                                                  forward_backward
+  sampler  one VE predictor-corrector step (reverse diffusion + Langevin, snr 0.16) of the
+           same network.                                          keys: step
+  train    one DSM training step (VE, Adam, grad clip 1, EMA) of the same network.
+                                                                  keys: step
+"""
+import argparse
+import json
+import math
+import os
+import statistics
+import sys
+import time
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+
+SYNC = [lambda: None]  # torch.cuda.synchronize when the network runs on CUDA
+
+
+def timeit(fn, warmup, repeats):
+    for _ in range(warmup):
+        fn()
+    SYNC[0]()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        SYNC[0]()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def cmd_radon(a):
+    from skimage.transform import iradon, radon
+
+    rng = np.random.default_rng(0)
+    n = a.size
+    yy, xx = np.mgrid[:n, :n]
+    inside = (yy - (n - 1) / 2) ** 2 + (xx - (n - 1) / 2) ** 2 <= (n / 2 - 1) ** 2
+    imgs = [rng.random((n, n)) * inside for _ in range(a.batch)]
+    theta = np.linspace(0.0, 180.0, a.angles, endpoint=False)
+    sinos = [radon(im, theta=theta, circle=True) for im in imgs]
+    out = {
+        "forward": timeit(lambda: [radon(im, theta=theta, circle=True) for im in imgs],
+                          a.warmup, a.repeats),
+        "adjoint": timeit(lambda: [iradon(s, theta=theta, filter_name=None, circle=True)
+                                   for s in sinos], a.warmup, a.repeats),
+        "fbp": timeit(lambda: [iradon(s, theta=theta, filter_name="ramp", circle=True)
+                               for s in sinos], a.warmup, a.repeats),
+    }
+    return out
+
+
+def cmd_mri(a):
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((a.batch, a.size, a.size)).astype(np.float32)
+    mask = np.zeros((a.size, a.size), np.float32)
+    mask[:, ::4] = 1.0
+    c = a.size // 2
+    mask[:, c - a.size // 25: c + a.size // 25] = 1.0
+
+    def fwd():
+        k = np.fft.fftshift(np.fft.fft2(np.fft.ifftshift(x, axes=(-2, -1)), axes=(-2, -1),
+                                        norm="ortho"), axes=(-2, -1))
+        return k * mask
+
+    return {"forward": timeit(fwd, a.warmup, a.repeats)}
+
+
+def build_net(a):
+    import torch
+    from ncsnpp_torch import NCSNpp, load_weights
+
+    with open(a.config) as f:
+        cfg = json.load(f)
+    net = NCSNpp(cfg)
+    load_weights(net, a.weights)
+    dev = torch.device(a.device)
+    if dev.type == "cuda":
+        SYNC[0] = lambda: torch.cuda.synchronize(dev)
+    return torch, net.to(dev), cfg
+
+
+def rel_err(out, ref):
+    return float((out.double() - ref.double()).abs().max() / ref.double().abs().max())
+
+
+def cmd_network(a):
+    torch, net, cfg = build_net(a)
+    res = {}
+    if a.check:
+        from safetensors.torch import load_file
+
+        t = load_file(a.check)
+        net.eval()
+        with torch.no_grad():
+            y = net(t["input.x"].to(a.device), t["input.cond"].to(a.device)).cpu()
+        res["max_rel_err"] = rel_err(y, t["output.y"])
+    size, ch = net.d["image_size"], net.d["num_channels"]
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(a.batch, ch, size, size, generator=g).to(a.device)
+    sigma = torch.full((a.batch,), 0.5, device=a.device)
+    net.eval()
+
+    def fwd():
+        with torch.no_grad():
+            net(x, sigma)
+
+    res["forward"] = timeit(fwd, a.warmup, a.repeats)
+    net.train()
+
+    def fwd_bwd():
+        net.zero_grad(set_to_none=True)
+        net(x, sigma).square().mean().backward()
+
+    res["forward_backward"] = timeit(fwd_bwd, a.warmup, a.repeats)
+    return res
+
+
+def ve_sigma(m, t):
+    return m["sigma_min"] * (m["sigma_max"] / m["sigma_min"]) ** t
+
+
+def cmd_sampler(a):
+    torch, net, cfg = build_net(a)
+    net.eval()
+    m = net.m
+    size, ch = net.d["image_size"], net.d["num_channels"]
+    n_steps, snr = 1000, 0.16
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(a.batch, ch, size, size, generator=g).to(a.device) * m["sigma_max"]
+    state = {"x": x, "i": 0}
+
+    def step():
+        # VE PC step of Song et al. 2021 (Alg. 2/4): Langevin corrector, then reverse diffusion.
+        with torch.no_grad():
+            i = state["i"] % (n_steps - 1)
+            t = 1.0 - i * (1.0 - 1e-5) / (n_steps - 1)
+            sig = torch.full((a.batch,), ve_sigma(m, t), device=a.device)
+            xx = state["x"]
+            s = net(xx, sig)
+            z = torch.randn_like(xx)
+            gn = s.reshape(a.batch, -1).norm(dim=-1).mean()
+            zn = z.reshape(a.batch, -1).norm(dim=-1).mean()
+            eps = 2 * (snr * zn / gn) ** 2
+            xx = xx + eps * s + torch.sqrt(2 * eps) * z
+            t_next = t - (1.0 - 1e-5) / (n_steps - 1)
+            s2 = ve_sigma(m, t_next)
+            g2 = sig[0] ** 2 - s2 ** 2
+            s = net(xx, sig)
+            xx = xx + g2 * s + torch.sqrt(g2) * torch.randn_like(xx)
+            state["x"], state["i"] = xx, i + 1
+
+    return {"step": timeit(step, a.warmup, a.repeats)}
+
+
+def cmd_train(a):
+    torch, net, cfg = build_net(a)
+    net.train()
+    m = net.m
+    size, ch = net.d["image_size"], net.d["num_channels"]
+    g = torch.Generator().manual_seed(0)
+    data = torch.rand(4 * a.batch, ch, size, size, generator=g).to(a.device)
+    params = [p for p in net.parameters() if p.requires_grad]
+    opt = torch.optim.Adam(params, lr=2e-4, betas=(0.9, 0.999), eps=1e-8)
+    ema = [p.detach().clone() for p in net.parameters()]
+    state = {"i": 0}
+
+    def step():
+        i = state["i"]
+        idx = (torch.arange(i * a.batch, (i + 1) * a.batch) % data.shape[0]).to(a.device)
+        x0 = data[idx]
+        t = torch.rand(a.batch, device=a.device) * (1 - 1e-5) + 1e-5
+        sigma = m["sigma_min"] * (m["sigma_max"] / m["sigma_min"]) ** t
+        z = torch.randn_like(x0)
+        score = net(x0 + sigma[:, None, None, None] * z, sigma)
+        # DSM with λ(σ) = σ²: ‖σ s + z‖², summed per sample, averaged over the batch.
+        loss = (score * sigma[:, None, None, None] + z).square().reshape(a.batch, -1).sum(1)
+        loss = loss.mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        with torch.no_grad():
+            for e, p in zip(ema, net.parameters()):
+                e.mul_(0.999).add_(p.detach(), alpha=1 - 0.999)
+        state["i"] = i + 1
+
+    return {"step": timeit(step, a.warmup, a.repeats)}
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = p.add_subparsers(dest="cmd", required=True)
+    for name in ("radon", "mri", "network", "sampler", "train"):
+        s = sub.add_parser(name)
+        s.add_argument("--batch", type=int, required=True)
+        s.add_argument("--warmup", type=int, default=1)
+        s.add_argument("--repeats", type=int, default=3)
+        s.add_argument("--threads", type=int, default=None)
+        if name in ("radon", "mri"):
+            s.add_argument("--size", type=int, required=True)
+        if name == "radon":
+            s.add_argument("--angles", type=int, required=True)
+        if name in ("network", "sampler", "train"):
+            s.add_argument("--config", required=True, help="ScoreSdeConfig JSON")
+            s.add_argument("--weights", required=True, help="safetensors written by scoreinv")
+            s.add_argument("--device", default="cpu", help="torch device: cpu, cuda:0, ...")
+        if name == "network":
+            s.add_argument("--check", default=None,
+                           help="safetensors with input.x, input.cond, output.y for parity")
+    a = p.parse_args(argv)
+    if a.batch < 1 or a.repeats < 1 or a.warmup < 0:
+        p.error("--batch and --repeats must be >= 1, --warmup >= 0")
+    if a.threads:
+        import torch
+
+        torch.set_num_threads(a.threads)
+    try:
+        import torch
+
+        threads = torch.get_num_threads()
+    except ImportError:
+        threads = None
+    res = {"radon": cmd_radon, "mri": cmd_mri, "network": cmd_network,
+           "sampler": cmd_sampler, "train": cmd_train}[a.cmd](a)
+    res["torch_threads"] = threads
+    for k, v in res.items():
+        if isinstance(v, float) and not math.isfinite(v):
+            raise SystemExit(f"reference {a.cmd}: {k} is not finite ({v})")
+    print(json.dumps(res))
+
+
+if __name__ == "__main__":
+    main()

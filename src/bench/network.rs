@@ -1,0 +1,447 @@
+//! Score-network benchmarks: NCSN++ (Song et al. 2021, ICLR, Appendix H) forward and
+//! forward+backward throughput, predictor-corrector sampling steps (Alg. 2/4 of the same
+//! paper: reverse-diffusion predictor + Langevin corrector, `snr = 0.16`) and denoising
+//! score-matching training steps (`λ(σ) = σ²`, Adam, gradient clipping 1, EMA), each against
+//! the same network in PyTorch eager mode (`scripts/bench/ncsnpp_torch.py`) loaded from the
+//! safetensors file written here. Before timing, the PyTorch network's output is compared with
+//! scoreinv's on one input: `max|y_torch − y_rust| / max|y_rust|` must be ≤ 1e-4.
+
+use super::{device_label, field, time, BenchContext, Measurement, Repeats};
+use crate::models::config::ScoreSdeConfig;
+use crate::models::model_dir::{DataInfo, ModelConfig};
+use crate::models::ncsnpp::Ncsnpp;
+use crate::models::score_net::{NetScore, NetScoreOptions};
+use crate::models::TimeConditionedNet;
+use crate::operators::{LinearOperator, ParallelBeamRadon};
+use crate::sampling::pc::{PcConfig, PcSampler};
+use crate::sde::SdeConfig;
+use crate::train::config::TrainConfig;
+use crate::train::data::Dataset;
+use crate::train::Trainer;
+use crate::{Error, Result};
+use std::path::{Path, PathBuf};
+use tch::nn::VarStore;
+use tch::{Device, Kind, Tensor};
+
+/// Largest relative error accepted between the PyTorch and scoreinv outputs (f32 with
+/// different summation orders in convolutions and GroupNorm: ~1e-6 observed, 1e-4 leaves room
+/// for other BLAS back-ends).
+pub const PARITY_TOL: f64 = 1e-4;
+
+/// Number of PC steps a full reconstruction runs (score_sde's `N = 1000`).
+pub const FULL_STEPS: f64 = 1000.0;
+
+/// The small NCSN++ of the benchmarks: `nf` base channels, one residual block per level,
+/// attention at 8×8, one level per halving down to 8×8 with `ch_mult` 2 on the three coarsest
+/// levels below the top (32²: `[1, 2, 2]`, 64²: `[1, 2, 2, 2]`, 128²: `[1, 1, 2, 2, 2]`), one
+/// channel; everything else the published NCSN++ (VE, cont.) defaults: BigGAN
+/// blocks with FIR resampling, residual input pyramid, Fourier embedding, `scale_by_sigma`.
+pub fn bench_config(image_size: usize, nf: usize) -> Result<ScoreSdeConfig> {
+    if image_size < 16 || !image_size.is_power_of_two() {
+        return Err(Error::Invalid(format!(
+            "bench network: image size {image_size} must be a power of two >= 16"
+        )));
+    }
+    let levels = (image_size / 8).trailing_zeros() as usize + 1;
+    // e.g. 32: [1, 2, 2]; 64: [1, 2, 2, 2]; 128: [1, 1, 2, 2, 2].
+    let ch_mult: Vec<usize> = (0..levels)
+        .map(|i| if i + 3 >= levels && i > 0 { 2 } else { 1 })
+        .collect();
+    let v = serde_json::json!({
+        "model": {"nf": nf, "ch_mult": ch_mult, "num_res_blocks": 1, "attn_resolutions": [8]},
+        "data": {"image_size": image_size, "num_channels": 1}
+    });
+    ScoreSdeConfig::from_json_value(&v)
+}
+
+/// A built network with its weights and config on disk for the reference.
+pub struct SharedNet {
+    pub vs: VarStore,
+    pub net: Ncsnpp,
+    pub cfg: ScoreSdeConfig,
+    pub config_path: PathBuf,
+    pub weights_path: PathBuf,
+}
+
+/// Builds the network on `device`, moves every trainable weight by `N(0, 0.02²)` noise (the
+/// published `init_scale = 0` makes some convolutions ~0, which would make a parity check
+/// blind to them), and writes `cfg.json` and `weights.safetensors` into `dir`.
+pub fn build_shared(cfg: &ScoreSdeConfig, device: Device, dir: &Path) -> Result<SharedNet> {
+    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    tch::manual_seed(0);
+    let vs = VarStore::new(device);
+    let net = Ncsnpp::new(&vs.root(), cfg)?;
+    tch::no_grad(|| {
+        for mut t in vs.trainable_variables() {
+            let noise = t.randn_like() * 0.02;
+            t += noise;
+        }
+    });
+    let config_path = dir.join("cfg.json");
+    let text = serde_json::to_string_pretty(cfg)
+        .map_err(|e| Error::Invalid(format!("bench config to JSON: {e}")))?;
+    std::fs::write(&config_path, text).map_err(|e| Error::io(&config_path, e))?;
+    let weights_path = dir.join("weights.safetensors");
+    let vars: Vec<(String, Tensor)> = vs
+        .variables()
+        .into_iter()
+        .map(|(k, v)| (k, v.to_device(Device::Cpu)))
+        .collect();
+    Tensor::write_safetensors(&vars, &weights_path)?;
+    Ok(SharedNet {
+        vs,
+        net,
+        cfg: cfg.clone(),
+        config_path,
+        weights_path,
+    })
+}
+
+/// Writes `input.x`, `input.cond` (σ) and `output.y = F_θ(x, σ)` (eval mode, CPU tensors) for
+/// the reference's parity check.
+pub fn write_parity_case(s: &SharedNet, batch: i64, path: &Path) -> Result<()> {
+    let a = s.net.arch();
+    let dev = s.vs.device();
+    let x = Tensor::rand(
+        [batch, a.num_channels, a.image_size, a.image_size],
+        (Kind::Float, dev),
+    );
+    let cond = Tensor::linspace(0.05, 20.0, batch, (Kind::Float, dev));
+    let y = tch::no_grad(|| s.net.forward(&x, &cond, false))?;
+    let cpu = |t: &Tensor| t.to_device(Device::Cpu);
+    Tensor::write_safetensors(
+        &[
+            ("input.x", cpu(&x)),
+            ("input.cond", cpu(&cond)),
+            ("output.y", cpu(&y)),
+        ],
+        path,
+    )?;
+    Ok(())
+}
+
+fn net_args(cmd: &str, config: &Path, weights: &Path, batch: usize, device: &str) -> Vec<String> {
+    vec![
+        cmd.into(),
+        "--config".into(),
+        config.display().to_string(),
+        "--weights".into(),
+        weights.display().to_string(),
+        "--batch".into(),
+        batch.to_string(),
+        "--device".into(),
+        device.to_string(),
+    ]
+}
+
+/// Sizes and batches of the network suite: 64², 128², 256² (batches 8, 4, 2); quick: 32²
+/// batch 4. `nf = 32` throughout.
+pub fn network_sizes(quick: bool) -> Vec<(usize, usize)> {
+    if quick {
+        vec![(32, 4)]
+    } else {
+        vec![(64, 8), (128, 4), (256, 2)]
+    }
+}
+
+/// Parity of the reference on `s`: runs `reference.py network --check` and returns the
+/// reported relative error (and the reference result).
+pub fn reference_with_parity(
+    ctx: &BenchContext,
+    s: &SharedNet,
+    batch: usize,
+) -> Result<Option<(f64, serde_json::Value)>> {
+    let check = ctx
+        .work_dir
+        .join(format!("parity_{}.safetensors", s.net.arch().image_size));
+    write_parity_case(s, 2, &check)?;
+    let mut args = net_args(
+        "network",
+        &s.config_path,
+        &s.weights_path,
+        batch,
+        &device_label(ctx.device),
+    );
+    args.extend(["--check".into(), check.display().to_string()]);
+    Ok(ctx.reference(&args).map(|v| {
+        let e = v
+            .get("max_rel_err")
+            .and_then(|e| e.as_f64())
+            .unwrap_or(f64::NAN);
+        (e, v)
+    }))
+}
+
+/// Runs the network suite.
+pub fn run_network(ctx: &BenchContext, progress: &dyn Fn(&str)) -> Result<Vec<Measurement>> {
+    let r = ctx.repeats();
+    let dev = ctx.device;
+    let mut rows = Vec::new();
+    for (size, batch) in network_sizes(ctx.quick) {
+        let cfg = bench_config(size, 32)?;
+        let tag = format!("{size}x{size} nf 32 batch {batch}");
+        progress(&format!("NCSN++ {tag}: PyTorch reference and parity"));
+        let s = build_shared(&cfg, dev, &ctx.work_dir.join(format!("ncsnpp_{size}")))?;
+        let reference = reference_with_parity(ctx, &s, batch)?;
+        let mut refname = "PyTorch eager (same weights)".to_string();
+        if let Some((e, _)) = &reference {
+            let ok = *e <= PARITY_TOL;
+            println!(
+                "parity NCSN++ {size}x{size}: max |y_torch - y_scoreinv| / max |y_scoreinv| = \
+                 {e:.2e} ({})",
+                if ok { "ok, <= 1e-4" } else { "FAILED, > 1e-4" }
+            );
+            if !ok {
+                refname.push_str(" PARITY FAILED");
+            }
+        }
+        progress(&format!("NCSN++ {tag}: scoreinv"));
+        let x = Tensor::rand(
+            [batch as i64, 1, size as i64, size as i64],
+            (Kind::Float, dev),
+        );
+        let sigma = Tensor::full([batch as i64], 0.5, (Kind::Float, dev));
+        let t_fwd = tch::no_grad(|| {
+            time(r, dev, &mut || {
+                let _ = std::hint::black_box(s.net.forward_t(&x, &sigma, false));
+                Ok(())
+            })
+        })?;
+        let params = s.vs.trainable_variables();
+        let t_bwd = time(r, dev, &mut || {
+            for p in &params {
+                let mut g = p.grad();
+                if g.defined() {
+                    let _ = g.zero_();
+                }
+            }
+            s.net
+                .forward_t(&x, &sigma, true)
+                .square()
+                .mean(Kind::Float)
+                .backward();
+            Ok(())
+        })?;
+        let b = batch as f64;
+        let rv = |k: &str| {
+            reference
+                .as_ref()
+                .and_then(|(_, v)| field(v, k).ok())
+                .map(|t| b / t)
+        };
+        rows.push(Measurement::new(
+            format!("NCSN++ forward {tag}"),
+            dev,
+            "images/s",
+            b / t_fwd.median_s,
+            refname.clone(),
+            rv("forward"),
+        )?);
+        rows.push(Measurement::new(
+            format!("NCSN++ forward+backward {tag}"),
+            dev,
+            "images/s",
+            b / t_bwd.median_s,
+            refname,
+            rv("forward_backward"),
+        )?);
+    }
+    Ok(rows)
+}
+
+/// Sampler image size: 128² (quick 32²); batches 1 and 16.
+pub fn sampler_size(quick: bool) -> usize {
+    if quick {
+        32
+    } else {
+        128
+    }
+}
+
+/// Runs the sampler suite: PC steps/s at batch 1 and 16, and the extrapolated time of one
+/// sparse-view CT reconstruction (`1000 × (PC step + Radon forward + FBP)`, batch 1).
+pub fn run_sampler(ctx: &BenchContext, progress: &dyn Fn(&str)) -> Result<Vec<Measurement>> {
+    let dev = ctx.device;
+    let size = sampler_size(ctx.quick);
+    let cfg = bench_config(size, 32)?;
+    let SharedNet {
+        vs: _vs,
+        net,
+        config_path,
+        weights_path,
+        ..
+    } = build_shared(&cfg, dev, &ctx.work_dir.join(format!("ncsnpp_{size}")))?;
+    let a = net.arch().clone();
+    let sde = SdeConfig::Ve {
+        sigma_min: a.sigma_min,
+        sigma_max: a.sigma_max,
+        // Steps per timed run: the sampler is run for its whole (short) schedule.
+        n: if ctx.quick { 3 } else { 4 },
+    };
+    let n_steps = match sde {
+        SdeConfig::Ve { n, .. } => n as f64,
+        _ => unreachable!("constructed above"),
+    };
+    let net: Box<Ncsnpp> = Box::new(net);
+    let model = NetScore::new(net, sde, NetScoreOptions::default())?.with_sample_shape(vec![
+        1,
+        a.image_size,
+        a.image_size,
+    ]);
+    let sde_b = sde.build()?;
+    let pc = PcSampler::new(
+        sde_b.as_ref(),
+        PcConfig {
+            noise_removal: false,
+            ..PcConfig::default()
+        },
+    )?;
+    let r = Repeats {
+        warmup: 1,
+        repeats: 3,
+    };
+    let mut rows = Vec::new();
+    let mut step_b1 = None;
+    let mut ref_b1 = None;
+    for batch in [1usize, 16] {
+        let tag = format!("{size}x{size} nf 32 batch {batch}");
+        progress(&format!("PC sampler {tag}: PyTorch reference"));
+        let reference = ctx
+            .reference(&net_args(
+                "sampler",
+                &config_path,
+                &weights_path,
+                batch,
+                &device_label(dev),
+            ))
+            .and_then(|v| field(&v, "step").ok());
+        progress(&format!("PC sampler {tag}: scoreinv"));
+        let t = tch::no_grad(|| {
+            time(r, dev, &mut || {
+                pc.sample(&model, batch as i64, None, (Kind::Float, dev), &mut |_| {})?;
+                Ok(())
+            })
+        })?;
+        let step = t.median_s / n_steps;
+        if batch == 1 {
+            step_b1 = Some(step);
+            ref_b1 = reference;
+        }
+        rows.push(Measurement::new(
+            format!("PC step (reverse diffusion + Langevin) {tag}"),
+            dev,
+            "steps/s",
+            1.0 / step,
+            "PyTorch eager PC step (same weights)",
+            reference.map(|t| 1.0 / t),
+        )?);
+    }
+
+    // Extrapolated CT reconstruction: one Radon forward and one FBP per step (data consistency).
+    progress(&format!("CT {size}x{size}: radon forward + FBP"));
+    let op = ParallelBeamRadon::full_view(size, 180, Kind::Float, dev)?;
+    let x = Tensor::rand([1, 1, size as i64, size as i64], (Kind::Float, dev));
+    let y = op.forward(&x)?;
+    let t_op = time(ctx.repeats(), dev, &mut || {
+        let _ = op.forward(&x)?;
+        let _ = op.pseudo_inverse(&y)?;
+        Ok(())
+    })?;
+    let ref_op = ctx
+        .reference(&[
+            "radon".into(),
+            "--size".into(),
+            size.to_string(),
+            "--angles".into(),
+            "180".into(),
+            "--batch".into(),
+            "1".into(),
+        ])
+        .and_then(|v| Some(field(&v, "forward").ok()? + field(&v, "fbp").ok()?));
+    let ours = FULL_STEPS * (step_b1.unwrap_or(f64::NAN) + t_op.median_s);
+    let theirs = ref_b1.zip(ref_op).map(|(s, o)| FULL_STEPS * (s + o));
+    rows.push(Measurement::new(
+        format!(
+            "CT reconstruction {size}x{size} 180 angles (EXTRAPOLATED: 1000 x (PC step + radon + FBP))"
+        ),
+        dev,
+        "s",
+        ours,
+        "PyTorch eager PC step + scikit-image radon/iradon, extrapolated the same way",
+        theirs,
+    )?);
+    Ok(rows)
+}
+
+/// Training image size: 64² (quick 32²), batch 16.
+pub fn train_size(quick: bool) -> usize {
+    if quick {
+        32
+    } else {
+        64
+    }
+}
+
+/// Runs the training suite: DSM steps of [`Trainer`] (images/s) vs a PyTorch eager step.
+pub fn run_train(ctx: &BenchContext, progress: &dyn Fn(&str)) -> Result<Vec<Measurement>> {
+    let dev = ctx.device;
+    let size = train_size(ctx.quick);
+    let batch = 16usize;
+    let cfg = bench_config(size, 32)?;
+    let tag = format!("{size}x{size} nf 32 batch {batch}");
+    let s = build_shared(
+        &cfg,
+        Device::Cpu,
+        &ctx.work_dir.join(format!("ncsnpp_{size}")),
+    )?;
+    progress(&format!("DSM training {tag}: PyTorch reference"));
+    let reference = ctx
+        .reference(&net_args(
+            "train",
+            &s.config_path,
+            &s.weights_path,
+            batch,
+            &device_label(dev),
+        ))
+        .and_then(|v| field(&v, "step").ok());
+    progress(&format!("DSM training {tag}: scoreinv"));
+    let mut tc = TrainConfig {
+        model: ModelConfig::Ncsnpp(cfg.clone()),
+        sde: SdeConfig::Ve {
+            sigma_min: 0.01,
+            sigma_max: 50.0,
+            n: 1000,
+        },
+        ..TrainConfig::default()
+    };
+    tc.training.batch_size = batch;
+    tc.data.random_flip = false;
+    tc.data.heldout_fraction = 0.0;
+    let data = Dataset::new(
+        Tensor::rand(
+            [4 * batch as i64, 1, size as i64, size as i64],
+            (Kind::Float, Device::Cpu),
+        ),
+        None,
+        DataInfo {
+            shape: vec![1, size as i64, size as i64],
+            centered: false,
+            data_range: None,
+            source: "bench: uniform noise".into(),
+        },
+    )?;
+    let mut trainer = Trainer::new(tc, &data, dev)?;
+    let t = time(ctx.repeats(), dev, &mut || {
+        trainer.train_step()?;
+        Ok(())
+    })?;
+    let b = batch as f64;
+    Ok(vec![Measurement::new(
+        format!("DSM training step (Adam, clip, EMA) {tag}"),
+        dev,
+        "images/s",
+        b / t.median_s,
+        "PyTorch eager step (Adam, clip, EMA)",
+        reference.map(|t| b / t),
+    )?])
+}

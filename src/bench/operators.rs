@@ -1,0 +1,211 @@
+//! Operator benchmarks: parallel-beam Radon forward `A x`, adjoint `Aᵀ y` and FBP (Kak &
+//! Slaney 1988, as scikit-image `radon` / `iradon`), and the single-coil MRI operator
+//! `A = M F` with the centred orthonormal FFT (fastMRI `fft2c`), against scikit-image and NumPy
+//! timed in the same run. Each figure is seconds per batch.
+
+use super::{field, time, BenchContext, Measurement};
+use crate::operators::masks::SamplingMask;
+use crate::operators::reference::fft as ref_fft;
+use crate::operators::{LinearOperator, MriFourier, ParallelBeamRadon, RadonBackend};
+use crate::{Error, Result};
+use ndarray::{Array2, Axis};
+use tch::{Device, Kind, Tensor};
+
+/// Radon geometry and batch of the operator suite.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RadonSize {
+    pub n: usize,
+    pub angles: usize,
+    pub batch: usize,
+}
+
+impl RadonSize {
+    /// 256², 180 angles, batch 8; `quick`: 64², 60 angles, batch 2.
+    pub fn for_run(quick: bool) -> Self {
+        if quick {
+            Self {
+                n: 64,
+                angles: 60,
+                batch: 2,
+            }
+        } else {
+            Self {
+                n: 256,
+                angles: 180,
+                batch: 8,
+            }
+        }
+    }
+}
+
+/// MRI image size and batch: 320², batch 8 (the fastMRI knee crop); `quick`: 64², batch 2.
+pub fn mri_size(quick: bool) -> (usize, usize) {
+    if quick {
+        (64, 2)
+    } else {
+        (320, 8)
+    }
+}
+
+/// The disc phantom-like input both sides use: uniform noise inside the inscribed circle of
+/// radius `n/2 − 1` (scikit-image's `circle=True` requires zeros outside).
+fn disc_images(batch: usize, n: usize, device: Device) -> Tensor {
+    let c = (n as f64 - 1.0) / 2.0;
+    let r = n as f64 / 2.0 - 1.0;
+    let inside = Tensor::from_slice(
+        &(0..n * n)
+            .map(|i| {
+                let (y, x) = ((i / n) as f64, (i % n) as f64);
+                if (y - c).powi(2) + (x - c).powi(2) <= r * r {
+                    1.0f32
+                } else {
+                    0.0
+                }
+            })
+            .collect::<Vec<_>>(),
+    )
+    .reshape([1, 1, n as i64, n as i64]);
+    (Tensor::rand(
+        [batch as i64, 1, n as i64, n as i64],
+        (Kind::Float, Device::Cpu),
+    ) * inside)
+        .to_device(device)
+}
+
+/// The Cartesian mask of the MRI rows (every 4th column plus a centre band of ±n/25 columns),
+/// identical to the one `reference.py mri` builds.
+pub fn mri_mask(n: usize) -> Result<SamplingMask> {
+    let c = n / 2;
+    let band = n / 25;
+    let m = Array2::from_shape_fn((n, n), |(_, x)| {
+        if x % 4 == 0 || (x + band >= c && x < c + band) {
+            1.0f32
+        } else {
+            0.0
+        }
+    });
+    Ok(SamplingMask::from_array(
+        m,
+        "bench: every 4th line + centre",
+    )?)
+}
+
+/// Runs the operator suite.
+pub fn run(ctx: &BenchContext, progress: &dyn Fn(&str)) -> Result<Vec<Measurement>> {
+    let r = ctx.repeats();
+    let dev = ctx.device;
+    let mut rows = Vec::new();
+
+    let s = RadonSize::for_run(ctx.quick);
+    let tag = format!("{}x{} {} angles batch {}", s.n, s.n, s.angles, s.batch);
+    progress(&format!("radon {tag}: scikit-image reference"));
+    let reference = ctx.reference(&[
+        "radon".into(),
+        "--size".into(),
+        s.n.to_string(),
+        "--angles".into(),
+        s.angles.to_string(),
+        "--batch".into(),
+        s.batch.to_string(),
+    ]);
+    let ref_val = |k: &str| -> Option<f64> { reference.as_ref().and_then(|v| field(v, k).ok()) };
+    let x = disc_images(s.batch, s.n, dev);
+    let mut backends = vec![(RadonBackend::TensorOps, "tensor ops")];
+    if dev == Device::Cpu {
+        backends.push((RadonBackend::Reference, "ndarray reference"));
+    }
+    for (backend, label) in backends {
+        progress(&format!("radon {tag}: scoreinv ({label})"));
+        let op =
+            ParallelBeamRadon::full_view(s.n, s.angles, Kind::Float, dev)?.with_backend(backend)?;
+        let y = op.forward(&x)?;
+        let t_fwd = time(r, dev, &mut || {
+            op.forward(&x).map(drop).map_err(Error::from)
+        })?;
+        let t_adj = time(r, dev, &mut || {
+            op.adjoint(&y).map(drop).map_err(Error::from)
+        })?;
+        let t_fbp = time(r, dev, &mut || {
+            op.pseudo_inverse(&y).map(drop).map_err(Error::from)
+        })?;
+        for (what, t, key, refname) in [
+            (
+                "forward",
+                t_fwd,
+                "forward",
+                "scikit-image radon (per image)",
+            ),
+            (
+                "adjoint",
+                t_adj,
+                "adjoint",
+                "scikit-image iradon filter=None (per image)",
+            ),
+            ("FBP", t_fbp, "fbp", "scikit-image iradon ramp (per image)"),
+        ] {
+            rows.push(Measurement::new(
+                format!("radon {what} {tag} [{label}]"),
+                dev,
+                "s",
+                t.median_s,
+                refname,
+                ref_val(key),
+            )?);
+        }
+    }
+
+    let (n, b) = mri_size(ctx.quick);
+    let tag = format!("{n}x{n} batch {b}");
+    progress(&format!("mri {tag}: NumPy reference"));
+    let reference = ctx.reference(&[
+        "mri".into(),
+        "--size".into(),
+        n.to_string(),
+        "--batch".into(),
+        b.to_string(),
+    ]);
+    let numpy = reference.as_ref().and_then(|v| field(v, "forward").ok());
+    progress(&format!("mri {tag}: scoreinv"));
+    let mask = mri_mask(n)?;
+    let mask_f64 = mask.array().mapv(f64::from);
+    let op = MriFourier::new(mask, 1)?;
+    let x = Tensor::randn([b as i64, 1, n as i64, n as i64], (Kind::Float, dev));
+    let t = time(r, dev, &mut || {
+        op.forward(&x).map(drop).map_err(Error::from)
+    })?;
+    let refname = "NumPy ifftshift/fft2 ortho/fftshift x mask";
+    rows.push(Measurement::new(
+        format!("mri fft2c+mask forward {tag} [tensor ops]"),
+        dev,
+        "s",
+        t.median_s,
+        refname,
+        numpy,
+    )?);
+    // The ndarray reference path, one complex128 image at a time (CPU only).
+    let host: ndarray::Array3<f32> = {
+        let v: Vec<f32> = Vec::try_from(x.to_device(Device::Cpu).flatten(0, -1))
+            .map_err(|e| Error::Invalid(format!("bench: reading images to the host: {e}")))?;
+        ndarray::Array3::from_shape_vec((b, n, n), v)
+            .map_err(|e| Error::Invalid(format!("bench: image buffer: {e}")))?
+    };
+    let imgs: Vec<_> = host
+        .axis_iter(Axis(0))
+        .map(|im| ref_fft::to_complex(&im.mapv(f64::from)))
+        .collect();
+    let t = time(r, Device::Cpu, &mut || {
+        for im in &imgs {
+            std::hint::black_box(ref_fft::single_coil_forward(im, &mask_f64));
+        }
+        Ok(())
+    })?;
+    rows.push(Measurement::new(
+        format!("mri fft2c+mask forward {tag} [ndarray reference]"),
+        Device::Cpu,
+        "s",
+        t.median_s,
+        refname,
+        numpy,
+    )?);
+    Ok(rows)
+}

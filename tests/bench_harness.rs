@@ -1,0 +1,240 @@
+//! Correctness of the `scoreinv bench` harness (never its speed): the ratio convention and
+//! JSON schema on a fake workload with known times, the reference script's interface, and the
+//! parity of the PyTorch NCSN++ re-implementation with scoreinv's network.
+
+use scoreinv::bench::network::{bench_config, build_shared, write_parity_case, PARITY_TOL};
+use scoreinv::bench::{
+    field, median, run_reference, speedup, time_with, Direction, Measurement, Repeats, Suite,
+};
+use scoreinv::models::config::ScoreSdeConfig;
+use std::cell::Cell;
+use std::path::PathBuf;
+use std::process::Command;
+use tch::Device;
+
+#[test]
+fn fake_workload_gives_the_median_of_known_times() {
+    // Each call of the workload advances a fake clock by the next duration in the list; the
+    // first (warm-up) duration must not be counted.
+    let durations = [100.0, 3.0, 1.0, 2.0, 50.0, 4.0];
+    let now = Cell::new(0.0f64);
+    let calls = Cell::new(0usize);
+    let syncs = Cell::new(0usize);
+    let t = time_with(
+        Repeats {
+            warmup: 1,
+            repeats: 5,
+        },
+        &mut || now.get(),
+        &mut || syncs.set(syncs.get() + 1),
+        &mut || {
+            now.set(now.get() + durations[calls.get()]);
+            calls.set(calls.get() + 1);
+            Ok(())
+        },
+    )
+    .unwrap();
+    assert_eq!(calls.get(), 6);
+    assert_eq!(t.samples_s, vec![3.0, 1.0, 2.0, 50.0, 4.0]);
+    assert_eq!(t.median_s, 3.0);
+    // One sync after the warm-up, one after every timed call.
+    assert_eq!(syncs.get(), 6);
+    assert_eq!(median(&[4.0, 1.0, 3.0, 2.0]).unwrap(), 2.5);
+    assert!(median(&[]).is_err());
+    assert!(median(&[1.0, f64::NAN]).is_err());
+    let zero = Repeats {
+        warmup: 0,
+        repeats: 0,
+    };
+    assert!(time_with(zero, &mut || 0.0, &mut || {}, &mut || Ok(())).is_err());
+}
+
+#[test]
+fn speedup_above_one_means_scoreinv_is_faster() {
+    // Times: 2 s for us, 6 s for the reference → 3x faster.
+    assert_eq!(speedup(Direction::LowerIsBetter, 2.0, 6.0), Some(3.0));
+    // Throughputs: 30 images/s for us, 10 for the reference → 3x faster.
+    assert_eq!(speedup(Direction::HigherIsBetter, 30.0, 10.0), Some(3.0));
+    assert_eq!(speedup(Direction::HigherIsBetter, 30.0, 0.0), None);
+    assert_eq!(speedup(Direction::LowerIsBetter, f64::NAN, 1.0), None);
+    assert_eq!(Direction::of_unit("s").unwrap(), Direction::LowerIsBetter);
+    assert_eq!(
+        Direction::of_unit("images/s").unwrap(),
+        Direction::HigherIsBetter
+    );
+    assert!(Direction::of_unit("ms").is_err());
+}
+
+#[test]
+fn json_rows_have_the_documented_schema() {
+    let rows = vec![
+        Measurement::new("op", Device::Cpu, "s", 0.5, "numpy", Some(2.0)).unwrap(),
+        Measurement::new("net", Device::Cuda(1), "images/s", 8.0, "torch", Some(4.0)).unwrap(),
+        Measurement::new("x", Device::Cpu, "steps/s", 8.0, "torch", None).unwrap(),
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bench.json");
+    scoreinv::bench::write_json(&rows, &path).unwrap();
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let list = v.as_array().expect("a JSON list");
+    assert_eq!(list.len(), 3);
+    let mut keys: Vec<&str> = list[0]
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(|k| k.as_str())
+        .collect();
+    keys.sort();
+    assert_eq!(
+        keys,
+        [
+            "device",
+            "name",
+            "reference",
+            "reference_value",
+            "speedup",
+            "unit",
+            "value"
+        ]
+    );
+    assert_eq!(list[0]["speedup"].as_f64(), Some(4.0));
+    assert_eq!(list[1]["speedup"].as_f64(), Some(2.0));
+    assert_eq!(list[1]["device"], "cuda:1");
+    assert!(list[2]["reference_value"].is_null() && list[2]["speedup"].is_null());
+    let back: Vec<Measurement> = serde_json::from_value(v).unwrap();
+    assert_eq!(back, rows);
+    assert!(Measurement::new("bad", Device::Cpu, "ms", 1.0, "r", None).is_err());
+}
+
+#[test]
+fn suite_lists_parse() {
+    assert_eq!(Suite::parse_list("all").unwrap(), Suite::ALL.to_vec());
+    assert_eq!(
+        Suite::parse_list("train, operators,train").unwrap(),
+        vec![Suite::Operators, Suite::Train]
+    );
+    let e = Suite::parse_list("operators,gpu").unwrap_err().to_string();
+    assert!(e.contains("gpu"), "{e}");
+}
+
+/// The interpreter with torch, scikit-image and safetensors: `$SCOREINV_PYTHON`, the
+/// workspace's `.venv/bin/python`, or `python` on `PATH` (as `make test` sets it up).
+fn python() -> Option<PathBuf> {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let mut candidates: Vec<PathBuf> = Vec::new();
+    if let Some(p) = std::env::var_os("SCOREINV_PYTHON") {
+        candidates.push(p.into());
+    }
+    candidates.push(root.join(".venv/bin/python"));
+    if let Some(path) = std::env::var_os("PATH") {
+        candidates.extend(std::env::split_paths(&path).map(|d| d.join("python")));
+    }
+    candidates.into_iter().find(|p| {
+        p.exists()
+            && Command::new(p)
+                .args(["-c", "import torch, skimage, safetensors"])
+                .output()
+                .map(|o| o.status.success())
+                .unwrap_or(false)
+    })
+}
+
+fn scripts() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scripts/bench")
+}
+
+fn s(v: &[&str]) -> Vec<String> {
+    v.iter().map(|x| x.to_string()).collect()
+}
+
+#[test]
+fn reference_script_parses_arguments_and_returns_times() {
+    let Some(py) = python() else {
+        eprintln!("SKIPPED: no python with torch/scikit-image (run `make setup` for .venv)");
+        return;
+    };
+    let fast = ["--warmup", "0", "--repeats", "1"];
+    let mut a = s(&["radon", "--size", "16", "--angles", "8", "--batch", "2"]);
+    a.extend(s(&fast));
+    let v = run_reference(&py, &scripts(), &a).unwrap();
+    for k in ["forward", "adjoint", "fbp"] {
+        assert!(field(&v, k).unwrap() > 0.0, "{k}: {v}");
+    }
+    let mut a = s(&["mri", "--size", "16", "--batch", "1"]);
+    a.extend(s(&fast));
+    let v = run_reference(&py, &scripts(), &a).unwrap();
+    assert!(field(&v, "forward").unwrap() > 0.0);
+    // A missing required argument is an error that names the command.
+    let e = run_reference(&py, &scripts(), &s(&["radon", "--size", "16"]))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("--angles") || e.contains("required"), "{e}");
+    assert!(field(&v, "no_such_key").is_err());
+}
+
+fn tiny(extra: serde_json::Value) -> ScoreSdeConfig {
+    let base = bench_config(16, 8).unwrap();
+    let mut v = serde_json::to_value(&base).unwrap();
+    for (k, val) in extra.as_object().unwrap() {
+        v["model"][k] = val.clone();
+    }
+    ScoreSdeConfig::from_json_value(&v).unwrap()
+}
+
+#[test]
+fn pytorch_ncsnpp_matches_scoreinv_on_tiny_configs() {
+    let Some(py) = python() else {
+        eprintln!("SKIPPED: no python with torch/scikit-image (run `make setup` for .venv)");
+        return;
+    };
+    // nf 8, 16x16: the published defaults (BigGAN + FIR + residual input pyramid, Fourier),
+    // and variants covering the other blocks/pyramids/embedding of the re-implementation.
+    let cases = [
+        serde_json::json!({}),
+        serde_json::json!({"resblock_type": "ddpm", "fir": false, "progressive": "output_skip",
+            "progressive_input": "input_skip", "embedding_type": "positional"}),
+        serde_json::json!({"progressive": "residual", "progressive_input": "input_skip",
+            "progressive_combine": "cat", "nonlinearity": "lrelu"}),
+    ];
+    for (i, extra) in cases.iter().enumerate() {
+        let cfg = tiny(extra.clone());
+        let dir = tempfile::tempdir().unwrap();
+        let shared = build_shared(&cfg, Device::Cpu, dir.path()).unwrap();
+        let check = dir.path().join("check.safetensors");
+        write_parity_case(&shared, 2, &check).unwrap();
+        let a = vec![
+            "network".to_string(),
+            "--config".into(),
+            shared.config_path.display().to_string(),
+            "--weights".into(),
+            shared.weights_path.display().to_string(),
+            "--batch".into(),
+            "1".into(),
+            "--check".into(),
+            check.display().to_string(),
+            "--warmup".into(),
+            "0".into(),
+            "--repeats".into(),
+            "1".into(),
+        ];
+        let v = run_reference(&py, &scripts(), &a).unwrap();
+        let e = v["max_rel_err"].as_f64().unwrap();
+        // f32 on both sides with different reduction orders: ~1e-7..1e-6 expected.
+        assert!(e <= PARITY_TOL, "case {i} {extra}: max rel err {e:e}");
+        eprintln!("case {i}: max rel err {e:e}");
+        if i == 0 {
+            // The check is not blind: a stored output off by 1% must read as ~1e-2.
+            let mut t = tch::Tensor::read_safetensors(&check).unwrap();
+            for (k, v) in t.iter_mut() {
+                if k == "output.y" {
+                    *v = &*v * 1.01;
+                }
+            }
+            tch::Tensor::write_safetensors(&t, &check).unwrap();
+            let v = run_reference(&py, &scripts(), &a).unwrap();
+            let e = v["max_rel_err"].as_f64().unwrap();
+            assert!((e - 0.01 / 1.01).abs() < 1e-4, "perturbed output: {e:e}");
+        }
+    }
+}
