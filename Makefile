@@ -24,8 +24,10 @@ release: setup
 fixtures: setup
 	@scripts/make_fixtures
 
+# One test at a time: many tests seed libtorch's global generator, and concurrent tests in one
+# binary would interleave their draws (results would depend on thread timing).
 test: setup fixtures
-	$(CARGO) test --workspace --all-targets
+	$(CARGO) test --workspace --all-targets -- --test-threads=1
 
 demo: release
 	scripts/demo $(DEMO_OUT)
