@@ -87,7 +87,7 @@ pub fn run(args: Args, choice: DeviceChoice) -> Result<()> {
         println!(
             "data {name:<13} {}",
             if std::path::Path::new(path).exists() {
-                format!("{path}")
+                path.to_string()
             } else {
                 format!("missing ({path}; `make data`)")
             }

@@ -112,9 +112,12 @@ pub fn run(args: Args, device: Device) -> Result<()> {
     }
 }
 
+/// Measurement noise applied to a clean measurement batch.
+type NoiseFn = Box<dyn Fn(&Tensor) -> scoreinv::Result<Tensor>>;
+
 /// `none`, `gaussian:σ` or `poisson:I0[:MU]` ([`TaskNoise`]) as a closure on clean
 /// measurements.
-fn noise_fn(spec: &str) -> Result<Box<dyn Fn(&Tensor) -> scoreinv::Result<Tensor>>> {
+fn noise_fn(spec: &str) -> Result<NoiseFn> {
     let m = TaskNoise::parse(spec, TaskKind::Ct)?;
     Ok(Box::new(move |y: &Tensor| m.apply(y)))
 }

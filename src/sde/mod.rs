@@ -245,7 +245,7 @@ impl SdeConfig {
 /// Reshapes a per-sample `[B]` tensor to `[B, 1, ..., 1]` so that it broadcasts against `x`.
 pub fn bcast(v: &Tensor, x: &Tensor) -> Tensor {
     let mut shape = vec![-1i64];
-    shape.extend(std::iter::repeat(1).take(x.dim().saturating_sub(1)));
+    shape.extend(std::iter::repeat_n(1, x.dim().saturating_sub(1)));
     v.reshape(shape.as_slice())
 }
 
