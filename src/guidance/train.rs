@@ -27,10 +27,10 @@ use crate::train::checkpoint::{write_atomic, write_tensors, TensorFile};
 use crate::train::data::{random_flip, Dataset};
 use crate::train::optim::{clip_grad_norm, Adam, Ema, OptimConfig};
 use crate::train::rng::{Purpose, Stream};
+use crate::train::CsvLog;
 use crate::{Error, Result};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use tch::{nn, Device, Kind, Tensor};
 
@@ -1029,46 +1029,4 @@ pub fn read_classifier_checkpoint(
         });
     }
     Ok((meta, file))
-}
-
-/// An append-only CSV whose rows after `resume_step` are dropped on open.
-struct CsvLog {
-    path: PathBuf,
-    w: std::io::BufWriter<std::fs::File>,
-}
-
-impl CsvLog {
-    fn open(path: &Path, header: &str, resume_step: u64) -> Result<Self> {
-        let mut kept = vec![header.to_string()];
-        if resume_step > 0 {
-            if let Ok(text) = std::fs::read_to_string(path) {
-                kept.extend(
-                    text.lines()
-                        .skip(1)
-                        .filter(|l| {
-                            l.split(',')
-                                .next()
-                                .and_then(|s| s.parse::<u64>().ok())
-                                .is_some_and(|s| s <= resume_step)
-                        })
-                        .map(String::from),
-                );
-            }
-        }
-        let f = std::fs::File::create(path).map_err(|e| Error::io(path, e))?;
-        let mut w = std::io::BufWriter::new(f);
-        for l in kept {
-            writeln!(w, "{l}").map_err(|e| Error::io(path, e))?;
-        }
-        Ok(Self {
-            path: path.into(),
-            w,
-        })
-    }
-    fn row(&mut self, line: &str) -> Result<()> {
-        writeln!(self.w, "{line}").map_err(|e| Error::io(&self.path, e))
-    }
-    fn flush(&mut self) -> Result<()> {
-        self.w.flush().map_err(|e| Error::io(&self.path, e))
-    }
 }

@@ -489,13 +489,13 @@ impl Trainer {
 
 /// An append-only CSV whose rows after `resume_step` are dropped on open (a resumed run rewrites
 /// them).
-struct CsvLog {
+pub(crate) struct CsvLog {
     path: PathBuf,
     w: std::io::BufWriter<std::fs::File>,
 }
 
 impl CsvLog {
-    fn open(path: &Path, header: &str, resume_step: u64) -> Result<Self> {
+    pub(crate) fn open(path: &Path, header: &str, resume_step: u64) -> Result<Self> {
         let mut kept = vec![header.to_string()];
         if resume_step > 0 {
             if let Ok(text) = std::fs::read_to_string(path) {
@@ -522,10 +522,10 @@ impl CsvLog {
             w,
         })
     }
-    fn row(&mut self, line: &str) -> Result<()> {
+    pub(crate) fn row(&mut self, line: &str) -> Result<()> {
         writeln!(self.w, "{line}").map_err(|e| Error::io(&self.path, e))
     }
-    fn flush(&mut self) -> Result<()> {
+    pub(crate) fn flush(&mut self) -> Result<()> {
         self.w.flush().map_err(|e| Error::io(&self.path, e))
     }
 }
