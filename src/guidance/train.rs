@@ -25,7 +25,7 @@ use crate::models::TimeConditionedNet;
 use crate::sde::{bcast, SdeConfig};
 use crate::train::checkpoint::{write_atomic, write_tensors, TensorFile};
 use crate::train::data::{random_flip, Dataset};
-use crate::train::optim::{clip_grad_norm, Adam, Ema, OptimConfig};
+use crate::train::optim::{guarded_update, Adam, Ema, OptimConfig};
 use crate::train::rng::{Purpose, Stream};
 use crate::train::CsvLog;
 use crate::{Error, Result};
@@ -712,16 +712,18 @@ impl ClassifierTrainer {
                 .double_value(&[])
         });
         let lr = self.cfg.optim.lr_at(self.step);
-        if !lv.is_finite() {
-            return Err(self.diverged(format!("loss is {lv}"), lr));
-        }
-        loss.backward();
-        let gn = clip_grad_norm(&tp, self.cfg.optim.grad_clip);
-        if !gn.is_finite() {
-            return Err(self.diverged(format!("gradient norm is {gn} (loss {lv})"), lr));
-        }
-        self.adam.step(&tp, &self.cfg.optim, lr);
-        self.ema.update(&self.params);
+        let gn = guarded_update(
+            "classifier training",
+            self.step,
+            &loss,
+            lv,
+            lr,
+            &tp,
+            &self.params,
+            &mut self.adam,
+            &mut self.ema,
+            &self.cfg.optim,
+        )?;
         self.step += 1;
         self.last_loss = Some(lv);
         Ok(ClassifierStepStats {
@@ -731,13 +733,6 @@ impl ClassifierTrainer {
             lr,
             grad_norm: gn,
         })
-    }
-
-    fn diverged(&self, what: String, lr: f64) -> Error {
-        Error::Diverged(format!(
-            "classifier training diverged at step {}: {what} (learning rate {lr:e}); no update was applied",
-            self.step + 1
-        ))
     }
 
     /// Held-out accuracy of the EMA weights: the row `t = ε`, then `n_t_bins` bins of `[ε, 1]`

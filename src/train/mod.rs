@@ -31,7 +31,7 @@ use checkpoint::{CheckpointMeta, CHECKPOINT_FORMAT};
 use config::TrainConfig;
 use data::Dataset;
 use losses::LossConfig;
-use optim::{clip_grad_norm, Adam, Ema};
+use optim::{guarded_update, Adam, Ema};
 use rng::{Purpose, Stream};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -295,16 +295,18 @@ impl Trainer {
         .to_kind(Kind::Float);
         let lv = loss.double_value(&[]);
         let lr = self.cfg.optim.lr_at(self.step);
-        if !lv.is_finite() {
-            return Err(self.diverged(format!("loss is {lv}"), lr));
-        }
-        loss.backward();
-        let gn = clip_grad_norm(&tp, self.cfg.optim.grad_clip);
-        if !gn.is_finite() {
-            return Err(self.diverged(format!("gradient norm is {gn} (loss {lv})"), lr));
-        }
-        self.adam.step(&tp, &self.cfg.optim, lr);
-        self.ema.update(&self.params);
+        let gn = guarded_update(
+            "training",
+            self.step,
+            &loss,
+            lv,
+            lr,
+            &tp,
+            &self.params,
+            &mut self.adam,
+            &mut self.ema,
+            &self.cfg.optim,
+        )?;
         self.step += 1;
         self.last_loss = Some(lv);
         Ok(StepStats {
@@ -313,13 +315,6 @@ impl Trainer {
             lr,
             grad_norm: gn,
         })
-    }
-
-    fn diverged(&self, what: String, lr: f64) -> Error {
-        Error::Diverged(format!(
-            "training diverged at step {}: {what} (learning rate {lr:e}); no update was applied",
-            self.step + 1
-        ))
     }
 
     /// Held-out DSM loss (the configured reduction and weighting) of the EMA weights on up to

@@ -218,3 +218,42 @@ impl Ema {
         });
     }
 }
+
+/// One guarded optimiser update from a scalar `loss` whose value is `loss_value`, at 0-based
+/// `step` with learning rate `lr`: a non-finite loss or gradient norm is refused with
+/// [`crate::Error::Diverged`] (`"{what} diverged at step …; no update was applied"`), otherwise
+/// backward, clip the global gradient norm, Adam on `trainable`, EMA over `params`. Returns the
+/// gradient norm before clipping.
+#[allow(clippy::too_many_arguments)]
+pub fn guarded_update(
+    what: &str,
+    step: u64,
+    loss: &Tensor,
+    loss_value: f64,
+    lr: f64,
+    trainable: &[Tensor],
+    params: &[Tensor],
+    adam: &mut Adam,
+    ema: &mut Ema,
+    cfg: &OptimConfig,
+) -> crate::Result<f64> {
+    let diverged = |why: String| {
+        crate::Error::Diverged(format!(
+            "{what} diverged at step {}: {why} (learning rate {lr:e}); no update was applied",
+            step + 1
+        ))
+    };
+    if !loss_value.is_finite() {
+        return Err(diverged(format!("loss is {loss_value}")));
+    }
+    loss.backward();
+    let gn = clip_grad_norm(trainable, cfg.grad_clip);
+    if !gn.is_finite() {
+        return Err(diverged(format!(
+            "gradient norm is {gn} (loss {loss_value})"
+        )));
+    }
+    adam.step(trainable, cfg, lr);
+    ema.update(params);
+    Ok(gn)
+}
