@@ -105,7 +105,7 @@ fn reconstruct_ct_with_a_trained_model() {
     assert!(out.path().join("ellipses_3_dps.npy").is_file());
 
     // Measurement consistency of the score (projection) reconstruction before the study clamps
-    // it to [0, 1]: the CT preset ends with 100 CG iterations of the least-squares projection, so
+    // it to [0, 1]: with 100 CG iterations of the least-squares projection at the end (noiseless y), so
     // the residual is limited by CG's convergence on a 64-row system, not by the (untrained)
     // model. FBP's residual is printed for scale.
     let cases = scoreinv::data::cases::load_cases(
@@ -122,7 +122,10 @@ fn reconstruct_ct_with_a_trained_model() {
         model.path(),
         Device::Cpu,
         Some(8),
-        ScoreAlgorithm::Projection(ProjectionConfig::ct()),
+        ScoreAlgorithm::Projection(ProjectionConfig {
+            consistency_iters: 100,
+            ..ProjectionConfig::ct()
+        }),
         Some(op.clone()),
         3,
     )

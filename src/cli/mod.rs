@@ -8,6 +8,7 @@ mod bench;
 mod doctor;
 mod latent;
 mod likelihood;
+mod merge;
 mod reconstruct;
 mod sample;
 mod simulate;
@@ -40,6 +41,10 @@ pub enum Command {
     Simulate(simulate::Args),
     /// Train a score model by score matching (DSM, SSM, NCSN, DDPM losses).
     Train(train::Args),
+    /// Join the metrics of several reconstruction studies into one table.
+    Merge(merge::Args),
+    /// Write the model directory (EMA weights) of a run's latest checkpoint, e.g. mid-run.
+    Export(train::ExportArgs),
     /// Draw samples from a trained model (PC, probability-flow ODE, annealed Langevin, DDPM).
     Sample(sample::Args),
     /// Bits/dim of a dataset under a trained model (probability-flow ODE likelihood).
@@ -70,6 +75,8 @@ pub fn run() -> Result<()> {
         Command::Doctor(args) => doctor::run(args, choice),
         Command::Reconstruct(args) => reconstruct::run(args, choice.resolve()?),
         Command::Train(args) => train::run(args, choice),
+        Command::Export(args) => train::export(args),
+        Command::Merge(args) => merge::run(args),
         Command::Sample(args) => sample::run(args, choice.resolve()?),
         Command::Likelihood(args) => likelihood::run(args, choice.resolve()?),
         Command::Encode(args) => latent::run_encode(args, choice.resolve()?),

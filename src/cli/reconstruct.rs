@@ -263,6 +263,11 @@ pub struct ScoreArgs {
     /// DPS step size ζ.
     #[arg(long)]
     pub zeta: Option<f64>,
+    /// Conjugate-gradient iterations of the final least-squares data-consistency step of the
+    /// score method (default: the task's; 0 = the reference's single projection; few with noisy
+    /// measurements, which exact consistency would fit).
+    #[arg(long = "consistency-iters")]
+    pub consistency_iters: Option<usize>,
     /// Posterior samples per case; the reconstruction is their mean.
     #[arg(long, default_value_t = 1)]
     pub samples: i64,
@@ -295,6 +300,7 @@ fn score_methods(
                 let mut c = projection;
                 c.snr = s.snr.unwrap_or(c.snr);
                 c.lambda = s.lambda.unwrap_or(c.lambda);
+                c.consistency_iters = s.consistency_iters.unwrap_or(c.consistency_iters);
                 ScoreAlgorithm::Projection(c)
             }
             "dps" => {

@@ -10,14 +10,14 @@ use std::path::PathBuf;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Training data: gaussian2d[:N], fashion-mnist, a folder with IDX files or images, an IDX
-    /// file, or a .npy stack.
+    /// Training data: gaussian2d[:N], fashion-mnist, phantom:ellipses:N, invesalius[:FILE.inv3],
+    /// a folder with IDX files or images, an IDX file, or a .npy stack.
     #[arg(long)]
     pub data: String,
     /// Run directory (checkpoints, loss.csv, heldout.csv, model/).
     #[arg(long)]
     pub out: PathBuf,
-    /// Named configuration (tiny, toy2d); default tiny.
+    /// Named configuration (tiny, toy2d, ncsnpp-tiny, ncsnpp-ct64); default tiny.
     #[arg(long, conflicts_with = "config")]
     pub preset: Option<String>,
     /// Configuration file (TOML, or JSON by extension).
@@ -35,6 +35,10 @@ pub struct Args {
     /// Seed of all random streams (overrides training.seed).
     #[arg(long)]
     pub seed: Option<u64>,
+    /// Resample image data to SIZE×SIZE (phantoms and CT slices are rendered at it; default 64
+    /// for those).
+    #[arg(long)]
+    pub size: Option<i64>,
     /// Peak learning rate (overrides optim.lr; allowed with --resume, e.g. after a divergence).
     #[arg(long)]
     pub lr: Option<f64>,
@@ -62,7 +66,7 @@ pub fn run(args: Args, choice: DeviceChoice) -> Result<()> {
         {
             bail!("--resume keeps the checkpoint's batch size and seed (they determine the data order and noise)");
         }
-        let data = source.load(meta.config.data.centered)?;
+        let data = source.load_sized(meta.config.data.centered, args.size)?;
         Trainer::resume(&args.out, &data, device, |c| {
             if let Some(n) = args.steps {
                 c.training.n_iters = n;
@@ -96,7 +100,7 @@ pub fn run(args: Args, choice: DeviceChoice) -> Result<()> {
             cfg.optim.lr = lr;
         }
         cfg.validate()?;
-        let data = source.load(cfg.data.centered)?;
+        let data = source.load_sized(cfg.data.centered, args.size)?;
         Trainer::new(cfg, &data, device)
             .with_context(|| format!("setting up training (presets: {})", PRESETS.join(", ")))?
     };
@@ -119,13 +123,27 @@ pub fn run(args: Args, choice: DeviceChoice) -> Result<()> {
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
     let mut heldout = String::new();
+    let mut message = String::new();
+    // Without a terminal (a background run writing to a log) the bar is hidden: print one line
+    // per checkpoint instead.
+    let quiet_bar = bar.is_hidden();
+    let started = std::time::Instant::now();
     let summary = trainer.run(&args.out, &mut |ev| match ev {
         Event::Step(s) => {
             bar.set_position(s.step);
-            bar.set_message(format!("loss {:.4} lr {:.2e}{heldout}", s.loss, s.lr));
+            message = format!("loss {:.4} lr {:.2e}{heldout}", s.loss, s.lr);
+            bar.set_message(message.clone());
         }
         Event::HeldOut { loss, .. } => heldout = format!(" held-out {loss:.4}"),
-        Event::Checkpoint { .. } => {}
+        Event::Checkpoint { step, .. } => {
+            if quiet_bar {
+                eprintln!(
+                    "step {step}/{}  {message}  checkpoint written ({:.0} s)",
+                    cfg.training.n_iters,
+                    started.elapsed().as_secs_f64()
+                );
+            }
+        }
     });
     bar.finish_and_clear();
     let summary = summary?;
@@ -140,5 +158,22 @@ pub fn run(args: Args, choice: DeviceChoice) -> Result<()> {
         println!("held-out DSM loss   {l:.5} (EMA weights)");
     }
     println!("model directory     {}", summary.model_dir.display());
+    Ok(())
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ExportArgs {
+    /// Run directory of `scoreinv train` (holding checkpoint.json).
+    pub run: PathBuf,
+    /// Model directory to write (config.json + model.safetensors); replaced if it exists.
+    #[arg(long)]
+    pub out: PathBuf,
+}
+
+/// `scoreinv export RUN --out MODEL_DIR`.
+pub fn export(args: ExportArgs) -> Result<()> {
+    let step = checkpoint::export_model(&args.run, &args.out)
+        .with_context(|| format!("exporting the latest checkpoint of {}", args.run.display()))?;
+    println!("wrote {} (EMA weights at step {step})", args.out.display());
     Ok(())
 }

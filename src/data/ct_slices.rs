@@ -107,3 +107,61 @@ pub fn to_tensor(a: &Array2<f32>) -> Tensor {
 /// training slices are cut from the axial range below the block only (`z < HELD_OUT_AXIAL.0`), so
 /// no held-out voxel is ever seen in training.
 pub const HELD_OUT_AXIAL: (usize, usize) = (64, 80);
+
+/// Fraction of a slice's mean intensity below which a coronal/sagittal slice counts as empty
+/// (air around the head) and is left out of training.
+const MIN_TISSUE_MEAN: f64 = 0.05;
+
+/// Training slices `[N, 1, size, size]` of a CT volume in [0, 1], in the three orientations,
+/// none touching the held-out block [`HELD_OUT_AXIAL`]:
+/// * every axial slice outside the block, resized to `size × size`;
+/// * coronal and sagittal slices of the sub-volume below the block (`z < HELD_OUT_AXIAL.0`),
+///   resampled to their physical aspect ratio (z spacing ≠ in-plane spacing), set upright at the
+///   bottom of a `size × size` field of view of air (value 0, −1000 HU under the default window)
+///   with the in-plane width of the axial slices; slices that are mostly air (mean below 0.05)
+///   are dropped.
+pub fn training_slices(vol: &CtVolume, w: HuWindow, size: i64) -> Result<Tensor> {
+    if size < 2 {
+        return Err(Error::Config(format!(
+            "size must be at least 2, got {size}"
+        )));
+    }
+    let (nz, ny, nx) = vol.hu.dim();
+    let (hz, hy, hx) = (vol.spacing_mm[0], vol.spacing_mm[1], vol.spacing_mm[2]);
+    let mut out: Vec<Tensor> = Vec::new();
+    for z in (0..nz).filter(|z| !(HELD_OUT_AXIAL.0..HELD_OUT_AXIAL.1).contains(z)) {
+        let sl = slice(vol, Orientation::Axial, z, w)?;
+        out.push(resize(&to_tensor(&sl), size, size));
+    }
+    let zmax = HELD_OUT_AXIAL.0.min(nz);
+    if zmax > 0 {
+        let sub = CtVolume {
+            hu: vol.hu.slice(s![..zmax, .., ..]).to_owned(),
+            spacing_mm: vol.spacing_mm,
+            source: vol.source.clone(),
+        };
+        for (o, n, width_mm) in [
+            (Orientation::Coronal, ny, nx as f64 * hx),
+            (Orientation::Sagittal, nx, ny as f64 * hy),
+        ] {
+            let rows = ((size as f64 * zmax as f64 * hz / width_mm).round() as i64).clamp(1, size);
+            for i in 0..n {
+                let sl = slice(&sub, o, i, w)?;
+                if sl.mean().unwrap_or(0.0) < MIN_TISSUE_MEAN as f32 {
+                    continue;
+                }
+                let part = resize(&to_tensor(&sl), rows, size);
+                let canvas = Tensor::zeros([1, 1, size, size], (Kind::Float, tch::Device::Cpu));
+                canvas.narrow(2, size - rows, rows).copy_(&part);
+                out.push(canvas);
+            }
+        }
+    }
+    if out.is_empty() {
+        return Err(Error::Invalid(format!(
+            "{}: no training slices outside the held-out block",
+            vol.source.display()
+        )));
+    }
+    Ok(Tensor::cat(&out, 0).clamp(0.0, 1.0))
+}

@@ -73,11 +73,12 @@ pub struct ProjectionConfig {
     pub eps: Option<f64>,
     /// After the final projection, this many conjugate-gradient iterations of the exact
     /// least-squares consistency step `x + Aᴴ(A Aᴴ)⁻¹(y − A x)`
-    /// ([`super::least_squares_consistency`]); `0` = the reference's single merge. The
-    /// reference merges in the k-space of its Fourier-slice Radon transform, where `T⁻¹` is
-    /// exact; with FBP as `T⁻¹` one merge leaves most of the residual (FBP weights each of the
-    /// full grid's angles, so a sinogram with few measured columns is under-corrected), hence
-    /// the CT preset runs 100 iterations.
+    /// ([`super::least_squares_consistency`]); `0` = the reference's single merge (all
+    /// presets). For noiseless measurements it closes the residual that FBP as `T⁻¹` leaves
+    /// (FBP weights each of the full grid's angles, so a sinogram with few measured columns is
+    /// under-corrected); with noisy ones it fits the noise through the ill-conditioned `A Aᴴ`
+    /// (measured on a held-out head-CT slice, 23 views, noise 0.5 %: 25.2 dB with 100
+    /// iterations against 32.0 dB without).
     pub consistency_iters: usize,
 }
 
@@ -103,7 +104,6 @@ impl ProjectionConfig {
         Self {
             snr: 0.246,
             lambda: 0.841,
-            consistency_iters: 100,
             ..Self::default()
         }
     }

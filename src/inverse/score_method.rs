@@ -235,4 +235,14 @@ impl Method for ScoreMethod {
     fn reconstruct(&self, op: &dyn LinearOperator, y: &Tensor) -> Result<Tensor> {
         Ok(self.posterior(op, y)?.mean)
     }
+
+    fn reconstruct_with_std(
+        &self,
+        op: &dyn LinearOperator,
+        y: &Tensor,
+    ) -> Result<(Tensor, Option<Tensor>)> {
+        let p = self.posterior(op, y)?;
+        let std = (self.samples > 1).then_some(p.std);
+        Ok((p.mean, std))
+    }
 }

@@ -29,6 +29,15 @@ pub trait Method {
     /// The name used on the command line and in the tables.
     fn name(&self) -> String;
     fn reconstruct(&self, op: &dyn LinearOperator, y: &Tensor) -> Result<Tensor>;
+    /// The reconstruction and, for methods that draw several posterior samples, the pixelwise
+    /// standard deviation of the samples (an uncertainty map, same shape).
+    fn reconstruct_with_std(
+        &self,
+        op: &dyn LinearOperator,
+        y: &Tensor,
+    ) -> Result<(Tensor, Option<Tensor>)> {
+        Ok((self.reconstruct(op, y)?, None))
+    }
 }
 
 /// A classical baseline with its TV settings.
@@ -63,6 +72,8 @@ pub struct CaseOutput {
     pub truth: Tensor,
     /// `(method, reconstruction [C, H, W])` in the order the methods were given.
     pub recons: Vec<(String, Tensor)>,
+    /// `(method, pixelwise posterior std [C, H, W])` for the methods that give one.
+    pub stds: Vec<(String, Tensor)>,
     pub records: Vec<Record>,
 }
 
@@ -83,10 +94,15 @@ pub fn run_case(
     })?;
     let y = noise(&op.forward(&x)?)?;
     let mut recons = Vec::new();
+    let mut stds = Vec::new();
     let mut records = Vec::new();
     for m in methods {
         let t0 = Instant::now();
-        let r = m.reconstruct(op, &y)?.get(0).clamp(0.0, 1.0);
+        let (r, std) = m.reconstruct_with_std(op, &y)?;
+        let r = r.get(0).clamp(0.0, 1.0);
+        if let Some(sd) = std {
+            stds.push((m.name(), sd.get(0)));
+        }
         // Read a value so that asynchronous (GPU) work is included in the timing.
         let _ = r.sum(tch::Kind::Double).double_value(&[]);
         let seconds = t0.elapsed().as_secs_f64();
@@ -105,6 +121,7 @@ pub fn run_case(
         name: case.name.clone(),
         truth: case.truth.shallow_clone(),
         recons,
+        stds,
         records,
     })
 }
@@ -191,8 +208,10 @@ pub fn format_table(records: &[Record]) -> String {
     s
 }
 
-/// Writes `<name>.png` (truth | each method | |error| of the last method, ×4) and
-/// `<name>_<method>.npy` for every reconstruction, into `dir`.
+/// Writes `<name>.png` (truth | each method | |error| of the last method, ×4),
+/// `<name>_<method>.npy` for every reconstruction and, for methods with posterior samples,
+/// `<name>_<method>_std.png` (|error| | posterior std, both ×4, so a calibrated std map looks
+/// like the error map) and `<name>_<method>_std.npy`, into `dir`.
 pub fn write_case(dir: &Path, out: &CaseOutput) -> Result<()> {
     let mut panels = vec![out.truth.shallow_clone()];
     for (_, r) in &out.recons {
@@ -213,7 +232,60 @@ pub fn write_case(dir: &Path, out: &CaseOutput) -> Result<()> {
         let a = io::tensor_to_array::<f32>(&r.to_device(tch::Device::Cpu))?;
         io::npy::write_npy(&dir.join(format!("{}_{}.npy", out.name, m)), &a)?;
     }
+    for (m, sd) in &out.stds {
+        let Some((_, r)) = out.recons.iter().find(|(n, _)| n == m) else {
+            continue;
+        };
+        let err = ((r - &out.truth).abs() * 4.0).clamp(0.0, 1.0);
+        let stack =
+            Tensor::stack(&[err, (sd * 4.0).clamp(0.0, 1.0)], 0).to_device(tch::Device::Cpu);
+        let opts = GridOptions {
+            nrow: 2,
+            padding: 2,
+            pad_value: 1.0,
+            ..GridOptions::default()
+        };
+        io::save_grid_png(
+            dir.join(format!("{}_{}_std.png", out.name, m)),
+            &stack,
+            &opts,
+        )?;
+        let a = io::tensor_to_array::<f32>(&sd.to_device(tch::Device::Cpu))?;
+        io::npy::write_npy(&dir.join(format!("{}_{}_std.npy", out.name, m)), &a)?;
+    }
     Ok(())
+}
+
+/// Reads the `metrics.json` of a study folder.
+pub fn read_metrics(dir: &Path) -> Result<Vec<Record>> {
+    let path = dir.join("metrics.json");
+    let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
+    serde_json::from_str(&text)
+        .map_err(|e| Error::format(&path, format!("not a metrics table: {e}")))
+}
+
+/// Joins the records of several study folders (in order). A case name that appears in two
+/// folders with the same method is an error (shards must not overlap).
+pub fn merge_metrics(dirs: &[&Path]) -> Result<Vec<Record>> {
+    let mut out: Vec<Record> = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    for d in dirs {
+        for r in read_metrics(d)? {
+            if !seen.insert((r.case.clone(), r.method.clone())) {
+                return Err(Error::Invalid(format!(
+                    "case '{}' with method '{}' appears twice (again in {})",
+                    r.case,
+                    r.method,
+                    d.display()
+                )));
+            }
+            out.push(r);
+        }
+    }
+    if out.is_empty() {
+        return Err(Error::Invalid("no records to merge".into()));
+    }
+    Ok(out)
 }
 
 /// Writes `metrics.json` (all records), `metrics.csv` (records, then `mean`/`std` rows per

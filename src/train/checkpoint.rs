@@ -286,3 +286,57 @@ fn read_checkpoint_meta_only(run_dir: &Path) -> Option<CheckpointMeta> {
 pub fn tensors_name(step: u64) -> String {
     format!("ckpt-{step:08}.safetensors")
 }
+
+/// Writes the model directory (config + EMA weights, as [`crate::train::Trainer`] exports at the
+/// end of a run) of the latest checkpoint in `run_dir` to `model_dir`, without the training data
+/// and without touching the run: a snapshot of a run still in progress. Returns the step.
+pub fn export_model(run_dir: &Path, model_dir: &Path) -> Result<u64> {
+    use crate::models::model_dir::{save_model_dir, ModelDirConfig, TrainingInfo, MODEL_FORMAT};
+    let (meta, file) = read_checkpoint(run_dir)?;
+    let mut weights = Vec::new();
+    let mut names = file.names();
+    names.sort();
+    for n in &names {
+        if let Some(name) = n.strip_prefix("ema/") {
+            weights.push((name.to_string(), file.tensor(n, None, Device::Cpu)?));
+        }
+    }
+    if weights.is_empty() {
+        return Err(Error::Checkpoint {
+            path: run_dir.join(&meta.tensors),
+            msg: "no EMA weights ('ema/…' tensors) in the checkpoint".into(),
+        });
+    }
+    let cfg = ModelDirConfig {
+        format: MODEL_FORMAT.into(),
+        model: meta.config.model.clone(),
+        sde: meta.config.sde,
+        score: meta.config.score,
+        data: meta.data.clone(),
+        training: Some(TrainingInfo {
+            step: meta.step,
+            ema_rate: meta.config.optim.ema_rate,
+            loss: meta.config.loss.name().into(),
+        }),
+    };
+    // Written next to the target and checked to load before it replaces anything.
+    let name = model_dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "model".into());
+    let staging = model_dir.with_file_name(format!(".{name}.export-tmp"));
+    let _ = std::fs::remove_dir_all(&staging);
+    save_model_dir(&staging, &cfg, &weights)?;
+    if let Err(e) = crate::models::model_dir::load_model_dir(&staging, Device::Cpu) {
+        let _ = std::fs::remove_dir_all(&staging);
+        return Err(Error::Checkpoint {
+            path: run_dir.join(&meta.tensors),
+            msg: format!("the exported model does not load: {e}"),
+        });
+    }
+    if model_dir.exists() {
+        std::fs::remove_dir_all(model_dir).map_err(|e| Error::io(model_dir, e))?;
+    }
+    std::fs::rename(&staging, model_dir).map_err(|e| Error::io(model_dir, e))?;
+    Ok(meta.step)
+}

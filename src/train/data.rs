@@ -7,7 +7,16 @@
 //!   `/usr/share/datasets/fashion-mnist`) or any folder with `train-images-idx3-ubyte[.gz]`
 //!   (and optionally `train-labels-idx1-ubyte[.gz]`), or a single IDX image file;
 //! * a `.npy` stack `[N, D]` (vectors), `[N, H, W]` or `[N, C, H, W]` (images) of u8, f32 or f64;
-//! * a folder of PNG/TIFF/JPEG images of one size.
+//! * a folder of PNG/TIFF/JPEG images of one size;
+//! * `phantom:ellipses:N`: N random-ellipse phantoms (Adler & Öktem 2018 distribution, one
+//!   ChaCha8 stream seeded [`TRAIN_PHANTOM_SEED`], so disjoint from the evaluation phantoms of
+//!   `reconstruct --cases phantom:ellipses:SEED`), rendered at `--size` (default 64);
+//! * `invesalius[:FILE.inv3]`: the real head CT of Debian `invesalius-examples` (or any
+//!   InVesalius project) through the default HU window, in three orientations with the held-out
+//!   block [`HELD_OUT_AXIAL`](crate::data::ct_slices::HELD_OUT_AXIAL) removed (see
+//!   [`crate::data::ct_slices::training_slices`]).
+//!
+//! `scoreinv train --size S` resamples any image source to `S × S`.
 //!
 //! Images are mapped to `[0, 1]` (u8 by /255; float stacks by their min/max unless already in
 //! `[0, 1]`) and to `[-1, 1]` with `data.centered`; vectors are used as they are. The mapping
@@ -166,7 +175,15 @@ pub enum DataSource {
     Npy(PathBuf),
     /// A folder of images.
     Folder(PathBuf),
+    /// `n` random-ellipse phantoms.
+    Ellipses { n: usize },
+    /// Training slices of an InVesalius CT project.
+    Invesalius(PathBuf),
 }
+
+/// Seed of the random-ellipse training stream (evaluation phantoms use small seeds, one stream
+/// each).
+pub const TRAIN_PHANTOM_SEED: u64 = 0x7261_696e_0000_0001;
 
 fn find_idx(dir: &Path, stem: &str) -> Option<PathBuf> {
     [stem.to_string(), format!("{stem}.gz")]
@@ -191,6 +208,22 @@ impl DataSource {
                 }
             };
             return Ok(DataSource::Gaussian2d { n });
+        }
+        if let Some(n) = spec.strip_prefix("phantom:ellipses:") {
+            let n = n.parse::<usize>().ok().filter(|&n| n > 0).ok_or_else(|| {
+                Error::Invalid(format!(
+                    "--data {spec}: '{n}' is not a positive phantom count"
+                ))
+            })?;
+            return Ok(DataSource::Ellipses { n });
+        }
+        if spec == "invesalius" {
+            return Ok(DataSource::Invesalius(PathBuf::from(
+                crate::data::invesalius::CRANIUM_INV3,
+            )));
+        }
+        if let Some(p) = spec.strip_prefix("invesalius:") {
+            return Ok(DataSource::Invesalius(PathBuf::from(p)));
         }
         let path = if spec == "fashion-mnist" {
             PathBuf::from(FASHION_MNIST_DIR)
@@ -237,7 +270,76 @@ impl DataSource {
 
     /// Loads the source into model space (`centered` applies to images).
     pub fn load(&self, centered: bool) -> Result<Dataset> {
+        self.load_sized(centered, None)
+    }
+
+    /// [`DataSource::load`], with images resampled to `size × size` (antialiased when shrinking;
+    /// phantoms are rendered at that size, default 64).
+    pub fn load_sized(&self, centered: bool, size: Option<i64>) -> Result<Dataset> {
+        if let Some(s) = size {
+            if s < 2 {
+                return Err(Error::Config(format!("--size must be at least 2, got {s}")));
+            }
+        }
+        let d = self.load_native(centered, size)?;
+        match (size, d.info.shape.as_slice()) {
+            (Some(s), [c, h, w]) if (*h, *w) != (s, s) => {
+                let (lo, hi) = if d.info.centered {
+                    (-1.0, 1.0)
+                } else {
+                    (0.0, 1.0)
+                };
+                let x = crate::data::ct_slices::resize(&d.data, s, s).clamp(lo, hi);
+                let mut info = d.info.clone();
+                info.shape = vec![*c, s, s];
+                Dataset::new(x, d.labels, info)
+            }
+            (Some(_), [_]) => Err(Error::Invalid(format!(
+                "--size applies to images; '{}' holds vectors",
+                d.info.source
+            ))),
+            _ => Ok(d),
+        }
+    }
+
+    fn load_native(&self, centered: bool, size: Option<i64>) -> Result<Dataset> {
         match self {
+            DataSource::Ellipses { n } => {
+                let s = size.unwrap_or(64) as usize;
+                let cfg = crate::data::phantom::RandomEllipsesConfig::default();
+                let x = crate::data::phantom::random_ellipses_tensor(
+                    *n,
+                    s,
+                    &cfg,
+                    TRAIN_PHANTOM_SEED,
+                    Kind::Float,
+                    Device::Cpu,
+                )?;
+                let info = DataInfo {
+                    shape: vec![1, s as i64, s as i64],
+                    centered,
+                    data_range: Some((0.0, 1.0)),
+                    source: format!("random-ellipse phantoms ({n} at {s}x{s})"),
+                };
+                Dataset::new(info.normalize(&x), None, info)
+            }
+            DataSource::Invesalius(p) => {
+                let s = size.unwrap_or(64);
+                let vol = crate::data::invesalius::read_inv3(p)?;
+                let x = crate::data::ct_slices::training_slices(
+                    &vol,
+                    crate::data::ct_slices::HuWindow::default(),
+                    s,
+                )?;
+                let n = x.size()[0];
+                let info = DataInfo {
+                    shape: vec![1, s, s],
+                    centered,
+                    data_range: Some((0.0, 1.0)),
+                    source: format!("{} ({n} slices at {s}x{s})", p.display()),
+                };
+                Dataset::new(info.normalize(&x), None, info)
+            }
             DataSource::Gaussian2d { n } => {
                 let g = Gaussian2d::toy();
                 let x = g.sample(*n, 0);
