@@ -18,9 +18,15 @@ use tch::{Device, Kind};
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let model = PathBuf::from(args.first().map_or("data/models/ct-ellipses", |s| s.as_str()));
+    let model = PathBuf::from(
+        args.first()
+            .map_or("data/models/ct-ellipses", |s| s.as_str()),
+    );
     let steps: usize = args.get(1).map_or(Ok(100), |s| s.parse())?;
-    let out = PathBuf::from(args.get(2).map_or("out/examples/ct_sparse_view", |s| s.as_str()));
+    let out = PathBuf::from(
+        args.get(2)
+            .map_or("out/examples/ct_sparse_view", |s| s.as_str()),
+    );
     let device = Device::cuda_if_available();
     tch::manual_seed(0);
 
@@ -29,17 +35,32 @@ fn main() -> anyhow::Result<()> {
         .data
         .image_size()
         .map_or(64, |(h, _)| h);
-    let opts = CaseOptions { size: Some(size), ..CaseOptions::default() };
+    let opts = CaseOptions {
+        size: Some(size),
+        ..CaseOptions::default()
+    };
     let case = load_cases("phantom:ellipses:1000", &opts)?.remove(0);
 
     // y = A x + n: 23 views spread over a 180-angle grid, noise 0.5 % of the sinogram's peak.
-    let op = Arc::new(ParallelBeamRadon::sparse_view(size as usize, 23, 180, Kind::Float, device)?);
+    let op = Arc::new(ParallelBeamRadon::sparse_view(
+        size as usize,
+        23,
+        180,
+        Kind::Float,
+        device,
+    )?);
     let noise = GaussianNoise::new(0.005)?;
     let noise = |y: &tch::Tensor| -> scoreinv::Result<tch::Tensor> { Ok(noise.apply(y)?) };
 
     let tv = TaskPreset::Ct.tv_config();
-    let fbp = BaselineMethod { baseline: Baseline::Fbp, tv };
-    let tvm = BaselineMethod { baseline: Baseline::Tv, tv };
+    let fbp = BaselineMethod {
+        baseline: Baseline::Fbp,
+        tv,
+    };
+    let tvm = BaselineMethod {
+        baseline: Baseline::Tv,
+        tv,
+    };
     let score = ScoreMethod::from_model_dir(
         &model,
         device,
@@ -49,11 +70,18 @@ fn main() -> anyhow::Result<()> {
         1,
     )?;
     let methods: [&dyn Method; 3] = [&fbp, &tvm, &score];
-    let case = study::Case { name: case.name, truth: case.truth.to_device(device) };
+    let case = study::Case {
+        name: case.name,
+        truth: case.truth.to_device(device),
+    };
     let result = study::run_case(op.as_ref() as &dyn LinearOperator, &noise, &case, &methods)?;
     std::fs::create_dir_all(&out)?;
     study::write_case(&out, &result)?;
     print!("{}", study::format_table(&result.records));
-    println!("wrote {}/{}.png (truth | FBP | TV | score | |error|×4)", out.display(), result.name);
+    println!(
+        "wrote {}/{}.png (truth | FBP | TV | score | |error|×4)",
+        out.display(),
+        result.name
+    );
     Ok(())
 }

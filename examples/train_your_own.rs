@@ -1,7 +1,7 @@
 //! Train your own prior: denoising score matching of a small NCSN++ (VE SDE) on random-ellipse
 //! phantoms, checkpointed and resumable, then predictor–corrector samples from it saved as a PNG
 //! grid. Swap `phantom:ellipses:N` for `fashion-mnist`, a folder of PNGs, a `.npy` stack or
-//! `invesalius` (real head CT) to fit your own data; `preset("ncsnpp-ct64")` is the shipped CT
+//! `invesalius` (real head CT) to fit your own data; `preset("ncsnpp-64")` is the shipped CT
 //! priors' configuration.
 //!
 //! ```text
@@ -21,7 +21,10 @@ use tch::{Device, Kind};
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let steps: u64 = args.first().map_or(Ok(150), |s| s.parse())?;
-    let out = PathBuf::from(args.get(1).map_or("out/examples/train_your_own", |s| s.as_str()));
+    let out = PathBuf::from(
+        args.get(1)
+            .map_or("out/examples/train_your_own", |s| s.as_str()),
+    );
     let device = Device::cuda_if_available();
 
     // 1. Data: 512 phantoms at 16×16 in [0, 1] (a deterministic 5 % are held out).
@@ -59,7 +62,14 @@ fn main() -> anyhow::Result<()> {
     let x = sampler.sample(model.as_ref(), 16, None, (Kind::Float, device), &mut |_| {})?;
     let images = mcfg.data.denormalize(&x.x).clamp(0.0, 1.0);
     let png = out.join("samples.png");
-    save_grid_png(&png, &images, &GridOptions { nrow: 8, ..GridOptions::default() })?;
+    save_grid_png(
+        &png,
+        &images,
+        &GridOptions {
+            nrow: 8,
+            ..GridOptions::default()
+        },
+    )?;
     println!("wrote {} ({} score evaluations)", png.display(), x.nfe);
     Ok(())
 }

@@ -329,6 +329,36 @@ fn score_methods(
     Ok(out)
 }
 
+/// `dps` for operators without a decomposition (multi-coil SENSE).
+fn score_methods_dps(
+    methods: &[String],
+    s: &ScoreArgs,
+    device: Device,
+    op: &tasks::TaskOperator,
+) -> Result<Vec<Box<dyn Method>>> {
+    let mut out: Vec<Box<dyn Method>> = Vec::new();
+    for m in methods {
+        let dir = s
+            .model
+            .as_ref()
+            .with_context(|| format!("--method {m} needs a trained model: pass --model RUN_DIR"))?;
+        let mut c = DpsConfig::default();
+        c.zeta = s.zeta.unwrap_or(c.zeta);
+        let method = ScoreMethod::from_model_dir(
+            dir,
+            device,
+            s.steps,
+            ScoreAlgorithm::Dps(c),
+            None,
+            s.samples,
+        )
+        .with_context(|| format!("--method {m} --model {}", dir.display()))?;
+        method.check_operator(op.op())?;
+        out.push(Box::new(method));
+    }
+    Ok(out)
+}
+
 /// `reconstruct ct --measurement`: FBP/TV of a real sinogram.
 fn run_ct_measurement(a: CtArgs, device: Device) -> Result<()> {
     let Some(path) = a.measurement.clone() else {
@@ -390,6 +420,8 @@ pub struct StudyArgs {
     /// Output folder (created).
     #[arg(long)]
     pub out: PathBuf,
+    #[command(flatten)]
+    pub score: ScoreArgs,
 }
 
 #[derive(Debug, clap::Args)]
@@ -533,7 +565,17 @@ fn check_out_folder(out: &std::path::Path) -> Result<()> {
 /// built, before the output folder is created.
 fn run_study(cfg: TaskConfig, s: StudyArgs, device: Device) -> Result<()> {
     let kind = cfg.kind();
-    let methods = task_methods(kind, &s.method, s.tv_lambda, s.tv_iters)?;
+    let baseline_names: Vec<String> = s
+        .method
+        .iter()
+        .filter(|m| !is_score_method(m))
+        .cloned()
+        .collect();
+    let mut methods = if baseline_names.is_empty() && !s.method.is_empty() {
+        Vec::new()
+    } else {
+        task_methods(kind, &baseline_names, s.tv_lambda, s.tv_iters)?
+    };
     let noise = TaskNoise::parse(&s.noise, kind)?;
     anyhow::ensure!(
         s.window[1] > s.window[0],
@@ -567,6 +609,28 @@ fn run_study(cfg: TaskConfig, s: StudyArgs, device: Device) -> Result<()> {
         tasks::check_image_shape(kind, &c.name, &c.truth.size())?;
     }
     let op = cfg.build(&size, s.seed, device)?;
+    if s.method.iter().any(|m| is_score_method(m)) {
+        // A second, identical operator (same seed) shared with the score samplers.
+        let twin = cfg.build(&size, s.seed, device)?;
+        let projection = match kind {
+            TaskKind::Mri => ProjectionConfig::mri(),
+            _ => ProjectionConfig::default(),
+        };
+        match twin.into_decomposed() {
+            Some(d) => methods.extend(score_methods(&s.method, &s.score, d, projection, device)?),
+            None => {
+                let mut dps_only = Vec::new();
+                for m in s.method.iter().filter(|m| is_score_method(m)) {
+                    anyhow::ensure!(
+                        m.trim().eq_ignore_ascii_case("dps"),
+                        "--method {m}: multi-coil SENSE has no T/Λ decomposition; use dps"
+                    );
+                    dps_only.push(m.clone());
+                }
+                methods.extend(score_methods_dps(&dps_only, &s.score, device, &op)?);
+            }
+        }
+    }
     check_out_folder(&s.out)?;
     std::fs::create_dir_all(&s.out).with_context(|| format!("creating {}", s.out.display()))?;
     tch::manual_seed(s.seed as i64);

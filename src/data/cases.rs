@@ -4,6 +4,7 @@
 //! |---|---|
 //! | `phantom:shepp-logan` | the modified Shepp–Logan phantom |
 //! | `phantom:ellipses:S` / `phantom:ellipses:A..B` | random-ellipse phantoms of seed S / seeds A..B−1 |
+//! | `fashion-mnist:K` / `fashion-mnist:A..B` | Fashion-MNIST test-set images (never trained on), from `/usr/share/datasets/fashion-mnist` |
 //! | `invesalius:z=K` / `invesalius:z=A..B[:STEP]` | axial slices of the real head CT of Debian `invesalius-examples` |
 //! | `FILE.inv3#z=K` / `#z=A..B` | the same for any InVesalius project |
 //! | `FILE` (`.png .tif .npy .nii .nii.gz .dcm`, DICOM folder), optional `#z=K` | a picture, or every slice of a volume |
@@ -142,6 +143,38 @@ pub fn load_cases(spec: &str, opts: &CaseOptions) -> Result<Vec<Case>> {
             return Err(Error::Config(format!(
                 "unknown phantom '{rest}': expected shepp-logan or ellipses:SEED[..END]"
             )));
+        }
+        return Ok(out);
+    }
+    if let Some(rest) = spec.strip_prefix("fashion-mnist:") {
+        let dir = Path::new(crate::train::data::FASHION_MNIST_DIR);
+        let file = ["t10k-images-idx3-ubyte", "t10k-images-idx3-ubyte.gz"]
+            .iter()
+            .map(|n| dir.join(n))
+            .find(|p| p.is_file())
+            .ok_or_else(|| {
+                Error::Invalid(format!(
+                    "'{spec}': no Fashion-MNIST test set in {} (install the Debian package \
+                     dataset-fashion-mnist)",
+                    dir.display()
+                ))
+            })?;
+        let idx = crate::train::data::idx::read_idx(&file)?;
+        let (n, h, w) = match idx.dims[..] {
+            [n, h, w] => (n, h, w),
+            _ => return Err(Error::format(&file, "expected IDX images [N, H, W]")),
+        };
+        for k in parse_range(rest, spec)? {
+            if k >= n {
+                return Err(Error::Invalid(format!(
+                    "'{spec}': the test set has {n} images, index {k} is out of range"
+                )));
+            }
+            let px = &idx.data[k * h * w..(k + 1) * h * w];
+            let img =
+                Array2::from_shape_vec((h, w), px.iter().map(|&v| v as f32 / 255.0).collect())
+                    .map_err(|e| Error::Invalid(e.to_string()))?;
+            out.push(finish(format!("fashion_mnist_{k}"), gray(img), opts)?);
         }
         return Ok(out);
     }

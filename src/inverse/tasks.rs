@@ -468,6 +468,20 @@ pub fn check_image_shape(kind: TaskKind, name: &str, shape: &[i64]) -> Result<()
 }
 
 impl TaskOperator {
+    /// The operator as a shared [`Decomposed`](scoreinv_operators::Decomposed) for the score
+    /// samplers, or `None` for multi-coil SENSE, which has no `T`/`Λ` decomposition (its
+    /// score-based reconstruction is `dps`).
+    pub fn into_decomposed(self) -> Option<std::sync::Arc<dyn scoreinv_operators::Decomposed>> {
+        use std::sync::Arc;
+        match self {
+            TaskOperator::Ct(a) => Some(Arc::new(a)),
+            TaskOperator::Mri(a) => Some(Arc::new(a)),
+            TaskOperator::Sense(_) => None,
+            TaskOperator::Inpaint(a) => Some(Arc::new(a)),
+            TaskOperator::Colorize(a) => Some(Arc::new(a)),
+        }
+    }
+
     /// As a [`LinearOperator`].
     pub fn op(&self) -> &dyn LinearOperator {
         match self {

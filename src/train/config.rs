@@ -147,7 +147,7 @@ impl Default for TrainConfig {
 }
 
 /// Names accepted by [`preset`].
-pub const PRESETS: &[&str] = &["tiny", "toy2d", "ncsnpp-tiny", "ncsnpp-ct64"];
+pub const PRESETS: &[&str] = &["tiny", "toy2d", "ncsnpp-tiny", "ncsnpp-64", "ddpmpp-fmnist"];
 
 impl TrainConfig {
     /// Takes the image geometry of NCSN++ (`data.num_channels`, `data.image_size`,
@@ -205,6 +205,10 @@ impl TrainConfig {
 /// * `toy2d`: MLP (128 wide, 3 layers) for 2-D toy data on VE (σ_min 0.01, σ_max 10 — about the
 ///   diameter of such data), 5000 steps of batch 256, lr 1e-3 (a small MLP tolerates more than
 ///   NCSN++'s 2e-4), warm-up 100, EMA 0.999.
+/// * `ncsnpp-tiny`: a few-thousand-parameter NCSN++ for tests.
+/// * `ncsnpp-64`: the shipped CT and MRI priors (`ct-ellipses`, `ct-head`, `mri-brain`): VE NCSN++ at 64×64×1,
+///   σ_max 30, batch 16, lr 5e-4 (model cards in `data/models/`).
+/// * `ddpmpp-fmnist`: the shipped `fashion-mnist` prior: VP DDPM++ at 28×28×1, batch 32.
 pub fn preset(name: &str) -> Result<TrainConfig> {
     let mut cfg = TrainConfig::default();
     match name {
@@ -268,7 +272,7 @@ pub fn preset(name: &str) -> Result<TrainConfig> {
             cfg.training.eval_freq = 50;
             cfg.training.checkpoint_freq = 100;
         }
-        "ncsnpp-ct64" => {
+        "ncsnpp-64" => {
             // The CPU-trainable CT prior of the shipped `ct-ellipses` / `ct-head` models: VE
             // NCSN++ (biggan blocks, FIR, progressive input, Fourier embedding) at 64×64×1,
             // widths cut down so a step of batch 16 takes about a second on 2 CPU cores.
@@ -294,6 +298,33 @@ pub fn preset(name: &str) -> Result<TrainConfig> {
             cfg.optim.warmup = 500;
             cfg.optim.ema_rate = 0.999;
             cfg.training.batch_size = 16;
+            cfg.training.n_iters = 20_000;
+            cfg.training.log_freq = 25;
+            cfg.training.eval_freq = 500;
+            cfg.training.checkpoint_freq = 250;
+        }
+        "ddpmpp-fmnist" => {
+            // The shipped `fashion-mnist` prior: DDPM++ (cont.) on the VP SDE, as
+            // score_sde_pytorch `configs/vp/cifar10_ddpmpp_continuous.py` (biggan blocks without
+            // FIR, no pyramids, positional embedding, centred data), cut down for 28×28×1 on a CPU.
+            let mut sc = crate::models::config::ScoreSdeConfig::default();
+            sc.model.nf = 32;
+            sc.model.ch_mult = vec![1, 2, 2];
+            sc.model.num_res_blocks = 1;
+            sc.model.attn_resolutions = vec![7];
+            sc.model.fir = false;
+            sc.model.progressive = "none".into();
+            sc.model.progressive_input = "none".into();
+            sc.model.embedding_type = "positional".into();
+            sc.model.scale_by_sigma = false;
+            cfg.model = ModelConfig::Ncsnpp(sc);
+            cfg.sde = SdeConfig::vp_default();
+            cfg.score.scale_by_sigma = false;
+            cfg.data.centered = true;
+            cfg.optim.lr = 5e-4;
+            cfg.optim.warmup = 500;
+            cfg.optim.ema_rate = 0.999;
+            cfg.training.batch_size = 32;
             cfg.training.n_iters = 20_000;
             cfg.training.log_freq = 25;
             cfg.training.eval_freq = 500;

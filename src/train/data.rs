@@ -15,6 +15,10 @@
 //!   InVesalius project) through the default HU window, in three orientations with the held-out
 //!   block [`HELD_OUT_AXIAL`](crate::data::ct_slices::HELD_OUT_AXIAL) removed (see
 //!   [`crate::data::ct_slices::training_slices`]).
+//! * `nifti:A.nii.gz[,B.nii…]`: the axial (`z`) slices of NIfTI volumes (e.g. the MNI152 T1
+//!   template of the nilearn wheel), each slice min–max normalised to [0, 1] as
+//!   `reconstruct --ground-truth VOLUME#z=K` does, padded to a square and resized to `--size`
+//!   (default 64); slices that are mostly background (mean below 0.1) are dropped.
 //!
 //! `scoreinv train --size S` resamples any image source to `S × S`.
 //!
@@ -179,6 +183,8 @@ pub enum DataSource {
     Ellipses { n: usize },
     /// Training slices of an InVesalius CT project.
     Invesalius(PathBuf),
+    /// Axial slices of NIfTI volumes.
+    Nifti(Vec<PathBuf>),
 }
 
 /// Seed of the random-ellipse training stream (evaluation phantoms use small seeds, one stream
@@ -216,6 +222,16 @@ impl DataSource {
                 ))
             })?;
             return Ok(DataSource::Ellipses { n });
+        }
+        if let Some(list) = spec.strip_prefix("nifti:") {
+            let paths: Vec<PathBuf> = list.split(',').map(PathBuf::from).collect();
+            if let Some(p) = paths.iter().find(|p| !p.is_file()) {
+                return Err(Error::Invalid(format!(
+                    "--data {spec}: no such file {}",
+                    p.display()
+                )));
+            }
+            return Ok(DataSource::Nifti(paths));
         }
         if spec == "invesalius" {
             return Ok(DataSource::Invesalius(PathBuf::from(
@@ -323,6 +339,23 @@ impl DataSource {
                 };
                 Dataset::new(info.normalize(&x), None, info)
             }
+            DataSource::Nifti(paths) => {
+                let s = size.unwrap_or(64);
+                let mut all = Vec::new();
+                for p in paths {
+                    all.push(nifti_slices(p, s)?);
+                }
+                let x = Tensor::cat(&all, 0);
+                let n = x.size()[0];
+                let names: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
+                let info = DataInfo {
+                    shape: vec![1, s, s],
+                    centered,
+                    data_range: Some((0.0, 1.0)),
+                    source: format!("{} ({n} axial slices at {s}x{s})", names.join(", ")),
+                };
+                Dataset::new(info.normalize(&x), None, info)
+            }
             DataSource::Invesalius(p) => {
                 let s = size.unwrap_or(64);
                 let vol = crate::data::invesalius::read_inv3(p)?;
@@ -400,6 +433,44 @@ impl DataSource {
             }
         }
     }
+}
+
+/// Mean (after per-slice min–max normalisation) below which a NIfTI slice counts as background.
+const MIN_SLICE_MEAN: f64 = 0.1;
+
+/// Axial slices `[N, 1, s, s]` of one NIfTI volume (see the module doc).
+fn nifti_slices(path: &Path, s: i64) -> Result<Tensor> {
+    let img = crate::io::nifti::read_nifti(path)?;
+    let (nz, h, w) = img.data.dim();
+    let side = h.max(w) as i64;
+    let mut out = Vec::new();
+    for z in 0..nz {
+        let sl = img.data.index_axis(ndarray::Axis(0), z);
+        let (lo, hi) = sl
+            .iter()
+            .fold((f32::INFINITY, f32::NEG_INFINITY), |(a, b), &v| {
+                (a.min(v), b.max(v))
+            });
+        if !(hi > lo) || !lo.is_finite() || !hi.is_finite() {
+            continue;
+        }
+        let v: Vec<f32> = sl.iter().map(|&v| (v - lo) / (hi - lo)).collect();
+        let t = Tensor::from_slice(&v).reshape([1, 1, h as i64, w as i64]);
+        if t.mean(Kind::Double).double_value(&[]) < MIN_SLICE_MEAN {
+            continue;
+        }
+        // Centre on a square field of view (background 0), then resize.
+        let (ph, pw) = (side - h as i64, side - w as i64);
+        let t = t.constant_pad_nd([pw / 2, pw - pw / 2, ph / 2, ph - ph / 2]);
+        out.push(crate::data::ct_slices::resize(&t, s, s).clamp(0.0, 1.0));
+    }
+    if out.is_empty() {
+        return Err(Error::Invalid(format!(
+            "{}: no axial slice with enough foreground",
+            path.display()
+        )));
+    }
+    Ok(Tensor::cat(&out, 0))
 }
 
 fn load_npy(p: &Path, centered: bool) -> Result<Dataset> {
