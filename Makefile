@@ -7,7 +7,7 @@ export PATH := $(CURDIR)/.venv/bin:$(PATH)
 CARGO ?= cargo
 DEMO_OUT ?= out/demo
 
-.PHONY: all setup build release test demo data fixtures bench doctor fmt clippy clean-out
+.PHONY: all setup build release test examples demo data fixtures bench doctor fmt clippy clean-out
 
 all: test
 
@@ -26,8 +26,18 @@ fixtures: setup
 
 # One test at a time: many tests seed libtorch's global generator, and concurrent tests in one
 # binary would interleave their draws (results would depend on thread timing).
+# `--all-targets` builds every example; the cheapest one (a tiny prior trained and sampled from
+# in seconds) then runs end to end.
 test: setup fixtures
 	$(CARGO) test --workspace --all-targets -- --test-threads=1
+	$(CARGO) run --quiet --example train_your_own -- 60 target/examples-out/train_your_own
+	test -s target/examples-out/train_your_own/samples.png
+
+# Every example with the shipped models and reduced steps (PNGs under out/examples/).
+examples: release
+	$(CARGO) build --release --examples
+	for e in ct_sparse_view mri_undersampled inpaint class_conditional train_your_own; do \
+	  echo "== $$e"; target/release/examples/$$e || exit 1; done
 
 demo: release
 	scripts/demo $(DEMO_OUT)

@@ -17,8 +17,8 @@
 //!   [`crate::data::ct_slices::training_slices`]).
 //! * `nifti:A.nii.gz[,B.nii…]`: the axial (`z`) slices of NIfTI volumes (e.g. the MNI152 T1
 //!   template of the nilearn wheel), each slice min–max normalised to [0, 1] as
-//!   `reconstruct --ground-truth VOLUME#z=K` does, padded to a square and resized to `--size`
-//!   (default 64); slices that are mostly background (mean below 0.1) are dropped.
+//!   `reconstruct --ground-truth VOLUME#z=K` does, and resized to `--size` × `--size` (default
+//!   64; non-square slices are stretched, as evaluation cases are); slices that are mostly background (mean below 0.1) are dropped.
 //!
 //! `scoreinv train --size S` resamples any image source to `S × S`.
 //!
@@ -442,7 +442,6 @@ const MIN_SLICE_MEAN: f64 = 0.1;
 fn nifti_slices(path: &Path, s: i64) -> Result<Tensor> {
     let img = crate::io::nifti::read_nifti(path)?;
     let (nz, h, w) = img.data.dim();
-    let side = h.max(w) as i64;
     let mut out = Vec::new();
     for z in 0..nz {
         let sl = img.data.index_axis(ndarray::Axis(0), z);
@@ -459,9 +458,7 @@ fn nifti_slices(path: &Path, s: i64) -> Result<Tensor> {
         if t.mean(Kind::Double).double_value(&[]) < MIN_SLICE_MEAN {
             continue;
         }
-        // Centre on a square field of view (background 0), then resize.
-        let (ph, pw) = (side - h as i64, side - w as i64);
-        let t = t.constant_pad_nd([pw / 2, pw - pw / 2, ph / 2, ph - ph / 2]);
+        // Resized straight to s × s, as `reconstruct --ground-truth VOLUME#z=K --size s` does.
         out.push(crate::data::ct_slices::resize(&t, s, s).clamp(0.0, 1.0));
     }
     if out.is_empty() {
