@@ -97,6 +97,11 @@ pub struct CtArgs {
     /// Seed of the measurement noise.
     #[arg(long, default_value_t = 0)]
     pub seed: i64,
+    /// Process only part K of N (`K/N`, K = 0..N-1) of the cases: case i belongs to part
+    /// i mod N. Every case is seeded by its index, so `scoreinv merge` of the N parts equals the
+    /// unsharded run.
+    #[arg(long)]
+    pub shard: Option<Shard>,
     /// Output folder (created).
     #[arg(long)]
     pub out: PathBuf,
@@ -110,6 +115,57 @@ pub fn run(args: Args, device: Device) -> Result<()> {
         Task::Inpaint(a) => run_inpaint(a, device),
         Task::Colorize(a) => run_colorize(a, device),
     }
+}
+
+/// `--shard K/N`: part K (0-based) of N.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shard {
+    pub k: usize,
+    pub n: usize,
+}
+
+impl std::str::FromStr for Shard {
+    type Err = anyhow::Error;
+    fn from_str(v: &str) -> Result<Self> {
+        let (k, n) = v
+            .split_once('/')
+            .with_context(|| format!("--shard {v}: expected K/N, e.g. 0/4"))?;
+        let k: usize = k
+            .trim()
+            .parse()
+            .with_context(|| format!("--shard {v}: K"))?;
+        let n: usize = n
+            .trim()
+            .parse()
+            .with_context(|| format!("--shard {v}: N"))?;
+        anyhow::ensure!(n >= 1 && k < n, "--shard {v}: need 0 <= K < N");
+        Ok(Shard { k, n })
+    }
+}
+
+/// The cases of this shard with their index in the full list (case `i` is in part `i mod N`).
+fn select_shard<T>(cases: Vec<T>, shard: Option<Shard>) -> Result<Vec<(usize, T)>> {
+    let total = cases.len();
+    let out: Vec<(usize, T)> = cases
+        .into_iter()
+        .enumerate()
+        .filter(|(i, _)| shard.is_none_or(|s| i % s.n == s.k))
+        .collect();
+    if let Some(s) = shard {
+        anyhow::ensure!(
+            !out.is_empty(),
+            "--shard {}/{}: no case falls in this part ({total} cases)",
+            s.k,
+            s.n
+        );
+    }
+    Ok(out)
+}
+
+/// Seed of libtorch's generator for case `index`: a fixed function of (seed, index), so a
+/// case's noise and samples do not depend on which other cases run (sharding).
+fn case_seed(seed: u64, index: usize) -> i64 {
+    (seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ index as u64) as i64 & i64::MAX
 }
 
 /// Measurement noise applied to a clean measurement batch.
@@ -202,7 +258,7 @@ fn run_ct(a: CtArgs, device: Device) -> Result<()> {
         device,
     )?);
     std::fs::create_dir_all(&a.out).with_context(|| format!("creating {}", a.out.display()))?;
-    tch::manual_seed(a.seed);
+    let cases = select_shard(cases, a.shard)?;
     let refs: Vec<&dyn Method> = methods.iter().map(|m| m.as_ref()).collect();
     let pb = ProgressBar::new(cases.len() as u64).with_style(
         ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} cases {msg} ({elapsed})")?
@@ -210,8 +266,9 @@ fn run_ct(a: CtArgs, device: Device) -> Result<()> {
     );
     pb.set_prefix("reconstruct ct");
     let mut records = Vec::new();
-    for case in &cases {
+    for (index, case) in &cases {
         pb.set_message(case.name.clone());
+        tch::manual_seed(case_seed(a.seed as u64, *index));
         let case = study::Case {
             name: case.name.clone(),
             truth: case.truth.to_device(device),
@@ -417,6 +474,9 @@ pub struct StudyArgs {
     /// Seed of masks, coil maps and noise.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    /// Process only part K of N (`K/N`) of the cases, as for `reconstruct ct`.
+    #[arg(long)]
+    pub shard: Option<Shard>,
     /// Output folder (created).
     #[arg(long)]
     pub out: PathBuf,
@@ -633,7 +693,7 @@ fn run_study(cfg: TaskConfig, s: StudyArgs, device: Device) -> Result<()> {
     }
     check_out_folder(&s.out)?;
     std::fs::create_dir_all(&s.out).with_context(|| format!("creating {}", s.out.display()))?;
-    tch::manual_seed(s.seed as i64);
+    let cases = select_shard(cases, s.shard)?;
     let refs: Vec<&dyn Method> = methods.iter().map(|m| m.as_ref()).collect();
     let pb = ProgressBar::new(cases.len() as u64).with_style(
         ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} cases {msg} ({elapsed})")?
@@ -642,8 +702,9 @@ fn run_study(cfg: TaskConfig, s: StudyArgs, device: Device) -> Result<()> {
     pb.set_prefix(format!("reconstruct {kind}"));
     let noise_fn = move |y: &Tensor| noise.apply(y);
     let mut records = Vec::new();
-    for case in &cases {
+    for (index, case) in &cases {
         pb.set_message(case.name.clone());
+        tch::manual_seed(case_seed(s.seed, *index));
         let case = study::Case {
             name: case.name.clone(),
             truth: case.truth.to_device(device),

@@ -1,16 +1,19 @@
 //! `scoreinv sample`: unconditional samples from a trained model (PC, probability-flow ODE,
 //! annealed Langevin or DDPM ancestral sampling), written as `samples.npy` (the data's raw
-//! range) and `grid.png`.
+//! range) and `grid.png`. With `--classifier`, class-conditional samples by classifier
+//! guidance (`s_θ + w ∇ₓ log p_t(y | x)`, [`scoreinv::guidance`]), any sampler.
 use anyhow::{Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 use scoreinv::device::device_name;
+use scoreinv::guidance::{load_classifier_dir, ClassGuided, TimeDependentClassifier};
+use scoreinv::models::ScoreModel;
 use scoreinv::sampling::ode::OdeSolver;
 use scoreinv::sampling::run::{
     build_sampler, ensure_finite_tensor, load, sample_model, OutDir, SampleWriter, SamplerFlags,
 };
 use scoreinv::sampling::{CorrectorKind, PredictorKind, SamplerKind};
 use std::path::PathBuf;
-use tch::Device;
+use tch::{Device, Kind, Tensor};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -70,6 +73,25 @@ pub struct Args {
     /// Output folder (created): samples.npy, grid.png.
     #[arg(long)]
     pub out: PathBuf,
+    /// Time-dependent classifier directory (`scoreinv train-classifier`, same SDE as the
+    /// model): class-conditional sampling by classifier guidance.
+    #[arg(long)]
+    pub classifier: Option<PathBuf>,
+    /// Classes to sample with --classifier, cycled over the --n samples (default: all classes
+    /// in turn, so a grid with --nrow = the class count has one class per column).
+    #[arg(long = "class", value_delimiter = ',', requires = "classifier")]
+    pub classes: Vec<i64>,
+    /// Guidance scale w (1 = Bayes' rule; larger = sharper classes).
+    #[arg(
+        long = "guidance-scale",
+        default_value_t = 1.0,
+        requires = "classifier"
+    )]
+    pub guidance_scale: f64,
+    /// A clean classifier (`train-classifier --clean`) that scores the guided samples: prints
+    /// the fraction classified as their requested class and writes it to classes.json.
+    #[arg(long = "eval-classifier", requires = "classifier")]
+    pub eval_classifier: Option<PathBuf>,
 }
 
 pub fn run(args: Args, device: Device) -> Result<()> {
@@ -91,8 +113,50 @@ pub fn run(args: Args, device: Device) -> Result<()> {
     };
     let opts = build_sampler(&flags, &m.sde)?;
     anyhow::ensure!(args.n >= 1, "--n must be at least 1");
-    let batch = args.batch.unwrap_or(args.n.min(64));
+    let mut batch = args.batch.unwrap_or(args.n.min(64));
     anyhow::ensure!(batch >= 1, "--batch must be at least 1");
+    // Classifier guidance: the guided score holds one label per sample of its batch, so all
+    // --n samples are drawn in one batch.
+    let guidance = match &args.classifier {
+        Some(dir) => {
+            let (clf, ccfg) = load_classifier_dir(dir, device)?;
+            anyhow::ensure!(
+                ccfg.sde == m.sde,
+                "classifier {} was trained for {:?}, the model for {:?}: guidance needs one SDE",
+                dir.display(),
+                ccfg.sde,
+                m.sde
+            );
+            anyhow::ensure!(
+                !ccfg.clean,
+                "{} is a clean classifier (--clean): guidance needs a time-dependent one; pass it \
+                 as --eval-classifier",
+                dir.display()
+            );
+            let k = clf.n_classes();
+            let classes = if args.classes.is_empty() {
+                (0..k).collect()
+            } else {
+                args.classes.clone()
+            };
+            if let Some(c) = classes.iter().find(|&&c| c < 0 || c >= k) {
+                anyhow::bail!("--class {c}: the classifier has classes 0..{}", k - 1);
+            }
+            let labels: Vec<i64> = (0..args.n).map(|i| classes[i % classes.len()]).collect();
+            anyhow::ensure!(
+                args.batch.is_none_or(|b| b >= args.n),
+                "guided sampling draws all --n samples in one batch; drop --batch or raise it to {}",
+                args.n
+            );
+            batch = args.n;
+            let eval = match &args.eval_classifier {
+                Some(d) => Some(load_classifier_dir(d, device)?.0),
+                None => None,
+            };
+            Some((clf, labels, eval))
+        }
+        None => None,
+    };
     let out = OutDir::prepare(&args.out)?;
     eprintln!(
         "sampling {} × {:?} from {} ({}) with {} on {}",
@@ -108,8 +172,21 @@ pub fn run(args: Args, device: Device) -> Result<()> {
         ProgressStyle::with_template("{bar:30} {pos}/{len} steps  {per_sec}  ETA {eta}")
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
+    let guided = match &guidance {
+        Some((clf, labels, _)) => Some(ClassGuided::new(
+            m.model.as_ref(),
+            clf,
+            &Tensor::from_slice(labels).to_device(device),
+            args.guidance_scale,
+        )?),
+        None => None,
+    };
+    let model: &dyn ScoreModel = match &guided {
+        Some(g) => g,
+        None => m.model.as_ref(),
+    };
     let result = sample_model(
-        m.model.as_ref(),
+        model,
         &opts,
         &info.shape,
         args.n,
@@ -159,6 +236,38 @@ pub fn run(args: Args, device: Device) -> Result<()> {
         info.shape,
         info.data_range
     );
+    if let Some((_, labels, Some(eval))) = &guidance {
+        let x = run.x.to_device(device);
+        let pred = tch::no_grad(|| eval.clean_logits(&x)).argmax(1, false);
+        let want = Tensor::from_slice(labels).to_device(device);
+        let hit = pred.eq_tensor(&want).to_kind(Kind::Double);
+        let acc = hit.mean(Kind::Double).double_value(&[]);
+        let json = serde_json::json!({
+            "guidance_scale": args.guidance_scale,
+            "requested": labels,
+            "predicted": Vec::<i64>::try_from(pred.to_device(Device::Cpu))?,
+            "accuracy": acc,
+        });
+        let path = out.path.join("classes.json");
+        scoreinv::io::atomic::write_atomic(&path, |w| {
+            std::io::Write::write_all(
+                w,
+                serde_json::to_string_pretty(&json)
+                    .unwrap_or_default()
+                    .as_bytes(),
+            )
+            .map_err(|e| scoreinv::Error::io(&path, e))
+        })?;
+        println!(
+            "classes     {:.1} % of the samples are classified as their requested class by {} ({})",
+            100.0 * acc,
+            args.eval_classifier
+                .as_ref()
+                .map(|p| p.display().to_string())
+                .unwrap_or_default(),
+            path.display()
+        );
+    }
     if grid {
         println!("grid        {}", out.path.join("grid.png").display());
     } else {
