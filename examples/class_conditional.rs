@@ -8,7 +8,7 @@
 //! cargo run --release --example class_conditional -- [MODEL_DIR] [CLASSIFIER_DIR] [CLEAN_DIR] [STEPS] [SCALE]
 //! ```
 //! Defaults: `data/models/fashion-mnist`, `data/models/fashion-mnist-classifier`,
-//! `data/models/fashion-mnist-clean-classifier` (skipped when absent), 200 steps, scale 1.
+//! `data/models/fashion-mnist-clean-classifier` (skipped when absent), 200 steps, scale 2.
 use scoreinv::guidance::{guided_pc_sample, load_classifier_dir};
 use scoreinv::io::{save_grid_png, GridOptions};
 use scoreinv::models::model_dir::load_model_dir;
@@ -36,7 +36,7 @@ fn main() -> anyhow::Result<()> {
     let clf_dir = PathBuf::from(arg(1, "data/models/fashion-mnist-classifier"));
     let clean_dir = PathBuf::from(arg(2, "data/models/fashion-mnist-clean-classifier"));
     let steps: usize = arg(3, "200").parse()?;
-    let scale: f64 = arg(4, "1").parse()?;
+    let scale: f64 = arg(4, "2").parse()?;
     let out = Path::new("out/examples/class_conditional");
     let device = Device::cuda_if_available();
     tch::manual_seed(0);
@@ -50,8 +50,8 @@ fn main() -> anyhow::Result<()> {
         sde_cfg
     );
     let sde = sde_cfg.with_n(steps).build()?;
-    // 4 samples of each class, class-major (one grid row of 10 per repetition).
-    let per_class = 4;
+    // 2 samples of each class (one grid row of the 10 classes per repetition).
+    let per_class = 2;
     let labels: Vec<i64> = (0..per_class).flat_map(|_| 0..10i64).collect();
     let labels = Tensor::from_slice(&labels).to_device(device);
     let x = guided_pc_sample(
