@@ -44,6 +44,10 @@ fn main() -> anyhow::Result<()> {
     let (model, sde_cfg, mcfg) = load_model_dir(&model_dir, device)?;
     let (classifier, ccfg) = load_classifier_dir(&clf_dir, device)?;
     anyhow::ensure!(
+        ccfg.data.centered == mcfg.data.centered,
+        "the classifier and the score model see differently normalised images"
+    );
+    anyhow::ensure!(
         ccfg.sde == sde_cfg,
         "the classifier was trained for {:?}, the score model for {:?}: guidance needs one SDE",
         ccfg.sde,
@@ -83,8 +87,12 @@ fn main() -> anyhow::Result<()> {
     );
 
     if clean_dir.is_dir() {
-        let (clean, _) = load_classifier_dir(&clean_dir, device)?;
-        let pred = tch::no_grad(|| clean.clean_logits(&x.x.to_kind(Kind::Float))).argmax(1, false);
+        let (clean, clean_cfg) = load_classifier_dir(&clean_dir, device)?;
+        // Model space → raw pixel values → the scoring classifier's data space.
+        let xc = clean_cfg
+            .data
+            .normalize(&mcfg.data.denormalize(&x.x.to_kind(Kind::Float)));
+        let pred = tch::no_grad(|| clean.clean_logits(&xc)).argmax(1, false);
         let acc = pred
             .eq_tensor(&labels)
             .to_kind(Kind::Double)

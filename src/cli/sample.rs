@@ -127,6 +127,20 @@ pub fn run(args: Args, device: Device) -> Result<()> {
                 ccfg.sde,
                 m.sde
             );
+            let (md, cd) = (&m.config.data, &ccfg.data);
+            anyhow::ensure!(
+                md.shape == cd.shape && md.centered == cd.centered && md.data_range == cd.data_range,
+                "classifier {} sees images {:?} (centred {}, range {:?}) but the model's x(t) are {:?} \
+                 (centred {}, range {:?}): guidance feeds the model's x(t) to the classifier, so \
+                 train it on the same data space (train-classifier --centered for a centred model)",
+                dir.display(),
+                cd.shape,
+                cd.centered,
+                cd.data_range,
+                md.shape,
+                md.centered,
+                md.data_range
+            );
             anyhow::ensure!(
                 !ccfg.clean,
                 "{} is a clean classifier (--clean): guidance needs a time-dependent one; pass it \
@@ -150,7 +164,7 @@ pub fn run(args: Args, device: Device) -> Result<()> {
             );
             batch = args.n;
             let eval = match &args.eval_classifier {
-                Some(d) => Some(load_classifier_dir(d, device)?.0),
+                Some(d) => Some(load_classifier_dir(d, device)?),
                 None => None,
             };
             Some((clf, labels, eval))
@@ -236,8 +250,11 @@ pub fn run(args: Args, device: Device) -> Result<()> {
         info.shape,
         info.data_range
     );
-    if let Some((_, labels, Some(eval))) = &guidance {
-        let x = run.x.to_device(device);
+    if let Some((_, labels, Some((eval, ecfg)))) = &guidance {
+        // Samples (model space) → raw values → the scoring classifier's own data space.
+        let x = ecfg
+            .data
+            .normalize(&info.denormalize(&run.x.to_device(device)));
         let pred = tch::no_grad(|| eval.clean_logits(&x)).argmax(1, false);
         let want = Tensor::from_slice(labels).to_device(device);
         let hit = pred.eq_tensor(&want).to_kind(Kind::Double);

@@ -49,6 +49,10 @@ pub struct Args {
     /// Peak learning rate (allowed with --resume).
     #[arg(long)]
     pub lr: Option<f64>,
+    /// Images in [-1, 1] instead of [0, 1]: must match the score model a guidance classifier is
+    /// used with (VP/sub-VP models are trained centred), since guidance feeds it the model's x(t).
+    #[arg(long)]
+    pub centered: bool,
 }
 
 fn load_data(spec: &str, centered: bool) -> Result<Dataset> {
@@ -154,6 +158,7 @@ pub fn run(args: Args, choice: DeviceChoice) -> Result<()> {
             cfg.optim.lr = lr;
         }
         cfg.clean |= args.clean;
+        cfg.centered |= args.centered;
         cfg.validate()?;
         let data = load_data(&args.data, cfg.centered)?;
         ClassifierTrainer::new(cfg, &data, device).map_err(|e| {

@@ -218,6 +218,19 @@ pub fn load_cases(spec: &str, opts: &CaseOptions) -> Result<Vec<Case>> {
         .trim_end_matches(".tiff")
         .trim_end_matches(".tif")
         .to_string();
+    // A selected slice keeps its index in the name, so several slices of one volume do not
+    // overwrite each other's outputs.
+    let stem = match sel {
+        Some(s) => {
+            let tag: String = s
+                .chars()
+                .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+                .collect::<String>()
+                .replace("__", "_");
+            format!("{stem}_{}", tag.trim_matches('_'))
+        }
+        None => stem,
+    };
     let data = to_unit_range(&img, opts, spec);
     match img.axes {
         io::Axes::Chw => out.push(finish(stem, data, opts)?),
