@@ -450,7 +450,7 @@ fn nifti_slices(path: &Path, s: i64) -> Result<Tensor> {
             .fold((f32::INFINITY, f32::NEG_INFINITY), |(a, b), &v| {
                 (a.min(v), b.max(v))
             });
-        if !(hi > lo) || !lo.is_finite() || !hi.is_finite() {
+        if !(lo.is_finite() && hi.is_finite() && hi > lo) {
             continue;
         }
         let v: Vec<f32> = sl.iter().map(|&v| (v - lo) / (hi - lo)).collect();
