@@ -253,7 +253,8 @@ fn run_ct(a: CtArgs, device: Device) -> Result<()> {
     methods.extend(score_methods(
         &a.method,
         &a.score,
-        op.clone(),
+        op.as_ref(),
+        Some(op.clone()),
         ProjectionConfig::ct(),
         device,
     )?);
@@ -338,11 +339,14 @@ fn is_score_method(m: &str) -> bool {
 }
 
 /// The score-based methods named in `methods`, loaded from `--model` onto `device`, checked
-/// against the operator's image shape before anything is written.
+/// against `op`'s image shape before anything is written. `decomposed` is `op`'s `T`/`Λ`
+/// decomposition, which `score` and `score-sde` need; without one (multi-coil SENSE) only `dps`
+/// is accepted.
 fn score_methods(
     methods: &[String],
     s: &ScoreArgs,
-    op: Arc<dyn Decomposed>,
+    op: &dyn LinearOperator,
+    decomposed: Option<Arc<dyn Decomposed>>,
     projection: ProjectionConfig,
     device: Device,
 ) -> Result<Vec<Box<dyn Method>>> {
@@ -352,7 +356,13 @@ fn score_methods(
             .model
             .as_ref()
             .with_context(|| format!("--method {m} needs a trained model: pass --model RUN_DIR"))?;
-        let algorithm = match m.trim().to_ascii_lowercase().as_str() {
+        let name = m.trim().to_ascii_lowercase();
+        anyhow::ensure!(
+            decomposed.is_some() || name == "dps",
+            "--method {m}: the {} operator has no T/Λ decomposition; use dps",
+            op.name()
+        );
+        let algorithm = match name.as_str() {
             "score" => {
                 let mut c = projection;
                 c.snr = s.snr.unwrap_or(c.snr);
@@ -376,41 +386,11 @@ fn score_methods(
             device,
             s.steps,
             algorithm,
-            Some(op.clone()),
+            decomposed.clone(),
             s.samples,
         )
         .with_context(|| format!("--method {m} --model {}", dir.display()))?;
-        method.check_operator(op.as_ref())?;
-        out.push(Box::new(method));
-    }
-    Ok(out)
-}
-
-/// `dps` for operators without a decomposition (multi-coil SENSE).
-fn score_methods_dps(
-    methods: &[String],
-    s: &ScoreArgs,
-    device: Device,
-    op: &tasks::TaskOperator,
-) -> Result<Vec<Box<dyn Method>>> {
-    let mut out: Vec<Box<dyn Method>> = Vec::new();
-    for m in methods {
-        let dir = s
-            .model
-            .as_ref()
-            .with_context(|| format!("--method {m} needs a trained model: pass --model RUN_DIR"))?;
-        let mut c = DpsConfig::default();
-        c.zeta = s.zeta.unwrap_or(c.zeta);
-        let method = ScoreMethod::from_model_dir(
-            dir,
-            device,
-            s.steps,
-            ScoreAlgorithm::Dps(c),
-            None,
-            s.samples,
-        )
-        .with_context(|| format!("--method {m} --model {}", dir.display()))?;
-        method.check_operator(op.op())?;
+        method.check_operator(op)?;
         out.push(Box::new(method));
     }
     Ok(out)
@@ -669,28 +649,20 @@ fn run_study(cfg: TaskConfig, s: StudyArgs, device: Device) -> Result<()> {
         tasks::check_image_shape(kind, &c.name, &c.truth.size())?;
     }
     let op = cfg.build(&size, s.seed, device)?;
-    if s.method.iter().any(|m| is_score_method(m)) {
-        // A second, identical operator (same seed) shared with the score samplers.
-        let twin = cfg.build(&size, s.seed, device)?;
-        let projection = match kind {
-            TaskKind::Mri => ProjectionConfig::mri(),
-            _ => ProjectionConfig::default(),
-        };
-        match twin.into_decomposed() {
-            Some(d) => methods.extend(score_methods(&s.method, &s.score, d, projection, device)?),
-            None => {
-                let mut dps_only = Vec::new();
-                for m in s.method.iter().filter(|m| is_score_method(m)) {
-                    anyhow::ensure!(
-                        m.trim().eq_ignore_ascii_case("dps"),
-                        "--method {m}: multi-coil SENSE has no T/Λ decomposition; use dps"
-                    );
-                    dps_only.push(m.clone());
-                }
-                methods.extend(score_methods_dps(&dps_only, &s.score, device, &op)?);
-            }
-        }
-    }
+    let description = op.describe();
+    let (op, decomposed) = op.into_shared();
+    let projection = match kind {
+        TaskKind::Mri => ProjectionConfig::mri(),
+        _ => ProjectionConfig::default(),
+    };
+    methods.extend(score_methods(
+        &s.method,
+        &s.score,
+        op.as_ref(),
+        decomposed,
+        projection,
+        device,
+    )?);
     check_out_folder(&s.out)?;
     std::fs::create_dir_all(&s.out).with_context(|| format!("creating {}", s.out.display()))?;
     let cases = select_shard(cases, s.shard)?;
@@ -709,7 +681,7 @@ fn run_study(cfg: TaskConfig, s: StudyArgs, device: Device) -> Result<()> {
             name: case.name.clone(),
             truth: case.truth.to_device(device),
         };
-        let out = study::run_case(op.op(), &noise_fn, &case, &refs)?;
+        let out = study::run_case(op.as_ref(), &noise_fn, &case, &refs)?;
         study::write_case(&s.out, &out)?;
         records.extend(out.records);
         pb.inc(1);
@@ -718,7 +690,7 @@ fn run_study(cfg: TaskConfig, s: StudyArgs, device: Device) -> Result<()> {
     study::write_metrics(&s.out, &records)?;
     println!(
         "{}, noise {}, device {}",
-        op.describe(),
+        description,
         noise,
         scoreinv::device::device_name(device)
     );

@@ -148,11 +148,8 @@ pub fn load_cases(spec: &str, opts: &CaseOptions) -> Result<Vec<Case>> {
     }
     if let Some(rest) = spec.strip_prefix("fashion-mnist:") {
         let dir = Path::new(crate::train::data::FASHION_MNIST_DIR);
-        let file = ["t10k-images-idx3-ubyte", "t10k-images-idx3-ubyte.gz"]
-            .iter()
-            .map(|n| dir.join(n))
-            .find(|p| p.is_file())
-            .ok_or_else(|| {
+        let file =
+            crate::train::data::find_idx(dir, "t10k-images-idx3-ubyte").ok_or_else(|| {
                 Error::Invalid(format!(
                     "'{spec}': no Fashion-MNIST test set in {} (install the Debian package \
                      dataset-fashion-mnist)",

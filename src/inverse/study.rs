@@ -208,6 +208,16 @@ pub fn format_table(records: &[Record]) -> String {
     s
 }
 
+/// One row of `n` panels on a white 2-pixel frame.
+fn side_by_side(n: usize) -> GridOptions {
+    GridOptions {
+        nrow: n,
+        padding: 2,
+        pad_value: 1.0,
+        ..GridOptions::default()
+    }
+}
+
 /// Writes `<name>.png` (truth | each method | |error| of the last method, ×4),
 /// `<name>_<method>.npy` for every reconstruction and, for methods with posterior samples,
 /// `<name>_<method>_std.png` (|error| | posterior std, both ×4, so a calibrated std map looks
@@ -221,13 +231,11 @@ pub fn write_case(dir: &Path, out: &CaseOutput) -> Result<()> {
         panels.push(((last - &out.truth).abs() * 4.0).clamp(0.0, 1.0));
     }
     let stack = Tensor::stack(&panels, 0).to_device(tch::Device::Cpu);
-    let opts = GridOptions {
-        nrow: panels.len(),
-        padding: 2,
-        pad_value: 1.0,
-        ..GridOptions::default()
-    };
-    io::save_grid_png(dir.join(format!("{}.png", out.name)), &stack, &opts)?;
+    io::save_grid_png(
+        dir.join(format!("{}.png", out.name)),
+        &stack,
+        &side_by_side(panels.len()),
+    )?;
     for (m, r) in &out.recons {
         let a = io::tensor_to_array::<f32>(&r.to_device(tch::Device::Cpu))?;
         io::npy::write_npy(&dir.join(format!("{}_{}.npy", out.name, m)), &a)?;
@@ -239,12 +247,7 @@ pub fn write_case(dir: &Path, out: &CaseOutput) -> Result<()> {
         let err = ((r - &out.truth).abs() * 4.0).clamp(0.0, 1.0);
         let stack =
             Tensor::stack(&[err, (sd * 4.0).clamp(0.0, 1.0)], 0).to_device(tch::Device::Cpu);
-        let opts = GridOptions {
-            nrow: 2,
-            padding: 2,
-            pad_value: 1.0,
-            ..GridOptions::default()
-        };
+        let opts = side_by_side(2);
         io::save_grid_png(
             dir.join(format!("{}_{}_std.png", out.name, m)),
             &stack,

@@ -468,17 +468,32 @@ pub fn check_image_shape(kind: TaskKind, name: &str, shape: &[i64]) -> Result<()
 }
 
 impl TaskOperator {
-    /// The operator as a shared [`Decomposed`](scoreinv_operators::Decomposed) for the score
-    /// samplers, or `None` for multi-coil SENSE, which has no `T`/`Λ` decomposition (its
-    /// score-based reconstruction is `dps`).
-    pub fn into_decomposed(self) -> Option<std::sync::Arc<dyn scoreinv_operators::Decomposed>> {
+    /// The operator shared (one object): as a [`LinearOperator`], and as a
+    /// [`Decomposed`](scoreinv_operators::Decomposed) for the score samplers, which is `None`
+    /// for multi-coil SENSE (no `T`/`Λ` decomposition; its score-based reconstruction is `dps`).
+    #[allow(clippy::type_complexity)]
+    pub fn into_shared(
+        self,
+    ) -> (
+        std::sync::Arc<dyn LinearOperator>,
+        Option<std::sync::Arc<dyn scoreinv_operators::Decomposed>>,
+    ) {
         use std::sync::Arc;
+        fn both<T: scoreinv_operators::Decomposed + 'static>(
+            a: T,
+        ) -> (
+            Arc<dyn LinearOperator>,
+            Option<Arc<dyn scoreinv_operators::Decomposed>>,
+        ) {
+            let a = Arc::new(a);
+            (a.clone(), Some(a))
+        }
         match self {
-            TaskOperator::Ct(a) => Some(Arc::new(a)),
-            TaskOperator::Mri(a) => Some(Arc::new(a)),
-            TaskOperator::Sense(_) => None,
-            TaskOperator::Inpaint(a) => Some(Arc::new(a)),
-            TaskOperator::Colorize(a) => Some(Arc::new(a)),
+            TaskOperator::Ct(a) => both(a),
+            TaskOperator::Mri(a) => both(a),
+            TaskOperator::Sense(a) => (Arc::new(a), None),
+            TaskOperator::Inpaint(a) => both(a),
+            TaskOperator::Colorize(a) => both(a),
         }
     }
 

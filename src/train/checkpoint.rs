@@ -291,7 +291,7 @@ pub fn tensors_name(step: u64) -> String {
 /// end of a run) of the latest checkpoint in `run_dir` to `model_dir`, without the training data
 /// and without touching the run: a snapshot of a run still in progress. Returns the step.
 pub fn export_model(run_dir: &Path, model_dir: &Path) -> Result<u64> {
-    use crate::models::model_dir::{save_model_dir, ModelDirConfig, TrainingInfo, MODEL_FORMAT};
+    use crate::models::model_dir::save_model_dir;
     let (meta, file) = read_checkpoint(run_dir)?;
     let mut weights = Vec::new();
     let mut names = file.names();
@@ -307,18 +307,7 @@ pub fn export_model(run_dir: &Path, model_dir: &Path) -> Result<u64> {
             msg: "no EMA weights ('ema/…' tensors) in the checkpoint".into(),
         });
     }
-    let cfg = ModelDirConfig {
-        format: MODEL_FORMAT.into(),
-        model: meta.config.model.clone(),
-        sde: meta.config.sde,
-        score: meta.config.score,
-        data: meta.data.clone(),
-        training: Some(TrainingInfo {
-            step: meta.step,
-            ema_rate: meta.config.optim.ema_rate,
-            loss: meta.config.loss.name().into(),
-        }),
-    };
+    let cfg = super::model_dir_config(&meta.config, &meta.data, meta.step);
     // Written next to the target and checked to load before it replaces anything.
     let name = model_dir
         .file_name()

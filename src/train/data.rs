@@ -191,7 +191,8 @@ pub enum DataSource {
 /// each).
 pub const TRAIN_PHANTOM_SEED: u64 = 0x7261_696e_0000_0001;
 
-fn find_idx(dir: &Path, stem: &str) -> Option<PathBuf> {
+/// `dir/stem` or `dir/stem.gz`, whichever exists.
+pub fn find_idx(dir: &Path, stem: &str) -> Option<PathBuf> {
     [stem.to_string(), format!("{stem}.gz")]
         .iter()
         .map(|n| dir.join(n))

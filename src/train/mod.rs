@@ -379,18 +379,7 @@ impl Trainer {
 
     /// Writes the EMA weights as a model directory (see [`crate::models::model_dir`]).
     pub fn export_model_dir(&self, dir: &Path) -> Result<()> {
-        let cfg = ModelDirConfig {
-            format: MODEL_FORMAT.into(),
-            model: self.cfg.model.clone(),
-            sde: self.cfg.sde,
-            score: self.cfg.score,
-            data: self.train.info.clone(),
-            training: Some(TrainingInfo {
-                step: self.step,
-                ema_rate: self.cfg.optim.ema_rate,
-                loss: self.cfg.loss.name().into(),
-            }),
-        };
+        let cfg = model_dir_config(&self.cfg, &self.train.info, self.step);
         save_model_dir(dir, &cfg, &self.ema_weights())
     }
 
@@ -522,5 +511,22 @@ impl CsvLog {
     }
     pub(crate) fn flush(&mut self) -> Result<()> {
         self.w.flush().map_err(|e| Error::io(&self.path, e))
+    }
+}
+
+/// The `config.json` of the model directory exported from a run with configuration `cfg` on
+/// data `data` after `step` steps.
+pub fn model_dir_config(cfg: &TrainConfig, data: &DataInfo, step: u64) -> ModelDirConfig {
+    ModelDirConfig {
+        format: MODEL_FORMAT.into(),
+        model: cfg.model.clone(),
+        sde: cfg.sde,
+        score: cfg.score,
+        data: data.clone(),
+        training: Some(TrainingInfo {
+            step,
+            ema_rate: cfg.optim.ema_rate,
+            loss: cfg.loss.name().into(),
+        }),
     }
 }
