@@ -10,7 +10,7 @@ use std::path::PathBuf;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Training data: gaussian2d[:N], fashion-mnist, phantom:ellipses:N, invesalius[:FILE.inv3],
+    /// Training data: gaussian2d[:N], fashion-mnist, phantom:ellipses:N, invesalius[:FILE.inv3], photos:N:PATH[,PATH…] (random crops of photos),
     /// nifti:A.nii.gz[,B.nii.gz…], a folder with IDX files or images, an IDX file, or a .npy
     /// stack.
     #[arg(long)]
@@ -18,7 +18,7 @@ pub struct Args {
     /// Run directory (checkpoints, loss.csv, heldout.csv, model/).
     #[arg(long)]
     pub out: PathBuf,
-    /// Named configuration (tiny, toy2d, ncsnpp-tiny, ncsnpp-64, ddpmpp-fmnist); default tiny.
+    /// Named configuration (tiny, toy2d, ncsnpp-tiny, ncsnpp-64, ncsnpp-color-64, ddpmpp-fmnist); default tiny.
     #[arg(long, conflicts_with = "config")]
     pub preset: Option<String>,
     /// Configuration file (TOML, or JSON by extension).

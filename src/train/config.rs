@@ -147,7 +147,14 @@ impl Default for TrainConfig {
 }
 
 /// Names accepted by [`preset`].
-pub const PRESETS: &[&str] = &["tiny", "toy2d", "ncsnpp-tiny", "ncsnpp-64", "ddpmpp-fmnist"];
+pub const PRESETS: &[&str] = &[
+    "tiny",
+    "toy2d",
+    "ncsnpp-tiny",
+    "ncsnpp-64",
+    "ncsnpp-color-64",
+    "ddpmpp-fmnist",
+];
 
 impl TrainConfig {
     /// Takes the image geometry of NCSN++ (`data.num_channels`, `data.image_size`,
@@ -214,6 +221,29 @@ fn shipped_cpu_schedule(cfg: &mut TrainConfig, batch: usize) {
     cfg.training.checkpoint_freq = 250;
 }
 
+/// The small VE NCSN++ of the shipped 64×64 priors (biggan blocks, FIR, progressive input,
+/// Fourier embedding; nf 16, ch_mult 1,2,2,2, one block per level, attention at 8×8) on the VE
+/// SDE with σ_min 0.01 and the given σ_max, trained with [`shipped_cpu_schedule`] at batch 16.
+/// The channel count and size come from the data ([`TrainConfig::fitted_to`]).
+fn small_ncsnpp_ve(cfg: &mut TrainConfig, sigma_max: f64) {
+    let mut sc = crate::models::config::ScoreSdeConfig::default();
+    sc.model.nf = 16;
+    sc.model.ch_mult = vec![1, 2, 2, 2];
+    sc.model.num_res_blocks = 1;
+    sc.model.attn_resolutions = vec![8];
+    sc.model.fourier_scale = 16.0;
+    sc.model.sigma_max = sigma_max;
+    sc.model.sigma_min = 0.01;
+    cfg.model = ModelConfig::Ncsnpp(sc);
+    cfg.sde = SdeConfig::Ve {
+        sigma_min: 0.01,
+        sigma_max,
+        n: 1000,
+    };
+    cfg.score.scale_by_sigma = false;
+    shipped_cpu_schedule(cfg, 16);
+}
+
 /// A named preset.
 ///
 /// * `tiny`: MLP (64 wide, 2 layers) on VE, 200 steps of batch 16, seconds on a CPU; for smoke
@@ -224,6 +254,8 @@ fn shipped_cpu_schedule(cfg: &mut TrainConfig, batch: usize) {
 /// * `ncsnpp-tiny`: a few-thousand-parameter NCSN++ for tests.
 /// * `ncsnpp-64`: the shipped CT and MRI priors (`ct-ellipses`, `ct-head`, `mri-brain`): VE NCSN++ at 64×64×1,
 ///   σ_max 30, batch 16, lr 5e-4 (model cards in `data/models/`).
+/// * `ncsnpp-color-64`: the shipped `color-64` prior: the same network on RGB 64×64 photo crops,
+///   σ_max 100.
 /// * `ddpmpp-fmnist`: the shipped `fashion-mnist` prior: VP DDPM++ at 28×28×1, batch 32.
 pub fn preset(name: &str) -> Result<TrainConfig> {
     let mut cfg = TrainConfig::default();
@@ -290,27 +322,17 @@ pub fn preset(name: &str) -> Result<TrainConfig> {
         }
         "ncsnpp-64" => {
             // The CPU-trainable CT prior of the shipped `ct-ellipses` / `ct-head` models: VE
-            // NCSN++ (biggan blocks, FIR, progressive input, Fourier embedding) at 64×64×1,
-            // widths cut down so a step of batch 16 takes about a second on 2 CPU cores.
-            // σ_max = 30 ≥ the largest pairwise distance of such 64² images in [0, 1] (measured: 27 for
-            // 500 ellipse phantoms, 20 for the head-CT axial slices)
+            // NCSN++ at 64×64×1, widths cut down so a step of batch 16 takes about a second on
+            // 2 CPU cores. σ_max = 30 ≥ the largest pairwise distance of such 64² images in
+            // [0, 1] (measured: 27 for 500 ellipse phantoms, 20 for the head-CT axial slices)
             // (Technique 1 of Song & Ermon 2020, "Improved techniques").
-            let mut sc = crate::models::config::ScoreSdeConfig::default();
-            sc.model.nf = 16;
-            sc.model.ch_mult = vec![1, 2, 2, 2];
-            sc.model.num_res_blocks = 1;
-            sc.model.attn_resolutions = vec![8];
-            sc.model.fourier_scale = 16.0;
-            sc.model.sigma_max = 30.0;
-            sc.model.sigma_min = 0.01;
-            cfg.model = ModelConfig::Ncsnpp(sc);
-            cfg.sde = SdeConfig::Ve {
-                sigma_min: 0.01,
-                sigma_max: 30.0,
-                n: 1000,
-            };
-            cfg.score.scale_by_sigma = false;
-            shipped_cpu_schedule(&mut cfg, 16);
+            small_ncsnpp_ve(&mut cfg, 30.0);
+        }
+        "ncsnpp-color-64" => {
+            // The shipped `color-64` prior: the same network on RGB 64×64 crops of photos,
+            // σ_max = 100 ≥ the largest pairwise distance of such crops in [0, 1] (measured: 95
+            // for 600 random crops of data/color-photos.txt).
+            small_ncsnpp_ve(&mut cfg, 100.0);
         }
         "ddpmpp-fmnist" => {
             // The shipped `fashion-mnist` prior: DDPM++ (cont.) on the VP SDE, as

@@ -6,6 +6,8 @@
 //! * `fashion-mnist` (the Debian `dataset-fashion-mnist` folder
 //!   `/usr/share/datasets/fashion-mnist`) or any folder with `train-images-idx3-ubyte[.gz]`
 //!   (and optionally `train-labels-idx1-ubyte[.gz]`), or a single IDX image file;
+//! * `fashion-mnist:test`: the 10 000 test images and labels of that package (`t10k-*`); an
+//!   `X-images-idx3-ubyte[.gz]` file takes its labels from `X-labels-idx1-ubyte[.gz]` beside it;
 //! * a `.npy` stack `[N, D]` (vectors), `[N, H, W]` or `[N, C, H, W]` (images) of u8, f32 or f64;
 //! * a folder of PNG/TIFF/JPEG images of one size;
 //! * `phantom:ellipses:N`: N random-ellipse phantoms (Adler & Öktem 2018 distribution, one
@@ -20,6 +22,10 @@
 //!   `reconstruct --ground-truth VOLUME#z=K` does, and resized to `--size` × `--size` (default
 //!   64; non-square slices are stretched, as evaluation cases are); slices that are mostly background (mean below 0.1) are dropped.
 //!
+//! * `photos:N:PATH[,PATH…]`: N random multi-scale square crops (see [`photos`]) of the colour
+//!   photos named by image files, folders or `.txt` lists (e.g. `data/color-photos.txt`),
+//!   rendered at `--size` (default 64).
+//!
 //! `scoreinv train --size S` resamples any image source to `S × S`.
 //!
 //! Images are mapped to `[0, 1]` (u8 by /255; float stacks by their min/max unless already in
@@ -32,6 +38,7 @@
 
 pub mod folder;
 pub mod idx;
+pub mod photos;
 
 use super::rng::{Purpose, Stream};
 use crate::models::model_dir::DataInfo;
@@ -185,6 +192,8 @@ pub enum DataSource {
     Invesalius(PathBuf),
     /// Axial slices of NIfTI volumes.
     Nifti(Vec<PathBuf>),
+    /// `n` random multi-scale crops of colour photos (files, folders, `.txt` lists).
+    Photos { n: usize, paths: Vec<PathBuf> },
 }
 
 /// Seed of the random-ellipse training stream (evaluation phantoms use small seeds, one stream
@@ -234,6 +243,18 @@ impl DataSource {
             }
             return Ok(DataSource::Nifti(paths));
         }
+        if let Some(rest) = spec.strip_prefix("photos:") {
+            let (n, list) = rest.split_once(':').ok_or_else(|| {
+                Error::Invalid(format!("--data {spec}: expected photos:N:PATH[,PATH…]"))
+            })?;
+            let n = n.parse::<usize>().ok().filter(|&n| n > 0).ok_or_else(|| {
+                Error::Invalid(format!("--data {spec}: '{n}' is not a positive crop count"))
+            })?;
+            let paths: Vec<PathBuf> = list.split(',').map(PathBuf::from).collect();
+            // Checks every path now (missing files, empty lists), before any training starts.
+            photos::expand_paths(&paths)?;
+            return Ok(DataSource::Photos { n, paths });
+        }
         if spec == "invesalius" {
             return Ok(DataSource::Invesalius(PathBuf::from(
                 crate::data::invesalius::CRANIUM_INV3,
@@ -241,6 +262,16 @@ impl DataSource {
         }
         if let Some(p) = spec.strip_prefix("invesalius:") {
             return Ok(DataSource::Invesalius(PathBuf::from(p)));
+        }
+        if spec == "fashion-mnist:test" {
+            let dir = Path::new(FASHION_MNIST_DIR);
+            let images = find_idx(dir, "t10k-images-idx3-ubyte").ok_or_else(|| {
+                Error::Invalid(format!(
+                    "--data {spec}: no t10k-images-idx3-ubyte[.gz] in {FASHION_MNIST_DIR} (install the Debian package dataset-fashion-mnist)"
+                ))
+            })?;
+            let labels = find_idx(dir, "t10k-labels-idx1-ubyte");
+            return Ok(DataSource::Idx { images, labels });
         }
         let path = if spec == "fashion-mnist" {
             PathBuf::from(FASHION_MNIST_DIR)
@@ -273,9 +304,14 @@ impl DataSource {
         if name.ends_with(".npy") {
             Ok(DataSource::Npy(path))
         } else if name.contains("idx3-ubyte") || name.contains("idx") {
+            // `X-images-idx3-ubyte[.gz]` takes its labels from `X-labels-idx1-ubyte[.gz]` beside it.
+            let labels = name.find("-images-idx3-ubyte").and_then(|i| {
+                let stem = format!("{}-labels-idx1-ubyte", &name[..i]);
+                find_idx(path.parent()?, &stem)
+            });
             Ok(DataSource::Idx {
                 images: path,
-                labels: None,
+                labels,
             })
         } else {
             Err(Error::Invalid(format!(
@@ -354,6 +390,26 @@ impl DataSource {
                     centered,
                     data_range: Some((0.0, 1.0)),
                     source: format!("{} ({n} axial slices at {s}x{s})", names.join(", ")),
+                };
+                Dataset::new(info.normalize(&x), None, info)
+            }
+            DataSource::Photos { n, paths } => {
+                let s = size.unwrap_or(64);
+                let files = photos::expand_paths(paths)?;
+                let x = photos::photo_crops(&files, *n, s as u32, photos::TRAIN_CROP_SEED)?;
+                let info = DataInfo {
+                    shape: vec![3, s, s],
+                    centered,
+                    data_range: Some((0.0, 1.0)),
+                    source: format!(
+                        "{n} random crops at {s}x{s} of {} photos ({})",
+                        files.len(),
+                        paths
+                            .iter()
+                            .map(|p| p.display().to_string())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
                 };
                 Dataset::new(info.normalize(&x), None, info)
             }

@@ -5,23 +5,25 @@
 use crate::{Error, Result};
 use std::path::{Path, PathBuf};
 
+/// Whether the path names an image the `image` crate reads here (by extension: PNG, TIFF, JPEG).
+pub fn is_image(p: &Path) -> bool {
+    p.extension()
+        .and_then(|e| e.to_str())
+        .map(|e| {
+            matches!(
+                e.to_ascii_lowercase().as_str(),
+                "png" | "tif" | "tiff" | "jpg" | "jpeg"
+            )
+        })
+        .unwrap_or(false)
+}
+
 /// Image files of `dir` (by extension), sorted by name.
 pub fn list_images(dir: &Path) -> Result<Vec<PathBuf>> {
     let rd = std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))?;
     let mut files: Vec<PathBuf> = rd
         .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| {
-            p.is_file()
-                && p.extension()
-                    .and_then(|e| e.to_str())
-                    .map(|e| {
-                        matches!(
-                            e.to_ascii_lowercase().as_str(),
-                            "png" | "tif" | "tiff" | "jpg" | "jpeg"
-                        )
-                    })
-                    .unwrap_or(false)
-        })
+        .filter(|p| p.is_file() && is_image(p))
         .collect();
     files.sort();
     Ok(files)
