@@ -324,6 +324,51 @@ fn cli_trains_resumes_and_refuses_unlabelled_data() {
     let (_, cfg) = load_classifier_dir(&c.join("classifier"), Device::Cpu).unwrap();
     assert!(cfg.clean);
     assert_eq!(cfg.accuracy.len(), 1);
+    // eval-classifier scores a saved classifier on labelled data: one row per time bin, and a
+    // JSON copy of the table.
+    let eval = |args: &[&str]| {
+        std::process::Command::new(bin)
+            .args(["--device", "cpu", "--threads", "1", "eval-classifier"])
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let json = dir.path().join("acc.json");
+    let clf = out.join("classifier");
+    let r = eval(&[
+        "--classifier",
+        clf.to_str().unwrap(),
+        "--data",
+        "mixture2d:600",
+        "--n-t-bins",
+        "4",
+        "--json",
+        json.to_str().unwrap(),
+    ]);
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    let rows = v["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 5, "t = ε and 4 bins");
+    for row in rows {
+        let a = row["accuracy"].as_f64().unwrap();
+        assert!((0.0..=1.0).contains(&a) && row["n"] == 600, "{row}");
+    }
+    // Unlabelled data and a missing classifier are refused with the reason.
+    let r = eval(&[
+        "--classifier",
+        clf.to_str().unwrap(),
+        "--data",
+        "gaussian2d:10",
+    ]);
+    assert!(!r.status.success());
+    let e = String::from_utf8_lossy(&r.stderr);
+    assert!(
+        e.contains("labels") || e.contains("shape") || e.contains("trained on"),
+        "{e}"
+    );
+    let r = eval(&["--classifier", "no/such/dir", "--data", "mixture2d:10"]);
+    assert!(!r.status.success());
+    assert!(String::from_utf8_lossy(&r.stderr).contains("does not exist"));
 }
 
 /// Fashion-MNIST: a few hundred steps of the tiny conv classifier (held-out accuracy per noise

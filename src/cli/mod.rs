@@ -6,6 +6,7 @@ use scoreinv::device::DeviceChoice;
 
 mod bench;
 mod doctor;
+mod eval_classifier;
 mod latent;
 mod likelihood;
 mod merge;
@@ -57,6 +58,8 @@ pub enum Command {
     Interpolate(latent::InterpolateArgs),
     /// Train a time-dependent (or, with --clean, ordinary) classifier for class guidance.
     TrainClassifier(train_classifier::Args),
+    /// Accuracy of a trained classifier on labelled data (e.g. the Fashion-MNIST test set).
+    EvalClassifier(eval_classifier::Args),
 }
 
 pub fn run() -> Result<()> {
@@ -84,5 +87,6 @@ pub fn run() -> Result<()> {
         Command::Interpolate(args) => latent::run_interpolate(args, choice.resolve()?),
         Command::Simulate(args) => simulate::run(args, choice.resolve()?),
         Command::TrainClassifier(args) => train_classifier::run(args, choice),
+        Command::EvalClassifier(args) => eval_classifier::run(args, choice.resolve()?),
     }
 }

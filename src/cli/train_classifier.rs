@@ -55,7 +55,7 @@ pub struct Args {
     pub centered: bool,
 }
 
-fn load_data(spec: &str, centered: bool) -> Result<Dataset> {
+pub(super) fn load_data(spec: &str, centered: bool) -> Result<Dataset> {
     if let Some(rest) = spec.strip_prefix("mixture2d") {
         let n = match rest.strip_prefix(':') {
             Some(n) => n

@@ -653,18 +653,9 @@ impl ClassifierTrainer {
             let t = Tensor::full([b], eps, (Kind::Float, x0.device()));
             return (x0.shallow_clone(), t);
         }
-        let u = stream.uniform(b as usize);
-        let ts: Vec<f32> = u.iter().map(|&u| (lo + (hi - lo) * u) as f32).collect();
-        let t = Tensor::from_slice(&ts).to_device(x0.device());
-        let z = stream.normal(&x0.size(), Kind::Float, x0.device());
-        let (mean, std) = self.model_sde_marginal(x0, &t);
-        (mean + bcast(&std.to_kind(Kind::Float), x0) * z, t)
-    }
-
-    fn model_sde_marginal(&self, x0: &Tensor, t: &Tensor) -> (Tensor, Tensor) {
         // The SDE config was validated at construction.
         let sde = self.cfg.sde.build().expect("validated SDE");
-        sde.marginal_prob(x0, t)
+        perturb_in_bin(sde.as_ref(), x0, stream, lo, hi)
     }
 
     fn trainable_params(&self) -> Vec<Tensor> {
@@ -747,17 +738,7 @@ impl ClassifierTrainer {
         let idx: Vec<i64> = (0..n as i64).collect();
         let x0 = ho.gather(&idx).to_device(self.device);
         let y = ho_labels.narrow(0, 0, n as i64).to_device(self.device);
-        let eps = self.cfg.eps_or_default();
-        let mut bins = vec![(eps, eps)];
-        if !self.cfg.clean {
-            let k = self.cfg.n_t_bins;
-            bins.extend((0..k).map(|i| {
-                (
-                    eps + (1.0 - eps) * i as f64 / k as f64,
-                    eps + (1.0 - eps) * (i + 1) as f64 / k as f64,
-                )
-            }));
-        }
+        let bins = accuracy_bins(self.cfg.eps_or_default(), self.cfg.n_t_bins, self.cfg.clean);
         let backup: Vec<Tensor> = self.params.iter().map(|p| p.detach().copy()).collect();
         tch::no_grad(|| {
             for (p, s) in self.params.iter_mut().zip(&self.ema.shadow) {
@@ -773,15 +754,12 @@ impl ClassifierTrainer {
             let mut start = 0i64;
             while start < n as i64 {
                 let len = chunk.min(n as i64 - start);
-                let pred = tch::no_grad(|| {
-                    self.model
-                        .logits_train(&xt.narrow(0, start, len), &t.narrow(0, start, len), false)
-                        .argmax(1, false)
-                });
-                correct += pred
-                    .eq_tensor(&y.narrow(0, start, len))
-                    .sum(Kind::Int64)
-                    .int64_value(&[]);
+                correct += n_correct(
+                    &self.model,
+                    &xt.narrow(0, start, len),
+                    &t.narrow(0, start, len),
+                    &y.narrow(0, start, len),
+                );
                 start += len;
             }
             rows.push(AccuracyRow {
@@ -990,6 +968,120 @@ impl ClassifierTrainer {
         });
         Ok(())
     }
+}
+
+/// `x_t = m(t) x₀ + s(t) z` with `t ~ U(lo, hi)` per sample and `z ~ N(0, I)`, both from
+/// `stream` (the transition kernel of `sde`); returns `(x_t, t)`.
+fn perturb_in_bin(
+    sde: &dyn crate::sde::Sde,
+    x0: &Tensor,
+    stream: &mut Stream,
+    lo: f64,
+    hi: f64,
+) -> (Tensor, Tensor) {
+    let b = x0.size()[0];
+    let u = stream.uniform(b as usize);
+    let ts: Vec<f32> = u.iter().map(|&u| (lo + (hi - lo) * u) as f32).collect();
+    let t = Tensor::from_slice(&ts).to_device(x0.device());
+    let z = stream.normal(&x0.size(), Kind::Float, x0.device());
+    let (mean, std) = sde.marginal_prob(x0, &t);
+    (mean + bcast(&std.to_kind(Kind::Float), x0) * z, t)
+}
+
+/// How many of `x` (at times `t`) the classifier assigns to their labels `y`.
+fn n_correct(net: &NetClassifier, x: &Tensor, t: &Tensor, y: &Tensor) -> i64 {
+    let pred = tch::no_grad(|| net.logits_train(x, t, false).argmax(1, false));
+    pred.eq_tensor(y).sum(Kind::Int64).int64_value(&[])
+}
+
+/// The time bins of an accuracy table: `t = ε`, then (time-dependent classifiers) `k` equal bins
+/// of `[ε, 1]`.
+fn accuracy_bins(eps: f64, k: usize, clean: bool) -> Vec<(f64, f64)> {
+    let mut bins = vec![(eps, eps)];
+    if !clean {
+        bins.extend((0..k).map(|i| {
+            (
+                eps + (1.0 - eps) * i as f64 / k as f64,
+                eps + (1.0 - eps) * (i + 1) as f64 / k as f64,
+            )
+        }));
+    }
+    bins
+}
+
+/// Accuracy of a saved classifier on a labelled dataset in its data space (e.g. the
+/// Fashion-MNIST test set): the row `t = ε` (`ε` = the SDE's sampling ε), then, for a
+/// time-dependent classifier, `n_t_bins` equal bins of `[ε, 1]` with `x_t = m(t) x₀ + s(t) z`
+/// drawn from fixed streams (`seed`), as the held-out table of training (`n_t_bins = 0`: only
+/// the row `t = ε`).
+pub fn dataset_accuracy(
+    net: &NetClassifier,
+    cfg: &ClassifierDirConfig,
+    data: &Dataset,
+    n_t_bins: usize,
+    seed: u64,
+    device: Device,
+) -> Result<Vec<AccuracyRow>> {
+    if data.info.shape != cfg.data.shape || data.info.centered != cfg.data.centered {
+        return Err(Error::Invalid(format!(
+            "the classifier was trained on {:?} images{} but the data is {:?}{}",
+            cfg.data.shape,
+            if cfg.data.centered {
+                " in [-1, 1]"
+            } else {
+                " in [0, 1]"
+            },
+            data.info.shape,
+            if data.info.centered {
+                " in [-1, 1]"
+            } else {
+                " in [0, 1]"
+            },
+        )));
+    }
+    let labels = data.labels.as_ref().ok_or_else(|| {
+        Error::Invalid(format!("{}: no labels to score against", data.info.source))
+    })?;
+    if let Some(&bad) = labels.iter().find(|&&l| l as i64 >= cfg.n_classes) {
+        return Err(Error::Invalid(format!(
+            "label {bad} in {} is outside the classifier's {} classes",
+            data.info.source, cfg.n_classes
+        )));
+    }
+    let sde = cfg.sde.build()?;
+    let eps = sde.sampling_eps();
+    let bins = accuracy_bins(eps, n_t_bins, cfg.clean);
+    let n = data.len() as i64;
+    let y_all = Tensor::from_slice(&labels.iter().map(|&l| l as i64).collect::<Vec<_>>());
+    let chunk = 512i64;
+    let mut rows = Vec::with_capacity(bins.len());
+    for (bi, &(lo, hi)) in bins.iter().enumerate() {
+        let mut stream = Stream::new(seed, bi as u64, Purpose::Eval);
+        let mut correct = 0i64;
+        let mut start = 0i64;
+        while start < n {
+            let len = chunk.min(n - start);
+            let x0 = data.data.narrow(0, start, len).to_device(device);
+            let (xt, t) = if cfg.clean {
+                (
+                    x0.shallow_clone(),
+                    Tensor::full([len], eps, (Kind::Float, device)),
+                )
+            } else {
+                perturb_in_bin(sde.as_ref(), &x0, &mut stream, lo, hi)
+            };
+            let y = y_all.narrow(0, start, len).to_device(device);
+            correct += n_correct(net, &xt, &t, &y);
+            start += len;
+        }
+        rows.push(AccuracyRow {
+            t_lo: lo,
+            t_hi: hi,
+            accuracy: correct as f64 / n as f64,
+            n: n as usize,
+        });
+    }
+    Ok(rows)
 }
 
 /// Reads `run_dir/classifier-checkpoint.json` and opens (and checks) the tensor file it names.
