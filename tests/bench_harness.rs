@@ -58,6 +58,7 @@ fn speedup_above_one_means_scoreinv_is_faster() {
     assert_eq!(speedup(Direction::HigherIsBetter, 30.0, 0.0), None);
     assert_eq!(speedup(Direction::LowerIsBetter, f64::NAN, 1.0), None);
     assert_eq!(Direction::of_unit("s").unwrap(), Direction::LowerIsBetter);
+    assert_eq!(Direction::of_unit("NFE").unwrap(), Direction::LowerIsBetter);
     assert_eq!(
         Direction::of_unit("images/s").unwrap(),
         Direction::HigherIsBetter

@@ -29,22 +29,23 @@ pub const PYTHON_ENV: &str = "SCOREINV_PYTHON";
 /// Whether a larger value of a unit is better.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Direction {
-    /// Times (`s`): smaller is faster.
+    /// Times (`s`) and counts of work (`NFE`, score evaluations): smaller is faster.
     LowerIsBetter,
     /// Throughputs (`images/s`, `steps/s`): larger is faster.
     HigherIsBetter,
 }
 
 impl Direction {
-    /// Direction of a unit string: anything ending in `/s` is a throughput, `s` a time.
+    /// Direction of a unit string: anything ending in `/s` is a throughput, `s` a time, `NFE`
+    /// a number of score-network evaluations.
     pub fn of_unit(unit: &str) -> Result<Self> {
         if unit.ends_with("/s") {
             Ok(Direction::HigherIsBetter)
-        } else if unit == "s" {
+        } else if unit == "s" || unit == "NFE" {
             Ok(Direction::LowerIsBetter)
         } else {
             Err(Error::Invalid(format!(
-                "bench unit '{unit}': expected 's' (a time) or '<thing>/s' (a throughput)"
+                "bench unit '{unit}': expected 's' (a time), 'NFE' (score evaluations) or '<thing>/s' (a throughput)"
             )))
         }
     }

@@ -13,6 +13,7 @@ use crate::models::ncsnpp::Ncsnpp;
 use crate::models::score_net::{NetScore, NetScoreOptions};
 use crate::models::TimeConditionedNet;
 use crate::operators::{LinearOperator, ParallelBeamRadon};
+use crate::sampling::ode::{OdeConfig, OdeSampler};
 use crate::sampling::pc::{PcConfig, PcSampler};
 use crate::sde::SdeConfig;
 use crate::train::config::TrainConfig;
@@ -336,6 +337,45 @@ pub fn run_sampler(ctx: &BenchContext, progress: &dyn Fn(&str)) -> Result<Vec<Me
             reference.map(|t| 1.0 / t),
         )?);
     }
+
+    // Probability-flow ODE, adaptive RK45 at score_sde's tolerances (rtol = atol = 1e-5): score
+    // evaluations per sample and seconds per sample (batch 1). The network's weights are the
+    // bench's random ones, so the NFE is that of this network size, not of a trained model.
+    progress(&format!("probability-flow ODE {size}x{size}: scoreinv"));
+    let ode = OdeSampler::new(sde_b.as_ref(), OdeConfig::default())?;
+    let mut nfe = 0usize;
+    let t_ode = tch::no_grad(|| {
+        time(
+            Repeats {
+                warmup: 0,
+                repeats: 1,
+            },
+            dev,
+            &mut || {
+                nfe = ode
+                    .sample(&model, 1, None, (Kind::Float, dev), &mut |_| {})?
+                    .nfe;
+                Ok(())
+            },
+        )
+    })?;
+    let tag = format!("{size}x{size} nf 32 batch 1, RK45 rtol = atol = 1e-5");
+    rows.push(Measurement::new(
+        format!("probability-flow ODE sample, score evaluations per sample, {tag}"),
+        dev,
+        "NFE",
+        nfe as f64,
+        "no reference (count of work)",
+        None,
+    )?);
+    rows.push(Measurement::new(
+        format!("probability-flow ODE sample, seconds per sample, {tag}"),
+        dev,
+        "s",
+        t_ode.median_s,
+        "no reference",
+        None,
+    )?);
 
     // Extrapolated CT reconstruction: one Radon forward and one FBP per step (data consistency).
     progress(&format!("CT {size}x{size}: radon forward + FBP"));
