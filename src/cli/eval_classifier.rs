@@ -36,13 +36,7 @@ pub fn run(args: Args, device: Device) -> Result<()> {
         cfg.step,
         data.info.source,
     );
-    println!("{:>9} {:>9} {:>9} {:>7}", "t_lo", "t_hi", "accuracy", "n");
-    for r in &rows {
-        println!(
-            "{:>9.5} {:>9.5} {:>9.4} {:>7}",
-            r.t_lo, r.t_hi, r.accuracy, r.n
-        );
-    }
+    super::train_classifier::print_accuracy(&rows);
     if let Some(path) = &args.json {
         let v = serde_json::json!({
             "classifier": args.classifier.display().to_string(),

@@ -266,14 +266,9 @@ pub fn run(args: Args, device: Device) -> Result<()> {
             "accuracy": acc,
         });
         let path = out.path.join("classes.json");
+        let text = serde_json::to_string_pretty(&json)?;
         scoreinv::io::atomic::write_atomic(&path, |w| {
-            std::io::Write::write_all(
-                w,
-                serde_json::to_string_pretty(&json)
-                    .unwrap_or_default()
-                    .as_bytes(),
-            )
-            .map_err(|e| scoreinv::Error::io(&path, e))
+            std::io::Write::write_all(w, text.as_bytes()).map_err(|e| scoreinv::Error::io(&path, e))
         })?;
         println!(
             "classes     {:.1} % of the samples are classified as their requested class by {} ({})",

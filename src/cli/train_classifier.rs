@@ -4,8 +4,9 @@ use anyhow::{bail, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 use scoreinv::device::{device_name, DeviceChoice};
 use scoreinv::guidance::train::{
-    classifier_preset, mixture_dataset, read_classifier_checkpoint, toy_mixture, ClassifierEvent,
-    ClassifierTrainConfig, ClassifierTrainer, CLASSIFIER_CHECKPOINT_JSON, CLASSIFIER_PRESETS,
+    classifier_preset, mixture_dataset, read_classifier_checkpoint, toy_mixture, AccuracyRow,
+    ClassifierEvent, ClassifierTrainConfig, ClassifierTrainer, CLASSIFIER_CHECKPOINT_JSON,
+    CLASSIFIER_PRESETS,
 };
 use scoreinv::sde::SdeConfig;
 use scoreinv::train::data::{DataSource, Dataset};
@@ -53,6 +54,17 @@ pub struct Args {
     /// used with (VP/sub-VP models are trained centred), since guidance feeds it the model's x(t).
     #[arg(long)]
     pub centered: bool,
+}
+
+/// Prints an accuracy table (one row per time bin).
+pub(super) fn print_accuracy(rows: &[AccuracyRow]) {
+    println!("  t_lo      t_hi      accuracy  n");
+    for r in rows {
+        println!(
+            "  {:<9.5} {:<9.5} {:<9.4} {}",
+            r.t_lo, r.t_hi, r.accuracy, r.n
+        );
+    }
 }
 
 pub(super) fn load_data(spec: &str, centered: bool) -> Result<Dataset> {
@@ -205,15 +217,25 @@ pub fn run(args: Args, choice: DeviceChoice) -> Result<()> {
     let dir = res?;
     println!("trained to step {}", trainer.step_count());
     println!("held-out accuracy (EMA weights), per time bin:");
-    println!("  t_lo      t_hi      accuracy  n");
     let rows = std::fs::read_to_string(args.out.join("accuracy.csv")).unwrap_or_default();
-    for line in rows.lines().skip(1) {
-        let f: Vec<&str> = line.split(',').collect();
-        if let [lo, hi, acc, n] = f[..] {
+    let rows: Vec<AccuracyRow> = rows
+        .lines()
+        .skip(1)
+        .filter_map(|line| {
+            let f: Vec<&str> = line.split(',').collect();
+            let [lo, hi, acc, n] = f[..] else {
+                return None;
+            };
             let p = |s: &str| s.parse::<f64>().unwrap_or(f64::NAN);
-            println!("  {:<9.5} {:<9.5} {:<9.4} {n}", p(lo), p(hi), p(acc));
-        }
-    }
+            Some(AccuracyRow {
+                t_lo: p(lo),
+                t_hi: p(hi),
+                accuracy: p(acc),
+                n: n.parse().unwrap_or(0),
+            })
+        })
+        .collect();
+    print_accuracy(&rows);
     println!("classifier directory {}", dir.display());
     Ok(())
 }

@@ -754,12 +754,14 @@ impl ClassifierTrainer {
             let mut start = 0i64;
             while start < n as i64 {
                 let len = chunk.min(n as i64 - start);
-                correct += n_correct(
-                    &self.model,
-                    &xt.narrow(0, start, len),
-                    &t.narrow(0, start, len),
-                    &y.narrow(0, start, len),
-                );
+                let logits = tch::no_grad(|| {
+                    self.model.logits_train(
+                        &xt.narrow(0, start, len),
+                        &t.narrow(0, start, len),
+                        false,
+                    )
+                });
+                correct += n_correct(&logits, &y.narrow(0, start, len));
                 start += len;
             }
             rows.push(AccuracyRow {
@@ -988,10 +990,13 @@ fn perturb_in_bin(
     (mean + bcast(&std.to_kind(Kind::Float), x0) * z, t)
 }
 
-/// How many of `x` (at times `t`) the classifier assigns to their labels `y`.
-fn n_correct(net: &NetClassifier, x: &Tensor, t: &Tensor, y: &Tensor) -> i64 {
-    let pred = tch::no_grad(|| net.logits_train(x, t, false).argmax(1, false));
-    pred.eq_tensor(y).sum(Kind::Int64).int64_value(&[])
+/// How many rows of `logits` have their largest entry at their label in `y`.
+fn n_correct(logits: &Tensor, y: &Tensor) -> i64 {
+    logits
+        .argmax(1, false)
+        .eq_tensor(y)
+        .sum(Kind::Int64)
+        .int64_value(&[])
 }
 
 /// The time bins of an accuracy table: `t = ε`, then (time-dependent classifiers) `k` equal bins
@@ -1022,21 +1027,14 @@ pub fn dataset_accuracy(
     seed: u64,
     device: Device,
 ) -> Result<Vec<AccuracyRow>> {
+    let range = |centered: bool| if centered { "[-1, 1]" } else { "[0, 1]" };
     if data.info.shape != cfg.data.shape || data.info.centered != cfg.data.centered {
         return Err(Error::Invalid(format!(
-            "the classifier was trained on {:?} images{} but the data is {:?}{}",
+            "the classifier was trained on {:?} images in {} but the data is {:?} in {}",
             cfg.data.shape,
-            if cfg.data.centered {
-                " in [-1, 1]"
-            } else {
-                " in [0, 1]"
-            },
+            range(cfg.data.centered),
             data.info.shape,
-            if data.info.centered {
-                " in [-1, 1]"
-            } else {
-                " in [0, 1]"
-            },
+            range(data.info.centered),
         )));
     }
     let labels = data.labels.as_ref().ok_or_else(|| {
@@ -1062,16 +1060,16 @@ pub fn dataset_accuracy(
         while start < n {
             let len = chunk.min(n - start);
             let x0 = data.data.narrow(0, start, len).to_device(device);
-            let (xt, t) = if cfg.clean {
-                (
-                    x0.shallow_clone(),
-                    Tensor::full([len], eps, (Kind::Float, device)),
-                )
-            } else {
-                perturb_in_bin(sde.as_ref(), &x0, &mut stream, lo, hi)
-            };
+            let logits = tch::no_grad(|| {
+                if cfg.clean {
+                    net.clean_logits(&x0)
+                } else {
+                    let (xt, t) = perturb_in_bin(sde.as_ref(), &x0, &mut stream, lo, hi);
+                    net.logits_train(&xt, &t, false)
+                }
+            });
             let y = y_all.narrow(0, start, len).to_device(device);
-            correct += n_correct(net, &xt, &t, &y);
+            correct += n_correct(&logits, &y);
             start += len;
         }
         rows.push(AccuracyRow {

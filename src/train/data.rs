@@ -192,8 +192,13 @@ pub enum DataSource {
     Invesalius(PathBuf),
     /// Axial slices of NIfTI volumes.
     Nifti(Vec<PathBuf>),
-    /// `n` random multi-scale crops of colour photos (files, folders, `.txt` lists).
-    Photos { n: usize, paths: Vec<PathBuf> },
+    /// `n` random multi-scale crops of colour photos: `paths` as given (files, folders, `.txt`
+    /// lists), `files` the images they name (expanded once, when parsed).
+    Photos {
+        n: usize,
+        paths: Vec<PathBuf>,
+        files: Vec<PathBuf>,
+    },
 }
 
 /// Seed of the random-ellipse training stream (evaluation phantoms use small seeds, one stream
@@ -252,8 +257,8 @@ impl DataSource {
             })?;
             let paths: Vec<PathBuf> = list.split(',').map(PathBuf::from).collect();
             // Checks every path now (missing files, empty lists), before any training starts.
-            photos::expand_paths(&paths)?;
-            return Ok(DataSource::Photos { n, paths });
+            let files = photos::expand_paths(&paths)?;
+            return Ok(DataSource::Photos { n, paths, files });
         }
         if spec == "invesalius" {
             return Ok(DataSource::Invesalius(PathBuf::from(
@@ -393,10 +398,9 @@ impl DataSource {
                 };
                 Dataset::new(info.normalize(&x), None, info)
             }
-            DataSource::Photos { n, paths } => {
+            DataSource::Photos { n, paths, files } => {
                 let s = size.unwrap_or(64);
-                let files = photos::expand_paths(paths)?;
-                let x = photos::photo_crops(&files, *n, s as u32, photos::TRAIN_CROP_SEED)?;
+                let x = photos::photo_crops(files, *n, s as u32, photos::TRAIN_CROP_SEED)?;
                 let info = DataInfo {
                     shape: vec![3, s, s],
                     centered,

@@ -29,6 +29,17 @@ pub fn list_images(dir: &Path) -> Result<Vec<PathBuf>> {
     Ok(files)
 }
 
+/// An image as RGB planes (CHW order) of values in `[0, 1]`.
+pub fn rgb_chw(img: &image::DynamicImage) -> Vec<f32> {
+    let rgb = img.to_rgb32f();
+    let raw = rgb.as_raw();
+    let mut out = Vec::with_capacity(raw.len());
+    for ch in 0..3 {
+        out.extend(raw.iter().skip(ch).step_by(3));
+    }
+    out
+}
+
 /// Loads every image of `dir`: returns `(data [N·C·H·W] in [0, 1], [C, H, W])`.
 pub fn load_folder(dir: &Path) -> Result<(Vec<f32>, [i64; 3])> {
     let files = list_images(dir)?;
@@ -64,12 +75,7 @@ pub fn load_folder(dir: &Path) -> Result<(Vec<f32>, [i64; 3])> {
     let mut data = Vec::with_capacity(imgs.len() * (c * w0 * h0) as usize);
     for img in &imgs {
         if color {
-            // HWC → CHW.
-            let rgb = img.to_rgb32f();
-            let raw = rgb.as_raw();
-            for ch in 0..3 {
-                data.extend(raw.iter().skip(ch).step_by(3));
-            }
+            data.extend(rgb_chw(img));
         } else {
             data.extend_from_slice(img.to_luma32f().as_raw());
         }

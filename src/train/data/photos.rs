@@ -14,7 +14,7 @@
 //! for evaluation are simply not listed: see `data/color-photos.txt` and
 //! `data/color-photos-heldout.txt`.
 
-use super::folder::{is_image, list_images};
+use super::folder::{is_image, list_images, rgb_chw};
 use crate::{Error, Result};
 use image::imageops::FilterType;
 use image::RgbImage;
@@ -114,7 +114,6 @@ pub fn photo_crops(files: &[PathBuf], n: usize, size: u32, seed: u64) -> Result<
         .par_iter()
         .map(|f| load_photo(f, 4 * size))
         .collect::<Result<_>>()?;
-    let plane = (size * size) as usize;
     let crops: Vec<Vec<f32>> = (0..n)
         .into_par_iter()
         .map(|i| {
@@ -130,14 +129,7 @@ pub fn photo_crops(files: &[PathBuf], n: usize, size: u32, seed: u64) -> Result<
             let y0 = rng.gen_range(0..=h - side);
             let crop = image::imageops::crop_imm(photo, x0, y0, side, side).to_image();
             let small = image::imageops::resize(&crop, size, size, FilterType::Triangle);
-            // HWC u8 → CHW f32 in [0, 1].
-            let mut v = vec![0f32; 3 * plane];
-            for (k, px) in small.pixels().enumerate() {
-                for c in 0..3 {
-                    v[c * plane + k] = px[c] as f32 / 255.0;
-                }
-            }
-            v
+            rgb_chw(&image::DynamicImage::ImageRgb8(small))
         })
         .collect();
     let flat: Vec<f32> = crops.into_iter().flatten().collect();
