@@ -218,58 +218,208 @@ fn weights<T: Real>(fr: f64, fc: f64) -> [T; 4] {
     ]
 }
 
+/// Samples `j` in `lo..hi` of ray `(a, k)` whose four bilinear corners all lie inside the
+/// grid (`0 ≤ ⌊row⌋, ⌊col⌋ ≤ N − 2`), as a sub-range `ilo..ihi`. The coordinates are monotone
+/// in `j`, so these samples form one interval; it is first estimated by solving the linear
+/// bounds and then trimmed with the exact test on the same floating-point expression the
+/// kernels evaluate, so every sample in it is interior (an estimate that is too narrow only
+/// sends a few interior samples down the general edge path).
+#[inline]
+fn interior_range(
+    geom: &ParallelGeometry,
+    a: usize,
+    k: usize,
+    lo: usize,
+    hi: usize,
+) -> (usize, usize) {
+    let n = geom.n;
+    let (row0, col0) = geom.sample_coords(a, k, 0);
+    let (step_r, step_c) = (geom.cos[a], geom.sin[a]);
+    let inside = |j: usize| {
+        let (r0, c0, _, _) = corners(row0 + j as f64 * step_r, col0 + j as f64 * step_c);
+        r0 >= 0 && c0 >= 0 && r0 < n as isize - 1 && c0 < n as isize - 1
+    };
+    // Real-valued j interval where 0 ≤ start + j·step < N − 1.
+    let bound = |start: f64, step: f64| -> (f64, f64) {
+        let top = (n - 1) as f64;
+        if step.abs() < 1e-12 {
+            return if start >= 0.0 && start < top {
+                (f64::NEG_INFINITY, f64::INFINITY)
+            } else {
+                (0.0, 0.0)
+            };
+        }
+        let (x, y) = ((0.0 - start) / step, (top - start) / step);
+        if x < y {
+            (x, y)
+        } else {
+            (y, x)
+        }
+    };
+    let (ra, rb) = bound(row0, step_r);
+    let (ca, cb) = bound(col0, step_c);
+    let (jl, jh) = (ra.max(ca), rb.min(cb));
+    if !(jl < jh) {
+        return (lo, lo);
+    }
+    let mut ilo = (jl.ceil().max(lo as f64) as usize).min(hi);
+    let mut ihi = ((jh.floor() + 1.0).min(hi as f64).max(0.0) as usize).max(ilo);
+    while ilo < ihi && !inside(ilo) {
+        ilo += 1;
+    }
+    while ihi > ilo && !inside(ihi - 1) {
+        ihi -= 1;
+    }
+    (ilo, ihi)
+}
+
+/// One ray `(a, k)`: its sample coordinates `(row₀ + j·cos θ, col₀ + j·sin θ)`, the samples
+/// `lo..hi` with non-zero support and the interior ones `ilo..ihi` (all four corners inside;
+/// see [`interior_range`]). The kernels loop over the three parts themselves, so the interior
+/// loop is branch-free and fully inlined.
+struct Ray {
+    row0: f64,
+    col0: f64,
+    step_r: f64,
+    step_c: f64,
+    lo: usize,
+    ilo: usize,
+    ihi: usize,
+    hi: usize,
+}
+
+impl Ray {
+    #[inline(always)]
+    fn new(geom: &ParallelGeometry, a: usize, k: usize) -> Ray {
+        let (lo, hi) = ray_range(geom, a, k);
+        let (ilo, ihi) = interior_range(geom, a, k, lo, hi);
+        let (row0, col0) = geom.sample_coords(a, k, 0);
+        Ray {
+            row0,
+            col0,
+            step_r: geom.cos[a],
+            step_c: geom.sin[a],
+            lo,
+            ilo,
+            ihi,
+            hi,
+        }
+    }
+
+    /// Samples outside the interior range (they may have corners outside the grid).
+    #[inline(always)]
+    fn edge_samples(&self) -> impl Iterator<Item = usize> {
+        (self.lo..self.ilo).chain(self.ihi..self.hi)
+    }
+
+    /// Top-left corner and weights of an edge sample; `None` when no corner is inside.
+    #[inline(always)]
+    fn edge<T: Real>(&self, j: usize, n: usize) -> Option<(isize, isize, [T; 4])> {
+        let ni = n as isize;
+        let jf = j as f64;
+        let (r0, c0, fr, fc) = corners(self.row0 + jf * self.step_r, self.col0 + jf * self.step_c);
+        if r0 < -1 || c0 < -1 || r0 >= ni || c0 >= ni {
+            return None;
+        }
+        Some((r0, c0, weights::<T>(fr, fc)))
+    }
+
+    /// Flat index `r₀·N + c₀` of the top-left corner and the weights of an interior sample
+    /// (`ilo ≤ j < ihi`).
+    #[inline(always)]
+    fn interior<T: Real>(&self, j: usize, n: usize) -> (usize, [T; 4]) {
+        let jf = j as f64;
+        let (row, col) = (self.row0 + jf * self.step_r, self.col0 + jf * self.step_c);
+        // Interior: 0 ≤ row, col < N − 1, so truncation equals the floor of `corners`.
+        let (r0, c0) = (row as i32 as usize, col as i32 as usize);
+        let (fr, fc) = (row - r0 as f64, col - c0 as f64);
+        (r0 * n + c0, weights::<T>(fr, fc))
+    }
+}
+
+/// The in-grid corners `(q, r, c)` of a sample whose top-left corner is `(r0, c0)`; `q` indexes
+/// the bilinear weights (00, 01, 10, 11).
+#[inline(always)]
+fn edge_corners(n: usize, r0: isize, c0: isize) -> impl Iterator<Item = (usize, usize)> {
+    let ni = n as isize;
+    [(0, 0), (0, 1), (1, 0), (1, 1)]
+        .into_iter()
+        .enumerate()
+        .filter_map(move |(q, (dr, dc))| {
+            let (r, c) = (r0 + dr, c0 + dc);
+            (r >= 0 && c >= 0 && r < ni && c < ni).then(|| (q, r as usize * n + c as usize))
+        })
+}
+
+/// Splits `0..m` into blocks of 8, then 4, then 1 images: `(offset, length)`. Each block is
+/// one pass of the kernels with the block length a compile-time constant, so the per-image
+/// loops are unrolled and vectorised; the sample coordinates are computed once per block.
+fn image_blocks(m: usize) -> Vec<(usize, usize)> {
+    let mut out = Vec::new();
+    let mut o = 0;
+    for l in [8, 4, 1] {
+        while o + l <= m {
+            out.push((o, l));
+            o += l;
+        }
+    }
+    out
+}
+
 /// Radon transform of a batch `[M, N, N]` → sinograms `[M, N, n_angles]`.
 pub fn forward<T: Real>(geom: &ParallelGeometry, images: ArrayView3<T>) -> Result<Array3<T>> {
     check_images(geom, &images, "image")?;
-    let m = images.shape()[0];
-    let n = geom.n;
-    let na = geom.n_angles();
-    if m == 0 {
-        return Ok(Array3::zeros((0, n, na)));
-    }
-    let ni = n as isize;
-    // Channels-last copy so that each sample's weights are computed once for all M images.
-    let mut xl = vec![T::zero(); n * n * m];
-    for (mi, img) in images.axis_iter(Axis(0)).enumerate() {
-        for (p, v) in img.iter().enumerate() {
-            xl[p * m + mi] = *v;
+    let (m, n, na) = (images.shape()[0], geom.n, geom.n_angles());
+    let mut sino = Array3::<T>::zeros((m, n, na));
+    for (o, l) in image_blocks(m) {
+        let block = images.slice(ndarray::s![o..o + l, .., ..]);
+        let out = sino.slice_mut(ndarray::s![o..o + l, .., ..]);
+        match l {
+            8 => forward_block::<T, 8>(geom, block, out),
+            4 => forward_block::<T, 4>(geom, block, out),
+            _ => forward_block::<T, 1>(geom, block, out),
         }
     }
-    let per_angle: Vec<Vec<T>> = (0..na)
+    Ok(sino)
+}
+
+/// [`forward`] of exactly `L` images into `sino` `[L, N, n_angles]`.
+fn forward_block<T: Real, const L: usize>(
+    geom: &ParallelGeometry,
+    images: ArrayView3<T>,
+    mut sino: ndarray::ArrayViewMut3<T>,
+) {
+    let (n, na) = (geom.n, geom.n_angles());
+    // Channels-last copy (pixel-major, L images per pixel) so that each sample's weights
+    // are computed once for the whole block.
+    let mut xl = vec![[T::zero(); L]; n * n];
+    for (mi, img) in images.axis_iter(Axis(0)).enumerate() {
+        for (p, v) in img.iter().enumerate() {
+            xl[p][mi] = *v;
+        }
+    }
+    let per_angle: Vec<Vec<[T; L]>> = (0..na)
         .into_par_iter()
         .map(|a| {
-            let mut out = vec![T::zero(); n * m];
-            for k in 0..n {
-                let acc = &mut out[k * m..(k + 1) * m];
-                let (lo, hi) = ray_range(geom, a, k);
-                let (row0, col0) = geom.sample_coords(a, k, 0);
-                let (step_r, step_c) = (geom.cos[a], geom.sin[a]);
-                for j in lo..hi {
-                    let (row, col) = (row0 + j as f64 * step_r, col0 + j as f64 * step_c);
-                    let (r0, c0, fr, fc) = corners(row, col);
-                    if r0 < -1 || c0 < -1 || r0 >= ni || c0 >= ni {
-                        continue;
+            let mut out = vec![[T::zero(); L]; n];
+            for (k, acc) in out.iter_mut().enumerate() {
+                let ray = Ray::new(geom, a, k);
+                // Register accumulator (`acc` itself may alias `xl` as far as the compiler knows).
+                let mut sum = [T::zero(); L];
+                for j in ray.ilo..ray.ihi {
+                    let (p, w) = ray.interior::<T>(j, n);
+                    let (x00, x01) = (&xl[p], &xl[p + 1]);
+                    let (x10, x11) = (&xl[p + n], &xl[p + n + 1]);
+                    for i in 0..L {
+                        sum[i] += w[0] * x00[i] + w[1] * x01[i] + w[2] * x10[i] + w[3] * x11[i];
                     }
-                    let w = weights::<T>(fr, fc);
-                    if r0 >= 0 && c0 >= 0 && r0 < ni - 1 && c0 < ni - 1 {
-                        let b = (r0 as usize * n + c0 as usize) * m;
-                        let b1 = b + n * m;
-                        let (p00, p01) = (&xl[b..b + m], &xl[b + m..b + 2 * m]);
-                        let (p10, p11) = (&xl[b1..b1 + m], &xl[b1 + m..b1 + 2 * m]);
-                        for ((((o, &x00), &x01), &x10), &x11) in
-                            acc.iter_mut().zip(p00).zip(p01).zip(p10).zip(p11)
-                        {
-                            *o += w[0] * x00 + w[1] * x01 + w[2] * x10 + w[3] * x11;
-                        }
-                    } else {
-                        for (q, (dr, dc)) in [(0, 0), (0, 1), (1, 0), (1, 1)].iter().enumerate() {
-                            let (r, c) = (r0 + dr, c0 + dc);
-                            if r < 0 || c < 0 || r >= ni || c >= ni {
-                                continue;
-                            }
-                            let b = (r as usize * n + c as usize) * m;
-                            for (o, &x) in acc.iter_mut().zip(&xl[b..b + m]) {
-                                *o += w[q] * x;
+                }
+                *acc = sum;
+                for j in ray.edge_samples() {
+                    if let Some((r0, c0, w)) = ray.edge::<T>(j, n) {
+                        for (q, p) in edge_corners(n, r0, c0) {
+                            for i in 0..L {
+                                acc[i] += w[q] * xl[p][i];
                             }
                         }
                     }
@@ -278,76 +428,69 @@ pub fn forward<T: Real>(geom: &ParallelGeometry, images: ArrayView3<T>) -> Resul
             out
         })
         .collect();
-    let mut sino = Array3::<T>::zeros((m, n, na));
     for (a, out) in per_angle.iter().enumerate() {
-        for k in 0..n {
-            for mi in 0..m {
-                sino[[mi, k, a]] = out[k * m + mi];
+        for (k, v) in out.iter().enumerate() {
+            for (mi, x) in v.iter().enumerate() {
+                sino[[mi, k, a]] = *x;
             }
         }
     }
-    Ok(sino)
 }
 
 /// Exact adjoint (transpose) of [`forward`]: sinograms `[M, N, n_angles]` → images `[M, N, N]`.
 pub fn adjoint<T: Real>(geom: &ParallelGeometry, sinograms: ArrayView3<T>) -> Result<Array3<T>> {
     check_sinograms(geom, &sinograms, "sinogram")?;
-    let m = sinograms.shape()[0];
-    let n = geom.n;
-    let na = geom.n_angles();
-    if m == 0 {
-        return Ok(Array3::zeros((0, n, n)));
+    let (m, n) = (sinograms.shape()[0], geom.n);
+    let mut images = Array3::<T>::zeros((m, n, n));
+    for (o, l) in image_blocks(m) {
+        let block = sinograms.slice(ndarray::s![o..o + l, .., ..]);
+        let out = images.slice_mut(ndarray::s![o..o + l, .., ..]);
+        match l {
+            8 => adjoint_block::<T, 8>(geom, block, out),
+            4 => adjoint_block::<T, 4>(geom, block, out),
+            _ => adjoint_block::<T, 1>(geom, block, out),
+        }
     }
-    let ni = n as isize;
+    Ok(images)
+}
+
+/// [`adjoint`] of exactly `L` sinograms into `images` `[L, N, N]`.
+fn adjoint_block<T: Real, const L: usize>(
+    geom: &ParallelGeometry,
+    sinograms: ArrayView3<T>,
+    mut images: ndarray::ArrayViewMut3<T>,
+) {
+    let (n, na) = (geom.n, geom.n_angles());
     // Angle groups scatter into private images, summed at the end (no write conflicts).
     let groups = (rayon::current_num_threads() * 2).clamp(1, na);
-    let partials: Vec<Vec<T>> = (0..groups)
+    let partials: Vec<Vec<[T; L]>> = (0..groups)
         .into_par_iter()
         .map(|g| {
-            let mut xl = vec![T::zero(); n * n * m];
-            let mut v = vec![T::zero(); m];
+            let mut xl = vec![[T::zero(); L]; n * n];
             for a in (g..na).step_by(groups) {
                 for k in 0..n {
+                    let mut v = [T::zero(); L];
                     for (mi, vm) in v.iter_mut().enumerate() {
                         *vm = sinograms[[mi, k, a]];
                     }
-                    let (lo, hi) = ray_range(geom, a, k);
-                    let (row0, col0) = geom.sample_coords(a, k, 0);
-                    let (step_r, step_c) = (geom.cos[a], geom.sin[a]);
-                    for j in lo..hi {
-                        let (row, col) = (row0 + j as f64 * step_r, col0 + j as f64 * step_c);
-                        let (r0, c0, fr, fc) = corners(row, col);
-                        if r0 < -1 || c0 < -1 || r0 >= ni || c0 >= ni {
-                            continue;
+                    let ray = Ray::new(geom, a, k);
+                    for j in ray.ilo..ray.ihi {
+                        let (p, w) = ray.interior::<T>(j, n);
+                        let (top, bottom) = xl.split_at_mut(p + n);
+                        let (x00, x01) = top[p..p + 2].split_at_mut(1);
+                        let (x10, x11) = bottom[..2].split_at_mut(1);
+                        for i in 0..L {
+                            x00[0][i] += w[0] * v[i];
+                            x01[0][i] += w[1] * v[i];
+                            x10[0][i] += w[2] * v[i];
+                            x11[0][i] += w[3] * v[i];
                         }
-                        let w = weights::<T>(fr, fc);
-                        if r0 >= 0 && c0 >= 0 && r0 < ni - 1 && c0 < ni - 1 {
-                            let b = (r0 as usize * n + c0 as usize) * m;
-                            let (top, bottom) = xl.split_at_mut(b + n * m);
-                            let (p00, p01) = top[b..b + 2 * m].split_at_mut(m);
-                            let (p10, p11) = bottom[..2 * m].split_at_mut(m);
-                            for ((((x00, x01), x10), x11), &vm) in p00
-                                .iter_mut()
-                                .zip(p01.iter_mut())
-                                .zip(p10.iter_mut())
-                                .zip(p11.iter_mut())
-                                .zip(&v)
-                            {
-                                *x00 += w[0] * vm;
-                                *x01 += w[1] * vm;
-                                *x10 += w[2] * vm;
-                                *x11 += w[3] * vm;
-                            }
-                        } else {
-                            for (q, (dr, dc)) in [(0, 0), (0, 1), (1, 0), (1, 1)].iter().enumerate()
-                            {
-                                let (r, c) = (r0 + dr, c0 + dc);
-                                if r < 0 || c < 0 || r >= ni || c >= ni {
-                                    continue;
-                                }
-                                let b = (r as usize * n + c as usize) * m;
-                                for (x, &vm) in xl[b..b + m].iter_mut().zip(&v) {
-                                    *x += w[q] * vm;
+                    }
+                    for j in ray.edge_samples() {
+                        if let Some((r0, c0, w)) = ray.edge::<T>(j, n) {
+                            for (q, p) in edge_corners(n, r0, c0) {
+                                for i in 0..L {
+                                    xl[p][i] += w[q] * v[i];
                                 }
                             }
                         }
@@ -357,16 +500,14 @@ pub fn adjoint<T: Real>(geom: &ParallelGeometry, sinograms: ArrayView3<T>) -> Re
             xl
         })
         .collect();
-    let mut out = Array3::<T>::zeros((m, n, n));
     for xl in &partials {
-        for (p, chunk) in xl.chunks_exact(m).enumerate() {
+        for (p, v) in xl.iter().enumerate() {
             let (r, c) = (p / n, p % n);
-            for (mi, v) in chunk.iter().enumerate() {
-                out[[mi, r, c]] += *v;
+            for (mi, x) in v.iter().enumerate() {
+                images[[mi, r, c]] += *x;
             }
         }
     }
-    Ok(out)
 }
 
 /// Filtered back-projection of sinograms `[M, N, n_angles]` → images `[M, N, N]`, as
