@@ -374,3 +374,68 @@ fn discrete_losses_train_and_check_their_sde() {
         assert!(last < 0.8 * first, "{kind:?}: loss {first} -> {last}");
     }
 }
+
+/// Periodic sample grids (score_sde's snapshot sampling, with the EMA weights) do not perturb
+/// training: `run` with a grid every 5 steps ends on exactly the weights of 20 plain steps, and
+/// writes `samples/step_NNNNNNN.{png,npy}` at steps 5, 10, 15, 20 with `sample_n` finite
+/// samples of the data's shape.
+#[test]
+fn sample_grids_leave_training_bit_exact() {
+    let mut cfg = tiny_config();
+    cfg.data.random_flip = true;
+    cfg.training.sample_freq = 5;
+    cfg.training.sample_n = 4;
+    cfg.training.sample_steps = Some(10);
+    let data = image_data();
+    let mut a = Trainer::new(cfg.clone(), &data, Device::Cpu).unwrap();
+    steps(&mut a, 20);
+    let dir = tempfile::tempdir().unwrap();
+    let mut b = Trainer::new(cfg, &data, Device::Cpu).unwrap();
+    let mut seen = Vec::new();
+    b.run(dir.path(), &mut |e| {
+        if let Event::Samples { step, path } = e {
+            seen.push((*step, path.clone()));
+        }
+    })
+    .unwrap();
+    assert_same(&a.weights(), &b.weights(), "weight");
+    assert_same(&a.ema_weights(), &b.ema_weights(), "EMA weight");
+    assert_eq!(
+        seen.iter().map(|s| s.0).collect::<Vec<_>>(),
+        vec![5, 10, 15, 20]
+    );
+    for (step, png) in &seen {
+        assert_eq!(
+            png,
+            &dir.path().join(format!("samples/step_{step:07}.png")),
+            "grid path"
+        );
+        assert!(png.is_file(), "{} missing", png.display());
+        let x: ndarray::ArrayD<f32> = ndarray_npy::read_npy(png.with_extension("npy")).unwrap();
+        assert_eq!(x.shape(), &[4, 1, 4, 4]);
+        assert!(x.iter().all(|v| v.is_finite()));
+    }
+}
+
+/// Vector (2-D toy) data has no picture: the samples are written as NPY only.
+#[test]
+fn sample_grids_of_vector_data_are_npy() {
+    let mut cfg = tiny_config();
+    cfg.training.n_iters = 5;
+    cfg.training.sample_freq = 5;
+    cfg.training.sample_n = 3;
+    cfg.training.sample_steps = Some(5);
+    let dir = tempfile::tempdir().unwrap();
+    let mut t = Trainer::new(cfg, &gaussian_data(), Device::Cpu).unwrap();
+    let mut seen = Vec::new();
+    t.run(dir.path(), &mut |e| {
+        if let Event::Samples { path, .. } = e {
+            seen.push(path.clone());
+        }
+    })
+    .unwrap();
+    assert_eq!(seen, vec![dir.path().join("samples/step_0000005.npy")]);
+    let x: ndarray::ArrayD<f32> = ndarray_npy::read_npy(&seen[0]).unwrap();
+    assert_eq!(x.shape(), &[3, 2]);
+    assert!(!dir.path().join("samples/step_0000005.png").exists());
+}

@@ -15,7 +15,7 @@ pub struct Args {
     /// stack.
     #[arg(long)]
     pub data: String,
-    /// Run directory (checkpoints, loss.csv, heldout.csv, model/).
+    /// Run directory (checkpoints, loss.csv, heldout.csv, samples/step_N.png grids, model/).
     #[arg(long)]
     pub out: PathBuf,
     /// Named configuration (tiny, toy2d, ncsnpp-tiny, ncsnpp-64, ncsnpp-color-64, ddpmpp-fmnist); default tiny.
@@ -43,6 +43,13 @@ pub struct Args {
     /// Peak learning rate (overrides optim.lr; allowed with --resume, e.g. after a divergence).
     #[arg(long)]
     pub lr: Option<f64>,
+    /// Steps between sample grids of the EMA weights in OUT/samples/ (overrides
+    /// training.sample_freq; 0: none; allowed with --resume).
+    #[arg(long)]
+    pub sample_freq: Option<u64>,
+    /// PC sampler steps of those grids (overrides training.sample_steps; allowed with --resume).
+    #[arg(long)]
+    pub sample_steps: Option<usize>,
 }
 
 pub fn run(args: Args, choice: DeviceChoice) -> Result<()> {
@@ -75,6 +82,12 @@ pub fn run(args: Args, choice: DeviceChoice) -> Result<()> {
             if let Some(lr) = args.lr {
                 c.optim.lr = lr;
             }
+            if let Some(f) = args.sample_freq {
+                c.training.sample_freq = f;
+            }
+            if args.sample_steps.is_some() {
+                c.training.sample_steps = args.sample_steps;
+            }
         })?
     } else {
         if checkpoint::latest(&args.out).is_some() {
@@ -99,6 +112,12 @@ pub fn run(args: Args, choice: DeviceChoice) -> Result<()> {
         }
         if let Some(lr) = args.lr {
             cfg.optim.lr = lr;
+        }
+        if let Some(f) = args.sample_freq {
+            cfg.training.sample_freq = f;
+        }
+        if args.sample_steps.is_some() {
+            cfg.training.sample_steps = args.sample_steps;
         }
         cfg.validate()?;
         let data = source.load_sized(cfg.data.centered, args.size)?;
@@ -136,6 +155,14 @@ pub fn run(args: Args, choice: DeviceChoice) -> Result<()> {
             bar.set_message(message.clone());
         }
         Event::HeldOut { loss, .. } => heldout = format!(" held-out {loss:.4}"),
+        Event::Samples { step, path } => {
+            let line = format!("step {step}: samples {}", path.display());
+            if quiet_bar {
+                eprintln!("{line}");
+            } else {
+                bar.println(line);
+            }
+        }
         Event::Checkpoint { step, .. } => {
             if quiet_bar {
                 eprintln!(

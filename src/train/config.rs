@@ -31,6 +31,9 @@ fn d_eval() -> u64 {
 fn d_ckpt() -> u64 {
     10_000
 }
+fn d_sample_n() -> usize {
+    16
+}
 fn d_seed() -> u64 {
     42
 }
@@ -65,6 +68,18 @@ pub struct TrainingConfig {
     /// Batch size of the held-out evaluation (default: `batch_size`).
     #[serde(default)]
     pub eval_batch_size: Option<usize>,
+    /// Steps between sample grids of the EMA weights, `samples/step_NNNNNNN.png` (and `.npy`)
+    /// in the run folder (0: never). score_sde_pytorch samples at every snapshot
+    /// (`snapshot_sampling`), so the default is the checkpoint period.
+    #[serde(default = "d_ckpt")]
+    pub sample_freq: u64,
+    /// Samples per grid.
+    #[serde(default = "d_sample_n")]
+    pub sample_n: usize,
+    /// Steps `N` of the grid's predictor–corrector sampler (the default PC sampler of
+    /// `scoreinv sample`); `None`: the SDE's own N (the published setting, slow on a CPU).
+    #[serde(default)]
+    pub sample_steps: Option<usize>,
     /// Mixed precision on CUDA through libtorch autocast (tch 0.24 exposes autocast with
     /// libtorch's default CUDA dtype only, float16; parameters, optimizer and loss stay f32).
     #[serde(default)]
@@ -81,6 +96,9 @@ impl Default for TrainingConfig {
             checkpoint_freq: d_ckpt(),
             seed: d_seed(),
             eval_batch_size: None,
+            sample_freq: d_ckpt(),
+            sample_n: d_sample_n(),
+            sample_steps: None,
             autocast: false,
         }
     }
@@ -185,6 +203,15 @@ impl TrainConfig {
     }
 
     /// Checks every section.
+    /// The sampler of the periodic sample grids: `scoreinv sample`'s default PC sampler with
+    /// `training.sample_steps` steps.
+    pub fn grid_sampler_flags(&self) -> crate::sampling::run::SamplerFlags {
+        crate::sampling::run::SamplerFlags {
+            steps: self.training.sample_steps,
+            ..Default::default()
+        }
+    }
+
     pub fn validate(&self) -> Result<()> {
         let sde = self.sde.build()?;
         self.loss.validate(sde.kind())?;
@@ -194,6 +221,15 @@ impl TrainConfig {
             return Err(Error::Config(
                 "training.batch_size must be at least 1".into(),
             ));
+        }
+        if t.sample_freq > 0 {
+            if t.sample_n == 0 {
+                return Err(Error::Config(
+                    "training.sample_n must be at least 1 when training.sample_freq > 0".into(),
+                ));
+            }
+            crate::sampling::run::build_sampler(&self.grid_sampler_flags(), &self.sde)
+                .map_err(|e| Error::Config(format!("training.sample_steps: {e}")))?;
         }
         if !(0.0..1.0).contains(&self.data.heldout_fraction) {
             return Err(Error::Config(format!(
@@ -219,6 +255,9 @@ fn shipped_cpu_schedule(cfg: &mut TrainConfig, batch: usize) {
     cfg.training.log_freq = 25;
     cfg.training.eval_freq = 500;
     cfg.training.checkpoint_freq = 250;
+    cfg.training.sample_freq = 1000;
+    cfg.training.sample_n = 16;
+    cfg.training.sample_steps = Some(100);
 }
 
 /// The small VE NCSN++ of the shipped 64×64 priors (biggan blocks, FIR, progressive input,
@@ -277,6 +316,9 @@ pub fn preset(name: &str) -> Result<TrainConfig> {
             cfg.training.log_freq = 10;
             cfg.training.eval_freq = 50;
             cfg.training.checkpoint_freq = 100;
+            cfg.training.sample_freq = 100;
+            cfg.training.sample_n = 8;
+            cfg.training.sample_steps = Some(25);
         }
         "toy2d" => {
             cfg.model = ModelConfig::Mlp(MlpConfig::default());
@@ -293,6 +335,9 @@ pub fn preset(name: &str) -> Result<TrainConfig> {
             cfg.training.log_freq = 50;
             cfg.training.eval_freq = 500;
             cfg.training.checkpoint_freq = 1000;
+            cfg.training.sample_freq = 1000;
+            cfg.training.sample_n = 256;
+            cfg.training.sample_steps = Some(200);
             cfg.data.random_flip = false;
         }
         "ncsnpp-tiny" => {
@@ -319,6 +364,9 @@ pub fn preset(name: &str) -> Result<TrainConfig> {
             cfg.training.log_freq = 10;
             cfg.training.eval_freq = 50;
             cfg.training.checkpoint_freq = 100;
+            cfg.training.sample_freq = 100;
+            cfg.training.sample_n = 8;
+            cfg.training.sample_steps = Some(25);
         }
         "ncsnpp-64" => {
             // The CPU-trainable CT prior of the shipped `ct-ellipses` / `ct-head` models: VE

@@ -54,8 +54,19 @@ pub struct StepStats {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Event {
     Step(StepStats),
-    HeldOut { step: u64, loss: f64 },
-    Checkpoint { step: u64, path: PathBuf },
+    HeldOut {
+        step: u64,
+        loss: f64,
+    },
+    Checkpoint {
+        step: u64,
+        path: PathBuf,
+    },
+    /// A sample grid was written (`path`: the PNG, or the NPY for non-image data).
+    Samples {
+        step: u64,
+        path: PathBuf,
+    },
 }
 
 /// Result of [`Trainer::run`].
@@ -349,6 +360,55 @@ impl Trainer {
         Ok(Some(res?.double_value(&[])))
     }
 
+    /// Draws `training.sample_n` samples from the EMA weights with `scoreinv sample`'s default
+    /// PC sampler (`training.sample_steps` steps) and writes them into `run_dir/samples/` as
+    /// `step_NNNNNNN.npy` (raw data range) and, for images, `step_NNNNNNN.png` (a grid);
+    /// returns the PNG (or NPY) path. As score_sde_pytorch's snapshot sampling: the EMA weights
+    /// are copied in and the training weights restored afterwards. libtorch's generator is
+    /// seeded from the run's seed, so every grid starts from the same prior noise (grids of a
+    /// run are comparable); the training streams are keyed by `(seed, step)` and libtorch is
+    /// reseeded every step, so sampling does not change the training trajectory (resume stays
+    /// bit-exact).
+    pub fn write_samples(&mut self, run_dir: &Path) -> Result<PathBuf> {
+        use crate::sampling::run::{build_sampler, sample_model, SampleWriter};
+        let tcfg = &self.cfg.training;
+        let n = tcfg.sample_n.max(1);
+        let opts = build_sampler(&self.cfg.grid_sampler_flags(), &self.cfg.sde)?;
+        let seed = Stream::new(tcfg.seed, 0, Purpose::Sample).seed_u64();
+        let shape = self.train.info.shape.clone();
+        let backup: Vec<Tensor> = self.params.iter().map(|p| p.detach().copy()).collect();
+        self.load_ema_into_model();
+        let run = sample_model(
+            &self.model,
+            &opts,
+            &shape,
+            n,
+            n,
+            seed,
+            self.device,
+            &mut |_, _| {},
+        );
+        tch::no_grad(|| {
+            for (p, b) in self.params.iter_mut().zip(&backup) {
+                p.copy_(b);
+            }
+        });
+        let run = run?;
+        let dir = run_dir.join("samples");
+        std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+        let stem = format!("step_{:07}", self.step);
+        let mut w = SampleWriter::new();
+        let npy = dir.join(format!("{stem}.npy"));
+        w.npy(npy.clone(), &run.x, &self.train.info)?;
+        let png = dir.join(format!("{stem}.png"));
+        let nrow = (n as f64).sqrt().ceil() as usize;
+        Ok(if w.grid(png.clone(), &run.x, &self.train.info, nrow)? {
+            png
+        } else {
+            npy
+        })
+    }
+
     fn meta(&self) -> CheckpointMeta {
         CheckpointMeta {
             format: CHECKPOINT_FORMAT.into(),
@@ -384,7 +444,8 @@ impl Trainer {
     }
 
     /// Trains until `training.n_iters` steps, writing into `run_dir`: `loss.csv` (step, loss,
-    /// lr), `heldout.csv` (step, heldout_dsm_loss), checkpoints, and finally `model/`.
+    /// lr), `heldout.csv` (step, heldout_dsm_loss), sample grids every `training.sample_freq`
+    /// steps ([`Self::write_samples`]), checkpoints, and finally `model/`.
     pub fn run(&mut self, run_dir: &Path, on_event: &mut dyn FnMut(&Event)) -> Result<RunSummary> {
         std::fs::create_dir_all(run_dir).map_err(|e| Error::io(run_dir, e))?;
         let mut loss_csv = CsvLog::open(&run_dir.join("loss.csv"), "step,loss,lr", self.step)?;
@@ -427,6 +488,13 @@ impl Trainer {
                         loss: l,
                     });
                 }
+            }
+            if tcfg.sample_freq > 0 && stats.step % tcfg.sample_freq == 0 {
+                let path = self.write_samples(run_dir)?;
+                on_event(&Event::Samples {
+                    step: stats.step,
+                    path,
+                });
             }
             if tcfg.checkpoint_freq > 0 && stats.step % tcfg.checkpoint_freq == 0 {
                 loss_csv.flush()?;

@@ -32,6 +32,8 @@ pub enum Purpose {
     Split = 6,
     /// Synthetic data.
     Synthetic = 7,
+    /// Prior noise of the periodic sample grids (libtorch's generator is seeded from it).
+    Sample = 8,
 }
 
 const CHUNK: usize = 1 << 16;
