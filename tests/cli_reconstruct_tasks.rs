@@ -515,3 +515,104 @@ fn sharded_ct_study_merges_to_the_unsharded_one() {
         assert!(!o.exists());
     }
 }
+
+/// A NIfTI volume reconstructed slice by slice comes back as a volume per method
+/// (`{stem}_{method}.nii.gz`, the input's geometry with `--size` folded in); sharded, each part
+/// records its slices in `volumes.json` without a partial volume, and `scoreinv merge` stacks
+/// the shards into a volume equal bit for bit to the unsharded one.
+#[test]
+fn sharded_nifti_volume_merges_into_one_volume() {
+    let dir = tempfile::tempdir().unwrap();
+    // Five 24×24 slices in [0, 1], spacing 2 × 0.8 × 0.8 mm, an sform with an offset.
+    let base = io::tensor_to_array::<f32>(&phantom(24)).unwrap();
+    let vol = Array3::from_shape_fn((5, 24, 24), |(z, y, x)| {
+        base[[0, y, x]] * (0.6 + 0.08 * z as f32)
+    });
+    let affine = [
+        [0.8, 0.0, 0.0, -10.0],
+        [0.0, 0.8, 0.0, 20.0],
+        [0.0, 0.0, 2.0, 5.0],
+        [0.0, 0.0, 0.0, 1.0],
+    ];
+    let input = dir.path().join("head.nii.gz");
+    io::nifti::write_nifti(&input, &vol, None, Some(affine)).unwrap();
+    let common = [
+        "reconstruct",
+        "ct",
+        "--ground-truth",
+        s(&input),
+        "--size",
+        "16",
+        "--views",
+        "6",
+        "--angles",
+        "24",
+        "--noise",
+        "gaussian:0.01",
+        "--method",
+        "fbp,tv",
+        "--tv-iters",
+        "10",
+        "--seed",
+        "5",
+    ];
+    let full = dir.path().join("full");
+    let mut a = common.to_vec();
+    a.extend(["--out", s(&full)]);
+    let printed = run_ok(&a);
+    assert!(printed.contains("head_fbp.nii.gz"), "{printed}");
+    let mut parts = Vec::new();
+    for k in 0..2 {
+        let p = dir.path().join(format!("part{k}"));
+        let shard = format!("{k}/2");
+        let mut a = common.to_vec();
+        a.extend(["--shard", &shard, "--out", s(&p)]);
+        run_ok(&a);
+        assert!(p.join("volumes.json").is_file());
+        assert!(
+            !p.join("head_fbp.nii.gz").exists(),
+            "a shard wrote a partial volume"
+        );
+        parts.push(p);
+    }
+    let merged = dir.path().join("merged");
+    let printed = run_ok(&["merge", s(&parts[0]), s(&parts[1]), "--out", s(&merged)]);
+    assert!(printed.contains("head_tv.nii.gz"), "{printed}");
+    for m in ["fbp", "tv"] {
+        let name = format!("head_{m}.nii.gz");
+        let a = std::fs::read(full.join(&name)).unwrap();
+        let b = std::fs::read(merged.join(&name)).unwrap();
+        assert!(
+            a == b,
+            "{name} differs between the sharded and the unsharded run"
+        );
+        let v = io::nifti::read_nifti(&merged.join(&name)).unwrap();
+        assert_eq!(v.data.shape(), &[5, 16, 16]);
+        // Slice K is case head_z{K}'s reconstruction.
+        for z in 0..5 {
+            let sl = read(&merged.join(format!("head_z{z}_{m}.npy")));
+            let got = io::array_to_tensor(&v.data.index_axis(Axis(0), z).to_owned())
+                .to_kind(Kind::Double);
+            assert_eq!(max_abs(&sl.reshape([16, 16]), &got), 0.0, "{m} slice {z}");
+        }
+        // 24 → 16 pixels: in-plane voxels 1.5× larger, origin moved to the new voxel centre.
+        let sp = v.meta.spacing.unwrap();
+        assert!(
+            (sp[0] - 2.0).abs() < 1e-6 && (sp[1] - 1.2).abs() < 1e-6 && (sp[2] - 1.2).abs() < 1e-6,
+            "{sp:?}"
+        );
+        let af = v.meta.affine.unwrap();
+        assert!(
+            (af[0][0] - 1.2).abs() < 1e-6 && (af[0][3] - (-10.0 + 0.25 * 0.8)).abs() < 1e-5,
+            "{af:?}"
+        );
+    }
+    // Merging a shard twice is refused before anything is written.
+    let again = dir.path().join("again");
+    let out = scoreinv()
+        .args(["merge", s(&parts[1]), s(&parts[1]), "--out", s(&again)])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(!again.exists());
+}

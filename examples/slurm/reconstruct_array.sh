@@ -2,7 +2,9 @@
 # Sparse-view CT study split over a Slurm job array: task K of N reconstructs every case i with
 # i mod N == K (`--shard K/N`, cases seeded by their index), then the last step merges the parts
 # into one folder and one metrics table, equal to the unsharded run (tested by
-# tests/cli_reconstruct_tasks.rs::sharded_ct_study_merges_to_the_unsharded_one).
+# tests/cli_reconstruct_tasks.rs::sharded_ct_study_merges_to_the_unsharded_one). With a volume as
+# CASES (e.g. CASES=scan.nii.gz) the merge also writes one {stem}_{method}.nii.gz per method
+# (tests/cli_reconstruct_tasks.rs::sharded_nifti_volume_merges_into_one_volume).
 #
 #   sbatch --array=0-3 examples/slurm/reconstruct_array.sh        # 4 parts, one GPU each
 #   sbatch --dependency=afterok:<array job id> --export=ALL,MERGE=1 examples/slurm/reconstruct_array.sh

@@ -3,7 +3,7 @@
 //! no metrics). Operators, noise and measurement files: `scoreinv::inverse::tasks`.
 use anyhow::{Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
-use scoreinv::data::cases::{load_cases, CaseOptions};
+use scoreinv::data::cases::{load_cases_with_volume, CaseOptions};
 use scoreinv::data::ct_slices::HuWindow;
 use scoreinv::inverse::baselines::{Baseline, TaskPreset};
 use scoreinv::inverse::dps::DpsConfig;
@@ -14,6 +14,7 @@ use scoreinv::inverse::study::{self, BaselineMethod, Method};
 use scoreinv::inverse::tasks::{
     self, InpaintConfig, Measurement, MriConfig, TaskConfig, TaskKind, TaskNoise,
 };
+use scoreinv::inverse::volumes;
 use scoreinv::operators::fbp::FbpFilter;
 use scoreinv::operators::radon::ParallelBeamRadon;
 use scoreinv::operators::Decomposed;
@@ -162,6 +163,26 @@ fn select_shard<T>(cases: Vec<T>, shard: Option<Shard>) -> Result<Vec<(usize, T)
     Ok(out)
 }
 
+/// Records which reconstructed cases are slices of a ground-truth volume (`volumes.json`) and,
+/// when this study holds every slice (no `--shard`, or after `scoreinv merge`), writes each
+/// method's reconstruction as `{stem}_{method}.nii.gz`.
+fn write_study_volumes(
+    out: &std::path::Path,
+    volumes: &[scoreinv::data::cases::SourceVolume],
+    cases: &[(usize, study::Case)],
+    methods: &[&dyn Method],
+) -> Result<()> {
+    let names: std::collections::HashSet<&str> =
+        cases.iter().map(|(_, c)| c.name.as_str()).collect();
+    let method_names: Vec<String> = methods.iter().map(|m| m.name()).collect();
+    let manifest = volumes::study_manifest(volumes, &|n: &str| names.contains(n), &method_names);
+    manifest.write(out)?;
+    for p in volumes::write_volumes(out, &manifest)? {
+        println!("volume: {}", p.display());
+    }
+    Ok(())
+}
+
 /// Seed of libtorch's generator for case `index`: a fixed function of (seed, index), so a
 /// case's noise and samples do not depend on which other cases run (sharding).
 fn case_seed(seed: u64, index: usize) -> i64 {
@@ -217,8 +238,12 @@ fn run_ct(a: CtArgs, device: Device) -> Result<()> {
         .collect::<Result<_>>()?;
     // Load every case before writing anything, so bad input leaves no output behind.
     let mut cases = Vec::new();
+    let mut volumes = Vec::new();
     for spec in &a.ground_truth {
-        cases.extend(load_cases(spec, &opts).with_context(|| format!("--ground-truth {spec}"))?);
+        let (c, v) = load_cases_with_volume(spec, &opts)
+            .with_context(|| format!("--ground-truth {spec}"))?;
+        cases.extend(c);
+        volumes.extend(v);
     }
     anyhow::ensure!(!cases.is_empty(), "--ground-truth named no image");
     let size = cases[0].truth.size();
@@ -286,6 +311,7 @@ fn run_ct(a: CtArgs, device: Device) -> Result<()> {
     }
     pb.finish_and_clear();
     study::write_metrics(&a.out, &records)?;
+    write_study_volumes(&a.out, &volumes, &cases, &refs)?;
     println!(
         "sparse-view CT: {} of {} views, noise {}, {}×{} images, device {}",
         a.views,
@@ -632,8 +658,12 @@ fn run_study(cfg: TaskConfig, s: StudyArgs, device: Device) -> Result<()> {
         ..CaseOptions::default()
     };
     let mut cases = Vec::new();
+    let mut volumes = Vec::new();
     for spec in &s.ground_truth {
-        cases.extend(load_cases(spec, &opts).with_context(|| format!("--ground-truth {spec}"))?);
+        let (c, v) = load_cases_with_volume(spec, &opts)
+            .with_context(|| format!("--ground-truth {spec}"))?;
+        cases.extend(c);
+        volumes.extend(v);
     }
     anyhow::ensure!(!cases.is_empty(), "--ground-truth named no image");
     let size = cases[0].truth.size();
@@ -688,6 +718,7 @@ fn run_study(cfg: TaskConfig, s: StudyArgs, device: Device) -> Result<()> {
     }
     pb.finish_and_clear();
     study::write_metrics(&s.out, &records)?;
+    write_study_volumes(&s.out, &volumes, &cases, &refs)?;
     println!(
         "{}, noise {}, device {}",
         description,

@@ -122,6 +122,38 @@ fn to_unit_range(img: &io::Image, opts: &CaseOptions, name: &str) -> Array3<f32>
 
 /// Loads the cases one spec names (see the module doc).
 pub fn load_cases(spec: &str, opts: &CaseOptions) -> Result<Vec<Case>> {
+    load_cases_with_volume(spec, opts).map(|(cases, _)| cases)
+}
+
+/// A ground-truth volume whose slices became the cases `{stem}_z{K}`, with the geometry of
+/// the (possibly resized) slice grid, so reconstructions can be written back as a volume
+/// ([`crate::inverse::volumes`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SourceVolume {
+    pub stem: String,
+    /// Case name of slice `K` at index `K`.
+    pub case_names: Vec<String>,
+    /// `[dz, dy, dx]` in mm.
+    pub spacing: Option<[f64; 3]>,
+    pub affine: Option<[[f64; 4]; 4]>,
+}
+
+/// [`load_cases`], also saying whether the spec was a whole volume (every slice of a NIfTI,
+/// 3-D NPY or DICOM series).
+pub fn load_cases_with_volume(
+    spec: &str,
+    opts: &CaseOptions,
+) -> Result<(Vec<Case>, Option<SourceVolume>)> {
+    let mut volume = None;
+    let cases = load_cases_inner(spec, opts, &mut volume)?;
+    Ok((cases, volume))
+}
+
+fn load_cases_inner(
+    spec: &str,
+    opts: &CaseOptions,
+    volume: &mut Option<SourceVolume>,
+) -> Result<Vec<Case>> {
     let mut out = Vec::new();
     let n_ph = opts
         .size
@@ -232,9 +264,24 @@ pub fn load_cases(spec: &str, opts: &CaseOptions) -> Result<Vec<Case>> {
     match img.axes {
         io::Axes::Chw => out.push(finish(stem, data, opts)?),
         io::Axes::Dhw => {
+            let mut names = Vec::new();
             for (z, sl) in data.axis_iter(Axis(0)).enumerate() {
+                names.push(format!("{stem}_z{z}"));
                 out.push(finish(format!("{stem}_z{z}"), gray(sl.to_owned()), opts)?);
             }
+            let (_, h, w) = data.dim();
+            let (spacing, affine) = crate::inverse::volumes::resized_geometry(
+                img.meta.spacing,
+                img.meta.affine,
+                (h, w),
+                opts.size,
+            );
+            *volume = Some(SourceVolume {
+                stem,
+                case_names: names,
+                spacing,
+                affine,
+            });
         }
     }
     Ok(out)

@@ -159,3 +159,4 @@ pub fn least_squares_consistency(
     Ok(x + op.adjoint(&u)?.to_kind(kind))
 }
 pub mod tasks;
+pub mod volumes;
