@@ -351,6 +351,25 @@ fn phantom_invesalius_and_nifti_sources() {
         .load_sized(false, Some(16))
         .unwrap();
     assert!(e.data.equal(&e2.data));
+    // The Shepp–Logan phantom: one image, the same as the evaluation case of that name.
+    let sl = DataSource::parse("phantom:shepp-logan")
+        .unwrap()
+        .load_sized(false, Some(16))
+        .unwrap();
+    assert_eq!(sl.data.size(), vec![1, 1, 16, 16]);
+    let case = scoreinv::data::cases::load_cases(
+        "phantom:shepp-logan",
+        &scoreinv::data::cases::CaseOptions {
+            size: Some(16),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let diff = (sl.data.get(0) - &case[0].truth)
+        .abs()
+        .max()
+        .double_value(&[]);
+    assert!(diff < 1e-6, "Shepp-Logan source vs case: {diff}");
     assert!(DataSource::parse("phantom:ellipses:0").is_err());
     assert!(DataSource::parse("phantom:ellipses:x").is_err());
 
@@ -383,4 +402,60 @@ fn phantom_invesalius_and_nifti_sources() {
     assert!(d.data.min().double_value(&[]).abs() < 1e-6);
     let missing = DataSource::parse(&format!("nifti:{}", dir.path().join("no.nii").display()));
     assert!(format!("{:?}", missing.unwrap_err()).contains("no such file"));
+}
+
+/// `dicom:` trains on DICOM slices (a single file or a series folder) through the CT HU window:
+/// the slice of pydicom's `CT_small.dcm` equals the ground-truth case `reconstruct` makes of it
+/// at the same size (same window, same resize); missing paths are refused when parsed.
+#[test]
+fn dicom_source_uses_the_hu_window() {
+    let fx = std::path::PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/target/fixtures/io"));
+    let ct = fx.join("CT_small.dcm");
+    assert!(
+        ct.is_file(),
+        "fixture {} is missing: run `make fixtures`",
+        ct.display()
+    );
+    let d = DataSource::parse(&format!("dicom:{}", ct.display()))
+        .unwrap()
+        .load_sized(false, Some(16))
+        .unwrap();
+    assert_eq!(d.data.size(), vec![1, 1, 16, 16]);
+    assert!(d.info.source.contains("HU window"), "{}", d.info.source);
+    let opts = scoreinv::data::cases::CaseOptions {
+        size: Some(16),
+        ..Default::default()
+    };
+    let case = scoreinv::data::cases::load_cases(ct.to_str().unwrap(), &opts).unwrap();
+    let diff = (d.data.get(0) - &case[0].truth)
+        .abs()
+        .max()
+        .double_value(&[]);
+    assert!(diff < 1e-6, "training slice vs reconstruct case: {diff}");
+    // The file plus a three-slice series (HU means 413, 573 and 493 ‰ of the window in
+    // position order b, a, c; scripts/fixtures/io.py): 4 slices, the series in its order.
+    let both = DataSource::parse(&format!(
+        "dicom:{},{}",
+        ct.display(),
+        fx.join("series").display()
+    ))
+    .unwrap()
+    .load_sized(false, Some(16))
+    .unwrap();
+    assert_eq!(both.data.size(), vec![4, 1, 16, 16]);
+    let m: Vec<f64> = (1..4)
+        .map(|k| both.data.get(k).mean(Kind::Double).double_value(&[]))
+        .collect();
+    assert!(m[0] < m[2] && m[2] < m[1], "series slice means {m:?}");
+    assert!(
+        (m[0] - 0.413).abs() < 0.02 && (m[1] - 0.573).abs() < 0.02,
+        "{m:?}"
+    );
+    let missing = DataSource::parse("dicom:/nonexistent/series").unwrap_err();
+    assert!(
+        missing
+            .to_string()
+            .contains("no such DICOM file or series folder"),
+        "{missing}"
+    );
 }

@@ -188,10 +188,14 @@ pub enum DataSource {
     Folder(PathBuf),
     /// `n` random-ellipse phantoms.
     Ellipses { n: usize },
+    /// The modified Shepp–Logan phantom (one image: for smoke runs and overfitting checks).
+    SheppLogan,
     /// Training slices of an InVesalius CT project.
     Invesalius(PathBuf),
     /// Axial slices of NIfTI volumes.
     Nifti(Vec<PathBuf>),
+    /// Slices of DICOM series (folders) or single DICOM files, through the CT HU window.
+    Dicom(Vec<PathBuf>),
     /// `n` random multi-scale crops of colour photos: `paths` as given (files, folders, `.txt`
     /// lists), `files` the images they name (expanded once, when parsed).
     Photos {
@@ -238,6 +242,9 @@ impl DataSource {
             })?;
             return Ok(DataSource::Ellipses { n });
         }
+        if spec == "phantom:shepp-logan" {
+            return Ok(DataSource::SheppLogan);
+        }
         if let Some(list) = spec.strip_prefix("nifti:") {
             let paths: Vec<PathBuf> = list.split(',').map(PathBuf::from).collect();
             if let Some(p) = paths.iter().find(|p| !p.is_file()) {
@@ -247,6 +254,16 @@ impl DataSource {
                 )));
             }
             return Ok(DataSource::Nifti(paths));
+        }
+        if let Some(list) = spec.strip_prefix("dicom:") {
+            let paths: Vec<PathBuf> = list.split(',').map(PathBuf::from).collect();
+            if let Some(p) = paths.iter().find(|p| !p.exists()) {
+                return Err(Error::Invalid(format!(
+                    "--data {spec}: no such DICOM file or series folder {}",
+                    p.display()
+                )));
+            }
+            return Ok(DataSource::Dicom(paths));
         }
         if let Some(rest) = spec.strip_prefix("photos:") {
             let (n, list) = rest.split_once(':').ok_or_else(|| {
@@ -381,6 +398,18 @@ impl DataSource {
                 };
                 Dataset::new(info.normalize(&x), None, info)
             }
+            DataSource::SheppLogan => {
+                let s = size.unwrap_or(64) as usize;
+                let x = crate::data::phantom::shepp_logan_tensor(s, 4, Kind::Float, Device::Cpu)?
+                    .clamp(0.0, 1.0);
+                let info = DataInfo {
+                    shape: vec![1, s as i64, s as i64],
+                    centered,
+                    data_range: Some((0.0, 1.0)),
+                    source: format!("modified Shepp-Logan phantom at {s}x{s}"),
+                };
+                Dataset::new(info.normalize(&x), None, info)
+            }
             DataSource::Nifti(paths) => {
                 let s = size.unwrap_or(64);
                 let mut all = Vec::new();
@@ -395,6 +424,29 @@ impl DataSource {
                     centered,
                     data_range: Some((0.0, 1.0)),
                     source: format!("{} ({n} axial slices at {s}x{s})", names.join(", ")),
+                };
+                Dataset::new(info.normalize(&x), None, info)
+            }
+            DataSource::Dicom(paths) => {
+                let s = size.unwrap_or(64);
+                let mut all = Vec::new();
+                for p in paths {
+                    all.push(dicom_slices(p, s)?);
+                }
+                let x = Tensor::cat(&all, 0);
+                let n = x.size()[0];
+                let names: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
+                let w = crate::data::ct_slices::HuWindow::default();
+                let info = DataInfo {
+                    shape: vec![1, s, s],
+                    centered,
+                    data_range: Some((0.0, 1.0)),
+                    source: format!(
+                        "{} ({n} DICOM slices at {s}x{s}, HU window [{}, {}])",
+                        names.join(", "),
+                        w.lo,
+                        w.hi
+                    ),
                 };
                 Dataset::new(info.normalize(&x), None, info)
             }
@@ -525,6 +577,45 @@ fn nifti_slices(path: &Path, s: i64) -> Result<Tensor> {
     if out.is_empty() {
         return Err(Error::Invalid(format!(
             "{}: no axial slice with enough foreground",
+            path.display()
+        )));
+    }
+    Ok(Tensor::cat(&out, 0))
+}
+
+/// Slices of a DICOM series folder or file, mapped to [0, 1] by the CT HU window of the
+/// shipped CT priors (values without HU units are min–max normalised per slice), resized to
+/// `s × s`; slices with almost no foreground are skipped, as for NIfTI.
+fn dicom_slices(path: &Path, s: i64) -> Result<Tensor> {
+    let img = crate::io::read_image_file(path)?;
+    let window = crate::data::ct_slices::HuWindow::default();
+    let hu = img.meta.units.as_deref() == Some("HU");
+    let (nz, h, w) = img.data.dim();
+    let mut out = Vec::new();
+    for z in 0..nz {
+        let sl = img.data.index_axis(ndarray::Axis(0), z);
+        let v: Vec<f32> = if hu {
+            sl.iter().map(|&v| window.apply(v)).collect()
+        } else {
+            let (lo, hi) = sl
+                .iter()
+                .fold((f32::INFINITY, f32::NEG_INFINITY), |(a, b), &v| {
+                    (a.min(v), b.max(v))
+                });
+            if !(lo.is_finite() && hi.is_finite() && hi > lo) {
+                continue;
+            }
+            sl.iter().map(|&v| (v - lo) / (hi - lo)).collect()
+        };
+        let t = Tensor::from_slice(&v).reshape([1, 1, h as i64, w as i64]);
+        if t.mean(Kind::Double).double_value(&[]) < MIN_SLICE_MEAN {
+            continue;
+        }
+        out.push(crate::data::ct_slices::resize(&t, s, s).clamp(0.0, 1.0));
+    }
+    if out.is_empty() {
+        return Err(Error::Invalid(format!(
+            "{}: no DICOM slice with enough foreground inside the HU window",
             path.display()
         )));
     }
