@@ -6,9 +6,10 @@
 //! level of `t`, at every step), next to the gray image replicated to RGB, and saved as PNGs.
 //!
 //! ```text
-//! cargo run --release --example colorize -- [MODEL_DIR] [STEPS] [OUT_DIR]
+//! cargo run --release --example colorize -- [MODEL_DIR] [STEPS] [OUT_DIR] [SAMPLES]
 //! ```
-//! Defaults: `data/models/color-64`, 200 steps, `out/examples/colorize`. Needs the photos of
+//! Defaults: `data/models/color-64`, 200 steps, `out/examples/colorize`, 1 posterior sample
+//! (with K > 1 the score column is the posterior mean of K samples, batched). Needs the photos of
 //! `make data` (Debian wallpapers) and `make setup` (scikit-image/scikit-learn wheels).
 use scoreinv::inverse::baselines::{Baseline, TaskPreset};
 use scoreinv::inverse::projection::ProjectionConfig;
@@ -25,6 +26,7 @@ fn main() -> anyhow::Result<()> {
     let model = PathBuf::from(args.first().map_or("data/models/color-64", |s| s.as_str()));
     let steps: usize = args.get(1).map_or(Ok(200), |s| s.parse())?;
     let out = PathBuf::from(args.get(2).map_or("out/examples/colorize", |s| s.as_str()));
+    let samples: i64 = args.get(3).map_or(Ok(1), |s| s.parse())?;
     let device = Device::cuda_if_available();
     tch::manual_seed(0);
 
@@ -44,7 +46,7 @@ fn main() -> anyhow::Result<()> {
         Some(steps),
         ScoreAlgorithm::Projection(ProjectionConfig::default()),
         Some(op.clone()),
-        1,
+        samples,
     )?;
     let methods: [&dyn Method; 2] = [&gray, &score];
     let no_noise = |y: &tch::Tensor| -> scoreinv::Result<tch::Tensor> { Ok(y.shallow_clone()) };

@@ -259,7 +259,7 @@ fn interior_range(
     let (ra, rb) = bound(row0, step_r);
     let (ca, cb) = bound(col0, step_c);
     let (jl, jh) = (ra.max(ca), rb.min(cb));
-    if !(jl < jh) {
+    if jl.partial_cmp(&jh) != Some(std::cmp::Ordering::Less) {
         return (lo, lo);
     }
     let mut ilo = (jl.ceil().max(lo as f64) as usize).min(hi);
