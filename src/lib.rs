@@ -22,6 +22,7 @@
 //! * [`bench`]: `scoreinv bench` harness (timings next to same-run references).
 //! * [`sampling`]: PC, DDPM ancestral, annealed Langevin and probability-flow ODE samplers; likelihoods.
 
+pub mod autocast;
 pub mod bench;
 pub mod data;
 pub mod device;

@@ -80,10 +80,14 @@ pub struct TrainingConfig {
     /// `scoreinv sample`); `None`: the SDE's own N (the published setting, slow on a CPU).
     #[serde(default)]
     pub sample_steps: Option<usize>,
-    /// Mixed precision on CUDA through libtorch autocast (tch 0.24 exposes autocast with
-    /// libtorch's default CUDA dtype only, float16; parameters, optimizer and loss stay f32).
+    /// Mixed precision on CUDA through libtorch autocast ([`crate::autocast`]): convolutions
+    /// and matrix products in `autocast_dtype`, parameters, optimizer and loss in float32.
     #[serde(default)]
     pub autocast: bool,
+    /// Dtype of the autocast regions: `bfloat16` (default; float32's exponent range, no loss
+    /// scaling) or `float16`.
+    #[serde(default)]
+    pub autocast_dtype: crate::autocast::AutocastDtype,
 }
 
 impl Default for TrainingConfig {
@@ -100,6 +104,7 @@ impl Default for TrainingConfig {
             sample_n: d_sample_n(),
             sample_steps: None,
             autocast: false,
+            autocast_dtype: Default::default(),
         }
     }
 }

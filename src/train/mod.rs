@@ -300,9 +300,12 @@ impl Trainer {
             }
         }
         let use_autocast = self.cfg.training.autocast && self.device.is_cuda();
-        let loss = tch::autocast(use_autocast, || {
-            self.cfg.loss.loss(&self.model, &x0, &mut noise, true)
-        })?
+        let loss = crate::autocast::with_autocast(
+            self.device,
+            use_autocast,
+            self.cfg.training.autocast_dtype,
+            || self.cfg.loss.loss(&self.model, &x0, &mut noise, true),
+        )?
         .to_kind(Kind::Float);
         let lv = loss.double_value(&[]);
         let lr = self.cfg.optim.lr_at(self.step);
