@@ -138,6 +138,19 @@ fn image_folder_sizes_and_channels() {
         .unwrap();
     assert_eq!(ds.data.size(), vec![3, 1, 5, 4]);
     assert!((ds.data.double_value(&[2, 0, 4, 3]) - 107.0 / 255.0).abs() < 1e-6);
+    // --size on non-square images: the central square (rows 0..4 of 5 = rows 0..3 kept from
+    // offset (5 - 4) / 2 = 0), not a stretched image.
+    let sq = DataSource::parse(dir.path().to_str().unwrap())
+        .unwrap()
+        .load_sized(false, Some(4))
+        .unwrap();
+    assert_eq!(sq.data.size(), vec![3, 1, 4, 4]);
+    assert!(sq.data.equal(&ds.data.narrow(2, 0, 4)));
+    assert!(
+        sq.info.source.contains("centre-cropped 4x4"),
+        "{}",
+        sq.info.source
+    );
     // One RGB image makes the set RGB; a different size is refused naming both files.
     image::RgbImage::from_pixel(4, 5, image::Rgb([255, 0, 0]))
         .save(dir.path().join("b.png"))

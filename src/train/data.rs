@@ -348,8 +348,8 @@ impl DataSource {
         self.load_sized(centered, None)
     }
 
-    /// [`DataSource::load`], with images resampled to `size × size` (antialiased when shrinking;
-    /// phantoms are rendered at that size, default 64).
+    /// [`DataSource::load`], with images centre-cropped to a square and resampled to
+    /// `size × size` (antialiased when shrinking; phantoms are rendered at that size, default 64).
     pub fn load_sized(&self, centered: bool, size: Option<i64>) -> Result<Dataset> {
         if let Some(s) = size {
             if s < 2 {
@@ -364,9 +364,16 @@ impl DataSource {
                 } else {
                     (0.0, 1.0)
                 };
-                let x = crate::data::ct_slices::resize(&d.data, s, s).clamp(lo, hi);
+                // Centre crop to a square first (score_sde's `central_crop`), so non-square
+                // images keep their aspect ratio.
+                let m = (*h).min(*w);
+                let x = d.data.narrow(2, (h - m) / 2, m).narrow(3, (w - m) / 2, m);
+                let x = crate::data::ct_slices::resize(&x, s, s).clamp(lo, hi);
                 let mut info = d.info.clone();
                 info.shape = vec![*c, s, s];
+                if h != w {
+                    info.source = format!("{} (centre-cropped {m}x{m})", info.source);
+                }
                 Dataset::new(x, d.labels, info)
             }
             (Some(_), [_]) => Err(Error::Invalid(format!(
