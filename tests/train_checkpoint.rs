@@ -439,3 +439,32 @@ fn sample_grids_of_vector_data_are_npy() {
     assert_eq!(x.shape(), &[3, 2]);
     assert!(!dir.path().join("samples/step_0000005.png").exists());
 }
+
+/// A sample grid that cannot be written (here `samples` is a file, not a folder) is reported
+/// and training goes on to the end, on the same weights as without grids.
+#[test]
+fn failed_sample_grid_does_not_stop_training() {
+    let mut cfg = tiny_config();
+    cfg.training.n_iters = 10;
+    cfg.training.sample_freq = 5;
+    cfg.training.sample_n = 2;
+    cfg.training.sample_steps = Some(5);
+    let data = image_data();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("samples"), b"not a folder").unwrap();
+    let mut t = Trainer::new(cfg.clone(), &data, Device::Cpu).unwrap();
+    let mut failed = Vec::new();
+    let summary = t
+        .run(dir.path(), &mut |e| {
+            if let Event::SamplesFailed { step, error } = e {
+                failed.push((*step, error.clone()));
+            }
+        })
+        .unwrap();
+    assert_eq!(summary.final_step, 10);
+    assert_eq!(failed.iter().map(|f| f.0).collect::<Vec<_>>(), vec![5, 10]);
+    assert!(failed[0].1.contains("samples"), "{}", failed[0].1);
+    let mut plain = Trainer::new(cfg, &data, Device::Cpu).unwrap();
+    steps(&mut plain, 10);
+    assert_same(&plain.weights(), &t.weights(), "weight");
+}

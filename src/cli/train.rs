@@ -155,6 +155,14 @@ pub fn run(args: Args, choice: DeviceChoice) -> Result<()> {
             bar.set_message(message.clone());
         }
         Event::HeldOut { loss, .. } => heldout = format!(" held-out {loss:.4}"),
+        Event::SamplesFailed { step, error } => {
+            let line = format!("step {step}: no sample grid ({error}); training goes on");
+            if quiet_bar {
+                eprintln!("{line}");
+            } else {
+                bar.println(line);
+            }
+        }
         Event::Samples { step, path } => {
             let line = format!("step {step}: samples {}", path.display());
             if quiet_bar {

@@ -67,6 +67,12 @@ pub enum Event {
         step: u64,
         path: PathBuf,
     },
+    /// The sample grid of `step` could not be made (e.g. non-finite samples from a young
+    /// network); training goes on.
+    SamplesFailed {
+        step: u64,
+        error: String,
+    },
 }
 
 /// Result of [`Trainer::run`].
@@ -493,10 +499,17 @@ impl Trainer {
                 }
             }
             if tcfg.sample_freq > 0 && stats.step % tcfg.sample_freq == 0 {
-                let path = self.write_samples(run_dir)?;
-                on_event(&Event::Samples {
-                    step: stats.step,
-                    path,
+                // A preview must not end a run: a failure is reported and training goes on
+                // (the weights are restored before any error is returned).
+                on_event(&match self.write_samples(run_dir) {
+                    Ok(path) => Event::Samples {
+                        step: stats.step,
+                        path,
+                    },
+                    Err(e) => Event::SamplesFailed {
+                        step: stats.step,
+                        error: e.to_string(),
+                    },
                 });
             }
             if tcfg.checkpoint_freq > 0 && stats.step % tcfg.checkpoint_freq == 0 {
