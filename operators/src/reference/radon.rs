@@ -175,34 +175,30 @@ fn corners(row: f64, col: f64) -> (isize, isize, f64, f64) {
     (r0, c0, fr, fc)
 }
 
+/// Real-valued range of `j` for which `start + j·step` lies in `[v_lo, v_hi)`: all of ℝ or
+/// `None` (empty) when `step ≈ 0`.
+#[inline]
+fn j_interval(start: f64, step: f64, v_lo: f64, v_hi: f64) -> Option<(f64, f64)> {
+    if step.abs() < 1e-12 {
+        return (start >= v_lo && start < v_hi).then_some((f64::NEG_INFINITY, f64::INFINITY));
+    }
+    let (a, b) = ((v_lo - start) / step, (v_hi - start) / step);
+    Some(if a < b { (a, b) } else { (b, a) })
+}
+
 /// Range `lo..hi` of ray samples `j` (out of `0..n`) for which `start + j·step` may lie in
 /// `[-1, n)`, widened by one sample on each side; callers still check every sample exactly.
 #[inline]
 fn sample_range(start: f64, step: f64, n: usize) -> (usize, usize) {
     let nf = n as f64;
-    if step.abs() < 1e-12 {
-        return if start >= -1.0 - 1e-9 && start < nf + 1e-9 {
-            (0, n)
-        } else {
-            (0, 0)
-        };
+    match j_interval(start, step, -1.0 - 1e-9, nf + 1e-9) {
+        None => (0, 0),
+        Some((lo, hi)) => {
+            let lo = (lo.floor() - 1.0).clamp(0.0, nf) as usize;
+            let hi = (hi.ceil() + 2.0).clamp(0.0, nf) as usize;
+            (lo, hi.max(lo))
+        }
     }
-    let (a, b) = ((-1.0 - start) / step, (nf - start) / step);
-    let (lo, hi) = if a < b { (a, b) } else { (b, a) };
-    let lo = (lo.floor() - 1.0).clamp(0.0, nf) as usize;
-    let hi = (hi.ceil() + 2.0).clamp(0.0, nf) as usize;
-    (lo, hi.max(lo))
-}
-
-/// Samples `j` of ray `(a, k)` worth visiting (see [`sample_range`]).
-#[inline]
-fn ray_range(geom: &ParallelGeometry, a: usize, k: usize) -> (usize, usize) {
-    let n = geom.n;
-    let (row0, col0) = geom.sample_coords(a, k, 0);
-    let (r_lo, r_hi) = sample_range(row0, geom.cos[a], n);
-    let (c_lo, c_hi) = sample_range(col0, geom.sin[a], n);
-    let lo = r_lo.max(c_lo);
-    (lo, r_hi.min(c_hi).max(lo))
 }
 
 /// Bilinear weights (00, 01, 10, 11) for fractional offsets `(fr, fc)`, computed in `T`.
@@ -218,64 +214,9 @@ fn weights<T: Real>(fr: f64, fc: f64) -> [T; 4] {
     ]
 }
 
-/// Samples `j` in `lo..hi` of ray `(a, k)` whose four bilinear corners all lie inside the
-/// grid (`0 ≤ ⌊row⌋, ⌊col⌋ ≤ N − 2`), as a sub-range `ilo..ihi`. The coordinates are monotone
-/// in `j`, so these samples form one interval; it is first estimated by solving the linear
-/// bounds and then trimmed with the exact test on the same floating-point expression the
-/// kernels evaluate, so every sample in it is interior (an estimate that is too narrow only
-/// sends a few interior samples down the general edge path).
-#[inline]
-fn interior_range(
-    geom: &ParallelGeometry,
-    a: usize,
-    k: usize,
-    lo: usize,
-    hi: usize,
-) -> (usize, usize) {
-    let n = geom.n;
-    let (row0, col0) = geom.sample_coords(a, k, 0);
-    let (step_r, step_c) = (geom.cos[a], geom.sin[a]);
-    let inside = |j: usize| {
-        let (r0, c0, _, _) = corners(row0 + j as f64 * step_r, col0 + j as f64 * step_c);
-        r0 >= 0 && c0 >= 0 && r0 < n as isize - 1 && c0 < n as isize - 1
-    };
-    // Real-valued j interval where 0 ≤ start + j·step < N − 1.
-    let bound = |start: f64, step: f64| -> (f64, f64) {
-        let top = (n - 1) as f64;
-        if step.abs() < 1e-12 {
-            return if start >= 0.0 && start < top {
-                (f64::NEG_INFINITY, f64::INFINITY)
-            } else {
-                (0.0, 0.0)
-            };
-        }
-        let (x, y) = ((0.0 - start) / step, (top - start) / step);
-        if x < y {
-            (x, y)
-        } else {
-            (y, x)
-        }
-    };
-    let (ra, rb) = bound(row0, step_r);
-    let (ca, cb) = bound(col0, step_c);
-    let (jl, jh) = (ra.max(ca), rb.min(cb));
-    if jl.partial_cmp(&jh) != Some(std::cmp::Ordering::Less) {
-        return (lo, lo);
-    }
-    let mut ilo = (jl.ceil().max(lo as f64) as usize).min(hi);
-    let mut ihi = ((jh.floor() + 1.0).min(hi as f64).max(0.0) as usize).max(ilo);
-    while ilo < ihi && !inside(ilo) {
-        ilo += 1;
-    }
-    while ihi > ilo && !inside(ihi - 1) {
-        ihi -= 1;
-    }
-    (ilo, ihi)
-}
-
 /// One ray `(a, k)`: its sample coordinates `(row₀ + j·cos θ, col₀ + j·sin θ)`, the samples
 /// `lo..hi` with non-zero support and the interior ones `ilo..ihi` (all four corners inside;
-/// see [`interior_range`]). The kernels loop over the three parts themselves, so the interior
+/// see [`Ray::interior_range`]). The kernels loop over the three parts themselves, so the interior
 /// loop is branch-free and fully inlined.
 struct Ray {
     row0: f64,
@@ -291,19 +232,67 @@ struct Ray {
 impl Ray {
     #[inline(always)]
     fn new(geom: &ParallelGeometry, a: usize, k: usize) -> Ray {
-        let (lo, hi) = ray_range(geom, a, k);
-        let (ilo, ihi) = interior_range(geom, a, k, lo, hi);
+        let n = geom.n;
         let (row0, col0) = geom.sample_coords(a, k, 0);
-        Ray {
+        let (step_r, step_c) = (geom.cos[a], geom.sin[a]);
+        let (r_lo, r_hi) = sample_range(row0, step_r, n);
+        let (c_lo, c_hi) = sample_range(col0, step_c, n);
+        let lo = r_lo.max(c_lo);
+        let mut ray = Ray {
             row0,
             col0,
-            step_r: geom.cos[a],
-            step_c: geom.sin[a],
+            step_r,
+            step_c,
             lo,
-            ilo,
-            ihi,
-            hi,
+            ilo: lo,
+            ihi: lo,
+            hi: r_hi.min(c_hi).max(lo),
+        };
+        (ray.ilo, ray.ihi) = ray.interior_range(n);
+        ray
+    }
+
+    /// Image coordinates `(row, col)` of sample `j`.
+    #[inline(always)]
+    fn coords(&self, j: usize) -> (f64, f64) {
+        let jf = j as f64;
+        (self.row0 + jf * self.step_r, self.col0 + jf * self.step_c)
+    }
+
+    /// The samples `j` in `lo..hi` whose four bilinear corners all lie inside the grid
+    /// (`0 ≤ ⌊row⌋, ⌊col⌋ ≤ N − 2`), as a sub-range `ilo..ihi`. The coordinates are monotone
+    /// in `j`, so these samples form one interval; it is first estimated by solving the
+    /// linear bounds and then trimmed with the exact test on the same floating-point
+    /// expression the kernels evaluate, so every sample in it is interior (an estimate that is
+    /// too narrow only sends a few interior samples down the general edge path).
+    #[inline]
+    fn interior_range(&self, n: usize) -> (usize, usize) {
+        let (lo, hi) = (self.lo, self.hi);
+        let inside = |j: usize| {
+            let (row, col) = self.coords(j);
+            let (r0, c0, _, _) = corners(row, col);
+            r0 >= 0 && c0 >= 0 && r0 < n as isize - 1 && c0 < n as isize - 1
+        };
+        let top = (n - 1) as f64;
+        let (Some((ra, rb)), Some((ca, cb))) = (
+            j_interval(self.row0, self.step_r, 0.0, top),
+            j_interval(self.col0, self.step_c, 0.0, top),
+        ) else {
+            return (lo, lo);
+        };
+        let (jl, jh) = (ra.max(ca), rb.min(cb));
+        if jl.partial_cmp(&jh) != Some(std::cmp::Ordering::Less) {
+            return (lo, lo);
         }
+        let mut ilo = (jl.ceil().max(lo as f64) as usize).min(hi);
+        let mut ihi = ((jh.floor() + 1.0).min(hi as f64).max(0.0) as usize).max(ilo);
+        while ilo < ihi && !inside(ilo) {
+            ilo += 1;
+        }
+        while ihi > ilo && !inside(ihi - 1) {
+            ihi -= 1;
+        }
+        (ilo, ihi)
     }
 
     /// Samples outside the interior range (they may have corners outside the grid).
@@ -316,8 +305,8 @@ impl Ray {
     #[inline(always)]
     fn edge<T: Real>(&self, j: usize, n: usize) -> Option<(isize, isize, [T; 4])> {
         let ni = n as isize;
-        let jf = j as f64;
-        let (r0, c0, fr, fc) = corners(self.row0 + jf * self.step_r, self.col0 + jf * self.step_c);
+        let (row, col) = self.coords(j);
+        let (r0, c0, fr, fc) = corners(row, col);
         if r0 < -1 || c0 < -1 || r0 >= ni || c0 >= ni {
             return None;
         }
@@ -328,8 +317,7 @@ impl Ray {
     /// (`ilo ≤ j < ihi`).
     #[inline(always)]
     fn interior<T: Real>(&self, j: usize, n: usize) -> (usize, [T; 4]) {
-        let jf = j as f64;
-        let (row, col) = (self.row0 + jf * self.step_r, self.col0 + jf * self.step_c);
+        let (row, col) = self.coords(j);
         // Interior: 0 ≤ row, col < N − 1, so truncation equals the floor of `corners`.
         let (r0, c0) = (row as i32 as usize, col as i32 as usize);
         let (fr, fc) = (row - r0 as f64, col - c0 as f64);
