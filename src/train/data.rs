@@ -418,44 +418,16 @@ impl DataSource {
                 Dataset::new(info.normalize(&x), None, info)
             }
             DataSource::Nifti(paths) => {
-                let s = size.unwrap_or(64);
-                let mut all = Vec::new();
-                for p in paths {
-                    all.push(nifti_slices(p, s)?);
-                }
-                let x = Tensor::cat(&all, 0);
-                let n = x.size()[0];
-                let names: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
-                let info = DataInfo {
-                    shape: vec![1, s, s],
-                    centered,
-                    data_range: Some((0.0, 1.0)),
-                    source: format!("{} ({n} axial slices at {s}x{s})", names.join(", ")),
-                };
-                Dataset::new(info.normalize(&x), None, info)
+                slice_dataset(paths, size, centered, "axial slices", "", |p| {
+                    crate::io::nifti::read_nifti(p)
+                })
             }
             DataSource::Dicom(paths) => {
-                let s = size.unwrap_or(64);
-                let mut all = Vec::new();
-                for p in paths {
-                    all.push(dicom_slices(p, s)?);
-                }
-                let x = Tensor::cat(&all, 0);
-                let n = x.size()[0];
-                let names: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
                 let w = crate::data::ct_slices::HuWindow::default();
-                let info = DataInfo {
-                    shape: vec![1, s, s],
-                    centered,
-                    data_range: Some((0.0, 1.0)),
-                    source: format!(
-                        "{} ({n} DICOM slices at {s}x{s}, HU window [{}, {}])",
-                        names.join(", "),
-                        w.lo,
-                        w.hi
-                    ),
-                };
-                Dataset::new(info.normalize(&x), None, info)
+                let note = format!(", HU window [{}, {}]", w.lo, w.hi);
+                slice_dataset(paths, size, centered, "DICOM slices", &note, |p| {
+                    crate::io::read_image_file(p)
+                })
             }
             DataSource::Photos { n, paths, files } => {
                 let s = size.unwrap_or(64);
@@ -558,61 +530,59 @@ impl DataSource {
 /// Mean (after per-slice min–max normalisation) below which a NIfTI slice counts as background.
 const MIN_SLICE_MEAN: f64 = 0.1;
 
-/// Axial slices `[N, 1, s, s]` of one NIfTI volume (see the module doc).
-fn nifti_slices(path: &Path, s: i64) -> Result<Tensor> {
-    let img = crate::io::nifti::read_nifti(path)?;
-    let (nz, h, w) = img.data.dim();
-    let mut out = Vec::new();
-    for z in 0..nz {
-        let sl = img.data.index_axis(ndarray::Axis(0), z);
-        let (lo, hi) = sl
-            .iter()
-            .fold((f32::INFINITY, f32::NEG_INFINITY), |(a, b), &v| {
-                (a.min(v), b.max(v))
-            });
-        if !(lo.is_finite() && hi.is_finite() && hi > lo) {
-            continue;
-        }
-        let v: Vec<f32> = sl.iter().map(|&v| (v - lo) / (hi - lo)).collect();
-        let t = Tensor::from_slice(&v).reshape([1, 1, h as i64, w as i64]);
-        if t.mean(Kind::Double).double_value(&[]) < MIN_SLICE_MEAN {
-            continue;
-        }
-        // Resized straight to s × s, as `reconstruct --ground-truth VOLUME#z=K --size s` does.
-        out.push(crate::data::ct_slices::resize(&t, s, s).clamp(0.0, 1.0));
+/// The slices of the volumes `paths` (read by `read`) as a dataset of `[1, s, s]` images in
+/// [0, 1] (default `s` 64; see [`volume_slices`]); `what` and `note` describe them in its
+/// source string.
+fn slice_dataset(
+    paths: &[PathBuf],
+    size: Option<i64>,
+    centered: bool,
+    what: &str,
+    note: &str,
+    read: impl Fn(&Path) -> Result<crate::io::Image>,
+) -> Result<Dataset> {
+    let s = size.unwrap_or(64);
+    let mut all = Vec::new();
+    for p in paths {
+        all.push(volume_slices(p, &read(p)?, s)?);
     }
-    if out.is_empty() {
-        return Err(Error::Invalid(format!(
-            "{}: no axial slice with enough foreground",
-            path.display()
-        )));
-    }
-    Ok(Tensor::cat(&out, 0))
+    let x = Tensor::cat(&all, 0);
+    let n = x.size()[0];
+    let names: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
+    let info = DataInfo {
+        shape: vec![1, s, s],
+        centered,
+        data_range: Some((0.0, 1.0)),
+        source: format!("{} ({n} {what} at {s}x{s}{note})", names.join(", ")),
+    };
+    Dataset::new(info.normalize(&x), None, info)
 }
 
-/// Slices of a DICOM series folder or file, mapped to [0, 1] by the CT HU window of the
-/// shipped CT priors (values without HU units are min–max normalised per slice), resized to
-/// `s × s`; slices with almost no foreground are skipped, as for NIfTI.
-fn dicom_slices(path: &Path, s: i64) -> Result<Tensor> {
-    let img = crate::io::read_image_file(path)?;
-    let window = crate::data::ct_slices::HuWindow::default();
-    let hu = img.meta.units.as_deref() == Some("HU");
+/// Slices `[N, 1, s, s]` along the first axis of a volume read from `path`: CT data in HU
+/// through the HU window of the shipped CT priors (as the ground-truth cases of
+/// `reconstruct`), anything else min–max normalised per slice; resized straight to `s × s`
+/// (as `reconstruct --ground-truth VOLUME#z=K --size s` does); slices with almost no
+/// foreground are skipped.
+fn volume_slices(path: &Path, img: &crate::io::Image, s: i64) -> Result<Tensor> {
+    let window =
+        (img.meta.units.as_deref() == Some("HU")).then(crate::data::ct_slices::HuWindow::default);
     let (nz, h, w) = img.data.dim();
     let mut out = Vec::new();
     for z in 0..nz {
         let sl = img.data.index_axis(ndarray::Axis(0), z);
-        let v: Vec<f32> = if hu {
-            sl.iter().map(|&v| window.apply(v)).collect()
-        } else {
-            let (lo, hi) = sl
-                .iter()
-                .fold((f32::INFINITY, f32::NEG_INFINITY), |(a, b), &v| {
-                    (a.min(v), b.max(v))
-                });
-            if !(lo.is_finite() && hi.is_finite() && hi > lo) {
-                continue;
+        let v: Vec<f32> = match window {
+            Some(win) => sl.iter().map(|&v| win.apply(v)).collect(),
+            None => {
+                let (lo, hi) = sl
+                    .iter()
+                    .fold((f32::INFINITY, f32::NEG_INFINITY), |(a, b), &v| {
+                        (a.min(v), b.max(v))
+                    });
+                if !(lo.is_finite() && hi.is_finite() && hi > lo) {
+                    continue;
+                }
+                sl.iter().map(|&v| (v - lo) / (hi - lo)).collect()
             }
-            sl.iter().map(|&v| (v - lo) / (hi - lo)).collect()
         };
         let t = Tensor::from_slice(&v).reshape([1, 1, h as i64, w as i64]);
         if t.mean(Kind::Double).double_value(&[]) < MIN_SLICE_MEAN {
@@ -621,8 +591,13 @@ fn dicom_slices(path: &Path, s: i64) -> Result<Tensor> {
         out.push(crate::data::ct_slices::resize(&t, s, s).clamp(0.0, 1.0));
     }
     if out.is_empty() {
+        let inside = if window.is_some() {
+            " inside the HU window"
+        } else {
+            ""
+        };
         return Err(Error::Invalid(format!(
-            "{}: no DICOM slice with enough foreground inside the HU window",
+            "{}: no slice with enough foreground{inside}",
             path.display()
         )));
     }
