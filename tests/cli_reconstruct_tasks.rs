@@ -428,6 +428,44 @@ fn bad_measurements_are_refused_and_nothing_is_written() {
     refuses(d, &["colorize", "--measurement", s(&png)], "gray image");
 }
 
+/// What [`run_sharded`] wrote: the whole study, its two shards and their merge, with what the
+/// whole run and the merge printed.
+struct Sharded {
+    full: PathBuf,
+    parts: Vec<PathBuf>,
+    merged: PathBuf,
+    full_out: String,
+    merge_out: String,
+}
+
+/// Runs the study `args` whole into `dir/full`, as shards 0/2 and 1/2 into `dir/part{k}` (with
+/// `check_part` called on each), and merges the parts into `dir/merged`.
+fn run_sharded(dir: &Path, args: &[&str], check_part: impl Fn(&Path)) -> Sharded {
+    let full = dir.join("full");
+    let mut a = args.to_vec();
+    a.extend(["--out", s(&full)]);
+    let full_out = run_ok(&a);
+    let mut parts = Vec::new();
+    for k in 0..2 {
+        let p = dir.join(format!("part{k}"));
+        let shard = format!("{k}/2");
+        let mut a = args.to_vec();
+        a.extend(["--shard", &shard, "--out", s(&p)]);
+        run_ok(&a);
+        check_part(&p);
+        parts.push(p);
+    }
+    let merged = dir.join("merged");
+    let merge_out = run_ok(&["merge", s(&parts[0]), s(&parts[1]), "--out", s(&merged)]);
+    Sharded {
+        full,
+        parts,
+        merged,
+        full_out,
+        merge_out,
+    }
+}
+
 /// `--shard K/N` then `scoreinv merge` reproduces the unsharded study bit for bit (noise is
 /// seeded per case index), and bad shard specs are refused before anything is written.
 #[test]
@@ -453,21 +491,13 @@ fn sharded_ct_study_merges_to_the_unsharded_one() {
         "--seed",
         "3",
     ];
-    let full = dir.path().join("full");
-    let mut a = common.to_vec();
-    a.extend(["--out", s(&full)]);
-    run_ok(&a);
-    let mut parts = Vec::new();
-    for k in 0..2 {
-        let p = dir.path().join(format!("part{k}"));
-        let shard = format!("{k}/2");
-        let mut a = common.to_vec();
-        a.extend(["--shard", &shard, "--out", s(&p)]);
-        run_ok(&a);
-        parts.push(p);
-    }
-    let merged = dir.path().join("merged");
-    let table = run_ok(&["merge", s(&parts[0]), s(&parts[1]), "--out", s(&merged)]);
+    let Sharded {
+        full,
+        parts,
+        merged,
+        merge_out: table,
+        ..
+    } = run_sharded(dir.path(), &common, |_| {});
     assert!(table.contains("fbp") && table.contains("tv"), "{table}");
     for i in 0..5 {
         for m in ["fbp", "tv"] {
@@ -556,27 +586,20 @@ fn sharded_nifti_volume_merges_into_one_volume() {
         "--seed",
         "5",
     ];
-    let full = dir.path().join("full");
-    let mut a = common.to_vec();
-    a.extend(["--out", s(&full)]);
-    let printed = run_ok(&a);
-    assert!(printed.contains("head_fbp.nii.gz"), "{printed}");
-    let mut parts = Vec::new();
-    for k in 0..2 {
-        let p = dir.path().join(format!("part{k}"));
-        let shard = format!("{k}/2");
-        let mut a = common.to_vec();
-        a.extend(["--shard", &shard, "--out", s(&p)]);
-        run_ok(&a);
+    let Sharded {
+        full,
+        parts,
+        merged,
+        full_out,
+        merge_out: printed,
+    } = run_sharded(dir.path(), &common, |p| {
         assert!(p.join("volumes.json").is_file());
         assert!(
             !p.join("head_fbp.nii.gz").exists(),
             "a shard wrote a partial volume"
         );
-        parts.push(p);
-    }
-    let merged = dir.path().join("merged");
-    let printed = run_ok(&["merge", s(&parts[0]), s(&parts[1]), "--out", s(&merged)]);
+    });
+    assert!(full_out.contains("head_fbp.nii.gz"), "{full_out}");
     assert!(printed.contains("head_tv.nii.gz"), "{printed}");
     for m in ["fbp", "tv"] {
         let name = format!("head_{m}.nii.gz");
