@@ -51,21 +51,17 @@ fn main() -> anyhow::Result<()> {
     let methods: [&dyn Method; 2] = [&gray, &score];
     let no_noise = |y: &tch::Tensor| -> scoreinv::Result<tch::Tensor> { Ok(y.shallow_clone()) };
     std::fs::create_dir_all(&out)?;
-    let mut records = Vec::new();
-    for i in 0..crops.size()[0] {
-        let case = study::Case {
-            name: format!("heldout_crop_{i}"),
-            truth: crops.get(i).to_device(device),
-        };
-        let r = study::run_case(
-            op.as_ref() as &dyn LinearOperator,
-            &no_noise,
-            &case,
-            &methods,
-        )?;
-        study::write_case(&out, &r)?;
-        records.extend(r.records);
-    }
+    let cases = (0..crops.size()[0]).map(|i| study::Case {
+        name: format!("heldout_crop_{i}"),
+        truth: crops.get(i).to_device(device),
+    });
+    let records = study::run_and_write_cases(
+        op.as_ref() as &dyn LinearOperator,
+        &no_noise,
+        cases,
+        &methods,
+        &out,
+    )?;
     print!("{}", study::format_table(&records));
     println!(
         "wrote {}/heldout_crop_*.png (truth | gray | score | |error|×4)",

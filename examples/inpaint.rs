@@ -50,21 +50,17 @@ fn main() -> anyhow::Result<()> {
     let methods: [&dyn Method; 2] = [&tvm, &score];
     let no_noise = |y: &tch::Tensor| -> scoreinv::Result<tch::Tensor> { Ok(y.shallow_clone()) };
     std::fs::create_dir_all(&out)?;
-    let mut records = Vec::new();
-    for case in cases {
-        let case = study::Case {
-            name: case.name,
-            truth: case.truth.to_device(device),
-        };
-        let r = study::run_case(
-            op.as_ref() as &dyn LinearOperator,
-            &no_noise,
-            &case,
-            &methods,
-        )?;
-        study::write_case(&out, &r)?;
-        records.extend(r.records);
-    }
+    let cases = cases.into_iter().map(|c| study::Case {
+        name: c.name,
+        truth: c.truth.to_device(device),
+    });
+    let records = study::run_and_write_cases(
+        op.as_ref() as &dyn LinearOperator,
+        &no_noise,
+        cases,
+        &methods,
+        &out,
+    )?;
     print!("{}", study::format_table(&records));
     println!(
         "wrote {}/fashion_mnist_*.png (truth | TV | score | |error|×4)",

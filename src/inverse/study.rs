@@ -259,6 +259,24 @@ pub fn write_case(dir: &Path, out: &CaseOutput) -> Result<()> {
     Ok(())
 }
 
+/// Runs every case with [`run_case`], writes each into `dir` ([`write_case`]) as soon as it is
+/// done, and returns all their records.
+pub fn run_and_write_cases(
+    op: &dyn LinearOperator,
+    noise: &dyn Fn(&Tensor) -> Result<Tensor>,
+    cases: impl IntoIterator<Item = Case>,
+    methods: &[&dyn Method],
+    dir: &Path,
+) -> Result<Vec<Record>> {
+    let mut records = Vec::new();
+    for case in cases {
+        let out = run_case(op, noise, &case, methods)?;
+        write_case(dir, &out)?;
+        records.extend(out.records);
+    }
+    Ok(records)
+}
+
 /// Reads the `metrics.json` of a study folder.
 pub fn read_metrics(dir: &Path) -> Result<Vec<Record>> {
     let path = dir.join("metrics.json");
