@@ -273,6 +273,16 @@ fn cli_trains_resumes_and_refuses_unlabelled_data() {
     assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
     let text = String::from_utf8_lossy(&r.stdout);
     assert!(text.contains("held-out accuracy"), "{text}");
+    // The printed table is the final evaluation: one row per line of accuracy.csv.
+    let csv = std::fs::read_to_string(out.join("accuracy.csv")).unwrap();
+    let printed = text
+        .lines()
+        .skip_while(|l| !l.contains("t_lo"))
+        .skip(1)
+        .take_while(|l| l.starts_with("  0") || l.starts_with("  1"))
+        .count();
+    assert!(printed > 1, "{text}");
+    assert_eq!(printed, csv.lines().count() - 1, "{text}\n{csv}");
     let (_, cfg) = load_classifier_dir(&out.join("classifier"), Device::Cpu).unwrap();
     assert_eq!(cfg.step, 10);
     assert_eq!(cfg.sde, SdeConfig::vp_default());

@@ -200,6 +200,7 @@ pub fn run(args: Args, choice: DeviceChoice) -> Result<()> {
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
     let mut heldout = String::new();
+    let mut last_rows: Vec<AccuracyRow> = Vec::new();
     let res = trainer.run(&args.out, &mut |ev| match ev {
         ClassifierEvent::Step(s) => {
             bar.set_position(s.step);
@@ -208,8 +209,11 @@ pub fn run(args: Args, choice: DeviceChoice) -> Result<()> {
                 s.loss, s.batch_accuracy, s.lr
             ));
         }
-        ClassifierEvent::Accuracy { at_eps, mean, .. } => {
-            heldout = format!(" held-out acc@eps {at_eps:.3} mean {mean:.3}")
+        ClassifierEvent::Accuracy {
+            at_eps, mean, rows, ..
+        } => {
+            heldout = format!(" held-out acc@eps {at_eps:.3} mean {mean:.3}");
+            last_rows = rows.clone();
         }
         ClassifierEvent::Checkpoint { .. } => {}
     });
@@ -217,25 +221,7 @@ pub fn run(args: Args, choice: DeviceChoice) -> Result<()> {
     let dir = res?;
     println!("trained to step {}", trainer.step_count());
     println!("held-out accuracy (EMA weights), per time bin:");
-    let rows = std::fs::read_to_string(args.out.join("accuracy.csv")).unwrap_or_default();
-    let rows: Vec<AccuracyRow> = rows
-        .lines()
-        .skip(1)
-        .filter_map(|line| {
-            let f: Vec<&str> = line.split(',').collect();
-            let [lo, hi, acc, n] = f[..] else {
-                return None;
-            };
-            let p = |s: &str| s.parse::<f64>().unwrap_or(f64::NAN);
-            Some(AccuracyRow {
-                t_lo: p(lo),
-                t_hi: p(hi),
-                accuracy: p(acc),
-                n: n.parse().unwrap_or(0),
-            })
-        })
-        .collect();
-    print_accuracy(&rows);
+    print_accuracy(&last_rows);
     println!("classifier directory {}", dir.display());
     Ok(())
 }

@@ -404,11 +404,12 @@ pub struct ClassifierStepStats {
 #[derive(Debug, Clone, PartialEq)]
 pub enum ClassifierEvent {
     Step(ClassifierStepStats),
-    /// Held-out accuracy at `t = ε` and averaged over the time bins.
+    /// Held-out accuracy at `t = ε` and averaged over the time bins, with the whole table.
     Accuracy {
         step: u64,
         at_eps: f64,
         mean: f64,
+        rows: Vec<AccuracyRow>,
     },
     Checkpoint {
         step: u64,
@@ -967,6 +968,7 @@ impl ClassifierTrainer {
             step: self.step,
             at_eps,
             mean,
+            rows,
         });
         Ok(())
     }
