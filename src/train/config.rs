@@ -265,6 +265,23 @@ fn shipped_cpu_schedule(cfg: &mut TrainConfig, batch: usize) {
     cfg.training.sample_steps = Some(100);
 }
 
+/// The loop of the smoke-test presets (`tiny`, `ncsnpp-tiny`): 200 steps of `batch` at lr 1e-3
+/// (warm-up 20, EMA 0.99), a loss row every 10 steps, held-out DSM every 50, a checkpoint and a
+/// sample grid (8 samples, 25 PC steps) every 100.
+fn smoke_schedule(cfg: &mut TrainConfig, batch: usize) {
+    cfg.optim.lr = 1e-3;
+    cfg.optim.warmup = 20;
+    cfg.optim.ema_rate = 0.99;
+    cfg.training.batch_size = batch;
+    cfg.training.n_iters = 200;
+    cfg.training.log_freq = 10;
+    cfg.training.eval_freq = 50;
+    cfg.training.checkpoint_freq = 100;
+    cfg.training.sample_freq = 100;
+    cfg.training.sample_n = 8;
+    cfg.training.sample_steps = Some(25);
+}
+
 /// The small VE NCSN++ of the shipped 64×64 priors (biggan blocks, FIR, progressive input,
 /// Fourier embedding; nf 16, ch_mult 1,2,2,2, one block per level, attention at 8×8) on the VE
 /// SDE with σ_min 0.01 and the given σ_max, trained with [`shipped_cpu_schedule`] at batch 16.
@@ -313,17 +330,7 @@ pub fn preset(name: &str) -> Result<TrainConfig> {
             });
             cfg.sde = SdeConfig::ve_default();
             cfg.score.scale_by_sigma = true;
-            cfg.optim.lr = 1e-3;
-            cfg.optim.warmup = 20;
-            cfg.optim.ema_rate = 0.99;
-            cfg.training.batch_size = 16;
-            cfg.training.n_iters = 200;
-            cfg.training.log_freq = 10;
-            cfg.training.eval_freq = 50;
-            cfg.training.checkpoint_freq = 100;
-            cfg.training.sample_freq = 100;
-            cfg.training.sample_n = 8;
-            cfg.training.sample_steps = Some(25);
+            smoke_schedule(&mut cfg, 16);
         }
         "toy2d" => {
             cfg.model = ModelConfig::Mlp(MlpConfig::default());
@@ -361,17 +368,7 @@ pub fn preset(name: &str) -> Result<TrainConfig> {
                 n: 1000,
             };
             cfg.score.scale_by_sigma = false;
-            cfg.optim.lr = 1e-3;
-            cfg.optim.warmup = 20;
-            cfg.optim.ema_rate = 0.99;
-            cfg.training.batch_size = 8;
-            cfg.training.n_iters = 200;
-            cfg.training.log_freq = 10;
-            cfg.training.eval_freq = 50;
-            cfg.training.checkpoint_freq = 100;
-            cfg.training.sample_freq = 100;
-            cfg.training.sample_n = 8;
-            cfg.training.sample_steps = Some(25);
+            smoke_schedule(&mut cfg, 8);
         }
         "ncsnpp-64" => {
             // The CPU-trainable CT prior of the shipped `ct-ellipses` / `ct-head` models: VE
