@@ -98,11 +98,15 @@ pub struct CtArgs {
     /// Seed of the measurement noise.
     #[arg(long, default_value_t = 0)]
     pub seed: i64,
-    /// Process only part K of N (`K/N`, K = 0..N-1) of the cases: case i belongs to part
-    /// i mod N. Every case is seeded by its index, so `scoreinv merge` of the N parts equals the
-    /// unsharded run.
+    /// Process only part K of N (`K/N`, K = 0..N-1) of the cases: batch j (cases
+    /// j·B … j·B + B − 1 for `--batch B`) belongs to part j mod N. Every case is seeded by its
+    /// index, so `scoreinv merge` of the N parts equals the unsharded run with the same --batch.
     #[arg(long)]
     pub shard: Option<Shard>,
+    /// Cases (slices) reconstructed together in one batched run of every method; the cases
+    /// are read batch by batch, so memory does not grow with the number of slices.
+    #[arg(long, default_value_t = 1)]
+    pub batch: usize,
     /// Output folder (created).
     #[arg(long)]
     pub out: PathBuf,
@@ -144,18 +148,30 @@ impl std::str::FromStr for Shard {
     }
 }
 
-/// The cases of this shard with their index in the full list (case `i` is in part `i mod N`).
-fn select_shard<T>(cases: Vec<T>, shard: Option<Shard>) -> Result<Vec<(usize, T)>> {
+/// The batches of `batch` consecutive cases (the last may be shorter) that fall in `shard`
+/// (batch `j` is in part `j mod N`), each case with its index in the whole study.
+fn select_shard<T>(
+    cases: Vec<T>,
+    shard: Option<Shard>,
+    batch: usize,
+) -> Result<Vec<Vec<(usize, T)>>> {
+    anyhow::ensure!(batch >= 1, "--batch must be at least 1");
     let total = cases.len();
-    let out: Vec<(usize, T)> = cases
-        .into_iter()
-        .enumerate()
-        .filter(|(i, _)| shard.is_none_or(|s| i % s.n == s.k))
-        .collect();
+    let mut out: Vec<Vec<(usize, T)>> = Vec::new();
+    for (i, c) in cases.into_iter().enumerate() {
+        let j = i / batch;
+        if shard.is_some_and(|s| j % s.n != s.k) {
+            continue;
+        }
+        match out.last_mut() {
+            Some(b) if b[0].0 / batch == j => b.push((i, c)),
+            _ => out.push(vec![(i, c)]),
+        }
+    }
     if let Some(s) = shard {
         anyhow::ensure!(
             !out.is_empty(),
-            "--shard {}/{}: no case falls in this part ({total} cases)",
+            "--shard {}/{}: no case falls in this part ({total} cases in batches of {batch})",
             s.k,
             s.n
         );
@@ -163,17 +179,13 @@ fn select_shard<T>(cases: Vec<T>, shard: Option<Shard>) -> Result<Vec<(usize, T)
     Ok(out)
 }
 
-/// Records which reconstructed cases are slices of a ground-truth volume (`volumes.json`) and,
-/// when this study holds every slice (no `--shard`, or after `scoreinv merge`), writes each
-/// method's reconstruction as `{stem}_{method}.nii.gz`.
 fn write_study_volumes(
     out: &std::path::Path,
     volumes: &[scoreinv::data::cases::SourceVolume],
-    cases: &[(usize, study::Case)],
+    case_names: &[String],
     methods: &[&dyn Method],
 ) -> Result<()> {
-    let names: std::collections::HashSet<&str> =
-        cases.iter().map(|(_, c)| c.name.as_str()).collect();
+    let names: std::collections::HashSet<&str> = case_names.iter().map(|n| n.as_str()).collect();
     let method_names: Vec<String> = methods.iter().map(|m| m.name()).collect();
     let manifest = volumes::study_manifest(volumes, &|n: &str| names.contains(n), &method_names);
     manifest.write(out)?;
@@ -181,6 +193,52 @@ fn write_study_volumes(
         println!("volume: {}", p.display());
     }
     Ok(())
+}
+
+/// Reconstructs the batches of a study one after the other ([`study::run_batch`]; each case's
+/// noise seeded by its index), writing each case's outputs as soon as its batch is done, with a
+/// progress bar over cases. Returns every record and the names of the cases.
+#[allow(clippy::too_many_arguments)]
+fn run_batches(
+    op: &dyn LinearOperator,
+    noise: &dyn Fn(&Tensor) -> scoreinv::Result<Tensor>,
+    batches: Vec<Vec<(usize, study::Case)>>,
+    seed: u64,
+    methods: &[&dyn Method],
+    out: &std::path::Path,
+    device: Device,
+    prefix: &str,
+) -> Result<(Vec<study::Record>, Vec<String>)> {
+    let n: usize = batches.iter().map(|b| b.len()).sum();
+    let pb = ProgressBar::new(n as u64).with_style(
+        ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} cases {msg} ({elapsed})")?
+            .progress_chars("=> "),
+    );
+    pb.set_prefix(prefix.to_string());
+    let mut records = Vec::new();
+    let mut names = Vec::with_capacity(n);
+    for batch in batches {
+        let seeds: Vec<i64> = batch.iter().map(|(i, _)| case_seed(seed, *i)).collect();
+        let cases: Vec<study::Case> = batch
+            .into_iter()
+            .map(|(_, c)| study::Case {
+                name: c.name,
+                truth: c.truth.to_device(device),
+            })
+            .collect();
+        pb.set_message(match cases.len() {
+            1 => cases[0].name.clone(),
+            k => format!("{} (+{})", cases[0].name, k - 1),
+        });
+        for o in study::run_batch(op, noise, &cases, Some(&seeds), methods)? {
+            study::write_case(out, &o)?;
+            records.extend(o.records);
+            names.push(o.name);
+        }
+        pb.inc(cases.len() as u64);
+    }
+    pb.finish_and_clear();
+    Ok((records, names))
 }
 
 /// Seed of libtorch's generator for case `index`: a fixed function of (seed, index), so a
@@ -283,35 +341,22 @@ fn run_ct(a: CtArgs, device: Device) -> Result<()> {
         ProjectionConfig::ct(),
         device,
     )?);
+    let batches = select_shard(cases, a.shard, a.batch)?;
     std::fs::create_dir_all(&a.out).with_context(|| format!("creating {}", a.out.display()))?;
-    let cases = select_shard(cases, a.shard)?;
     let refs: Vec<&dyn Method> = methods.iter().map(|m| m.as_ref()).collect();
-    let pb = ProgressBar::new(cases.len() as u64).with_style(
-        ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} cases {msg} ({elapsed})")?
-            .progress_chars("=> "),
-    );
-    pb.set_prefix("reconstruct ct");
-    let mut records = Vec::new();
-    for (index, case) in &cases {
-        pb.set_message(case.name.clone());
-        tch::manual_seed(case_seed(a.seed as u64, *index));
-        let case = study::Case {
-            name: case.name.clone(),
-            truth: case.truth.to_device(device),
-        };
-        let out = study::run_case(
-            op.as_ref() as &dyn LinearOperator,
-            noise.as_ref(),
-            &case,
-            &refs,
-        )?;
-        study::write_case(&a.out, &out)?;
-        records.extend(out.records);
-        pb.inc(1);
-    }
-    pb.finish_and_clear();
+    let noise_ref = |y: &Tensor| noise(y);
+    let (records, names) = run_batches(
+        op.as_ref() as &dyn LinearOperator,
+        &noise_ref,
+        batches,
+        a.seed as u64,
+        &refs,
+        &a.out,
+        device,
+        "reconstruct ct",
+    )?;
     study::write_metrics(&a.out, &records)?;
-    write_study_volumes(&a.out, &volumes, &cases, &refs)?;
+    write_study_volumes(&a.out, &volumes, &names, &refs)?;
     println!(
         "sparse-view CT: {} of {} views, noise {}, {}×{} images, device {}",
         a.views,
@@ -483,6 +528,9 @@ pub struct StudyArgs {
     /// Process only part K of N (`K/N`) of the cases, as for `reconstruct ct`.
     #[arg(long)]
     pub shard: Option<Shard>,
+    /// Cases (slices) reconstructed together in one batched run, as for `reconstruct ct`.
+    #[arg(long, default_value_t = 1)]
+    pub batch: usize,
     /// Output folder (created).
     #[arg(long)]
     pub out: PathBuf,
@@ -694,31 +742,22 @@ fn run_study(cfg: TaskConfig, s: StudyArgs, device: Device) -> Result<()> {
         device,
     )?);
     check_out_folder(&s.out)?;
+    let batches = select_shard(cases, s.shard, s.batch)?;
     std::fs::create_dir_all(&s.out).with_context(|| format!("creating {}", s.out.display()))?;
-    let cases = select_shard(cases, s.shard)?;
     let refs: Vec<&dyn Method> = methods.iter().map(|m| m.as_ref()).collect();
-    let pb = ProgressBar::new(cases.len() as u64).with_style(
-        ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} cases {msg} ({elapsed})")?
-            .progress_chars("=> "),
-    );
-    pb.set_prefix(format!("reconstruct {kind}"));
     let noise_fn = move |y: &Tensor| noise.apply(y);
-    let mut records = Vec::new();
-    for (index, case) in &cases {
-        pb.set_message(case.name.clone());
-        tch::manual_seed(case_seed(s.seed, *index));
-        let case = study::Case {
-            name: case.name.clone(),
-            truth: case.truth.to_device(device),
-        };
-        let out = study::run_case(op.as_ref(), &noise_fn, &case, &refs)?;
-        study::write_case(&s.out, &out)?;
-        records.extend(out.records);
-        pb.inc(1);
-    }
-    pb.finish_and_clear();
+    let (records, names) = run_batches(
+        op.as_ref(),
+        &noise_fn,
+        batches,
+        s.seed,
+        &refs,
+        &s.out,
+        device,
+        &format!("reconstruct {kind}"),
+    )?;
     study::write_metrics(&s.out, &records)?;
-    write_study_volumes(&s.out, &volumes, &cases, &refs)?;
+    write_study_volumes(&s.out, &volumes, &names, &refs)?;
     println!(
         "{}, noise {}, device {}",
         description,

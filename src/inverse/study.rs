@@ -50,7 +50,16 @@ impl Method for BaselineMethod {
     fn name(&self) -> String {
         self.baseline.name().to_string()
     }
+    /// TV stops when the duality gap of the whole batch is small, so a batch is solved one
+    /// measurement at a time: a case's result does not depend on the batch it is in.
     fn reconstruct(&self, op: &dyn LinearOperator, y: &Tensor) -> Result<Tensor> {
+        let b = y.size().first().copied().unwrap_or(1);
+        if b > 1 && matches!(self.baseline, Baseline::Tv) {
+            let rows = (0..b)
+                .map(|i| self.baseline.reconstruct(op, &y.narrow(0, i, 1), &self.tv))
+                .collect::<Result<Vec<_>>>()?;
+            return Ok(Tensor::cat(&rows, 0));
+        }
         self.baseline.reconstruct(op, y, &self.tv)
     }
 }
@@ -85,45 +94,100 @@ pub fn run_case(
     case: &Case,
     methods: &[&dyn Method],
 ) -> Result<CaseOutput> {
-    let x = case.truth.unsqueeze(0);
-    op.check_input(&x).map_err(|e| {
-        Error::Invalid(format!(
-            "case '{}' does not fit the operator: {e} (use --size to resample)",
-            case.name
-        ))
-    })?;
-    let y = noise(&op.forward(&x)?)?;
-    let mut recons = Vec::new();
-    let mut stds = Vec::new();
-    let mut records = Vec::new();
+    let mut out = run_batch(op, noise, std::slice::from_ref(case), None, methods)?;
+    Ok(out.remove(0))
+}
+
+/// [`run_case`] for several cases at once: each case's measurement is simulated on its own
+/// (after `tch::manual_seed(seeds[i])` when seeds are given, so its noise depends only on its
+/// seed), then every method reconstructs the whole batch `[B, C, H, W]` in one call — one
+/// batched reverse-SDE run for the score methods instead of `B`. A method's `seconds` are the
+/// batch's wall time divided by `B`.
+///
+/// Baselines give the same result for a case in any batch; the samples of the score methods
+/// depend on the batch they were drawn in (libtorch's generator runs over the whole batch), so
+/// a study is reproducible for a given batch size.
+pub fn run_batch(
+    op: &dyn LinearOperator,
+    noise: &dyn Fn(&Tensor) -> Result<Tensor>,
+    cases: &[Case],
+    seeds: Option<&[i64]>,
+    methods: &[&dyn Method],
+) -> Result<Vec<CaseOutput>> {
+    if cases.is_empty() {
+        return Ok(Vec::new());
+    }
+    if let Some(s) = seeds {
+        if s.len() != cases.len() {
+            return Err(Error::Invalid(format!(
+                "{} seeds for a batch of {} cases",
+                s.len(),
+                cases.len()
+            )));
+        }
+    }
+    let mut ys = Vec::with_capacity(cases.len());
+    for (i, case) in cases.iter().enumerate() {
+        let x = case.truth.unsqueeze(0);
+        op.check_input(&x).map_err(|e| {
+            Error::Invalid(format!(
+                "case '{}' does not fit the operator: {e} (use --size to resample)",
+                case.name
+            ))
+        })?;
+        if let Some(s) = seeds {
+            tch::manual_seed(s[i]);
+        }
+        ys.push(noise(&op.forward(&x)?)?);
+    }
+    let y = if ys.len() == 1 {
+        ys.pop().expect("one measurement")
+    } else {
+        Tensor::cat(&ys, 0)
+    };
+    let b = cases.len();
+    let mut outs: Vec<CaseOutput> = cases
+        .iter()
+        .map(|c| CaseOutput {
+            name: c.name.clone(),
+            truth: c.truth.shallow_clone(),
+            recons: Vec::new(),
+            stds: Vec::new(),
+            records: Vec::new(),
+        })
+        .collect();
     for m in methods {
         let t0 = Instant::now();
         let (r, std) = m.reconstruct_with_std(op, &y)?;
-        let r = r.get(0).clamp(0.0, 1.0);
-        if let Some(sd) = std {
-            stds.push((m.name(), sd.get(0)));
-        }
+        let r = r.clamp(0.0, 1.0);
         // Read a value so that asynchronous (GPU) work is included in the timing.
         let _ = r.sum(tch::Kind::Double).double_value(&[]);
-        let seconds = t0.elapsed().as_secs_f64();
-        let s = metrics::scores_tensor(&case.truth, &r, 1.0, &SsimOptions::default())?;
-        records.push(Record {
-            case: case.name.clone(),
-            method: m.name(),
-            psnr_db: s.psnr,
-            ssim: s.ssim,
-            nrmse: s.nrmse,
-            seconds,
-        });
-        recons.push((m.name(), r));
+        let seconds = t0.elapsed().as_secs_f64() / b as f64;
+        if r.size().first() != Some(&(b as i64)) {
+            return Err(Error::Shape {
+                what: format!("reconstruction of method '{}'", m.name()),
+                expected: format!("a batch of {b}"),
+                actual: format!("{:?}", r.size()),
+            });
+        }
+        for (i, out) in outs.iter_mut().enumerate() {
+            let ri = r.get(i as i64);
+            if let Some(sd) = &std {
+                out.stds.push((m.name(), sd.get(i as i64)));
+            }
+            let s = metrics::scores_tensor(&out.truth, &ri, 1.0, &SsimOptions::default())?;
+            out.records.push(Record {
+                case: out.name.clone(),
+                method: m.name(),
+                psnr_db: s.psnr,
+                ssim: s.ssim,
+                nrmse: s.nrmse,
+                seconds,
+            });
+            out.recons.push((m.name(), ri));
+        }
     }
-    Ok(CaseOutput {
-        name: case.name.clone(),
-        truth: case.truth.shallow_clone(),
-        recons,
-        stds,
-        records,
-    })
+    Ok(outs)
 }
 
 /// Mean and sample standard deviation of one method's scores over the cases.
