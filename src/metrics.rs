@@ -459,7 +459,9 @@ pub fn nrmse_batch(truth: &Tensor, test: &Tensor) -> Result<Vec<f64>> {
 pub struct Scores {
     pub psnr: f64,
     pub ssim: f64,
-    pub nrmse: f64,
+    /// None when the truth is all zeros (an empty slice of a volume), where the Euclidean
+    /// normalisation is undefined.
+    pub nrmse: Option<f64>,
 }
 
 /// All three metrics of `[H, W]` / `[C, H, W]` tensors with the given SSIM options.
@@ -473,6 +475,10 @@ pub fn scores_tensor(
     Ok(Scores {
         psnr: psnr(&a, &b, data_range)?,
         ssim: ssim_multichannel(&a, &b, 0, data_range, opts)?,
-        nrmse: nrmse(&a, &b)?,
+        nrmse: if a.iter().all(|&v| v == 0.0) {
+            None
+        } else {
+            Some(nrmse(&a, &b)?)
+        },
     })
 }

@@ -330,6 +330,54 @@ fn mri_and_inpaint_studies_write_metrics_for_every_method() {
     }
 }
 
+/// A real volume has empty slices (air): their nRMSE is undefined and an exact reconstruction
+/// has infinite PSNR. The study still runs; `metrics.json` records `null` for both and reads
+/// back (PSNR +∞, nRMSE None), so such studies merge.
+#[test]
+fn empty_slices_of_a_volume_are_scored_without_failing() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = io::tensor_to_array::<f32>(&phantom(16)).unwrap();
+    let vol = Array3::from_shape_fn(
+        (3, 16, 16),
+        |(z, y, x)| {
+            if z == 0 {
+                0.0
+            } else {
+                base[[0, y, x]]
+            }
+        },
+    );
+    let input = dir.path().join("vol.nii.gz");
+    io::nifti::write_nifti(&input, &vol, None, None).unwrap();
+    let out = dir.path().join("out");
+    run_ok(&[
+        "reconstruct",
+        "inpaint",
+        "--ground-truth",
+        s(&input),
+        "--mask",
+        "half",
+        "--noise",
+        "none",
+        "--method",
+        "zero-filled",
+        "--out",
+        s(&out),
+    ]);
+    let text = std::fs::read_to_string(out.join("metrics.json")).unwrap();
+    let json: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert!(
+        json[0]["psnr_db"].is_null() && json[0]["nrmse"].is_null(),
+        "{text}"
+    );
+    assert!(json[1]["nrmse"].as_f64().unwrap() > 0.0, "{text}");
+    let recs = scoreinv::inverse::study::read_metrics(&out).unwrap();
+    assert_eq!(recs[0].psnr_db, f64::INFINITY);
+    assert_eq!(recs[0].nrmse, None);
+    assert!(recs[1].psnr_db.is_finite());
+    assert!(out.join("vol_zero-filled.nii.gz").is_file());
+}
+
 /// A failing reconstruct: message contains `needle`, `--out` was not created.
 fn refuses(d: &Path, args: &[&str], needle: &str) {
     let out = d.join("out");
@@ -629,6 +677,17 @@ fn sharded_nifti_volume_merges_into_one_volume() {
             (af[0][0] - 1.2).abs() < 1e-6 && (af[0][3] - (-10.0 + 0.25 * 0.8)).abs() < 1e-5,
             "{af:?}"
         );
+    }
+    // Streamed in batches of 2 slices: the same volumes.
+    let batched = dir.path().join("batched");
+    let mut a = common.to_vec();
+    a.extend(["--batch", "2", "--out", s(&batched)]);
+    run_ok(&a);
+    for m in ["fbp", "tv"] {
+        let name = format!("head_{m}.nii.gz");
+        let a = std::fs::read(full.join(&name)).unwrap();
+        let b = std::fs::read(batched.join(&name)).unwrap();
+        assert!(a == b, "{name} differs between --batch 2 and --batch 1");
     }
     // Merging a shard twice is refused before anything is written.
     let again = dir.path().join("again");

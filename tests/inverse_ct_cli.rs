@@ -227,7 +227,10 @@ fn batched_reconstruction_matches_and_shards_by_batch() {
     for i in 0..5 {
         for meth in ["fbp", "tv"] {
             let n = format!("ellipses_{i}_{meth}.npy");
-            assert!(bytes(&one, &n) == bytes(&full, &n), "{n}: batch 2 ≠ batch 1");
+            assert!(
+                bytes(&one, &n) == bytes(&full, &n),
+                "{n}: batch 2 ≠ batch 1"
+            );
         }
         for meth in ["fbp", "tv", "score", "score_std"] {
             let n = format!("ellipses_{i}_{meth}.npy");
@@ -241,11 +244,20 @@ fn batched_reconstruction_matches_and_shards_by_batch() {
     assert!(a != b);
     let metrics = scoreinv::inverse::study::read_metrics(&full).unwrap();
     assert_eq!(metrics.len(), 15);
-    assert!(metrics.iter().all(|r| r.psnr_db.is_finite() && r.seconds >= 0.0));
+    assert!(metrics
+        .iter()
+        .all(|r| r.psnr_db.is_finite() && r.seconds >= 0.0));
     // --batch 0 is refused before anything is written.
     let bad = dir.path().join("bad");
     let mut a = common.to_vec();
-    a.extend(["--method", "fbp", "--batch", "0", "--out", bad.to_str().unwrap()]);
+    a.extend([
+        "--method",
+        "fbp",
+        "--batch",
+        "0",
+        "--out",
+        bad.to_str().unwrap(),
+    ]);
     let r = run(&a);
     assert!(!r.status.success());
     assert!(String::from_utf8_lossy(&r.stderr).contains("--batch"));

@@ -266,6 +266,25 @@ fn nifti_from_nibabel_is_zyx_with_slope_and_intercept() {
     }
 }
 
+/// The streamed reader gives nibabel's slices one at a time (int16 with slope and intercept,
+/// gzip and plain), with the same metadata as the whole-volume reader, then `None`.
+#[test]
+fn nifti_slices_stream_the_nibabel_volume() {
+    let want: ArrayD<f32> = expected("nifti_zyx.npy");
+    for f in ["vol.nii.gz", "vol.nii"] {
+        let mut r = io::nifti::NiftiSlices::open(&fx(f)).unwrap();
+        assert_eq!(r.dim, [7, 6, 5]);
+        assert_eq!(r.meta, io::read_image(fx(f)).unwrap().meta, "{f}");
+        for z in 0..7 {
+            assert_eq!(r.position(), z);
+            let sl = r.next_slice().unwrap().unwrap();
+            let w = want.index_axis(ndarray::Axis(0), z);
+            assert_eq!(sl.into_dyn(), w.to_owned(), "{f} slice {z}");
+        }
+        assert!(r.next_slice().is_none());
+    }
+}
+
 #[test]
 fn nifti_slice_selectors_match_nibabel_slices() {
     let base = fx("vol.nii.gz").display().to_string();

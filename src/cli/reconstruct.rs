@@ -3,7 +3,7 @@
 //! no metrics). Operators, noise and measurement files: `scoreinv::inverse::tasks`.
 use anyhow::{Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
-use scoreinv::data::cases::{load_cases_with_volume, CaseOptions};
+use scoreinv::data::cases::{pending_cases, CaseOptions, PendingCase};
 use scoreinv::data::ct_slices::HuWindow;
 use scoreinv::inverse::baselines::{Baseline, TaskPreset};
 use scoreinv::inverse::dps::DpsConfig;
@@ -202,7 +202,7 @@ fn write_study_volumes(
 fn run_batches(
     op: &dyn LinearOperator,
     noise: &dyn Fn(&Tensor) -> scoreinv::Result<Tensor>,
-    batches: Vec<Vec<(usize, study::Case)>>,
+    batches: Vec<Vec<(usize, PendingCase)>>,
     seed: u64,
     methods: &[&dyn Method],
     out: &std::path::Path,
@@ -221,11 +221,14 @@ fn run_batches(
         let seeds: Vec<i64> = batch.iter().map(|(i, _)| case_seed(seed, *i)).collect();
         let cases: Vec<study::Case> = batch
             .into_iter()
-            .map(|(_, c)| study::Case {
-                name: c.name,
-                truth: c.truth.to_device(device),
+            .map(|(_, c)| {
+                let c = c.load()?;
+                Ok(study::Case {
+                    name: c.name,
+                    truth: c.truth.to_device(device),
+                })
             })
-            .collect();
+            .collect::<Result<_>>()?;
         pb.set_message(match cases.len() {
             1 => cases[0].name.clone(),
             k => format!("{} (+{})", cases[0].name, k - 1),
@@ -294,23 +297,24 @@ fn run_ct(a: CtArgs, device: Device) -> Result<()> {
             Ok(Box::new(BaselineMethod { baseline: b, tv }))
         })
         .collect::<Result<_>>()?;
-    // Load every case before writing anything, so bad input leaves no output behind.
+    // Check every case before writing anything, so bad input leaves no output behind (slices
+    // of a NIfTI volume are checked by a streamed pass here and read again batch by batch).
     let mut cases = Vec::new();
     let mut volumes = Vec::new();
     for spec in &a.ground_truth {
-        let (c, v) = load_cases_with_volume(spec, &opts)
-            .with_context(|| format!("--ground-truth {spec}"))?;
+        let (c, v) =
+            pending_cases(spec, &opts).with_context(|| format!("--ground-truth {spec}"))?;
         cases.extend(c);
         volumes.extend(v);
     }
     anyhow::ensure!(!cases.is_empty(), "--ground-truth named no image");
-    let size = cases[0].truth.size();
+    let size = cases[0].shape.clone();
     for c in &cases {
         anyhow::ensure!(
-            c.truth.size() == size,
+            c.shape == size,
             "case '{}' is {:?} but '{}' is {:?}: pass --size N to resample them all",
             c.name,
-            c.truth.size(),
+            c.shape,
             cases[0].name,
             size
         );
@@ -708,23 +712,23 @@ fn run_study(cfg: TaskConfig, s: StudyArgs, device: Device) -> Result<()> {
     let mut cases = Vec::new();
     let mut volumes = Vec::new();
     for spec in &s.ground_truth {
-        let (c, v) = load_cases_with_volume(spec, &opts)
-            .with_context(|| format!("--ground-truth {spec}"))?;
+        let (c, v) =
+            pending_cases(spec, &opts).with_context(|| format!("--ground-truth {spec}"))?;
         cases.extend(c);
         volumes.extend(v);
     }
     anyhow::ensure!(!cases.is_empty(), "--ground-truth named no image");
-    let size = cases[0].truth.size();
+    let size = cases[0].shape.clone();
     for c in &cases {
         anyhow::ensure!(
-            c.truth.size() == size,
+            c.shape == size,
             "case '{}' is {:?} but '{}' is {:?}: pass --size N to resample them all",
             c.name,
-            c.truth.size(),
+            c.shape,
             cases[0].name,
             size
         );
-        tasks::check_image_shape(kind, &c.name, &c.truth.size())?;
+        tasks::check_image_shape(kind, &c.name, &c.shape)?;
     }
     let op = cfg.build(&size, s.seed, device)?;
     let description = op.describe();

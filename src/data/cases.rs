@@ -20,7 +20,9 @@ use crate::inverse::study::Case;
 use crate::io;
 use crate::{Error, Result};
 use ndarray::{Array2, Array3, Axis};
-use std::path::Path;
+use std::cell::RefCell;
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
 use tch::{Kind, Tensor};
 
 /// How cases are prepared.
@@ -120,6 +122,22 @@ fn to_unit_range(img: &io::Image, opts: &CaseOptions, name: &str) -> Array3<f32>
     img.data.mapv(|v| (v - lo) / span)
 }
 
+/// The file name without its image extensions: the stem of case and volume names.
+fn volume_stem(path: &Path) -> String {
+    let stem = path
+        .file_name()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "image".into());
+    stem.trim_end_matches(".gz")
+        .trim_end_matches(".nii")
+        .trim_end_matches(".npy")
+        .trim_end_matches(".png")
+        .trim_end_matches(".dcm")
+        .trim_end_matches(".tiff")
+        .trim_end_matches(".tif")
+        .to_string()
+}
+
 /// Loads the cases one spec names (see the module doc).
 pub fn load_cases(spec: &str, opts: &CaseOptions) -> Result<Vec<Case>> {
     load_cases_with_volume(spec, opts).map(|(cases, _)| cases)
@@ -136,6 +154,153 @@ pub struct SourceVolume {
     /// `[dz, dy, dx]` in mm.
     pub spacing: Option<[f64; 3]>,
     pub affine: Option<[[f64; 4]; 4]>,
+}
+
+/// A case whose image is produced when it is needed: either already loaded, or a slice of a
+/// NIfTI volume read from its file at [`PendingCase::load`] time (streamed, so a study holds
+/// one batch of slices in memory, not the volume).
+pub struct PendingCase {
+    pub name: String,
+    /// `[C, H, W]` of the image [`Self::load`] gives.
+    pub shape: Vec<i64>,
+    source: Pending,
+}
+
+enum Pending {
+    Loaded(Tensor),
+    Slice(Rc<StreamedVolume>, usize),
+}
+
+impl PendingCase {
+    fn loaded(c: Case) -> Self {
+        Self {
+            name: c.name,
+            shape: c.truth.size(),
+            source: Pending::Loaded(c.truth),
+        }
+    }
+
+    /// The case's image. Slices of one streamed volume are read fastest in increasing order
+    /// (a slice before the reader's position reopens the file).
+    pub fn load(self) -> Result<Case> {
+        match self.source {
+            Pending::Loaded(truth) => Ok(Case {
+                name: self.name,
+                truth,
+            }),
+            Pending::Slice(v, z) => v.case(self.name, z),
+        }
+    }
+}
+
+/// A NIfTI volume whose slices become cases on demand: checked (finite values) and ranged
+/// (min–max, as [`to_unit_range`]) by one streamed pass when the study is set up.
+struct StreamedVolume {
+    path: PathBuf,
+    /// `(lo, span)` of the min–max normalisation; None when the data is already in [0, 1].
+    range: Option<(f32, f32)>,
+    opts: CaseOptions,
+    reader: RefCell<Option<io::nifti::NiftiSlices>>,
+}
+
+impl StreamedVolume {
+    fn case(&self, name: String, z: usize) -> Result<Case> {
+        let mut reader = self.reader.borrow_mut();
+        if reader.as_ref().is_none_or(|r| r.position() > z) {
+            *reader = Some(io::nifti::NiftiSlices::open(&self.path)?);
+        }
+        let r = reader.as_mut().expect("opened above");
+        loop {
+            let at = r.position();
+            let sl = r.next_slice().ok_or_else(|| {
+                Error::format(&self.path, format!("slice {z} is past the volume's end"))
+            })??;
+            if at == z {
+                let sl = match self.range {
+                    None => sl.mapv(|v| v.clamp(0.0, 1.0)),
+                    Some((lo, span)) => sl.mapv(|v| (v - lo) / span),
+                };
+                return finish(name, gray(sl), &self.opts);
+            }
+        }
+    }
+}
+
+/// The cases of `spec` for a study, with the source volume as [`load_cases_with_volume`]: a
+/// whole NIfTI volume is not read into memory but checked by one streamed pass (finite values,
+/// value range) and its slices are read again when each case is loaded; every other spec is
+/// loaded here.
+pub fn pending_cases(
+    spec: &str,
+    opts: &CaseOptions,
+) -> Result<(Vec<PendingCase>, Option<SourceVolume>)> {
+    let lower = spec.to_lowercase();
+    let is_nifti = (lower.ends_with(".nii") || lower.ends_with(".nii.gz")) && !spec.contains('#');
+    if is_nifti && Path::new(spec).is_file() {
+        let mut r = io::nifti::NiftiSlices::open(Path::new(spec))?;
+        let [d, h, w] = r.dim;
+        if d > 1 {
+            let (mut lo, mut hi) = (f32::INFINITY, f32::NEG_INFINITY);
+            while let Some(sl) = r.next_slice() {
+                let z = r.position() - 1;
+                let sl = sl?;
+                io::ensure_finite(&sl, &format!("{spec} slice z={z}"))?;
+                for &v in &sl {
+                    lo = lo.min(v);
+                    hi = hi.max(v);
+                }
+            }
+            let range = if lo >= -1e-6 && hi <= 1.0 + 1e-6 {
+                None
+            } else {
+                eprintln!("note: {spec} has values in [{lo}, {hi}]: min-max normalised to [0, 1]");
+                Some((lo, (hi - lo).max(f32::MIN_POSITIVE)))
+            };
+            let stem = volume_stem(Path::new(spec));
+            let vol = Rc::new(StreamedVolume {
+                path: PathBuf::from(spec),
+                range,
+                opts: *opts,
+                reader: RefCell::new(None),
+            });
+            let (oh, ow) = match opts.size {
+                Some(n) => (n, n),
+                None => (h as i64, w as i64),
+            };
+            let names: Vec<String> = (0..d).map(|z| format!("{stem}_z{z}")).collect();
+            let cases = names
+                .iter()
+                .enumerate()
+                .map(|(z, n)| PendingCase {
+                    name: n.clone(),
+                    shape: vec![1, oh, ow],
+                    source: Pending::Slice(vol.clone(), z),
+                })
+                .collect();
+            let (spacing, affine) = crate::inverse::volumes::resized_geometry(
+                r.meta.spacing,
+                r.meta.affine,
+                (h, w),
+                opts.size,
+            );
+            if let Some(n) = opts.size {
+                if n < 2 {
+                    return Err(Error::Config(format!("--size must be at least 2, got {n}")));
+                }
+            }
+            return Ok((
+                cases,
+                Some(SourceVolume {
+                    stem,
+                    case_names: names,
+                    spacing,
+                    affine,
+                }),
+            ));
+        }
+    }
+    let (cases, volume) = load_cases_with_volume(spec, opts)?;
+    Ok((cases.into_iter().map(PendingCase::loaded).collect(), volume))
 }
 
 /// [`load_cases`], also saying whether the spec was a whole volume (every slice of a NIfTI,
@@ -234,19 +399,7 @@ fn load_cases_inner(
         return Ok(out);
     }
     let img = io::read_image(spec)?;
-    let stem = Path::new(path)
-        .file_name()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "image".into());
-    let stem = stem
-        .trim_end_matches(".gz")
-        .trim_end_matches(".nii")
-        .trim_end_matches(".npy")
-        .trim_end_matches(".png")
-        .trim_end_matches(".dcm")
-        .trim_end_matches(".tiff")
-        .trim_end_matches(".tif")
-        .to_string();
+    let stem = volume_stem(Path::new(path));
     // A selected slice keeps its index in the name, so several slices of one volume do not
     // overwrite each other's outputs.
     let stem = match sel {

@@ -69,10 +69,28 @@ impl Method for BaselineMethod {
 pub struct Record {
     pub case: String,
     pub method: String,
+    /// `+∞` for an exact reconstruction (written as `null` in JSON, which has no infinity).
+    #[serde(with = "psnr_json")]
     pub psnr_db: f64,
     pub ssim: f64,
-    pub nrmse: f64,
+    /// None (`null`) when the truth is all zeros, e.g. an empty slice of a volume.
+    pub nrmse: Option<f64>,
     pub seconds: f64,
+}
+
+/// PSNR in JSON: a number, or `null` for `+∞` (zero error).
+mod psnr_json {
+    use serde::{Deserialize, Deserializer, Serializer};
+    pub fn serialize<S: Serializer>(v: &f64, s: S) -> Result<S::Ok, S::Error> {
+        if v.is_finite() {
+            s.serialize_f64(*v)
+        } else {
+            s.serialize_none()
+        }
+    }
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+        Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::INFINITY))
+    }
 }
 
 /// Everything produced for one case.
@@ -386,8 +404,13 @@ pub fn write_metrics(dir: &Path, records: &[Record]) -> Result<()> {
     for r in records {
         let _ = writeln!(
             csv,
-            "{},{},{:.4},{:.5},{:.5},{:.4}",
-            r.case, r.method, r.psnr_db, r.ssim, r.nrmse, r.seconds
+            "{},{},{:.4},{:.5},{},{:.4}",
+            r.case,
+            r.method,
+            r.psnr_db,
+            r.ssim,
+            r.nrmse.map(|v| format!("{v:.5}")).unwrap_or_default(),
+            r.seconds
         );
     }
     for m in summarize(records) {

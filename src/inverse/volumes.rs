@@ -149,8 +149,9 @@ pub fn write_volumes(dir: &Path, manifest: &VolumeManifest) -> Result<Vec<PathBu
             continue;
         }
         for m in &v.methods {
-            let mut slices = Vec::with_capacity(v.depth);
-            for (_, case) in &v.slices {
+            // Filled slice by slice: one output volume in memory, not the slices and their stack.
+            let mut vol: Option<Array3<f32>> = None;
+            for (z, case) in &v.slices {
                 let p = dir.join(format!("{case}_{m}.npy"));
                 let a: ArrayD<f32> = ndarray_npy::read_npy(&p)
                     .map_err(|e| Error::format(&p, format!("reconstruction slice: {e}")))?;
@@ -163,15 +164,20 @@ pub fn write_volumes(dir: &Path, manifest: &VolumeManifest) -> Result<Vec<PathBu
                         format!("expected one channel, got shape {:?}", a.shape()),
                     ));
                 }
-                slices.push(a.index_axis_move(Axis(0), 0));
+                let sl = a.index_axis_move(Axis(0), 0);
+                let vol =
+                    vol.get_or_insert_with(|| Array3::zeros((v.depth, sl.nrows(), sl.ncols())));
+                if sl.dim() != (vol.shape()[1], vol.shape()[2]) {
+                    return Err(Error::Invalid(format!(
+                        "volume '{}' ({m}): slices differ in size: {:?} vs {:?}",
+                        v.stem,
+                        sl.dim(),
+                        &vol.shape()[1..]
+                    )));
+                }
+                vol.index_axis_mut(Axis(0), *z).assign(&sl);
             }
-            let views: Vec<_> = slices.iter().map(|s| s.view()).collect();
-            let vol: Array3<f32> = ndarray::stack(Axis(0), &views).map_err(|e| {
-                Error::Invalid(format!(
-                    "volume '{}' ({m}): slices differ in size: {e}",
-                    v.stem
-                ))
-            })?;
+            let Some(vol) = vol else { continue };
             let path = dir.join(format!("{}_{m}.nii.gz", v.stem));
             io::nifti::write_nifti(&path, &vol, v.spacing, v.affine)?;
             written.push(path);

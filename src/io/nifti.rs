@@ -11,7 +11,7 @@ use super::{atomic, ensure_finite, Axes, Image, ImageFormat, ImageMeta};
 use crate::{Error, Result};
 use ::nifti::writer::WriterOptions;
 use ::nifti::{IntoNdArray, NiftiHeader, NiftiObject, NiftiVolume, ReaderOptions};
-use ndarray::{ArrayBase, Data, Ix3};
+use ndarray::{Array2, ArrayBase, Data, Ix3};
 use std::path::Path;
 
 fn nerr(path: &Path, e: ::nifti::NiftiError) -> Error {
@@ -34,21 +34,44 @@ pub fn read_nifti(path: &Path) -> Result<Image> {
     let header: NiftiHeader = obj.header().clone();
     let volume = obj.into_volume();
     let dims: Vec<usize> = volume.dim().iter().map(|&d| d as usize).collect();
-    let (nx, ny, nz) = match dims.as_slice() {
-        [x, y] => (*x, *y, 1),
-        [x, y, z] => (*x, *y, *z),
-        [x, y, z, rest @ ..] if rest.iter().all(|&d| d == 1) => (*x, *y, *z),
-        other => {
-            return Err(Error::format(
-                path,
-                format!(
-                    "NIfTI volume has dimensions {other:?}; only 2-D or 3-D volumes (a 4th axis \
-                     of length 1) are supported — select a time point first"
-                ),
-            ))
-        }
-    };
+    let (nx, ny, nz) = volume_dims(path, &dims)?;
     let dtype = format!("{:?}", volume.data_type()).to_lowercase();
+    let arr = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        volume.into_ndarray::<f32>()
+    }))
+    .map_err(|_| Error::format(path, "corrupt NIfTI file (inconsistent data size)"))?
+    .map_err(|e| nerr(path, e))?;
+    // Fortran [x, y, z(, 1...)] → reverse the axes → C-order [.., z, y, x].
+    let arr = arr
+        .into_shape_with_order(((nx, ny, nz), ndarray::Order::ColumnMajor))
+        .map_err(|e| Error::format(path, format!("unexpected NIfTI data size: {e}")))?
+        .reversed_axes();
+    let data = arr.as_standard_layout().into_owned();
+    Ok(Image {
+        data,
+        axes: Axes::Dhw,
+        meta: meta_from_header(&header, dtype),
+    })
+}
+
+/// `(nx, ny, nz)` of a 2-D or 3-D volume (a 4th axis of length 1 allowed).
+fn volume_dims(path: &Path, dims: &[usize]) -> Result<(usize, usize, usize)> {
+    match dims {
+        [x, y] => Ok((*x, *y, 1)),
+        [x, y, z] => Ok((*x, *y, *z)),
+        [x, y, z, rest @ ..] if rest.iter().all(|&d| d == 1) => Ok((*x, *y, *z)),
+        other => Err(Error::format(
+            path,
+            format!(
+                "NIfTI volume has dimensions {other:?}; only 2-D or 3-D volumes (a 4th axis \
+                 of length 1) are supported — select a time point first"
+            ),
+        )),
+    }
+}
+
+/// Spacing `[dz, dy, dx]` and the sform of a header.
+fn meta_from_header(header: &NiftiHeader, dtype: String) -> ImageMeta {
     // The sform rows when sform_code > 0. (A qform-only file has no affine recorded: turning its
     // quaternion into a matrix needs the crate's `nalgebra_affine` feature, not enabled.)
     let affine = (header.sform_code > 0)
@@ -61,17 +84,6 @@ pub fn read_nifti(path: &Path) -> Result<Image> {
             a
         })
         .filter(|a: &[[f64; 4]; 4]| a.iter().flatten().all(|v| v.is_finite()));
-    let arr = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        volume.into_ndarray::<f32>()
-    }))
-    .map_err(|_| Error::format(path, "corrupt NIfTI file (inconsistent data size)"))?
-    .map_err(|e| nerr(path, e))?;
-    // Fortran [x, y, z(, 1...)] → reverse the axes → C-order [.., z, y, x].
-    let arr = arr
-        .into_shape_with_order(((nx, ny, nz), ndarray::Order::ColumnMajor))
-        .map_err(|e| Error::format(path, format!("unexpected NIfTI data size: {e}")))?
-        .reversed_axes();
-    let data = arr.as_standard_layout().into_owned();
     let p = header.pixdim;
     let sp = |v: f32| {
         if v > 0.0 && v.is_finite() {
@@ -80,17 +92,83 @@ pub fn read_nifti(path: &Path) -> Result<Image> {
             1.0
         }
     };
-    Ok(Image {
-        data,
-        axes: Axes::Dhw,
-        meta: ImageMeta {
-            format: Some(ImageFormat::Nifti),
-            dtype: Some(dtype),
-            spacing: Some([sp(p[3]), sp(p[2]), sp(p[1])]),
-            affine,
-            ..Default::default()
-        },
-    })
+    ImageMeta {
+        format: Some(ImageFormat::Nifti),
+        dtype: Some(dtype),
+        spacing: Some([sp(p[3]), sp(p[2]), sp(p[1])]),
+        affine,
+        ..Default::default()
+    }
+}
+
+/// A NIfTI volume read one z-slice at a time (gzip or not), so only one `[H, W]` slice is in
+/// memory however deep the volume is. Slices come out in order `z = 0, 1, …` with the same
+/// values as [`read_nifti`]'s `data[[z, .., ..]]`.
+pub struct NiftiSlices {
+    path: std::path::PathBuf,
+    stream: ::nifti::StreamedNiftiVolume<::nifti::object::MaybeGzDecodedFile>,
+    next: usize,
+    /// `[D, H, W]`.
+    pub dim: [usize; 3],
+    /// Spacing, sform and stored dtype, as [`read_nifti`] gives them.
+    pub meta: ImageMeta,
+}
+
+impl NiftiSlices {
+    /// Opens `path` and reads its header.
+    pub fn open(path: &Path) -> Result<Self> {
+        let obj = std::panic::catch_unwind(|| {
+            ::nifti::ReaderStreamedOptions::new().read_file_rank(path, 2)
+        })
+        .map_err(|_| Error::format(path, "corrupt NIfTI file (the reader gave up)"))?
+        .map_err(|e| nerr(path, e))?;
+        let header: NiftiHeader = obj.header().clone();
+        let dims: Vec<usize> = header.dim[1..=header.dim[0].clamp(1, 7) as usize]
+            .iter()
+            .map(|&d| d as usize)
+            .collect();
+        let (nx, ny, nz) = volume_dims(path, &dims)?;
+        let dtype = header
+            .data_type()
+            .map(|t| format!("{t:?}").to_lowercase())
+            .map_err(|e| nerr(path, e))?;
+        Ok(Self {
+            path: path.to_path_buf(),
+            stream: obj.into_volume(),
+            next: 0,
+            dim: [nz, ny, nx],
+            meta: meta_from_header(&header, dtype),
+        })
+    }
+
+    /// Index of the slice the next [`Self::next_slice`] returns.
+    pub fn position(&self) -> usize {
+        self.next
+    }
+
+    /// The next `[H, W]` slice, `None` after the last.
+    pub fn next_slice(&mut self) -> Option<Result<Array2<f32>>> {
+        if self.next >= self.dim[0] {
+            return None;
+        }
+        let [_, ny, nx] = self.dim;
+        let path = &self.path;
+        let z = self.next;
+        let stream = &mut self.stream;
+        let out = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            stream.read_slice().map(|sl| sl.into_ndarray::<f32>())
+        }))
+        .map_err(|_| Error::format(path, format!("corrupt NIfTI file (slice {z})")))
+        .and_then(|r| r.map_err(|e| nerr(path, e)))
+        .and_then(|r| r.map_err(|e| nerr(path, e)))
+        .and_then(|a| {
+            a.into_shape_with_order(((nx, ny), ndarray::Order::ColumnMajor))
+                .map_err(|e| Error::format(path, format!("unexpected NIfTI slice size: {e}")))
+        })
+        .map(|a| a.reversed_axes().as_standard_layout().into_owned());
+        self.next += 1;
+        Some(out)
+    }
 }
 
 /// Writes a `[z, y, x]` volume (or a `[1, H, W]` slice) as float32 NIfTI (`.nii.gz` compressed),
