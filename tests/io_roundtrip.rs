@@ -409,6 +409,51 @@ fn dicom_with_zero_padding_after_pixel_data_reads() {
     assert!(e.contains("short.dcm"), "{e}");
 }
 
+/// The indexed series reads pydicom's slices one file at a time, in position order, with the
+/// whole-series metadata and value range; as study cases it equals the whole series loaded.
+#[test]
+fn dicom_series_indexed_reads_slices_one_at_a_time() {
+    let want: ArrayD<f32> = expected("series_hu.npy");
+    let dir = fx("series");
+    let series = io::dicom::DicomSeries::open(&dir).unwrap();
+    let whole = io::read_image(&dir).unwrap();
+    assert_eq!(series.dim, [3, 4, 5]);
+    assert_eq!(series.meta, whole.meta);
+    let names: Vec<String> = series
+        .files
+        .iter()
+        .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names, ["b_slice.dcm", "a_slice.dcm", "c_slice.dcm"]);
+    let lo = want.iter().cloned().fold(f32::INFINITY, f32::min);
+    let hi = want.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
+    assert_eq!(series.range, (lo, hi));
+    for k in [2, 0, 1] {
+        let sl = series.read_slice(k).unwrap();
+        assert_eq!(
+            sl.into_dyn(),
+            want.index_axis(Axis(0), k).to_owned(),
+            "slice {k}"
+        );
+    }
+    assert!(series.read_slice(3).is_err());
+    let opts = scoreinv::data::cases::CaseOptions {
+        size: Some(8),
+        ..Default::default()
+    };
+    let spec = dir.to_str().unwrap();
+    let (eager, v1) = scoreinv::data::cases::load_cases_with_volume(spec, &opts).unwrap();
+    let (pending, v2) = scoreinv::data::cases::pending_cases(spec, &opts).unwrap();
+    assert_eq!(v1, v2);
+    for (p, e) in pending.into_iter().zip(&eager) {
+        assert_eq!(p.shape, e.truth.size());
+        let c = p.load().unwrap();
+        assert_eq!(c.name, e.name);
+        let d = (&c.truth - &e.truth).abs().max().double_value(&[]);
+        assert_eq!(d, 0.0, "{}", c.name);
+    }
+}
+
 #[test]
 fn dicom_series_sorted_along_the_slice_normal() {
     let j = json("series_expected.json");

@@ -105,21 +105,18 @@ fn inv3_cases(path: &Path, zs: Vec<usize>, opts: &CaseOptions, out: &mut Vec<Cas
 
 /// Normalises a picture/volume read by [`io::read_image`] to [0, 1] (see the module doc).
 fn to_unit_range(img: &io::Image, opts: &CaseOptions, name: &str) -> Array3<f32> {
-    if img.meta.units.as_deref() == Some("HU") {
-        return img.data.mapv(|v| opts.window.apply(v));
-    }
-    let (lo, hi) = img
-        .data
-        .iter()
-        .fold((f32::INFINITY, f32::NEG_INFINITY), |(a, b), &v| {
-            (a.min(v), b.max(v))
-        });
-    if lo >= -1e-6 && hi <= 1.0 + 1e-6 {
-        return img.data.mapv(|v| v.clamp(0.0, 1.0));
-    }
-    eprintln!("note: {name} has values in [{lo}, {hi}]: min-max normalised to [0, 1]");
-    let span = (hi - lo).max(f32::MIN_POSITIVE);
-    img.data.mapv(|v| (v - lo) / span)
+    let units = img.meta.units.as_deref();
+    let range = if units == Some("HU") {
+        (0.0, 0.0)
+    } else {
+        img.data
+            .iter()
+            .fold((f32::INFINITY, f32::NEG_INFINITY), |(a, b), &v| {
+                (a.min(v), b.max(v))
+            })
+    };
+    let scale = scale_for(units, range, opts, name);
+    img.data.mapv(|v| scale.apply(v))
 }
 
 /// The file name without its image extensions: the stem of case and volume names.
@@ -193,114 +190,164 @@ impl PendingCase {
     }
 }
 
-/// A NIfTI volume whose slices become cases on demand: checked (finite values) and ranged
-/// (min–max, as [`to_unit_range`]) by one streamed pass when the study is set up.
+/// Where a streamed volume's slices are read from.
+enum SliceReader {
+    /// Read in order; an earlier slice reopens the file.
+    Nifti {
+        path: PathBuf,
+        reader: RefCell<Option<io::nifti::NiftiSlices>>,
+    },
+    /// One file per slice.
+    Dicom(io::dicom::DicomSeries),
+}
+
+/// How a volume's values are mapped to [0, 1] (see the module doc).
+#[derive(Clone, Copy)]
+enum Scale {
+    /// Hounsfield units through the HU window.
+    Hu(HuWindow),
+    /// Already in [0, 1].
+    Unit,
+    /// Min–max over the whole volume: `(v − lo) / span`.
+    MinMax(f32, f32),
+}
+
+/// A volume (NIfTI or DICOM series) whose slices become cases on demand: checked (finite
+/// values) and ranged by one streamed pass when the study is set up.
 struct StreamedVolume {
-    path: PathBuf,
-    /// `(lo, span)` of the min–max normalisation; None when the data is already in [0, 1].
-    range: Option<(f32, f32)>,
+    reader: SliceReader,
+    scale: Scale,
     opts: CaseOptions,
-    reader: RefCell<Option<io::nifti::NiftiSlices>>,
 }
 
 impl StreamedVolume {
-    fn case(&self, name: String, z: usize) -> Result<Case> {
-        let mut reader = self.reader.borrow_mut();
-        if reader.as_ref().is_none_or(|r| r.position() > z) {
-            *reader = Some(io::nifti::NiftiSlices::open(&self.path)?);
-        }
-        let r = reader.as_mut().expect("opened above");
-        loop {
-            let at = r.position();
-            let sl = r.next_slice().ok_or_else(|| {
-                Error::format(&self.path, format!("slice {z} is past the volume's end"))
-            })??;
-            if at == z {
-                let sl = match self.range {
-                    None => sl.mapv(|v| v.clamp(0.0, 1.0)),
-                    Some((lo, span)) => sl.mapv(|v| (v - lo) / span),
-                };
-                return finish(name, gray(sl), &self.opts);
+    fn slice(&self, z: usize) -> Result<Array2<f32>> {
+        match &self.reader {
+            SliceReader::Dicom(series) => series.read_slice(z),
+            SliceReader::Nifti { path, reader } => {
+                let mut reader = reader.borrow_mut();
+                if reader.as_ref().is_none_or(|r| r.position() > z) {
+                    *reader = Some(io::nifti::NiftiSlices::open(path)?);
+                }
+                let r = reader.as_mut().expect("opened above");
+                loop {
+                    let at = r.position();
+                    let sl = r.next_slice().ok_or_else(|| {
+                        Error::format(path, format!("slice {z} is past the volume's end"))
+                    })??;
+                    if at == z {
+                        return Ok(sl);
+                    }
+                }
             }
+        }
+    }
+
+    fn case(&self, name: String, z: usize) -> Result<Case> {
+        let scale = self.scale;
+        let sl = self.slice(z)?.mapv(|v| scale.apply(v));
+        finish(name, gray(sl), &self.opts)
+    }
+}
+
+impl Scale {
+    fn apply(self, v: f32) -> f32 {
+        match self {
+            Scale::Hu(w) => w.apply(v),
+            Scale::Unit => v.clamp(0.0, 1.0),
+            Scale::MinMax(lo, span) => (v - lo) / span,
         }
     }
 }
 
+/// [`to_unit_range`]'s mapping for a volume with these units and value range.
+fn scale_for(units: Option<&str>, (lo, hi): (f32, f32), opts: &CaseOptions, name: &str) -> Scale {
+    if units == Some("HU") {
+        return Scale::Hu(opts.window);
+    }
+    if lo >= -1e-6 && hi <= 1.0 + 1e-6 {
+        return Scale::Unit;
+    }
+    eprintln!("note: {name} has values in [{lo}, {hi}]: min-max normalised to [0, 1]");
+    Scale::MinMax(lo, (hi - lo).max(f32::MIN_POSITIVE))
+}
+
 /// The cases of `spec` for a study, with the source volume as [`load_cases_with_volume`]: a
-/// whole NIfTI volume is not read into memory but checked by one streamed pass (finite values,
-/// value range) and its slices are read again when each case is loaded; every other spec is
-/// loaded here.
+/// whole NIfTI volume or DICOM series is not read into memory but checked by one streamed pass
+/// (finite values, value range) and its slices are read again when each case is loaded; every
+/// other spec is loaded here.
 pub fn pending_cases(
     spec: &str,
     opts: &CaseOptions,
 ) -> Result<(Vec<PendingCase>, Option<SourceVolume>)> {
-    let lower = spec.to_lowercase();
-    let is_nifti = (lower.ends_with(".nii") || lower.ends_with(".nii.gz")) && !spec.contains('#');
-    if is_nifti && Path::new(spec).is_file() {
-        let mut r = io::nifti::NiftiSlices::open(Path::new(spec))?;
-        let [d, h, w] = r.dim;
-        if d > 1 {
-            let (mut lo, mut hi) = (f32::INFINITY, f32::NEG_INFINITY);
-            while let Some(sl) = r.next_slice() {
-                let z = r.position() - 1;
-                let sl = sl?;
-                io::ensure_finite(&sl, &format!("{spec} slice z={z}"))?;
-                for &v in &sl {
-                    lo = lo.min(v);
-                    hi = hi.max(v);
-                }
-            }
-            let range = if lo >= -1e-6 && hi <= 1.0 + 1e-6 {
-                None
-            } else {
-                eprintln!("note: {spec} has values in [{lo}, {hi}]: min-max normalised to [0, 1]");
-                Some((lo, (hi - lo).max(f32::MIN_POSITIVE)))
-            };
-            let stem = volume_stem(Path::new(spec));
-            let vol = Rc::new(StreamedVolume {
-                path: PathBuf::from(spec),
-                range,
-                opts: *opts,
-                reader: RefCell::new(None),
-            });
-            let (oh, ow) = match opts.size {
-                Some(n) => (n, n),
-                None => (h as i64, w as i64),
-            };
-            let names: Vec<String> = (0..d).map(|z| format!("{stem}_z{z}")).collect();
-            let cases = names
-                .iter()
-                .enumerate()
-                .map(|(z, n)| PendingCase {
-                    name: n.clone(),
-                    shape: vec![1, oh, ow],
-                    source: Pending::Slice(vol.clone(), z),
-                })
-                .collect();
-            let (spacing, affine) = crate::inverse::volumes::resized_geometry(
-                r.meta.spacing,
-                r.meta.affine,
-                (h, w),
-                opts.size,
-            );
-            if let Some(n) = opts.size {
-                if n < 2 {
-                    return Err(Error::Config(format!("--size must be at least 2, got {n}")));
-                }
-            }
-            return Ok((
-                cases,
-                Some(SourceVolume {
-                    stem,
-                    case_names: names,
-                    spacing,
-                    affine,
-                }),
-            ));
+    if let Some(n) = opts.size {
+        if n < 2 {
+            return Err(Error::Config(format!("--size must be at least 2, got {n}")));
         }
     }
-    let (cases, volume) = load_cases_with_volume(spec, opts)?;
-    Ok((cases.into_iter().map(PendingCase::loaded).collect(), volume))
+    let path = Path::new(spec);
+    let lower = spec.to_lowercase();
+    let streamed = if spec.contains('#') {
+        None
+    } else if (lower.ends_with(".nii") || lower.ends_with(".nii.gz")) && path.is_file() {
+        let mut r = io::nifti::NiftiSlices::open(path)?;
+        let (mut lo, mut hi) = (f32::INFINITY, f32::NEG_INFINITY);
+        while let Some(sl) = r.next_slice() {
+            let z = r.position() - 1;
+            let sl = sl?;
+            io::ensure_finite(&sl, &format!("{spec} slice z={z}"))?;
+            for &v in &sl {
+                lo = lo.min(v);
+                hi = hi.max(v);
+            }
+        }
+        let reader = SliceReader::Nifti {
+            path: path.to_path_buf(),
+            reader: RefCell::new(None),
+        };
+        Some((reader, r.dim, r.meta.clone(), (lo, hi)))
+    } else if path.is_dir() {
+        let series = io::dicom::DicomSeries::open(path)?;
+        let (dim, meta, range) = (series.dim, series.meta.clone(), series.range);
+        Some((SliceReader::Dicom(series), dim, meta, range))
+    } else {
+        None
+    };
+    let Some((reader, [d, h, w], meta, range)) = streamed.filter(|s| s.1[0] > 1) else {
+        let (cases, volume) = load_cases_with_volume(spec, opts)?;
+        return Ok((cases.into_iter().map(PendingCase::loaded).collect(), volume));
+    };
+    let vol = Rc::new(StreamedVolume {
+        reader,
+        scale: scale_for(meta.units.as_deref(), range, opts, spec),
+        opts: *opts,
+    });
+    let stem = volume_stem(path);
+    let (oh, ow) = match opts.size {
+        Some(n) => (n, n),
+        None => (h as i64, w as i64),
+    };
+    let names: Vec<String> = (0..d).map(|z| format!("{stem}_z{z}")).collect();
+    let cases = names
+        .iter()
+        .enumerate()
+        .map(|(z, n)| PendingCase {
+            name: n.clone(),
+            shape: vec![1, oh, ow],
+            source: Pending::Slice(vol.clone(), z),
+        })
+        .collect();
+    let (spacing, affine) =
+        crate::inverse::volumes::resized_geometry(meta.spacing, meta.affine, (h, w), opts.size);
+    Ok((
+        cases,
+        Some(SourceVolume {
+            stem,
+            case_names: names,
+            spacing,
+            affine,
+        }),
+    ))
 }
 
 /// [`load_cases`], also saying whether the spec was a whole volume (every slice of a NIfTI,

@@ -14,7 +14,7 @@ use crate::{Error, Result};
 use dicom_dictionary_std::tags;
 use dicom_object::{open_file, DefaultDicomObject};
 use dicom_pixeldata::PixelDecoder;
-use ndarray::{s, Array3, Axis};
+use ndarray::{s, Array2, Array3, Axis};
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
@@ -204,7 +204,9 @@ pub fn list_dicom_files(dir: &Path) -> Result<Vec<PathBuf>> {
 
 struct Slice {
     path: PathBuf,
-    data: Array3<f32>,
+    /// The pixels, when the series is read whole.
+    data: Option<Array3<f32>>,
+    dim: (usize, usize),
     position: Option<Vec<f64>>,
     orientation: Option<Vec<f64>>,
     instance: Option<i64>,
@@ -246,6 +248,70 @@ fn nifti_affine(iop: &[f64], ipp: &[f64], n: [f64; 3], dr: f64, dc: f64, dz: f64
 /// Reads a folder holding one DICOM series as a `[D, rows, cols]` volume sorted along the slice
 /// normal (see the module doc).
 pub fn read_dicom_series(dir: &Path) -> Result<Image> {
+    let (series, slices) = scan_series(dir, true)?;
+    let [d, h, w] = series.dim;
+    let mut data = Array3::<f32>::zeros((d, h, w));
+    for (k, s) in slices.into_iter().enumerate() {
+        let px = s.data.expect("kept by scan_series");
+        data.slice_mut(s![k, .., ..])
+            .assign(&px.index_axis(Axis(0), 0));
+    }
+    Ok(Image {
+        data,
+        axes: Axes::Dhw,
+        meta: series.meta,
+    })
+}
+
+/// A DICOM series indexed by one pass over its files (every file read and decoded once, only
+/// the header values kept), whose slices are read again one at a time: a study of a series
+/// holds one slice of it in memory, not the volume. Slice `k` equals
+/// `read_dicom_series(dir).data[[k, .., ..]]`.
+#[derive(Debug, Clone)]
+pub struct DicomSeries {
+    /// The files in slice order.
+    pub files: Vec<PathBuf>,
+    /// `[D, rows, cols]`.
+    pub dim: [usize; 3],
+    /// As [`read_dicom_series`] gives it.
+    pub meta: ImageMeta,
+    /// Smallest and largest value over the whole series.
+    pub range: (f32, f32),
+}
+
+impl DicomSeries {
+    /// Indexes the series in `dir` (same checks and errors as [`read_dicom_series`]).
+    pub fn open(dir: &Path) -> Result<Self> {
+        Ok(scan_series(dir, false)?.0)
+    }
+
+    /// Slice `k` as `[rows, cols]`.
+    pub fn read_slice(&self, k: usize) -> Result<Array2<f32>> {
+        let path = self.files.get(k).ok_or_else(|| {
+            Error::Invalid(format!(
+                "slice {k} of a {}-slice DICOM series",
+                self.files.len()
+            ))
+        })?;
+        let obj = open(path)?;
+        let (data, _) = pixels(path, &obj)?;
+        let [_, h, w] = self.dim;
+        if data.dim() != (1, h, w) {
+            return Err(Error::format(
+                path,
+                format!(
+                    "slice changed since the series was indexed: now {:?}, was [1, {h}, {w}]",
+                    data.dim()
+                ),
+            ));
+        }
+        Ok(data.index_axis_move(Axis(0), 0))
+    }
+}
+
+/// Reads every file of the series in `dir`, checks it (one series, single-frame gray slices of
+/// one size), sorts the slices and works out the geometry; keeps the pixels when `keep_pixels`.
+fn scan_series(dir: &Path, keep_pixels: bool) -> Result<(DicomSeries, Vec<Slice>)> {
     let files = list_dicom_files(dir)?;
     if files.is_empty() {
         return Err(Error::format(
@@ -256,6 +322,7 @@ pub fn read_dicom_series(dir: &Path) -> Result<Image> {
     let mut slices = Vec::with_capacity(files.len());
     let mut series_uids: Vec<String> = Vec::new();
     let mut first_meta = None;
+    let (mut lo, mut hi) = (f32::INFINITY, f32::NEG_INFINITY);
     for path in &files {
         let obj = open(path)?;
         let uid = string(&obj, tags::SERIES_INSTANCE_UID).unwrap_or_default();
@@ -276,9 +343,18 @@ pub fn read_dicom_series(dir: &Path) -> Result<Image> {
                 int(&obj, tags::BITS_ALLOCATED),
             ));
         }
+        if !keep_pixels {
+            // Read whole, the caller checks the volume; indexed, nothing else sees these pixels.
+            super::ensure_finite(&data, &path.display().to_string())?;
+        }
+        for &v in &data {
+            lo = lo.min(v);
+            hi = hi.max(v);
+        }
         slices.push(Slice {
             path: path.clone(),
-            data,
+            dim: (data.dim().1, data.dim().2),
+            data: keep_pixels.then_some(data),
             position: floats(&obj, tags::IMAGE_POSITION_PATIENT).filter(|v| v.len() == 3),
             orientation: floats(&obj, tags::IMAGE_ORIENTATION_PATIENT).filter(|v| v.len() == 6),
             instance: int(&obj, tags::INSTANCE_NUMBER),
@@ -295,16 +371,16 @@ pub fn read_dicom_series(dir: &Path) -> Result<Image> {
             ),
         ));
     }
-    let (h, w) = (slices[0].data.dim().1, slices[0].data.dim().2);
+    let (h, w) = slices[0].dim;
     for s in &slices {
-        if (s.data.dim().1, s.data.dim().2) != (h, w) {
+        if s.dim != (h, w) {
             return Err(Error::format(
                 &s.path,
                 format!(
                     "slice is {}x{} but {} is {h}x{w}; all slices of a series must have the \
                      same size",
-                    s.data.dim().1,
-                    s.data.dim().2,
+                    s.dim.0,
+                    s.dim.1,
                     slices[0].path.display()
                 ),
             ));
@@ -322,12 +398,6 @@ pub fn read_dicom_series(dir: &Path) -> Result<Image> {
         positions = Some(slices.iter().map(proj).collect());
     } else if slices.iter().all(|s| s.instance.is_some()) {
         slices.sort_by_key(|s| s.instance);
-    }
-    let d = slices.len();
-    let mut data = Array3::<f32>::zeros((d, h, w));
-    for (k, s) in slices.iter().enumerate() {
-        data.slice_mut(s![k, .., ..])
-            .assign(&s.data.index_axis(Axis(0), 0));
     }
     let dz = positions
         .as_ref()
@@ -349,9 +419,9 @@ pub fn read_dicom_series(dir: &Path) -> Result<Image> {
         (Some(iop), Some(ipp), Some(n), true) => Some(nifti_affine(iop, ipp, n, pr, pc, dz)),
         _ => None,
     };
-    Ok(Image {
-        data,
-        axes: Axes::Dhw,
+    let series = DicomSeries {
+        files: slices.iter().map(|s| s.path.clone()).collect(),
+        dim: [slices.len(), h, w],
         meta: ImageMeta {
             format: Some(ImageFormat::Dicom),
             dtype: bits.map(|b| format!("{b}-bit")),
@@ -360,5 +430,7 @@ pub fn read_dicom_series(dir: &Path) -> Result<Image> {
             affine,
             ..Default::default()
         },
-    })
+        range: (lo, hi),
+    };
+    Ok((series, slices))
 }
