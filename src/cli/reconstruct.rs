@@ -103,8 +103,9 @@ pub struct CtArgs {
     /// index, so `scoreinv merge` of the N parts equals the unsharded run with the same --batch.
     #[arg(long)]
     pub shard: Option<Shard>,
-    /// Cases (slices) reconstructed together in one batched run of every method; the cases
-    /// are read batch by batch, so memory does not grow with the number of slices.
+    /// Cases (slices) reconstructed together in one batched run of every method. Slices of a
+    /// NIfTI volume or DICOM series are read from their files batch by batch, so memory does
+    /// not grow with the number of slices.
     #[arg(long, default_value_t = 1)]
     pub batch: usize,
     /// Output folder (created).
@@ -179,6 +180,9 @@ fn select_shard<T>(
     Ok(out)
 }
 
+/// Records which reconstructed cases are slices of a ground-truth volume (`volumes.json`) and,
+/// when this study holds every slice (no `--shard`, or after `scoreinv merge`), writes each
+/// method's reconstruction as `{stem}_{method}.nii.gz`.
 fn write_study_volumes(
     out: &std::path::Path,
     volumes: &[scoreinv::data::cases::SourceVolume],

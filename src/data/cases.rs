@@ -154,8 +154,8 @@ pub struct SourceVolume {
 }
 
 /// A case whose image is produced when it is needed: either already loaded, or a slice of a
-/// NIfTI volume read from its file at [`PendingCase::load`] time (streamed, so a study holds
-/// one batch of slices in memory, not the volume).
+/// NIfTI volume or DICOM series read from its file at [`PendingCase::load`] time (streamed, so
+/// a study holds one batch of slices in memory, not the volume).
 pub struct PendingCase {
     pub name: String,
     /// `[C, H, W]` of the image [`Self::load`] gives.
@@ -177,8 +177,8 @@ impl PendingCase {
         }
     }
 
-    /// The case's image. Slices of one streamed volume are read fastest in increasing order
-    /// (a slice before the reader's position reopens the file).
+    /// The case's image. Slices of a streamed NIfTI are read fastest in increasing order (a
+    /// slice before the reader's position reopens the file); a DICOM slice is one file.
     pub fn load(self) -> Result<Case> {
         match self.source {
             Pending::Loaded(truth) => Ok(Case {
