@@ -62,3 +62,115 @@ pub fn libtorch_version() -> Option<String> {
         .ok()
         .map(|s| s.trim().to_string())
 }
+
+type CudaIntFn = unsafe extern "C" fn(*mut libc::c_int) -> libc::c_int;
+type CudaSetFn = unsafe extern "C" fn(libc::c_int) -> libc::c_int;
+type CudaMemFn = unsafe extern "C" fn(*mut libc::size_t, *mut libc::size_t) -> libc::c_int;
+
+/// A CUDA runtime function of the process (the `libcudart` that libtorch_cuda brought in), by
+/// name; None when no CUDA runtime is loaded.
+pub fn cudart_symbol(name: &std::ffi::CStr) -> Option<*mut libc::c_void> {
+    // SAFETY: dlsym with RTLD_DEFAULT and a NUL-terminated name only looks a symbol up.
+    let p = unsafe { libc::dlsym(libc::RTLD_DEFAULT, name.as_ptr()) };
+    (!p.is_null()).then_some(p)
+}
+
+/// `(used, total)` bytes of CUDA device `index`, device-wide (every process on it; for the
+/// caching allocator of libtorch, what it has reserved, not only what tensors hold), from the
+/// CUDA runtime's `cudaMemGetInfo`. None without a CUDA runtime or device. The calling thread's
+/// current device is restored.
+pub fn cuda_memory(index: usize) -> Option<(u64, u64)> {
+    if !tch::Cuda::is_available() {
+        return None;
+    }
+    let get = cudart_symbol(c"cudaGetDevice")?;
+    let set = cudart_symbol(c"cudaSetDevice")?;
+    let mem = cudart_symbol(c"cudaMemGetInfo")?;
+    // SAFETY: the symbols are the CUDA runtime's, with these C signatures
+    // (cudaError_t cudaGetDevice(int*), cudaSetDevice(int), cudaMemGetInfo(size_t*, size_t*)).
+    unsafe {
+        let get: CudaIntFn = std::mem::transmute(get);
+        let set: CudaSetFn = std::mem::transmute(set);
+        let mem: CudaMemFn = std::mem::transmute(mem);
+        let mut current: libc::c_int = 0;
+        if get(&mut current) != 0 {
+            return None;
+        }
+        if set(index as libc::c_int) != 0 {
+            return None;
+        }
+        let (mut free, mut total): (libc::size_t, libc::size_t) = (0, 0);
+        let rc = mem(&mut free, &mut total);
+        set(current);
+        (rc == 0 && total >= free).then(|| ((total - free) as u64, total as u64))
+    }
+}
+
+/// The largest device memory in use seen by [`Self::sample`] calls, for a "peak GPU memory"
+/// line after long work (sampled, so a peak between two samples can be missed).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct GpuMemoryPeak {
+    index: Option<usize>,
+    peak: u64,
+    total: u64,
+}
+
+impl GpuMemoryPeak {
+    /// Watches `device` (nothing for the CPU).
+    pub fn new(device: tch::Device) -> Self {
+        Self {
+            index: match device {
+                tch::Device::Cuda(i) => Some(i),
+                _ => None,
+            },
+            ..Self::default()
+        }
+    }
+
+    /// Records the device's memory in use now (synchronising it first, so queued work counts).
+    pub fn sample(&mut self) {
+        let Some(i) = self.index else { return };
+        tch::Cuda::synchronize(i as i64);
+        if let Some((used, total)) = cuda_memory(i) {
+            self.peak = self.peak.max(used);
+            self.total = total;
+        }
+    }
+
+    /// `"peak GPU memory in use: 3.21 GiB of 79.19 GiB (cuda:0; …)"`, or None when nothing
+    /// was measured.
+    pub fn report(&self) -> Option<String> {
+        let i = self.index?;
+        (self.total > 0).then(|| {
+            let gib = |b: u64| b as f64 / (1u64 << 30) as f64;
+            format!(
+                "peak GPU memory in use: {:.2} GiB of {:.2} GiB (cuda:{i}; device-wide, with \
+                 libtorch's cached blocks; sampled)",
+                gib(self.peak),
+                gib(self.total)
+            )
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The CUDA runtime's symbols are found through the process (libtorch_cuda is linked with
+    /// --no-as-needed); on a machine without a GPU the memory query says None instead of
+    /// failing, and a CPU monitor reports nothing.
+    #[test]
+    fn cuda_memory_query_is_none_without_a_gpu_and_consistent_with_one() {
+        if cuda_runtime_loaded() {
+            assert!(cudart_symbol(c"cudaMemGetInfo").is_some());
+        }
+        match cuda_memory(0) {
+            None => assert!(!tch::Cuda::is_available() || !cuda_runtime_loaded()),
+            Some((used, total)) => assert!(used <= total && total > 0),
+        }
+        let mut m = GpuMemoryPeak::new(tch::Device::Cpu);
+        m.sample();
+        assert!(m.report().is_none());
+    }
+}

@@ -35,9 +35,14 @@ pub fn run(args: Args, choice: DeviceChoice) -> Result<()> {
         "CUDA runtime      {}",
         match runtime::cudart_version() {
             Some(v) => format!(
-                "loaded (libtorch_cuda, cudart {}.{})",
+                "loaded (libtorch_cuda, cudart {}.{}; memory query {})",
                 v / 1000,
-                (v % 1000) / 10
+                (v % 1000) / 10,
+                if runtime::cudart_symbol(c"cudaMemGetInfo").is_some() {
+                    "found"
+                } else {
+                    "not found"
+                }
             ),
             None => "not loaded (CPU-only libtorch, or libtorch_cuda.so dropped at link time)"
                 .to_string(),
@@ -52,7 +57,15 @@ pub fn run(args: Args, choice: DeviceChoice) -> Result<()> {
     println!("CUDA available    {}", if available { "yes" } else { "no" });
     println!("CUDA devices      {count}");
     for i in 0..count {
-        println!("  cuda:{i}          {}", cuda_device_name(i as usize));
+        let mem = match runtime::cuda_memory(i as usize) {
+            Some((used, total)) => format!(
+                ", {:.1} of {:.1} GiB in use",
+                used as f64 / (1u64 << 30) as f64,
+                total as f64 / (1u64 << 30) as f64
+            ),
+            None => String::new(),
+        };
+        println!("  cuda:{i}          {}{mem}", cuda_device_name(i as usize));
     }
     println!(
         "cuDNN             {}",

@@ -221,6 +221,7 @@ fn run_batches(
     pb.set_prefix(prefix.to_string());
     let mut records = Vec::new();
     let mut names = Vec::with_capacity(n);
+    let mut gpu = scoreinv::runtime::GpuMemoryPeak::new(device);
     for batch in batches {
         let seeds: Vec<i64> = batch.iter().map(|(i, _)| case_seed(seed, *i)).collect();
         let cases: Vec<study::Case> = batch
@@ -242,9 +243,13 @@ fn run_batches(
             records.extend(o.records);
             names.push(o.name);
         }
+        gpu.sample();
         pb.inc(cases.len() as u64);
     }
     pb.finish_and_clear();
+    if let Some(line) = gpu.report() {
+        println!("{line}");
+    }
     Ok((records, names))
 }
 

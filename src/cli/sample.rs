@@ -217,6 +217,8 @@ pub fn run(args: Args, device: Device) -> Result<()> {
         Ok(run)
     });
     bar.finish_and_clear();
+    let mut gpu = scoreinv::runtime::GpuMemoryPeak::new(device);
+    gpu.sample();
     let run = match result {
         Ok(r) => r,
         Err(e) => {
@@ -243,6 +245,9 @@ pub fn run(args: Args, device: Device) -> Result<()> {
         run.nfe / run.batches,
         run.batches
     );
+    if let Some(line) = gpu.report() {
+        println!("{line}");
+    }
     println!(
         "samples     {} (f32 {:?} ++ {:?}, raw data range {:?})",
         out.path.join("samples.npy").display(),
