@@ -302,6 +302,26 @@ fn nifti_slice_selectors_match_nibabel_slices() {
             "{sel}"
         );
     }
+    // `#z=` is read slice by slice (not the whole volume): same values and metadata as slicing
+    // the loaded volume, for every z, gzip or not; past the end, the same error.
+    for f in ["vol.nii.gz", "vol.nii"] {
+        let whole = io::read_image(fx(f)).unwrap();
+        for z in 0..7 {
+            let sel = io::Selector {
+                axis: SliceAxis::Z,
+                index: z,
+            };
+            let got = io::read_image(format!("{}#z={z}", fx(f).display())).unwrap();
+            assert_eq!(got, whole.slice(sel).unwrap(), "{f} z={z}");
+        }
+        let err = io::read_image(format!("{}#z=7", fx(f).display()))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("z=7 is out of range") && err.contains("7 slices"),
+            "{err}"
+        );
+    }
     // by argument instead of suffix
     let by_arg = io::read_slice(fx("vol.nii.gz"), SliceAxis::Z, 3).unwrap();
     let want: ArrayD<f32> = expected("nifti_z3.npy");

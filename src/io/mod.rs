@@ -169,7 +169,24 @@ impl Image {
             )));
         }
         let plane = self.data.index_axis(Axis(ax), sel.index).to_owned();
-        let mut meta = self.meta.clone();
+        Ok(Image {
+            data: plane.insert_axis(Axis(0)),
+            axes: Axes::Chw,
+            meta: self.meta.sliced(sel),
+        })
+    }
+    /// The image as a `[1, C, H, W]` f32 tensor on the CPU.
+    pub fn to_tensor(&self) -> tch::Tensor {
+        array_to_tensor(&self.data).unsqueeze(0)
+    }
+}
+
+impl ImageMeta {
+    /// The metadata of the slice `sel` of a volume with this metadata: the affine of a z-slice
+    /// (None for x/y slices), spacing reordered to `[slice axis, rest…]`.
+    fn sliced(&self, sel: Selector) -> ImageMeta {
+        let ax = sel.axis.index();
+        let mut meta = self.clone();
         meta.affine = match (sel.axis, meta.affine) {
             // a z-slice is the one-voxel-thick volume starting at k: shift the origin by k·column z
             (SliceAxis::Z, Some(mut a)) => {
@@ -184,15 +201,7 @@ impl Image {
             let rest: Vec<f64> = (0..3).filter(|&a| a != ax).map(|a| s[a]).collect();
             meta.spacing = Some([s[ax], rest[0], rest[1]]);
         }
-        Ok(Image {
-            data: plane.insert_axis(Axis(0)),
-            axes: Axes::Chw,
-            meta,
-        })
-    }
-    /// The image as a `[1, C, H, W]` f32 tensor on the CPU.
-    pub fn to_tensor(&self) -> tch::Tensor {
-        array_to_tensor(&self.data).unsqueeze(0)
+        meta
     }
 }
 
@@ -260,6 +269,11 @@ pub fn split_selector(path: &Path) -> Result<(PathBuf, Option<Selector>)> {
 /// DICOM series), then applies a `#z=`/`#y=`/`#x=` selector if the path has one.
 pub fn read_image(path: impl AsRef<Path>) -> Result<Image> {
     let (file, sel) = split_selector(path.as_ref())?;
+    if let Some(sel) = sel.filter(|s| s.axis == SliceAxis::Z) {
+        if file.is_file() && matches!(ImageFormat::from_path(&file), Ok(ImageFormat::Nifti)) {
+            return read_nifti_z_slice(&file, sel);
+        }
+    }
     let img = read_image_file(&file)?;
     match sel {
         Some(sel) => img.slice(sel).map_err(|e| match e {
@@ -267,6 +281,34 @@ pub fn read_image(path: impl AsRef<Path>) -> Result<Image> {
             e => e,
         }),
         None => Ok(img),
+    }
+}
+
+/// `FILE.nii[.gz]#z=K` read slice by slice up to `K` (one slice in memory), equal to slicing the
+/// whole volume.
+fn read_nifti_z_slice(file: &Path, sel: Selector) -> Result<Image> {
+    let mut r = nifti::NiftiSlices::open(file)?;
+    let depth = r.dim[0];
+    if sel.index >= depth {
+        return Err(Error::format(
+            file,
+            format!(
+                "slice z={} is out of range: the z axis has {depth} slices (0..={})",
+                sel.index,
+                depth.saturating_sub(1)
+            ),
+        ));
+    }
+    loop {
+        let at = r.position();
+        let plane = r.next_slice().expect("index checked above")?;
+        if at == sel.index {
+            return Ok(Image {
+                data: plane.insert_axis(Axis(0)),
+                axes: Axes::Chw,
+                meta: r.meta.sliced(sel),
+            });
+        }
     }
 }
 
