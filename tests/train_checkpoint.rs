@@ -468,3 +468,32 @@ fn failed_sample_grid_does_not_stop_training() {
     steps(&mut plain, 10);
     assert_same(&plain.weights(), &t.weights(), "weight");
 }
+
+/// The default flat buffers (`optim.flat_buffers`) train the same network as the per-tensor
+/// optimiser: same losses, weights and EMA to within the rounding of the summed gradient norm.
+#[test]
+fn flat_buffers_follow_the_per_tensor_trajectory() {
+    let data = image_data();
+    let mut cfg = tiny_config();
+    cfg.data.random_flip = true;
+    cfg.optim.grad_clip = 0.5; // active: the clipped norm is where the paths may round apart
+    let mut per_tensor = cfg.clone();
+    per_tensor.optim.flat_buffers = false;
+    assert!(cfg.optim.flat_buffers, "flat buffers are the default");
+    let mut a = Trainer::new(cfg, &data, Device::Cpu).unwrap();
+    let mut b = Trainer::new(per_tensor, &data, Device::Cpu).unwrap();
+    let (la, lb) = (steps(&mut a, 12), steps(&mut b, 12));
+    assert!(a.flat_buffers_active() && !b.flat_buffers_active());
+    for (x, y) in la.iter().zip(&lb) {
+        assert!((x - y).abs() <= 1e-4 * y.abs().max(1.0), "loss {x} vs {y}");
+    }
+    for (what, wa, wb) in [
+        ("weight", a.weights(), b.weights()),
+        ("EMA weight", a.ema_weights(), b.ema_weights()),
+    ] {
+        for ((n, ta), (_, tb)) in wa.iter().zip(&wb) {
+            let d = (ta - tb).abs().max().double_value(&[]);
+            assert!(d <= 1e-5, "{what} '{n}' differs by {d}");
+        }
+    }
+}

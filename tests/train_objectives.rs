@@ -16,7 +16,9 @@ use scoreinv::sde::{Sde, SdeConfig, SubVpSde, VeSde, VpSde};
 use scoreinv::train::config::{preset, TrainConfig};
 use scoreinv::train::data::Gaussian2d;
 use scoreinv::train::losses::{ddpm_per_sample, dsm_per_sample, ncsn_per_sample, ssm_per_sample};
-use scoreinv::train::optim::{clip_grad_norm, Adam, Ema, OptimConfig};
+use scoreinv::train::optim::{
+    clip_grad_norm, clip_grad_norm_flat, zero_grads, Adam, Ema, FlatParams, OptimConfig,
+};
 use scoreinv::train::rng::{Purpose, Stream};
 use tch::{Device, Kind, Tensor};
 
@@ -277,4 +279,106 @@ fn clipping_and_ema_follow_their_formulas() {
     }
     assert!((ema.shadow[0].double_value(&[0]) - reference).abs() < 1e-15);
     assert_eq!(ema.num_updates, 3);
+}
+
+/// Parameters re-homed into one buffer keep their values and shapes and share the buffer;
+/// gradients move into one buffer after the first backward pass and later passes accumulate
+/// there; clip, Adam and EMA on the buffers give the per-tensor results (bitwise for Adam and
+/// the EMA given the same gradients; the clipped norm up to summation order). A parameter
+/// without gradient (frozen) is not moved.
+#[test]
+fn flat_buffers_match_the_per_tensor_optimiser() {
+    let make = |frozen_grad: bool| -> Vec<Tensor> {
+        vec![
+            Tensor::from_slice(&[1.0f32, -2.0, 0.5, 3.0, 0.25, -1.5])
+                .reshape([2, 3])
+                .set_requires_grad(true),
+            Tensor::from_slice(&[0.7f32]).set_requires_grad(true),
+            Tensor::from_slice(&[4.0f32, 5.0]).set_requires_grad(frozen_grad),
+            Tensor::from_slice(&[-0.3f32; 20]).set_requires_grad(true),
+        ]
+    };
+    let loss = |ps: &[Tensor]| -> Tensor {
+        ps[0].square().sum(Kind::Float) * 0.8
+            + (&ps[1] * 3.0).sin().sum(Kind::Float)
+            + ps[2].sum(Kind::Float) * ps[1].sum(Kind::Float)
+            + ps[3].pow_tensor_scalar(3).sum(Kind::Float)
+    };
+    let cfg = OptimConfig {
+        lr: 0.05,
+        ..OptimConfig::default()
+    };
+    let trainable = [0usize, 1, 3];
+    let (pa, pb) = (make(false), make(false));
+    let mut flat = FlatParams::rehome(&pa).unwrap();
+    assert_eq!(flat.len(), 4);
+    for (a, b) in pa.iter().zip(&pb) {
+        assert!(a.equal(b) && a.size() == b.size());
+    }
+    // Segments start at multiples of 16 elements: 6 → 16, 1 → 32, 2 → 48, 20 → 68 (of 80).
+    assert_eq!(flat.data.size(), [80]);
+    let _ = flat.data.shallow_clone().get(16).fill_(0.75);
+    assert_eq!(pa[1].double_value(&[0]), 0.75);
+    let _ = flat.data.shallow_clone().get(16).fill_(0.7);
+    let ta: Vec<Tensor> = trainable.iter().map(|&i| pa[i].shallow_clone()).collect();
+    let tb: Vec<Tensor> = trainable.iter().map(|&i| pb[i].shallow_clone()).collect();
+    let mut adam_a = Adam::with_flat(&flat, &trainable);
+    let mut adam_b = Adam::new(&tb);
+    let mut ema_a = Ema::with_flat(&flat, 0.9);
+    let mut ema_b = Ema::new(&pb, 0.9);
+    for step in 0..4 {
+        zero_grads(&ta, Some(&flat));
+        zero_grads(&tb, None);
+        loss(&pa).backward();
+        loss(&pb).backward();
+        assert!(flat.home_grads(&pa));
+        let g = flat.grads().unwrap();
+        // The gradient views are the buffer: zeroing the buffer zeroes them.
+        assert!(pa[0].grad().equal(&g.narrow(0, 0, 6).view([2, 3])));
+        for &i in &trainable {
+            assert!(pa[i].grad().equal(&pb[i].grad()), "step {step} grad {i}");
+        }
+        let max = if step == 2 { 0.5 } else { 100.0 };
+        let na = clip_grad_norm_flat(&ta, Some(&flat), max);
+        let nb = clip_grad_norm(&tb, max);
+        assert!((na - nb).abs() <= 1e-6 * nb, "{na} vs {nb}");
+        adam_a.step_flat(&ta, flat.grads(), &cfg, cfg.lr);
+        adam_b.step(&tb, &cfg, cfg.lr);
+        ema_a.update(&pa);
+        ema_b.update(&pb);
+        for i in 0..4 {
+            let d = (&pa[i] - &pb[i]).abs().max().double_value(&[]);
+            // Bitwise until the clipped step, then within the norm's rounding.
+            assert!(
+                d <= if step < 2 { 0.0 } else { 1e-6 },
+                "step {step} param {i}: {d}"
+            );
+            let e = (&ema_a.shadow[i] - &ema_b.shadow[i])
+                .abs()
+                .max()
+                .double_value(&[]);
+            assert!(
+                e <= if step < 2 { 0.0 } else { 1e-6 },
+                "step {step} ema {i}: {e}"
+            );
+        }
+    }
+    // The frozen parameter never moved; its moments and gradient segment stay zero.
+    assert!(pa[2].equal(&Tensor::from_slice(&[4.0f32, 5.0])));
+    assert_eq!(
+        flat.grads()
+            .unwrap()
+            .narrow(0, 32, 2)
+            .abs()
+            .sum(Kind::Float)
+            .double_value(&[]),
+        0.0
+    );
+    assert_eq!(adam_a.m.len(), 3);
+    // Mixed dtypes cannot share a buffer.
+    assert!(FlatParams::rehome(&[
+        Tensor::zeros([2], (Kind::Float, tch::Device::Cpu)),
+        Tensor::zeros([2], (Kind::Double, tch::Device::Cpu))
+    ])
+    .is_none());
 }

@@ -470,18 +470,38 @@ pub fn run_train(ctx: &BenchContext, progress: &dyn Fn(&str)) -> Result<Vec<Meas
             source: "bench: uniform noise".into(),
         },
     )?;
+    let mut per_tensor_cfg = tc.clone();
+    per_tensor_cfg.optim.flat_buffers = false;
     let mut trainer = Trainer::new(tc, &data, dev)?;
     let t = time(ctx.repeats(), dev, &mut || {
         trainer.train_step()?;
         Ok(())
     })?;
+    progress(&format!(
+        "DSM training {tag}: scoreinv with the per-tensor optimiser"
+    ));
+    let mut per_tensor = Trainer::new(per_tensor_cfg, &data, dev)?;
+    let t_per = time(ctx.repeats(), dev, &mut || {
+        per_tensor.train_step()?;
+        Ok(())
+    })?;
     let b = batch as f64;
-    Ok(vec![Measurement::new(
-        format!("DSM training step (Adam, clip, EMA) {tag}"),
-        dev,
-        "images/s",
-        b / t.median_s,
-        "PyTorch eager step (Adam, clip, EMA)",
-        reference.map(|t| b / t),
-    )?])
+    Ok(vec![
+        Measurement::new(
+            format!("DSM training step (Adam, clip, EMA) {tag}"),
+            dev,
+            "images/s",
+            b / t.median_s,
+            "PyTorch eager step (Adam, clip, EMA)",
+            reference.map(|t| b / t),
+        )?,
+        Measurement::new(
+            format!("DSM training step, flat optimiser buffers {tag}"),
+            dev,
+            "images/s",
+            b / t.median_s,
+            "scoreinv, per-tensor Adam/clip/EMA (optim.flat_buffers = false)",
+            Some(b / t_per.median_s),
+        )?,
+    ])
 }

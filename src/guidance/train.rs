@@ -25,7 +25,7 @@ use crate::models::TimeConditionedNet;
 use crate::sde::{bcast, SdeConfig};
 use crate::train::checkpoint::{write_atomic, write_tensors, TensorFile};
 use crate::train::data::{random_flip, Dataset};
-use crate::train::optim::{guarded_update, Adam, Ema, OptimConfig};
+use crate::train::optim::{guarded_update, zero_grads, Adam, Ema, FlatParams, OptimConfig};
 use crate::train::rng::{Purpose, Stream};
 use crate::train::CsvLog;
 use crate::{Error, Result};
@@ -429,6 +429,8 @@ pub struct ClassifierTrainer {
     trainable: Vec<usize>,
     adam: Adam,
     ema: Ema,
+    /// Parameters, gradients and optimiser state in contiguous buffers (`optim.flat_buffers`).
+    flat: Option<FlatParams>,
     step: u64,
     train: Dataset,
     train_labels: Tensor,
@@ -497,8 +499,18 @@ impl ClassifierTrainer {
             .iter()
             .map(|&i| params[i].shallow_clone())
             .collect();
-        let adam = Adam::new(&tp);
-        let ema = Ema::new(&params, cfg.optim.ema_rate);
+        let flat = if cfg.optim.flat_buffers {
+            FlatParams::rehome(&params)
+        } else {
+            None
+        };
+        let (adam, ema) = match &flat {
+            Some(f) => (
+                Adam::with_flat(f, &trainable),
+                Ema::with_flat(f, cfg.optim.ema_rate),
+            ),
+            None => (Adam::new(&tp), Ema::new(&params, cfg.optim.ema_rate)),
+        };
         Ok(Self {
             cfg,
             device,
@@ -510,6 +522,7 @@ impl ClassifierTrainer {
             trainable,
             adam,
             ema,
+            flat,
             step: 0,
             train,
             train_labels,
@@ -686,12 +699,7 @@ impl ClassifierTrainer {
         let eps = self.cfg.eps_or_default();
         let (xt, t) = self.perturb(&x0, &mut stream, eps, 1.0);
         let tp = self.trainable_params();
-        for p in &tp {
-            let mut g = p.grad();
-            if g.defined() {
-                let _ = g.zero_();
-            }
-        }
+        zero_grads(&tp, self.flat.as_ref());
         let logits = self.model.logits_train(&xt, &t, true);
         let loss = logits.cross_entropy_for_logits(&y);
         let lv = loss.double_value(&[]);
@@ -714,6 +722,7 @@ impl ClassifierTrainer {
             &self.params,
             &mut self.adam,
             &mut self.ema,
+            self.flat.as_mut(),
             &self.cfg.optim,
         )?;
         self.step += 1;

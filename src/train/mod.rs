@@ -31,7 +31,7 @@ use checkpoint::{CheckpointMeta, CHECKPOINT_FORMAT};
 use config::TrainConfig;
 use data::Dataset;
 use losses::LossConfig;
-use optim::{guarded_update, Adam, Ema};
+use optim::{guarded_update, zero_grads, Adam, Ema, FlatParams};
 use rng::{Purpose, Stream};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -99,6 +99,8 @@ pub struct Trainer {
     trainable: Vec<usize>,
     adam: Adam,
     ema: Ema,
+    /// Parameters, gradients and optimiser state in contiguous buffers (`optim.flat_buffers`).
+    flat: Option<FlatParams>,
     step: u64,
     train: Dataset,
     heldout: Option<Dataset>,
@@ -131,8 +133,18 @@ impl Trainer {
             .iter()
             .map(|&i| params[i].shallow_clone())
             .collect();
-        let adam = Adam::new(&tp);
-        let ema = Ema::new(&params, cfg.optim.ema_rate);
+        let flat = if cfg.optim.flat_buffers {
+            FlatParams::rehome(&params)
+        } else {
+            None
+        };
+        let (adam, ema) = match &flat {
+            Some(f) => (
+                Adam::with_flat(f, &trainable),
+                Ema::with_flat(f, cfg.optim.ema_rate),
+            ),
+            None => (Adam::new(&tp), Ema::new(&params, cfg.optim.ema_rate)),
+        };
         Ok(Self {
             cfg,
             device,
@@ -143,6 +155,7 @@ impl Trainer {
             trainable,
             adam,
             ema,
+            flat,
             step: 0,
             train,
             heldout,
@@ -208,6 +221,12 @@ impl Trainer {
         tr.ema.num_updates = meta.ema_num_updates;
         tr.last_loss = meta.last_loss;
         Ok(tr)
+    }
+
+    /// Whether the optimiser runs on the flat buffers (`optim.flat_buffers`, from the first
+    /// backward pass on, once every trainable parameter has a gradient).
+    pub fn flat_buffers_active(&self) -> bool {
+        self.flat.as_ref().is_some_and(|f| f.grads().is_some())
     }
 
     /// Steps completed.
@@ -299,12 +318,7 @@ impl Trainer {
         let mut noise = Stream::new(seed, self.step, Purpose::Loss);
         tch::manual_seed(Stream::new(seed, self.step, Purpose::Torch).seed_u64() as i64);
         let tp = self.trainable_params();
-        for p in &tp {
-            let mut g = p.grad();
-            if g.defined() {
-                let _ = g.zero_();
-            }
-        }
+        zero_grads(&tp, self.flat.as_ref());
         let use_autocast = self.cfg.training.autocast && self.device.is_cuda();
         let loss = crate::autocast::with_autocast(
             self.device,
@@ -325,6 +339,7 @@ impl Trainer {
             &self.params,
             &mut self.adam,
             &mut self.ema,
+            self.flat.as_mut(),
             &self.cfg.optim,
         )?;
         self.step += 1;

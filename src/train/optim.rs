@@ -40,6 +40,9 @@ fn d_clip() -> f64 {
 fn d_ema() -> f64 {
     0.999
 }
+fn d_flat() -> bool {
+    true
+}
 
 /// Optimiser settings; defaults are score_sde_pytorch's `configs/default_*_configs.py`
 /// (`optim.*`) and the NCSN++ continuous configs' `model.ema_rate = 0.999` (DDPM configs use
@@ -66,6 +69,10 @@ pub struct OptimConfig {
     /// EMA rate of the weights.
     #[serde(default = "d_ema")]
     pub ema_rate: f64,
+    /// Keep parameters, gradients, Adam's moments and the EMA in one contiguous buffer each
+    /// ([`FlatParams`]): a fixed number of kernels per step instead of ~10 per tensor.
+    #[serde(default = "d_flat")]
+    pub flat_buffers: bool,
 }
 
 impl Default for OptimConfig {
@@ -79,6 +86,7 @@ impl Default for OptimConfig {
             warmup: d_warmup(),
             grad_clip: d_clip(),
             ema_rate: d_ema(),
+            flat_buffers: d_flat(),
         }
     }
 }
@@ -140,12 +148,160 @@ pub fn clip_grad_norm(params: &[Tensor], max_norm: f64) -> f64 {
     })
 }
 
+/// A network's parameters re-homed into one contiguous buffer (`set_data`: every parameter stays
+/// a tensor of its own shape, viewing its segment; segments start at multiples of 16 elements,
+/// the gaps stay zero), and, once the first backward pass has made them, their gradients into a
+/// second one. Adam, the global-norm clip, zeroing and the EMA then run a fixed handful of
+/// kernels on the buffers instead of ~10 per tensor: what PyTorch's `foreach`/fused Adam buys
+/// on a GPU, where a small network's step is bound by kernel launches. Element by element the
+/// arithmetic is the per-tensor one, so the trajectory is the same (the gradient norm is summed
+/// in another order: equal up to rounding).
+pub struct FlatParams {
+    /// `[n]`, all parameters.
+    pub data: Tensor,
+    /// `[n]`, all gradients (zero where a parameter has none), once homed.
+    grads: Option<Tensor>,
+    /// `(offset, numel, shape)` of each parameter.
+    segments: Vec<(i64, i64, Vec<i64>)>,
+}
+
+impl FlatParams {
+    /// Moves `params` into one buffer (values kept). None when there are none, or they differ
+    /// in dtype or device.
+    pub fn rehome(params: &[Tensor]) -> Option<Self> {
+        let first = params.first()?;
+        let (kind, device) = (first.kind(), first.device());
+        if params
+            .iter()
+            .any(|p| p.kind() != kind || p.device() != device)
+        {
+            return None;
+        }
+        let mut segments = Vec::with_capacity(params.len());
+        let mut n = 0i64;
+        for p in params {
+            let numel = p.numel() as i64;
+            segments.push((n, numel, p.size()));
+            n += (numel + 15) / 16 * 16;
+        }
+        let flat = Self {
+            data: Tensor::zeros([n], (kind, device)),
+            grads: None,
+            segments,
+        };
+        tch::no_grad(|| {
+            for (k, p) in params.iter().enumerate() {
+                let view = flat.view(&flat.data, k);
+                view.shallow_clone().copy_(p);
+                let mut p = p.shallow_clone();
+                p.set_data(&view);
+            }
+        });
+        Some(flat)
+    }
+
+    /// Number of parameters (segments).
+    pub fn len(&self) -> usize {
+        self.segments.len()
+    }
+
+    /// Whether there are no parameters.
+    pub fn is_empty(&self) -> bool {
+        self.segments.is_empty()
+    }
+
+    /// Segment `k` of a buffer laid out like the parameters, in the parameter's shape.
+    pub fn view(&self, buf: &Tensor, k: usize) -> Tensor {
+        let (off, numel, shape) = &self.segments[k];
+        buf.narrow(0, *off, *numel).view(shape.as_slice())
+    }
+
+    /// Moves the gradients of `params` (the parameters this buffer was made from, in order)
+    /// into the gradient buffer once every parameter that requires a gradient has one; later
+    /// backward passes accumulate into it in place. Returns whether the gradients are homed.
+    pub fn home_grads(&mut self, params: &[Tensor]) -> bool {
+        if self.grads.is_some() {
+            return true;
+        }
+        if params.len() != self.segments.len() {
+            return false;
+        }
+        let grads: Vec<Tensor> = params.iter().map(|p| p.grad()).collect();
+        if params
+            .iter()
+            .zip(&grads)
+            .any(|(p, g)| p.requires_grad() && !g.defined())
+        {
+            return false;
+        }
+        let buf = self.data.zeros_like();
+        tch::no_grad(|| {
+            for (k, g) in grads.iter().enumerate() {
+                if g.defined() {
+                    let view = self.view(&buf, k);
+                    view.shallow_clone().copy_(g);
+                    let mut g = g.shallow_clone();
+                    g.set_data(&view);
+                }
+            }
+        });
+        self.grads = Some(buf);
+        true
+    }
+
+    /// The gradient buffer, once homed.
+    pub fn grads(&self) -> Option<&Tensor> {
+        self.grads.as_ref()
+    }
+}
+
+/// Zeroes the gradients of `params` (one kernel when they live in `flat`'s buffer).
+pub fn zero_grads(params: &[Tensor], flat: Option<&FlatParams>) {
+    if let Some(g) = flat.and_then(|f| f.grads()) {
+        let _ = g.shallow_clone().zero_();
+        return;
+    }
+    for p in params {
+        let mut g = p.grad();
+        if g.defined() {
+            let _ = g.zero_();
+        }
+    }
+}
+
+/// [`clip_grad_norm`] on `flat`'s gradient buffer when its gradients are homed (a few kernels
+/// whatever the number of tensors), else per tensor on `params`.
+pub fn clip_grad_norm_flat(params: &[Tensor], flat: Option<&FlatParams>, max_norm: f64) -> f64 {
+    let Some(g) = flat.and_then(|f| f.grads()) else {
+        return clip_grad_norm(params, max_norm);
+    };
+    tch::no_grad(|| {
+        let total = g.square().sum(tch::Kind::Float).sqrt();
+        let total_v = total.double_value(&[]);
+        if max_norm >= 0.0 {
+            let coef = ((&total + 1e-6).reciprocal() * max_norm).clamp_max(1.0);
+            let _ = g.shallow_clone().g_mul_(&coef);
+        }
+        total_v
+    })
+}
+
+/// Adam's moments in buffers laid out like a [`FlatParams`].
+struct FlatMoments {
+    params: Tensor,
+    m: Tensor,
+    v: Tensor,
+}
+
 /// Adam's state: first and second moments per trainable parameter.
 pub struct Adam {
+    /// First moments (views into one buffer when made by [`Adam::with_flat`]).
     pub m: Vec<Tensor>,
+    /// Second moments (likewise).
     pub v: Vec<Tensor>,
     /// Number of Adam updates taken (the `k` of the bias corrections).
     pub t: u64,
+    flat: Option<FlatMoments>,
 }
 
 impl Adam {
@@ -155,7 +311,59 @@ impl Adam {
             m: params.iter().map(|p| p.zeros_like().detach()).collect(),
             v: params.iter().map(|p| p.zeros_like().detach()).collect(),
             t: 0,
+            flat: None,
         }
+    }
+
+    /// Zero moments in buffers laid out like `flat`, for its parameters whose indices are
+    /// `trainable` (`m`/`v` are their views; the others never get a gradient, so their
+    /// moments stay zero and they are not moved).
+    pub fn with_flat(flat: &FlatParams, trainable: &[usize]) -> Self {
+        let m_buf = flat.data.zeros_like();
+        let v_buf = flat.data.zeros_like();
+        Self {
+            m: trainable.iter().map(|&k| flat.view(&m_buf, k)).collect(),
+            v: trainable.iter().map(|&k| flat.view(&v_buf, k)).collect(),
+            t: 0,
+            flat: Some(FlatMoments {
+                params: flat.data.shallow_clone(),
+                m: m_buf,
+                v: v_buf,
+            }),
+        }
+    }
+
+    /// [`Self::step`] on the whole buffers when this state is flat, `grads` is the homed
+    /// gradient buffer and there is no weight decay (which would move the parameters without a
+    /// gradient); per tensor otherwise.
+    pub fn step_flat(
+        &mut self,
+        params: &[Tensor],
+        grads: Option<&Tensor>,
+        cfg: &OptimConfig,
+        lr: f64,
+    ) {
+        let (Some(f), Some(g), true) = (&self.flat, grads, cfg.weight_decay == 0.0) else {
+            return self.step(params, cfg, lr);
+        };
+        self.t += 1;
+        let k = self.t as i32;
+        let bc1 = 1.0 - cfg.beta1.powi(k);
+        let bc2 = 1.0 - cfg.beta2.powi(k);
+        tch::no_grad(|| {
+            let (mut m, mut v, mut p) = (
+                f.m.shallow_clone(),
+                f.v.shallow_clone(),
+                f.params.shallow_clone(),
+            );
+            let _ = m.g_mul_scalar_(cfg.beta1);
+            let _ = m.g_add_(&(g * (1.0 - cfg.beta1)));
+            let _ = v.g_mul_scalar_(cfg.beta2);
+            let _ = v.g_add_(&(g.square() * (1.0 - cfg.beta2)));
+            let denom = v.sqrt() / bc2.sqrt() + cfg.eps;
+            let update = (&m / denom) * (lr / bc1);
+            let _ = p.g_sub_(&update);
+        });
     }
 
     /// One update with learning rate `lr` using the parameters' current gradients.
@@ -190,9 +398,12 @@ impl Adam {
 
 /// Exponential moving average of the weights.
 pub struct Ema {
+    /// Shadow of every parameter (views into one buffer when made by [`Ema::with_flat`]).
     pub shadow: Vec<Tensor>,
     pub rate: f64,
     pub num_updates: u64,
+    /// `(shadow buffer, parameter buffer)` when flat.
+    flat: Option<(Tensor, Tensor)>,
 }
 
 impl Ema {
@@ -202,6 +413,19 @@ impl Ema {
             shadow: params.iter().map(|p| p.detach().copy()).collect(),
             rate,
             num_updates: 0,
+            flat: None,
+        }
+    }
+
+    /// Starts the average at the current weights of `flat`, kept in a buffer laid out like it
+    /// (one update = two kernels).
+    pub fn with_flat(flat: &FlatParams, rate: f64) -> Self {
+        let buf = flat.data.detach().copy();
+        Self {
+            shadow: (0..flat.len()).map(|k| flat.view(&buf, k)).collect(),
+            rate,
+            num_updates: 0,
+            flat: Some((buf, flat.data.shallow_clone())),
         }
     }
 
@@ -210,6 +434,13 @@ impl Ema {
         self.num_updates += 1;
         let n = self.num_updates as f64;
         let decay = self.rate.min((1.0 + n) / (10.0 + n));
+        if let Some((s, p)) = &self.flat {
+            tch::no_grad(|| {
+                let diff = (s - p.detach()) * (1.0 - decay);
+                let _ = s.shallow_clone().g_sub_(&diff);
+            });
+            return;
+        }
         tch::no_grad(|| {
             for (s, p) in self.shadow.iter_mut().zip(params) {
                 let diff = (&*s - p.detach()) * (1.0 - decay);
@@ -222,7 +453,8 @@ impl Ema {
 /// One guarded optimiser update from a scalar `loss` whose value is `loss_value`, at 0-based
 /// `step` with learning rate `lr`: a non-finite loss or gradient norm is refused with
 /// [`crate::Error::Diverged`] (`"{what} diverged at step …; no update was applied"`), otherwise
-/// backward, clip the global gradient norm, Adam on `trainable`, EMA over `params`. Returns the
+/// backward, clip the global gradient norm, Adam on `trainable`, EMA over `params`; with `flat`
+/// (made from `params`), on its buffers once the gradients are homed there. Returns the
 /// gradient norm before clipping.
 #[allow(clippy::too_many_arguments)]
 pub fn guarded_update(
@@ -235,6 +467,7 @@ pub fn guarded_update(
     params: &[Tensor],
     adam: &mut Adam,
     ema: &mut Ema,
+    flat: Option<&mut FlatParams>,
     cfg: &OptimConfig,
 ) -> crate::Result<f64> {
     let diverged = |why: String| {
@@ -247,13 +480,20 @@ pub fn guarded_update(
         return Err(diverged(format!("loss is {loss_value}")));
     }
     loss.backward();
-    let gn = clip_grad_norm(trainable, cfg.grad_clip);
+    let flat = match flat {
+        Some(f) => {
+            let homed = f.home_grads(params);
+            homed.then_some(&*f)
+        }
+        None => None,
+    };
+    let gn = clip_grad_norm_flat(trainable, flat, cfg.grad_clip);
     if !gn.is_finite() {
         return Err(diverged(format!(
             "gradient norm is {gn} (loss {loss_value})"
         )));
     }
-    adam.step(trainable, cfg, lr);
+    adam.step_flat(trainable, flat.and_then(|f| f.grads()), cfg, lr);
     ema.update(params);
     Ok(gn)
 }
