@@ -90,6 +90,52 @@ pub fn mri_mask(n: usize) -> Result<SamplingMask> {
     )?)
 }
 
+/// Radon images/s on a GPU at torch-radon's benchmark geometry (256², 256 angles, float32,
+/// batch 64; `quick`: batch 8): forward and forward + adjoint. torch-radon reports about
+/// 19.5k images/s forward on a V100; no reference runs here (scikit-image has no GPU path), so
+/// the rows carry none.
+fn gpu_throughput(
+    ctx: &BenchContext,
+    progress: &dyn Fn(&str),
+    (n, angles): (usize, usize),
+) -> Result<Vec<Measurement>> {
+    let dev = ctx.device;
+    let batch = if ctx.quick { 8 } else { 64 };
+    let tag = format!("{n}x{n} {angles} angles batch {batch}");
+    progress(&format!("radon {tag}: scoreinv images/s"));
+    let op = ParallelBeamRadon::full_view(n, angles, Kind::Float, dev)?;
+    let x = disc_images(batch, n, dev);
+    let y = op.forward(&x)?;
+    let r = ctx.repeats();
+    let t_fwd = time(r, dev, &mut || {
+        op.forward(&x).map(drop).map_err(Error::from)
+    })?;
+    let t_both = time(r, dev, &mut || {
+        let y2 = op.forward(&x)?;
+        op.adjoint(&y2).map(drop).map_err(Error::from)
+    })?;
+    drop(y);
+    let per_s = |t: f64| batch as f64 / t;
+    Ok(vec![
+        Measurement::new(
+            format!("radon forward {tag}"),
+            dev,
+            "images/s",
+            per_s(t_fwd.median_s),
+            "none in this run (torch-radon publishes ~19.5k images/s on a V100)",
+            None,
+        )?,
+        Measurement::new(
+            format!("radon forward+adjoint {tag}"),
+            dev,
+            "images/s",
+            per_s(t_both.median_s),
+            "none in this run",
+            None,
+        )?,
+    ])
+}
+
 /// Runs the operator suite.
 pub fn run(ctx: &BenchContext, progress: &dyn Fn(&str)) -> Result<Vec<Measurement>> {
     let r = ctx.repeats();
@@ -154,6 +200,10 @@ pub fn run(ctx: &BenchContext, progress: &dyn Fn(&str)) -> Result<Vec<Measuremen
         }
     }
 
+    if dev != Device::Cpu {
+        rows.extend(gpu_throughput(ctx, progress, (256, 256))?);
+    }
+
     let (n, b) = mri_size(ctx.quick);
     let tag = format!("{n}x{n} batch {b}");
     progress(&format!("mri {tag}: NumPy reference"));
@@ -208,4 +258,32 @@ pub fn run(ctx: &BenchContext, progress: &dyn Fn(&str)) -> Result<Vec<Measuremen
         numpy,
     )?);
     Ok(rows)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::PathBuf;
+
+    /// The GPU throughput rows run on any device (here the CPU, quick batch, a small geometry)
+    /// and give positive images/s with no reference.
+    #[test]
+    fn gpu_throughput_rows_measure_images_per_second() {
+        let ctx = BenchContext {
+            device: Device::Cpu,
+            quick: true,
+            python: None,
+            scripts: PathBuf::new(),
+            threads: 1,
+            work_dir: std::env::temp_dir(),
+        };
+        let rows = gpu_throughput(&ctx, &|_| {}, (32, 24)).unwrap();
+        assert_eq!(rows.len(), 2);
+        for r in &rows {
+            assert_eq!(r.unit, "images/s");
+            assert!(r.value > 0.0 && r.value.is_finite(), "{r:?}");
+            assert!(r.reference_value.is_none());
+            assert!(r.name.contains("32x32 24 angles batch 8"), "{}", r.name);
+        }
+    }
 }
