@@ -342,9 +342,9 @@ fn flat_buffers_match_the_per_tensor_optimiser() {
         let na = clip_grad_norm_flat(&ta, Some(&flat), max);
         let nb = clip_grad_norm(&tb, max);
         assert!((na - nb).abs() <= 1e-6 * nb, "{na} vs {nb}");
-        adam_a.step_flat(&ta, flat.grads(), &cfg, cfg.lr);
+        adam_a.step_flat(&ta, Some(&flat), &cfg, cfg.lr);
         adam_b.step(&tb, &cfg, cfg.lr);
-        ema_a.update(&pa);
+        ema_a.update_flat(&pa, Some(&flat));
         ema_b.update(&pb);
         for i in 0..4 {
             let d = (&pa[i] - &pb[i]).abs().max().double_value(&[]);

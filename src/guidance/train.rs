@@ -25,7 +25,9 @@ use crate::models::TimeConditionedNet;
 use crate::sde::{bcast, SdeConfig};
 use crate::train::checkpoint::{write_atomic, write_tensors, TensorFile};
 use crate::train::data::{random_flip, Dataset};
-use crate::train::optim::{guarded_update, zero_grads, Adam, Ema, FlatParams, OptimConfig};
+use crate::train::optim::{
+    guarded_update, zero_grads, Adam, Ema, FlatParams, OptimConfig, OptimState,
+};
 use crate::train::rng::{Purpose, Stream};
 use crate::train::CsvLog;
 use crate::{Error, Result};
@@ -344,7 +346,7 @@ pub fn load_classifier_dir(
     let net = cfg
         .model
         .build(&vs.root(), &cfg.data.shape, cfg.n_classes, kind)?;
-    let vars = sorted_vars(&vs);
+    let vars = crate::models::sorted_variables(&vs);
     let expected: std::collections::HashSet<&str> = vars.iter().map(|(n, _)| n.as_str()).collect();
     if let Some(extra) = file.names().iter().find(|n| !expected.contains(n.as_str())) {
         return Err(Error::Checkpoint {
@@ -365,12 +367,6 @@ pub fn load_classifier_dir(
     let clf =
         NetClassifier::new(net, cfg.sde, cfg.n_classes, cfg.data.shape.clone())?.with_var_store(vs);
     Ok((clf, cfg))
-}
-
-fn sorted_vars(vs: &nn::VarStore) -> Vec<(String, Tensor)> {
-    let mut vars: Vec<(String, Tensor)> = vs.variables().into_iter().collect();
-    vars.sort_by(|a, b| a.0.cmp(&b.0));
-    vars
 }
 
 /// The non-tensor half of a classifier checkpoint.
@@ -489,28 +485,14 @@ impl ClassifierTrainer {
             cfg.model
                 .build(&vs.root(), &data.info.shape, n_classes, sde_kind)?;
         let model = NetClassifier::new(net, cfg.sde, n_classes, data.info.shape.clone())?;
-        let vars = sorted_vars(&vs);
-        let names: Vec<String> = vars.iter().map(|(n, _)| n.clone()).collect();
-        let params: Vec<Tensor> = vars.into_iter().map(|(_, t)| t).collect();
-        let trainable: Vec<usize> = (0..params.len())
-            .filter(|&i| params[i].requires_grad())
-            .collect();
-        let tp: Vec<Tensor> = trainable
-            .iter()
-            .map(|&i| params[i].shallow_clone())
-            .collect();
-        let flat = if cfg.optim.flat_buffers {
-            FlatParams::rehome(&params)
-        } else {
-            None
-        };
-        let (adam, ema) = match &flat {
-            Some(f) => (
-                Adam::with_flat(f, &trainable),
-                Ema::with_flat(f, cfg.optim.ema_rate),
-            ),
-            None => (Adam::new(&tp), Ema::new(&params, cfg.optim.ema_rate)),
-        };
+        let OptimState {
+            names,
+            params,
+            trainable,
+            adam,
+            ema,
+            flat,
+        } = OptimState::new(&vs, &cfg.optim);
         Ok(Self {
             cfg,
             device,

@@ -15,6 +15,14 @@ pub mod score_net;
 
 use tch::Tensor;
 
+/// The variables of a var store sorted by name: the fixed order of checkpoints, model
+/// directories and the optimiser state.
+pub fn sorted_variables(vs: &tch::nn::VarStore) -> Vec<(String, Tensor)> {
+    let mut vars: Vec<(String, Tensor)> = vs.variables().into_iter().collect();
+    vars.sort_by(|a, b| a.0.cmp(&b.0));
+    vars
+}
+
 /// `s(x, t) ≈ ∇ₓ log pₜ(x)`.
 ///
 /// `x` has shape `[B] ++ sample_shape()`, `t` has shape `[B]` (same dtype and device as `x`);

@@ -258,8 +258,7 @@ pub fn load_model_dir(
     let sde_kind = cfg.sde.build()?.kind();
     let vs = nn::VarStore::new(device);
     let net = cfg.model.build(&vs.root(), &cfg.data, sde_kind)?;
-    let mut vars: Vec<(String, Tensor)> = vs.variables().into_iter().collect();
-    vars.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut vars = super::sorted_variables(&vs);
     let expected: std::collections::HashSet<&str> = vars.iter().map(|(n, _)| n.as_str()).collect();
     if let Some(extra) = file.names().iter().find(|n| !expected.contains(n.as_str())) {
         return Err(Error::Checkpoint {

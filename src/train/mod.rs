@@ -31,7 +31,7 @@ use checkpoint::{CheckpointMeta, CHECKPOINT_FORMAT};
 use config::TrainConfig;
 use data::Dataset;
 use losses::LossConfig;
-use optim::{guarded_update, zero_grads, Adam, Ema, FlatParams};
+use optim::{guarded_update, zero_grads, Adam, Ema, FlatParams, OptimState};
 use rng::{Purpose, Stream};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -122,29 +122,14 @@ impl Trainer {
         let net = cfg.model.build(&vs.root(), &data.info, sde_kind)?;
         let model =
             NetScore::new(net, cfg.sde, cfg.score)?.with_sample_shape(data.info.shape.clone());
-        let mut vars: Vec<(String, Tensor)> = vs.variables().into_iter().collect();
-        vars.sort_by(|a, b| a.0.cmp(&b.0));
-        let names: Vec<String> = vars.iter().map(|(n, _)| n.clone()).collect();
-        let params: Vec<Tensor> = vars.into_iter().map(|(_, t)| t).collect();
-        let trainable: Vec<usize> = (0..params.len())
-            .filter(|&i| params[i].requires_grad())
-            .collect();
-        let tp: Vec<Tensor> = trainable
-            .iter()
-            .map(|&i| params[i].shallow_clone())
-            .collect();
-        let flat = if cfg.optim.flat_buffers {
-            FlatParams::rehome(&params)
-        } else {
-            None
-        };
-        let (adam, ema) = match &flat {
-            Some(f) => (
-                Adam::with_flat(f, &trainable),
-                Ema::with_flat(f, cfg.optim.ema_rate),
-            ),
-            None => (Adam::new(&tp), Ema::new(&params, cfg.optim.ema_rate)),
-        };
+        let OptimState {
+            names,
+            params,
+            trainable,
+            adam,
+            ema,
+            flat,
+        } = OptimState::new(&vs, &cfg.optim);
         Ok(Self {
             cfg,
             device,

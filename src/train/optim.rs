@@ -137,15 +137,20 @@ pub fn clip_grad_norm(params: &[Tensor], max_norm: f64) -> f64 {
             .map(|g| g.square().sum(tch::Kind::Float))
             .collect();
         let total = Tensor::stack(&norms, 0).sum(tch::Kind::Float).sqrt();
-        let total_v = total.double_value(&[]);
-        if max_norm >= 0.0 {
-            let coef = ((&total + 1e-6).reciprocal() * max_norm).clamp_max(1.0);
-            for mut g in grads {
-                let _ = g.g_mul_(&coef);
-            }
-        }
-        total_v
+        clip_to(&total, max_norm, grads)
     })
+}
+
+/// Scales `grads` by `min(1, c / (‖g‖₂ + 1e-6))` given their joint norm `total`; returns it.
+fn clip_to(total: &Tensor, max_norm: f64, grads: Vec<Tensor>) -> f64 {
+    let total_v = total.double_value(&[]);
+    if max_norm >= 0.0 {
+        let coef = ((total + 1e-6).reciprocal() * max_norm).clamp_max(1.0);
+        for mut g in grads {
+            let _ = g.g_mul_(&coef);
+        }
+    }
+    total_v
 }
 
 /// A network's parameters re-homed into one contiguous buffer (`set_data`: every parameter stays
@@ -277,20 +282,37 @@ pub fn clip_grad_norm_flat(params: &[Tensor], flat: Option<&FlatParams>, max_nor
     };
     tch::no_grad(|| {
         let total = g.square().sum(tch::Kind::Float).sqrt();
-        let total_v = total.double_value(&[]);
-        if max_norm >= 0.0 {
-            let coef = ((&total + 1e-6).reciprocal() * max_norm).clamp_max(1.0);
-            let _ = g.shallow_clone().g_mul_(&coef);
-        }
-        total_v
+        clip_to(&total, max_norm, vec![g.shallow_clone()])
     })
 }
 
 /// Adam's moments in buffers laid out like a [`FlatParams`].
 struct FlatMoments {
-    params: Tensor,
     m: Tensor,
     v: Tensor,
+}
+
+/// One Adam update of `p` with gradient `g` (weight decay already added) and moments `m`, `v`,
+/// in place: the same kernels for one tensor or a whole flat buffer.
+#[allow(clippy::too_many_arguments)]
+fn adam_update(
+    p: &Tensor,
+    m: &Tensor,
+    v: &Tensor,
+    g: &Tensor,
+    cfg: &OptimConfig,
+    lr: f64,
+    bc1: f64,
+    bc2: f64,
+) {
+    let (mut p, mut m, mut v) = (p.shallow_clone(), m.shallow_clone(), v.shallow_clone());
+    let _ = m.g_mul_scalar_(cfg.beta1);
+    let _ = m.g_add_(&(g * (1.0 - cfg.beta1)));
+    let _ = v.g_mul_scalar_(cfg.beta2);
+    let _ = v.g_add_(&(g.square() * (1.0 - cfg.beta2)));
+    let denom = v.sqrt() / bc2.sqrt() + cfg.eps;
+    let update = (&m / denom) * (lr / bc1);
+    let _ = p.g_sub_(&update);
 }
 
 /// Adam's state: first and second moments per trainable parameter.
@@ -325,55 +347,42 @@ impl Adam {
             m: trainable.iter().map(|&k| flat.view(&m_buf, k)).collect(),
             v: trainable.iter().map(|&k| flat.view(&v_buf, k)).collect(),
             t: 0,
-            flat: Some(FlatMoments {
-                params: flat.data.shallow_clone(),
-                m: m_buf,
-                v: v_buf,
-            }),
+            flat: Some(FlatMoments { m: m_buf, v: v_buf }),
         }
     }
 
-    /// [`Self::step`] on the whole buffers when this state is flat, `grads` is the homed
-    /// gradient buffer and there is no weight decay (which would move the parameters without a
-    /// gradient); per tensor otherwise.
+    /// [`Self::step`] on the whole buffers when this state was made by [`Self::with_flat`] from
+    /// `flat`, its gradients are homed and there is no weight decay (which would move the
+    /// parameters without a gradient); per tensor otherwise.
     pub fn step_flat(
         &mut self,
         params: &[Tensor],
-        grads: Option<&Tensor>,
+        flat: Option<&FlatParams>,
         cfg: &OptimConfig,
         lr: f64,
     ) {
-        let (Some(f), Some(g), true) = (&self.flat, grads, cfg.weight_decay == 0.0) else {
+        let grads = flat.and_then(|f| f.grads().map(|g| (f, g)));
+        let (true, Some((f, g)), true) = (self.flat.is_some(), grads, cfg.weight_decay == 0.0)
+        else {
             return self.step(params, cfg, lr);
         };
+        let (bc1, bc2) = self.advance(cfg);
+        let mom = self.flat.as_ref().expect("checked above");
+        tch::no_grad(|| adam_update(&f.data, &mom.m, &mom.v, g, cfg, lr, bc1, bc2));
+    }
+
+    /// Counts the update and returns its bias corrections `(1 − β₁ᵏ, 1 − β₂ᵏ)`.
+    fn advance(&mut self, cfg: &OptimConfig) -> (f64, f64) {
         self.t += 1;
         let k = self.t as i32;
-        let bc1 = 1.0 - cfg.beta1.powi(k);
-        let bc2 = 1.0 - cfg.beta2.powi(k);
-        tch::no_grad(|| {
-            let (mut m, mut v, mut p) = (
-                f.m.shallow_clone(),
-                f.v.shallow_clone(),
-                f.params.shallow_clone(),
-            );
-            let _ = m.g_mul_scalar_(cfg.beta1);
-            let _ = m.g_add_(&(g * (1.0 - cfg.beta1)));
-            let _ = v.g_mul_scalar_(cfg.beta2);
-            let _ = v.g_add_(&(g.square() * (1.0 - cfg.beta2)));
-            let denom = v.sqrt() / bc2.sqrt() + cfg.eps;
-            let update = (&m / denom) * (lr / bc1);
-            let _ = p.g_sub_(&update);
-        });
+        (1.0 - cfg.beta1.powi(k), 1.0 - cfg.beta2.powi(k))
     }
 
     /// One update with learning rate `lr` using the parameters' current gradients.
     pub fn step(&mut self, params: &[Tensor], cfg: &OptimConfig, lr: f64) {
-        self.t += 1;
-        let k = self.t as i32;
-        let bc1 = 1.0 - cfg.beta1.powi(k);
-        let bc2 = 1.0 - cfg.beta2.powi(k);
+        let (bc1, bc2) = self.advance(cfg);
         tch::no_grad(|| {
-            for ((p, m), v) in params.iter().zip(self.m.iter_mut()).zip(self.v.iter_mut()) {
+            for ((p, m), v) in params.iter().zip(&self.m).zip(&self.v) {
                 let g = p.grad();
                 if !g.defined() {
                     continue;
@@ -383,14 +392,7 @@ impl Adam {
                 } else {
                     g
                 };
-                let _ = m.g_mul_scalar_(cfg.beta1);
-                let _ = m.g_add_(&(&g * (1.0 - cfg.beta1)));
-                let _ = v.g_mul_scalar_(cfg.beta2);
-                let _ = v.g_add_(&(g.square() * (1.0 - cfg.beta2)));
-                let denom = v.sqrt() / bc2.sqrt() + cfg.eps;
-                let update = (&*m / denom) * (lr / bc1);
-                let mut p = p.shallow_clone();
-                let _ = p.g_sub_(&update);
+                adam_update(p, m, v, &g, cfg, lr, bc1, bc2);
             }
         });
     }
@@ -402,8 +404,8 @@ pub struct Ema {
     pub shadow: Vec<Tensor>,
     pub rate: f64,
     pub num_updates: u64,
-    /// `(shadow buffer, parameter buffer)` when flat.
-    flat: Option<(Tensor, Tensor)>,
+    /// The shadow buffer, when made by [`Ema::with_flat`].
+    flat: Option<Tensor>,
 }
 
 impl Ema {
@@ -425,28 +427,83 @@ impl Ema {
             shadow: (0..flat.len()).map(|k| flat.view(&buf, k)).collect(),
             rate,
             num_updates: 0,
-            flat: Some((buf, flat.data.shallow_clone())),
+            flat: Some(buf),
         }
     }
 
     /// One update towards `params`.
     pub fn update(&mut self, params: &[Tensor]) {
+        self.update_flat(params, None);
+    }
+
+    /// [`Self::update`], on the whole buffers when this average was made by
+    /// [`Self::with_flat`] from `flat`.
+    pub fn update_flat(&mut self, params: &[Tensor], flat: Option<&FlatParams>) {
         self.num_updates += 1;
         let n = self.num_updates as f64;
         let decay = self.rate.min((1.0 + n) / (10.0 + n));
-        if let Some((s, p)) = &self.flat {
-            tch::no_grad(|| {
-                let diff = (s - p.detach()) * (1.0 - decay);
-                let _ = s.shallow_clone().g_sub_(&diff);
-            });
-            return;
-        }
-        tch::no_grad(|| {
-            for (s, p) in self.shadow.iter_mut().zip(params) {
-                let diff = (&*s - p.detach()) * (1.0 - decay);
-                let _ = s.g_sub_(&diff);
+        // p̄ ← p̄ − (1 − decay)(p̄ − p), in place.
+        let step = |s: &Tensor, p: &Tensor| {
+            let diff = (s - p.detach()) * (1.0 - decay);
+            let _ = s.shallow_clone().g_sub_(&diff);
+        };
+        tch::no_grad(|| match (&self.flat, flat) {
+            (Some(s), Some(f)) => step(s, &f.data),
+            _ => {
+                for (s, p) in self.shadow.iter().zip(params) {
+                    step(s, p);
+                }
             }
         });
+    }
+}
+
+/// A network's variables (sorted by name), the indices of the trainable ones, Adam over those
+/// and the EMA over all of them: on flat buffers when `cfg.flat_buffers` ([`FlatParams`]).
+pub struct OptimState {
+    pub names: Vec<String>,
+    pub params: Vec<Tensor>,
+    pub trainable: Vec<usize>,
+    pub adam: Adam,
+    pub ema: Ema,
+    pub flat: Option<FlatParams>,
+}
+
+impl OptimState {
+    /// Fresh state (zero moments, the EMA at the current weights) for the variables of `vs`.
+    pub fn new(vs: &tch::nn::VarStore, cfg: &OptimConfig) -> Self {
+        let vars = crate::models::sorted_variables(vs);
+        let names: Vec<String> = vars.iter().map(|(n, _)| n.clone()).collect();
+        let params: Vec<Tensor> = vars.into_iter().map(|(_, t)| t).collect();
+        let trainable: Vec<usize> = (0..params.len())
+            .filter(|&i| params[i].requires_grad())
+            .collect();
+        let flat = if cfg.flat_buffers {
+            FlatParams::rehome(&params)
+        } else {
+            None
+        };
+        let (adam, ema) = match &flat {
+            Some(f) => (
+                Adam::with_flat(f, &trainable),
+                Ema::with_flat(f, cfg.ema_rate),
+            ),
+            None => {
+                let tp: Vec<Tensor> = trainable
+                    .iter()
+                    .map(|&i| params[i].shallow_clone())
+                    .collect();
+                (Adam::new(&tp), Ema::new(&params, cfg.ema_rate))
+            }
+        };
+        Self {
+            names,
+            params,
+            trainable,
+            adam,
+            ema,
+            flat,
+        }
     }
 }
 
@@ -480,20 +537,18 @@ pub fn guarded_update(
         return Err(diverged(format!("loss is {loss_value}")));
     }
     loss.backward();
-    let flat = match flat {
-        Some(f) => {
-            let homed = f.home_grads(params);
-            homed.then_some(&*f)
-        }
-        None => None,
-    };
+    let mut flat = flat;
+    if let Some(f) = flat.as_mut() {
+        f.home_grads(params);
+    }
+    let flat = flat.as_deref();
     let gn = clip_grad_norm_flat(trainable, flat, cfg.grad_clip);
     if !gn.is_finite() {
         return Err(diverged(format!(
             "gradient norm is {gn} (loss {loss_value})"
         )));
     }
-    adam.step_flat(trainable, flat.and_then(|f| f.grads()), cfg, lr);
-    ema.update(params);
+    adam.step_flat(trainable, flat, cfg, lr);
+    ema.update_flat(params, flat);
     Ok(gn)
 }
