@@ -181,6 +181,21 @@ where
     S::Elem: Copy + Into<f64>,
     D: Dimension,
 {
+    nrmse_defined(truth, test)?.ok_or_else(|| {
+        Error::Invalid(
+            "nrmse: the reference image is all zeros, the Euclidean normalisation is undefined"
+                .into(),
+        )
+    })
+}
+
+/// [`nrmse`], or None when the truth is all zeros (the normalisation is undefined).
+fn nrmse_defined<S, D>(truth: &ArrayBase<S, D>, test: &ArrayBase<S, D>) -> Result<Option<f64>>
+where
+    S: Data,
+    S::Elem: Copy + Into<f64>,
+    D: Dimension,
+{
     let m = mse(truth, test)?;
     let denom: f64 = truth
         .iter()
@@ -190,13 +205,7 @@ where
         })
         .sum::<f64>()
         / truth.len() as f64;
-    if denom == 0.0 {
-        return Err(Error::Invalid(
-            "nrmse: the reference image is all zeros, the Euclidean normalisation is undefined"
-                .into(),
-        ));
-    }
-    Ok(m.sqrt() / denom.sqrt())
+    Ok((denom != 0.0).then(|| m.sqrt() / denom.sqrt()))
 }
 
 /// scipy.ndimage `mode='reflect'` index: `d c b a | a b c d | d c b a`.
@@ -475,10 +484,6 @@ pub fn scores_tensor(
     Ok(Scores {
         psnr: psnr(&a, &b, data_range)?,
         ssim: ssim_multichannel(&a, &b, 0, data_range, opts)?,
-        nrmse: if a.iter().all(|&v| v == 0.0) {
-            None
-        } else {
-            Some(nrmse(&a, &b)?)
-        },
+        nrmse: nrmse_defined(&a, &b)?,
     })
 }

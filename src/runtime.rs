@@ -106,6 +106,11 @@ pub fn cuda_memory(index: usize) -> Option<(u64, u64)> {
     }
 }
 
+/// Bytes in GiB (2³⁰ bytes).
+pub fn gib(bytes: u64) -> f64 {
+    bytes as f64 / (1u64 << 30) as f64
+}
+
 /// The largest device memory in use seen by [`Self::sample`] calls, for a "peak GPU memory"
 /// line after long work (sampled, so a peak between two samples can be missed).
 #[derive(Debug, Default, Clone, Copy)]
@@ -142,7 +147,6 @@ impl GpuMemoryPeak {
     pub fn report(&self) -> Option<String> {
         let i = self.index?;
         (self.total > 0).then(|| {
-            let gib = |b: u64| b as f64 / (1u64 << 30) as f64;
             format!(
                 "peak GPU memory in use: {:.2} GiB of {:.2} GiB (cuda:{i}; device-wide, with \
                  libtorch's cached blocks; sampled)",

@@ -105,7 +105,6 @@ fn gpu_throughput(
     progress(&format!("radon {tag}: scoreinv images/s"));
     let op = ParallelBeamRadon::full_view(n, angles, Kind::Float, dev)?;
     let x = disc_images(batch, n, dev);
-    let y = op.forward(&x)?;
     let r = ctx.repeats();
     let t_fwd = time(r, dev, &mut || {
         op.forward(&x).map(drop).map_err(Error::from)
@@ -114,7 +113,6 @@ fn gpu_throughput(
         let y2 = op.forward(&x)?;
         op.adjoint(&y2).map(drop).map_err(Error::from)
     })?;
-    drop(y);
     let per_s = |t: f64| batch as f64 / t;
     Ok(vec![
         Measurement::new(

@@ -60,8 +60,8 @@ pub fn run(args: Args, choice: DeviceChoice) -> Result<()> {
         let mem = match runtime::cuda_memory(i as usize) {
             Some((used, total)) => format!(
                 ", {:.1} of {:.1} GiB in use",
-                used as f64 / (1u64 << 30) as f64,
-                total as f64 / (1u64 << 30) as f64
+                runtime::gib(used),
+                runtime::gib(total)
             ),
             None => String::new(),
         };

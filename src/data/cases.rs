@@ -229,16 +229,7 @@ impl StreamedVolume {
                 if reader.as_ref().is_none_or(|r| r.position() > z) {
                     *reader = Some(io::nifti::NiftiSlices::open(path)?);
                 }
-                let r = reader.as_mut().expect("opened above");
-                loop {
-                    let at = r.position();
-                    let sl = r.next_slice().ok_or_else(|| {
-                        Error::format(path, format!("slice {z} is past the volume's end"))
-                    })??;
-                    if at == z {
-                        return Ok(sl);
-                    }
-                }
+                reader.as_mut().expect("opened above").slice_at(z)
             }
         }
     }

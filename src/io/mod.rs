@@ -299,17 +299,12 @@ fn read_nifti_z_slice(file: &Path, sel: Selector) -> Result<Image> {
             ),
         ));
     }
-    loop {
-        let at = r.position();
-        let plane = r.next_slice().expect("index checked above")?;
-        if at == sel.index {
-            return Ok(Image {
-                data: plane.insert_axis(Axis(0)),
-                axes: Axes::Chw,
-                meta: r.meta.sliced(sel),
-            });
-        }
-    }
+    let plane = r.slice_at(sel.index)?;
+    Ok(Image {
+        data: plane.insert_axis(Axis(0)),
+        axes: Axes::Chw,
+        meta: r.meta.sliced(sel),
+    })
 }
 
 /// One slice of a volume chosen by argument rather than by a `#z=` suffix:

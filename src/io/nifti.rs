@@ -146,6 +146,27 @@ impl NiftiSlices {
         self.next
     }
 
+    /// Slice `z`, reading past (and dropping) the slices before it; `z` must not be behind
+    /// [`Self::position`] or past the last slice.
+    pub fn slice_at(&mut self, z: usize) -> Result<Array2<f32>> {
+        if z < self.next || z >= self.dim[0] {
+            return Err(Error::format(
+                &self.path,
+                format!(
+                    "slice z={z} cannot be read: the reader is at slice {} of {}",
+                    self.next, self.dim[0]
+                ),
+            ));
+        }
+        loop {
+            let at = self.next;
+            let sl = self.next_slice().expect("z checked above")?;
+            if at == z {
+                return Ok(sl);
+            }
+        }
+    }
+
     /// The next `[H, W]` slice, `None` after the last.
     pub fn next_slice(&mut self) -> Option<Result<Array2<f32>>> {
         if self.next >= self.dim[0] {
