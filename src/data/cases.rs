@@ -109,11 +109,7 @@ fn to_unit_range(img: &io::Image, opts: &CaseOptions, name: &str) -> Array3<f32>
     let range = if units == Some("HU") {
         (0.0, 0.0)
     } else {
-        img.data
-            .iter()
-            .fold((f32::INFINITY, f32::NEG_INFINITY), |(a, b), &v| {
-                (a.min(v), b.max(v))
-            })
+        io::value_range(&img.data)
     };
     let scale = scale_for(units, range, opts, name);
     img.data.mapv(|v| scale.apply(v))
@@ -287,10 +283,8 @@ pub fn pending_cases(
             let z = r.position() - 1;
             let sl = sl?;
             io::ensure_finite(&sl, &format!("{spec} slice z={z}"))?;
-            for &v in &sl {
-                lo = lo.min(v);
-                hi = hi.max(v);
-            }
+            let (l, h) = io::value_range(&sl);
+            (lo, hi) = (lo.min(l), hi.max(h));
         }
         let reader = SliceReader::Nifti {
             path: path.to_path_buf(),

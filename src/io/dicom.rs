@@ -347,10 +347,8 @@ fn scan_series(dir: &Path, keep_pixels: bool) -> Result<(DicomSeries, Vec<Slice>
             // Read whole, the caller checks the volume; indexed, nothing else sees these pixels.
             super::ensure_finite(&data, &path.display().to_string())?;
         }
-        for &v in &data {
-            lo = lo.min(v);
-            hi = hi.max(v);
-        }
+        let (l, h) = super::value_range(&data);
+        (lo, hi) = (lo.min(l), hi.max(h));
         slices.push(Slice {
             path: path.clone(),
             dim: (data.dim().1, data.dim().2),

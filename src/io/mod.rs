@@ -372,6 +372,16 @@ pub fn write_image(path: impl AsRef<Path>, image: &Image) -> Result<()> {
     }
 }
 
+/// `(min, max)` of `values` (NaN ignored; `(+∞, −∞)` for none): what min–max normalisation
+/// divides by. Ranges of several parts combine with `min`/`max`.
+pub fn value_range<'a>(values: impl IntoIterator<Item = &'a f32>) -> (f32, f32) {
+    values
+        .into_iter()
+        .fold((f32::INFINITY, f32::NEG_INFINITY), |(a, b), &v| {
+            (a.min(v), b.max(v))
+        })
+}
+
 /// Refuses arrays with NaN or ±Inf, saying how many and where the first one is.
 pub fn ensure_finite<S, D>(a: &ArrayBase<S, D>, what: &str) -> Result<()>
 where
