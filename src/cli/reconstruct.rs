@@ -810,9 +810,7 @@ fn finish_measurement(
         .collect();
     let json = serde_json::to_string_pretty(&rows)?;
     let path = out.join("reconstructions.json");
-    scoreinv::io::atomic::write_atomic(&path, |w| {
-        std::io::Write::write_all(w, json.as_bytes()).map_err(|e| scoreinv::Error::io(&path, e))
-    })?;
+    scoreinv::io::atomic::write_bytes(&path, json.as_bytes())?;
     println!(
         "{} (real measurement: no ground truth, no metrics)",
         m.op.describe()

@@ -272,9 +272,7 @@ pub fn run(args: Args, device: Device) -> Result<()> {
         });
         let path = out.path.join("classes.json");
         let text = serde_json::to_string_pretty(&json)?;
-        scoreinv::io::atomic::write_atomic(&path, |w| {
-            std::io::Write::write_all(w, text.as_bytes()).map_err(|e| scoreinv::Error::io(&path, e))
-        })?;
+        scoreinv::io::atomic::write_bytes(&path, text.as_bytes())?;
         println!(
             "classes     {:.1} % of the samples are classified as their requested class by {} ({})",
             100.0 * acc,

@@ -397,9 +397,7 @@ pub fn write_metrics(dir: &Path, records: &[Record]) -> Result<()> {
     let json = serde_json::to_string_pretty(records)
         .map_err(|e| Error::Invalid(format!("metrics to JSON: {e}")))?;
     let path = dir.join("metrics.json");
-    io::atomic::write_atomic(&path, |w| {
-        std::io::Write::write_all(w, json.as_bytes()).map_err(|e| Error::io(&path, e))
-    })?;
+    io::atomic::write_bytes(&path, json.as_bytes())?;
     let mut csv = String::from("case,method,psnr_db,ssim,nrmse,seconds\n");
     for r in records {
         let _ = writeln!(
@@ -426,12 +424,8 @@ pub fn write_metrics(dir: &Path, records: &[Record]) -> Result<()> {
         );
     }
     let path = dir.join("metrics.csv");
-    io::atomic::write_atomic(&path, |w| {
-        std::io::Write::write_all(w, csv.as_bytes()).map_err(|e| Error::io(&path, e))
-    })?;
+    io::atomic::write_bytes(&path, csv.as_bytes())?;
     let table = format_table(records);
     let path = dir.join("metrics.txt");
-    io::atomic::write_atomic(&path, |w| {
-        std::io::Write::write_all(w, table.as_bytes()).map_err(|e| Error::io(&path, e))
-    })
+    io::atomic::write_bytes(&path, table.as_bytes())
 }

@@ -62,9 +62,7 @@ impl VolumeManifest {
         let text = serde_json::to_string_pretty(self)
             .map_err(|e| Error::Invalid(format!("volume manifest: {e}")))?;
         let path = dir.join(MANIFEST);
-        io::atomic::write_atomic(&path, |w| {
-            std::io::Write::write_all(w, text.as_bytes()).map_err(|e| Error::io(&path, e))
-        })
+        io::atomic::write_bytes(&path, text.as_bytes())
     }
 }
 

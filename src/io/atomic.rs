@@ -96,6 +96,11 @@ where
     persist(tmp, path)
 }
 
+/// [`write_atomic`] of a byte string (its folder must exist).
+pub fn write_bytes(path: &Path, bytes: &[u8]) -> Result<()> {
+    write_atomic(path, |w| w.write_all(bytes).map_err(|e| Error::io(path, e)))
+}
+
 /// For writers that insist on opening a path themselves (the `nifti` crate): `write` receives
 /// the path of a temporary file in the destination folder, ending in `suffix`, which is renamed
 /// onto `path` only if `write` succeeded.

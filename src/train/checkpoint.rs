@@ -20,7 +20,6 @@ use crate::{Error, Result};
 use safetensors::tensor::{Dtype, SafeTensors, TensorView};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use tch::{Device, Kind, Tensor};
 
@@ -58,7 +57,7 @@ pub struct CheckpointMeta {
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let dir = crate::io::atomic::parent_dir(path);
     std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
-    crate::io::atomic::write_atomic(path, |w| w.write_all(bytes).map_err(|e| Error::io(path, e)))
+    crate::io::atomic::write_bytes(path, bytes)
 }
 
 fn crc32(bytes: &[u8]) -> u32 {
