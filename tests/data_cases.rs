@@ -143,3 +143,135 @@ fn streamed_nifti_errors_come_before_the_first_case() {
         5
     );
 }
+
+/// The volume a case list came from, as min–max normalised `[D, H, W]` values.
+fn unit(a: &ndarray::Array3<f32>) -> ndarray::Array3<f32> {
+    let lo = a.iter().cloned().fold(f32::INFINITY, f32::min);
+    let hi = a.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
+    a.mapv(|v| (v - lo) / (hi - lo))
+}
+
+/// NPY stacks of gray slices — `[D, H, W]` with D ∉ {1, 3}, `[D, 1, H, W]`, C or Fortran
+/// order, f32 or int16 — are volumes: every slice a case `{stem}_z{K}`, min–max normalised over
+/// the whole stack, read from a memory map when the study loads it (in any order) and equal to
+/// the array itself and to the whole-file reader; `FILE.npy#z=K` is slice K. `[1, H, W]` and
+/// `[3, H, W]` stay one gray / RGB picture.
+#[test]
+fn npy_stacks_are_volumes_read_slice_by_slice() {
+    use ndarray::{Array3, Axis, ShapeBuilder};
+    let dir = tempfile::tempdir().unwrap();
+    let vol = Array3::from_shape_fn((6, 10, 12), |(z, y, x)| (z * 100 + y * 7 + x) as f32 - 50.0);
+    let c_order = dir.path().join("stack.npy");
+    scoreinv::io::npy::write_npy(&c_order, &vol).unwrap();
+    let four_d = dir.path().join("stack4.npy");
+    scoreinv::io::npy::write_npy(&four_d, &vol.clone().insert_axis(Axis(1))).unwrap();
+    let mut f_vol = Array3::<i16>::zeros((6, 10, 12).f());
+    f_vol.assign(&vol.mapv(|v| v as i16));
+    let fortran = dir.path().join("stack_f.npy");
+    scoreinv::io::npy::write_npy(&fortran, &f_vol).unwrap();
+    let want = unit(&vol);
+    for (p, stem) in [
+        (&c_order, "stack"),
+        (&four_d, "stack4"),
+        (&fortran, "stack_f"),
+    ] {
+        let spec = p.to_str().unwrap();
+        let (loaded, loaded_vol) = load_cases_with_volume(spec, &opts(None)).unwrap();
+        let (pending, vol_info) = pending_cases(spec, &opts(None)).unwrap();
+        assert_eq!(vol_info, loaded_vol);
+        let vol_info = vol_info.expect("a stack is a volume");
+        assert_eq!(vol_info.stem, stem);
+        assert_eq!(pending.len(), 6);
+        let mut pending: Vec<_> = pending.into_iter().map(Some).collect();
+        for z in [4usize, 1, 2, 5, 0, 3] {
+            let c = pending[z].take().unwrap().load().unwrap();
+            assert_eq!(c.name, format!("{stem}_z{z}"));
+            assert_eq!(c.name, loaded[z].name);
+            assert_eq!(max_abs(&c.truth, &loaded[z].truth), 0.0, "{stem} z={z}");
+            let expect = want.index_axis(Axis(0), z).to_owned().insert_axis(Axis(0));
+            let expect = scoreinv::io::array_to_tensor(&expect);
+            assert!(max_abs(&c.truth, &expect) < 1e-6, "{stem} z={z}");
+        }
+        // One slice by suffix: slice 4 of the raw array (values kept, one picture).
+        let one = scoreinv::io::read_image(format!("{spec}#z=4")).unwrap();
+        assert_eq!(one.data.dim(), (1, 10, 12));
+        let raw = vol.index_axis(Axis(0), 4).mapv(|v| v as i16 as f32);
+        assert_eq!(one.data.index_axis(Axis(0), 0), raw);
+        let e = scoreinv::io::read_image(format!("{spec}#z=6"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("out of range"), "{e}");
+    }
+    for (c, n) in [(1usize, 1usize), (3, 1)] {
+        let p = dir.path().join(format!("pic{c}.npy"));
+        scoreinv::io::npy::write_npy(&p, &Array3::<f32>::from_elem((c, 8, 8), 0.5)).unwrap();
+        let (cases, v) = pending_cases(p.to_str().unwrap(), &opts(None)).unwrap();
+        assert!(v.is_none());
+        assert_eq!(cases.len(), n);
+        assert_eq!(cases[0].shape, [c as i64, 8, 8]);
+    }
+}
+
+/// A stack with a NaN in slice 2 or a truncated stack is refused at set-up, naming the slice or
+/// the truncation; a big-endian stack (not viewable in place) is read whole, same values.
+#[test]
+fn npy_stack_errors_and_big_endian_fallback() {
+    use ndarray::Array3;
+    let dir = tempfile::tempdir().unwrap();
+    let mut vol = Array3::from_shape_fn((5, 8, 8), |(z, y, x)| (z + y + x) as f32);
+    let good = dir.path().join("good.npy");
+    scoreinv::io::npy::write_npy(&good, &vol).unwrap();
+    let bytes = std::fs::read(&good).unwrap();
+
+    // Big-endian copy: same header with '>f4', every value byte-swapped.
+    let header_len = bytes.len() - 5 * 64 * 4;
+    let mut be = bytes[..header_len].to_vec();
+    let at = be
+        .windows(5)
+        .position(|w| w == b"'<f4'")
+        .expect("f32 header");
+    be[at + 1] = b'>';
+    for v in vol.iter() {
+        be.extend_from_slice(&v.to_be_bytes());
+    }
+    let be_path = dir.path().join("be.npy");
+    std::fs::write(&be_path, &be).unwrap();
+    let (a, _) = pending_cases(good.to_str().unwrap(), &opts(None)).unwrap();
+    let (b, bv) = pending_cases(be_path.to_str().unwrap(), &opts(None)).unwrap();
+    assert!(bv.is_some());
+    for (x, y) in a.into_iter().zip(b) {
+        assert_eq!(
+            max_abs(&x.load().unwrap().truth, &y.load().unwrap().truth),
+            0.0
+        );
+    }
+
+    vol[[2, 3, 4]] = f32::NAN;
+    let nan = dir.path().join("nan.npy");
+    let mut nb = bytes.clone();
+    nb[header_len..].copy_from_slice(
+        &vol.iter()
+            .flat_map(|v| v.to_le_bytes())
+            .collect::<Vec<u8>>(),
+    );
+    std::fs::write(&nan, &nb).unwrap();
+    let err = pending_cases(nan.to_str().unwrap(), &opts(None))
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        err.contains("z=2") && err.to_lowercase().contains("nan"),
+        "{err}"
+    );
+
+    let cut = dir.path().join("cut.npy");
+    std::fs::write(&cut, &bytes[..bytes.len() - 100]).unwrap();
+    let err = pending_cases(cut.to_str().unwrap(), &opts(None))
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        err.contains("truncated") && err.contains("cut.npy"),
+        "{err}"
+    );
+}

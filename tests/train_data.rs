@@ -417,6 +417,69 @@ fn phantom_invesalius_and_nifti_sources() {
     assert!(format!("{:?}", missing.unwrap_err()).contains("no such file"));
 }
 
+/// `nifti-crop:` crops each volume in-plane to its foreground box (voxels above 5 % of the
+/// range, 2 % margin) before slicing: a 50×50 square of foreground inside a 90×120 field of
+/// view gives exactly the slices of the 52×52 crop (margin 1 px per side) loaded with `nifti:`;
+/// an empty volume is refused, naming the file.
+#[test]
+fn nifti_crop_source_crops_to_the_foreground() {
+    use scoreinv::train::data::{foreground_box, FOREGROUND_FRACTION, FOREGROUND_MARGIN};
+    let dir = tempfile::tempdir().unwrap();
+    // Foreground rows 20..70, columns 35..85; a faint background below 5 % of the range.
+    let vol = ndarray::Array3::from_shape_fn((3, 90, 120), |(z, y, x)| {
+        if (20..70).contains(&y) && (35..85).contains(&x) {
+            50.0 + (z * 7 + y + 2 * x) as f32
+        } else {
+            ((y + x) % 3) as f32 * 0.5
+        }
+    });
+    let (h, w) = foreground_box(&vol, FOREGROUND_FRACTION, FOREGROUND_MARGIN).unwrap();
+    assert_eq!((h.clone(), w.clone()), (19..71, 34..86));
+    let full = dir.path().join("full.nii.gz");
+    scoreinv::io::nifti::write_nifti(&full, &vol, None, None).unwrap();
+    let cropped = dir.path().join("cropped.nii.gz");
+    let c = vol.slice(ndarray::s![.., h, w]).to_owned();
+    scoreinv::io::nifti::write_nifti(&cropped, &c, None, None).unwrap();
+    let a = DataSource::parse(&format!("nifti-crop:{}", full.display()))
+        .unwrap()
+        .load_sized(false, Some(16))
+        .unwrap();
+    let b = DataSource::parse(&format!("nifti:{}", cropped.display()))
+        .unwrap()
+        .load_sized(false, Some(16))
+        .unwrap();
+    assert_eq!(a.data.size(), [3, 1, 16, 16]);
+    assert!(
+        a.data.equal(&b.data),
+        "crop differs from the pre-cropped volume"
+    );
+    assert!(a
+        .info
+        .source
+        .contains("cropped to each volume's foreground"));
+    let uncropped = DataSource::parse(&format!("nifti:{}", full.display()))
+        .unwrap()
+        .load_sized(false, Some(16))
+        .unwrap();
+    assert!(!uncropped.data.equal(&a.data));
+
+    let empty = dir.path().join("empty.nii.gz");
+    scoreinv::io::nifti::write_nifti(
+        &empty,
+        &ndarray::Array3::<f32>::zeros((2, 8, 8)),
+        None,
+        None,
+    )
+    .unwrap();
+    let err = DataSource::parse(&format!("nifti-crop:{}", empty.display()))
+        .unwrap()
+        .load_sized(false, Some(8))
+        .unwrap_err();
+    assert!(
+        format!("{err}").contains("no foreground") && format!("{err}").contains("empty.nii.gz")
+    );
+}
+
 /// `dicom:` trains on DICOM slices (a single file or a series folder) through the CT HU window:
 /// the slice of pydicom's `CT_small.dcm` equals the ground-truth case `reconstruct` makes of it
 /// at the same size (same window, same resize); missing paths are refused when parsed.

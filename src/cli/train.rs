@@ -11,7 +11,8 @@ use std::path::PathBuf;
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// Training data: gaussian2d[:N], fashion-mnist, phantom:ellipses:N, invesalius[:FILE.inv3], photos:N:PATH[,PATH…] (random crops of photos),
-    /// nifti:A.nii.gz[,B.nii.gz…], a folder with IDX files or images, an IDX file, or a .npy
+    /// nifti:A.nii.gz[,B.nii.gz…], nifti-crop:A.nii.gz[,…] (each volume cropped to its
+    /// foreground first), a folder with IDX files or images, an IDX file, or a .npy
     /// stack.
     #[arg(long)]
     pub data: String,

@@ -7,7 +7,7 @@
 //! | `fashion-mnist:K` / `fashion-mnist:A..B` | Fashion-MNIST test-set images (never trained on), from `/usr/share/datasets/fashion-mnist` |
 //! | `invesalius:z=K` / `invesalius:z=A..B[:STEP]` | axial slices of the real head CT of Debian `invesalius-examples` |
 //! | `FILE.inv3#z=K` / `#z=A..B` | the same for any InVesalius project |
-//! | `FILE` (`.png .tif .npy .nii .nii.gz .dcm`, DICOM folder), optional `#z=K` | a picture, or every slice of a volume |
+//! | `FILE` (`.png .tif .npy .nii .nii.gz .dcm`, DICOM folder), optional `#z=K` | a picture, or every slice of a volume (NIfTI, DICOM series, multi-page TIFF, NPY stack `[D, H, W]` with D ∉ {1, 3} or `[D, 1, H, W]`) |
 //!
 //! Values: CT in Hounsfield units (DICOM, `.inv3`) go through the HU window
 //! ([`super::ct_slices::HuWindow`]); other data already in [0, 1] is kept; anything else is
@@ -150,7 +150,7 @@ pub struct SourceVolume {
 }
 
 /// A case whose image is produced when it is needed: either already loaded, or a slice of a
-/// NIfTI volume or DICOM series read from its file at [`PendingCase::load`] time (streamed, so
+/// NIfTI volume, DICOM series or NPY stack read from its file at [`PendingCase::load`] time (streamed, so
 /// a study holds one batch of slices in memory, not the volume).
 pub struct PendingCase {
     pub name: String,
@@ -186,7 +186,8 @@ impl PendingCase {
     }
 }
 
-/// Where a streamed volume's slices are read from.
+/// Where a streamed volume's slices are read from (one per study: its size does not matter).
+#[allow(clippy::large_enum_variant)]
 enum SliceReader {
     /// Read in order; an earlier slice reopens the file.
     Nifti {
@@ -195,6 +196,8 @@ enum SliceReader {
     },
     /// One file per slice.
     Dicom(io::dicom::DicomSeries),
+    /// A memory-mapped NPY stack.
+    Npy(io::npy::NpyVolume),
 }
 
 /// How a volume's values are mapped to [0, 1] (see the module doc).
@@ -208,7 +211,7 @@ enum Scale {
     MinMax(f32, f32),
 }
 
-/// A volume (NIfTI or DICOM series) whose slices become cases on demand: checked (finite
+/// A volume (NIfTI, DICOM series, NPY stack) whose slices become cases on demand: checked (finite
 /// values) and ranged by one streamed pass when the study is set up.
 struct StreamedVolume {
     reader: SliceReader,
@@ -220,6 +223,7 @@ impl StreamedVolume {
     fn slice(&self, z: usize) -> Result<Array2<f32>> {
         match &self.reader {
             SliceReader::Dicom(series) => series.read_slice(z),
+            SliceReader::Npy(v) => v.slice(z),
             SliceReader::Nifti { path, reader } => {
                 let mut reader = reader.borrow_mut();
                 if reader.as_ref().is_none_or(|r| r.position() > z) {
@@ -260,7 +264,7 @@ fn scale_for(units: Option<&str>, (lo, hi): (f32, f32), opts: &CaseOptions, name
 }
 
 /// The cases of `spec` for a study, with the source volume as [`load_cases_with_volume`]: a
-/// whole NIfTI volume or DICOM series is not read into memory but checked by one streamed pass
+/// whole NIfTI volume, DICOM series or NPY stack of slices is not read into memory but checked by one streamed pass
 /// (finite values, value range) and its slices are read again when each case is loaded; every
 /// other spec is loaded here.
 pub fn pending_cases(
@@ -291,6 +295,26 @@ pub fn pending_cases(
             reader: RefCell::new(None),
         };
         Some((reader, r.dim, r.meta.clone(), (lo, hi)))
+    } else if lower.ends_with(".npy") && path.is_file() {
+        match io::npy::NpyVolume::open(path)? {
+            Some(v) => {
+                let (mut lo, mut hi) = (f32::INFINITY, f32::NEG_INFINITY);
+                for z in 0..v.dim[0] {
+                    let sl = v.slice(z)?;
+                    io::ensure_finite(&sl, &format!("{spec} slice z={z}"))?;
+                    let (l, h) = io::value_range(&sl);
+                    (lo, hi) = (lo.min(l), hi.max(h));
+                }
+                let meta = io::ImageMeta {
+                    format: Some(io::ImageFormat::Npy),
+                    dtype: Some(v.dtype().into()),
+                    ..Default::default()
+                };
+                let dim = v.dim;
+                Some((SliceReader::Npy(v), dim, meta, (lo, hi)))
+            }
+            None => None,
+        }
     } else if path.is_dir() {
         let series = io::dicom::DicomSeries::open(path)?;
         let (dim, meta, range) = (series.dim, series.meta.clone(), series.range);

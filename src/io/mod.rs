@@ -10,8 +10,9 @@
 //!   NPY, NIfTI and DICOM values are physical values (NIfTI after `scl_slope`/`scl_inter`,
 //!   DICOM in Hounsfield units after `RescaleSlope`/`RescaleIntercept`); map them to [0, 1] with
 //!   [`normalize`], which records the inverse.
-//! * Volumes (NIfTI, DICOM series, TIFF stacks) are `[D, H, W] = [z, y, x]`: NIfTI's voxel
-//!   `(i, j, k)` (nibabel `get_fdata()[i, j, k]`) is `data[[k, j, i]]`.
+//! * Volumes (NIfTI, DICOM series, TIFF stacks, NPY stacks of gray slices: `[D, H, W]` with
+//!   D ∉ {1, 3}, or `[D, 1, H, W]`; see [`npy::volume_dims`]) are `[D, H, W] = [z, y, x]`:
+//!   NIfTI's voxel `(i, j, k)` (nibabel `get_fdata()[i, j, k]`) is `data[[k, j, i]]`.
 //! * A path may end in a selector `#z=K`, `#y=K` or `#x=K` (`vol.nii.gz#z=90`): the image is
 //!   then the 2-D slice at index K along axis 0 (z), 1 (y) or 2 (x), returned as `[1, ·, ·]`.
 //!   `#x=` gives `[z, y]`, `#y=` gives `[z, x]`, `#z=` gives `[y, x]`.
@@ -273,6 +274,20 @@ pub fn read_image(path: impl AsRef<Path>) -> Result<Image> {
         if file.is_file() && matches!(ImageFormat::from_path(&file), Ok(ImageFormat::Nifti)) {
             return read_nifti_z_slice(&file, sel);
         }
+        if file.is_file() && matches!(ImageFormat::from_path(&file), Ok(ImageFormat::Npy)) {
+            if let Some(v) = npy::NpyVolume::open(&file)? {
+                // One slice of a stack read from the map, equal to slicing the whole array.
+                return Ok(Image {
+                    data: v.slice(sel.index)?.insert_axis(Axis(0)),
+                    axes: Axes::Chw,
+                    meta: ImageMeta {
+                        format: Some(ImageFormat::Npy),
+                        dtype: Some(v.dtype().into()),
+                        ..Default::default()
+                    },
+                });
+            }
+        }
     }
     let img = read_image_file(&file)?;
     match sel {
@@ -344,7 +359,7 @@ pub fn read_image_file(path: &Path) -> Result<Image> {
 
 /// Writes an image, choosing the writer from the extension: `.png` (8-bit unless
 /// `meta.bit_depth == Some(16)`; values clamped to [0, 1]), `.tif`/`.tiff` (f32 pages),
-/// `.npy` (f32 `[C, H, W]`), `.nii`/`.nii.gz` (the `[D, H, W]` volume as NIfTI x, y, z with
+/// `.npy` (f32 `[C, H, W]` or `[D, H, W]` as held), `.nii`/`.nii.gz` (the `[D, H, W]` volume as NIfTI x, y, z with
 /// `meta.spacing`). The write is atomic (see [`atomic`]); NaN/Inf are refused.
 pub fn write_image(path: impl AsRef<Path>, image: &Image) -> Result<()> {
     let path = path.as_ref();

@@ -4,12 +4,15 @@
 //! [`read_npy_complex`]. Other dtypes are refused with the dtype and the supported list.
 use super::{atomic, ensure_3d, Axes, Image, ImageFormat, ImageMeta};
 use crate::{Error, Result};
-use ndarray::{ArrayBase, ArrayD, Data, Dimension};
-use ndarray_npy::{ReadNpyError, ReadNpyExt, ReadableElement, WritableElement, WriteNpyExt};
+use ndarray::{Array2, ArrayBase, ArrayD, ArrayView2, ArrayViewD, Axis, Data, Dimension, Ix2};
+use ndarray_npy::{
+    ReadNpyError, ReadNpyExt, ReadableElement, ViewElement, ViewNpyError, ViewNpyExt,
+    WritableElement, WriteNpyExt,
+};
 use num_complex::Complex;
 use std::fs::File;
 use std::io::BufReader;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 const SUPPORTED: &str = "supported: f32, f64, int8, int16, int32, int64, uint8, uint16, \
                          uint32, uint64, bool (and complex64, complex128 for k-space)";
@@ -130,13 +133,29 @@ pub fn read_npy_complex(path: &Path) -> Result<ArrayD<Complex<f32>>> {
 }
 
 /// Reads an NPY as an [`Image`]: `[H, W]` → `[1, H, W]`, `[C, H, W]` as is, `[1, C, H, W]`
-/// squeezed. Values are kept (an integer array is not rescaled).
+/// squeezed; a stack of gray slices ([`volume_dims`]: `[D, H, W]` with `D` ∉ {1, 3}, or
+/// `[D, 1, H, W]`) is a `[D, H, W]` volume ([`Axes::Dhw`]). Values are kept (an integer array is
+/// not rescaled).
 pub fn read_npy_image(path: &Path) -> Result<Image> {
     let (a, dtype) = read_npy_f32_with_dtype(path)?;
-    let data = ensure_3d(a, &format!("image {}", path.display()))?;
+    let (data, axes) = match volume_dims(a.shape()) {
+        Some(dim) => {
+            let a = a
+                .as_standard_layout()
+                .into_owned()
+                .into_shape_with_order(dim.to_vec())
+                .and_then(|a| a.into_dimensionality::<ndarray::Ix3>())
+                .map_err(|e| Error::format(path, format!("volume {dim:?}: {e}")))?;
+            (a, Axes::Dhw)
+        }
+        None => (
+            ensure_3d(a, &format!("image {}", path.display()))?,
+            Axes::Chw,
+        ),
+    };
     Ok(Image {
         data,
-        axes: Axes::Chw,
+        axes,
         meta: ImageMeta {
             format: Some(ImageFormat::Npy),
             dtype: Some(dtype),
@@ -158,4 +177,236 @@ where
         a.write_npy(w)
             .map_err(|e| Error::format(path, format!("cannot write NPY: {e}")))
     })
+}
+
+/// The `[D, H, W]` slice grid of an NPY array that is a stack of gray slices (a volume):
+/// `[D, H, W]` with `D` other than 1 and 3 (those are a gray or RGB picture `[C, H, W]`), or
+/// `[D, 1, H, W]` with `D > 1` (unambiguous, also for 3 slices). `None` for a picture.
+pub fn volume_dims(shape: &[usize]) -> Option<[usize; 3]> {
+    match *shape {
+        [d, h, w] if d != 1 && d != 3 => Some([d, h, w]),
+        [d, 1, h, w] if d > 1 => Some([d, h, w]),
+        _ => None,
+    }
+}
+
+/// Element types an [`NpyVolume`] views in place (native byte order).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Dtype {
+    F32,
+    F64,
+    I8,
+    I16,
+    I32,
+    I64,
+    U8,
+    U16,
+    U32,
+    U64,
+}
+
+/// Runs `$body` with `$v` bound to the mapped file viewed as the element type of `$dtype`
+/// (`?` on the view error).
+macro_rules! with_view {
+    ($dtype:expr, $buf:expr, |$v:ident| $body:expr) => {
+        match $dtype {
+            Dtype::F32 => {
+                let $v = view::<f32>($buf)?;
+                $body
+            }
+            Dtype::F64 => {
+                let $v = view::<f64>($buf)?;
+                $body
+            }
+            Dtype::I8 => {
+                let $v = view::<i8>($buf)?;
+                $body
+            }
+            Dtype::I16 => {
+                let $v = view::<i16>($buf)?;
+                $body
+            }
+            Dtype::I32 => {
+                let $v = view::<i32>($buf)?;
+                $body
+            }
+            Dtype::I64 => {
+                let $v = view::<i64>($buf)?;
+                $body
+            }
+            Dtype::U8 => {
+                let $v = view::<u8>($buf)?;
+                $body
+            }
+            Dtype::U16 => {
+                let $v = view::<u16>($buf)?;
+                $body
+            }
+            Dtype::U32 => {
+                let $v = view::<u32>($buf)?;
+                $body
+            }
+            Dtype::U64 => {
+                let $v = view::<u64>($buf)?;
+                $body
+            }
+        }
+    };
+}
+
+impl Dtype {
+    const ALL: [Dtype; 10] = [
+        Dtype::F32,
+        Dtype::F64,
+        Dtype::I8,
+        Dtype::I16,
+        Dtype::I32,
+        Dtype::I64,
+        Dtype::U8,
+        Dtype::U16,
+        Dtype::U32,
+        Dtype::U64,
+    ];
+
+    fn name(self) -> &'static str {
+        match self {
+            Dtype::F32 => "f32",
+            Dtype::F64 => "f64",
+            Dtype::I8 => "i8",
+            Dtype::I16 => "i16",
+            Dtype::I32 => "i32",
+            Dtype::I64 => "i64",
+            Dtype::U8 => "u8",
+            Dtype::U16 => "u16",
+            Dtype::U32 => "u32",
+            Dtype::U64 => "u64",
+        }
+    }
+
+    /// The array's shape when the file holds this element type.
+    fn shape(self, buf: &[u8]) -> std::result::Result<Vec<usize>, ViewNpyError> {
+        with_view!(self, buf, |v| Ok(v.shape().to_vec()))
+    }
+}
+
+fn view<T: ViewElement>(buf: &[u8]) -> std::result::Result<ArrayViewD<'_, T>, ViewNpyError> {
+    ArrayViewD::<T>::view_npy(buf)
+}
+
+/// Slice `z` of a stack `[D, H, W]` or `[D, 1, H, W]` (C or Fortran order).
+fn plane<'a, T>(v: ArrayViewD<'a, T>, z: usize) -> ArrayView2<'a, T> {
+    let v = if v.ndim() == 4 {
+        v.index_axis_move(Axis(1), 0)
+    } else {
+        v
+    };
+    v.index_axis_move(Axis(0), z)
+        .into_dimensionality::<Ix2>()
+        .expect("volume_dims checked the rank")
+}
+
+/// A stack of gray slices ([`volume_dims`]) in an NPY file, read one slice at a time from a
+/// read-only memory map — ndarray-npy's `ViewNpyExt` over a `memmap2` map, as ndarray-npy
+/// documents — so a study of a stack of any depth holds one batch of slices, not the stack
+/// (each read slice's pages are released from the map again). Values are converted to f32 as
+/// [`read_npy_f32`] does, C or Fortran order. Files that cannot be viewed in place (other byte
+/// order than this machine's, bool) are not opened here: [`NpyVolume::open`] gives `None` and
+/// callers read them whole.
+///
+/// Like every memory-mapped reader, it assumes the file is not modified while it is open.
+pub struct NpyVolume {
+    path: PathBuf,
+    map: memmap2::Mmap,
+    dtype: Dtype,
+    /// `[D, H, W]`.
+    pub dim: [usize; 3],
+}
+
+impl std::fmt::Debug for NpyVolume {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NpyVolume")
+            .field("path", &self.path)
+            .field("dtype", &self.dtype)
+            .field("dim", &self.dim)
+            .finish()
+    }
+}
+
+fn view_error(path: &Path, e: ViewNpyError) -> Error {
+    match e {
+        ViewNpyError::MissingBytes(n) => Error::format(
+            path,
+            format!("truncated NPY: {n} bytes of the array's data are missing"),
+        ),
+        ViewNpyError::ExtraBytes(n) => {
+            Error::format(path, format!("NPY with {n} extra bytes after its data"))
+        }
+        e => Error::format(path, format!("invalid NPY file: {e}")),
+    }
+}
+
+impl NpyVolume {
+    /// Maps `path` and returns the volume when the file is a stack of slices that can be
+    /// viewed in place; `None` for a picture or a file to be read whole; `Err` for a file that
+    /// is not valid NPY (truncated, bad header).
+    pub fn open(path: &Path) -> Result<Option<Self>> {
+        let file = File::open(path).map_err(|e| Error::io(path, e))?;
+        // SAFETY: a read-only private mapping; the type documents that the file must not be
+        // modified while it is open (the caveat of every mapped reader).
+        let map = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| Error::io(path, e))?;
+        for dtype in Dtype::ALL {
+            let shape = match dtype.shape(&map) {
+                Ok(s) => s,
+                Err(ViewNpyError::WrongDescriptor(_)) => continue,
+                Err(ViewNpyError::NonNativeEndian | ViewNpyError::MisalignedData) => {
+                    return Ok(None)
+                }
+                Err(e) => return Err(view_error(path, e)),
+            };
+            return Ok(volume_dims(&shape).map(|dim| Self {
+                path: path.to_path_buf(),
+                map,
+                dtype,
+                dim,
+            }));
+        }
+        Ok(None)
+    }
+
+    /// The file's element type (`f32`, `i16`, ...).
+    pub fn dtype(&self) -> &'static str {
+        self.dtype.name()
+    }
+
+    /// Slice `z` as f32 `[H, W]`.
+    #[allow(clippy::unnecessary_cast)] // `as f32` serves every element type, f32 included
+    pub fn slice(&self, z: usize) -> Result<Array2<f32>> {
+        if z >= self.dim[0] {
+            return Err(Error::format(
+                &self.path,
+                format!(
+                    "slice z={z} is out of range: the stack has {} slices (0..={})",
+                    self.dim[0],
+                    self.dim[0] - 1
+                ),
+            ));
+        }
+        let read = || -> std::result::Result<Array2<f32>, ViewNpyError> {
+            with_view!(
+                self.dtype,
+                &self.map,
+                |v| Ok(plane(v, z).mapv(|x| x as f32))
+            )
+        };
+        let out = read().map_err(|e| view_error(&self.path, e))?;
+        // The copy is made: drop the pages just read from this process's map (they stay in
+        // the page cache), so reading every slice does not grow the resident set by the file.
+        // SAFETY: DONTNEED on a read-only file mapping only discards this process's copies of
+        // clean pages; later reads fault them in again from the file. No view is alive here.
+        let _ = unsafe {
+            self.map
+                .unchecked_advise(memmap2::UncheckedAdvice::DontNeed)
+        };
+        Ok(out)
+    }
 }

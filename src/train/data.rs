@@ -21,6 +21,10 @@
 //!   template of the nilearn wheel), each slice min–max normalised to [0, 1] as
 //!   `reconstruct --ground-truth VOLUME#z=K` does, and resized to `--size` × `--size` (default
 //!   64; non-square slices are stretched, as evaluation cases are); slices that are mostly background (mean below 0.1) are dropped.
+//! * `nifti-crop:A.nii.gz[,…]`: the same after cropping each volume in-plane to its foreground
+//!   bounding box ([`foreground_box`]: voxels above 5 % of the volume's range, 2 % margin), so a
+//!   template with a wide empty field of view (MNI152) gives brains of the extent of a scan
+//!   cropped to the head (the held-out Colin27).
 //!
 //! * `photos:N:PATH[,PATH…]`: N random multi-scale square crops (see [`photos`]) of the colour
 //!   photos named by image files, folders or `.txt` lists (e.g. `data/color-photos.txt`),
@@ -192,8 +196,9 @@ pub enum DataSource {
     SheppLogan,
     /// Training slices of an InVesalius CT project.
     Invesalius(PathBuf),
-    /// Axial slices of NIfTI volumes.
-    Nifti(Vec<PathBuf>),
+    /// Axial slices of NIfTI volumes; `crop`: each volume cropped in-plane to its foreground
+    /// bounding box first (`nifti-crop:`).
+    Nifti { paths: Vec<PathBuf>, crop: bool },
     /// Slices of DICOM series (folders) or single DICOM files, through the CT HU window.
     Dicom(Vec<PathBuf>),
     /// `n` random multi-scale crops of colour photos: `paths` as given (files, folders, `.txt`
@@ -245,7 +250,11 @@ impl DataSource {
         if spec == "phantom:shepp-logan" {
             return Ok(DataSource::SheppLogan);
         }
-        if let Some(list) = spec.strip_prefix("nifti:") {
+        let nifti = spec
+            .strip_prefix("nifti:")
+            .map(|l| (l, false))
+            .or_else(|| spec.strip_prefix("nifti-crop:").map(|l| (l, true)));
+        if let Some((list, crop)) = nifti {
             let paths: Vec<PathBuf> = list.split(',').map(PathBuf::from).collect();
             if let Some(p) = paths.iter().find(|p| !p.is_file()) {
                 return Err(Error::Invalid(format!(
@@ -253,7 +262,7 @@ impl DataSource {
                     p.display()
                 )));
             }
-            return Ok(DataSource::Nifti(paths));
+            return Ok(DataSource::Nifti { paths, crop });
         }
         if let Some(list) = spec.strip_prefix("dicom:") {
             let paths: Vec<PathBuf> = list.split(',').map(PathBuf::from).collect();
@@ -417,15 +426,20 @@ impl DataSource {
                 };
                 Dataset::new(info.normalize(&x), None, info)
             }
-            DataSource::Nifti(paths) => {
-                slice_dataset(paths, size, centered, "axial slices", "", |p| {
+            DataSource::Nifti { paths, crop } => {
+                let note = if *crop {
+                    ", cropped to each volume's foreground"
+                } else {
+                    ""
+                };
+                slice_dataset(paths, size, centered, *crop, "axial slices", note, |p| {
                     crate::io::nifti::read_nifti(p)
                 })
             }
             DataSource::Dicom(paths) => {
                 let w = crate::data::ct_slices::HuWindow::default();
                 let note = format!(", HU window [{}, {}]", w.lo, w.hi);
-                slice_dataset(paths, size, centered, "DICOM slices", &note, |p| {
+                slice_dataset(paths, size, centered, false, "DICOM slices", &note, |p| {
                     crate::io::read_image_file(p)
                 })
             }
@@ -530,13 +544,53 @@ impl DataSource {
 /// Mean (after per-slice min–max normalisation) below which a NIfTI slice counts as background.
 const MIN_SLICE_MEAN: f64 = 0.1;
 
+/// Foreground of `nifti-crop:`: voxels above this fraction of the volume's value range.
+pub const FOREGROUND_FRACTION: f32 = 0.05;
+/// Margin kept around the foreground box by `nifti-crop:`, as a fraction of its extent per side.
+pub const FOREGROUND_MARGIN: f64 = 0.02;
+
+/// The in-plane (`H`, `W`) index ranges of the voxels of a `[D, H, W]` volume above
+/// `lo + fraction·(hi − lo)` (its value range), each widened by `margin` of its extent per side
+/// and clipped to the volume; `None` when no voxel is above it.
+///
+/// Why: a template such as MNI152 sits in its field of view with a wide empty margin, while a
+/// scan cropped to the head (Colin27's `ch2better`) fills it; resizing both to `s × s` would
+/// show the prior brains about 1.3× smaller than those it is asked to reconstruct.
+pub fn foreground_box(
+    vol: &ndarray::Array3<f32>,
+    fraction: f32,
+    margin: f64,
+) -> Option<(std::ops::Range<usize>, std::ops::Range<usize>)> {
+    let (lo, hi) = crate::io::value_range(vol);
+    if !(lo.is_finite() && hi.is_finite() && hi > lo) {
+        return None;
+    }
+    let t = lo + fraction * (hi - lo);
+    let (_, h, w) = vol.dim();
+    let (mut y0, mut y1, mut x0, mut x1) = (usize::MAX, 0, usize::MAX, 0);
+    for ((_, y, x), &v) in vol.indexed_iter() {
+        if v > t {
+            (y0, y1, x0, x1) = (y0.min(y), y1.max(y), x0.min(x), x1.max(x));
+        }
+    }
+    if y0 == usize::MAX {
+        return None;
+    }
+    let widen = |a: usize, b: usize, n: usize| {
+        let m = ((b - a + 1) as f64 * margin).round() as usize;
+        a.saturating_sub(m)..(b + 1 + m).min(n)
+    };
+    Some((widen(y0, y1, h), widen(x0, x1, w)))
+}
+
 /// The slices of the volumes `paths` (read by `read`) as a dataset of `[1, s, s]` images in
-/// [0, 1] (default `s` 64; see [`volume_slices`]); `what` and `note` describe them in its
-/// source string.
+/// [0, 1] (default `s` 64; see [`volume_slices`]), each volume first cropped to
+/// [`foreground_box`] when `crop`; `what` and `note` describe them in its source string.
 fn slice_dataset(
     paths: &[PathBuf],
     size: Option<i64>,
     centered: bool,
+    crop: bool,
     what: &str,
     note: &str,
     read: impl Fn(&Path) -> Result<crate::io::Image>,
@@ -544,7 +598,15 @@ fn slice_dataset(
     let s = size.unwrap_or(64);
     let mut all = Vec::new();
     for p in paths {
-        all.push(volume_slices(p, &read(p)?, s)?);
+        let mut img = read(p)?;
+        if crop {
+            let (h, w) = foreground_box(&img.data, FOREGROUND_FRACTION, FOREGROUND_MARGIN)
+                .ok_or_else(|| {
+                    Error::Invalid(format!("{}: no foreground to crop to", p.display()))
+                })?;
+            img.data = img.data.slice(ndarray::s![.., h, w]).to_owned();
+        }
+        all.push(volume_slices(p, &img, s)?);
     }
     let x = Tensor::cat(&all, 0);
     let n = x.size()[0];
