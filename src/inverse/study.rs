@@ -220,10 +220,14 @@ pub struct Summary {
     pub seconds_mean: f64,
 }
 
+/// Mean and sample standard deviation; identical values (every PSNR `+∞` for exact
+/// reconstructions included) have standard deviation 0, not `∞ − ∞ = NaN`.
 fn mean_std(v: &[f64]) -> (f64, f64) {
     let n = v.len() as f64;
     let m = v.iter().sum::<f64>() / n;
-    let s = if v.len() > 1 {
+    let s = if v.iter().all(|&x| x == v[0]) {
+        0.0
+    } else if v.len() > 1 {
         (v.iter().map(|x| (x - m).powi(2)).sum::<f64>() / (n - 1.0)).sqrt()
     } else {
         0.0
@@ -428,4 +432,38 @@ pub fn write_metrics(dir: &Path, records: &[Record]) -> Result<()> {
     let table = format_table(records);
     let path = dir.join("metrics.txt");
     io::atomic::write_bytes(&path, table.as_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rec(method: &str, psnr_db: f64) -> Record {
+        Record {
+            case: "c".into(),
+            method: method.into(),
+            psnr_db,
+            ssim: 1.0,
+            nrmse: Some(0.0),
+            seconds: 0.0,
+        }
+    }
+
+    /// Exact reconstructions: a method whose every PSNR is +∞ summarises as `inf ± 0`, and a
+    /// method with ordinary values keeps its sample standard deviation.
+    #[test]
+    fn all_infinite_psnr_has_zero_spread() {
+        let r = [
+            rec("exact", f64::INFINITY),
+            rec("exact", f64::INFINITY),
+            rec("fbp", 20.0),
+            rec("fbp", 22.0),
+        ];
+        let s = summarize(&r);
+        assert_eq!((s[0].psnr_mean, s[0].psnr_std), (f64::INFINITY, 0.0));
+        assert_eq!(s[0].ssim_std, 0.0);
+        assert_eq!(s[1].psnr_mean, 21.0);
+        assert!((s[1].psnr_std - 2f64.sqrt()).abs() < 1e-12);
+        assert!(!format_table(&r).contains("NaN"));
+    }
 }
