@@ -6,10 +6,11 @@
 //! level of `t`, at every step), next to the gray image replicated to RGB, and saved as PNGs.
 //!
 //! ```text
-//! cargo run --release --example colorize -- [MODEL_DIR] [STEPS] [OUT_DIR] [SAMPLES]
+//! cargo run --release --example colorize -- [MODEL_DIR] [STEPS] [OUT_DIR] [SAMPLES] [CROPS]
 //! ```
 //! Defaults: `data/models/color-64`, 200 steps, `out/examples/colorize`, 1 posterior sample
-//! (with K > 1 the score column is the posterior mean of K samples, batched). Needs the photos of
+//! (with K > 1 the score column is the posterior mean of K samples, batched), 6 crops (the
+//! first 6 of a larger CROPS are the same 6: one stream per crop). Needs the photos of
 //! `make data` (Debian wallpapers) and `make setup` (scikit-image/scikit-learn wheels).
 use scoreinv::inverse::baselines::{Baseline, TaskPreset};
 use scoreinv::inverse::projection::ProjectionConfig;
@@ -27,13 +28,14 @@ fn main() -> anyhow::Result<()> {
     let steps: usize = args.get(1).map_or(Ok(200), |s| s.parse())?;
     let out = PathBuf::from(args.get(2).map_or("out/examples/colorize", |s| s.as_str()));
     let samples: i64 = args.get(3).map_or(Ok(1), |s| s.parse())?;
+    let n_crops: usize = args.get(4).map_or(Ok(6), |s| s.parse())?;
     let device = Device::cuda_if_available();
     tch::manual_seed(0);
 
-    // Six 64×64 crops (multi-scale, as in training) of the held-out scenes.
+    // 64×64 crops (multi-scale, as in training) of the held-out scenes.
     let list = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("data/color-photos-heldout.txt");
     let files = expand_paths(&[list])?;
-    let crops = photo_crops(&files, 6, 64, 2026)?;
+    let crops = photo_crops(&files, n_crops, 64, 2026)?;
 
     let op = Arc::new(Grayscale::new(64, 64)?);
     let gray = BaselineMethod {
