@@ -25,9 +25,7 @@ use crate::models::TimeConditionedNet;
 use crate::sde::{bcast, SdeConfig};
 use crate::train::checkpoint::{write_atomic, write_tensors, TensorFile};
 use crate::train::data::{random_flip, Dataset};
-use crate::train::optim::{
-    guarded_update, zero_grads, Adam, Ema, FlatParams, OptimConfig, OptimState,
-};
+use crate::train::optim::{guarded_update, zero_grads, OptimConfig, OptimState};
 use crate::train::rng::{Purpose, Stream};
 use crate::train::CsvLog;
 use crate::{Error, Result};
@@ -420,13 +418,9 @@ pub struct ClassifierTrainer {
     _vs: nn::VarStore,
     model: NetClassifier,
     n_classes: i64,
-    names: Vec<String>,
-    params: Vec<Tensor>,
-    trainable: Vec<usize>,
-    adam: Adam,
-    ema: Ema,
-    /// Parameters, gradients and optimiser state in contiguous buffers (`optim.flat_buffers`).
-    flat: Option<FlatParams>,
+    /// Sorted variables, trainable indices, Adam, EMA and (with `optim.flat_buffers`) the
+    /// contiguous buffers.
+    opt: OptimState,
     step: u64,
     train: Dataset,
     train_labels: Tensor,
@@ -485,26 +479,14 @@ impl ClassifierTrainer {
             cfg.model
                 .build(&vs.root(), &data.info.shape, n_classes, sde_kind)?;
         let model = NetClassifier::new(net, cfg.sde, n_classes, data.info.shape.clone())?;
-        let OptimState {
-            names,
-            params,
-            trainable,
-            adam,
-            ema,
-            flat,
-        } = OptimState::new(&vs, &cfg.optim);
+        let opt = OptimState::new(&vs, &cfg.optim);
         Ok(Self {
             cfg,
             device,
             _vs: vs,
             model,
             n_classes,
-            names,
-            params,
-            trainable,
-            adam,
-            ema,
-            flat,
+            opt,
             step: 0,
             train,
             train_labels,
@@ -549,26 +531,26 @@ impl ClassifierTrainer {
         }
         let mut tr = Self::with_classes(cfg, data, device, meta.n_classes)?;
         tch::no_grad(|| -> Result<()> {
-            for (i, name) in tr.names.iter().enumerate() {
-                let shape = tr.params[i].size();
+            for (i, name) in tr.opt.names.iter().enumerate() {
+                let shape = tr.opt.params[i].size();
                 let t = file.tensor(&format!("model/{name}"), Some(&shape), device)?;
-                tr.params[i].copy_(&t);
+                tr.opt.params[i].copy_(&t);
                 let e = file.tensor(&format!("ema/{name}"), Some(&shape), device)?;
-                tr.ema.shadow[i].copy_(&e);
+                tr.opt.ema.shadow[i].copy_(&e);
             }
-            for (k, &i) in tr.trainable.iter().enumerate() {
-                let shape = tr.params[i].size();
-                let name = &tr.names[i];
+            for (k, &i) in tr.opt.trainable.iter().enumerate() {
+                let shape = tr.opt.params[i].size();
+                let name = &tr.opt.names[i];
                 let m = file.tensor(&format!("adam_m/{name}"), Some(&shape), device)?;
-                tr.adam.m[k].copy_(&m);
+                tr.opt.adam.m[k].copy_(&m);
                 let v = file.tensor(&format!("adam_v/{name}"), Some(&shape), device)?;
-                tr.adam.v[k].copy_(&v);
+                tr.opt.adam.v[k].copy_(&v);
             }
             Ok(())
         })?;
         tr.step = meta.step;
-        tr.adam.t = meta.step;
-        tr.ema.num_updates = meta.ema_num_updates;
+        tr.opt.adam.t = meta.step;
+        tr.opt.ema.num_updates = meta.ema_num_updates;
         tr.last_loss = meta.last_loss;
         Ok(tr)
     }
@@ -595,25 +577,27 @@ impl ClassifierTrainer {
     }
     /// `(name, tensor)` of the current weights, sorted by name.
     pub fn weights(&self) -> Vec<(String, Tensor)> {
-        self.names
+        self.opt
+            .names
             .iter()
             .cloned()
-            .zip(self.params.iter().map(|p| p.detach().copy()))
+            .zip(self.opt.params.iter().map(|p| p.detach().copy()))
             .collect()
     }
     /// `(name, tensor)` of the EMA weights.
     pub fn ema_weights(&self) -> Vec<(String, Tensor)> {
-        self.names
+        self.opt
+            .names
             .iter()
             .cloned()
-            .zip(self.ema.shadow.iter().map(|p| p.copy()))
+            .zip(self.opt.ema.shadow.iter().map(|p| p.copy()))
             .collect()
     }
 
     /// Replaces the current weights with the EMA weights (e.g. to evaluate them).
     pub fn load_ema_into_model(&mut self) {
         tch::no_grad(|| {
-            for (p, s) in self.params.iter_mut().zip(&self.ema.shadow) {
+            for (p, s) in self.opt.params.iter_mut().zip(&self.opt.ema.shadow) {
                 p.copy_(s);
             }
         });
@@ -655,9 +639,10 @@ impl ClassifierTrainer {
     }
 
     fn trainable_params(&self) -> Vec<Tensor> {
-        self.trainable
+        self.opt
+            .trainable
             .iter()
-            .map(|&i| self.params[i].shallow_clone())
+            .map(|&i| self.opt.params[i].shallow_clone())
             .collect()
     }
 
@@ -681,7 +666,7 @@ impl ClassifierTrainer {
         let eps = self.cfg.eps_or_default();
         let (xt, t) = self.perturb(&x0, &mut stream, eps, 1.0);
         let tp = self.trainable_params();
-        zero_grads(&tp, self.flat.as_ref());
+        zero_grads(&tp, self.opt.flat.as_ref());
         let logits = self.model.logits_train(&xt, &t, true);
         let loss = logits.cross_entropy_for_logits(&y);
         let lv = loss.double_value(&[]);
@@ -701,10 +686,10 @@ impl ClassifierTrainer {
             lv,
             lr,
             &tp,
-            &self.params,
-            &mut self.adam,
-            &mut self.ema,
-            self.flat.as_mut(),
+            &self.opt.params,
+            &mut self.opt.adam,
+            &mut self.opt.ema,
+            self.opt.flat.as_mut(),
             &self.cfg.optim,
         )?;
         self.step += 1;
@@ -731,9 +716,9 @@ impl ClassifierTrainer {
         let x0 = ho.gather(&idx).to_device(self.device);
         let y = ho_labels.narrow(0, 0, n as i64).to_device(self.device);
         let bins = accuracy_bins(self.cfg.eps_or_default(), self.cfg.n_t_bins, self.cfg.clean);
-        let backup: Vec<Tensor> = self.params.iter().map(|p| p.detach().copy()).collect();
+        let backup: Vec<Tensor> = self.opt.params.iter().map(|p| p.detach().copy()).collect();
         tch::no_grad(|| {
-            for (p, s) in self.params.iter_mut().zip(&self.ema.shadow) {
+            for (p, s) in self.opt.params.iter_mut().zip(&self.opt.ema.shadow) {
                 p.copy_(s);
             }
         });
@@ -764,7 +749,7 @@ impl ClassifierTrainer {
             });
         }
         tch::no_grad(|| {
-            for (p, b) in self.params.iter_mut().zip(&backup) {
+            for (p, b) in self.opt.params.iter_mut().zip(&backup) {
                 p.copy_(b);
             }
         });
@@ -777,7 +762,7 @@ impl ClassifierTrainer {
             format: CLASSIFIER_CHECKPOINT_FORMAT.into(),
             step: self.step,
             seed: self.cfg.seed,
-            ema_num_updates: self.ema.num_updates,
+            ema_num_updates: self.opt.ema.num_updates,
             tensors: format!("classifier-ckpt-{:08}.safetensors", self.step),
             config: self.cfg.clone(),
             n_classes: self.n_classes,
@@ -793,15 +778,18 @@ impl ClassifierTrainer {
             .ok()
             .and_then(|t| serde_json::from_str::<ClassifierCheckpointMeta>(&t).ok());
         let meta = self.meta();
-        let mut tensors = Vec::with_capacity(4 * self.params.len());
-        for (i, name) in self.names.iter().enumerate() {
-            tensors.push((format!("model/{name}"), self.params[i].detach()));
-            tensors.push((format!("ema/{name}"), self.ema.shadow[i].shallow_clone()));
+        let mut tensors = Vec::with_capacity(4 * self.opt.params.len());
+        for (i, name) in self.opt.names.iter().enumerate() {
+            tensors.push((format!("model/{name}"), self.opt.params[i].detach()));
+            tensors.push((
+                format!("ema/{name}"),
+                self.opt.ema.shadow[i].shallow_clone(),
+            ));
         }
-        for (k, &i) in self.trainable.iter().enumerate() {
-            let name = &self.names[i];
-            tensors.push((format!("adam_m/{name}"), self.adam.m[k].shallow_clone()));
-            tensors.push((format!("adam_v/{name}"), self.adam.v[k].shallow_clone()));
+        for (k, &i) in self.opt.trainable.iter().enumerate() {
+            let name = &self.opt.names[i];
+            tensors.push((format!("adam_m/{name}"), self.opt.adam.m[k].shallow_clone()));
+            tensors.push((format!("adam_v/{name}"), self.opt.adam.v[k].shallow_clone()));
         }
         let mut md = HashMap::new();
         md.insert("step".to_string(), meta.step.to_string());

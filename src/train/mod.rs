@@ -31,7 +31,7 @@ use checkpoint::{CheckpointMeta, CHECKPOINT_FORMAT};
 use config::TrainConfig;
 use data::Dataset;
 use losses::LossConfig;
-use optim::{guarded_update, zero_grads, Adam, Ema, FlatParams, OptimState};
+use optim::{guarded_update, zero_grads, OptimState};
 use rng::{Purpose, Stream};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -94,13 +94,9 @@ pub struct Trainer {
     device: Device,
     _vs: nn::VarStore,
     model: NetScore<dyn TimeConditionedNet>,
-    names: Vec<String>,
-    params: Vec<Tensor>,
-    trainable: Vec<usize>,
-    adam: Adam,
-    ema: Ema,
-    /// Parameters, gradients and optimiser state in contiguous buffers (`optim.flat_buffers`).
-    flat: Option<FlatParams>,
+    /// Sorted variables, trainable indices, Adam, EMA and (with `optim.flat_buffers`) the
+    /// contiguous buffers.
+    opt: OptimState,
     step: u64,
     train: Dataset,
     heldout: Option<Dataset>,
@@ -122,25 +118,13 @@ impl Trainer {
         let net = cfg.model.build(&vs.root(), &data.info, sde_kind)?;
         let model =
             NetScore::new(net, cfg.sde, cfg.score)?.with_sample_shape(data.info.shape.clone());
-        let OptimState {
-            names,
-            params,
-            trainable,
-            adam,
-            ema,
-            flat,
-        } = OptimState::new(&vs, &cfg.optim);
+        let opt = OptimState::new(&vs, &cfg.optim);
         Ok(Self {
             cfg,
             device,
             _vs: vs,
             model,
-            names,
-            params,
-            trainable,
-            adam,
-            ema,
-            flat,
+            opt,
             step: 0,
             train,
             heldout,
@@ -184,26 +168,26 @@ impl Trainer {
         }
         let mut tr = Trainer::new(cfg, data, device)?;
         tch::no_grad(|| -> Result<()> {
-            for (i, name) in tr.names.iter().enumerate() {
-                let shape = tr.params[i].size();
+            for (i, name) in tr.opt.names.iter().enumerate() {
+                let shape = tr.opt.params[i].size();
                 let t = file.tensor(&format!("model/{name}"), Some(&shape), device)?;
-                tr.params[i].copy_(&t);
+                tr.opt.params[i].copy_(&t);
                 let e = file.tensor(&format!("ema/{name}"), Some(&shape), device)?;
-                tr.ema.shadow[i].copy_(&e);
+                tr.opt.ema.shadow[i].copy_(&e);
             }
-            for (k, &i) in tr.trainable.iter().enumerate() {
-                let shape = tr.params[i].size();
-                let name = &tr.names[i];
+            for (k, &i) in tr.opt.trainable.iter().enumerate() {
+                let shape = tr.opt.params[i].size();
+                let name = &tr.opt.names[i];
                 let m = file.tensor(&format!("adam_m/{name}"), Some(&shape), device)?;
-                tr.adam.m[k].copy_(&m);
+                tr.opt.adam.m[k].copy_(&m);
                 let v = file.tensor(&format!("adam_v/{name}"), Some(&shape), device)?;
-                tr.adam.v[k].copy_(&v);
+                tr.opt.adam.v[k].copy_(&v);
             }
             Ok(())
         })?;
         tr.step = meta.step;
-        tr.adam.t = meta.step;
-        tr.ema.num_updates = meta.ema_num_updates;
+        tr.opt.adam.t = meta.step;
+        tr.opt.ema.num_updates = meta.ema_num_updates;
         tr.last_loss = meta.last_loss;
         Ok(tr)
     }
@@ -211,7 +195,7 @@ impl Trainer {
     /// Whether the optimiser runs on the flat buffers (`optim.flat_buffers`, from the first
     /// backward pass on, once every trainable parameter has a gradient).
     pub fn flat_buffers_active(&self) -> bool {
-        self.flat.as_ref().is_some_and(|f| f.grads().is_some())
+        self.opt.flat.as_ref().is_some_and(|f| f.grads().is_some())
     }
 
     /// Steps completed.
@@ -236,26 +220,28 @@ impl Trainer {
 
     /// `(name, tensor)` of the current weights, sorted by name.
     pub fn weights(&self) -> Vec<(String, Tensor)> {
-        self.names
+        self.opt
+            .names
             .iter()
             .cloned()
-            .zip(self.params.iter().map(|p| p.detach().copy()))
+            .zip(self.opt.params.iter().map(|p| p.detach().copy()))
             .collect()
     }
 
     /// `(name, tensor)` of the EMA weights.
     pub fn ema_weights(&self) -> Vec<(String, Tensor)> {
-        self.names
+        self.opt
+            .names
             .iter()
             .cloned()
-            .zip(self.ema.shadow.iter().map(|p| p.copy()))
+            .zip(self.opt.ema.shadow.iter().map(|p| p.copy()))
             .collect()
     }
 
     /// Replaces the current weights with the EMA weights (e.g. to evaluate them).
     pub fn load_ema_into_model(&mut self) {
         tch::no_grad(|| {
-            for (p, s) in self.params.iter_mut().zip(&self.ema.shadow) {
+            for (p, s) in self.opt.params.iter_mut().zip(&self.opt.ema.shadow) {
                 p.copy_(s);
             }
         });
@@ -283,9 +269,10 @@ impl Trainer {
     }
 
     fn trainable_params(&self) -> Vec<Tensor> {
-        self.trainable
+        self.opt
+            .trainable
             .iter()
-            .map(|&i| self.params[i].shallow_clone())
+            .map(|&i| self.opt.params[i].shallow_clone())
             .collect()
     }
 
@@ -303,7 +290,7 @@ impl Trainer {
         let mut noise = Stream::new(seed, self.step, Purpose::Loss);
         tch::manual_seed(Stream::new(seed, self.step, Purpose::Torch).seed_u64() as i64);
         let tp = self.trainable_params();
-        zero_grads(&tp, self.flat.as_ref());
+        zero_grads(&tp, self.opt.flat.as_ref());
         let use_autocast = self.cfg.training.autocast && self.device.is_cuda();
         let loss = crate::autocast::with_autocast(
             self.device,
@@ -321,10 +308,10 @@ impl Trainer {
             lv,
             lr,
             &tp,
-            &self.params,
-            &mut self.adam,
-            &mut self.ema,
-            self.flat.as_mut(),
+            &self.opt.params,
+            &mut self.opt.adam,
+            &mut self.opt.ema,
+            self.opt.flat.as_mut(),
             &self.cfg.optim,
         )?;
         self.step += 1;
@@ -357,12 +344,12 @@ impl Trainer {
             kind: losses::LossKind::Dsm,
             ..self.cfg.loss.clone()
         };
-        let backup: Vec<Tensor> = self.params.iter().map(|p| p.detach().copy()).collect();
+        let backup: Vec<Tensor> = self.opt.params.iter().map(|p| p.detach().copy()).collect();
         self.load_ema_into_model();
         let mut noise = Stream::new(self.cfg.training.seed, 0, Purpose::Eval);
         let res = tch::no_grad(|| loss_cfg.loss(&self.model, &x0, &mut noise, false));
         tch::no_grad(|| {
-            for (p, b) in self.params.iter_mut().zip(&backup) {
+            for (p, b) in self.opt.params.iter_mut().zip(&backup) {
                 p.copy_(b);
             }
         });
@@ -385,7 +372,7 @@ impl Trainer {
         let opts = build_sampler(&self.cfg.grid_sampler_flags(), &self.cfg.sde)?;
         let seed = Stream::new(tcfg.seed, 0, Purpose::Sample).seed_u64();
         let shape = self.train.info.shape.clone();
-        let backup: Vec<Tensor> = self.params.iter().map(|p| p.detach().copy()).collect();
+        let backup: Vec<Tensor> = self.opt.params.iter().map(|p| p.detach().copy()).collect();
         self.load_ema_into_model();
         let run = sample_model(
             &self.model,
@@ -398,7 +385,7 @@ impl Trainer {
             &mut |_, _| {},
         );
         tch::no_grad(|| {
-            for (p, b) in self.params.iter_mut().zip(&backup) {
+            for (p, b) in self.opt.params.iter_mut().zip(&backup) {
                 p.copy_(b);
             }
         });
@@ -423,7 +410,7 @@ impl Trainer {
             format: CHECKPOINT_FORMAT.into(),
             step: self.step,
             seed: self.cfg.training.seed,
-            ema_num_updates: self.ema.num_updates,
+            ema_num_updates: self.opt.ema.num_updates,
             tensors: checkpoint::tensors_name(self.step),
             config: self.cfg.clone(),
             data: self.train.info.clone(),
@@ -433,15 +420,18 @@ impl Trainer {
 
     /// Writes a checkpoint of the full training state into `run_dir`.
     pub fn save_checkpoint(&self, run_dir: &Path) -> Result<PathBuf> {
-        let mut tensors = Vec::with_capacity(4 * self.params.len());
-        for (i, name) in self.names.iter().enumerate() {
-            tensors.push((format!("model/{name}"), self.params[i].detach()));
-            tensors.push((format!("ema/{name}"), self.ema.shadow[i].shallow_clone()));
+        let mut tensors = Vec::with_capacity(4 * self.opt.params.len());
+        for (i, name) in self.opt.names.iter().enumerate() {
+            tensors.push((format!("model/{name}"), self.opt.params[i].detach()));
+            tensors.push((
+                format!("ema/{name}"),
+                self.opt.ema.shadow[i].shallow_clone(),
+            ));
         }
-        for (k, &i) in self.trainable.iter().enumerate() {
-            let name = &self.names[i];
-            tensors.push((format!("adam_m/{name}"), self.adam.m[k].shallow_clone()));
-            tensors.push((format!("adam_v/{name}"), self.adam.v[k].shallow_clone()));
+        for (k, &i) in self.opt.trainable.iter().enumerate() {
+            let name = &self.opt.names[i];
+            tensors.push((format!("adam_m/{name}"), self.opt.adam.m[k].shallow_clone()));
+            tensors.push((format!("adam_v/{name}"), self.opt.adam.v[k].shallow_clone()));
         }
         checkpoint::write_checkpoint(run_dir, &self.meta(), &tensors)
     }
