@@ -263,9 +263,25 @@ fn scale_for(units: Option<&str>, (lo, hi): (f32, f32), opts: &CaseOptions, name
     Scale::MinMax(lo, (hi - lo).max(f32::MIN_POSITIVE))
 }
 
+/// The set-up pass of a streamed volume: every slice (in order, slice `z` the `z`-th item)
+/// checked for non-finite values, named by its index, and the value range of them all.
+fn checked_range(
+    spec: &str,
+    slices: impl Iterator<Item = Result<Array2<f32>>>,
+) -> Result<(f32, f32)> {
+    let (mut lo, mut hi) = (f32::INFINITY, f32::NEG_INFINITY);
+    for (z, sl) in slices.enumerate() {
+        let sl = sl?;
+        io::ensure_finite(&sl, &format!("{spec} slice z={z}"))?;
+        let (l, h) = io::value_range(&sl);
+        (lo, hi) = (lo.min(l), hi.max(h));
+    }
+    Ok((lo, hi))
+}
+
 /// The cases of `spec` for a study, with the source volume as [`load_cases_with_volume`]: a
-/// whole NIfTI volume, DICOM series or NPY stack of slices is not read into memory but checked by one streamed pass
-/// (finite values, value range) and its slices are read again when each case is loaded; every
+/// whole NIfTI volume, DICOM series or NPY stack of slices is not read into memory but checked
+/// by one streamed pass (finite values, value range) and its slices are read again when each case is loaded; every
 /// other spec is loaded here.
 pub fn pending_cases(
     spec: &str,
@@ -282,14 +298,7 @@ pub fn pending_cases(
         None
     } else if (lower.ends_with(".nii") || lower.ends_with(".nii.gz")) && path.is_file() {
         let mut r = io::nifti::NiftiSlices::open(path)?;
-        let (mut lo, mut hi) = (f32::INFINITY, f32::NEG_INFINITY);
-        while let Some(sl) = r.next_slice() {
-            let z = r.position() - 1;
-            let sl = sl?;
-            io::ensure_finite(&sl, &format!("{spec} slice z={z}"))?;
-            let (l, h) = io::value_range(&sl);
-            (lo, hi) = (lo.min(l), hi.max(h));
-        }
+        let (lo, hi) = checked_range(spec, std::iter::from_fn(|| r.next_slice()))?;
         let reader = SliceReader::Nifti {
             path: path.to_path_buf(),
             reader: RefCell::new(None),
@@ -298,20 +307,14 @@ pub fn pending_cases(
     } else if lower.ends_with(".npy") && path.is_file() {
         match io::npy::NpyVolume::open(path)? {
             Some(v) => {
-                let (mut lo, mut hi) = (f32::INFINITY, f32::NEG_INFINITY);
-                for z in 0..v.dim[0] {
-                    let sl = v.slice(z)?;
-                    io::ensure_finite(&sl, &format!("{spec} slice z={z}"))?;
-                    let (l, h) = io::value_range(&sl);
-                    (lo, hi) = (lo.min(l), hi.max(h));
-                }
+                let range = checked_range(spec, (0..v.dim[0]).map(|z| v.slice(z)))?;
                 let meta = io::ImageMeta {
                     format: Some(io::ImageFormat::Npy),
                     dtype: Some(v.dtype().into()),
                     ..Default::default()
                 };
                 let dim = v.dim;
-                Some((SliceReader::Npy(v), dim, meta, (lo, hi)))
+                Some((SliceReader::Npy(v), dim, meta, range))
             }
             None => None,
         }
