@@ -18,6 +18,7 @@ pub mod masks;
 pub mod mri;
 pub mod noise;
 pub mod radon;
+mod radon_sparse;
 pub mod reference;
 
 pub use error::{OperatorError, Result};

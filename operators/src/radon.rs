@@ -18,7 +18,10 @@
 //! full-view Radon transform on the full angle grid, `T⁻¹` the full-view FBP, and `Λ` keeps the
 //! measured angle columns (`round(linspace(0, n_full - 1, n_views))`, as in that paper's code).
 //!
-//! Two backends compute the same discretisation:
+//! Three backends compute the same discretisation:
+//! * [`RadonBackend::Sparse`] (any device, the default): the transform, its transpose and the
+//!   FBP back-projection as sparse CSR matrices built once ([`crate::radon_sparse`]), applied
+//!   with one sparse × dense product per call (cuSPARSE SpMM on CUDA).
 //! * [`RadonBackend::Reference`] (CPU tensors): the rayon kernels of
 //!   [`crate::reference::radon`], which compute interpolation weights on the fly.
 //! * [`RadonBackend::TensorOps`] (any device): interpolation tables built once at construction
@@ -26,17 +29,18 @@
 //!   `index_select` (forward) and `index_add_` (adjoint), processed in angle chunks to bound
 //!   temporaries. FBP filtering uses `fft_rfft`/`fft_irfft`.
 //!
-//! [`RadonBackend::Auto`] picks `Reference` on CPU and `TensorOps` elsewhere. Only `TensorOps`
-//! records autograd (the reference backend refuses inputs that require grad). Inputs must be
-//! on the operator's device and of its kind; NaN values are not checked (they propagate).
-//! Tensor-backend tables take about `A·N²·(8 + 4·s) + A·π/4·N²·(8 + 2·s)` bytes for `A`
-//! angles and element size `s` (≈ 0.45 GB for N = 256, A = 180, f32), built once.
+//! [`RadonBackend::Auto`] picks `Sparse`. `Sparse` and `TensorOps` record autograd (the
+//! reference backend refuses inputs that require grad). Inputs must be on the operator's
+//! device and of its kind; NaN values are not checked (they propagate). Sparse matrices take
+//! about `2 · 2.7·A·N²·(4 + s) + 2·A·π/4·N²·(4 + s)` bytes for `A` angles and element size
+//! `s` (≈ 0.6 GB for N = 256, A = 180, f32, plus as much again for a measured subset);
+//! tensor-ops tables about `A·N²·(8 + 4·s) + A·π/4·N²·(8 + 2·s)` (≈ 0.45 GB), built once.
 use ndarray::{Array3, ArrayView3};
 use tch::{Device, Kind, Tensor};
 
 use crate::fbp::{fbp_scale, half_spectrum_filter, FbpFilter, FbpPadding};
 use crate::reference::radon::{self as reference, ParallelGeometry, Real};
-use crate::{check_batch_shape, Decomposed, LinearOperator, OperatorError, Result};
+use crate::{check_batch_shape, radon_sparse, Decomposed, LinearOperator, OperatorError, Result};
 
 /// Largest number of elements a chunked temporary of the tensor backend may hold.
 const CHUNK_ELEMENTS: i64 = 1 << 24;
@@ -44,13 +48,15 @@ const CHUNK_ELEMENTS: i64 = 1 << 24;
 /// Which implementation computes projections.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum RadonBackend {
-    /// `Reference` for CPU tensors, `TensorOps` for every other device.
+    /// `Sparse` on every device.
     #[default]
     Auto,
     /// The ndarray/rayon kernels (CPU tensors only).
     Reference,
     /// Precomputed tables + `index_select` / `index_add_` (any device).
     TensorOps,
+    /// Sparse CSR matrices + sparse × dense products (any device).
+    Sparse,
 }
 
 /// A tensor read concurrently but never mutated after construction.
@@ -82,6 +88,41 @@ struct BpTables {
     w2: Shared,  // [A, n_pix, 2]
 }
 
+/// Sparse matrices of the [`RadonBackend::Sparse`] backend (see [`crate::radon_sparse`]).
+struct SparseTables {
+    full_fwd: Shared, // [N·A, N²]
+    full_adj: Shared, // [N², N·A]
+    meas_fwd: Shared,
+    meas_adj: Shared,
+    full_bp: Shared, // [N², A·D]
+    meas_bp: Shared,
+    /// FBP half-spectrum filters `[P/2 + 1]`, one per [`FbpFilter::ALL`] entry.
+    filters: Vec<Shared>,
+}
+
+/// What the resolved backend precomputed.
+enum Tables {
+    Reference,
+    Ops(TensorTables),
+    Sparse(SparseTables),
+}
+
+impl Tables {
+    fn records_autograd(&self) -> bool {
+        !matches!(self, Tables::Reference)
+    }
+
+    fn filter(&self, f: FbpFilter) -> Option<&Tensor> {
+        let list = match self {
+            Tables::Reference => return None,
+            Tables::Ops(t) => &t.filters,
+            Tables::Sparse(t) => &t.filters,
+        };
+        let i = FbpFilter::ALL.iter().position(|&g| g == f).unwrap_or(0);
+        Some(&list[i])
+    }
+}
+
 struct TensorTables {
     full_proj: ProjTables,
     meas_proj: ProjTables,
@@ -105,7 +146,7 @@ pub struct ParallelBeamRadon {
     device: Device,
     filter: FbpFilter,
     backend: RadonBackend,
-    tables: Option<TensorTables>,
+    tables: Tables,
 }
 
 impl std::fmt::Debug for ParallelBeamRadon {
@@ -279,8 +320,7 @@ impl ParallelBeamRadon {
         }
         let meas = ParallelGeometry::new(n, kept.iter().map(|&i| full.angles_deg()[i]).collect())?;
         let backend = match (backend, device) {
-            (RadonBackend::Auto, Device::Cpu) => RadonBackend::Reference,
-            (RadonBackend::Auto, _) => RadonBackend::TensorOps,
+            (RadonBackend::Auto | RadonBackend::Sparse, _) => RadonBackend::Sparse,
             (RadonBackend::Reference, Device::Cpu) => RadonBackend::Reference,
             (RadonBackend::Reference, d) => {
                 return Err(OperatorError::Invalid(format!(
@@ -291,10 +331,12 @@ impl ParallelBeamRadon {
         };
         let kept_i64: Vec<i64> = kept.iter().map(|&i| i as i64).collect();
         let kept_index = Shared(Tensor::f_from_slice(&kept_i64)?.f_to_device(device)?);
-        let tables = if backend == RadonBackend::TensorOps {
-            Some(build_tables(&full, &meas, &kept_index, kind, device)?)
-        } else {
-            None
+        let tables = match backend {
+            RadonBackend::TensorOps => {
+                Tables::Ops(build_tables(&full, &meas, &kept_index, kind, device)?)
+            }
+            RadonBackend::Sparse => Tables::Sparse(build_sparse(&full, &meas, kind, device)?),
+            _ => Tables::Reference,
         };
         Ok(ParallelBeamRadon {
             n,
@@ -336,7 +378,7 @@ impl ParallelBeamRadon {
         self.filter
     }
 
-    /// The resolved backend (`Reference` or `TensorOps`).
+    /// The resolved backend (`Sparse`, `Reference` or `TensorOps`).
     pub fn backend(&self) -> RadonBackend {
         self.backend
     }
@@ -352,10 +394,10 @@ impl ParallelBeamRadon {
     }
 
     fn check_tensor(&self, t: &Tensor, what: &str) -> Result<()> {
-        if self.tables.is_none() && t.requires_grad() {
+        if !self.tables.records_autograd() && t.requires_grad() {
             return Err(OperatorError::Invalid(format!(
                 "radon: {what} requires grad, but the reference (CPU) backend does not record \
-                 autograd; build the operator with .with_backend(RadonBackend::TensorOps) to \
+                 autograd; build the operator with .with_backend(RadonBackend::Sparse) to \
                  differentiate through it"
             )));
         }
@@ -400,15 +442,19 @@ impl ParallelBeamRadon {
         }
         let xm = x.f_reshape([m, n, n])?;
         let out = match &self.tables {
-            None => self.with_reference(
+            Tables::Reference => self.with_reference(
                 &xm,
                 [m, n, n],
                 |v: ArrayView3<'_, f64>| reference::forward(geom, v),
                 |v: ArrayView3<'_, f32>| reference::forward(geom, v),
             )?,
-            Some(t) => {
+            Tables::Ops(t) => {
                 let pt = if full { &t.full_proj } else { &t.meas_proj };
                 project_ops(pt, &xm, self.n as i64, self.kind)?
+            }
+            Tables::Sparse(t) => {
+                let r = if full { &t.full_fwd } else { &t.meas_fwd };
+                sparse_apply(r, &xm.f_reshape([m, n * n])?)?
             }
         };
         Ok(out.f_reshape([b, self.channels, n, na])?)
@@ -430,15 +476,19 @@ impl ParallelBeamRadon {
         }
         let ym = y.f_reshape([m, n, na])?;
         let out = match &self.tables {
-            None => self.with_reference(
+            Tables::Reference => self.with_reference(
                 &ym,
                 [m, n, na],
                 |v: ArrayView3<'_, f64>| reference::adjoint(geom, v),
                 |v: ArrayView3<'_, f32>| reference::adjoint(geom, v),
             )?,
-            Some(t) => {
+            Tables::Ops(t) => {
                 let pt = if full { &t.full_proj } else { &t.meas_proj };
                 backproject_ops(pt, &ym, self.n as i64, self.kind)?
+            }
+            Tables::Sparse(t) => {
+                let rt = if full { &t.full_adj } else { &t.meas_adj };
+                sparse_apply(rt, &ym.f_reshape([m, n * na])?)?
             }
         };
         Ok(out.f_reshape([b, self.channels, n, n])?)
@@ -460,21 +510,22 @@ impl ParallelBeamRadon {
         }
         let ym = y.f_reshape([m, n, na])?;
         let filter = self.filter;
-        let out = match &self.tables {
-            None => self.with_reference(
+        let out = match (&self.tables, self.tables.filter(filter)) {
+            (Tables::Ops(t), Some(fh)) => {
+                let bp = if full { &t.full_bp } else { &t.meas_bp };
+                fbp_ops(bp, &t.pix, fh, &ym, self.n as i64, na, self.kind)?
+            }
+            (Tables::Sparse(t), Some(fh)) => {
+                let bp = if full { &t.full_bp } else { &t.meas_bp };
+                let f = filtered_sinogram(&ym, fh, n, self.kind)?; // [m, A, D]
+                sparse_apply(bp, &f.f_reshape([m, -1])?)?
+            }
+            _ => self.with_reference(
                 &ym,
                 [m, n, na],
                 |v: ArrayView3<'_, f64>| reference::fbp(geom, v, filter),
                 |v: ArrayView3<'_, f32>| reference::fbp(geom, v, filter),
             )?,
-            Some(t) => {
-                let bp = if full { &t.full_bp } else { &t.meas_bp };
-                let fh = &t.filters[FbpFilter::ALL
-                    .iter()
-                    .position(|&f| f == self.filter)
-                    .unwrap_or(0)];
-                fbp_ops(bp, &t.pix, fh, &ym, self.n as i64, na, self.kind)?
-            }
         };
         Ok(out.f_reshape([b, self.channels, n, n])?)
     }
@@ -662,6 +713,53 @@ fn build_tables(
     })
 }
 
+fn build_sparse(
+    full: &ParallelGeometry,
+    meas: &ParallelGeometry,
+    kind: Kind,
+    device: Device,
+) -> Result<SparseTables> {
+    let to = |m: &radon_sparse::Csr| m.to_tensor(kind, device).map(Shared);
+    let r_full = radon_sparse::projection_matrix(full)?;
+    let full_fwd = to(&r_full)?;
+    let full_adj = to(&r_full.transpose())?;
+    drop(r_full);
+    let full_bp = to(&radon_sparse::backprojection_matrix(
+        full,
+        fbp_scale(full.n_angles()),
+    )?)?;
+    let (meas_fwd, meas_adj, meas_bp) = if full.n_angles() == meas.n_angles() {
+        (
+            Shared(full_fwd.shallow_clone()),
+            Shared(full_adj.shallow_clone()),
+            Shared(full_bp.shallow_clone()),
+        )
+    } else {
+        let r = radon_sparse::projection_matrix(meas)?;
+        (
+            to(&r)?,
+            to(&r.transpose())?,
+            to(&radon_sparse::backprojection_matrix(
+                meas,
+                fbp_scale(meas.n_angles()),
+            )?)?,
+        )
+    };
+    let n = full.n();
+    Ok(SparseTables {
+        full_fwd,
+        full_adj,
+        meas_fwd,
+        meas_adj,
+        full_bp,
+        meas_bp,
+        filters: FbpFilter::ALL
+            .iter()
+            .map(|&f| filter_tensor(n, f, kind, device).map(Shared))
+            .collect::<Result<Vec<_>>>()?,
+    })
+}
+
 /// Angles per chunk so that a `[m, chunk · per_angle]` temporary stays under CHUNK_ELEMENTS.
 fn chunk_angles(m: i64, per_angle: i64, na: i64) -> i64 {
     (CHUNK_ELEMENTS / (m * per_angle).max(1)).clamp(1, na)
@@ -740,6 +838,35 @@ fn backproject_ops(t: &ProjTables, y: &Tensor, n: i64, kind: Kind) -> Result<Ten
         .f_contiguous()?)
 }
 
+/// `M vᵀ` for each row `v` of `x` `[m, cols]` with the sparse `M` `[rows, cols]`: `[m, rows]`.
+/// The dense operand is made row-major `[cols, m]` first, so that every stored entry of `M`
+/// reads `m` contiguous values (with a column-major operand cuSPARSE SpMM is ~4× slower).
+fn sparse_apply(mat: &Tensor, x: &Tensor) -> Result<Tensor> {
+    let xt = x.f_transpose(0, 1)?.f_contiguous()?;
+    Ok(mat.f_mm(&xt)?.f_transpose(0, 1)?.f_contiguous()?)
+}
+
+/// The filtering step of FBP: `y` `[m, N_det, A]` → `[m, A, D]`, each projection zero-padded
+/// to the FFT length (scikit-image's padding), filtered by `filter_half` (the half spectrum)
+/// and cut to the diagonal width `D`.
+fn filtered_sinogram(y: &Tensor, filter_half: &Tensor, n: i64, kind: Kind) -> Result<Tensor> {
+    let pad = FbpPadding::new(n as usize);
+    let (d, p, before) = (
+        pad.diagonal as i64,
+        pad.fft_len as i64,
+        pad.pad_before as i64,
+    );
+    let padded = y
+        .f_permute([0, 2, 1])? // [m, A, N_det]
+        .f_constant_pad_nd([before, p - n - before])?;
+    Ok(padded
+        .f_fft_rfft(p, -1, "backward")?
+        .f_mul(filter_half)?
+        .f_fft_irfft(p, -1, "backward")?
+        .f_narrow(2, 0, d)?
+        .f_to_kind(kind)?)
+}
+
 fn fbp_ops(
     bp: &BpTables,
     pix: &Tensor,
@@ -750,21 +877,8 @@ fn fbp_ops(
     kind: Kind,
 ) -> Result<Tensor> {
     let m = y.size()[0];
-    let pad = FbpPadding::new(n as usize);
-    let (d, p, before) = (
-        pad.diagonal as i64,
-        pad.fft_len as i64,
-        pad.pad_before as i64,
-    );
-    let padded = y
-        .f_permute([0, 2, 1])? // [m, A, N_det]
-        .f_constant_pad_nd([before, p - n - before])?;
-    let filtered = padded
-        .f_fft_rfft(p, -1, "backward")?
-        .f_mul(filter_half)?
-        .f_fft_irfft(p, -1, "backward")?
-        .f_narrow(2, 0, d)?
-        .f_to_kind(kind)?;
+    let d = FbpPadding::new(n as usize).diagonal as i64;
+    let filtered = filtered_sinogram(y, filter_half, n, kind)?;
     let ad = na * d;
     let fe = filtered.f_reshape([m, ad])?.f_constant_pad_nd([0, 1])?;
     let f2 = Tensor::f_stack(&[fe.f_narrow(1, 0, ad)?, fe.f_narrow(1, 1, ad)?], 2)?; // [m, A·D, 2]

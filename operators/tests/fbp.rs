@@ -58,7 +58,7 @@ fn fbp_psnr_matches_skimage() {
     }
 }
 
-/// The tensor backend (rfft filtering + gathered linear interpolation) equals the ndarray
+/// The tensor backends (rfft filtering + gathered linear interpolation or a sparse matrix) equal the ndarray
 /// reference (ndrustfft + loops) to 1e-12 relative in f64, for every filter, on the full-view
 /// (inverse_transform) and measured (pseudo_inverse) angle sets.
 #[test]
@@ -74,17 +74,20 @@ fn fbp_backends_agree() {
                 .unwrap()
                 .with_filter(filter)
         };
-        let (r, t) = (mk(RadonBackend::Reference), mk(RadonBackend::TensorOps));
-        let e = rel_l2_t(
-            &t.pseudo_inverse(&y).unwrap(),
-            &r.pseudo_inverse(&y).unwrap(),
-        );
-        assert!(e <= 1e-12, "{filter} pseudo_inverse: {e}");
-        let e = rel_l2_t(
-            &t.inverse_transform(&z).unwrap(),
-            &r.inverse_transform(&z).unwrap(),
-        );
-        assert!(e <= 1e-12, "{filter} inverse_transform: {e}");
+        let r = mk(RadonBackend::Reference);
+        for b in [RadonBackend::TensorOps, RadonBackend::Sparse] {
+            let t = mk(b);
+            let e = rel_l2_t(
+                &t.pseudo_inverse(&y).unwrap(),
+                &r.pseudo_inverse(&y).unwrap(),
+            );
+            assert!(e <= 1e-12, "{b:?} {filter} pseudo_inverse: {e}");
+            let e = rel_l2_t(
+                &t.inverse_transform(&z).unwrap(),
+                &r.inverse_transform(&z).unwrap(),
+            );
+            assert!(e <= 1e-12, "{b:?} {filter} inverse_transform: {e}");
+        }
     }
 }
 

@@ -14,7 +14,11 @@ use scoreinv_operators::{
 };
 use tch::{Device, Kind, Tensor};
 
-const BACKENDS: [RadonBackend; 2] = [RadonBackend::Reference, RadonBackend::TensorOps];
+const BACKENDS: [RadonBackend; 3] = [
+    RadonBackend::Reference,
+    RadonBackend::TensorOps,
+    RadonBackend::Sparse,
+];
 
 fn op(n: usize, angles: Vec<f64>, kind: Kind, backend: RadonBackend) -> ParallelBeamRadon {
     ParallelBeamRadon::new(n, angles, kind, Device::Cpu)
@@ -109,15 +113,22 @@ fn radon_matches_skimage_random_images() {
     }
 }
 
-/// The tensor backend (tables + index_select/index_add) and the ndarray reference agree on
-/// forward and adjoint (f64, same discretisation: 1e-12 relative), including batches and
-/// several channels: 15 images exercise the reference kernels' blocks of 8, 4 and 1.
+/// The tensor backends (tables + index_select/index_add; sparse CSR matrices + SpMM) and the
+/// ndarray reference agree on forward and adjoint (f64, same discretisation: 1e-12 relative),
+/// including batches and several channels: 15 images exercise the reference kernels' blocks
+/// of 8, 4 and 1.
 #[test]
-fn tensor_backend_matches_reference() {
+fn tensor_backends_match_reference() {
+    for backend in [RadonBackend::TensorOps, RadonBackend::Sparse] {
+        tensor_backend_matches_reference(backend);
+    }
+}
+
+fn tensor_backend_matches_reference(backend: RadonBackend) {
     let angles = vec![0.0, 13.7, 45.0, 90.0, 91.3, 135.0, 179.9];
     let n = 33;
     let geom = ParallelGeometry::new(n, angles.clone()).unwrap();
-    let ops = op(n, angles.clone(), Kind::Double, RadonBackend::TensorOps)
+    let ops = op(n, angles.clone(), Kind::Double, backend)
         .with_channels(3)
         .unwrap();
     tch::manual_seed(7);
@@ -128,7 +139,7 @@ fn tensor_backend_matches_reference() {
     let yr = reference::forward(&geom, xa.view()).unwrap();
     let yr = Tensor::from_slice(yr.as_slice().unwrap()).reshape([5, 3, n as i64, 7]);
     let e = rel_l2_t(&y, &yr);
-    assert!(e <= 1e-12, "forward: {e}");
+    assert!(e <= 1e-12, "{backend:?} forward: {e}");
 
     let s = Tensor::randn([5, 3, n as i64, 7], (Kind::Double, Device::Cpu));
     let xb = ops.adjoint(&s).unwrap();
@@ -136,7 +147,7 @@ fn tensor_backend_matches_reference() {
     let xr = reference::adjoint(&geom, sa.view()).unwrap();
     let xr = Tensor::from_slice(xr.as_slice().unwrap()).reshape([5, 3, n as i64, n as i64]);
     let e = rel_l2_t(&xb, &xr);
-    assert!(e <= 1e-12, "adjoint: {e}");
+    assert!(e <= 1e-12, "{backend:?} adjoint: {e}");
 }
 
 /// f32 and f64 operators agree to single precision.
@@ -336,20 +347,44 @@ fn invalid_parameters() {
 }
 
 /// The reference backend refuses inputs that require grad (it would cut the graph); the
-/// tensor backend differentiates: the gradient of ⟨A x, y⟩ w.r.t. x is Aᵀ y.
+/// tensor backends (the default sparse one included) differentiate: the gradient of
+/// ⟨A x, y⟩ w.r.t. x is Aᵀ y.
 #[test]
-fn autograd_through_tensor_backend() {
+fn autograd_through_tensor_backends() {
     let o = ParallelBeamRadon::full_view(16, 6, Kind::Double, Device::Cpu).unwrap();
+    assert_eq!(o.backend(), RadonBackend::Sparse);
     let x = Tensor::rand([1, 1, 16, 16], (Kind::Double, Device::Cpu)).set_requires_grad(true);
-    assert!(matches!(o.forward(&x), Err(OperatorError::Invalid(_))));
-    let o = o.with_backend(RadonBackend::TensorOps).unwrap();
-    let y = Tensor::randn([1, 1, 16, 6], (Kind::Double, Device::Cpu));
-    let loss = (o.forward(&x).unwrap() * &y).sum(Kind::Double);
-    let grad = Tensor::run_backward(&[loss], &[&x], false, false)
-        .pop()
-        .unwrap();
-    let aty = o.adjoint(&y).unwrap();
-    assert!(rel_l2_t(&grad, &aty) <= 1e-12);
+    let r = o.with_backend(RadonBackend::Reference).unwrap();
+    assert!(matches!(r.forward(&x), Err(OperatorError::Invalid(_))));
+    for backend in [RadonBackend::TensorOps, RadonBackend::Sparse] {
+        let o = r.clone_with(backend);
+        let y = Tensor::randn([1, 1, 16, 6], (Kind::Double, Device::Cpu));
+        let loss = (o.forward(&x).unwrap() * &y).sum(Kind::Double);
+        let grad = Tensor::run_backward(&[loss], &[&x], false, false)
+            .pop()
+            .unwrap();
+        let aty = o.adjoint(&y).unwrap();
+        assert!(rel_l2_t(&grad, &aty) <= 1e-12, "{backend:?}");
+    }
+}
+
+trait CloneWith {
+    fn clone_with(&self, backend: RadonBackend) -> ParallelBeamRadon;
+}
+
+impl CloneWith for ParallelBeamRadon {
+    fn clone_with(&self, backend: RadonBackend) -> ParallelBeamRadon {
+        ParallelBeamRadon::subset(
+            self.n(),
+            self.full_angles_deg().to_vec(),
+            self.kept_indices().to_vec(),
+            self.kind(),
+            self.device(),
+        )
+        .unwrap()
+        .with_backend(backend)
+        .unwrap()
+    }
 }
 
 /// An empty batch maps to an empty batch.
@@ -367,7 +402,18 @@ fn empty_batch() {
 #[test]
 #[ignore]
 fn timing_256_180_batch8() {
-    let o = ParallelBeamRadon::full_view(256, 180, Kind::Float, Device::Cpu).unwrap();
+    for backend in [RadonBackend::Sparse, RadonBackend::Reference] {
+        let t = std::time::Instant::now();
+        let o = ParallelBeamRadon::full_view(256, 180, Kind::Float, Device::Cpu)
+            .unwrap()
+            .with_backend(backend)
+            .unwrap();
+        println!("{backend:?}: built in {:?}", t.elapsed());
+        timing_runs(&o);
+    }
+}
+
+fn timing_runs(o: &ParallelBeamRadon) {
     let x = Tensor::rand([8, 1, 256, 256], (Kind::Float, Device::Cpu));
     for _ in 0..3 {
         let t = std::time::Instant::now();
@@ -380,4 +426,71 @@ fn timing_256_180_batch8() {
         let _ = o.pseudo_inverse(&y).unwrap();
         println!("forward {tf:?} adjoint {ta:?} fbp {:?}", t.elapsed());
     }
+}
+
+/// The default (sparse CSR) backend on CUDA equals the CPU reference: forward, adjoint and FBP
+/// of the measured and the full-view angle sets (f32, 1e-5 relative), the f64 dot-product test
+/// on the GPU, and autograd through the GPU forward (gradient = adjoint). Needs a GPU:
+/// `cargo test -p scoreinv-operators --test radon -- --ignored cuda` (on Linux with
+/// `libtorch_cuda.so` loaded, e.g. via LD_PRELOAD, since the test binary links with
+/// --as-needed).
+#[test]
+#[ignore]
+fn cuda_sparse_matches_cpu_reference() {
+    assert!(tch::Cuda::is_available(), "no CUDA device");
+    let gpu = Device::Cuda(0);
+    for kind in [Kind::Float, Kind::Double] {
+        let o_gpu = ParallelBeamRadon::sparse_view(48, 9, 40, kind, gpu).unwrap();
+        assert_eq!(o_gpu.backend(), RadonBackend::Sparse);
+        let o_cpu = ParallelBeamRadon::sparse_view(48, 9, 40, kind, Device::Cpu)
+            .unwrap()
+            .with_backend(RadonBackend::Reference)
+            .unwrap();
+        tch::manual_seed(21);
+        let x = Tensor::rand([3, 1, 48, 48], (kind, Device::Cpu));
+        let yc = o_cpu.forward(&x).unwrap();
+        let yg = o_gpu.forward(&x.to_device(gpu)).unwrap();
+        assert_eq!(yg.device(), gpu);
+        let tol = if kind == Kind::Float { 1e-5 } else { 1e-12 };
+        let cpu = |t: Tensor| t.to_device(Device::Cpu);
+        let e = rel_l2_t(&cpu(yg.shallow_clone()), &yc);
+        assert!(e <= tol, "{kind:?} forward: {e}");
+        let e = rel_l2_t(
+            &cpu(o_gpu.adjoint(&yg).unwrap()),
+            &o_cpu.adjoint(&yc).unwrap(),
+        );
+        assert!(e <= tol, "{kind:?} adjoint: {e}");
+        let e = rel_l2_t(
+            &cpu(o_gpu.pseudo_inverse(&yg).unwrap()),
+            &o_cpu.pseudo_inverse(&yc).unwrap(),
+        );
+        assert!(e <= tol, "{kind:?} FBP: {e}");
+        let zc = o_cpu.transform(&x).unwrap();
+        let e = rel_l2_t(&cpu(o_gpu.transform(&x.to_device(gpu)).unwrap()), &zc);
+        assert!(e <= tol, "{kind:?} full-view transform: {e}");
+        let e = rel_l2_t(
+            &cpu(o_gpu.inverse_transform(&zc.to_device(gpu)).unwrap()),
+            &o_cpu.inverse_transform(&zc).unwrap(),
+        );
+        assert!(e <= tol, "{kind:?} full-view FBP: {e}");
+    }
+    let o = ParallelBeamRadon::full_view(32, 12, Kind::Double, gpu).unwrap();
+    let x = Tensor::randn([2, 1, 32, 32], (Kind::Double, gpu));
+    let y = Tensor::randn([2, 1, 32, 12], (Kind::Double, gpu));
+    let lhs = (o.forward(&x).unwrap() * &y)
+        .sum(Kind::Double)
+        .double_value(&[]);
+    let rhs = (&x * o.adjoint(&y).unwrap())
+        .sum(Kind::Double)
+        .double_value(&[]);
+    assert!(
+        (lhs - rhs).abs() <= 1e-10 * lhs.abs().max(rhs.abs()),
+        "{lhs} vs {rhs}"
+    );
+    let xg = x.detach().set_requires_grad(true);
+    let loss = (o.forward(&xg).unwrap() * &y).sum(Kind::Double);
+    let grad = Tensor::run_backward(&[loss], &[&xg], false, false)
+        .pop()
+        .unwrap();
+    assert!(rel_l2_t(&grad, &o.adjoint(&y).unwrap()) <= 1e-12);
 }
