@@ -7,7 +7,7 @@ export PATH := $(CURDIR)/.venv/bin:$(PATH)
 CARGO ?= cargo
 DEMO_OUT ?= out/demo
 
-.PHONY: all setup build release test examples demo data fixtures bench doctor fmt clippy clean-out
+.PHONY: all setup build release gpu-bundle test examples demo data fixtures bench doctor fmt clippy clean-out
 
 all: test
 
@@ -19,6 +19,17 @@ build: setup
 
 release: setup
 	$(CARGO) build --release --bin scoreinv
+
+# What scripts/gpu_checks runs on a GPU machine without cargo: the release binary and the
+# operator test binaries (their CUDA tests are --ignored), gzipped into .gpu/.
+gpu-bundle: release
+	mkdir -p .gpu
+	gzip -c target/release/scoreinv > .gpu/scoreinv.gz
+	for t in radon mri; do \
+	  exe=$$($(CARGO) test --release -p scoreinv-operators --test $$t --no-run --message-format=json 2>/dev/null | \
+	    python3 -c 'import json,sys; print([m["executable"] for m in map(json.loads, sys.stdin) if m.get("executable")][-1])'); \
+	  gzip -c "$$exe" > .gpu/$${t}_test.gz; \
+	done
 
 # Reference fixtures made by the repo's scripts with numpy / scikit-image / pydicom in .venv.
 fixtures: setup

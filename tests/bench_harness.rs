@@ -2,7 +2,9 @@
 //! JSON schema on a fake workload with known times, the reference script's interface, and the
 //! parity of the PyTorch NCSN++ re-implementation with scoreinv's network.
 
-use scoreinv::bench::network::{bench_config, build_shared, write_parity_case, PARITY_TOL};
+use scoreinv::bench::network::{
+    bench_config, bench_model, build_shared, measured_ct, write_parity_case, PARITY_TOL,
+};
 use scoreinv::bench::{
     field, median, run_reference, speedup, time_with, Direction, Measurement, Repeats, Suite,
 };
@@ -162,6 +164,22 @@ fn reference_script_parses_arguments_and_returns_times() {
     for k in ["forward", "adjoint", "fbp"] {
         assert!(field(&v, k).unwrap() > 0.0, "{k}: {v}");
     }
+    let mut a = s(&[
+        "radon_torch",
+        "--size",
+        "16",
+        "--angles",
+        "8",
+        "--batch",
+        "2",
+        "--device",
+        "cpu",
+    ]);
+    a.extend(s(&fast));
+    let v = run_reference(&py, &scripts(), &a).unwrap();
+    for k in ["forward", "forward_adjoint", "fbp"] {
+        assert!(field(&v, k).unwrap() > 0.0, "{k}: {v}");
+    }
     let mut a = s(&["mri", "--size", "16", "--batch", "1"]);
     a.extend(s(&fast));
     let v = run_reference(&py, &scripts(), &a).unwrap();
@@ -238,4 +256,15 @@ fn pytorch_ncsnpp_matches_scoreinv_on_tiny_configs() {
             assert!((e - 0.01 / 1.01).abs() < 1e-4, "perturbed output: {e:e}");
         }
     }
+}
+
+/// The measured end-to-end CT row's workload runs the projection sampler for the requested
+/// number of steps on the bench network (tiny here: 16², nf 8, 3 steps, batch 2).
+#[test]
+fn measured_ct_runs_the_projection_sampler() {
+    let dir = tempfile::tempdir().unwrap();
+    let shared = build_shared(&bench_config(16, 8).unwrap(), Device::Cpu, dir.path()).unwrap();
+    let (_vs, model) = bench_model(shared).unwrap();
+    let secs = measured_ct(&model, Device::Cpu, 3, 2).unwrap();
+    assert!(secs > 0.0 && secs.is_finite(), "{secs}");
 }

@@ -5,6 +5,12 @@ median of `--repeats` timed runs after `--warmup` untimed ones):
 
   radon    scikit-image `radon` / unfiltered `iradon` (adjoint) / ramp `iradon` (FBP),
            called per image in a Python loop, as users do.       keys: forward, adjoint, fbp
+  radon_torch  the usual PyTorch-on-GPU Radon transform: rotate the batch by every angle with
+           `affine_grid` + `grid_sample` (bilinear, zeros outside) and sum along the ray axis,
+           in angle chunks; forward+adjoint adds the autograd vector-Jacobian product (the
+           exact transpose of that forward); FBP = ramp filter by rfft, then back-projection by
+           `grid_sample` on the filtered sinogram (as deepinv's `IRadon`).
+                                                         keys: forward, forward_adjoint, fbp
   mri      NumPy centred orthonormal fft2 (ifftshift → fft2 → fftshift, norm="ortho") times
            a Cartesian mask, per batch.                           keys: forward
   network  PyTorch eager NCSN++ (scripts/bench/ncsnpp_torch.py) with the weights scoreinv
@@ -64,6 +70,73 @@ def cmd_radon(a):
                                for s in sinos], a.warmup, a.repeats),
     }
     return out
+
+
+def cmd_radon_torch(a):
+    import torch
+    import torch.nn.functional as F
+
+    dev = torch.device(a.device)
+    if dev.type == "cuda":
+        SYNC[0] = torch.cuda.synchronize
+    n, na, b = a.size, a.angles, a.batch
+    th = torch.deg2rad(torch.arange(na, dtype=torch.float64) * (180.0 / na))
+    c, s = torch.cos(th), torch.sin(th)
+    z = torch.zeros_like(c)
+    mats = torch.stack([torch.stack([c, -s, z], 1), torch.stack([s, c, z], 1)], 1).float()
+    grid = F.affine_grid(mats, (na, 1, n, n), align_corners=False).to(dev)  # [A, n, n, 2]
+    chunk = max(1, min(na, (1 << 27) // (b * n * n)))
+    x = torch.rand(b, 1, n, n, device=dev)
+    v = torch.rand(b, n, na, device=dev)
+
+    def fwd(img):
+        parts = []
+        for a0 in range(0, na, chunk):
+            g = grid[a0:a0 + chunk]
+            k = g.shape[0]
+            g = g.reshape(1, k * n, n, 2).expand(b, k * n, n, 2)
+            r = F.grid_sample(img, g, mode="bilinear", padding_mode="zeros",
+                              align_corners=False)  # [b, 1, k·n, n]
+            parts.append(r.reshape(b, k, n, n).sum(2))  # [b, k, n_det]
+        return torch.cat(parts, 1).transpose(1, 2)  # [b, n_det, A]
+
+    def fwd_adj():
+        xg = x.detach().requires_grad_(True)
+        (g,) = torch.autograd.grad((fwd(xg) * v).sum(), xg)
+        return g
+
+    # FBP: |ω| filter on the zero-padded projections, then for every angle sample the filtered
+    # projection at each pixel's detector coordinate t = x cos θ + y sin θ (linear
+    # interpolation: grid_sample on the [A, P] "image" with the row fixed to the angle).
+    p = max(64, 1 << math.ceil(math.log2(2 * n)))
+    ramp = torch.abs(torch.fft.rfftfreq(p, device=dev)) * 2.0
+    lin = (torch.arange(n, device=dev, dtype=torch.float32) - n // 2)
+    yy, xx = torch.meshgrid(lin, lin, indexing="ij")
+    t_pix = xx[None] * c.float().to(dev)[:, None, None] - yy[None] * s.float().to(dev)[:, None, None]
+    gx = ((t_pix + n // 2) * 2 + 1) / p - 1  # detector coordinate in [-1, 1] over P bins
+    gy = (torch.arange(na, device=dev, dtype=torch.float32) * 2 + 1) / na - 1
+    bp_grid = torch.stack([gx, gy[:, None, None].expand_as(gx)], -1).reshape(1, na, n * n, 2)
+    chunk_bp = max(1, min(na, (1 << 27) // (b * n * n)))
+
+    def fbp(sino):  # [b, n_det, A]
+        proj = sino.transpose(1, 2)  # [b, A, n_det]
+        f = torch.fft.irfft(torch.fft.rfft(proj, n=p) * ramp, n=p)  # [b, A, P]
+        img = torch.zeros(b, n * n, device=dev)
+        for a0 in range(0, na, chunk_bp):
+            k = min(chunk_bp, na - a0)
+            g = bp_grid[:, a0:a0 + k].expand(b, k, n * n, 2).clone()
+            g[..., 1] = (torch.arange(k, device=dev, dtype=torch.float32)[:, None] * 2 + 1) / k - 1
+            r = F.grid_sample(f[:, None, a0:a0 + k], g, mode="bilinear", padding_mode="zeros",
+                              align_corners=False)  # [b, 1, k, n²]
+            img += r[:, 0].sum(1)
+        return (img * (math.pi / (2 * na))).reshape(b, 1, n, n)
+
+    with torch.no_grad():
+        t_fwd = timeit(lambda: fwd(x), a.warmup, a.repeats)
+        sino = fwd(x)
+        t_fbp = timeit(lambda: fbp(sino), a.warmup, a.repeats)
+    return {"forward": t_fwd, "forward_adjoint": timeit(fwd_adj, a.warmup, a.repeats),
+            "fbp": t_fbp}
 
 
 def cmd_mri(a):
@@ -207,16 +280,18 @@ def cmd_train(a):
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="cmd", required=True)
-    for name in ("radon", "mri", "network", "sampler", "train"):
+    for name in ("radon", "radon_torch", "mri", "network", "sampler", "train"):
         s = sub.add_parser(name)
         s.add_argument("--batch", type=int, required=True)
         s.add_argument("--warmup", type=int, default=1)
         s.add_argument("--repeats", type=int, default=3)
         s.add_argument("--threads", type=int, default=None)
-        if name in ("radon", "mri"):
+        if name in ("radon", "radon_torch", "mri"):
             s.add_argument("--size", type=int, required=True)
-        if name == "radon":
+        if name in ("radon", "radon_torch"):
             s.add_argument("--angles", type=int, required=True)
+        if name == "radon_torch":
+            s.add_argument("--device", default="cpu", help="torch device: cpu, cuda:0, ...")
         if name in ("network", "sampler", "train"):
             s.add_argument("--config", required=True, help="ScoreSdeConfig JSON")
             s.add_argument("--weights", required=True, help="safetensors written by scoreinv")
@@ -237,7 +312,7 @@ def main(argv=None):
         threads = torch.get_num_threads()
     except ImportError:
         threads = None
-    res = {"radon": cmd_radon, "mri": cmd_mri, "network": cmd_network,
+    res = {"radon": cmd_radon, "radon_torch": cmd_radon_torch, "mri": cmd_mri, "network": cmd_network,
            "sampler": cmd_sampler, "train": cmd_train}[a.cmd](a)
     res["torch_threads"] = threads
     for k, v in res.items():

@@ -11,7 +11,7 @@ use crate::models::config::ScoreSdeConfig;
 use crate::models::model_dir::{DataInfo, ModelConfig};
 use crate::models::ncsnpp::Ncsnpp;
 use crate::models::score_net::{NetScore, NetScoreOptions};
-use crate::models::TimeConditionedNet;
+use crate::models::{ScoreModel, TimeConditionedNet};
 use crate::operators::{LinearOperator, ParallelBeamRadon};
 use crate::sampling::ode::{OdeConfig, OdeSampler};
 use crate::sampling::pc::{PcConfig, PcSampler};
@@ -377,7 +377,49 @@ pub fn run_sampler(ctx: &BenchContext, progress: &dyn Fn(&str)) -> Result<Vec<Me
         None,
     )?);
 
-    // Extrapolated CT reconstruction: one Radon forward and one FBP per step (data consistency).
+    rows.extend(ct_rows(ctx, progress, &step_b1, &ref_b1, size)?);
+    if !ctx.quick {
+        // The same at 256²: PC step at batch 1 (network rebuilt at that size).
+        rows.extend(ct_rows(ctx, progress, &None, &None, 256)?);
+    }
+    Ok(rows)
+}
+
+/// Sparse-view CT reconstruction (23 of 180 views) at `size`², batch 1: extrapolated as
+/// `1000 × (PC step + Radon forward + FBP)` against the PyTorch-eager peer (PC step of the same
+/// network + `grid_sample` Radon and FBP, `reference.py radon_torch`, same device), and on a
+/// GPU (full runs) also **measured** end to end with the projection sampler. `step_b1` /
+/// `ref_b1`: the batch-1 PC step times already measured at this size (else measured here).
+fn ct_rows(
+    ctx: &BenchContext,
+    progress: &dyn Fn(&str),
+    step_b1: &Option<f64>,
+    ref_b1: &Option<f64>,
+    size: usize,
+) -> Result<Vec<Measurement>> {
+    let dev = ctx.device;
+    let cfg = bench_config(size, 32)?;
+    let shared = build_shared(&cfg, dev, &ctx.work_dir.join(format!("ncsnpp_{size}")))?;
+    let (config_path, weights_path) = (shared.config_path.clone(), shared.weights_path.clone());
+    let (_vs, model) = bench_model(shared)?;
+    let (step_b1, ref_b1) = match (step_b1, ref_b1) {
+        (Some(s), r) => (*s, *r),
+        _ => {
+            progress(&format!(
+                "PC step {size}x{size} batch 1: scoreinv and PyTorch"
+            ));
+            let reference = ctx
+                .reference(&net_args(
+                    "sampler",
+                    &config_path,
+                    &weights_path,
+                    1,
+                    &device_label(dev),
+                ))
+                .and_then(|v| field(&v, "step").ok());
+            (pc_step_seconds(&model, dev, 1)?, reference)
+        }
+    };
     progress(&format!("CT {size}x{size}: radon forward + FBP"));
     let op = ParallelBeamRadon::full_view(size, 180, Kind::Float, dev)?;
     let x = Tensor::rand([1, 1, size as i64, size as i64], (Kind::Float, dev));
@@ -389,28 +431,137 @@ pub fn run_sampler(ctx: &BenchContext, progress: &dyn Fn(&str)) -> Result<Vec<Me
     })?;
     let ref_op = ctx
         .reference(&[
-            "radon".into(),
+            "radon_torch".into(),
             "--size".into(),
             size.to_string(),
             "--angles".into(),
             "180".into(),
             "--batch".into(),
             "1".into(),
+            "--device".into(),
+            device_label(dev),
         ])
         .and_then(|v| Some(field(&v, "forward").ok()? + field(&v, "fbp").ok()?));
-    let ours = FULL_STEPS * (step_b1.unwrap_or(f64::NAN) + t_op.median_s);
     let theirs = ref_b1.zip(ref_op).map(|(s, o)| FULL_STEPS * (s + o));
-    rows.push(Measurement::new(
+    let refname = "PyTorch eager PC step + grid_sample Radon/FBP, extrapolated the same way";
+    let mut rows = vec![Measurement::new(
         format!(
-            "CT reconstruction {size}x{size} 180 angles (EXTRAPOLATED: 1000 x (PC step + radon + FBP))"
+            "CT reconstruction {size}x{size} 180 angles batch 1 (EXTRAPOLATED: 1000 x (PC step + radon + FBP))"
         ),
         dev,
         "s",
-        ours,
-        "PyTorch eager PC step + scikit-image radon/iradon, extrapolated the same way",
+        FULL_STEPS * (step_b1 + t_op.median_s),
+        refname,
         theirs,
-    )?);
+    )?];
+    if dev != Device::Cpu && !ctx.quick {
+        progress(&format!(
+            "CT {size}x{size}: one measured reconstruction, N = 1000"
+        ));
+        let secs = measured_ct(&model, dev, 1000, 1)?;
+        rows.push(Measurement::new(
+            format!(
+                "CT reconstruction {size}x{size} 23 of 180 views batch 1, N = 1000 + 1 corrector (MEASURED end to end)"
+            ),
+            dev,
+            "s",
+            secs,
+            "PyTorch eager, EXTRAPOLATED as above",
+            theirs,
+        )?);
+    }
     Ok(rows)
+}
+
+/// The bench network as a score model.
+pub type BenchScore = NetScore<Ncsnpp>;
+
+/// The VE SDE of `model` with `n` discretisation steps.
+fn ve_sde(model: &BenchScore, n: usize) -> Result<Box<dyn crate::sde::Sde>> {
+    match model.sde_config() {
+        SdeConfig::Ve {
+            sigma_min,
+            sigma_max,
+            ..
+        } => SdeConfig::Ve {
+            sigma_min,
+            sigma_max,
+            n,
+        }
+        .build(),
+        other => Err(Error::Invalid(format!(
+            "bench: expected a VE score model, got {other:?}"
+        ))),
+    }
+}
+
+/// Seconds per VE PC step (reverse diffusion + Langevin) of `model` at `batch`.
+fn pc_step_seconds(model: &BenchScore, dev: Device, batch: i64) -> Result<f64> {
+    let sde = ve_sde(model, 4)?;
+    let pc = PcSampler::new(
+        sde.as_ref(),
+        PcConfig {
+            noise_removal: false,
+            ..PcConfig::default()
+        },
+    )?;
+    let r = Repeats {
+        warmup: 1,
+        repeats: 3,
+    };
+    let t = tch::no_grad(|| {
+        time(r, dev, &mut || {
+            pc.sample(model, batch, None, (Kind::Float, dev), &mut |_| {})?;
+            Ok(())
+        })
+    })?;
+    Ok(t.median_s / 4.0)
+}
+
+/// The bench network as a VE score model (and the var store that owns its weights).
+pub fn bench_model(shared: SharedNet) -> Result<(VarStore, BenchScore)> {
+    let a = shared.net.arch().clone();
+    let sde = SdeConfig::Ve {
+        sigma_min: a.sigma_min,
+        sigma_max: a.sigma_max,
+        n: 1000,
+    };
+    let net: Box<Ncsnpp> = Box::new(shared.net);
+    let model = NetScore::new(net, sde, NetScoreOptions::default())?.with_sample_shape(vec![
+        1,
+        a.image_size,
+        a.image_size,
+    ]);
+    Ok((shared.vs, model))
+}
+
+/// Wall-clock seconds of one sparse-view CT reconstruction (23 of 180 views, noiseless
+/// measurement of a random image) by the projection sampler of Song et al. 2022 with its CT
+/// settings and `n_steps` predictor steps (one Langevin corrector step each), `batch`
+/// measurements at once, on the bench network (its cost equals a trained one's).
+pub fn measured_ct(model: &BenchScore, dev: Device, n_steps: usize, batch: i64) -> Result<f64> {
+    let size = model
+        .sample_shape()
+        .map(|s| s[s.len() - 1])
+        .ok_or_else(|| Error::Invalid("bench: the score model has no sample shape".into()))?
+        as usize;
+    let sde = ve_sde(model, n_steps)?;
+    let op = ParallelBeamRadon::sparse_view(size, 23, 180, Kind::Float, dev)?;
+    let x = Tensor::rand([batch, 1, size as i64, size as i64], (Kind::Float, dev));
+    let y = op.forward(&x)?;
+    let cfg = crate::inverse::projection::ProjectionConfig::ct();
+    let t = time(
+        Repeats {
+            warmup: 0,
+            repeats: 1,
+        },
+        dev,
+        &mut || {
+            crate::inverse::projection::sample(sde.as_ref(), model, &op, &y, &cfg, &mut |_| {})?;
+            Ok(())
+        },
+    )?;
+    Ok(t.median_s)
 }
 
 /// Training image size: 64² (quick 32²), batch 16.

@@ -90,48 +90,79 @@ pub fn mri_mask(n: usize) -> Result<SamplingMask> {
     )?)
 }
 
-/// Radon images/s on a GPU at torch-radon's benchmark geometry (256², 256 angles, float32,
-/// batch 64; `quick`: batch 8): forward and forward + adjoint. torch-radon reports about
-/// 19.5k images/s forward on a V100; no reference runs here (scikit-image has no GPU path), so
-/// the rows carry none.
-fn gpu_throughput(
+/// Radon images/s at torch-radon's benchmark geometry (256², 256 angles, float32): forward and
+/// forward + adjoint of the default (sparse CSR) backend, batch 64 and 256 on a GPU, 8 on the
+/// CPU or in a quick run. The reference in the same run is the usual PyTorch-eager Radon on the
+/// same device (`reference.py radon_torch`: `affine_grid` + `grid_sample` rotate-and-sum, its
+/// autograd vector-Jacobian product as the adjoint). torch-radon (not installable here)
+/// publishes about 19.5k images/s forward on a V100.
+fn radon_throughput(
     ctx: &BenchContext,
     progress: &dyn Fn(&str),
     (n, angles): (usize, usize),
 ) -> Result<Vec<Measurement>> {
     let dev = ctx.device;
-    let batch = if ctx.quick { 8 } else { 64 };
-    let tag = format!("{n}x{n} {angles} angles batch {batch}");
-    progress(&format!("radon {tag}: scoreinv images/s"));
+    let batches: &[usize] = if ctx.quick || dev == Device::Cpu {
+        &[8]
+    } else {
+        &[64, 256]
+    };
     let op = ParallelBeamRadon::full_view(n, angles, Kind::Float, dev)?;
-    let x = disc_images(batch, n, dev);
+    let label = match op.backend() {
+        RadonBackend::Sparse => "sparse CSR",
+        RadonBackend::TensorOps => "tensor ops",
+        _ => "ndarray reference",
+    };
     let r = ctx.repeats();
-    let t_fwd = time(r, dev, &mut || {
-        op.forward(&x).map(drop).map_err(Error::from)
-    })?;
-    let t_both = time(r, dev, &mut || {
-        let y2 = op.forward(&x)?;
-        op.adjoint(&y2).map(drop).map_err(Error::from)
-    })?;
-    let per_s = |t: f64| batch as f64 / t;
-    Ok(vec![
-        Measurement::new(
+    let mut rows = Vec::new();
+    for &batch in batches {
+        let tag = format!("{n}x{n} {angles} angles batch {batch} [{label}]");
+        progress(&format!("radon {tag}: PyTorch grid_sample reference"));
+        let reference = ctx.reference(&[
+            "radon_torch".into(),
+            "--size".into(),
+            n.to_string(),
+            "--angles".into(),
+            angles.to_string(),
+            "--batch".into(),
+            batch.to_string(),
+            "--device".into(),
+            super::device_label(dev),
+        ]);
+        let ref_rate = |k: &str| -> Option<f64> {
+            reference
+                .as_ref()
+                .and_then(|v| field(v, k).ok())
+                .map(|t| batch as f64 / t)
+        };
+        progress(&format!("radon {tag}: scoreinv images/s"));
+        let x = disc_images(batch, n, dev);
+        let t_fwd = time(r, dev, &mut || {
+            op.forward(&x).map(drop).map_err(Error::from)
+        })?;
+        let t_both = time(r, dev, &mut || {
+            let y2 = op.forward(&x)?;
+            op.adjoint(&y2).map(drop).map_err(Error::from)
+        })?;
+        let per_s = |t: f64| batch as f64 / t;
+        rows.push(Measurement::new(
             format!("radon forward {tag}"),
             dev,
             "images/s",
             per_s(t_fwd.median_s),
-            "none in this run (torch-radon publishes ~19.5k images/s on a V100)",
-            None,
-        )?,
-        Measurement::new(
+            "PyTorch eager affine_grid + grid_sample rotate-and-sum (same device)",
+            ref_rate("forward"),
+        )?);
+        rows.push(Measurement::new(
             format!("radon forward+adjoint {tag}"),
             dev,
             "images/s",
             per_s(t_both.median_s),
-            "none in this run",
-            None,
-        )?,
-    ])
+            "PyTorch eager grid_sample forward + autograd adjoint (same device)",
+            ref_rate("forward_adjoint"),
+        )?);
+    }
+    Ok(rows)
 }
 
 /// Runs the operator suite.
@@ -154,7 +185,10 @@ pub fn run(ctx: &BenchContext, progress: &dyn Fn(&str)) -> Result<Vec<Measuremen
     ]);
     let ref_val = |k: &str| -> Option<f64> { reference.as_ref().and_then(|v| field(v, k).ok()) };
     let x = disc_images(s.batch, s.n, dev);
-    let mut backends = vec![(RadonBackend::TensorOps, "tensor ops")];
+    let mut backends = vec![
+        (RadonBackend::Sparse, "sparse CSR"),
+        (RadonBackend::TensorOps, "tensor ops"),
+    ];
     if dev == Device::Cpu {
         backends.push((RadonBackend::Reference, "ndarray reference"));
     }
@@ -198,9 +232,11 @@ pub fn run(ctx: &BenchContext, progress: &dyn Fn(&str)) -> Result<Vec<Measuremen
         }
     }
 
-    if dev != Device::Cpu {
-        rows.extend(gpu_throughput(ctx, progress, (256, 256))?);
-    }
+    rows.extend(radon_throughput(
+        ctx,
+        progress,
+        if ctx.quick { (64, 64) } else { (256, 256) },
+    )?);
 
     let (n, b) = mri_size(ctx.quick);
     let tag = format!("{n}x{n} batch {b}");
@@ -263,10 +299,10 @@ mod tests {
     use super::*;
     use std::path::PathBuf;
 
-    /// The GPU throughput rows run on any device (here the CPU, quick batch, a small geometry)
-    /// and give positive images/s with no reference.
+    /// The throughput rows run on any device (here the CPU, quick batch, a small geometry)
+    /// and give positive images/s (no reference without a Python).
     #[test]
-    fn gpu_throughput_rows_measure_images_per_second() {
+    fn radon_throughput_rows_measure_images_per_second() {
         let ctx = BenchContext {
             device: Device::Cpu,
             quick: true,
@@ -275,13 +311,17 @@ mod tests {
             threads: 1,
             work_dir: std::env::temp_dir(),
         };
-        let rows = gpu_throughput(&ctx, &|_| {}, (32, 24)).unwrap();
+        let rows = radon_throughput(&ctx, &|_| {}, (32, 24)).unwrap();
         assert_eq!(rows.len(), 2);
         for r in &rows {
             assert_eq!(r.unit, "images/s");
             assert!(r.value > 0.0 && r.value.is_finite(), "{r:?}");
             assert!(r.reference_value.is_none());
-            assert!(r.name.contains("32x32 24 angles batch 8"), "{}", r.name);
+            assert!(
+                r.name.contains("32x32 24 angles batch 8 [sparse CSR]"),
+                "{}",
+                r.name
+            );
         }
     }
 }
