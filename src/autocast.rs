@@ -122,6 +122,44 @@ pub fn with_autocast<T>(
     out
 }
 
+/// Process-wide precision policy for score-model **inference** (sampling, reconstruction,
+/// likelihood, encode/decode), set once by the CLI's global `--autocast` flag and read by
+/// [`crate::models::model_dir::load_model_dir`] when it wraps a network: 0 = off, 1 = bf16,
+/// 2 = f16. Training has its own setting (`training.autocast`).
+static INFERENCE: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(0);
+
+/// Sets the inference autocast policy (see [`inference_autocast`]).
+pub fn set_inference_autocast(dtype: Option<AutocastDtype>) {
+    let code = match dtype {
+        None => 0,
+        Some(AutocastDtype::Bfloat16) => 1,
+        Some(AutocastDtype::Float16) => 2,
+    };
+    INFERENCE.store(code, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// The dtype score networks loaded from model directories run their forward pass in under
+/// autocast, or `None` (float32, the default).
+pub fn inference_autocast() -> Option<AutocastDtype> {
+    match INFERENCE.load(std::sync::atomic::Ordering::Relaxed) {
+        1 => Some(AutocastDtype::Bfloat16),
+        2 => Some(AutocastDtype::Float16),
+        _ => None,
+    }
+}
+
+/// Parses `none`, `bf16`/`bfloat16` or `f16`/`fp16`/`float16` (the CLI's `--autocast`).
+pub fn parse_autocast(s: &str) -> crate::Result<Option<AutocastDtype>> {
+    match s.to_ascii_lowercase().as_str() {
+        "none" | "off" | "f32" | "fp32" => Ok(None),
+        "bf16" | "bfloat16" => Ok(Some(AutocastDtype::Bfloat16)),
+        "f16" | "fp16" | "float16" | "half" => Ok(Some(AutocastDtype::Float16)),
+        other => Err(crate::Error::Invalid(format!(
+            "--autocast {other}: expected none, bf16 or f16"
+        ))),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

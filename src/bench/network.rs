@@ -7,6 +7,7 @@
 //! scoreinv's on one input: `max|y_torch − y_rust| / max|y_rust|` must be ≤ 1e-4.
 
 use super::{device_label, field, time, BenchContext, Measurement, Repeats};
+use crate::autocast::AutocastDtype;
 use crate::models::config::ScoreSdeConfig;
 use crate::models::model_dir::{DataInfo, ModelConfig};
 use crate::models::ncsnpp::Ncsnpp;
@@ -385,11 +386,12 @@ pub fn run_sampler(ctx: &BenchContext, progress: &dyn Fn(&str)) -> Result<Vec<Me
     Ok(rows)
 }
 
-/// Sparse-view CT reconstruction (23 of 180 views) at `size`², batch 1: extrapolated as
+/// Sparse-view CT reconstruction (23 of 180 views) at `size`², batch 1 and 16: extrapolated as
 /// `1000 × (PC step + Radon forward + FBP)` against the PyTorch-eager peer (PC step of the same
 /// network + `grid_sample` Radon and FBP, `reference.py radon_torch`, same device), and on a
-/// GPU (full runs) also **measured** end to end with the projection sampler. `step_b1` /
-/// `ref_b1`: the batch-1 PC step times already measured at this size (else measured here).
+/// GPU (full runs) also **measured** end to end with the projection sampler. At batch 16 the PC
+/// step is also timed under bf16 autocast (reference: the float32 step of the same run).
+/// `step_b1` / `ref_b1`: batch-1 PC step times already measured at this size (else measured).
 fn ct_rows(
     ctx: &BenchContext,
     progress: &dyn Fn(&str),
@@ -401,74 +403,96 @@ fn ct_rows(
     let cfg = bench_config(size, 32)?;
     let shared = build_shared(&cfg, dev, &ctx.work_dir.join(format!("ncsnpp_{size}")))?;
     let (config_path, weights_path) = (shared.config_path.clone(), shared.weights_path.clone());
-    let (_vs, model) = bench_model(shared)?;
-    let (step_b1, ref_b1) = match (step_b1, ref_b1) {
-        (Some(s), r) => (*s, *r),
-        _ => {
-            progress(&format!(
-                "PC step {size}x{size} batch 1: scoreinv and PyTorch"
-            ));
-            let reference = ctx
-                .reference(&net_args(
-                    "sampler",
-                    &config_path,
-                    &weights_path,
-                    1,
-                    &device_label(dev),
-                ))
-                .and_then(|v| field(&v, "step").ok());
-            (pc_step_seconds(&model, dev, 1)?, reference)
-        }
-    };
-    progress(&format!("CT {size}x{size}: radon forward + FBP"));
+    let (_vs, mut model) = bench_model(shared)?;
     let op = ParallelBeamRadon::full_view(size, 180, Kind::Float, dev)?;
-    let x = Tensor::rand([1, 1, size as i64, size as i64], (Kind::Float, dev));
-    let y = op.forward(&x)?;
-    let t_op = time(ctx.repeats(), dev, &mut || {
-        let _ = op.forward(&x)?;
-        let _ = op.pseudo_inverse(&y)?;
-        Ok(())
-    })?;
-    let ref_op = ctx
-        .reference(&[
-            "radon_torch".into(),
-            "--size".into(),
-            size.to_string(),
-            "--angles".into(),
-            "180".into(),
-            "--batch".into(),
-            "1".into(),
-            "--device".into(),
-            device_label(dev),
-        ])
-        .and_then(|v| Some(field(&v, "forward").ok()? + field(&v, "fbp").ok()?));
-    let theirs = ref_b1.zip(ref_op).map(|(s, o)| FULL_STEPS * (s + o));
-    let refname = "PyTorch eager PC step + grid_sample Radon/FBP, extrapolated the same way";
-    let mut rows = vec![Measurement::new(
-        format!(
-            "CT reconstruction {size}x{size} 180 angles batch 1 (EXTRAPOLATED: 1000 x (PC step + radon + FBP))"
-        ),
-        dev,
-        "s",
-        FULL_STEPS * (step_b1 + t_op.median_s),
-        refname,
-        theirs,
-    )?];
-    if dev != Device::Cpu && !ctx.quick {
+    let mut rows = Vec::new();
+    for batch in [1usize, 16] {
+        let (step, ref_step) = match (batch, step_b1) {
+            (1, Some(s)) => (*s, *ref_b1),
+            _ => {
+                progress(&format!(
+                    "PC step {size}x{size} batch {batch}: scoreinv and PyTorch"
+                ));
+                let reference = ctx
+                    .reference(&net_args(
+                        "sampler",
+                        &config_path,
+                        &weights_path,
+                        batch,
+                        &device_label(dev),
+                    ))
+                    .and_then(|v| field(&v, "step").ok());
+                (pc_step_seconds(&model, dev, batch as i64)?, reference)
+            }
+        };
+        if batch == 16 {
+            progress(&format!("PC step {size}x{size} batch 16: bf16 autocast"));
+            model.set_autocast(Some(AutocastDtype::Bfloat16));
+            let bf16 = pc_step_seconds(&model, dev, 16);
+            model.set_autocast(None);
+            rows.push(Measurement::new(
+                format!("PC step (reverse diffusion + Langevin) {size}x{size} nf 32 batch 16, bf16 autocast"),
+                dev,
+                "steps/s",
+                1.0 / bf16?,
+                "scoreinv float32 (same run)",
+                Some(1.0 / step),
+            )?);
+        }
         progress(&format!(
-            "CT {size}x{size}: one measured reconstruction, N = 1000"
+            "CT {size}x{size} batch {batch}: radon forward + FBP"
         ));
-        let secs = measured_ct(&model, dev, 1000, 1)?;
+        let x = Tensor::rand(
+            [batch as i64, 1, size as i64, size as i64],
+            (Kind::Float, dev),
+        );
+        let y = op.forward(&x)?;
+        let t_op = time(ctx.repeats(), dev, &mut || {
+            let _ = op.forward(&x)?;
+            let _ = op.pseudo_inverse(&y)?;
+            Ok(())
+        })?;
+        let ref_op = ctx
+            .reference(&[
+                "radon_torch".into(),
+                "--size".into(),
+                size.to_string(),
+                "--angles".into(),
+                "180".into(),
+                "--batch".into(),
+                batch.to_string(),
+                "--device".into(),
+                device_label(dev),
+            ])
+            .and_then(|v| Some(field(&v, "forward").ok()? + field(&v, "fbp").ok()?));
+        let theirs = ref_step.zip(ref_op).map(|(s, o)| FULL_STEPS * (s + o));
         rows.push(Measurement::new(
             format!(
-                "CT reconstruction {size}x{size} 23 of 180 views batch 1, N = 1000 + 1 corrector (MEASURED end to end)"
+                "CT reconstruction {size}x{size} 180 angles batch {batch} (EXTRAPOLATED: 1000 x (PC step + radon + FBP))"
             ),
             dev,
             "s",
-            secs,
-            "PyTorch eager, EXTRAPOLATED as above",
+            FULL_STEPS * (step + t_op.median_s),
+            "PyTorch eager PC step + grid_sample Radon/FBP, extrapolated the same way",
             theirs,
         )?);
+        // Measured on GPUs, except 256² × 16 (about 4 min on an H200: extrapolated only).
+        if dev != Device::Cpu && !ctx.quick && (batch == 1 || size <= 128) {
+            progress(&format!(
+                "CT {size}x{size} batch {batch}: one measured reconstruction, N = 1000"
+            ));
+            let secs = measured_ct(&model, dev, 1000, batch as i64)?;
+            rows.push(Measurement::new(
+                format!(
+                    "CT reconstruction {size}x{size} 23 of 180 views batch {batch}, N = 1000 + 1 corrector (MEASURED end to end)"
+                ),
+                dev,
+                "s",
+                secs,
+                "PyTorch eager, EXTRAPOLATED as above",
+                theirs,
+            )?);
+        }
     }
     Ok(rows)
 }

@@ -26,6 +26,11 @@ pub struct Cli {
     /// Number of CPU threads for libtorch and rayon (default: all cores).
     #[arg(long, global = true)]
     pub threads: Option<usize>,
+    /// Mixed precision for score-network inference (sample, reconstruct, likelihood, encode,
+    /// decode): none (float32), bf16 or f16; convolutions and matmuls run in the lower
+    /// precision, the samplers' arithmetic stays float32.
+    #[arg(long, global = true, default_value = "none")]
+    pub autocast: String,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -72,6 +77,7 @@ pub fn run() -> Result<()> {
             .num_threads(n)
             .build_global();
     }
+    scoreinv::autocast::set_inference_autocast(scoreinv::autocast::parse_autocast(&cli.autocast)?);
     let choice: DeviceChoice = cli.device.parse()?;
     match cli.command {
         Command::Bench(args) => bench::run(args, choice),

@@ -240,7 +240,8 @@ pub fn read_model_config(dir: &Path) -> Result<ModelDirConfig> {
 }
 
 /// Loads a model directory onto `device`: the score model (network + SDE wrapper with the EMA
-/// weights), its SDE and the full config.
+/// weights), its SDE and the full config. The network's inference forward runs under the
+/// process-wide [`crate::autocast::inference_autocast`] policy (the CLI's `--autocast`).
 pub fn load_model_dir(
     dir: &Path,
     device: Device,
@@ -276,6 +277,8 @@ pub fn load_model_dir(
         }
         Ok(())
     })?;
-    let model = NetScore::new(net, cfg.sde, cfg.score)?.with_sample_shape(cfg.data.shape.clone());
+    let model = NetScore::new(net, cfg.sde, cfg.score)?
+        .with_sample_shape(cfg.data.shape.clone())
+        .with_autocast(crate::autocast::inference_autocast());
     Ok((Box::new(model), cfg.sde, cfg))
 }

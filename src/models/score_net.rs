@@ -37,6 +37,9 @@ pub struct NetScore<N: TimeConditionedNet + ?Sized> {
     sde_config: SdeConfig,
     options: NetScoreOptions,
     sample_shape: Option<Vec<i64>>,
+    /// Run the network's inference forward under autocast in this dtype (output cast back to
+    /// the input's kind); training passes (`train = true`) are never affected here.
+    autocast: Option<crate::autocast::AutocastDtype>,
 }
 
 // SAFETY: `ScoreModel` requires `Sync`. The wrapper's only shared state is the network's
@@ -53,7 +56,39 @@ impl<N: TimeConditionedNet + ?Sized> NetScore<N> {
             sde_config: sde,
             options,
             sample_shape: None,
+            autocast: None,
         })
+    }
+
+    /// Runs inference forwards under autocast at `dtype` (`None`: float32). On CUDA this is
+    /// mixed precision (convolutions and matmuls in bf16/f16, the rest in f32); the score is
+    /// returned in the input's kind.
+    pub fn with_autocast(mut self, dtype: Option<crate::autocast::AutocastDtype>) -> Self {
+        self.autocast = dtype;
+        self
+    }
+
+    /// Sets the inference autocast dtype in place (see [`Self::with_autocast`]).
+    pub fn set_autocast(&mut self, dtype: Option<crate::autocast::AutocastDtype>) {
+        self.autocast = dtype;
+    }
+
+    /// The inference autocast dtype, if any.
+    pub fn autocast(&self) -> Option<crate::autocast::AutocastDtype> {
+        self.autocast
+    }
+
+    /// `F(x, c)`, under autocast when set and not training.
+    fn forward(&self, x: &Tensor, cond: &Tensor, train: bool) -> Tensor {
+        match self.autocast {
+            Some(dtype) if !train => {
+                crate::autocast::with_autocast(x.device(), true, dtype, || {
+                    self.net.forward_t(x, cond, false)
+                })
+                .to_kind(x.kind())
+            }
+            _ => self.net.forward_t(x, cond, train),
+        }
     }
 
     /// Records the per-sample shape reported by [`ScoreModel::sample_shape`].
@@ -96,7 +131,7 @@ impl<N: TimeConditionedNet + ?Sized> NetScore<N> {
         match self.sde.kind() {
             SdeKind::Ve => self.ve_score_at_sigma(x, &std, train),
             SdeKind::Vp | SdeKind::SubVp => {
-                let eps = self.net.forward_t(x, &(t * VP_TIME_SCALE), train);
+                let eps = self.forward(x, &(t * VP_TIME_SCALE), train);
                 -eps / bcast(&std, x)
             }
         }
@@ -104,7 +139,7 @@ impl<N: TimeConditionedNet + ?Sized> NetScore<N> {
 
     /// VE: `s = F(x, σ)` (divided by σ with `scale_by_sigma`), for per-sample σ `[B]`.
     pub fn ve_score_at_sigma(&self, x: &Tensor, sigma: &Tensor, train: bool) -> Tensor {
-        let out = self.net.forward_t(x, sigma, train);
+        let out = self.forward(x, sigma, train);
         if self.options.scale_by_sigma {
             out / bcast(sigma, x)
         } else {
@@ -114,7 +149,7 @@ impl<N: TimeConditionedNet + ?Sized> NetScore<N> {
 
     /// The raw network output `F(x, c)`.
     pub fn raw(&self, x: &Tensor, cond: &Tensor, train: bool) -> Tensor {
-        self.net.forward_t(x, cond, train)
+        self.forward(x, cond, train)
     }
 }
 
