@@ -106,6 +106,44 @@ pub fn cuda_memory(index: usize) -> Option<(u64, u64)> {
     }
 }
 
+/// libtorch's CUDA synchronisation debug mode (`torch.cuda.set_sync_debug_mode`): with
+/// [`SyncDebugMode::Error`] every op that makes the host wait for the GPU (a device-to-host copy
+/// such as reading a scalar, `nonzero`, a stream synchronisation) raises instead of running.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(i32)]
+pub enum SyncDebugMode {
+    Disabled = 0,
+    Warn = 1,
+    Error = 2,
+}
+
+/// The state behind `c10::cuda::warning_state()`: an inline function's static `WarningState`,
+/// whose only member is the `SyncDebugMode` enum (an `int`), exported by `libc10_cuda` as a
+/// unique global. None when libc10_cuda is not in the process.
+fn sync_debug_state() -> Option<*mut i32> {
+    let name = c"_ZZN3c104cuda13warning_stateEvE14warning_state_";
+    // SAFETY: dlsym with RTLD_DEFAULT and a NUL-terminated name only looks a symbol up.
+    let p = unsafe { libc::dlsym(libc::RTLD_DEFAULT, name.as_ptr()) };
+    (!p.is_null()).then_some(p as *mut i32)
+}
+
+/// Sets libtorch's CUDA sync debug mode; returns the previous one, or None (nothing set) when
+/// libtorch's CUDA part is not loaded. Process-wide, like `torch.cuda.set_sync_debug_mode`.
+pub fn set_cuda_sync_debug_mode(mode: SyncDebugMode) -> Option<SyncDebugMode> {
+    let p = sync_debug_state()?;
+    // SAFETY: `p` points at libc10_cuda's WarningState, a plain `int` enum with values 0..=2
+    // (c10/cuda/CUDAFunctions.h); libtorch reads it with plain loads too.
+    unsafe {
+        let prev = match std::ptr::read_volatile(p) {
+            1 => SyncDebugMode::Warn,
+            2 => SyncDebugMode::Error,
+            _ => SyncDebugMode::Disabled,
+        };
+        std::ptr::write_volatile(p, mode as i32);
+        Some(prev)
+    }
+}
+
 /// Bytes in GiB (2³⁰ bytes).
 pub fn gib(bytes: u64) -> f64 {
     bytes as f64 / (1u64 << 30) as f64
@@ -176,5 +214,25 @@ mod tests {
         let mut m = GpuMemoryPeak::new(tch::Device::Cpu);
         m.sample();
         assert!(m.report().is_none());
+    }
+
+    /// The sync debug mode is found and round-trips wherever libtorch's CUDA part is loaded (this
+    /// binary links it even without a GPU); CPU tensors are unaffected by it.
+    #[test]
+    fn sync_debug_mode_round_trips() {
+        if !cuda_runtime_loaded() {
+            assert_eq!(set_cuda_sync_debug_mode(SyncDebugMode::Error), None);
+            return;
+        }
+        assert_eq!(
+            set_cuda_sync_debug_mode(SyncDebugMode::Error),
+            Some(SyncDebugMode::Disabled)
+        );
+        let v = tch::Tensor::from_slice(&[2.0f64]).double_value(&[]);
+        assert_eq!(
+            set_cuda_sync_debug_mode(SyncDebugMode::Disabled),
+            Some(SyncDebugMode::Error)
+        );
+        assert_eq!(v, 2.0);
     }
 }
