@@ -120,8 +120,28 @@ pub fn run(args: Args, choice: DeviceChoice) -> Result<()> {
             "tensor op         ok on {} (256x256 matmul)",
             device_name(device)
         );
+        if device.is_cuda() {
+            println!("sync debug mode   {}", sync_check(device));
+        }
     }
     Ok(())
+}
+
+/// Positive control of the host-synchronisation check the bench runs inside sampler loops:
+/// under libtorch's sync debug mode "error" a device-to-host read must raise.
+fn sync_check(device: tch::Device) -> String {
+    use scoreinv::runtime::{set_cuda_sync_debug_mode, SyncDebugMode};
+    let t = tch::Tensor::ones([1], (tch::Kind::Float, device));
+    let Some(prev) = set_cuda_sync_debug_mode(SyncDebugMode::Error) else {
+        return "unavailable (libc10_cuda's warning_state not found)".into();
+    };
+    let read = t.f_double_value(&[]);
+    set_cuda_sync_debug_mode(prev);
+    match read {
+        Err(_) => "works: a device-to-host read raised under 'error'".into(),
+        Ok(_) => "NOT effective: a device-to-host read ran under 'error' (the loop check is blind)"
+            .into(),
+    }
 }
 
 /// The GPU's name and memory (tch exposes no device-properties call), from `nvidia-smi`.
