@@ -260,75 +260,18 @@ pub fn sampler_size(quick: bool) -> usize {
     }
 }
 
-/// Runs the sampler suite: PC steps/s at batch 1 and 16, and the extrapolated time of one
-/// sparse-view CT reconstruction (`1000 × (PC step + Radon forward + FBP)`, batch 1).
+/// Runs the sampler suite: PC steps/s at batch 1 and 16, probability-flow ODE work per sample,
+/// and sparse-view CT reconstructions ([`ct_rows`]) at the suite's size and, in full runs, 256².
 pub fn run_sampler(ctx: &BenchContext, progress: &dyn Fn(&str)) -> Result<Vec<Measurement>> {
     let dev = ctx.device;
     let size = sampler_size(ctx.quick);
-    let cfg = bench_config(size, 32)?;
-    let SharedNet {
-        vs: _vs,
-        net,
-        config_path,
-        weights_path,
-        ..
-    } = build_shared(&cfg, dev, &ctx.work_dir.join(format!("ncsnpp_{size}")))?;
-    let a = net.arch().clone();
-    let sde = SdeConfig::Ve {
-        sigma_min: a.sigma_min,
-        sigma_max: a.sigma_max,
-        // Steps per timed run: the sampler is run for its whole (short) schedule.
-        n: if ctx.quick { 3 } else { 4 },
-    };
-    let n_steps = match sde {
-        SdeConfig::Ve { n, .. } => n as f64,
-        _ => unreachable!("constructed above"),
-    };
-    let net: Box<Ncsnpp> = Box::new(net);
-    let model = NetScore::new(net, sde, NetScoreOptions::default())?.with_sample_shape(vec![
-        1,
-        a.image_size,
-        a.image_size,
-    ]);
-    let sde_b = sde.build()?;
-    let pc = PcSampler::new(
-        sde_b.as_ref(),
-        PcConfig {
-            noise_removal: false,
-            ..PcConfig::default()
-        },
-    )?;
-    let r = Repeats {
-        warmup: 1,
-        repeats: 3,
-    };
+    let mut net = BenchNet::build(ctx, size)?;
     let mut rows = Vec::new();
-    let mut step_b1 = None;
-    let mut ref_b1 = None;
+    let mut known = Vec::new();
     for batch in [1usize, 16] {
         let tag = format!("{size}x{size} nf 32 batch {batch}");
-        progress(&format!("PC sampler {tag}: PyTorch reference"));
-        let reference = ctx
-            .reference(&net_args(
-                "sampler",
-                &config_path,
-                &weights_path,
-                batch,
-                &device_label(dev),
-            ))
-            .and_then(|v| field(&v, "step").ok());
-        progress(&format!("PC sampler {tag}: scoreinv"));
-        let t = tch::no_grad(|| {
-            time(r, dev, &mut || {
-                pc.sample(&model, batch as i64, None, (Kind::Float, dev), &mut |_| {})?;
-                Ok(())
-            })
-        })?;
-        let step = t.median_s / n_steps;
-        if batch == 1 {
-            step_b1 = Some(step);
-            ref_b1 = reference;
-        }
+        let (step, reference) = net.pc_step_with_reference(ctx, progress, batch)?;
+        known.push((batch, step, reference));
         rows.push(Measurement::new(
             format!("PC step (reverse diffusion + Langevin) {tag}"),
             dev,
@@ -343,7 +286,8 @@ pub fn run_sampler(ctx: &BenchContext, progress: &dyn Fn(&str)) -> Result<Vec<Me
     // evaluations per sample and seconds per sample (batch 1). The network's weights are the
     // bench's random ones, so the NFE is that of this network size, not of a trained model.
     progress(&format!("probability-flow ODE {size}x{size}: scoreinv"));
-    let ode = OdeSampler::new(sde_b.as_ref(), OdeConfig::default())?;
+    let sde = ve_sde(&net.model, 1000)?;
+    let ode = OdeSampler::new(sde.as_ref(), OdeConfig::default())?;
     let mut nfe = 0usize;
     let t_ode = tch::no_grad(|| {
         time(
@@ -354,7 +298,7 @@ pub fn run_sampler(ctx: &BenchContext, progress: &dyn Fn(&str)) -> Result<Vec<Me
             dev,
             &mut || {
                 nfe = ode
-                    .sample(&model, 1, None, (Kind::Float, dev), &mut |_| {})?
+                    .sample(&net.model, 1, None, (Kind::Float, dev), &mut |_| {})?
                     .nfe;
                 Ok(())
             },
@@ -378,58 +322,95 @@ pub fn run_sampler(ctx: &BenchContext, progress: &dyn Fn(&str)) -> Result<Vec<Me
         None,
     )?);
 
-    rows.extend(ct_rows(ctx, progress, &step_b1, &ref_b1, size)?);
+    rows.extend(ct_rows(ctx, progress, &mut net, &known)?);
+    drop(net);
     if !ctx.quick {
-        // The same at 256²: PC step at batch 1 (network rebuilt at that size).
-        rows.extend(ct_rows(ctx, progress, &None, &None, 256)?);
+        // The same at 256² (network rebuilt at that size).
+        let mut net = BenchNet::build(ctx, 256)?;
+        rows.extend(ct_rows(ctx, progress, &mut net, &[])?);
     }
     Ok(rows)
 }
 
-/// Sparse-view CT reconstruction (23 of 180 views) at `size`², batch 1 and 16: extrapolated as
-/// `1000 × (PC step + Radon forward + FBP)` against the PyTorch-eager peer (PC step of the same
-/// network + `grid_sample` Radon and FBP, `reference.py radon_torch`, same device), and on a
-/// GPU (full runs) also **measured** end to end with the projection sampler. At batch 16 the PC
-/// step is also timed under bf16 autocast (reference: the float32 step of the same run).
-/// `step_b1` / `ref_b1`: batch-1 PC step times already measured at this size (else measured).
+/// The bench network at one size as a score model, with the files the PyTorch reference loads.
+pub struct BenchNet {
+    _vs: VarStore,
+    pub model: BenchScore,
+    pub size: usize,
+    config_path: PathBuf,
+    weights_path: PathBuf,
+}
+
+impl BenchNet {
+    /// [`bench_config`]`(size, 32)` built on the context's device (files in its work dir).
+    pub fn build(ctx: &BenchContext, size: usize) -> Result<Self> {
+        let cfg = bench_config(size, 32)?;
+        let shared = build_shared(
+            &cfg,
+            ctx.device,
+            &ctx.work_dir.join(format!("ncsnpp_{size}")),
+        )?;
+        let (config_path, weights_path) = (shared.config_path.clone(), shared.weights_path.clone());
+        let (vs, model) = bench_model(shared)?;
+        Ok(Self {
+            _vs: vs,
+            model,
+            size,
+            config_path,
+            weights_path,
+        })
+    }
+
+    /// Seconds per PC step at `batch`, scoreinv and (when a Python runs) PyTorch eager.
+    fn pc_step_with_reference(
+        &self,
+        ctx: &BenchContext,
+        progress: &dyn Fn(&str),
+        batch: usize,
+    ) -> Result<(f64, Option<f64>)> {
+        let (size, dev) = (self.size, ctx.device);
+        progress(&format!(
+            "PC step {size}x{size} batch {batch}: PyTorch reference"
+        ));
+        let reference = ctx
+            .reference(&net_args(
+                "sampler",
+                &self.config_path,
+                &self.weights_path,
+                batch,
+                &device_label(dev),
+            ))
+            .and_then(|v| field(&v, "step").ok());
+        progress(&format!("PC step {size}x{size} batch {batch}: scoreinv"));
+        Ok((pc_step_seconds(&self.model, dev, batch as i64)?, reference))
+    }
+}
+
+/// Sparse-view CT reconstruction (23 of 180 views) at the network's size, batch 1 and 16:
+/// extrapolated as `1000 × (PC step + Radon forward + FBP)` against the PyTorch-eager peer (PC
+/// step of the same network + `grid_sample` Radon and FBP, `reference.py radon_torch`, same
+/// device), and on a GPU (full runs) also **measured** end to end with the projection sampler.
+/// At batch 16 the PC step is also timed under bf16 autocast (reference: the float32 step of
+/// the same run). `known`: `(batch, PC step seconds, PyTorch's)` already measured at this size.
 fn ct_rows(
     ctx: &BenchContext,
     progress: &dyn Fn(&str),
-    step_b1: &Option<f64>,
-    ref_b1: &Option<f64>,
-    size: usize,
+    net: &mut BenchNet,
+    known: &[(usize, f64, Option<f64>)],
 ) -> Result<Vec<Measurement>> {
-    let dev = ctx.device;
-    let cfg = bench_config(size, 32)?;
-    let shared = build_shared(&cfg, dev, &ctx.work_dir.join(format!("ncsnpp_{size}")))?;
-    let (config_path, weights_path) = (shared.config_path.clone(), shared.weights_path.clone());
-    let (_vs, mut model) = bench_model(shared)?;
+    let (dev, size) = (ctx.device, net.size);
     let op = ParallelBeamRadon::full_view(size, 180, Kind::Float, dev)?;
     let mut rows = Vec::new();
     for batch in [1usize, 16] {
-        let (step, ref_step) = match (batch, step_b1) {
-            (1, Some(s)) => (*s, *ref_b1),
-            _ => {
-                progress(&format!(
-                    "PC step {size}x{size} batch {batch}: scoreinv and PyTorch"
-                ));
-                let reference = ctx
-                    .reference(&net_args(
-                        "sampler",
-                        &config_path,
-                        &weights_path,
-                        batch,
-                        &device_label(dev),
-                    ))
-                    .and_then(|v| field(&v, "step").ok());
-                (pc_step_seconds(&model, dev, batch as i64)?, reference)
-            }
+        let (step, ref_step) = match known.iter().find(|k| k.0 == batch) {
+            Some(&(_, s, r)) => (s, r),
+            None => net.pc_step_with_reference(ctx, progress, batch)?,
         };
         if batch == 16 {
             progress(&format!("PC step {size}x{size} batch 16: bf16 autocast"));
-            model.set_autocast(Some(AutocastDtype::Bfloat16));
-            let bf16 = pc_step_seconds(&model, dev, 16);
-            model.set_autocast(None);
+            net.model.set_autocast(Some(AutocastDtype::Bfloat16));
+            let bf16 = pc_step_seconds(&net.model, dev, 16);
+            net.model.set_autocast(None);
             rows.push(Measurement::new(
                 format!("PC step (reverse diffusion + Langevin) {size}x{size} nf 32 batch 16, bf16 autocast"),
                 dev,
@@ -481,7 +462,7 @@ fn ct_rows(
             progress(&format!(
                 "CT {size}x{size} batch {batch}: one measured reconstruction, N = 1000"
             ));
-            let secs = match measured_ct(&model, dev, 1000, batch as i64) {
+            let secs = match measured_ct(&net.model, dev, 1000, batch as i64) {
                 Ok(s) => s,
                 Err(e) => {
                     // Reported, not fatal: the other rows of the suite still count.
