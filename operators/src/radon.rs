@@ -32,8 +32,8 @@
 //! [`RadonBackend::Auto`] picks `Sparse`. `Sparse` and `TensorOps` record autograd (the
 //! reference backend refuses inputs that require grad). Inputs must be on the operator's
 //! device and of its kind; NaN values are not checked (they propagate). Sparse matrices take
-//! about `2 · 2.7·A·N²·(4 + s) + 2·A·π/4·N²·(4 + s)` bytes for `A` angles and element size
-//! `s` (≈ 0.6 GB for N = 256, A = 180, f32, plus as much again for a measured subset);
+//! about `2 · 1.95·A·N²·(4 + s) + 2·A·π/4·N²·(4 + s)` bytes for `A` angles and element size
+//! `s` (≈ 0.5 GB for N = 256, A = 180, f32, plus up to as much again for a measured subset);
 //! tensor-ops tables about `A·N²·(8 + 4·s) + A·π/4·N²·(8 + 2·s)` (≈ 0.45 GB), built once.
 use ndarray::{Array3, ArrayView3};
 use tch::{Device, Kind, Tensor};
@@ -45,10 +45,49 @@ use crate::{check_batch_shape, radon_sparse, Decomposed, LinearOperator, Operato
 /// Largest number of elements a chunked temporary of the tensor backend may hold.
 const CHUNK_ELEMENTS: i64 = 1 << 24;
 
+/// Largest estimated size of the sparse backend's matrices that [`RadonBackend::Auto`] builds
+/// (4 GiB: e.g. N = 512 with 360 full-view angles, about 4.1 GB in f32, fits; 720 does not).
+pub const SPARSE_AUTO_LIMIT_BYTES: f64 = 4.0 * (1u64 << 30) as f64;
+
+/// Estimated bytes of the sparse backend for `N = n`, `a_full` full-grid and `a_meas` measured
+/// angles: `R` and `Rᵀ` with ≈ 1.95·A·N² stored entries each (bilinear corners of N samples per
+/// ray, shared corners merged, rays outside the circle partly empty; measured 1.95 at N = 64 and
+/// 256) and `B` with ≈ 2·A·π/4·N², for both angle sets, at `4 + s` bytes per entry (int32
+/// column index, element size `s`).
+pub fn sparse_bytes_estimate(n: usize, a_full: usize, a_meas: usize, kind: Kind) -> f64 {
+    let s = if kind == Kind::Double { 8.0 } else { 4.0 };
+    let n2 = (n * n) as f64;
+    let per_angle = 2.0 * 1.95 * n2 + 2.0 * std::f64::consts::FRAC_PI_4 * n2;
+    let angles = if a_meas == a_full {
+        a_full
+    } else {
+        a_full + a_meas
+    } as f64;
+    angles * per_angle * (4.0 + s)
+}
+
+/// The backend [`RadonBackend::Auto`] resolves to (see there).
+pub fn auto_backend(
+    n: usize,
+    a_full: usize,
+    a_meas: usize,
+    kind: Kind,
+    device: Device,
+) -> RadonBackend {
+    if sparse_bytes_estimate(n, a_full, a_meas, kind) <= SPARSE_AUTO_LIMIT_BYTES {
+        RadonBackend::Sparse
+    } else if device == Device::Cpu {
+        RadonBackend::Reference
+    } else {
+        RadonBackend::TensorOps
+    }
+}
+
 /// Which implementation computes projections.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum RadonBackend {
-    /// `Sparse` on every device.
+    /// `Sparse` on every device while its matrices stay under [`SPARSE_AUTO_LIMIT_BYTES`];
+    /// beyond that `Reference` on the CPU (no tables at all) and `TensorOps` elsewhere.
     #[default]
     Auto,
     /// The ndarray/rayon kernels (CPU tensors only).
@@ -320,7 +359,8 @@ impl ParallelBeamRadon {
         }
         let meas = ParallelGeometry::new(n, kept.iter().map(|&i| full.angles_deg()[i]).collect())?;
         let backend = match (backend, device) {
-            (RadonBackend::Auto | RadonBackend::Sparse, _) => RadonBackend::Sparse,
+            (RadonBackend::Auto, d) => auto_backend(n, full.n_angles(), meas.n_angles(), kind, d),
+            (RadonBackend::Sparse, _) => RadonBackend::Sparse,
             (RadonBackend::Reference, Device::Cpu) => RadonBackend::Reference,
             (RadonBackend::Reference, d) => {
                 return Err(OperatorError::Invalid(format!(

@@ -494,3 +494,41 @@ fn cuda_sparse_matches_cpu_reference() {
         .unwrap();
     assert!(rel_l2_t(&grad, &o.adjoint(&y).unwrap()) <= 1e-12);
 }
+
+/// `Auto` builds the sparse matrices for the sizes this toolkit ships and benchmarks, and falls
+/// back (CPU: the table-free reference kernels) when they would pass 4 GiB.
+#[test]
+fn auto_backend_policy() {
+    use scoreinv_operators::radon::{auto_backend, sparse_bytes_estimate, SPARSE_AUTO_LIMIT_BYTES};
+    let cpu = Device::Cpu;
+    assert_eq!(
+        auto_backend(256, 180, 23, Kind::Float, cpu),
+        RadonBackend::Sparse
+    );
+    assert_eq!(
+        auto_backend(256, 256, 256, Kind::Float, cpu),
+        RadonBackend::Sparse
+    );
+    assert_eq!(
+        auto_backend(512, 180, 180, Kind::Float, cpu),
+        RadonBackend::Sparse
+    );
+    assert_eq!(
+        auto_backend(512, 720, 720, Kind::Float, cpu),
+        RadonBackend::Reference
+    );
+    assert_eq!(
+        auto_backend(512, 720, 720, Kind::Float, Device::Cuda(0)),
+        RadonBackend::TensorOps
+    );
+    assert!(sparse_bytes_estimate(512, 720, 720, Kind::Float) > SPARSE_AUTO_LIMIT_BYTES);
+    // A measured subset adds its own matrices; f64 values cost more.
+    assert!(
+        sparse_bytes_estimate(256, 180, 23, Kind::Float)
+            > sparse_bytes_estimate(256, 180, 180, Kind::Float)
+    );
+    assert!(
+        sparse_bytes_estimate(256, 180, 180, Kind::Double)
+            > sparse_bytes_estimate(256, 180, 180, Kind::Float)
+    );
+}
