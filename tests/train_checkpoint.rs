@@ -497,3 +497,35 @@ fn flat_buffers_follow_the_per_tensor_trajectory() {
         }
     }
 }
+
+/// `set_heldout` (the CLI's `--heldout-data`): the held-out loss is measured on the given data —
+/// a shifted copy of the data scores worse than the data itself, with the same weights — and a
+/// set of another sample shape is refused, naming it.
+#[test]
+fn separate_heldout_data() {
+    let mut cfg = tiny_config();
+    cfg.data.heldout_fraction = 0.0;
+    let data = gaussian_data();
+    let mut tr = Trainer::new(cfg, &data, Device::Cpu).unwrap();
+    assert!(
+        tr.heldout_loss().unwrap().is_none(),
+        "no split, nothing held out yet"
+    );
+    steps(&mut tr, 20);
+    let same = Gaussian2d::toy().sample(400, 99);
+    tr.set_heldout(Dataset::new(same.shallow_clone(), None, DataInfo::vectors(2, "same")).unwrap())
+        .unwrap();
+    let l_same = tr.heldout_loss().unwrap().unwrap();
+    tr.set_heldout(Dataset::new(same + 5.0, None, DataInfo::vectors(2, "shifted")).unwrap())
+        .unwrap();
+    let l_shift = tr.heldout_loss().unwrap().unwrap();
+    assert!(l_shift > l_same, "shifted {l_shift} vs same {l_same}");
+    let wrong = Dataset::new(
+        Tensor::zeros([4, 3], (Kind::Float, Device::Cpu)),
+        None,
+        DataInfo::vectors(3, "three-d"),
+    )
+    .unwrap();
+    let e = tr.set_heldout(wrong).unwrap_err().to_string();
+    assert!(e.contains("three-d"), "{e}");
+}

@@ -535,3 +535,46 @@ fn dicom_source_uses_the_hu_window() {
         "{missing}"
     );
 }
+
+/// `--heldout-data`: a held-out loss is reported although nothing of --data is held out (it
+/// comes from the given source), the config records that nothing of --data was held out, and a source of another
+/// sample shape is refused before any checkpoint is written.
+#[test]
+fn cli_train_with_separate_heldout_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("run");
+    let out = scoreinv()
+        .args(["train", "--data", "gaussian2d:300", "--preset", "tiny"])
+        .args(["--steps", "20", "--heldout-data", "gaussian2d:64"])
+        .arg("--out")
+        .arg(&run)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("held-out DSM loss"), "{stdout}");
+    let meta: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("checkpoint.json")).unwrap())
+            .unwrap();
+    assert_eq!(
+        meta["config"]["data"]["heldout_fraction"].as_f64(),
+        Some(0.0)
+    );
+
+    let run2 = dir.path().join("run2");
+    let out = scoreinv()
+        .args(["train", "--data", "gaussian2d:300", "--preset", "tiny"])
+        .args(["--steps", "20", "--heldout-data", "phantom:ellipses:4"])
+        .arg("--out")
+        .arg(&run2)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--heldout-data phantom:ellipses:4"), "{err}");
+    assert!(!run2.exists(), "nothing is written");
+}

@@ -51,6 +51,11 @@ pub struct Args {
     /// PC sampler steps of those grids (overrides training.sample_steps; allowed with --resume).
     #[arg(long)]
     pub sample_steps: Option<usize>,
+    /// Held-out data (same forms as --data, e.g. photos of other scenes) on which the held-out
+    /// DSM loss is measured, instead of a split of --data: a fresh run then trains on all of
+    /// --data (data.heldout_fraction = 0). Allowed with --resume (only evaluation changes).
+    #[arg(long)]
+    pub heldout_data: Option<String>,
 }
 
 pub fn run(args: Args, choice: DeviceChoice) -> Result<()> {
@@ -120,11 +125,22 @@ pub fn run(args: Args, choice: DeviceChoice) -> Result<()> {
         if args.sample_steps.is_some() {
             cfg.training.sample_steps = args.sample_steps;
         }
+        if args.heldout_data.is_some() {
+            cfg.data.heldout_fraction = 0.0;
+        }
         cfg.validate()?;
         let data = source.load_sized(cfg.data.centered, args.size)?;
         Trainer::new(cfg, &data, device)
             .with_context(|| format!("setting up training (presets: {})", PRESETS.join(", ")))?
     };
+    if let Some(spec) = &args.heldout_data {
+        let held = DataSource::parse(spec)?
+            .load_sized(trainer.config().data.centered, args.size)
+            .with_context(|| format!("--heldout-data {spec}"))?;
+        trainer
+            .set_heldout(held)
+            .with_context(|| format!("--heldout-data {spec}"))?;
+    }
     let cfg = trainer.config().clone();
     eprintln!(
         "training {} on {} (shape {:?}) with {:?}, loss {}, {} steps of batch {} on {}",

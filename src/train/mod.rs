@@ -203,6 +203,29 @@ impl Trainer {
         self.step
     }
 
+    /// Measures the held-out DSM loss on `data` (e.g. other scenes) instead of the split of the
+    /// training data; training is unchanged. `data` must have the training data's sample shape.
+    pub fn set_heldout(&mut self, data: Dataset) -> Result<()> {
+        if data.info.shape != self.train.info.shape {
+            return Err(Error::Shape {
+                what: format!("held-out data '{}'", data.info.source),
+                expected: format!(
+                    "{:?} (the training data's sample shape)",
+                    self.train.info.shape
+                ),
+                actual: format!("{:?}", data.info.shape),
+            });
+        }
+        if data.len() == 0 {
+            return Err(Error::Invalid(format!(
+                "held-out data '{}' is empty",
+                data.info.source
+            )));
+        }
+        self.heldout = Some(data);
+        Ok(())
+    }
+
     /// The configuration.
     pub fn config(&self) -> &TrainConfig {
         &self.cfg
