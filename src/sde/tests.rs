@@ -223,3 +223,25 @@ fn prior_logp_is_gaussian_density() {
         );
     }
 }
+
+/// The on-device σ_i / β_i used by `discretize` equal the host tables (f64, to 1e-14 relative),
+/// for N = 1 and larger N, so the loop can compute them without uploading a table.
+#[test]
+fn discrete_tables_on_device_equal_the_host_tables() {
+    for n in [1usize, 2, 7, 1000] {
+        let idx = Tensor::arange(n as i64, (Kind::Int64, Device::Cpu));
+        let ve = ve::VeSde::new(0.01, 50.0, n).unwrap();
+        let vp = vp::VpSde::new(0.1, 20.0, n).unwrap();
+        for (dev, host) in [
+            (ve.discrete_sigma_at(&idx), ve.discrete_sigmas()),
+            (vp.discrete_beta_at(&idx), vp.discrete_betas()),
+        ] {
+            assert_eq!(dev.kind(), Kind::Double);
+            let d = Vec::<f64>::try_from(dev).unwrap();
+            assert_eq!(d.len(), host.len());
+            for (a, b) in d.iter().zip(&host) {
+                assert!((a - b).abs() <= 1e-14 * b.abs(), "n={n}: {a} vs {b}");
+            }
+        }
+    }
+}

@@ -48,6 +48,18 @@ impl VeSde {
         (t * (self.sigma_max / self.sigma_min).ln()).exp() * self.sigma_min
     }
 
+    /// `σ_i` of [`Self::discrete_sigmas`] for a tensor of indices `i` (int64), computed on the
+    /// indices' device in f64 by the same formula, so that discretising inside a sampling loop
+    /// uploads no table (a host-to-device copy from pageable memory synchronises the stream).
+    pub fn discrete_sigma_at(&self, idx: &Tensor) -> Tensor {
+        let (a, b) = (self.sigma_min.ln(), self.sigma_max.ln());
+        let i = idx.to_kind(Kind::Double);
+        if self.n == 1 {
+            return i.zeros_like() + b.exp();
+        }
+        (i * (b - a) / (self.n - 1) as f64 + a).exp()
+    }
+
     /// The discrete noise levels `σ_i = exp(linspace(ln σ_min, ln σ_max, N))`, as f64.
     pub fn discrete_sigmas(&self) -> Vec<f64> {
         let (a, b) = (self.sigma_min.ln(), self.sigma_max.ln());
@@ -96,9 +108,8 @@ impl Sde for VeSde {
     }
     fn discretize(&self, x: &Tensor, t: &Tensor) -> (Tensor, Tensor) {
         let idx = timestep_index(t, self.n, self.t_end());
-        let sig = Tensor::from_slice(&self.discrete_sigmas()).to_device(t.device());
-        let sigma = sig.index_select(0, &idx);
-        let prev = sig.index_select(0, &(&idx - 1).clamp_min(0));
+        let sigma = self.discrete_sigma_at(&idx);
+        let prev = self.discrete_sigma_at(&(&idx - 1).clamp_min(0));
         // tch: `a.where_self(cond, b)` = where(cond, a, b).
         let adjacent = sigma.zeros_like().where_self(&idx.eq(0), &prev);
         let g = (sigma.square() - adjacent.square())

@@ -52,6 +52,18 @@ impl VpSde {
         t.square() * (-0.25 * (self.beta_max - self.beta_min)) - t * (0.5 * self.beta_min)
     }
 
+    /// `β_i` of [`Self::discrete_betas`] for a tensor of indices `i` (int64), on their device
+    /// in f64 by the same formula (no table upload inside sampling loops).
+    pub fn discrete_beta_at(&self, idx: &Tensor) -> Tensor {
+        let n = self.n as f64;
+        let (a, b) = (self.beta_min / n, self.beta_max / n);
+        let i = idx.to_kind(Kind::Double);
+        if self.n == 1 {
+            return i.zeros_like() + a;
+        }
+        i * (b - a) / (n - 1.0) + a
+    }
+
     /// DDPM's discrete `β_i = linspace(β_min/N, β_max/N, N)`.
     pub fn discrete_betas(&self) -> Vec<f64> {
         let n = self.n as f64;
@@ -115,8 +127,7 @@ impl Sde for VpSde {
     }
     fn discretize(&self, x: &Tensor, t: &Tensor) -> (Tensor, Tensor) {
         let idx = timestep_index(t, self.n, self.t_end());
-        let betas = Tensor::from_slice(&self.discrete_betas()).to_device(t.device());
-        let beta = betas.index_select(0, &idx).to_kind(x.kind());
+        let beta = self.discrete_beta_at(&idx).to_kind(x.kind());
         let sqrt_alpha = (-&beta + 1.0).sqrt();
         let f = bcast(&sqrt_alpha, x) * x - x;
         (f, beta.sqrt())
