@@ -24,6 +24,7 @@
 
 pub mod autocast;
 pub mod bench;
+pub mod cuda_graph;
 pub mod data;
 pub mod device;
 pub mod error;

@@ -1,7 +1,8 @@
-//! Mixed-precision inference (`--autocast`): a shipped model's score under bf16 autocast is
-//! close to, but not the same as, its float32 score (so the setting takes effect and does not
-//! break the model), comes back as float32, and the CLI flag reaches `reconstruct`. One test
-//! per binary part because the policy is process-wide.
+//! GPU-speed flags checked on the CPU. Mixed-precision inference (`--autocast`): a shipped
+//! model's score under bf16 autocast is close to, but not the same as, its float32 score (so the
+//! setting takes effect and does not break the model), comes back as float32, and the CLI flag
+//! reaches `reconstruct` (the autocast policy is process-wide, so that is one test). And
+//! `--cuda-graph` is refused on a CPU run before anything is written.
 use scoreinv::autocast::{
     inference_autocast, parse_autocast, set_inference_autocast, AutocastDtype,
 };
@@ -82,4 +83,38 @@ fn bf16_autocast_changes_the_score_slightly_and_reaches_the_cli() {
     let o = run("int8");
     assert!(!o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("--autocast int8"));
+}
+
+/// `--cuda-graph` on a CPU run is refused before anything is written, naming the flag.
+#[test]
+fn cuda_graph_flag_needs_a_cuda_device() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("data/models/ct-ellipses");
+    let out = tempfile::tempdir().unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_scoreinv"))
+        .args(["--device", "cpu", "--threads", "1"])
+        .args([
+            "reconstruct",
+            "ct",
+            "--ground-truth",
+            "phantom:ellipses:1000..1001",
+        ])
+        .args([
+            "--size",
+            "64",
+            "--method",
+            "fbp,score",
+            "--steps",
+            "5",
+            "--cuda-graph",
+        ])
+        .arg("--model")
+        .arg(&dir)
+        .arg("--out")
+        .arg(out.path().join("g"))
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("--cuda-graph needs a CUDA device"), "{err}");
+    assert!(!out.path().join("g").exists());
 }

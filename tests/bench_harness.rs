@@ -265,6 +265,11 @@ fn measured_ct_runs_the_projection_sampler() {
     let dir = tempfile::tempdir().unwrap();
     let shared = build_shared(&bench_config(16, 8).unwrap(), Device::Cpu, dir.path()).unwrap();
     let (_vs, model) = bench_model(shared).unwrap();
-    let secs = measured_ct(&model, Device::Cpu, 3, 2).unwrap();
+    let secs = measured_ct(&model, Device::Cpu, 3, 2, false).unwrap();
     assert!(secs > 0.0 && secs.is_finite(), "{secs}");
+    // The CUDA-graph variant needs a CUDA device.
+    let e = measured_ct(&model, Device::Cpu, 3, 2, true)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("CUDA device"), "{e}");
 }

@@ -462,7 +462,7 @@ fn ct_rows(
             progress(&format!(
                 "CT {size}x{size} batch {batch}: one measured reconstruction, N = 1000"
             ));
-            let secs = match measured_ct(&net.model, dev, 1000, batch as i64) {
+            let secs = match measured_ct(&net.model, dev, 1000, batch as i64, false) {
                 Ok(s) => s,
                 Err(e) => {
                     // Reported, not fatal: the other rows of the suite still count.
@@ -480,6 +480,24 @@ fn ct_rows(
                 "PyTorch eager, EXTRAPOLATED as above",
                 theirs,
             )?);
+            if crate::cuda_graph::available() {
+                progress(&format!(
+                    "CT {size}x{size} batch {batch}: one measured reconstruction with a CUDA graph"
+                ));
+                match measured_ct(&net.model, dev, 1000, batch as i64, true) {
+                    Ok(g) => rows.push(Measurement::new(
+                        format!(
+                            "CT reconstruction {size}x{size} 23 of 180 views batch {batch}, N = 1000 + 1 corrector (MEASURED, CUDA graph)"
+                        ),
+                        dev,
+                        "s",
+                        g,
+                        "scoreinv eager loop (same run)",
+                        Some(secs),
+                    )?),
+                    Err(e) => eprintln!("CT {size}x{size} batch {batch}, CUDA graph run: {e}"),
+                }
+            }
         }
     }
     Ok(rows)
@@ -556,7 +574,16 @@ pub fn bench_model(shared: SharedNet) -> Result<(VarStore, BenchScore)> {
 /// ([`crate::runtime::set_cuda_sync_debug_mode`]): any op that would make the host wait for
 /// the GPU inside the step loop fails the run with an error saying so (the checks before the
 /// loop and the final denoising step are outside the window).
-pub fn measured_ct(model: &BenchScore, dev: Device, n_steps: usize, batch: i64) -> Result<f64> {
+///
+/// With `cuda_graph`, steps 2…N are replays of one captured CUDA graph of the step
+/// ([`crate::cuda_graph`]; no sync check then: a captured graph cannot synchronise).
+pub fn measured_ct(
+    model: &BenchScore,
+    dev: Device,
+    n_steps: usize,
+    batch: i64,
+    cuda_graph: bool,
+) -> Result<f64> {
     use crate::runtime::{set_cuda_sync_debug_mode, SyncDebugMode};
     let size = model
         .sample_shape()
@@ -567,8 +594,11 @@ pub fn measured_ct(model: &BenchScore, dev: Device, n_steps: usize, batch: i64) 
     let op = ParallelBeamRadon::sparse_view(size, 23, 180, Kind::Float, dev)?;
     let x = Tensor::rand([batch, 1, size as i64, size as i64], (Kind::Float, dev));
     let y = op.forward(&x)?;
-    let cfg = crate::inverse::projection::ProjectionConfig::ct();
-    let check = dev.is_cuda();
+    let cfg = crate::inverse::projection::ProjectionConfig {
+        cuda_graph,
+        ..crate::inverse::projection::ProjectionConfig::ct()
+    };
+    let check = dev.is_cuda() && !cuda_graph;
     let t = time(
         Repeats {
             warmup: 0,

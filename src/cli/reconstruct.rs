@@ -413,6 +413,10 @@ pub struct ScoreArgs {
     /// Posterior samples per case; the reconstruction is their mean.
     #[arg(long, default_value_t = 1)]
     pub samples: i64,
+    /// CUDA only: run the score method's steps as replays of one captured CUDA graph (one
+    /// launch per step; the step is launch-bound at these image sizes).
+    #[arg(long = "cuda-graph")]
+    pub cuda_graph: bool,
 }
 
 fn is_score_method(m: &str) -> bool {
@@ -435,6 +439,11 @@ fn score_methods(
     device: Device,
 ) -> Result<Vec<Box<dyn Method>>> {
     let mut out: Vec<Box<dyn Method>> = Vec::new();
+    anyhow::ensure!(
+        !s.cuda_graph || device.is_cuda(),
+        "--cuda-graph needs a CUDA device (--device cuda), the run is on {}",
+        scoreinv::device::device_name(device)
+    );
     for m in methods.iter().filter(|m| is_score_method(m)) {
         let dir = s
             .model
@@ -452,6 +461,7 @@ fn score_methods(
                 c.snr = s.snr.unwrap_or(c.snr);
                 c.lambda = s.lambda.unwrap_or(c.lambda);
                 c.consistency_iters = s.consistency_iters.unwrap_or(c.consistency_iters);
+                c.cuda_graph = s.cuda_graph;
                 ScoreAlgorithm::Projection(c)
             }
             "dps" => {

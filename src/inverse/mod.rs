@@ -81,6 +81,30 @@ impl<'a> ConsistencyStep<'a> {
         self.correct(x, &tx, &target, lambda)
     }
 
+    /// [`Self::project_noisy`] with the time as a `[B]` device tensor: `m(t)` and `s(t)` come
+    /// from `sde.marginal_prob` on the device (no host scalars), so a CUDA graph of a step that
+    /// calls it can be replayed at every time.
+    pub fn project_noisy_t(
+        &self,
+        sde: &dyn Sde,
+        x: &Tensor,
+        t: &Tensor,
+        lambda: f64,
+    ) -> Result<Tensor> {
+        let b = x.size()[0];
+        let mut shape = vec![b];
+        shape.extend(std::iter::repeat_n(1, self.known.dim() - 1));
+        let ones = Tensor::ones(shape.as_slice(), (t.kind(), t.device()));
+        let (m, s) = sde.marginal_prob(&ones, t);
+        let z = x.randn_like();
+        let both = self.op.transform(&Tensor::cat(&[x, &z], 0))?;
+        let tx = both.narrow(0, 0, b);
+        let tz = both.narrow(0, b, b);
+        let target =
+            &self.known * m.to_kind(x.kind()) + tz * s.to_kind(x.kind()).reshape(shape.as_slice());
+        self.correct(x, &tx, &target, lambda)
+    }
+
     /// `x + T⁻¹[λ Λ (embed(y) − T x)]` (the noiseless projection).
     pub fn project_clean(&self, x: &Tensor, lambda: f64) -> Result<Tensor> {
         let tx = self.op.transform(x)?;
