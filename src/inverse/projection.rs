@@ -267,7 +267,7 @@ fn graphed_loop(
     }
     let graph = crate::cuda_graph::CudaGraph::capture(device, &mut || {
         let next = step(&x_static, &t)?;
-        let _ = x_static.f_copy_(&next)?;
+        x_static.f_copy_(&next)?;
         Ok(())
     })?;
     for (i, &ti) in rest.iter().enumerate() {
