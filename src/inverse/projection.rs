@@ -213,21 +213,19 @@ pub fn sample_from(
             Ok(x)
         };
         x = graphed_loop(&grid, x, &one_step, progress)?;
-    }
-    for (i, &ti) in grid.iter().enumerate() {
-        if cfg.cuda_graph {
-            break; // done by graphed_loop
+    } else {
+        for (i, &ti) in grid.iter().enumerate() {
+            let t = vec_t(&x, ti);
+            if correct {
+                x = step.project_noisy(sde, &x, ti, cfg.lambda)?;
+                x = corrector.update(model, &x, &t).0;
+            }
+            if predict {
+                x = step.project_noisy(sde, &x, ti, cfg.lambda)?;
+                x = predictor.update(model, &x, &t).0;
+            }
+            progress(i + 1);
         }
-        let t = vec_t(&x, ti);
-        if correct {
-            x = step.project_noisy(sde, &x, ti, cfg.lambda)?;
-            x = corrector.update(model, &x, &t).0;
-        }
-        if predict {
-            x = step.project_noisy(sde, &x, ti, cfg.lambda)?;
-            x = predictor.update(model, &x, &t).0;
-        }
-        progress(i + 1);
     }
     let mut nfe = n * (predictor.nfe_per_step() + corrector.nfe_per_step());
     if cfg.denoise {
