@@ -56,6 +56,14 @@ pub fn run(args: Args, choice: DeviceChoice) -> Result<()> {
     };
     println!("CUDA available    {}", if available { "yes" } else { "no" });
     println!("CUDA devices      {count}");
+    println!(
+        "CUDA graphs       {}",
+        if scoreinv::cuda_graph::available() {
+            "built in (csrc/cuda_graph.cpp; reconstruct --cuda-graph)"
+        } else {
+            "not built (libtorch's CUDA headers were missing at build time)"
+        }
+    );
     for i in 0..count {
         let mem = match runtime::cuda_memory(i as usize) {
             Some((used, total)) => format!(
