@@ -13,6 +13,7 @@
 use std::path::{Path, PathBuf};
 
 fn main() {
+    println!("cargo::rustc-check-cfg=cfg(scoreinv_cuda_graph)");
     println!("cargo:rerun-if-env-changed=DEP_TCH_LIBTORCH_LIB");
     println!("cargo:rerun-if-changed=build.rs");
     let Ok(lib) = std::env::var("DEP_TCH_LIBTORCH_LIB") else {
@@ -33,7 +34,6 @@ fn main() {
 /// reported unavailable at run time).
 #[allow(dead_code)]
 fn cuda_graph_shim(lib: &Path) {
-    println!("cargo::rustc-check-cfg=cfg(scoreinv_cuda_graph)");
     println!("cargo:rerun-if-changed=csrc/cuda_graph.cpp");
     let Some(torch) = lib.parent() else { return };
     let include = torch.join("include");
