@@ -530,27 +530,9 @@ impl ClassifierTrainer {
             ));
         }
         let mut tr = Self::with_classes(cfg, data, device, meta.n_classes)?;
-        tch::no_grad(|| -> Result<()> {
-            for (i, name) in tr.opt.names.iter().enumerate() {
-                let shape = tr.opt.params[i].size();
-                let t = file.tensor(&format!("model/{name}"), Some(&shape), device)?;
-                tr.opt.params[i].copy_(&t);
-                let e = file.tensor(&format!("ema/{name}"), Some(&shape), device)?;
-                tr.opt.ema.shadow[i].copy_(&e);
-            }
-            for (k, &i) in tr.opt.trainable.iter().enumerate() {
-                let shape = tr.opt.params[i].size();
-                let name = &tr.opt.names[i];
-                let m = file.tensor(&format!("adam_m/{name}"), Some(&shape), device)?;
-                tr.opt.adam.m[k].copy_(&m);
-                let v = file.tensor(&format!("adam_v/{name}"), Some(&shape), device)?;
-                tr.opt.adam.v[k].copy_(&v);
-            }
-            Ok(())
-        })?;
+        tr.opt
+            .load_checkpoint(&file, device, meta.step, meta.ema_num_updates)?;
         tr.step = meta.step;
-        tr.opt.adam.t = meta.step;
-        tr.opt.ema.num_updates = meta.ema_num_updates;
         tr.last_loss = meta.last_loss;
         Ok(tr)
     }
@@ -778,19 +760,7 @@ impl ClassifierTrainer {
             .ok()
             .and_then(|t| serde_json::from_str::<ClassifierCheckpointMeta>(&t).ok());
         let meta = self.meta();
-        let mut tensors = Vec::with_capacity(4 * self.opt.params.len());
-        for (i, name) in self.opt.names.iter().enumerate() {
-            tensors.push((format!("model/{name}"), self.opt.params[i].detach()));
-            tensors.push((
-                format!("ema/{name}"),
-                self.opt.ema.shadow[i].shallow_clone(),
-            ));
-        }
-        for (k, &i) in self.opt.trainable.iter().enumerate() {
-            let name = &self.opt.names[i];
-            tensors.push((format!("adam_m/{name}"), self.opt.adam.m[k].shallow_clone()));
-            tensors.push((format!("adam_v/{name}"), self.opt.adam.v[k].shallow_clone()));
-        }
+        let tensors = self.opt.checkpoint_tensors();
         let mut md = HashMap::new();
         md.insert("step".to_string(), meta.step.to_string());
         md.insert(

@@ -505,6 +505,55 @@ impl OptimState {
             flat,
         }
     }
+
+    /// The tensors of a checkpoint: `model/<var>` and `ema/<var>` for every variable,
+    /// `adam_m/<var>` and `adam_v/<var>` for the trainable ones (the layout of
+    /// [`crate::train::checkpoint`]).
+    pub fn checkpoint_tensors(&self) -> Vec<(String, Tensor)> {
+        let mut tensors = Vec::with_capacity(4 * self.params.len());
+        for (i, name) in self.names.iter().enumerate() {
+            tensors.push((format!("model/{name}"), self.params[i].detach()));
+            tensors.push((format!("ema/{name}"), self.ema.shadow[i].shallow_clone()));
+        }
+        for (k, &i) in self.trainable.iter().enumerate() {
+            let name = &self.names[i];
+            tensors.push((format!("adam_m/{name}"), self.adam.m[k].shallow_clone()));
+            tensors.push((format!("adam_v/{name}"), self.adam.v[k].shallow_clone()));
+        }
+        tensors
+    }
+
+    /// Restores the state [`Self::checkpoint_tensors`] wrote (in place, so flat buffers stay
+    /// homed), at optimiser step `step` with `ema_num_updates` EMA updates.
+    pub fn load_checkpoint(
+        &mut self,
+        file: &crate::train::checkpoint::TensorFile,
+        device: tch::Device,
+        step: u64,
+        ema_num_updates: u64,
+    ) -> crate::Result<()> {
+        tch::no_grad(|| -> crate::Result<()> {
+            for (i, name) in self.names.iter().enumerate() {
+                let shape = self.params[i].size();
+                let t = file.tensor(&format!("model/{name}"), Some(&shape), device)?;
+                self.params[i].copy_(&t);
+                let e = file.tensor(&format!("ema/{name}"), Some(&shape), device)?;
+                self.ema.shadow[i].copy_(&e);
+            }
+            for (k, &i) in self.trainable.iter().enumerate() {
+                let shape = self.params[i].size();
+                let name = &self.names[i];
+                let m = file.tensor(&format!("adam_m/{name}"), Some(&shape), device)?;
+                self.adam.m[k].copy_(&m);
+                let v = file.tensor(&format!("adam_v/{name}"), Some(&shape), device)?;
+                self.adam.v[k].copy_(&v);
+            }
+            Ok(())
+        })?;
+        self.adam.t = step;
+        self.ema.num_updates = ema_num_updates;
+        Ok(())
+    }
 }
 
 /// One guarded optimiser update from a scalar `loss` whose value is `loss_value`, at 0-based
