@@ -286,7 +286,7 @@ pub fn run_sampler(ctx: &BenchContext, progress: &dyn Fn(&str)) -> Result<Vec<Me
     // evaluations per sample and seconds per sample (batch 1). The network's weights are the
     // bench's random ones, so the NFE is that of this network size, not of a trained model.
     progress(&format!("probability-flow ODE {size}x{size}: scoreinv"));
-    let sde = ve_sde(&net.model, 1000)?;
+    let sde = sde_with_n(&net.model, 1000)?;
     let ode = OdeSampler::new(sde.as_ref(), OdeConfig::default())?;
     let mut nfe = 0usize;
     let t_ode = tch::no_grad(|| {
@@ -506,28 +506,14 @@ fn ct_rows(
 /// The bench network as a score model.
 pub type BenchScore = NetScore<Ncsnpp>;
 
-/// The VE SDE of `model` with `n` discretisation steps.
-fn ve_sde(model: &BenchScore, n: usize) -> Result<Box<dyn crate::sde::Sde>> {
-    match model.sde_config() {
-        SdeConfig::Ve {
-            sigma_min,
-            sigma_max,
-            ..
-        } => SdeConfig::Ve {
-            sigma_min,
-            sigma_max,
-            n,
-        }
-        .build(),
-        other => Err(Error::Invalid(format!(
-            "bench: expected a VE score model, got {other:?}"
-        ))),
-    }
+/// The SDE of `model` with `n` discretisation steps.
+fn sde_with_n(model: &BenchScore, n: usize) -> Result<Box<dyn crate::sde::Sde>> {
+    model.sde_config().with_n(n).build()
 }
 
 /// Seconds per VE PC step (reverse diffusion + Langevin) of `model` at `batch`.
 fn pc_step_seconds(model: &BenchScore, dev: Device, batch: i64) -> Result<f64> {
-    let sde = ve_sde(model, 4)?;
+    let sde = sde_with_n(model, 4)?;
     let pc = PcSampler::new(
         sde.as_ref(),
         PcConfig {
@@ -590,7 +576,7 @@ pub fn measured_ct(
         .map(|s| s[s.len() - 1])
         .ok_or_else(|| Error::Invalid("bench: the score model has no sample shape".into()))?
         as usize;
-    let sde = ve_sde(model, n_steps)?;
+    let sde = sde_with_n(model, n_steps)?;
     let op = ParallelBeamRadon::sparse_view(size, 23, 180, Kind::Float, dev)?;
     let x = Tensor::rand([batch, 1, size as i64, size as i64], (Kind::Float, dev));
     let y = op.forward(&x)?;

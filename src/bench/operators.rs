@@ -90,6 +90,16 @@ pub fn mri_mask(n: usize) -> Result<SamplingMask> {
     )?)
 }
 
+/// The name of a resolved Radon backend in row names.
+fn backend_label(backend: RadonBackend) -> &'static str {
+    match backend {
+        RadonBackend::Sparse => "sparse CSR",
+        RadonBackend::TensorOps => "tensor ops",
+        RadonBackend::Reference => "ndarray reference",
+        RadonBackend::Auto => "auto",
+    }
+}
+
 /// Radon images/s at torch-radon's benchmark geometry (256², 256 angles, float32): forward and
 /// forward + adjoint of the default (sparse CSR) backend, batch 64 and 256 on a GPU, 8 on the
 /// CPU or in a quick run. The reference in the same run is the usual PyTorch-eager Radon on the
@@ -108,11 +118,7 @@ fn radon_throughput(
         &[64, 256]
     };
     let op = ParallelBeamRadon::full_view(n, angles, Kind::Float, dev)?;
-    let label = match op.backend() {
-        RadonBackend::Sparse => "sparse CSR",
-        RadonBackend::TensorOps => "tensor ops",
-        _ => "ndarray reference",
-    };
+    let label = backend_label(op.backend());
     let r = ctx.repeats();
     let mut rows = Vec::new();
     for &batch in batches {
@@ -185,14 +191,12 @@ pub fn run(ctx: &BenchContext, progress: &dyn Fn(&str)) -> Result<Vec<Measuremen
     ]);
     let ref_val = |k: &str| -> Option<f64> { reference.as_ref().and_then(|v| field(v, k).ok()) };
     let x = disc_images(s.batch, s.n, dev);
-    let mut backends = vec![
-        (RadonBackend::Sparse, "sparse CSR"),
-        (RadonBackend::TensorOps, "tensor ops"),
-    ];
+    let mut backends = vec![RadonBackend::Sparse, RadonBackend::TensorOps];
     if dev == Device::Cpu {
-        backends.push((RadonBackend::Reference, "ndarray reference"));
+        backends.push(RadonBackend::Reference);
     }
-    for (backend, label) in backends {
+    for backend in backends {
+        let label = backend_label(backend);
         progress(&format!("radon {tag}: scoreinv ({label})"));
         let op =
             ParallelBeamRadon::full_view(s.n, s.angles, Kind::Float, dev)?.with_backend(backend)?;
