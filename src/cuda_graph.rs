@@ -93,12 +93,7 @@ impl CudaGraph {
                         1
                     }
                     Err(p) => {
-                        ctx.error = Some(
-                            p.downcast_ref::<String>()
-                                .cloned()
-                                .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
-                                .unwrap_or_else(|| "panic".into()),
-                        );
+                        ctx.error = Some(crate::runtime::panic_message(p.as_ref()));
                         1
                     }
                 }

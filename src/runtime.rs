@@ -144,6 +144,15 @@ pub fn set_cuda_sync_debug_mode(mode: SyncDebugMode) -> Option<SyncDebugMode> {
     }
 }
 
+/// The message of a caught panic payload (`String` or `&str`), or `"panic"`.
+pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
+        .unwrap_or_else(|| "panic".into())
+}
+
 /// Bytes in GiB (2³⁰ bytes).
 pub fn gib(bytes: u64) -> f64 {
     bytes as f64 / (1u64 << 30) as f64

@@ -434,17 +434,7 @@ fn ct_rows(
             Ok(())
         })?;
         let ref_op = ctx
-            .reference(&[
-                "radon_torch".into(),
-                "--size".into(),
-                size.to_string(),
-                "--angles".into(),
-                "180".into(),
-                "--batch".into(),
-                batch.to_string(),
-                "--device".into(),
-                device_label(dev),
-            ])
+            .reference(&super::operators::radon_torch_args(size, 180, batch, dev))
             .and_then(|v| Some(field(&v, "forward").ok()? + field(&v, "fbp").ok()?));
         let theirs = ref_step.zip(ref_op).map(|(s, o)| FULL_STEPS * (s + o));
         rows.push(Measurement::new(
@@ -616,11 +606,7 @@ pub fn measured_ct(
             match run {
                 Ok(r) => r.map(drop),
                 Err(p) => {
-                    let msg = p
-                        .downcast_ref::<String>()
-                        .cloned()
-                        .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
-                        .unwrap_or_default();
+                    let msg = crate::runtime::panic_message(p.as_ref());
                     Err(Error::Invalid(format!(
                         "bench: an op inside the projection sampler's step loop failed under \
                          libtorch's CUDA sync debug mode 'error' (a host synchronisation?): {msg}"

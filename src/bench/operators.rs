@@ -90,6 +90,22 @@ pub fn mri_mask(n: usize) -> Result<SamplingMask> {
     )?)
 }
 
+/// Arguments of `reference.py radon_torch` (the PyTorch `grid_sample` Radon and FBP) for `n²`
+/// images, `angles` full-view angles and `batch` images on `dev`.
+pub fn radon_torch_args(n: usize, angles: usize, batch: usize, dev: Device) -> Vec<String> {
+    vec![
+        "radon_torch".into(),
+        "--size".into(),
+        n.to_string(),
+        "--angles".into(),
+        angles.to_string(),
+        "--batch".into(),
+        batch.to_string(),
+        "--device".into(),
+        super::device_label(dev),
+    ]
+}
+
 /// The name of a resolved Radon backend in row names.
 fn backend_label(backend: RadonBackend) -> &'static str {
     match backend {
@@ -124,17 +140,7 @@ fn radon_throughput(
     for &batch in batches {
         let tag = format!("{n}x{n} {angles} angles batch {batch} [{label}]");
         progress(&format!("radon {tag}: PyTorch grid_sample reference"));
-        let reference = ctx.reference(&[
-            "radon_torch".into(),
-            "--size".into(),
-            n.to_string(),
-            "--angles".into(),
-            angles.to_string(),
-            "--batch".into(),
-            batch.to_string(),
-            "--device".into(),
-            super::device_label(dev),
-        ]);
+        let reference = ctx.reference(&radon_torch_args(n, angles, batch, dev));
         let ref_rate = |k: &str| -> Option<f64> {
             reference
                 .as_ref()
