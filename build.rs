@@ -32,7 +32,6 @@ fn main() {
 
 /// Compiles the CUDA-graph shim when the headers it needs are found (else CUDA graphs are
 /// reported unavailable at run time).
-#[allow(dead_code)]
 fn cuda_graph_shim(lib: &Path) {
     println!("cargo:rerun-if-changed=csrc/cuda_graph.cpp");
     let Some(torch) = lib.parent() else { return };

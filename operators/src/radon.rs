@@ -605,6 +605,14 @@ fn run_reference<T: Real>(
     Ok(Tensor::f_from_slice(flat)?.f_reshape(s)?)
 }
 
+/// The half-spectrum filters of every [`FbpFilter::ALL`] entry, in that order.
+fn filter_tensors(n: usize, kind: Kind, device: Device) -> Result<Vec<Shared>> {
+    FbpFilter::ALL
+        .iter()
+        .map(|&f| filter_tensor(n, f, kind, device).map(Shared))
+        .collect()
+}
+
 fn filter_tensor(n: usize, filter: FbpFilter, kind: Kind, device: Device) -> Result<Tensor> {
     let pad = FbpPadding::new(n);
     let h = half_spectrum_filter(pad.fft_len, filter);
@@ -746,10 +754,7 @@ fn build_tables(
         full_bp,
         meas_bp,
         pix: Shared(Tensor::f_from_slice(&pix)?.f_to_device(device)?),
-        filters: FbpFilter::ALL
-            .iter()
-            .map(|&f| filter_tensor(n, f, kind, device).map(Shared))
-            .collect::<Result<Vec<_>>>()?,
+        filters: filter_tensors(n, kind, device)?,
     })
 }
 
@@ -793,10 +798,7 @@ fn build_sparse(
         meas_adj,
         full_bp,
         meas_bp,
-        filters: FbpFilter::ALL
-            .iter()
-            .map(|&f| filter_tensor(n, f, kind, device).map(Shared))
-            .collect::<Result<Vec<_>>>()?,
+        filters: filter_tensors(n, kind, device)?,
     })
 }
 
