@@ -529,3 +529,107 @@ fn separate_heldout_data() {
     let e = tr.set_heldout(wrong).unwrap_err().to_string();
     assert!(e.contains("three-d"), "{e}");
 }
+
+/// `Trainer::fine_tune` (the CLI's `train --init`): a new run whose network, SDE and score
+/// options are the model directory's (the given config's are replaced), whose trained and EMA
+/// weights start at the model's, and which records where it came from; it then learns the new
+/// data (its DSM loss on a shifted copy of the data falls) and resumes bit-exactly; data of
+/// another sample shape or value range is refused, naming it.
+#[test]
+fn fine_tune_starts_from_a_model_dir() {
+    let dir = tempfile::tempdir().unwrap();
+    let model_dir = dir.path().join("model");
+    let cfg = tiny_config();
+    let data = gaussian_data();
+    let mut base = Trainer::new(cfg.clone(), &data, Device::Cpu).unwrap();
+    steps(&mut base, 10);
+    base.export_model_dir(&model_dir).unwrap();
+    let start = base.ema_weights();
+
+    let mut other = tiny_config();
+    other.model = ModelConfig::Mlp(MlpConfig {
+        hidden: 16,
+        n_layers: 3,
+        embed_dim: 4,
+        embedding: None,
+    });
+    other.data.heldout_fraction = 0.0;
+    other.training.n_iters = 40;
+    let shifted = Dataset::new(
+        Gaussian2d::toy().sample(100, 8) + 3.0,
+        None,
+        DataInfo::vectors(2, "shifted"),
+    )
+    .unwrap();
+    let mut ft = Trainer::fine_tune(&model_dir, other.clone(), &shifted, Device::Cpu).unwrap();
+    assert_eq!(
+        ft.config().model,
+        cfg.model,
+        "the model directory's network is used"
+    );
+    assert_eq!(ft.config().sde, cfg.sde);
+    assert_eq!(
+        ft.config().training.init.as_deref(),
+        Some(model_dir.display().to_string().as_str())
+    );
+    assert_eq!(ft.step_count(), 0);
+    assert_same(&ft.weights(), &start, "weight");
+    assert_same(&ft.ema_weights(), &start, "EMA weight");
+
+    // It learns the shifted data: the held-out DSM loss on it falls over 40 steps.
+    let held = Gaussian2d::toy().sample(400, 9) + 3.0;
+    ft.set_heldout(Dataset::new(held, None, DataInfo::vectors(2, "held")).unwrap())
+        .unwrap();
+    let before = ft.heldout_loss().unwrap().unwrap();
+    let run = dir.path().join("run");
+    let mut a = Trainer::fine_tune(&model_dir, other.clone(), &shifted, Device::Cpu).unwrap();
+    a.save_checkpoint(&run).unwrap();
+    steps(&mut ft, 40);
+    let after = ft.heldout_loss().unwrap().unwrap();
+    assert!(after < 0.9 * before, "held-out loss {before} → {after}");
+
+    // Resume of a fine-tuning run: bit-exact, and the checkpoint keeps the provenance.
+    steps(&mut a, 20);
+    a.save_checkpoint(&run).unwrap();
+    let mut b = Trainer::resume(&run, &shifted, Device::Cpu, |_| {}).unwrap();
+    assert_eq!(b.config().training.init, ft.config().training.init);
+    steps(&mut b, 20);
+    assert_same(&ft.weights(), &b.weights(), "weight after resume");
+    assert_same(
+        &ft.ema_weights(),
+        &b.ema_weights(),
+        "EMA weight after resume",
+    );
+    b.export_model_dir(&dir.path().join("ft-model")).unwrap();
+    let (_, _, mcfg) = load_model_dir(&dir.path().join("ft-model"), Device::Cpu).unwrap();
+    assert_eq!(
+        mcfg.training.and_then(|t| t.init),
+        Some(model_dir.display().to_string())
+    );
+
+    // Data the model was not trained for.
+    let three = Dataset::new(
+        Tensor::zeros([8, 3], (Kind::Float, Device::Cpu)),
+        None,
+        DataInfo::vectors(3, "three-d"),
+    )
+    .unwrap();
+    let e = Trainer::fine_tune(&model_dir, other.clone(), &three, Device::Cpu)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(e.contains("three-d") && e.contains("sample shape"), "{e}");
+    let mut info = DataInfo::vectors(2, "bytes");
+    info.data_range = Some((0.0, 255.0));
+    let ranged = Dataset::new(Gaussian2d::toy().sample(10, 1), None, info).unwrap();
+    let e = Trainer::fine_tune(&model_dir, other.clone(), &ranged, Device::Cpu)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(e.contains("value range") && e.contains("255"), "{e}");
+    let e = Trainer::fine_tune(&dir.path().join("missing"), other, &shifted, Device::Cpu)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(e.contains("missing") && e.contains("does not exist"), "{e}");
+}

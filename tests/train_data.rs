@@ -578,3 +578,104 @@ fn cli_train_with_separate_heldout_data() {
     assert!(err.contains("--heldout-data phantom:ellipses:4"), "{err}");
     assert!(!run2.exists(), "nothing is written");
 }
+
+/// `--init MODEL_DIR`: a new run starts from a trained model (its network and SDE, whatever the
+/// preset says), records it in the checkpoint and the exported model, and a model of another
+/// sample shape or `--init` with `--resume` is refused before anything is written.
+#[test]
+fn cli_train_fine_tunes_a_model_dir() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = dir.path().join("base");
+    let out = scoreinv()
+        .args([
+            "train",
+            "--data",
+            "gaussian2d:300",
+            "--preset",
+            "toy2d",
+            "--steps",
+            "10",
+        ])
+        .arg("--out")
+        .arg(&base)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let ft = dir.path().join("ft");
+    let out = scoreinv()
+        .args([
+            "train",
+            "--data",
+            "gaussian2d:200",
+            "--preset",
+            "tiny",
+            "--steps",
+            "10",
+        ])
+        .arg("--init")
+        .arg(base.join("model"))
+        .arg("--out")
+        .arg(&ft)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("fine-tuning"));
+    let json = |p: std::path::PathBuf| -> serde_json::Value {
+        serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap()
+    };
+    let base_meta = json(base.join("checkpoint.json"));
+    let meta = json(ft.join("checkpoint.json"));
+    assert_eq!(meta["config"]["model"], base_meta["config"]["model"]);
+    assert_eq!(meta["config"]["sde"], base_meta["config"]["sde"]);
+    let init = base.join("model").display().to_string();
+    assert_eq!(
+        meta["config"]["training"]["init"].as_str(),
+        Some(init.as_str())
+    );
+    let model = json(ft.join("model").join("config.json"));
+    assert_eq!(model["training"]["init"].as_str(), Some(init.as_str()));
+    assert_eq!(model["training"]["step"].as_u64(), Some(10));
+
+    let bad = dir.path().join("bad");
+    let out = scoreinv()
+        .args([
+            "train",
+            "--data",
+            "phantom:ellipses:4",
+            "--preset",
+            "tiny",
+            "--steps",
+            "5",
+        ])
+        .arg("--init")
+        .arg(base.join("model"))
+        .arg("--out")
+        .arg(&bad)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("--init") && err.contains("sample shape"),
+        "{err}"
+    );
+    assert!(!bad.exists(), "nothing is written");
+    let out = scoreinv()
+        .args(["train", "--data", "gaussian2d:200", "--resume"])
+        .arg("--init")
+        .arg(base.join("model"))
+        .arg("--out")
+        .arg(&ft)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--init"));
+}

@@ -2,6 +2,7 @@
 use anyhow::{bail, Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 use scoreinv::device::{device_name, DeviceChoice};
+use scoreinv::models::model_dir::read_model_config;
 use scoreinv::train::checkpoint;
 use scoreinv::train::config::{preset, TrainConfig, PRESETS};
 use scoreinv::train::data::DataSource;
@@ -56,6 +57,12 @@ pub struct Args {
     /// --data (data.heldout_fraction = 0). Allowed with --resume (only evaluation changes).
     #[arg(long)]
     pub heldout_data: Option<String>,
+    /// Fine-tune a trained model: a model directory (e.g. data/models/ct-head) whose network,
+    /// SDE and weights (and EMA) are the starting point of a new run on --data; --preset or
+    /// --config give the optimiser and training settings (with the preset's warm-up). The data
+    /// must have the model's sample shape and value range.
+    #[arg(long, value_name = "MODEL_DIR", conflicts_with = "resume")]
+    pub init: Option<PathBuf>,
 }
 
 pub fn run(args: Args, choice: DeviceChoice) -> Result<()> {
@@ -128,10 +135,31 @@ pub fn run(args: Args, choice: DeviceChoice) -> Result<()> {
         if args.heldout_data.is_some() {
             cfg.data.heldout_fraction = 0.0;
         }
-        cfg.validate()?;
-        let data = source.load_sized(cfg.data.centered, args.size)?;
-        Trainer::new(cfg, &data, device)
-            .with_context(|| format!("setting up training (presets: {})", PRESETS.join(", ")))?
+        match &args.init {
+            Some(init) => {
+                let mcfg = read_model_config(init)
+                    .with_context(|| format!("--init {}", init.display()))?;
+                cfg.data.centered = mcfg.data.centered;
+                cfg.validate()?;
+                let data = source.load_sized(cfg.data.centered, args.size)?;
+                let tr = Trainer::fine_tune(init, cfg, &data, device)
+                    .with_context(|| format!("--init {}", init.display()))?;
+                eprintln!(
+                    "fine-tuning {} (trained {} steps on {}): its network, SDE and weights are the start",
+                    init.display(),
+                    mcfg.training.map(|t| t.step).unwrap_or(0),
+                    mcfg.data.source
+                );
+                tr
+            }
+            None => {
+                cfg.validate()?;
+                let data = source.load_sized(cfg.data.centered, args.size)?;
+                Trainer::new(cfg, &data, device).with_context(|| {
+                    format!("setting up training (presets: {})", PRESETS.join(", "))
+                })?
+            }
+        }
     };
     if let Some(spec) = &args.heldout_data {
         let held = DataSource::parse(spec)?

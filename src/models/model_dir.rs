@@ -182,6 +182,9 @@ pub struct TrainingInfo {
     pub step: u64,
     pub ema_rate: f64,
     pub loss: String,
+    /// The model directory the run was fine-tuned from (`scoreinv train --init`), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub init: Option<String>,
 }
 
 /// Contents of `config.json`.

@@ -88,6 +88,12 @@ pub struct TrainingConfig {
     /// scaling) or `float16`.
     #[serde(default)]
     pub autocast_dtype: crate::autocast::AutocastDtype,
+    /// The model directory whose weights this run started from (set by
+    /// [`Trainer::fine_tune`](crate::train::Trainer::fine_tune), `scoreinv train --init`);
+    /// `None`: a network initialised at random. Kept for provenance: resuming reads the
+    /// checkpoint, not this directory.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub init: Option<String>,
 }
 
 impl Default for TrainingConfig {
@@ -105,6 +111,7 @@ impl Default for TrainingConfig {
             sample_steps: None,
             autocast: false,
             autocast_dtype: Default::default(),
+            init: None,
         }
     }
 }

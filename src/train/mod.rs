@@ -22,7 +22,7 @@ pub mod optim;
 pub mod rng;
 
 use crate::models::model_dir::{
-    save_model_dir, DataInfo, ModelDirConfig, TrainingInfo, MODEL_FORMAT,
+    read_model_config, save_model_dir, DataInfo, ModelDirConfig, TrainingInfo, MODEL_FORMAT,
 };
 use crate::models::score_net::NetScore;
 use crate::models::TimeConditionedNet;
@@ -171,6 +171,81 @@ impl Trainer {
             .load_checkpoint(&file, device, meta.step, meta.ema_num_updates)?;
         tr.step = meta.step;
         tr.last_loss = meta.last_loss;
+        Ok(tr)
+    }
+
+    /// A fresh run that fine-tunes the trained model in the model directory `init` on `data`:
+    /// the network, SDE and score options are the model's (those of `cfg` are replaced), its
+    /// weights are the starting point of both the trained and the EMA weights, and the rest of
+    /// `cfg` (optimiser with its warm-up, batch size, steps, seed, data split) applies as for a
+    /// new run. The data must be what the model was trained for: same sample shape, same
+    /// `centered` flag, same raw-value range. `training.init` records `init`; a fine-tuning run
+    /// resumes like any other (its first checkpoint holds the starting weights).
+    pub fn fine_tune(
+        init: &Path,
+        mut cfg: TrainConfig,
+        data: &Dataset,
+        device: Device,
+    ) -> Result<Self> {
+        let mcfg = read_model_config(init)?;
+        let what =
+            |field: &str| format!("{field} of the data given to fine-tune {}", init.display());
+        if data.info.shape != mcfg.data.shape {
+            return Err(Error::Shape {
+                what: what("sample shape"),
+                expected: format!(
+                    "{:?} (the model's, from {})",
+                    mcfg.data.shape, mcfg.data.source
+                ),
+                actual: format!("{:?} ({})", data.info.shape, data.info.source),
+            });
+        }
+        if data.info.centered != mcfg.data.centered || data.info.data_range != mcfg.data.data_range
+        {
+            return Err(Error::Config(format!(
+                "{}: the model maps raw values {:?} to {} but the data was loaded as {:?} → {}",
+                what("value range"),
+                mcfg.data.data_range,
+                if mcfg.data.centered {
+                    "[-1, 1]"
+                } else {
+                    "[0, 1]"
+                },
+                data.info.data_range,
+                if data.info.centered {
+                    "[-1, 1]"
+                } else {
+                    "[0, 1]"
+                },
+            )));
+        }
+        cfg.model = mcfg.model;
+        cfg.sde = mcfg.sde;
+        cfg.score = mcfg.score;
+        cfg.data.centered = mcfg.data.centered;
+        cfg.training.init = Some(init.display().to_string());
+        let mut tr = Trainer::new(cfg, data, device)?;
+        let weights = init.join("model.safetensors");
+        let file = checkpoint::TensorFile::read(&weights)?;
+        let names: std::collections::HashSet<&str> =
+            tr.opt.names.iter().map(|n| n.as_str()).collect();
+        if let Some(extra) = file.names().iter().find(|n| !names.contains(n.as_str())) {
+            return Err(Error::Checkpoint {
+                path: weights,
+                msg: format!(
+                    "tensor '{extra}' does not belong to the {} model described in config.json",
+                    tr.cfg.model.name()
+                ),
+            });
+        }
+        tch::no_grad(|| -> Result<()> {
+            for (i, name) in tr.opt.names.iter().enumerate() {
+                let t = file.tensor(name, Some(&tr.opt.params[i].size()), device)?;
+                tr.opt.params[i].copy_(&t);
+                tr.opt.ema.shadow[i].copy_(&t);
+            }
+            Ok(())
+        })?;
         Ok(tr)
     }
 
@@ -594,6 +669,7 @@ pub fn model_dir_config(cfg: &TrainConfig, data: &DataInfo, step: u64) -> ModelD
             step,
             ema_rate: cfg.optim.ema_rate,
             loss: cfg.loss.name().into(),
+            init: cfg.training.init.clone(),
         }),
     }
 }
