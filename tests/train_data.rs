@@ -679,3 +679,40 @@ fn cli_train_fine_tunes_a_model_dir() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("--init"));
 }
+
+/// `A+B`: joined sources concatenate their samples in order (the first part's samples are
+/// the part loaded alone), keep the common value range, and refuse parts of another sample
+/// shape (naming it) or an empty part.
+#[test]
+fn joined_sources_concatenate() {
+    let shepp = DataSource::parse("phantom:shepp-logan")
+        .unwrap()
+        .load_sized(false, Some(32))
+        .unwrap();
+    let joined = DataSource::parse("phantom:shepp-logan+phantom:ellipses:3+phantom:shepp-logan")
+        .unwrap()
+        .load_sized(false, Some(32))
+        .unwrap();
+    assert_eq!(joined.len(), 5);
+    assert_eq!(joined.info.shape, vec![1, 32, 32]);
+    assert_eq!(joined.info.data_range, shepp.info.data_range);
+    assert!(joined.data.get(0).equal(&shepp.data.get(0)));
+    assert!(joined.data.get(4).equal(&shepp.data.get(0)));
+    assert!(!joined.data.get(1).equal(&shepp.data.get(0)));
+    assert!(joined.info.source.contains(" + "), "{}", joined.info.source);
+
+    let e = DataSource::parse("phantom:shepp-logan+gaussian2d:5")
+        .unwrap()
+        .load(false)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("joined data source") && e.contains("[2]"), "{e}");
+    let e = DataSource::parse("phantom:shepp-logan+")
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("part 2") && e.contains("empty"), "{e}");
+    let e = DataSource::parse("phantom:shepp-logan+nifti:/no/such.nii.gz")
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("/no/such.nii.gz"), "{e}");
+}

@@ -13,8 +13,8 @@ use std::path::PathBuf;
 pub struct Args {
     /// Training data: gaussian2d[:N], fashion-mnist, phantom:ellipses:N, invesalius[:FILE.inv3], photos:N:PATH[,PATH…] (random crops of photos),
     /// nifti:A.nii.gz[,B.nii.gz…], nifti-crop:A.nii.gz[,…] (each volume cropped to its
-    /// foreground first), a folder with IDX files or images, an IDX file, or a .npy
-    /// stack.
+    /// foreground first), dicom:SERIES_DIR|FILE.dcm[,…], a folder with IDX files or images, an
+    /// IDX file, or a .npy stack; A+B joins sources (samples concatenated).
     #[arg(long)]
     pub data: String,
     /// Run directory (checkpoints, loss.csv, heldout.csv, samples/step_N.png grids, model/).

@@ -30,6 +30,10 @@
 //!   photos named by image files, folders or `.txt` lists (e.g. `data/color-photos.txt`),
 //!   rendered at `--size` (default 64).
 //!
+//! * `A+B[+…]`: several of these sources joined, their samples concatenated in order (e.g. a
+//!   template's slices plus a scan series: `nifti-crop:MNI.nii.gz+dicom:SERIES_DIR`; repeating a
+//!   part oversamples it); the parts must give the same sample shape and value range.
+//!
 //! `scoreinv train --size S` resamples any image source to `S × S`.
 //!
 //! Images are mapped to `[0, 1]` (u8 by /255; float stacks by their min/max unless already in
@@ -199,7 +203,8 @@ pub enum DataSource {
     /// Axial slices of NIfTI volumes; `crop`: each volume cropped in-plane to its foreground
     /// bounding box first (`nifti-crop:`).
     Nifti { paths: Vec<PathBuf>, crop: bool },
-    /// Slices of DICOM series (folders) or single DICOM files, through the CT HU window.
+    /// Slices of DICOM series (folders) or single DICOM files: CT through the HU window, other
+    /// modalities (MR) min–max normalised per slice.
     Dicom(Vec<PathBuf>),
     /// `n` random multi-scale crops of colour photos: `paths` as given (files, folders, `.txt`
     /// lists), `files` the images they name (expanded once, when parsed).
@@ -208,6 +213,8 @@ pub enum DataSource {
         paths: Vec<PathBuf>,
         files: Vec<PathBuf>,
     },
+    /// Several sources (`A+B`), their samples concatenated in order.
+    Concat(Vec<DataSource>),
 }
 
 /// Seed of the random-ellipse training stream (evaluation phantoms use small seeds, one stream
@@ -225,6 +232,22 @@ pub fn find_idx(dir: &Path, stem: &str) -> Option<PathBuf> {
 impl DataSource {
     /// Parses a `--data` argument.
     pub fn parse(spec: &str) -> Result<Self> {
+        // `A+B`: joined sources (a path that exists with a '+' in its name is a path).
+        if spec.contains('+') && !Path::new(spec).exists() {
+            let parts: Vec<&str> = spec.split('+').collect();
+            if let Some(empty) = parts.iter().position(|p| p.trim().is_empty()) {
+                return Err(Error::Invalid(format!(
+                    "--data {spec}: part {} of the '+'-joined sources is empty",
+                    empty + 1
+                )));
+            }
+            return Ok(DataSource::Concat(
+                parts
+                    .into_iter()
+                    .map(DataSource::parse)
+                    .collect::<Result<_>>()?,
+            ));
+        }
         if let Some(rest) = spec.strip_prefix("gaussian2d") {
             let n = match rest.strip_prefix(':') {
                 Some(n) => n.parse::<usize>().map_err(|_| {
@@ -395,6 +418,41 @@ impl DataSource {
 
     fn load_native(&self, centered: bool, size: Option<i64>) -> Result<Dataset> {
         match self {
+            DataSource::Concat(parts) => {
+                let sets = parts
+                    .iter()
+                    .map(|p| p.load_sized(centered, size))
+                    .collect::<Result<Vec<_>>>()?;
+                let first = &sets[0].info;
+                for d in &sets[1..] {
+                    if d.info.shape != first.shape || d.info.data_range != first.data_range {
+                        return Err(Error::Shape {
+                            what: format!("joined data source '{}'", d.info.source),
+                            expected: format!(
+                                "samples of shape {:?}, raw range {:?} (as '{}')",
+                                first.shape, first.data_range, first.source
+                            ),
+                            actual: format!(
+                                "shape {:?}, raw range {:?}",
+                                d.info.shape, d.info.data_range
+                            ),
+                        });
+                    }
+                }
+                let labels = sets
+                    .iter()
+                    .map(|d| d.labels.clone())
+                    .collect::<Option<Vec<_>>>()
+                    .map(|l| l.concat());
+                let x = Tensor::cat(&sets.iter().map(|d| &d.data).collect::<Vec<_>>(), 0);
+                let mut info = first.clone();
+                info.source = sets
+                    .iter()
+                    .map(|d| d.info.source.as_str())
+                    .collect::<Vec<_>>()
+                    .join(" + ");
+                Dataset::new(x, labels, info)
+            }
             DataSource::Ellipses { n } => {
                 let s = size.unwrap_or(64) as usize;
                 let cfg = crate::data::phantom::RandomEllipsesConfig::default();
@@ -438,7 +496,10 @@ impl DataSource {
             }
             DataSource::Dicom(paths) => {
                 let w = crate::data::ct_slices::HuWindow::default();
-                let note = format!(", HU window [{}, {}]", w.lo, w.hi);
+                let note = format!(
+                    ", CT through the HU window [{}, {}], other modalities min–max per slice",
+                    w.lo, w.hi
+                );
                 slice_dataset(paths, size, centered, false, "DICOM slices", &note, |p| {
                     crate::io::read_image_file(p)
                 })
