@@ -242,6 +242,32 @@ pub fn read_model_config(dir: &Path) -> Result<ModelDirConfig> {
     Ok(cfg)
 }
 
+/// The tensors of `dir/model.safetensors` for the variables `vars` (`(name, variable)` of a
+/// `model` network), in that order, checked against each variable's shape (CRC-verified by
+/// [`TensorFile`]) and on `device`; a tensor that is not one of the network's is refused.
+pub fn read_weights(
+    dir: &Path,
+    model: &ModelConfig,
+    vars: &[(String, Tensor)],
+    device: Device,
+) -> Result<Vec<Tensor>> {
+    let path = dir.join("model.safetensors");
+    let file = TensorFile::read(&path)?;
+    let expected: std::collections::HashSet<&str> = vars.iter().map(|(n, _)| n.as_str()).collect();
+    if let Some(extra) = file.names().iter().find(|n| !expected.contains(n.as_str())) {
+        return Err(Error::Checkpoint {
+            path,
+            msg: format!(
+                "tensor '{extra}' does not belong to the {} model described in config.json",
+                model.name()
+            ),
+        });
+    }
+    vars.iter()
+        .map(|(name, var)| file.tensor(name, Some(&var.size()), device))
+        .collect()
+}
+
 /// Loads a model directory onto `device`: the score model (network + SDE wrapper with the EMA
 /// weights), its SDE and the full config. The network's inference forward runs under the
 /// process-wide [`crate::autocast::inference_autocast`] policy (the CLI's `--autocast`).
@@ -257,29 +283,16 @@ pub fn load_model_dir(
              (model.model.scale_by_sigma)",
         ));
     }
-    let weights = dir.join("model.safetensors");
-    let file = TensorFile::read(&weights)?;
     let sde_kind = cfg.sde.build()?.kind();
     let vs = nn::VarStore::new(device);
     let net = cfg.model.build(&vs.root(), &cfg.data, sde_kind)?;
     let mut vars = super::sorted_variables(&vs);
-    let expected: std::collections::HashSet<&str> = vars.iter().map(|(n, _)| n.as_str()).collect();
-    if let Some(extra) = file.names().iter().find(|n| !expected.contains(n.as_str())) {
-        return Err(Error::Checkpoint {
-            path: weights,
-            msg: format!(
-                "tensor '{extra}' does not belong to the {} model described in config.json",
-                cfg.model.name()
-            ),
-        });
-    }
-    tch::no_grad(|| -> Result<()> {
-        for (name, var) in vars.iter_mut() {
-            let t = file.tensor(name, Some(&var.size()), device)?;
-            var.copy_(&t);
+    let weights = read_weights(dir, &cfg.model, &vars, device)?;
+    tch::no_grad(|| {
+        for ((_, var), t) in vars.iter_mut().zip(&weights) {
+            var.copy_(t);
         }
-        Ok(())
-    })?;
+    });
     let model = NetScore::new(net, cfg.sde, cfg.score)?
         .with_sample_shape(cfg.data.shape.clone())
         .with_autocast(crate::autocast::inference_autocast());

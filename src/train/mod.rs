@@ -22,7 +22,8 @@ pub mod optim;
 pub mod rng;
 
 use crate::models::model_dir::{
-    read_model_config, save_model_dir, DataInfo, ModelDirConfig, TrainingInfo, MODEL_FORMAT,
+    read_model_config, read_weights, save_model_dir, DataInfo, ModelDirConfig, TrainingInfo,
+    MODEL_FORMAT,
 };
 use crate::models::score_net::NetScore;
 use crate::models::TimeConditionedNet;
@@ -225,27 +226,26 @@ impl Trainer {
         cfg.data.centered = mcfg.data.centered;
         cfg.training.init = Some(init.display().to_string());
         let mut tr = Trainer::new(cfg, data, device)?;
-        let weights = init.join("model.safetensors");
-        let file = checkpoint::TensorFile::read(&weights)?;
-        let names: std::collections::HashSet<&str> =
-            tr.opt.names.iter().map(|n| n.as_str()).collect();
-        if let Some(extra) = file.names().iter().find(|n| !names.contains(n.as_str())) {
-            return Err(Error::Checkpoint {
-                path: weights,
-                msg: format!(
-                    "tensor '{extra}' does not belong to the {} model described in config.json",
-                    tr.cfg.model.name()
-                ),
-            });
-        }
-        tch::no_grad(|| -> Result<()> {
-            for (i, name) in tr.opt.names.iter().enumerate() {
-                let t = file.tensor(name, Some(&tr.opt.params[i].size()), device)?;
-                tr.opt.params[i].copy_(&t);
-                tr.opt.ema.shadow[i].copy_(&t);
+        let vars: Vec<(String, Tensor)> = tr
+            .opt
+            .names
+            .iter()
+            .cloned()
+            .zip(tr.opt.params.iter().map(|p| p.shallow_clone()))
+            .collect();
+        let weights = read_weights(init, &tr.cfg.model, &vars, device)?;
+        tch::no_grad(|| {
+            for ((p, e), t) in tr
+                .opt
+                .params
+                .iter_mut()
+                .zip(tr.opt.ema.shadow.iter_mut())
+                .zip(&weights)
+            {
+                p.copy_(t);
+                e.copy_(t);
             }
-            Ok(())
-        })?;
+        });
         Ok(tr)
     }
 
