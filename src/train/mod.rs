@@ -638,14 +638,20 @@ impl CsvLog {
                 );
             }
         }
-        let f = std::fs::File::create(path).map_err(|e| Error::io(path, e))?;
-        let mut w = std::io::BufWriter::new(f);
-        for l in kept {
-            writeln!(w, "{l}").map_err(|e| Error::io(path, e))?;
-        }
+        // The kept rows replace the file atomically before anything is appended: a run killed
+        // right after resuming must not lose the log of the steps before it (they were once
+        // rewritten through the buffered writer, and a kill before its first flush left the
+        // file empty).
+        let mut text = kept.join("\n");
+        text.push('\n');
+        checkpoint::write_atomic(path, text.as_bytes())?;
+        let f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(path)
+            .map_err(|e| Error::io(path, e))?;
         Ok(Self {
             path: path.into(),
-            w,
+            w: std::io::BufWriter::new(f),
         })
     }
     pub(crate) fn row(&mut self, line: &str) -> Result<()> {
@@ -671,5 +677,35 @@ pub fn model_dir_config(cfg: &TrainConfig, data: &DataInfo, step: u64) -> ModelD
             loss: cfg.loss.name().into(),
             init: cfg.training.init.clone(),
         }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::CsvLog;
+
+    /// Resuming rewrites a log to the rows up to the resumed step; that rewrite is on disk
+    /// before anything is appended, so a process killed before its first flush (modelled by
+    /// leaking the writer) keeps the earlier rows, and new rows follow them.
+    #[test]
+    fn resumed_log_survives_a_kill_before_the_first_flush() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("loss.csv");
+        std::fs::write(&path, "step,loss\n1,0.5\n2,0.4\n3,0.3\n4,0.2\n").unwrap();
+        std::mem::forget(CsvLog::open(&path, "step,loss", 2).unwrap());
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            "step,loss\n1,0.5\n2,0.4\n"
+        );
+        let mut log = CsvLog::open(&path, "step,loss", 2).unwrap();
+        log.row("3,0.25").unwrap();
+        log.flush().unwrap();
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            "step,loss\n1,0.5\n2,0.4\n3,0.25\n"
+        );
+        // A fresh run starts the log anew.
+        drop(CsvLog::open(&path, "step,loss", 0).unwrap());
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "step,loss\n");
     }
 }
