@@ -669,6 +669,18 @@ fn cli_train_fine_tunes_a_model_dir() {
     );
     assert!(!bad.exists(), "nothing is written");
     let out = scoreinv()
+        .args(["train", "--data", "gaussian2d:200", "--steps", "5"])
+        .arg("--init")
+        .arg(base.join("model"))
+        .arg("--out")
+        .arg(&bad)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--preset or --config"), "{err}");
+    assert!(!bad.exists(), "nothing is written");
+    let out = scoreinv()
         .args(["train", "--data", "gaussian2d:200", "--resume"])
         .arg("--init")
         .arg(base.join("model"))

@@ -59,8 +59,8 @@ pub struct Args {
     pub heldout_data: Option<String>,
     /// Fine-tune a trained model: a model directory (e.g. data/models/ct-head) whose network,
     /// SDE and weights (and EMA) are the starting point of a new run on --data; --preset or
-    /// --config give the optimiser and training settings (with the preset's warm-up). The data
-    /// must have the model's sample shape and value range.
+    /// --config (required with --init) give the optimiser and training settings (with the
+    /// preset's warm-up). The data must have the model's sample shape and value range.
     #[arg(long, value_name = "MODEL_DIR", conflicts_with = "resume")]
     pub init: Option<PathBuf>,
 }
@@ -112,6 +112,11 @@ pub fn run(args: Args, choice: DeviceChoice) -> Result<()> {
         let mut cfg: TrainConfig = match (&args.preset, &args.config) {
             (_, Some(path)) => TrainConfig::from_file(path)?,
             (Some(name), None) => preset(name)?,
+            (None, None) if args.init.is_some() => bail!(
+                "--init takes the network and weights from the model directory, but the optimiser \
+                 and schedule from --preset or --config: pass the model's preset (its MODEL_CARD.md \
+                 names it, e.g. --preset ncsnpp-64), or a config file"
+            ),
             (None, None) => preset("tiny")?,
         };
         if let Some(n) = args.steps {
