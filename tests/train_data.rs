@@ -5,7 +5,8 @@ use scoreinv::models::model_dir::DataInfo;
 use scoreinv::train::data::idx::encode_idx;
 use scoreinv::train::data::{random_flip, DataSource, Dataset, Gaussian2d};
 use std::io::Write;
-use std::process::Command;
+use std::path::Path;
+use std::process::{Command, Output};
 use tch::{Kind, Tensor};
 
 fn write_gz(path: &std::path::Path, bytes: &[u8]) {
@@ -231,30 +232,53 @@ fn scoreinv() -> Command {
     c
 }
 
+/// `scoreinv train ARGS… --out OUT` on the CPU, one thread.
+fn train(args: &[&str], out: &Path) -> Output {
+    scoreinv()
+        .arg("train")
+        .args(args)
+        .arg("--out")
+        .arg(out)
+        .output()
+        .unwrap()
+}
+
+/// The output of a command that must have succeeded (its stderr is shown otherwise).
+fn succeeded(out: Output) -> Output {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// The stderr of a command that must have failed.
+fn failed(out: Output) -> String {
+    assert!(!out.status.success(), "expected a failure");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+fn read_json(path: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
 #[test]
 fn cli_train_resume_and_errors() {
     let dir = tempfile::tempdir().unwrap();
     let run = dir.path().join("run");
-    let out = scoreinv()
-        .args([
-            "train",
+    let out = succeeded(train(
+        &[
             "--data",
             "gaussian2d:500",
             "--preset",
             "tiny",
             "--steps",
             "30",
-        ])
-        .arg("--out")
-        .arg(&run)
-        .output()
-        .unwrap();
+        ],
+        &run,
+    ));
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
     assert!(stdout.contains("samples/s"), "{stdout}");
     let csv = std::fs::read_to_string(run.join("loss.csv")).unwrap();
     assert!(
@@ -264,32 +288,12 @@ fn cli_train_resume_and_errors() {
     assert!(run.join("model/config.json").exists() && run.join("model/model.safetensors").exists());
 
     // Same --out without --resume: refused. With --resume: continues to 40.
-    let again = scoreinv()
-        .args(["train", "--data", "gaussian2d:500", "--steps", "40"])
-        .arg("--out")
-        .arg(&run)
-        .output()
-        .unwrap();
-    assert!(!again.status.success());
-    assert!(String::from_utf8_lossy(&again.stderr).contains("--resume"));
-    let resumed = scoreinv()
-        .args([
-            "train",
-            "--data",
-            "gaussian2d:500",
-            "--steps",
-            "40",
-            "--resume",
-        ])
-        .arg("--out")
-        .arg(&run)
-        .output()
-        .unwrap();
-    assert!(
-        resumed.status.success(),
-        "{}",
-        String::from_utf8_lossy(&resumed.stderr)
-    );
+    let err = failed(train(&["--data", "gaussian2d:500", "--steps", "40"], &run));
+    assert!(err.contains("--resume"));
+    let resumed = succeeded(train(
+        &["--data", "gaussian2d:500", "--steps", "40", "--resume"],
+        &run,
+    ));
     assert!(String::from_utf8_lossy(&resumed.stdout).contains("now at step 40"));
     let csv = std::fs::read_to_string(run.join("loss.csv")).unwrap();
     assert!(csv.contains("\n30,") && csv.contains("\n40,"), "{csv}");
@@ -297,34 +301,19 @@ fn cli_train_resume_and_errors() {
     // Errors before training: empty folder, resume with other data.
     let empty = dir.path().join("empty");
     std::fs::create_dir(&empty).unwrap();
-    let e = scoreinv()
-        .args(["train", "--data", empty.to_str().unwrap(), "--out"])
-        .arg(dir.path().join("r2"))
-        .output()
-        .unwrap();
-    assert!(!e.status.success());
-    assert!(String::from_utf8_lossy(&e.stderr).contains("contains no images"));
+    let err = failed(train(
+        &["--data", empty.to_str().unwrap()],
+        &dir.path().join("r2"),
+    ));
+    assert!(err.contains("contains no images"));
     assert!(!dir.path().join("r2").exists());
     let npy = dir.path().join("x3.npy");
     ndarray_npy::write_npy(&npy, &ndarray::Array2::<f32>::ones((8, 3))).unwrap();
-    let e = scoreinv()
-        .args([
-            "train",
-            "--resume",
-            "--steps",
-            "50",
-            "--data",
-            npy.to_str().unwrap(),
-            "--out",
-        ])
-        .arg(&run)
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&e.stderr);
-    assert!(
-        !e.status.success() && err.contains("[2]") && err.contains("[3]"),
-        "{err}"
-    );
+    let err = failed(train(
+        &["--resume", "--steps", "50", "--data", npy.to_str().unwrap()],
+        &run,
+    ));
+    assert!(err.contains("[2]") && err.contains("[3]"), "{err}");
 }
 
 /// The real Fashion-MNIST training set (Debian package dataset-fashion-mnist). Ignored because
@@ -543,153 +532,110 @@ fn dicom_source_uses_the_hu_window() {
 fn cli_train_with_separate_heldout_data() {
     let dir = tempfile::tempdir().unwrap();
     let run = dir.path().join("run");
-    let out = scoreinv()
-        .args(["train", "--data", "gaussian2d:300", "--preset", "tiny"])
-        .args(["--steps", "20", "--heldout-data", "gaussian2d:64"])
-        .arg("--out")
-        .arg(&run)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let args = [
+        "--data",
+        "gaussian2d:300",
+        "--preset",
+        "tiny",
+        "--steps",
+        "20",
+    ];
+    let out = succeeded(train(
+        &[&args[..], &["--heldout-data", "gaussian2d:64"]].concat(),
+        &run,
+    ));
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("held-out DSM loss"), "{stdout}");
-    let meta: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(run.join("checkpoint.json")).unwrap())
-            .unwrap();
+    let meta = read_json(&run.join("checkpoint.json"));
     assert_eq!(
         meta["config"]["data"]["heldout_fraction"].as_f64(),
         Some(0.0)
     );
 
     let run2 = dir.path().join("run2");
-    let out = scoreinv()
-        .args(["train", "--data", "gaussian2d:300", "--preset", "tiny"])
-        .args(["--steps", "20", "--heldout-data", "phantom:ellipses:4"])
-        .arg("--out")
-        .arg(&run2)
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = failed(train(
+        &[&args[..], &["--heldout-data", "phantom:ellipses:4"]].concat(),
+        &run2,
+    ));
     assert!(err.contains("--heldout-data phantom:ellipses:4"), "{err}");
     assert!(!run2.exists(), "nothing is written");
 }
 
 /// `--init MODEL_DIR`: a new run starts from a trained model (its network and SDE, whatever the
 /// preset says), records it in the checkpoint and the exported model, and a model of another
-/// sample shape or `--init` with `--resume` is refused before anything is written.
+/// sample shape, `--init` without a preset or config, or `--init` with `--resume` is refused
+/// before anything is written.
 #[test]
 fn cli_train_fine_tunes_a_model_dir() {
     let dir = tempfile::tempdir().unwrap();
     let base = dir.path().join("base");
-    let out = scoreinv()
-        .args([
-            "train",
+    succeeded(train(
+        &[
             "--data",
             "gaussian2d:300",
             "--preset",
             "toy2d",
             "--steps",
             "10",
-        ])
-        .arg("--out")
-        .arg(&base)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+        ],
+        &base,
+    ));
+    let model_dir = base.join("model");
+    let init = model_dir.to_str().unwrap();
     let ft = dir.path().join("ft");
-    let out = scoreinv()
-        .args([
-            "train",
+    let out = succeeded(train(
+        &[
             "--data",
             "gaussian2d:200",
             "--preset",
             "tiny",
             "--steps",
             "10",
-        ])
-        .arg("--init")
-        .arg(base.join("model"))
-        .arg("--out")
-        .arg(&ft)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+            "--init",
+            init,
+        ],
+        &ft,
+    ));
     assert!(String::from_utf8_lossy(&out.stderr).contains("fine-tuning"));
-    let json = |p: std::path::PathBuf| -> serde_json::Value {
-        serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap()
-    };
-    let base_meta = json(base.join("checkpoint.json"));
-    let meta = json(ft.join("checkpoint.json"));
+    let base_meta = read_json(&base.join("checkpoint.json"));
+    let meta = read_json(&ft.join("checkpoint.json"));
     assert_eq!(meta["config"]["model"], base_meta["config"]["model"]);
     assert_eq!(meta["config"]["sde"], base_meta["config"]["sde"]);
-    let init = base.join("model").display().to_string();
-    assert_eq!(
-        meta["config"]["training"]["init"].as_str(),
-        Some(init.as_str())
-    );
-    let model = json(ft.join("model").join("config.json"));
-    assert_eq!(model["training"]["init"].as_str(), Some(init.as_str()));
+    assert_eq!(meta["config"]["training"]["init"].as_str(), Some(init));
+    let model = read_json(&ft.join("model").join("config.json"));
+    assert_eq!(model["training"]["init"].as_str(), Some(init));
     assert_eq!(model["training"]["step"].as_u64(), Some(10));
 
     let bad = dir.path().join("bad");
-    let out = scoreinv()
-        .args([
-            "train",
+    let err = failed(train(
+        &[
             "--data",
             "phantom:ellipses:4",
             "--preset",
             "tiny",
             "--steps",
             "5",
-        ])
-        .arg("--init")
-        .arg(base.join("model"))
-        .arg("--out")
-        .arg(&bad)
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+            "--init",
+            init,
+        ],
+        &bad,
+    ));
     assert!(
         err.contains("--init") && err.contains("sample shape"),
         "{err}"
     );
     assert!(!bad.exists(), "nothing is written");
-    let out = scoreinv()
-        .args(["train", "--data", "gaussian2d:200", "--steps", "5"])
-        .arg("--init")
-        .arg(base.join("model"))
-        .arg("--out")
-        .arg(&bad)
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = failed(train(
+        &["--data", "gaussian2d:200", "--steps", "5", "--init", init],
+        &bad,
+    ));
     assert!(err.contains("--preset or --config"), "{err}");
     assert!(!bad.exists(), "nothing is written");
-    let out = scoreinv()
-        .args(["train", "--data", "gaussian2d:200", "--resume"])
-        .arg("--init")
-        .arg(base.join("model"))
-        .arg("--out")
-        .arg(&ft)
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("--init"));
+    let err = failed(train(
+        &["--data", "gaussian2d:200", "--resume", "--init", init],
+        &ft,
+    ));
+    assert!(err.contains("--init"));
 }
 
 /// `A+B`: joined sources concatenate their samples in order (the first part's samples are
