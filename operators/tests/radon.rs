@@ -501,26 +501,20 @@ fn cuda_sparse_matches_cpu_reference() {
 fn auto_backend_policy() {
     use scoreinv_operators::radon::{auto_backend, sparse_bytes_estimate, SPARSE_AUTO_LIMIT_BYTES};
     let cpu = Device::Cpu;
-    assert_eq!(
-        auto_backend(256, 180, 23, Kind::Float, cpu),
-        RadonBackend::Sparse
-    );
-    assert_eq!(
-        auto_backend(256, 256, 256, Kind::Float, cpu),
-        RadonBackend::Sparse
-    );
-    assert_eq!(
-        auto_backend(512, 180, 180, Kind::Float, cpu),
-        RadonBackend::Sparse
-    );
-    assert_eq!(
-        auto_backend(512, 720, 720, Kind::Float, cpu),
-        RadonBackend::Reference
-    );
-    assert_eq!(
-        auto_backend(512, 720, 720, Kind::Float, Device::Cuda(0)),
-        RadonBackend::TensorOps
-    );
+    // (size, angles, views, device, expected backend)
+    for (n, a, v, dev, want) in [
+        (256, 180, 23, cpu, RadonBackend::Sparse),
+        (256, 256, 256, cpu, RadonBackend::Sparse),
+        (512, 180, 180, cpu, RadonBackend::Sparse),
+        (512, 720, 720, cpu, RadonBackend::Reference),
+        (512, 720, 720, Device::Cuda(0), RadonBackend::TensorOps),
+    ] {
+        assert_eq!(
+            auto_backend(n, a, v, Kind::Float, dev),
+            want,
+            "{n}², {a} angles, {v} views on {dev:?}"
+        );
+    }
     assert!(sparse_bytes_estimate(512, 720, 720, Kind::Float) > SPARSE_AUTO_LIMIT_BYTES);
     // A measured subset adds its own matrices; f64 values cost more.
     assert!(
