@@ -8,16 +8,43 @@ use scoreinv::autocast::{
 };
 use scoreinv::models::model_dir::load_model_dir;
 use std::path::Path;
-use std::process::Command;
+use std::process::{Command, Output};
 use tch::{Device, Kind, Tensor};
 
 fn rel(a: &Tensor, b: &Tensor) -> f64 {
     (a - b).norm().double_value(&[]) / b.norm().double_value(&[])
 }
 
+fn ct_ellipses() -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("data/models/ct-ellipses")
+}
+
+/// `scoreinv --device cpu --threads 1 GLOBAL… reconstruct ct` of one held-out phantom at 64²
+/// with the shipped `ct-ellipses` prior, plus `args`, written to `out`.
+fn reconstruct_phantom(global: &[&str], args: &[&str], out: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_scoreinv"))
+        .args(["--device", "cpu", "--threads", "1"])
+        .args(global)
+        .args([
+            "reconstruct",
+            "ct",
+            "--ground-truth",
+            "phantom:ellipses:1000..1001",
+            "--size",
+            "64",
+        ])
+        .args(args)
+        .arg("--model")
+        .arg(ct_ellipses())
+        .arg("--out")
+        .arg(out)
+        .output()
+        .unwrap()
+}
+
 #[test]
 fn bf16_autocast_changes_the_score_slightly_and_reaches_the_cli() {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("data/models/ct-ellipses");
+    let dir = ct_ellipses();
     tch::manual_seed(0);
     let x = Tensor::rand([2, 1, 64, 64], (Kind::Float, Device::Cpu));
     let t = Tensor::from_slice(&[0.3f32, 0.7]);
@@ -48,23 +75,14 @@ fn bf16_autocast_changes_the_score_slightly_and_reaches_the_cli() {
 
     let out = tempfile::tempdir().unwrap();
     let run = |flag: &str| {
-        Command::new(env!("CARGO_BIN_EXE_scoreinv"))
-            .args(["--device", "cpu", "--threads", "1", "--autocast", flag])
-            .args([
-                "reconstruct",
-                "ct",
-                "--ground-truth",
-                "phantom:ellipses:1000..1001",
-            ])
-            .args([
-                "--size", "64", "--views", "23", "--angles", "180", "--seed", "0",
-            ])
-            .args(["--method", "score", "--steps", "100", "--model"])
-            .arg(&dir)
-            .arg("--out")
-            .arg(out.path().join(flag))
-            .output()
-            .unwrap()
+        reconstruct_phantom(
+            &["--autocast", flag],
+            &[
+                "--views", "23", "--angles", "180", "--seed", "0", "--method", "score", "--steps",
+                "100",
+            ],
+            &out.path().join(flag),
+        )
     };
     // At 100 steps the shipped prior reaches ~35 dB on this phantom in float32; bf16 inference
     // must land within 1 dB of it (measured: 35.55 vs 35.55).
@@ -88,31 +106,12 @@ fn bf16_autocast_changes_the_score_slightly_and_reaches_the_cli() {
 /// `--cuda-graph` on a CPU run is refused before anything is written, naming the flag.
 #[test]
 fn cuda_graph_flag_needs_a_cuda_device() {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("data/models/ct-ellipses");
     let out = tempfile::tempdir().unwrap();
-    let o = Command::new(env!("CARGO_BIN_EXE_scoreinv"))
-        .args(["--device", "cpu", "--threads", "1"])
-        .args([
-            "reconstruct",
-            "ct",
-            "--ground-truth",
-            "phantom:ellipses:1000..1001",
-        ])
-        .args([
-            "--size",
-            "64",
-            "--method",
-            "fbp,score",
-            "--steps",
-            "5",
-            "--cuda-graph",
-        ])
-        .arg("--model")
-        .arg(&dir)
-        .arg("--out")
-        .arg(out.path().join("g"))
-        .output()
-        .unwrap();
+    let o = reconstruct_phantom(
+        &[],
+        &["--method", "fbp,score", "--steps", "5", "--cuda-graph"],
+        &out.path().join("g"),
+    );
     assert!(!o.status.success());
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("--cuda-graph needs a CUDA device"), "{err}");
