@@ -136,6 +136,25 @@ fn net_args(cmd: &str, config: &Path, weights: &Path, batch: usize, device: &str
     ]
 }
 
+/// Seconds per step of `reference.py CMD` (`sampler`: one PC step, `train`: one DSM step) on the
+/// network in `config`/`weights` at `batch`, on the context's device; `None` without a Python.
+fn reference_step(
+    ctx: &BenchContext,
+    cmd: &str,
+    config: &Path,
+    weights: &Path,
+    batch: usize,
+) -> Option<f64> {
+    ctx.reference(&net_args(
+        cmd,
+        config,
+        weights,
+        batch,
+        &device_label(ctx.device),
+    ))
+    .and_then(|v| field(&v, "step").ok())
+}
+
 /// Sizes and batches of the network suite: 64², 128², 256² (batches 8, 4, 2); quick: 32²
 /// batch 4. `nf = 32` throughout.
 pub fn network_sizes(quick: bool) -> Vec<(usize, usize)> {
@@ -372,15 +391,8 @@ impl BenchNet {
         progress(&format!(
             "PC step {size}x{size} batch {batch}: PyTorch reference"
         ));
-        let reference = ctx
-            .reference(&net_args(
-                "sampler",
-                &self.config_path,
-                &self.weights_path,
-                batch,
-                &device_label(dev),
-            ))
-            .and_then(|v| field(&v, "step").ok());
+        let reference =
+            reference_step(ctx, "sampler", &self.config_path, &self.weights_path, batch);
         progress(&format!("PC step {size}x{size} batch {batch}: scoreinv"));
         Ok((pc_step_seconds(&self.model, dev, batch as i64)?, reference))
     }
@@ -640,15 +652,7 @@ pub fn run_train(ctx: &BenchContext, progress: &dyn Fn(&str)) -> Result<Vec<Meas
         &ctx.work_dir.join(format!("ncsnpp_{size}")),
     )?;
     progress(&format!("DSM training {tag}: PyTorch reference"));
-    let reference = ctx
-        .reference(&net_args(
-            "train",
-            &s.config_path,
-            &s.weights_path,
-            batch,
-            &device_label(dev),
-        ))
-        .and_then(|v| field(&v, "step").ok());
+    let reference = reference_step(ctx, "train", &s.config_path, &s.weights_path, batch);
     progress(&format!("DSM training {tag}: scoreinv"));
     let mut tc = TrainConfig {
         model: ModelConfig::Ncsnpp(cfg.clone()),
