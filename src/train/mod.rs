@@ -203,21 +203,14 @@ impl Trainer {
         }
         if data.info.centered != mcfg.data.centered || data.info.data_range != mcfg.data.data_range
         {
+            let space = |centered: bool| if centered { "[-1, 1]" } else { "[0, 1]" };
             return Err(Error::Config(format!(
                 "{}: the model maps raw values {:?} to {} but the data was loaded as {:?} → {}",
                 what("value range"),
                 mcfg.data.data_range,
-                if mcfg.data.centered {
-                    "[-1, 1]"
-                } else {
-                    "[0, 1]"
-                },
+                space(mcfg.data.centered),
                 data.info.data_range,
-                if data.info.centered {
-                    "[-1, 1]"
-                } else {
-                    "[0, 1]"
-                },
+                space(data.info.centered),
             )));
         }
         cfg.model = mcfg.model;
