@@ -106,6 +106,19 @@ fn resume_images_with_flips_is_bit_exact() {
 }
 
 #[test]
+fn resume_images_with_random_contrast_is_bit_exact() {
+    let mut c = tiny_config();
+    c.data.random_contrast = 0.5;
+    resume_is_bit_exact(c.clone(), image_data());
+    // The augmentation acts: the same run without it takes other losses.
+    let data = image_data();
+    let mut with = Trainer::new(c.clone(), &data, Device::Cpu).unwrap();
+    c.data.random_contrast = 0.0;
+    let mut without = Trainer::new(c, &data, Device::Cpu).unwrap();
+    assert_ne!(steps(&mut with, 3), steps(&mut without, 3));
+}
+
+#[test]
 fn resume_ssm_is_bit_exact() {
     let mut c = tiny_config();
     c.loss.kind = LossKind::Ssm;

@@ -2,8 +2,11 @@
 //! the `scoreinv train` command line end to end.
 
 use scoreinv::models::model_dir::DataInfo;
+use scoreinv::train::config::TrainConfig;
 use scoreinv::train::data::idx::encode_idx;
-use scoreinv::train::data::{random_flip, DataSource, Dataset, Gaussian2d};
+use scoreinv::train::data::{
+    random_contrast, random_flip, DataSource, Dataset, Gaussian2d, CONTRAST_KNOTS,
+};
 use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Output};
@@ -206,6 +209,47 @@ fn flips_only_where_asked() {
     let y = random_flip(&x, &[true, false]);
     assert!(y.get(0).equal(&x.get(0).flip([-1])));
     assert!(y.get(1).equal(&x.get(1)));
+}
+
+#[test]
+fn random_contrast_is_its_stated_curve() {
+    // Two 1×5×5 images over [0, 1] (a clamp test at 1.2 too); the first is remapped.
+    let vals: Vec<f32> = (0..50).map(|i| (i % 25) as f32 / 20.0).collect();
+    let x = Tensor::from_slice(&vals).reshape([2, 1, 5, 5]);
+    let k = CONTRAST_KNOTS;
+    let u: Vec<f64> = (0..2 * k).map(|i| ((i * 7) % 11) as f64 / 11.0).collect();
+    let y = random_contrast(&x, &[true, false], &u, false);
+    // The curve written out independently: knots (j/K, y_j), y_0 = 0, the rest 0.1 + 0.9·u
+    // over their maximum.
+    let raw: Vec<f64> = u[..k].iter().map(|v| 0.1 + 0.9 * v).collect();
+    let top = raw.iter().cloned().fold(0.0, f64::max);
+    let knots: Vec<f64> = std::iter::once(0.0)
+        .chain(raw.iter().map(|r| r / top))
+        .collect();
+    let curve = |v: f64| {
+        let t = v.clamp(0.0, 1.0) * k as f64;
+        let j = (t.floor() as usize).min(k - 1);
+        knots[j] + (knots[j + 1] - knots[j]) * (t - j as f64)
+    };
+    let got: Vec<f32> = Vec::try_from(&y.flatten(0, -1)).unwrap();
+    for (i, (&g, &v)) in got.iter().zip(&vals).enumerate() {
+        if i < 25 {
+            let want = curve(v as f64);
+            assert!((g as f64 - want).abs() < 1e-6, "pixel {i}: {g} vs {want}");
+        } else {
+            assert_eq!(g, v, "pixel {i} of the sample left alone");
+        }
+    }
+    assert_eq!(got[0], 0.0, "background stays dark");
+    // Centered data: mapped to [0, 1], remapped, mapped back.
+    let yc = random_contrast(&(&x * 2.0 - 1.0), &[true, false], &u, true);
+    assert!(yc.allclose(&(&y * 2.0 - 1.0), 1e-6, 1e-6, false));
+    // Nothing asked, nothing changed; and the probability is validated.
+    assert!(random_contrast(&x, &[false, false], &u, false).equal(&x));
+    let mut cfg = TrainConfig::default();
+    cfg.data.random_contrast = 1.5;
+    let e = cfg.validate().unwrap_err().to_string();
+    assert!(e.contains("data.random_contrast"), "{e}");
 }
 
 #[test]

@@ -57,6 +57,10 @@ pub struct Args {
     /// --data (data.heldout_fraction = 0). Allowed with --resume (only evaluation changes).
     #[arg(long)]
     pub heldout_data: Option<String>,
+    /// Probability of a random intensity remapping of each training image (overrides
+    /// data.random_contrast; e.g. 0.5 so that an MRI prior learns anatomy, not one contrast).
+    #[arg(long, value_name = "P", conflicts_with = "resume")]
+    pub random_contrast: Option<f64>,
     /// Fine-tune a trained model: a model directory (e.g. data/models/ct-head) whose network,
     /// SDE and weights (and EMA) are the starting point of a new run on --data; --preset or
     /// --config (required with --init) give the optimiser and training settings (with the
@@ -139,6 +143,9 @@ pub fn run(args: Args, choice: DeviceChoice) -> Result<()> {
         }
         if args.heldout_data.is_some() {
             cfg.data.heldout_fraction = 0.0;
+        }
+        if let Some(p) = args.random_contrast {
+            cfg.data.random_contrast = p;
         }
         match &args.init {
             Some(init) => {

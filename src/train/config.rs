@@ -126,6 +126,11 @@ pub struct DataConfig {
     /// Random horizontal flips of images (p = ½).
     #[serde(default = "d_true")]
     pub random_flip: bool,
+    /// Probability that a training image's intensities are remapped by a random piecewise-linear
+    /// curve ([`crate::train::data::random_contrast`]; 0: never). Teaches a prior shapes rather
+    /// than one contrast (MRI of unseen weightings). Default 0, as published.
+    #[serde(default)]
+    pub random_contrast: f64,
     /// Fraction of the data held out for evaluation (deterministic split).
     #[serde(default = "d_heldout")]
     pub heldout_fraction: f64,
@@ -136,6 +141,7 @@ impl Default for DataConfig {
         Self {
             centered: false,
             random_flip: true,
+            random_contrast: 0.0,
             heldout_fraction: d_heldout(),
         }
     }
@@ -242,6 +248,12 @@ impl TrainConfig {
             }
             crate::sampling::run::build_sampler(&self.grid_sampler_flags(), &self.sde)
                 .map_err(|e| Error::Config(format!("training.sample_steps: {e}")))?;
+        }
+        if !(0.0..=1.0).contains(&self.data.random_contrast) {
+            return Err(Error::Config(format!(
+                "data.random_contrast is a probability in [0, 1], got {}",
+                self.data.random_contrast
+            )));
         }
         if !(0.0..1.0).contains(&self.data.heldout_fraction) {
             return Err(Error::Config(format!(

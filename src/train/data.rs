@@ -180,6 +180,61 @@ pub fn random_flip(x: &Tensor, coins: &[bool]) -> Tensor {
     x.flip([-1]).where_self(&m, x)
 }
 
+/// Interior knots of [`random_contrast`]'s curves.
+pub const CONTRAST_KNOTS: usize = 6;
+
+/// Random intensity remapping of an image batch `[B, C, H, W]` in model space `[0, 1]`
+/// (`centered`: `[-1, 1]`, mapped there and back): sample `b` is passed through the
+/// piecewise-linear curve with knots `(k/K, y_k)`, `k = 0..K`, `K` = [`CONTRAST_KNOTS`], where
+/// `y_0 = 0` (background stays dark, as in every MR weighting) and
+/// `y_k = 0.1 + 0.9·u[b·K + k − 1]` rescaled so that `max_k y_k = 1`; the curve need not be
+/// monotone, so the tissue order changes (T1's CSF < GM < WM can become FLAIR's WM < GM or
+/// T2's CSF > GM > WM); values outside the model space are clamped into it first. Samples
+/// whose `apply[b]` is false are returned bit for bit. This is the random
+/// contrast augmentation of domain-randomised MRI training (Billot et al. 2023, *SynthSeg*,
+/// Med. Image Anal. 86; here a smooth curve over intensities instead of a label map).
+/// `u` holds `B·K` uniforms in `[0, 1)`.
+pub fn random_contrast(x: &Tensor, apply: &[bool], u: &[f64], centered: bool) -> Tensor {
+    if x.dim() < 3 || !apply.iter().any(|&a| a) {
+        return x.shallow_clone();
+    }
+    let k = CONTRAST_KNOTS;
+    let b = x.size()[0];
+    let mut table = Vec::with_capacity(apply.len() * (k + 1));
+    for (i, &a) in apply.iter().enumerate() {
+        if a {
+            let ys: Vec<f64> = u[i * k..(i + 1) * k]
+                .iter()
+                .map(|v| 0.1 + 0.9 * v)
+                .collect();
+            let top = ys.iter().cloned().fold(f64::MIN, f64::max);
+            table.push(0.0f32);
+            table.extend(ys.iter().map(|y| (y / top) as f32));
+        } else {
+            // Identity (the sample is restored below, values outside [0, 1] included).
+            table.extend((0..=k).map(|j| (j as f64 / k as f64) as f32));
+        }
+    }
+    let table = Tensor::from_slice(&table)
+        .reshape([b, k as i64 + 1])
+        .to_device(x.device());
+    let shape = x.size();
+    let flat = x.to_kind(Kind::Float).reshape([b, -1]);
+    let v = if centered { (flat + 1.0) * 0.5 } else { flat }.clamp(0.0, 1.0) * k as f64;
+    let lo = v.floor().clamp(0.0, k as f64 - 1.0);
+    let frac = &v - &lo;
+    let lo = lo.to_kind(Kind::Int64);
+    let y0 = table.gather(1, &lo, false);
+    let y1 = table.gather(1, &(lo + 1), false);
+    let y = &y0 + (y1 - &y0) * frac;
+    let y = if centered { y * 2.0 - 1.0 } else { y };
+    let y = y.reshape(shape).to_kind(x.kind());
+    let mask: Vec<f32> = apply.iter().map(|&a| if a { 1.0 } else { 0.0 }).collect();
+    let m =
+        crate::sde::bcast(&Tensor::from_slice(&mask).to_device(x.device()), x).to_kind(Kind::Bool);
+    y.where_self(&m, x)
+}
+
 /// A training-data source.
 #[derive(Debug, Clone, PartialEq)]
 pub enum DataSource {

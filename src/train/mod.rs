@@ -355,9 +355,18 @@ impl Trainer {
         let seed = self.cfg.training.seed;
         let idx = self.batch_indices();
         let mut x0 = self.train.gather(&idx);
+        // One augmentation stream per step: the flip coins first (so runs without contrast
+        // augmentation draw exactly what they always did), then the contrast draws.
+        let mut aug = Stream::new(seed, self.step, Purpose::Augment);
         if self.cfg.data.random_flip {
-            let coins = Stream::new(seed, self.step, Purpose::Augment).coins(idx.len());
+            let coins = aug.coins(idx.len());
             x0 = data::random_flip(&x0, &coins);
+        }
+        let p = self.cfg.data.random_contrast;
+        if p > 0.0 {
+            let apply: Vec<bool> = aug.uniform(idx.len()).iter().map(|&v| v < p).collect();
+            let u = aug.uniform(idx.len() * data::CONTRAST_KNOTS);
+            x0 = data::random_contrast(&x0, &apply, &u, self.cfg.data.centered);
         }
         let x0 = x0.to_device(self.device);
         let mut noise = Stream::new(seed, self.step, Purpose::Loss);
