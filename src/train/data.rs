@@ -174,10 +174,13 @@ pub fn random_flip(x: &Tensor, coins: &[bool]) -> Tensor {
     if x.dim() < 3 {
         return x.shallow_clone();
     }
-    let mask: Vec<f32> = coins.iter().map(|&c| if c { 1.0 } else { 0.0 }).collect();
-    let m =
-        crate::sde::bcast(&Tensor::from_slice(&mask).to_device(x.device()), x).to_kind(Kind::Bool);
-    x.flip([-1]).where_self(&m, x)
+    x.flip([-1]).where_self(&sample_mask(coins, x), x)
+}
+
+/// A boolean tensor broadcastable against the batch `x` that is true on the samples flagged.
+fn sample_mask(flags: &[bool], x: &Tensor) -> Tensor {
+    let mask: Vec<f32> = flags.iter().map(|&c| if c { 1.0 } else { 0.0 }).collect();
+    crate::sde::bcast(&Tensor::from_slice(&mask).to_device(x.device()), x).to_kind(Kind::Bool)
 }
 
 /// Interior knots of [`random_contrast`]'s curves.
@@ -229,10 +232,7 @@ pub fn random_contrast(x: &Tensor, apply: &[bool], u: &[f64], centered: bool) ->
     let y = &y0 + (y1 - &y0) * frac;
     let y = if centered { y * 2.0 - 1.0 } else { y };
     let y = y.reshape(shape).to_kind(x.kind());
-    let mask: Vec<f32> = apply.iter().map(|&a| if a { 1.0 } else { 0.0 }).collect();
-    let m =
-        crate::sde::bcast(&Tensor::from_slice(&mask).to_device(x.device()), x).to_kind(Kind::Bool);
-    y.where_self(&m, x)
+    y.where_self(&sample_mask(apply, x), x)
 }
 
 /// A training-data source.
