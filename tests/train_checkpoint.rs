@@ -113,6 +113,11 @@ fn resume_images_with_random_contrast_is_bit_exact() {
     // The augmentation acts: the same run without it takes other losses.
     let data = image_data();
     let mut with = Trainer::new(c.clone(), &data, Device::Cpu).unwrap();
+    // The exported model says it was trained so.
+    let dir = tempfile::tempdir().unwrap();
+    with.export_model_dir(&dir.path().join("m")).unwrap();
+    let (_, _, mcfg) = load_model_dir(&dir.path().join("m"), Device::Cpu).unwrap();
+    assert_eq!(mcfg.training.and_then(|t| t.random_contrast), Some(0.5));
     c.data.random_contrast = 0.0;
     let mut without = Trainer::new(c, &data, Device::Cpu).unwrap();
     assert_ne!(steps(&mut with, 3), steps(&mut without, 3));

@@ -341,6 +341,27 @@ fn cli_train_resume_and_errors() {
     assert!(String::from_utf8_lossy(&resumed.stdout).contains("now at step 40"));
     let csv = std::fs::read_to_string(run.join("loss.csv")).unwrap();
     assert!(csv.contains("\n30,") && csv.contains("\n40,"), "{csv}");
+    // Contrast remapping is a property of a fresh run, and of images only.
+    let err = failed(train(
+        &[
+            "--data",
+            "gaussian2d:500",
+            "--resume",
+            "--random-contrast",
+            "0.5",
+        ],
+        &run,
+    ));
+    assert!(err.contains("--random-contrast"), "{err}");
+    let err = failed(train(
+        &["--data", "gaussian2d:500", "--random-contrast", "0.5"],
+        &dir.path().join("r1"),
+    ));
+    assert!(
+        err.contains("data.random_contrast") && err.contains("vectors"),
+        "{err}"
+    );
+    assert!(!dir.path().join("r1").exists());
 
     // Errors before training: empty folder, resume with other data.
     let empty = dir.path().join("empty");

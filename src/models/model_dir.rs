@@ -185,6 +185,10 @@ pub struct TrainingInfo {
     /// The model directory the run was fine-tuned from (`scoreinv train --init`), if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub init: Option<String>,
+    /// Probability of the random contrast remapping the run trained with
+    /// (`data.random_contrast`), if it did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub random_contrast: Option<f64>,
 }
 
 /// Contents of `config.json`.

@@ -113,6 +113,12 @@ impl Trainer {
         cfg.validate()?;
         let sde_kind = cfg.sde.build()?.kind();
         cfg.model.check_data(&data.info)?;
+        if cfg.data.random_contrast > 0.0 && data.info.shape.len() < 3 {
+            return Err(Error::Config(format!(
+                "data.random_contrast remaps image intensities, but {} holds vectors of shape {:?}",
+                data.info.source, data.info.shape
+            )));
+        }
         let (train, heldout) = data.split(cfg.data.heldout_fraction)?;
         tch::manual_seed(Stream::new(cfg.training.seed, 0, Purpose::Torch).seed_u64() as i64);
         let vs = nn::VarStore::new(device);
@@ -678,6 +684,7 @@ pub fn model_dir_config(cfg: &TrainConfig, data: &DataInfo, step: u64) -> ModelD
             ema_rate: cfg.optim.ema_rate,
             loss: cfg.loss.name().into(),
             init: cfg.training.init.clone(),
+            random_contrast: (cfg.data.random_contrast > 0.0).then_some(cfg.data.random_contrast),
         }),
     }
 }
