@@ -183,7 +183,8 @@ fn sample_mask(flags: &[bool], x: &Tensor) -> Tensor {
     crate::sde::bcast(&Tensor::from_slice(&mask).to_device(x.device()), x).to_kind(Kind::Bool)
 }
 
-/// Interior knots of [`random_contrast`]'s curves.
+/// `K`, the number of random knots of [`random_contrast`]'s curves (knots at `k/K`, `k = 0..K`,
+/// the one at 0 fixed).
 pub const CONTRAST_KNOTS: usize = 6;
 
 /// Random intensity remapping of an image batch `[B, C, H, W]` in model space `[0, 1]`
@@ -196,7 +197,7 @@ pub const CONTRAST_KNOTS: usize = 6;
 /// whose `apply[b]` is false are returned bit for bit. This is the random
 /// contrast augmentation of domain-randomised MRI training (Billot et al. 2023, *SynthSeg*,
 /// Med. Image Anal. 86; here a smooth curve over intensities instead of a label map).
-/// `u` holds `B·K` uniforms in `[0, 1)`.
+/// `u` must hold `B·K` uniforms in `[0, 1)`.
 pub fn random_contrast(x: &Tensor, apply: &[bool], u: &[f64], centered: bool) -> Tensor {
     if x.dim() < 3 || !apply.iter().any(|&a| a) {
         return x.shallow_clone();
