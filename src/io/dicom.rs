@@ -9,6 +9,11 @@
 //! orientation the slices are sorted by InstanceNumber. The volume is `[D, H, W]`
 //! (slices, rows, columns); spacing is (median slice step, PixelSpacing row, column), and a
 //! series records its NIfTI (RAS+) affine so it can be written as `.nii.gz` in place.
+//!
+//! Compressed pixel data is decoded by `dicom-pixeldata`'s own codecs: RLE, JPEG baseline and
+//! lossless, deflate, and JPEG 2000 (transfer syntaxes 1.2.840.10008.1.2.4.90/.91, through the
+//! pure-Rust OpenJPEG port `openjp2`: no C library is linked); others (JPEG-LS, JPEG XL) are
+//! refused naming the transfer syntax.
 use super::{Axes, Image, ImageFormat, ImageMeta};
 use crate::{Error, Result};
 use dicom_dictionary_std::tags;
