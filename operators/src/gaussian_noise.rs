@@ -7,8 +7,10 @@
 //! standard deviation `σ · peak / √2` (so `E|n|² = (σ · peak)²`), as in PyTorch's `randn` for
 //! complex dtypes.
 //!
-//! Random numbers come from libtorch's generator on the tensor's device (seed it with
-//! `tch::manual_seed`).
+//! Random numbers come from libtorch's CPU generator (seed it with `tch::manual_seed`) and are
+//! then moved to the measurement's device, so a seeded simulation study sees the same noisy
+//! measurements on the CPU and on a GPU (CUDA's generator draws other numbers for the same
+//! seed) and GPU results can be compared case by case with CPU baselines.
 //!
 //! [`NoiseModel`] parses `none`, `gaussian:SIGMA` (e.g. `gaussian:0.005`) and
 //! `poisson:I0[:MU]` (photon counts on CT sinograms, [`crate::noise::PoissonNoise`]: `I0`
@@ -68,8 +70,11 @@ impl GaussianNoise {
         let mut shape = vec![y.size()[0]];
         shape.extend(std::iter::repeat_n(1, y.dim() - 1));
         let std = self.noise_std(y)?.f_view(shape.as_slice())?;
-        // randn_like on a complex tensor has E|n|² = 1 (each part variance 1/2).
-        Ok(y.f_add(&y.f_randn_like()?.f_mul(&std)?)?)
+        // randn on a complex kind has E|n|² = 1 (each part variance 1/2). Drawn on the CPU:
+        // the same numbers on every device (see the module doc).
+        let n = Tensor::f_randn(y.size().as_slice(), (y.kind(), tch::Device::Cpu))?
+            .f_to_device(y.device())?;
+        Ok(y.f_add(&n.f_mul(&std)?)?)
     }
 }
 

@@ -13,9 +13,9 @@
 //! logarithm stays finite (photon starvation). This is the model of the LoDoPaB-CT benchmark
 //! (Leuschner et al. 2021, Scientific Data 8:109), whose default is `I0 = 4096`.
 //!
-//! Randomness: [`PoissonNoise::apply`] draws with `Tensor::poisson` from libtorch's default
-//! generator of the tensor's device (seed it with `tch::manual_seed`; that state is global and
-//! shared by every thread). [`PoissonNoise::apply_seeded`] instead draws on the host from a
+//! Randomness: [`PoissonNoise::apply`] draws with `Tensor::poisson` from libtorch's CPU
+//! generator whatever the device of `y` (seed it with `tch::manual_seed`; that state is global
+//! and shared by every thread), so seeded studies see the same counts on CPU and GPU. [`PoissonNoise::apply_seeded`] instead draws on the host from a
 //! ChaCha8 stream seeded with `seed` (`rand_distr::Poisson`), so its result depends only on
 //! `seed` and `y`: identical across devices, threads and libtorch versions (it copies `y` to the
 //! host and back, which is fine for simulating a measurement once).
@@ -96,7 +96,7 @@ impl PoissonNoise {
     }
 
     /// A noisy copy of the line integrals `y` (any shape, floating kind, any device), drawn
-    /// from libtorch's default generator.
+    /// from libtorch's CPU generator (the same counts on every device).
     pub fn apply(&self, y: &Tensor) -> Result<Tensor> {
         self.validate()?;
         if !matches!(y.kind(), tch::Kind::Float | tch::Kind::Double) {
@@ -113,7 +113,11 @@ impl PoissonNoise {
         }
         // Poisson sampling in f64: f32 rates lose integer precision above 2^24 photons.
         let rate = self.expected_counts(&y.f_to_kind(tch::Kind::Double)?)?;
-        let counts = rate.f_poisson()?.f_clamp_min(1.0)?;
+        let counts = rate
+            .f_to_device(tch::Device::Cpu)?
+            .f_poisson()?
+            .f_to_device(y.device())?
+            .f_clamp_min(1.0)?;
         Ok(counts
             .f_div_scalar(self.i0)?
             .f_log()?

@@ -526,3 +526,36 @@ fn auto_backend_policy() {
             > sparse_bytes_estimate(256, 180, 180, Kind::Float)
     );
 }
+
+/// Simulated measurement noise does not depend on the device: after the same
+/// `tch::manual_seed`, Gaussian (real and complex) and Poisson noise applied to a measurement on
+/// CUDA equal the CPU draw, so a GPU study is paired case by case with CPU baselines (CUDA's own
+/// generator draws other numbers). Needs a GPU: `-- --ignored cuda`, as above.
+#[test]
+#[ignore]
+fn cuda_noise_equals_cpu_noise() {
+    use scoreinv_operators::{GaussianNoise, PoissonNoise};
+    assert!(tch::Cuda::is_available(), "no CUDA device");
+    let gpu = Device::Cuda(0);
+    tch::manual_seed(3);
+    for kind in [Kind::Float, Kind::ComplexFloat] {
+        let y = Tensor::rand([2, 1, 9, 40], (Kind::Float, Device::Cpu)).to_kind(kind);
+        let g = GaussianNoise::new(0.05).unwrap();
+        tch::manual_seed(11);
+        let on_cpu = g.apply(&y).unwrap();
+        tch::manual_seed(11);
+        let on_gpu = g.apply(&y.to_device(gpu)).unwrap();
+        assert_eq!(on_gpu.device(), gpu);
+        let d = (on_gpu.to_device(Device::Cpu) - &on_cpu).abs().max().double_value(&[]);
+        assert!(d <= 1e-6, "{kind:?} gaussian: cpu and cuda draws differ by {d}");
+        assert!((&on_cpu - &y).abs().max().double_value(&[]) > 1e-3, "no noise added");
+    }
+    let y = Tensor::rand([2, 1, 9, 40], (Kind::Float, Device::Cpu)) * 3.0;
+    let p = PoissonNoise::new(1000.0).unwrap();
+    tch::manual_seed(11);
+    let on_cpu = p.apply(&y).unwrap();
+    tch::manual_seed(11);
+    let on_gpu = p.apply(&y.to_device(gpu)).unwrap();
+    let d = (on_gpu.to_device(Device::Cpu) - &on_cpu).abs().max().double_value(&[]);
+    assert!(d <= 1e-6, "poisson: cpu and cuda draws differ by {d}");
+}
