@@ -546,9 +546,18 @@ fn cuda_noise_equals_cpu_noise() {
         tch::manual_seed(11);
         let on_gpu = g.apply(&y.to_device(gpu)).unwrap();
         assert_eq!(on_gpu.device(), gpu);
-        let d = (on_gpu.to_device(Device::Cpu) - &on_cpu).abs().max().double_value(&[]);
-        assert!(d <= 1e-6, "{kind:?} gaussian: cpu and cuda draws differ by {d}");
-        assert!((&on_cpu - &y).abs().max().double_value(&[]) > 1e-3, "no noise added");
+        let d = (on_gpu.to_device(Device::Cpu) - &on_cpu)
+            .abs()
+            .max()
+            .double_value(&[]);
+        assert!(
+            d <= 1e-6,
+            "{kind:?} gaussian: cpu and cuda draws differ by {d}"
+        );
+        assert!(
+            (&on_cpu - &y).abs().max().double_value(&[]) > 1e-3,
+            "no noise added"
+        );
     }
     let y = Tensor::rand([2, 1, 9, 40], (Kind::Float, Device::Cpu)) * 3.0;
     let p = PoissonNoise::new(1000.0).unwrap();
@@ -556,6 +565,9 @@ fn cuda_noise_equals_cpu_noise() {
     let on_cpu = p.apply(&y).unwrap();
     tch::manual_seed(11);
     let on_gpu = p.apply(&y.to_device(gpu)).unwrap();
-    let d = (on_gpu.to_device(Device::Cpu) - &on_cpu).abs().max().double_value(&[]);
+    let d = (on_gpu.to_device(Device::Cpu) - &on_cpu)
+        .abs()
+        .max()
+        .double_value(&[]);
     assert!(d <= 1e-6, "poisson: cpu and cuda draws differ by {d}");
 }
