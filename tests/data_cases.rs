@@ -201,6 +201,25 @@ fn npy_stacks_are_volumes_read_slice_by_slice() {
             .unwrap_err()
             .to_string();
         assert!(e.contains("out of range"), "{e}");
+        // A range of slices is the list of single-slice specs: same names, same values.
+        let ranged = load_cases(&format!("{spec}#z=1..6:2"), &opts(None)).unwrap();
+        assert_eq!(ranged.len(), 3);
+        for (c, z) in ranged.iter().zip([1, 3, 5]) {
+            let single = load_cases(&format!("{spec}#z={z}"), &opts(None)).unwrap();
+            assert_eq!(c.name, single[0].name);
+            assert_eq!(c.name, format!("{stem}_z_{z}"));
+            assert_eq!(max_abs(&c.truth, &single[0].truth), 0.0, "{stem} z={z}");
+        }
+        let e = load_cases(&format!("{spec}#z=4..8"), &opts(None))
+            .err()
+            .expect("a bad range is an error")
+            .to_string();
+        assert!(e.contains("out of range"), "{e}");
+        let e = load_cases(&format!("{spec}#z=3..3"), &opts(None))
+            .err()
+            .expect("a bad range is an error")
+            .to_string();
+        assert!(e.contains("empty range"), "{e}");
     }
     for (c, n) in [(1usize, 1usize), (3, 1)] {
         let p = dir.path().join(format!("pic{c}.npy"));

@@ -7,7 +7,7 @@
 //! | `fashion-mnist:K` / `fashion-mnist:A..B` | Fashion-MNIST test-set images (never trained on), from `/usr/share/datasets/fashion-mnist` |
 //! | `invesalius:z=K` / `invesalius:z=A..B[:STEP]` | axial slices of the real head CT of Debian `invesalius-examples` |
 //! | `FILE.inv3#z=K` / `#z=A..B` | the same for any InVesalius project |
-//! | `FILE` (`.png .tif .npy .nii .nii.gz .dcm`, DICOM folder), optional `#z=K` | a picture, or every slice of a volume (NIfTI, DICOM series, multi-page TIFF, NPY stack `[D, H, W]` with D ∉ {1, 3} or `[D, 1, H, W]`) |
+//! | `FILE` (`.png .tif .npy .nii .nii.gz .dcm`, DICOM folder), optional `#z=K` or `#z=A..B[:STEP]` (those slices, as if listed one by one) | a picture, or every slice of a volume (NIfTI, DICOM series, multi-page TIFF, NPY stack `[D, H, W]` with D ∉ {1, 3} or `[D, 1, H, W]`) |
 //!
 //! Values: CT in Hounsfield units (DICOM, `.inv3`) go through the HU window
 //! ([`super::ct_slices::HuWindow`]); other data already in [0, 1] is kept; anything else is
@@ -455,6 +455,17 @@ fn load_cases_inner(
             None => (0..read_inv3(Path::new(path))?.hu.len_of(Axis(0))).collect(),
         };
         inv3_cases(Path::new(path), zs, opts, &mut out)?;
+        return Ok(out);
+    }
+    // `FILE#z=A..B[:STEP]` of any volume: the cases of `FILE#z=K` for each K (same names and
+    // values as when listed one by one), so a list of slices is one spec.
+    if let Some(zs) = sel
+        .and_then(|s| s.strip_prefix("z="))
+        .filter(|z| z.contains(".."))
+    {
+        for z in parse_range(zs, spec)? {
+            out.extend(load_cases_inner(&format!("{path}#z={z}"), opts, volume)?);
+        }
         return Ok(out);
     }
     let img = io::read_image(spec)?;
