@@ -15,10 +15,11 @@
 //!
 //! Randomness: [`PoissonNoise::apply`] draws with `Tensor::poisson` from libtorch's CPU
 //! generator whatever the device of `y` (seed it with `tch::manual_seed`; that state is global
-//! and shared by every thread), so seeded studies see the same counts on CPU and GPU. [`PoissonNoise::apply_seeded`] instead draws on the host from a
-//! ChaCha8 stream seeded with `seed` (`rand_distr::Poisson`), so its result depends only on
-//! `seed` and `y`: identical across devices, threads and libtorch versions (it copies `y` to the
-//! host and back, which is fine for simulating a measurement once).
+//! and shared by every thread), so seeded studies see the same counts on CPU and GPU.
+//! [`PoissonNoise::apply_seeded`] instead draws on the host from a ChaCha8 stream seeded with
+//! `seed` (`rand_distr::Poisson`), so its result depends only on `seed` and `y`: identical
+//! across devices, threads and libtorch versions (it copies `y` to the host and back, which is
+//! fine for simulating a measurement once).
 use serde::{Deserialize, Serialize};
 use tch::Tensor;
 
