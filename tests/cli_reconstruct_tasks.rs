@@ -330,6 +330,94 @@ fn mri_and_inpaint_studies_write_metrics_for_every_method() {
     }
 }
 
+/// The MRI TV weight follows the mask's true acceleration (`mri_tv_lambda`): at fastMRI 8×
+/// (true 12.8× at 32²) the default equals `--tv-lambda 0.05` and differs from the 4× weight
+/// `0.005`; at 4× (true 5.3×) the default equals `0.005`. Both in a study and for a real
+/// measurement with its mask file.
+#[test]
+fn mri_tv_weight_follows_the_acceleration() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let tv_psnr = |name: &str, accel: &str, lambda: Option<&str>| -> f64 {
+        let out = d.join(name);
+        let mut args = vec![
+            "reconstruct",
+            "mri",
+            "--ground-truth",
+            "phantom:shepp-logan",
+            "--size",
+            "32",
+            "--accel",
+            accel,
+            "--method",
+            "tv",
+            "--tv-iters",
+            "200",
+            "--out",
+            s(&out),
+        ];
+        if let Some(l) = lambda {
+            args.extend_from_slice(&["--tv-lambda", l]);
+        }
+        run_ok(&args);
+        let json: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(out.join("metrics.json")).unwrap())
+                .unwrap();
+        json[0]["psnr_db"].as_f64().unwrap()
+    };
+    let p8 = tv_psnr("d8", "8", None);
+    assert_eq!(p8, tv_psnr("h8", "8", Some("0.05")));
+    assert!((p8 - tv_psnr("l8", "8", Some("0.005"))).abs() > 1e-3);
+    let p4 = tv_psnr("d4", "4", None);
+    assert_eq!(p4, tv_psnr("l4", "4", Some("0.005")));
+    assert!((p4 - tv_psnr("h4", "4", Some("0.05"))).abs() > 1e-3);
+
+    // A real 8× measurement: the weight comes from its mask file.
+    let y = simulate(
+        d,
+        "mri",
+        &[
+            "--ground-truth",
+            "phantom:shepp-logan",
+            "--size",
+            "32",
+            "--accel",
+            "8",
+        ],
+    );
+    let mask = d.join("mri_mask.npy");
+    assert!(
+        mask.exists(),
+        "simulate wrote no mask next to {}",
+        y.display()
+    );
+    let recon = |name: &str, lambda: Option<&str>| -> Tensor {
+        let out = d.join(name);
+        let mut args = vec![
+            "reconstruct",
+            "mri",
+            "--measurement",
+            s(&y),
+            "--mask",
+            s(&mask),
+            "--method",
+            "tv",
+            "--tv-iters",
+            "200",
+            "--out",
+            s(&out),
+        ];
+        if let Some(l) = lambda {
+            args.extend_from_slice(&["--tv-lambda", l]);
+        }
+        run_ok(&args);
+        read(&out.join("mri_tv.npy"))
+    };
+    let r = recon("m8", None);
+    assert_eq!(max_abs(&r, &recon("m8h", Some("0.05"))), 0.0);
+    assert!(max_abs(&r, &recon("m8l", Some("0.005"))) > 1e-4);
+}
+
 /// A real volume has empty slices (air): their nRMSE is undefined and an exact reconstruction
 /// has infinite PSNR. The study still runs; `metrics.json` records `null` for both and reads
 /// back (PSNR +∞, nRMSE None), so such studies merge.

@@ -497,7 +497,7 @@ fn run_ct_measurement(a: CtArgs, device: Device) -> Result<()> {
         anyhow::bail!("reconstruct ct: --measurement FILE is needed here");
     };
     let filter: FbpFilter = a.filter.parse()?;
-    let methods = task_methods(TaskKind::Ct, &a.method, a.tv_lambda, a.tv_iters)?;
+    let methods = task_methods(TaskKind::Ct, &a.method, a.tv_lambda, a.tv_iters, None)?;
     let m = tasks::load_ct_measurement(
         &path,
         a.views,
@@ -540,7 +540,8 @@ pub struct StudyArgs {
         num_args = 2
     )]
     pub window: Vec<f32>,
-    /// TV weight relative to ‖A‖² (default: the task preset).
+    /// TV weight relative to ‖A‖² (default: the task preset; MRI: 5e-3, or 5e-2 when the mask's
+    /// true acceleration is at least 7, e.g. fastMRI 8×).
     #[arg(long)]
     pub tv_lambda: Option<f64>,
     /// PDHG iterations of the TV baseline.
@@ -608,14 +609,15 @@ pub struct ColorizeArgs {
 
 fn run_mri(a: MriArgs, device: Device) -> Result<()> {
     if let Some(path) = &a.study.measurement {
+        let m =
+            tasks::load_mri_measurement(path, a.mask.as_deref(), a.coil_maps.as_deref(), device)?;
         let methods = task_methods(
             TaskKind::Mri,
             &a.study.method,
             a.study.tv_lambda,
             a.study.tv_iters,
+            m.op.mri_acceleration(),
         )?;
-        let m =
-            tasks::load_mri_measurement(path, a.mask.as_deref(), a.coil_maps.as_deref(), device)?;
         return finish_measurement(m, &methods, &a.study.out);
     }
     let cfg = TaskConfig::Mri(MriConfig {
@@ -636,6 +638,7 @@ fn run_inpaint(a: InpaintArgs, device: Device) -> Result<()> {
             &a.study.method,
             a.study.tv_lambda,
             a.study.tv_iters,
+            None,
         )?;
         let mask = a.mask.as_deref().map(std::path::Path::new);
         let m = tasks::load_inpaint_measurement(path, mask, device)?;
@@ -654,6 +657,7 @@ fn run_colorize(a: ColorizeArgs, device: Device) -> Result<()> {
             &a.study.method,
             a.study.tv_lambda,
             a.study.tv_iters,
+            None,
         )?;
         let m = tasks::load_colorize_measurement(path, device)?;
         return finish_measurement(m, &methods, &a.study.out);
@@ -661,14 +665,20 @@ fn run_colorize(a: ColorizeArgs, device: Device) -> Result<()> {
     run_study(TaskConfig::Colorize, a.study, device)
 }
 
-/// The task's baselines named by `--method` (its defaults when empty).
+/// The task's baselines named by `--method` (its defaults when empty). The TV weight is the
+/// task preset's, for MRI chosen by the mask's true acceleration `mri_accel`
+/// ([`scoreinv::inverse::baselines::mri_tv_lambda`]), unless `--tv-lambda` gives one.
 fn task_methods(
     kind: TaskKind,
     names: &[String],
     tv_lambda: Option<f64>,
     tv_iters: Option<usize>,
+    mri_accel: Option<f64>,
 ) -> Result<Vec<Box<dyn Method>>> {
     let mut tv = kind.preset().tv_config();
+    if let (TaskKind::Mri, Some(r)) = (kind, mri_accel) {
+        tv.lambda = scoreinv::inverse::baselines::mri_tv_lambda(r);
+    }
     if let Some(l) = tv_lambda {
         tv.lambda = l;
     }
@@ -709,11 +719,10 @@ fn run_study(cfg: TaskConfig, s: StudyArgs, device: Device) -> Result<()> {
         .filter(|m| !is_score_method(m))
         .cloned()
         .collect();
-    let mut methods = if baseline_names.is_empty() && !s.method.is_empty() {
-        Vec::new()
-    } else {
-        task_methods(kind, &baseline_names, s.tv_lambda, s.tv_iters)?
-    };
+    // Method names are checked now; the baselines are built with the operator (the MRI TV
+    // weight depends on its mask).
+    let baselines_wanted = !(baseline_names.is_empty() && !s.method.is_empty());
+    task_methods(kind, &baseline_names, s.tv_lambda, s.tv_iters, None)?;
     let noise = TaskNoise::parse(&s.noise, kind)?;
     anyhow::ensure!(
         s.window[1] > s.window[0],
@@ -751,6 +760,17 @@ fn run_study(cfg: TaskConfig, s: StudyArgs, device: Device) -> Result<()> {
         tasks::check_image_shape(kind, &c.name, &c.shape)?;
     }
     let op = cfg.build(&size, s.seed, device)?;
+    let mut methods = if baselines_wanted {
+        task_methods(
+            kind,
+            &baseline_names,
+            s.tv_lambda,
+            s.tv_iters,
+            op.mri_acceleration(),
+        )?
+    } else {
+        Vec::new()
+    };
     let description = op.describe();
     let (op, decomposed) = op.into_shared();
     let projection = match kind {

@@ -468,6 +468,17 @@ pub fn check_image_shape(kind: TaskKind, name: &str, shape: &[i64]) -> Result<()
 }
 
 impl TaskOperator {
+    /// The true acceleration `H·W / n_sampled` of an MRI operator's sampling mask (`None` for
+    /// the other tasks): what the MRI TV weight is chosen by
+    /// ([`crate::inverse::baselines::mri_tv_lambda`]).
+    pub fn mri_acceleration(&self) -> Option<f64> {
+        match self {
+            TaskOperator::Mri(op) => Some(op.sampling_mask().acceleration()),
+            TaskOperator::Sense(op) => Some(op.sampling_mask().acceleration()),
+            _ => None,
+        }
+    }
+
     /// The operator shared (one object): as a [`LinearOperator`], and as a
     /// [`Decomposed`](scoreinv_operators::Decomposed) for the score samplers, which is `None`
     /// for multi-coil SENSE (no `T`/`Λ` decomposition; its score-based reconstruction is `dps`).
