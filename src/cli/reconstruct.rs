@@ -497,7 +497,7 @@ fn run_ct_measurement(a: CtArgs, device: Device) -> Result<()> {
         anyhow::bail!("reconstruct ct: --measurement FILE is needed here");
     };
     let filter: FbpFilter = a.filter.parse()?;
-    let methods = task_methods(TaskKind::Ct, &a.method, a.tv_lambda, a.tv_iters, None)?;
+    let baselines = task_baselines(TaskKind::Ct, &a.method)?;
     let m = tasks::load_ct_measurement(
         &path,
         a.views,
@@ -506,6 +506,7 @@ fn run_ct_measurement(a: CtArgs, device: Device) -> Result<()> {
         filter,
         device,
     )?;
+    let methods = baseline_methods(baselines, m.op.tv_config(), a.tv_lambda, a.tv_iters);
     finish_measurement(m, &methods, &a.out)
 }
 
@@ -609,15 +610,15 @@ pub struct ColorizeArgs {
 
 fn run_mri(a: MriArgs, device: Device) -> Result<()> {
     if let Some(path) = &a.study.measurement {
+        let baselines = task_baselines(TaskKind::Mri, &a.study.method)?;
         let m =
             tasks::load_mri_measurement(path, a.mask.as_deref(), a.coil_maps.as_deref(), device)?;
-        let methods = task_methods(
-            TaskKind::Mri,
-            &a.study.method,
+        let methods = baseline_methods(
+            baselines,
+            m.op.tv_config(),
             a.study.tv_lambda,
             a.study.tv_iters,
-            m.op.mri_acceleration(),
-        )?;
+        );
         return finish_measurement(m, &methods, &a.study.out);
     }
     let cfg = TaskConfig::Mri(MriConfig {
@@ -633,15 +634,15 @@ fn run_mri(a: MriArgs, device: Device) -> Result<()> {
 
 fn run_inpaint(a: InpaintArgs, device: Device) -> Result<()> {
     if let Some(path) = &a.study.measurement {
-        let methods = task_methods(
-            TaskKind::Inpaint,
-            &a.study.method,
-            a.study.tv_lambda,
-            a.study.tv_iters,
-            None,
-        )?;
+        let baselines = task_baselines(TaskKind::Inpaint, &a.study.method)?;
         let mask = a.mask.as_deref().map(std::path::Path::new);
         let m = tasks::load_inpaint_measurement(path, mask, device)?;
+        let methods = baseline_methods(
+            baselines,
+            m.op.tv_config(),
+            a.study.tv_lambda,
+            a.study.tv_iters,
+        );
         return finish_measurement(m, &methods, &a.study.out);
     }
     let cfg = TaskConfig::Inpaint(InpaintConfig {
@@ -652,51 +653,50 @@ fn run_inpaint(a: InpaintArgs, device: Device) -> Result<()> {
 
 fn run_colorize(a: ColorizeArgs, device: Device) -> Result<()> {
     if let Some(path) = &a.study.measurement {
-        let methods = task_methods(
-            TaskKind::Colorize,
-            &a.study.method,
+        let baselines = task_baselines(TaskKind::Colorize, &a.study.method)?;
+        let m = tasks::load_colorize_measurement(path, device)?;
+        let methods = baseline_methods(
+            baselines,
+            m.op.tv_config(),
             a.study.tv_lambda,
             a.study.tv_iters,
-            None,
-        )?;
-        let m = tasks::load_colorize_measurement(path, device)?;
+        );
         return finish_measurement(m, &methods, &a.study.out);
     }
     run_study(TaskConfig::Colorize, a.study, device)
 }
 
-/// The task's baselines named by `--method` (its defaults when empty). The TV weight is the
-/// task preset's, for MRI chosen by the mask's true acceleration `mri_accel`
-/// ([`scoreinv::inverse::baselines::mri_tv_lambda`]), unless `--tv-lambda` gives one.
-fn task_methods(
-    kind: TaskKind,
-    names: &[String],
-    tv_lambda: Option<f64>,
-    tv_iters: Option<usize>,
-    mri_accel: Option<f64>,
-) -> Result<Vec<Box<dyn Method>>> {
-    let mut tv = kind.preset().tv_config();
-    if let (TaskKind::Mri, Some(r)) = (kind, mri_accel) {
-        tv.lambda = scoreinv::inverse::baselines::mri_tv_lambda(r);
-    }
-    if let Some(l) = tv_lambda {
-        tv.lambda = l;
-    }
-    if let Some(n) = tv_iters {
-        tv.n_iter = n;
-    }
-    let baselines = if names.is_empty() {
+/// The task's baselines named by `--method` (its defaults when empty), checked before anything
+/// is loaded.
+fn task_baselines(kind: TaskKind, names: &[String]) -> Result<Vec<Baseline>> {
+    Ok(if names.is_empty() {
         kind.default_methods()
     } else {
         names
             .iter()
             .map(|n| kind.parse_method(n))
             .collect::<scoreinv::Result<Vec<_>>>()?
-    };
-    Ok(baselines
+    })
+}
+
+/// `baselines` as methods with the TV settings `tv` (the operator's preset,
+/// [`tasks::TaskOperator::tv_config`]) overridden by `--tv-lambda` / `--tv-iters`.
+fn baseline_methods(
+    baselines: Vec<Baseline>,
+    mut tv: scoreinv::inverse::baselines::TvConfig,
+    tv_lambda: Option<f64>,
+    tv_iters: Option<usize>,
+) -> Vec<Box<dyn Method>> {
+    if let Some(l) = tv_lambda {
+        tv.lambda = l;
+    }
+    if let Some(n) = tv_iters {
+        tv.n_iter = n;
+    }
+    baselines
         .into_iter()
         .map(|baseline| Box::new(BaselineMethod { baseline, tv }) as Box<dyn Method>)
-        .collect())
+        .collect()
 }
 
 /// Refuses an --out that exists and is not a folder (checked before anything is written).
@@ -719,10 +719,12 @@ fn run_study(cfg: TaskConfig, s: StudyArgs, device: Device) -> Result<()> {
         .filter(|m| !is_score_method(m))
         .cloned()
         .collect();
-    // Method names are checked now; the baselines are built with the operator (the MRI TV
-    // weight depends on its mask).
-    let baselines_wanted = !(baseline_names.is_empty() && !s.method.is_empty());
-    task_methods(kind, &baseline_names, s.tv_lambda, s.tv_iters, None)?;
+    // Checked now, built with the operator (the MRI TV weight depends on its mask).
+    let baselines = if baseline_names.is_empty() && !s.method.is_empty() {
+        Vec::new()
+    } else {
+        task_baselines(kind, &baseline_names)?
+    };
     let noise = TaskNoise::parse(&s.noise, kind)?;
     anyhow::ensure!(
         s.window[1] > s.window[0],
@@ -760,17 +762,7 @@ fn run_study(cfg: TaskConfig, s: StudyArgs, device: Device) -> Result<()> {
         tasks::check_image_shape(kind, &c.name, &c.shape)?;
     }
     let op = cfg.build(&size, s.seed, device)?;
-    let mut methods = if baselines_wanted {
-        task_methods(
-            kind,
-            &baseline_names,
-            s.tv_lambda,
-            s.tv_iters,
-            op.mri_acceleration(),
-        )?
-    } else {
-        Vec::new()
-    };
+    let mut methods = baseline_methods(baselines, op.tv_config(), s.tv_lambda, s.tv_iters);
     let description = op.describe();
     let (op, decomposed) = op.into_shared();
     let projection = match kind {

@@ -468,9 +468,19 @@ pub fn check_image_shape(kind: TaskKind, name: &str, shape: &[i64]) -> Result<()
 }
 
 impl TaskOperator {
-    /// The true acceleration `H·W / n_sampled` of an MRI operator's sampling mask (`None` for
-    /// the other tasks): what the MRI TV weight is chosen by
+    /// The task preset's TV settings for this operator: [`TaskPreset::tv_config`], with the MRI
+    /// weight chosen by the mask's true acceleration
     /// ([`crate::inverse::baselines::mri_tv_lambda`]).
+    pub fn tv_config(&self) -> crate::inverse::baselines::TvConfig {
+        let mut tv = self.kind().preset().tv_config();
+        if let Some(r) = self.mri_acceleration() {
+            tv.lambda = crate::inverse::baselines::mri_tv_lambda(r);
+        }
+        tv
+    }
+
+    /// The true acceleration `H·W / n_sampled` of an MRI operator's sampling mask (`None` for
+    /// the other tasks).
     pub fn mri_acceleration(&self) -> Option<f64> {
         match self {
             TaskOperator::Mri(op) => Some(op.sampling_mask().acceleration()),
