@@ -338,28 +338,28 @@ fn mri_and_inpaint_studies_write_metrics_for_every_method() {
 fn mri_tv_weight_follows_the_acceleration() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let tv_psnr = |name: &str, accel: &str, lambda: Option<&str>| -> f64 {
+    // `reconstruct mri INPUT… --method tv` into d/NAME, with `--tv-lambda` when given.
+    let run_tv = |name: &str, input: &[&str], lambda: Option<&str>| -> PathBuf {
         let out = d.join(name);
-        let mut args = vec![
-            "reconstruct",
-            "mri",
+        let mut args = vec!["reconstruct", "mri"];
+        args.extend_from_slice(input);
+        args.extend_from_slice(&["--method", "tv", "--tv-iters", "200", "--out", s(&out)]);
+        if let Some(l) = lambda {
+            args.extend_from_slice(&["--tv-lambda", l]);
+        }
+        run_ok(&args);
+        out
+    };
+    let tv_psnr = |name: &str, accel: &str, lambda: Option<&str>| -> f64 {
+        let study = [
             "--ground-truth",
             "phantom:shepp-logan",
             "--size",
             "32",
             "--accel",
             accel,
-            "--method",
-            "tv",
-            "--tv-iters",
-            "200",
-            "--out",
-            s(&out),
         ];
-        if let Some(l) = lambda {
-            args.extend_from_slice(&["--tv-lambda", l]);
-        }
-        run_ok(&args);
+        let out = run_tv(name, &study, lambda);
         let json: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(out.join("metrics.json")).unwrap())
                 .unwrap();
@@ -391,27 +391,9 @@ fn mri_tv_weight_follows_the_acceleration() {
         "simulate wrote no mask next to {}",
         y.display()
     );
+    let measured = ["--measurement", s(&y), "--mask", s(&mask)];
     let recon = |name: &str, lambda: Option<&str>| -> Tensor {
-        let out = d.join(name);
-        let mut args = vec![
-            "reconstruct",
-            "mri",
-            "--measurement",
-            s(&y),
-            "--mask",
-            s(&mask),
-            "--method",
-            "tv",
-            "--tv-iters",
-            "200",
-            "--out",
-            s(&out),
-        ];
-        if let Some(l) = lambda {
-            args.extend_from_slice(&["--tv-lambda", l]);
-        }
-        run_ok(&args);
-        read(&out.join("mri_tv.npy"))
+        read(&run_tv(name, &measured, lambda).join("mri_tv.npy"))
     };
     let r = recon("m8", None);
     assert_eq!(max_abs(&r, &recon("m8h", Some("0.05"))), 0.0);
