@@ -458,17 +458,53 @@ fn load_cases_inner(
         return Ok(out);
     }
     // `FILE#z=A..B[:STEP]` of any volume: the cases of `FILE#z=K` for each K (same names and
-    // values as when listed one by one), so a list of slices is one spec.
+    // values as when listed one by one), so a list of slices is one spec. The volume is read
+    // once and sliced as `io::read_image` slices it.
     if let Some(zs) = sel
         .and_then(|s| s.strip_prefix("z="))
         .filter(|z| z.contains(".."))
     {
-        for z in parse_range(zs, spec)? {
-            out.extend(load_cases_inner(&format!("{path}#z={z}"), opts, volume)?);
+        let zs = parse_range(zs, spec)?;
+        let file = Path::new(path);
+        let whole = io::read_image_file(file)?;
+        for z in zs {
+            let sel = io::Selector {
+                axis: io::SliceAxis::Z,
+                index: z,
+            };
+            let img = whole.slice(sel).map_err(|e| match e {
+                Error::Invalid(m) => Error::format(file, m),
+                e => e,
+            })?;
+            let one = format!("z={z}");
+            image_cases(
+                img,
+                path,
+                Some(&one),
+                &format!("{path}#{one}"),
+                opts,
+                volume,
+                &mut out,
+            )?;
         }
         return Ok(out);
     }
     let img = io::read_image(spec)?;
+    image_cases(img, path, sel, spec, opts, volume, &mut out)?;
+    Ok(out)
+}
+
+/// The cases of an image read from `spec` (= `path` with the selector `sel`, if any): one
+/// picture, or every slice of a `[D, H, W]` volume (then also recorded in `volume`).
+fn image_cases(
+    img: io::Image,
+    path: &str,
+    sel: Option<&str>,
+    spec: &str,
+    opts: &CaseOptions,
+    volume: &mut Option<SourceVolume>,
+    out: &mut Vec<Case>,
+) -> Result<()> {
     let stem = volume_stem(Path::new(path));
     // A selected slice keeps its index in the name, so several slices of one volume do not
     // overwrite each other's outputs.
@@ -507,5 +543,5 @@ fn load_cases_inner(
             });
         }
     }
-    Ok(out)
+    Ok(())
 }
