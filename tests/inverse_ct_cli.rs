@@ -263,3 +263,89 @@ fn batched_reconstruction_matches_and_shards_by_batch() {
     assert!(String::from_utf8_lossy(&r.stderr).contains("--batch"));
     assert!(!bad.exists());
 }
+
+/// A model's validated sampler settings (`"sampler": {"ct": {"lambda": …}}` in its
+/// `config.json`) are what `--method score` uses when `--lambda` is not given: the run equals the
+/// same model without them and `--lambda` set to that value, bit for bit, and differs from the
+/// published λ 0.841; a flag overrides them; an out-of-range value is refused naming the file and
+/// the key, before anything is written.
+#[test]
+fn model_sampler_settings_apply_unless_a_flag_is_given() {
+    use scoreinv::models::model_dir::{read_model_config, SamplerSettings};
+    let model = tempfile::tempdir().unwrap();
+    train_model(model.path());
+    let json = model.path().join("config.json");
+    let set_lambda = |lambda: Option<f64>| {
+        let mut cfg = read_model_config(model.path()).unwrap();
+        cfg.sampler.clear();
+        if let Some(l) = lambda {
+            let s = SamplerSettings {
+                lambda: Some(l),
+                validated_on: Some("test".into()),
+                ..Default::default()
+            };
+            cfg.sampler.insert("ct".into(), s);
+        }
+        std::fs::write(&json, serde_json::to_string_pretty(&cfg).unwrap()).unwrap();
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let m = model.path().to_str().unwrap().to_string();
+    let run_into = |name: &str, extra: &[&str]| {
+        let out = dir.path().join(name);
+        let mut a = vec![
+            "reconstruct",
+            "ct",
+            "--ground-truth",
+            "phantom:ellipses:2",
+            "--size",
+            "16",
+            "--views",
+            "4",
+            "--angles",
+            "16",
+            "--noise",
+            "gaussian:0.01",
+            "--model",
+            &m,
+            "--steps",
+            "6",
+            "--method",
+            "score",
+        ];
+        a.extend(extra);
+        let o = out.to_str().unwrap().to_string();
+        a.extend(["--out", &o]);
+        let r = run(&a);
+        (out, r)
+    };
+    let score = |out: &std::path::Path| -> ndarray::Array3<f32> {
+        ndarray_npy::read_npy(out.join("ellipses_2_score.npy")).unwrap()
+    };
+    set_lambda(Some(0.3));
+    let (from_model, r) = run_into("model", &[]);
+    let err = String::from_utf8_lossy(&r.stderr);
+    assert!(r.status.success(), "{err}");
+    assert!(err.contains("λ 0.3 validated for this model"), "{err}");
+    let (flag_over, r) = run_into("flag_over", &["--lambda", "0.841"]);
+    assert!(r.status.success());
+    let err = String::from_utf8_lossy(&r.stderr);
+    assert!(!err.contains("validated for this model"), "{err}");
+    set_lambda(None);
+    let (flag, r) = run_into("flag", &["--lambda", "0.3"]);
+    assert!(r.status.success());
+    let (published, r) = run_into("published", &[]);
+    assert!(r.status.success());
+    assert_eq!(score(&from_model), score(&flag));
+    assert_eq!(score(&flag_over), score(&published));
+    assert_ne!(score(&from_model), score(&published));
+
+    set_lambda(Some(1.5));
+    let (bad, r) = run_into("bad", &[]);
+    let err = String::from_utf8_lossy(&r.stderr);
+    assert!(!r.status.success());
+    assert!(
+        err.contains("config.json") && err.contains("sampler.ct.lambda must lie in [0, 1]"),
+        "{err}"
+    );
+    assert!(!bad.exists(), "nothing is written on a bad model config");
+}

@@ -352,6 +352,7 @@ fn run_ct(a: CtArgs, device: Device) -> Result<()> {
         &a.score,
         op.as_ref(),
         Some(op.clone()),
+        TaskKind::Ct,
         ProjectionConfig::ct(),
         device,
     )?);
@@ -430,12 +431,14 @@ fn is_score_method(m: &str) -> bool {
 /// The score-based methods named in `methods`, loaded from `--model` onto `device`, checked
 /// against `op`'s image shape before anything is written. `decomposed` is `op`'s `T`/`Λ`
 /// decomposition, which `score` and `score-sde` need; without one (multi-coil SENSE) only `dps`
-/// is accepted.
+/// is accepted. `score` starts from `projection` (the task's published settings), then the
+/// model's validated settings for `task` (`"sampler"` in its `config.json`), then the flags.
 fn score_methods(
     methods: &[String],
     s: &ScoreArgs,
     op: &dyn LinearOperator,
     decomposed: Option<Arc<dyn Decomposed>>,
+    task: TaskKind,
     projection: ProjectionConfig,
     device: Device,
 ) -> Result<Vec<Box<dyn Method>>> {
@@ -459,6 +462,22 @@ fn score_methods(
         let algorithm = match name.as_str() {
             "score" => {
                 let mut c = projection;
+                let model_cfg = scoreinv::models::model_dir::read_model_config(dir)
+                    .with_context(|| format!("--method {m} --model {}", dir.display()))?;
+                if let Some(ms) = model_cfg.sampler.get(task.name()) {
+                    c = c.with_model_settings(ms);
+                    let flagged = |v: Option<f64>, f: Option<f64>| v.is_some() && f.is_none();
+                    if flagged(ms.snr, s.snr) || flagged(ms.lambda, s.lambda) {
+                        eprintln!(
+                            "note: --method score: snr {}, λ {} validated for this model ({}, \
+                             sampler.{}; --snr / --lambda override)",
+                            s.snr.unwrap_or(c.snr),
+                            s.lambda.unwrap_or(c.lambda),
+                            dir.join("config.json").display(),
+                            task.name()
+                        );
+                    }
+                }
                 c.snr = s.snr.unwrap_or(c.snr);
                 c.lambda = s.lambda.unwrap_or(c.lambda);
                 c.consistency_iters = s.consistency_iters.unwrap_or(c.consistency_iters);
@@ -774,6 +793,7 @@ fn run_study(cfg: TaskConfig, s: StudyArgs, device: Device) -> Result<()> {
         &s.score,
         op.as_ref(),
         decomposed,
+        kind,
         projection,
         device,
     )?);

@@ -123,6 +123,16 @@ impl ProjectionConfig {
         }
     }
 
+    /// These settings with a model's validated `snr` / `λ` for the task
+    /// ([`crate::models::model_dir::SamplerSettings`]) in place of the published ones.
+    pub fn with_model_settings(self, s: &crate::models::model_dir::SamplerSettings) -> Self {
+        Self {
+            snr: s.snr.unwrap_or(self.snr),
+            lambda: s.lambda.unwrap_or(self.lambda),
+            ..self
+        }
+    }
+
     /// Checks `λ ∈ [0, 1]`, the corrector settings and `eps` against `sde`.
     pub fn validate(&self, sde: &dyn Sde) -> Result<()> {
         if !(0.0..=1.0).contains(&self.lambda) {

@@ -9,9 +9,12 @@
 //!   "score": { "scale_by_sigma": true },
 //!   "data":  { "shape": [1, 28, 28], "centered": false, "data_range": [0.0, 255.0],
 //!              "source": "fashion-mnist (60000 train images)" },
-//!   "training": { "step": 5000, "ema_rate": 0.999, "loss": "dsm" }
+//!   "training": { "step": 5000, "ema_rate": 0.999, "loss": "dsm" },
+//!   "sampler": { "ct": { "lambda": 1.0, "validated_on": "…" } }
 //! }
 //! ```
+//! `sampler` (optional, [`SamplerSettings`]) holds projection-sampler settings chosen for the
+//! model on a task's validation data; an exported run has none.
 //! `model.safetensors` holds the EMA weights (score_sde evaluates and samples with the EMA), f32,
 //! one tensor per variable of the network's `VarStore` under the same name, each with its
 //! CRC-32 in the metadata. `data` says how to map a raw image `r` to model space:
@@ -27,7 +30,7 @@ use crate::sde::{SdeConfig, SdeKind};
 use crate::train::checkpoint::{write_atomic, write_tensors, TensorFile};
 use crate::{Error, Result};
 use serde::{Deserialize, Serialize};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use tch::{nn, Device, Tensor};
 
@@ -191,6 +194,41 @@ pub struct TrainingInfo {
     pub random_contrast: Option<f64>,
 }
 
+/// Projection-sampler settings chosen for this model on one task's validation data (and
+/// recorded in its model card), under `"sampler": {"ct": {...}}` in `config.json`. The
+/// published per-task values ([`crate::inverse::projection::ProjectionConfig::ct`], …) are
+/// chosen for the reference's 256²–320² models; a small prior may do better with others.
+/// `scoreinv reconstruct TASK` uses them for `--method score` where `--snr` / `--lambda` are not
+/// given ([`crate::inverse::projection::ProjectionConfig::with_model_settings`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct SamplerSettings {
+    /// Langevin corrector signal-to-noise ratio.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snr: Option<f64>,
+    /// Projection weight `λ ∈ [0, 1]`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lambda: Option<f64>,
+    /// Where the values were chosen (for people; e.g. the validation cases and settings).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub validated_on: Option<String>,
+}
+
+impl SamplerSettings {
+    /// `snr > 0` and `λ ∈ [0, 1]`, both finite.
+    fn check(&self, task: &str) -> std::result::Result<(), String> {
+        if let Some(v) = self.snr.filter(|v| !(v.is_finite() && *v > 0.0)) {
+            return Err(format!(
+                "sampler.{task}.snr must be a positive number, got {v}"
+            ));
+        }
+        if let Some(v) = self.lambda.filter(|v| !(0.0..=1.0).contains(v)) {
+            return Err(format!("sampler.{task}.lambda must lie in [0, 1], got {v}"));
+        }
+        Ok(())
+    }
+}
+
 /// Contents of `config.json`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ModelDirConfig {
@@ -203,6 +241,10 @@ pub struct ModelDirConfig {
     pub data: DataInfo,
     #[serde(default)]
     pub training: Option<TrainingInfo>,
+    /// Validated sampler settings by task name (`ct`, `mri`, `inpaint`, `colorize`); none for a
+    /// freshly exported run.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub sampler: BTreeMap<String, SamplerSettings>,
 }
 
 /// Writes `dir/config.json` and `dir/model.safetensors` (`weights` are the EMA tensors by
@@ -234,6 +276,9 @@ pub fn read_model_config(dir: &Path) -> Result<ModelDirConfig> {
     let text = std::fs::read_to_string(&json).map_err(|e| Error::io(&json, e))?;
     let cfg: ModelDirConfig = serde_json::from_str(&text)
         .map_err(|e| Error::format(&json, format!("invalid model config: {e}")))?;
+    for (task, settings) in &cfg.sampler {
+        settings.check(task).map_err(|m| Error::format(&json, m))?;
+    }
     if cfg.format != MODEL_FORMAT {
         return Err(Error::format(
             &json,

@@ -686,6 +686,7 @@ pub fn model_dir_config(cfg: &TrainConfig, data: &DataInfo, step: u64) -> ModelD
             init: cfg.training.init.clone(),
             random_contrast: (cfg.data.random_contrast > 0.0).then_some(cfg.data.random_contrast),
         }),
+        sampler: Default::default(),
     }
 }
 
