@@ -294,3 +294,63 @@ fn npy_stack_errors_and_big_endian_fallback() {
         "{err}"
     );
 }
+
+/// A folder of pictures is the list of its pictures in name order (PNG, JPEG, NPY here; other
+/// files ignored), each case named by its file, the same through `pending_cases`; a JPEG is read
+/// like a PNG of the same pixels; a folder with neither pictures nor DICOM files is an error
+/// naming it; JPEG is never written.
+#[test]
+fn a_folder_of_pictures_is_its_pictures_in_name_order() {
+    use ndarray::Array3;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let ramp = Array3::from_shape_fn((3, 8, 8), |(c, y, x)| (c * 50 + y * 8 + x) as f32 / 255.0);
+    scoreinv::io::png::write_png(
+        &d.join("b_photo.png"),
+        &ramp,
+        scoreinv::io::png::PngBitDepth::Eight,
+    )
+    .unwrap();
+    // The same pixels as a JPEG at quality 100 (lossy: compared within 3/255).
+    let raw: Vec<u8> = (0..8 * 8 * 3)
+        .map(|i| {
+            let (p, c) = (i / 3, i % 3);
+            (c * 50 + p) as u8
+        })
+        .collect();
+    let buf = image::RgbImage::from_raw(8, 8, raw).unwrap();
+    let mut enc = image::codecs::jpeg::JpegEncoder::new_with_quality(
+        std::fs::File::create(d.join("a_photo.JPG")).unwrap(),
+        100,
+    );
+    enc.encode_image(&buf).unwrap();
+    scoreinv::io::npy::write_npy(
+        &d.join("c_gray.npy"),
+        &Array3::<f32>::from_elem((1, 8, 8), 0.25),
+    )
+    .unwrap();
+    std::fs::write(d.join("README.txt"), "not a picture").unwrap();
+    let spec = d.to_str().unwrap();
+    let cases = load_cases(spec, &opts(None)).unwrap();
+    let names: Vec<&str> = cases.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(names, ["a_photo", "b_photo", "c_gray"]);
+    assert_eq!(cases[0].truth.size(), [3, 8, 8]);
+    assert!(max_abs(&cases[0].truth, &cases[1].truth) <= 3.0 / 255.0);
+    assert_eq!(cases[2].truth.size(), [1, 8, 8]);
+    let (pending, volume) = pending_cases(spec, &opts(None)).unwrap();
+    assert!(volume.is_none());
+    let pnames: Vec<String> = pending.iter().map(|c| c.name.clone()).collect();
+    assert_eq!(pnames, names);
+    let e = scoreinv::io::write_image(d.join("out.jpg"), &scoreinv::io::Image::chw(ramp.clone()))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("writing JPEG is not supported"), "{e}");
+    assert!(!d.join("out.jpg").exists());
+    let empty = tempfile::tempdir().unwrap();
+    std::fs::write(empty.path().join("notes.txt"), "x").unwrap();
+    let e = load_cases(empty.path().to_str().unwrap(), &opts(None))
+        .err()
+        .expect("no pictures, no DICOM")
+        .to_string();
+    assert!(e.contains("no DICOM files"), "{e}");
+}

@@ -43,9 +43,9 @@ pub enum Task {
 
 #[derive(Debug, clap::Args)]
 pub struct CtArgs {
-    /// Ground truth: a file (png, tif, npy, nii[.gz], dcm, DICOM folder; `#z=K` picks a slice,
-    /// `#z=A..B[:STEP]` several), `invesalius:z=A..B`, `phantom:shepp-logan`,
-    /// `phantom:ellipses:A..B`.
+    /// Ground truth: a file (png, jpg, tif, npy, nii[.gz], dcm; `#z=K` picks a slice,
+    /// `#z=A..B[:STEP]` several), a folder (its pictures in name order, or a DICOM series),
+    /// `invesalius:z=A..B`, `phantom:shepp-logan`, `phantom:ellipses:A..B`.
     /// Repeat the flag or separate with commas.
     #[arg(
         long = "ground-truth",

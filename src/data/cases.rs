@@ -7,7 +7,8 @@
 //! | `fashion-mnist:K` / `fashion-mnist:A..B` | Fashion-MNIST test-set images (never trained on), from `/usr/share/datasets/fashion-mnist` |
 //! | `invesalius:z=K` / `invesalius:z=A..B[:STEP]` | axial slices of the real head CT of Debian `invesalius-examples` |
 //! | `FILE.inv3#z=K` / `#z=A..B` | the same for any InVesalius project |
-//! | `FILE` (`.png .tif .npy .nii .nii.gz .dcm`, DICOM folder), optional `#z=K` or `#z=A..B[:STEP]` (those slices, as if listed one by one) | a picture, or every slice of a volume (NIfTI, DICOM series, multi-page TIFF, NPY stack `[D, H, W]` with D ∉ {1, 3} or `[D, 1, H, W]`) |
+//! | `FILE` (`.png .jpg .tif .npy .nii .nii.gz .dcm`, DICOM folder), optional `#z=K` or `#z=A..B[:STEP]` (those slices, as if listed one by one) | a picture, or every slice of a volume (NIfTI, DICOM series, multi-page TIFF, NPY stack `[D, H, W]` with D ∉ {1, 3} or `[D, 1, H, W]`) |
+//! | `FOLDER` of pictures (any of the file formats above but DICOM; other files ignored) | the cases of each file, in name order (a folder without pictures is a DICOM series) |
 //!
 //! Values: CT in Hounsfield units (DICOM, `.inv3`) go through the HU window
 //! ([`super::ct_slices::HuWindow`]); other data already in [0, 1] is kept; anything else is
@@ -117,18 +118,18 @@ fn to_unit_range(img: &io::Image, opts: &CaseOptions, name: &str) -> Array3<f32>
 
 /// The file name without its image extensions: the stem of case and volume names.
 fn volume_stem(path: &Path) -> String {
-    let stem = path
+    let name = path
         .file_name()
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_else(|| "image".into());
-    stem.trim_end_matches(".gz")
-        .trim_end_matches(".nii")
-        .trim_end_matches(".npy")
-        .trim_end_matches(".png")
-        .trim_end_matches(".dcm")
-        .trim_end_matches(".tiff")
-        .trim_end_matches(".tif")
-        .to_string()
+    let lower = name.to_ascii_lowercase();
+    const EXTENSIONS: [&str; 10] = [
+        ".nii.gz", ".nii", ".npy", ".png", ".jpeg", ".jpg", ".dcm", ".dicom", ".tiff", ".tif",
+    ];
+    match EXTENSIONS.iter().find(|e| lower.ends_with(*e)) {
+        Some(e) => name[..name.len() - e.len()].to_string(),
+        None => name,
+    }
 }
 
 /// Loads the cases one spec names (see the module doc).
@@ -318,7 +319,7 @@ pub fn pending_cases(
             }
             None => None,
         }
-    } else if path.is_dir() {
+    } else if path.is_dir() && folder_pictures(path)?.is_none() {
         let series = io::dicom::DicomSeries::open(path)?;
         let (dim, meta, range) = (series.dim, series.meta.clone(), series.range);
         Some((SliceReader::Dicom(series), dim, meta, range))
@@ -445,6 +446,15 @@ fn load_cases_inner(
         )?;
         return Ok(out);
     }
+    if let Some(files) = folder_pictures(Path::new(spec))? {
+        for f in files {
+            let f = f.to_str().ok_or_else(|| {
+                Error::Invalid(format!("'{spec}': file name {} is not UTF-8", f.display()))
+            })?;
+            out.extend(load_cases_inner(f, opts, &mut None)?);
+        }
+        return Ok(out);
+    }
     let (path, sel) = match spec.rsplit_once('#') {
         Some((p, s)) => (p, Some(s)),
         None => (spec, None),
@@ -492,6 +502,26 @@ fn load_cases_inner(
     let img = io::read_image(spec)?;
     image_cases(img, path, sel, spec, opts, volume, &mut out)?;
     Ok(out)
+}
+
+/// The pictures of a folder: its files whose extension names a format other than DICOM
+/// (`.png .jpg .jpeg .tif .tiff .npy .nii .nii.gz`), in name order; `None` when `dir` is not a
+/// folder or has none (a folder is then a DICOM series). Other files are ignored.
+fn folder_pictures(dir: &Path) -> Result<Option<Vec<PathBuf>>> {
+    if !dir.is_dir() {
+        return Ok(None);
+    }
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))? {
+        let p = entry.map_err(|e| Error::io(dir, e))?.path();
+        if p.is_file()
+            && matches!(io::ImageFormat::from_path(&p), Ok(f) if f != io::ImageFormat::Dicom)
+        {
+            files.push(p);
+        }
+    }
+    files.sort();
+    Ok((!files.is_empty()).then_some(files))
 }
 
 /// The cases of an image read from `spec` (= `path` with the selector `sel`, if any): one

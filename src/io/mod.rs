@@ -56,6 +56,8 @@ pub enum Axes {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ImageFormat {
     Png,
+    /// Read only (lossy: outputs are written as PNG, NPY, TIFF or NIfTI).
+    Jpeg,
     Tiff,
     Npy,
     Nifti,
@@ -63,8 +65,8 @@ pub enum ImageFormat {
 }
 
 impl ImageFormat {
-    /// The format a path's extension names (`.png`, `.tif`/`.tiff`, `.npy`, `.nii`/`.nii.gz`,
-    /// `.dcm`/`.dicom`, or a folder = DICOM series).
+    /// The format a path's extension names (`.png`, `.jpg`/`.jpeg`, `.tif`/`.tiff`, `.npy`,
+    /// `.nii`/`.nii.gz`, `.dcm`/`.dicom`, or a folder = DICOM series).
     pub fn from_path(path: &Path) -> Result<Self> {
         let name = path
             .file_name()
@@ -75,6 +77,8 @@ impl ImageFormat {
         }
         let f = if name.ends_with(".png") {
             ImageFormat::Png
+        } else if name.ends_with(".jpg") || name.ends_with(".jpeg") {
+            ImageFormat::Jpeg
         } else if name.ends_with(".tif") || name.ends_with(".tiff") {
             ImageFormat::Tiff
         } else if name.ends_with(".npy") {
@@ -86,8 +90,8 @@ impl ImageFormat {
         } else {
             return Err(Error::format(
                 path,
-                "unknown image format (expected .png, .tif, .tiff, .npy, .nii, .nii.gz, .dcm \
-                 or a folder of DICOM files)",
+                "unknown image format (expected .png, .jpg, .jpeg, .tif, .tiff, .npy, .nii, \
+                 .nii.gz, .dcm or a folder of DICOM files or pictures)",
             ));
         };
         Ok(f)
@@ -343,7 +347,7 @@ pub fn read_image_file(path: &Path) -> Result<Image> {
         ));
     }
     match ImageFormat::from_path(path)? {
-        ImageFormat::Png => png::read_png(path),
+        ImageFormat::Png | ImageFormat::Jpeg => png::read_png(path),
         ImageFormat::Tiff => tiff::read_tiff(path),
         ImageFormat::Npy => npy::read_npy_image(path),
         ImageFormat::Nifti => nifti::read_nifti(path),
@@ -383,6 +387,10 @@ pub fn write_image(path: impl AsRef<Path>, image: &Image) -> Result<()> {
         ImageFormat::Dicom => Err(Error::format(
             path,
             "writing DICOM is not supported; write .nii.gz, .npy, .tif or .png instead",
+        )),
+        ImageFormat::Jpeg => Err(Error::format(
+            path,
+            "writing JPEG is not supported (lossy); write .png, .tif, .npy or .nii.gz instead",
         )),
     }
 }

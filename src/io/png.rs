@@ -1,6 +1,7 @@
 //! PNG via the `image` crate: 8- and 16-bit gray and RGB (alpha is dropped), read as f32 in
 //! [0, 1] by dividing by `2^bits − 1`, written from f32 by `round(clamp(x, 0, 1) · (2^bits − 1))`,
-//! so a read → write at the same bit depth reproduces every sample exactly.
+//! so a read → write at the same bit depth reproduces every sample exactly. JPEG (8-bit gray or
+//! RGB, e.g. photographs to colorize) is read by the same decoder; it is never written.
 use super::{atomic, ensure_finite, Axes, Image, ImageFormat, ImageMeta};
 use crate::{Error, Result};
 use image::{DynamicImage, ImageBuffer, Luma, Rgb};
@@ -36,14 +37,20 @@ fn planar<T: Copy + Into<f32>>(
     })
 }
 
-/// Reads a PNG as `[1, H, W]` (gray) or `[3, H, W]` (RGB) in [0, 1], recording the bit depth.
+/// Reads a PNG (or JPEG) as `[1, H, W]` (gray) or `[3, H, W]` (RGB) in [0, 1], recording the
+/// bit depth and the format found in the file.
 pub fn read_png(path: &Path) -> Result<Image> {
-    let reader = image::ImageReader::open(path).map_err(|e| Error::io(path, e))?;
-    let img = reader
-        .with_guessed_format()
+    let reader = image::ImageReader::open(path)
         .map_err(|e| Error::io(path, e))?
+        .with_guessed_format()
+        .map_err(|e| Error::io(path, e))?;
+    let (format, name) = match reader.format() {
+        Some(image::ImageFormat::Jpeg) => (ImageFormat::Jpeg, "JPEG"),
+        _ => (ImageFormat::Png, "PNG"),
+    };
+    let img = reader
         .decode()
-        .map_err(|e| Error::format(path, format!("cannot decode PNG: {e}")))?;
+        .map_err(|e| Error::format(path, format!("cannot decode {name}: {e}")))?;
     let (w, h) = (img.width() as usize, img.height() as usize);
     let (data, bits, dtype) = match &img {
         DynamicImage::ImageLuma8(b) => (planar(b.as_raw(), h, w, 1, 1, 255.0), 8, "u8"),
@@ -58,7 +65,7 @@ pub fn read_png(path: &Path) -> Result<Image> {
             return Err(Error::format(
                 path,
                 format!(
-                    "unsupported PNG pixel type {:?}; supported: 8/16-bit gray or RGB",
+                    "unsupported {name} pixel type {:?}; supported: 8/16-bit gray or RGB",
                     other.color()
                 ),
             ))
@@ -68,7 +75,7 @@ pub fn read_png(path: &Path) -> Result<Image> {
         data,
         axes: Axes::Chw,
         meta: ImageMeta {
-            format: Some(ImageFormat::Png),
+            format: Some(format),
             bit_depth: Some(bits),
             dtype: Some(dtype.into()),
             ..Default::default()
