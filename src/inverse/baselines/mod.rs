@@ -262,7 +262,10 @@ impl TaskPreset {
     }
 
     /// TV settings for the task: `λ` relative to `‖A‖²`, images constrained to `[0, 1]`,
-    /// [`TV_ITERS`] PDHG iterations started from `A⁺y`.
+    /// [`TV_ITERS`] PDHG iterations started from `A⁺y`. MRI gets the moderate-acceleration
+    /// weight [`TV_LAMBDA_MRI`] here, knowing no mask: with an operator at hand use
+    /// [`crate::inverse::tasks::TaskOperator::tv_config`] (or [`mri_tv_lambda`] of the mask's
+    /// true acceleration), which switches to [`TV_LAMBDA_MRI_HIGH`] at high acceleration.
     pub fn tv_config(self) -> TvConfig {
         let lambda = match self {
             TaskPreset::Ct => TV_LAMBDA_CT,
