@@ -19,7 +19,7 @@
 //!   operator + noise; measurement files for `scoreinv simulate` / `reconstruct --measurement`.
 //! * [`train`]: DSM/SSM/NCSN/DDPM training, Adam + EMA, bit-exact checkpoints, data sources.
 //! * [`guidance`]: time-dependent classifiers, their training, classifier-guided (class-conditional) scores.
-//! * [`bench`]: `scoreinv bench` harness (timings next to same-run references).
+//! * [`bench`](mod@bench): `scoreinv bench` harness (timings next to same-run references).
 //! * [`sampling`]: PC, DDPM ancestral, annealed Langevin and probability-flow ODE samplers; likelihoods.
 
 pub mod autocast;

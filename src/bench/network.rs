@@ -280,7 +280,7 @@ pub fn sampler_size(quick: bool) -> usize {
 }
 
 /// Runs the sampler suite: PC steps/s at batch 1 and 16, probability-flow ODE work per sample,
-/// and sparse-view CT reconstructions ([`ct_rows`]) at the suite's size and, in full runs, 256².
+/// and sparse-view CT reconstructions (`ct_rows`) at the suite's size and, in full runs, 256².
 pub fn run_sampler(ctx: &BenchContext, progress: &dyn Fn(&str)) -> Result<Vec<Measurement>> {
     let dev = ctx.device;
     let size = sampler_size(ctx.quick);

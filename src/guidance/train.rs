@@ -2,7 +2,7 @@
 //!
 //! Each step draws a batch `(x₀, y)` of labelled data, times `t ~ U(ε, 1)` (ε =
 //! `sde.sampling_eps()` unless set), noise `z ~ N(0, I)`, perturbs with the SDE's transition
-//! kernel `x_t = m(t) x₀ + s(t) z` ([`Sde::marginal_prob`]) and minimises the cross-entropy
+//! kernel `x_t = m(t) x₀ + s(t) z` ([`Sde::marginal_prob`](crate::sde::Sde::marginal_prob)) and minimises the cross-entropy
 //! `−log softmax(f_φ(x_t, c(t)))_y`. The optimiser is the score trainer's ([`crate::train::optim`]:
 //! Adam with linear warm-up, global-norm clipping, EMA of the weights); every random draw is a
 //! function of `(seed, step)` ([`crate::train::rng`]), so a checkpoint (all weights, EMA, Adam
