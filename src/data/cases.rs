@@ -482,10 +482,7 @@ fn load_cases_inner(
                 axis: io::SliceAxis::Z,
                 index: z,
             };
-            let img = whole.slice(sel).map_err(|e| match e {
-                Error::Invalid(m) => Error::format(file, m),
-                e => e,
-            })?;
+            let img = whole.slice_of_file(sel, file)?;
             let one = format!("z={z}");
             image_cases(
                 img,

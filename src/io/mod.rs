@@ -180,6 +180,14 @@ impl Image {
             meta: self.meta.sliced(sel),
         })
     }
+    /// [`Self::slice`] of an image read from `file`: an out-of-range index is reported as a
+    /// format error naming the file.
+    pub fn slice_of_file(&self, sel: Selector, file: &Path) -> Result<Image> {
+        self.slice(sel).map_err(|e| match e {
+            Error::Invalid(m) => Error::format(file, m),
+            e => e,
+        })
+    }
     /// The image as a `[1, C, H, W]` f32 tensor on the CPU.
     pub fn to_tensor(&self) -> tch::Tensor {
         array_to_tensor(&self.data).unsqueeze(0)
@@ -295,10 +303,7 @@ pub fn read_image(path: impl AsRef<Path>) -> Result<Image> {
     }
     let img = read_image_file(&file)?;
     match sel {
-        Some(sel) => img.slice(sel).map_err(|e| match e {
-            Error::Invalid(m) => Error::format(&file, m),
-            e => e,
-        }),
+        Some(sel) => img.slice_of_file(sel, &file),
         None => Ok(img),
     }
 }
@@ -330,12 +335,7 @@ fn read_nifti_z_slice(file: &Path, sel: Selector) -> Result<Image> {
 /// `read_slice(path, SliceAxis::Z, 90)` is `read_image("path#z=90")`.
 pub fn read_slice(path: impl AsRef<Path>, axis: SliceAxis, index: usize) -> Result<Image> {
     let path = path.as_ref();
-    read_image_file(path)?
-        .slice(Selector { axis, index })
-        .map_err(|e| match e {
-            Error::Invalid(m) => Error::format(path, m),
-            e => e,
-        })
+    read_image_file(path)?.slice_of_file(Selector { axis, index }, path)
 }
 
 /// [`read_image`] without selector parsing.
