@@ -43,6 +43,18 @@ fn train_model(dir: &std::path::Path) {
     tr.export_model_dir(dir).unwrap();
 }
 
+/// The simulation of the batched and model-settings tests: 16×16, 4 of 16 views, 1 % noise.
+const NOISY_16: [&str; 8] = [
+    "--size",
+    "16",
+    "--views",
+    "4",
+    "--angles",
+    "16",
+    "--noise",
+    "gaussian:0.01",
+];
+
 fn run(args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_scoreinv"))
         .args(["--device", "cpu", "--threads", "1"])
@@ -170,14 +182,10 @@ fn batched_reconstruction_matches_and_shards_by_batch() {
         "ct",
         "--ground-truth",
         "phantom:ellipses:0..5",
-        "--size",
-        "16",
-        "--views",
-        "4",
-        "--angles",
-        "16",
-        "--noise",
-        "gaussian:0.01",
+    ]
+    .into_iter()
+    .chain(NOISY_16)
+    .chain([
         "--tv-iters",
         "15",
         "--model",
@@ -188,7 +196,8 @@ fn batched_reconstruction_matches_and_shards_by_batch() {
         "2",
         "--seed",
         "7",
-    ];
+    ])
+    .collect::<Vec<_>>();
     let run_into = |name: &str, extra: &[&str]| -> std::path::PathBuf {
         let out = dir.path().join(name);
         let mut a = common.to_vec();
@@ -292,26 +301,9 @@ fn model_sampler_settings_apply_unless_a_flag_is_given() {
     let m = model.path().to_str().unwrap().to_string();
     let run_into = |name: &str, extra: &[&str]| {
         let out = dir.path().join(name);
-        let mut a = vec![
-            "reconstruct",
-            "ct",
-            "--ground-truth",
-            "phantom:ellipses:2",
-            "--size",
-            "16",
-            "--views",
-            "4",
-            "--angles",
-            "16",
-            "--noise",
-            "gaussian:0.01",
-            "--model",
-            &m,
-            "--steps",
-            "6",
-            "--method",
-            "score",
-        ];
+        let mut a = vec!["reconstruct", "ct", "--ground-truth", "phantom:ellipses:2"];
+        a.extend(NOISY_16);
+        a.extend(["--model", &m, "--steps", "6", "--method", "score"]);
         a.extend(extra);
         let o = out.to_str().unwrap().to_string();
         a.extend(["--out", &o]);
