@@ -46,7 +46,9 @@ fn main() -> anyhow::Result<()> {
         &model,
         device,
         Some(steps),
-        ScoreAlgorithm::Projection(ProjectionConfig::default()),
+        // The default projection settings with the model's validated ones for colorization
+        // (its config.json's "sampler"."colorize"), as `reconstruct colorize` does.
+        ScoreAlgorithm::Projection(ProjectionConfig::default().for_model(&model, "colorize")?),
         Some(op.clone()),
         samples,
     )?;

@@ -11,7 +11,6 @@ use scoreinv::inverse::baselines::{Baseline, TaskPreset};
 use scoreinv::inverse::projection::ProjectionConfig;
 use scoreinv::inverse::score_method::{ScoreAlgorithm, ScoreMethod};
 use scoreinv::inverse::study::{self, BaselineMethod, Method};
-use scoreinv::models::model_dir::read_model_config;
 use scoreinv::operators::{GaussianNoise, LinearOperator, ParallelBeamRadon};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -64,15 +63,11 @@ fn main() -> anyhow::Result<()> {
     };
     // The published CT settings (snr 0.246, λ 0.841), with the model's validated ones (its
     // config.json's "sampler"."ct": λ 1 for ct-ellipses) in their place, as `reconstruct` does.
-    let validated = read_model_config(&model)?
-        .sampler
-        .remove("ct")
-        .unwrap_or_default();
     let score = ScoreMethod::from_model_dir(
         &model,
         device,
         Some(steps),
-        ScoreAlgorithm::Projection(ProjectionConfig::ct().with_model_settings(&validated)),
+        ScoreAlgorithm::Projection(ProjectionConfig::ct().for_model(&model, "ct")?),
         Some(op.clone()),
         1,
     )?;

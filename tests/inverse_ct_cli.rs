@@ -314,6 +314,16 @@ fn model_sampler_settings_apply_unless_a_flag_is_given() {
         ndarray_npy::read_npy(out.join("ellipses_2_score.npy")).unwrap()
     };
     set_lambda(Some(0.3));
+    // The library's lookup, as the examples use it: the task's entry, other tasks unchanged.
+    use scoreinv::inverse::projection::ProjectionConfig;
+    let ct = ProjectionConfig::ct()
+        .for_model(model.path(), "ct")
+        .unwrap();
+    assert_eq!((ct.lambda, ct.snr), (0.3, ProjectionConfig::ct().snr));
+    let mri = ProjectionConfig::mri()
+        .for_model(model.path(), "mri")
+        .unwrap();
+    assert_eq!(mri, ProjectionConfig::mri());
     let (from_model, r) = run_into("model", &[]);
     let err = String::from_utf8_lossy(&r.stderr);
     assert!(r.status.success(), "{err}");

@@ -462,9 +462,9 @@ fn score_methods(
         let algorithm = match name.as_str() {
             "score" => {
                 let mut c = projection;
-                let model_cfg = scoreinv::models::model_dir::read_model_config(dir)
+                let validated = scoreinv::models::model_dir::sampler_settings(dir, task.name())
                     .with_context(|| format!("--method {m} --model {}", dir.display()))?;
-                if let Some(ms) = model_cfg.sampler.get(task.name()) {
+                if let Some(ms) = &validated {
                     c = c.with_model_settings(ms);
                     let flagged = |v: Option<f64>, f: Option<f64>| v.is_some() && f.is_none();
                     if flagged(ms.snr, s.snr) || flagged(ms.lambda, s.lambda) {

@@ -133,6 +133,17 @@ impl ProjectionConfig {
         }
     }
 
+    /// These settings with the validated ones that the model in `dir` records for `task`
+    /// ([`crate::models::model_dir::sampler_settings`]), or unchanged when it records none.
+    pub fn for_model(self, dir: &std::path::Path, task: &str) -> Result<Self> {
+        Ok(
+            match crate::models::model_dir::sampler_settings(dir, task)? {
+                Some(s) => self.with_model_settings(&s),
+                None => self,
+            },
+        )
+    }
+
     /// Checks `λ ∈ [0, 1]`, the corrector settings and `eps` against `sde`.
     pub fn validate(&self, sde: &dyn Sde) -> Result<()> {
         if !(0.0..=1.0).contains(&self.lambda) {

@@ -347,7 +347,7 @@ pub fn read_image_file(path: &Path) -> Result<Image> {
         ));
     }
     match ImageFormat::from_path(path)? {
-        ImageFormat::Png | ImageFormat::Jpeg => png::read_png(path),
+        ImageFormat::Png | ImageFormat::Jpeg => png::read_raster(path),
         ImageFormat::Tiff => tiff::read_tiff(path),
         ImageFormat::Npy => npy::read_npy_image(path),
         ImageFormat::Nifti => nifti::read_nifti(path),

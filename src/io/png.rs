@@ -39,7 +39,7 @@ fn planar<T: Copy + Into<f32>>(
 
 /// Reads a PNG (or JPEG) as `[1, H, W]` (gray) or `[3, H, W]` (RGB) in [0, 1], recording the
 /// bit depth and the format found in the file.
-pub fn read_png(path: &Path) -> Result<Image> {
+pub fn read_raster(path: &Path) -> Result<Image> {
     let reader = image::ImageReader::open(path)
         .map_err(|e| Error::io(path, e))?
         .with_guessed_format()

@@ -264,6 +264,13 @@ pub fn save_model_dir(
     write_atomic(&json, text.as_bytes())
 }
 
+/// The sampler settings validated for `task` (`ct`, `mri`, `inpaint`, `colorize`) recorded in
+/// `dir/config.json` (`"sampler": {task: …}`), `None` when the model has none for it (a freshly
+/// exported run). Errors as [`read_model_config`].
+pub fn sampler_settings(dir: &Path, task: &str) -> Result<Option<SamplerSettings>> {
+    Ok(read_model_config(dir)?.sampler.remove(task))
+}
+
 /// Reads `dir/config.json`.
 pub fn read_model_config(dir: &Path) -> Result<ModelDirConfig> {
     if !dir.is_dir() {
