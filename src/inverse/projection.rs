@@ -136,12 +136,8 @@ impl ProjectionConfig {
     /// These settings with the validated ones that the model in `dir` records for `task`
     /// ([`crate::models::model_dir::sampler_settings`]), or unchanged when it records none.
     pub fn for_model(self, dir: &std::path::Path, task: &str) -> Result<Self> {
-        Ok(
-            match crate::models::model_dir::sampler_settings(dir, task)? {
-                Some(s) => self.with_model_settings(&s),
-                None => self,
-            },
-        )
+        let validated = crate::models::model_dir::sampler_settings(dir, task)?;
+        Ok(validated.map_or(self, |s| self.with_model_settings(&s)))
     }
 
     /// Checks `λ ∈ [0, 1]`, the corrector settings and `eps` against `sde`.
