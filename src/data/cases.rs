@@ -122,12 +122,8 @@ fn volume_stem(path: &Path) -> String {
         .file_name()
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_else(|| "image".into());
-    let lower = name.to_ascii_lowercase();
-    const EXTENSIONS: [&str; 10] = [
-        ".nii.gz", ".nii", ".npy", ".png", ".jpeg", ".jpg", ".dcm", ".dicom", ".tiff", ".tif",
-    ];
-    match EXTENSIONS.iter().find(|e| lower.ends_with(*e)) {
-        Some(e) => name[..name.len() - e.len()].to_string(),
+    match io::ImageFormat::split_extension(&name) {
+        Some((stem, _)) => stem.to_string(),
         None => name,
     }
 }
@@ -294,10 +290,10 @@ pub fn pending_cases(
         }
     }
     let path = Path::new(spec);
-    let lower = spec.to_lowercase();
+    let format = io::ImageFormat::split_extension(spec).map(|(_, f)| f);
     let streamed = if spec.contains('#') {
         None
-    } else if (lower.ends_with(".nii") || lower.ends_with(".nii.gz")) && path.is_file() {
+    } else if format == Some(io::ImageFormat::Nifti) && path.is_file() {
         let mut r = io::nifti::NiftiSlices::open(path)?;
         let (lo, hi) = checked_range(spec, std::iter::from_fn(|| r.next_slice()))?;
         let reader = SliceReader::Nifti {
@@ -305,7 +301,7 @@ pub fn pending_cases(
             reader: RefCell::new(None),
         };
         Some((reader, r.dim, r.meta.clone(), (lo, hi)))
-    } else if lower.ends_with(".npy") && path.is_file() {
+    } else if format == Some(io::ImageFormat::Npy) && path.is_file() {
         match io::npy::NpyVolume::open(path)? {
             Some(v) => {
                 let range = checked_range(spec, (0..v.dim[0]).map(|z| v.slice(z)))?;

@@ -64,37 +64,49 @@ pub enum ImageFormat {
     Dicom,
 }
 
+/// The file-name extensions of the image formats (matched case-insensitively).
+const EXTENSIONS: [(&str, ImageFormat); 10] = [
+    (".png", ImageFormat::Png),
+    (".jpg", ImageFormat::Jpeg),
+    (".jpeg", ImageFormat::Jpeg),
+    (".tif", ImageFormat::Tiff),
+    (".tiff", ImageFormat::Tiff),
+    (".npy", ImageFormat::Npy),
+    (".nii", ImageFormat::Nifti),
+    (".nii.gz", ImageFormat::Nifti),
+    (".dcm", ImageFormat::Dicom),
+    (".dicom", ImageFormat::Dicom),
+];
+
 impl ImageFormat {
     /// The format a path's extension names (`.png`, `.jpg`/`.jpeg`, `.tif`/`.tiff`, `.npy`,
     /// `.nii`/`.nii.gz`, `.dcm`/`.dicom`, or a folder = DICOM series).
     pub fn from_path(path: &Path) -> Result<Self> {
-        let name = path
-            .file_name()
-            .map(|n| n.to_string_lossy().to_lowercase())
-            .unwrap_or_default();
         if path.is_dir() {
             return Ok(ImageFormat::Dicom);
         }
-        let f = if name.ends_with(".png") {
-            ImageFormat::Png
-        } else if name.ends_with(".jpg") || name.ends_with(".jpeg") {
-            ImageFormat::Jpeg
-        } else if name.ends_with(".tif") || name.ends_with(".tiff") {
-            ImageFormat::Tiff
-        } else if name.ends_with(".npy") {
-            ImageFormat::Npy
-        } else if name.ends_with(".nii") || name.ends_with(".nii.gz") {
-            ImageFormat::Nifti
-        } else if name.ends_with(".dcm") || name.ends_with(".dicom") {
-            ImageFormat::Dicom
-        } else {
-            return Err(Error::format(
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy())
+            .unwrap_or_default();
+        match Self::split_extension(&name) {
+            Some((_, f)) => Ok(f),
+            None => Err(Error::format(
                 path,
                 "unknown image format (expected .png, .jpg, .jpeg, .tif, .tiff, .npy, .nii, \
                  .nii.gz, .dcm or a folder of DICOM files or pictures)",
-            ));
-        };
-        Ok(f)
+            )),
+        }
+    }
+
+    /// A file name split into its stem and the format its extension names (any letter case:
+    /// `scan.NII.GZ` → `("scan", Nifti)`); `None` when the extension names no image format.
+    pub fn split_extension(name: &str) -> Option<(&str, Self)> {
+        let lower = name.to_ascii_lowercase();
+        EXTENSIONS
+            .iter()
+            .find(|(ext, _)| lower.ends_with(ext))
+            .map(|&(ext, f)| (&name[..name.len() - ext.len()], f))
     }
 }
 
