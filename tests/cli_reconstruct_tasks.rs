@@ -448,6 +448,47 @@ fn empty_slices_of_a_volume_are_scored_without_failing() {
     assert!(out.join("vol_zero-filled.nii.gz").is_file());
 }
 
+/// A folder holding a picture and a NIfTI volume: the picture is one case, the volume's slices
+/// are cases `{stem}_z{K}` and come back as a volume per method, slice K equal to case K's NPY.
+#[test]
+fn a_volume_inside_a_folder_of_pictures_is_written_back_as_a_volume() {
+    let dir = tempfile::tempdir().unwrap();
+    let folder = dir.path().join("study");
+    std::fs::create_dir(&folder).unwrap();
+    let base = io::tensor_to_array::<f32>(&phantom(16)).unwrap();
+    let vol = Array3::from_shape_fn((3, 16, 16), |(z, y, x)| base[[0, y, x]] * (1.0 + z as f32));
+    io::nifti::write_nifti(&folder.join("vol.nii.gz"), &vol, None, None).unwrap();
+    let pic = io::tensor_to_array3(&phantom(16), "phantom").unwrap();
+    io::write_image(folder.join("pic.png"), &Image::chw(pic)).unwrap();
+    let out = dir.path().join("out");
+    run_ok(&[
+        "reconstruct",
+        "inpaint",
+        "--ground-truth",
+        s(&folder),
+        "--mask",
+        "half",
+        "--noise",
+        "none",
+        "--method",
+        "zero-filled",
+        "--out",
+        s(&out),
+    ]);
+    let recs = scoreinv::inverse::study::read_metrics(&out).unwrap();
+    let names: Vec<&str> = recs.iter().map(|r| r.case.as_str()).collect();
+    assert_eq!(names, ["pic", "vol_z0", "vol_z1", "vol_z2"]);
+    let v = io::nifti::read_nifti(&out.join("vol_zero-filled.nii.gz")).unwrap();
+    assert_eq!(v.data.shape(), &[3, 16, 16]);
+    for z in 0..3 {
+        let sl = read(&out.join(format!("vol_z{z}_zero-filled.npy")));
+        let got =
+            io::array_to_tensor(&v.data.index_axis(Axis(0), z).to_owned()).to_kind(Kind::Double);
+        assert_eq!(max_abs(&sl.reshape([16, 16]), &got), 0.0, "slice {z}");
+    }
+    assert!(!out.join("pic_zero-filled.nii.gz").exists());
+}
+
 /// A failing reconstruct: message contains `needle`, `--out` was not created.
 fn refuses(d: &Path, args: &[&str], needle: &str) {
     let out = d.join("out");

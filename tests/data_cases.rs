@@ -1,5 +1,5 @@
 //! Case specs of `reconstruct --ground-truth`: phantoms, InVesalius slices, image files, errors.
-use scoreinv::data::cases::{load_cases, load_cases_with_volume, pending_cases, CaseOptions};
+use scoreinv::data::cases::{load_cases, load_cases_with_volumes, pending_cases, CaseOptions};
 
 fn opts(size: Option<i64>) -> CaseOptions {
     CaseOptions {
@@ -81,7 +81,7 @@ fn streamed_nifti_cases_equal_the_loaded_volume() {
     scoreinv::io::nifti::write_nifti(&p, &vol, Some([2.0, 0.5, 0.5]), None).unwrap();
     for size in [None, Some(8)] {
         let spec = p.to_str().unwrap();
-        let (want, want_vol) = load_cases_with_volume(spec, &opts(size)).unwrap();
+        let (want, want_vol) = load_cases_with_volumes(spec, &opts(size)).unwrap();
         let (pending, got_vol) = pending_cases(spec, &opts(size)).unwrap();
         assert_eq!(got_vol, want_vol);
         assert_eq!(pending.len(), 6);
@@ -176,10 +176,12 @@ fn npy_stacks_are_volumes_read_slice_by_slice() {
         (&fortran, "stack_f"),
     ] {
         let spec = p.to_str().unwrap();
-        let (loaded, loaded_vol) = load_cases_with_volume(spec, &opts(None)).unwrap();
+        let (loaded, loaded_vol) = load_cases_with_volumes(spec, &opts(None)).unwrap();
         let (pending, vol_info) = pending_cases(spec, &opts(None)).unwrap();
         assert_eq!(vol_info, loaded_vol);
-        let vol_info = vol_info.expect("a stack is a volume");
+        let [vol_info] = &vol_info[..] else {
+            panic!("a stack is one volume, got {vol_info:?}")
+        };
         assert_eq!(vol_info.stem, stem);
         assert_eq!(pending.len(), 6);
         let mut pending: Vec<_> = pending.into_iter().map(Some).collect();
@@ -225,7 +227,7 @@ fn npy_stacks_are_volumes_read_slice_by_slice() {
         let p = dir.path().join(format!("pic{c}.npy"));
         scoreinv::io::npy::write_npy(&p, &Array3::<f32>::from_elem((c, 8, 8), 0.5)).unwrap();
         let (cases, v) = pending_cases(p.to_str().unwrap(), &opts(None)).unwrap();
-        assert!(v.is_none());
+        assert!(v.is_empty());
         assert_eq!(cases.len(), n);
         assert_eq!(cases[0].shape, [c as i64, 8, 8]);
     }
@@ -257,7 +259,7 @@ fn npy_stack_errors_and_big_endian_fallback() {
     std::fs::write(&be_path, &be).unwrap();
     let (a, _) = pending_cases(good.to_str().unwrap(), &opts(None)).unwrap();
     let (b, bv) = pending_cases(be_path.to_str().unwrap(), &opts(None)).unwrap();
-    assert!(bv.is_some());
+    assert_eq!(bv.len(), 1);
     for (x, y) in a.into_iter().zip(b) {
         assert_eq!(
             max_abs(&x.load().unwrap().truth, &y.load().unwrap().truth),
@@ -338,7 +340,7 @@ fn a_folder_of_pictures_is_its_pictures_in_name_order() {
     assert!(max_abs(&cases[0].truth, &cases[1].truth) <= 3.0 / 255.0);
     assert_eq!(cases[2].truth.size(), [1, 8, 8]);
     let (pending, volume) = pending_cases(spec, &opts(None)).unwrap();
-    assert!(volume.is_none());
+    assert!(volume.is_empty());
     let pnames: Vec<String> = pending.iter().map(|c| c.name.clone()).collect();
     assert_eq!(pnames, names);
     let e = scoreinv::io::write_image(d.join("out.jpg"), &scoreinv::io::Image::chw(ramp.clone()))

@@ -482,7 +482,7 @@ fn dicom_series_indexed_reads_slices_one_at_a_time() {
         ..Default::default()
     };
     let spec = dir.to_str().unwrap();
-    let (eager, v1) = scoreinv::data::cases::load_cases_with_volume(spec, &opts).unwrap();
+    let (eager, v1) = scoreinv::data::cases::load_cases_with_volumes(spec, &opts).unwrap();
     let (pending, v2) = scoreinv::data::cases::pending_cases(spec, &opts).unwrap();
     assert_eq!(v1, v2);
     for (p, e) in pending.into_iter().zip(&eager) {

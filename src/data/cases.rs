@@ -8,7 +8,7 @@
 //! | `invesalius:z=K` / `invesalius:z=A..B[:STEP]` | axial slices of the real head CT of Debian `invesalius-examples` |
 //! | `FILE.inv3#z=K` / `#z=A..B` | the same for any InVesalius project |
 //! | `FILE` (`.png .jpg .tif .npy .nii .nii.gz .dcm`, DICOM folder), optional `#z=K` or `#z=A..B[:STEP]` (those slices, as if listed one by one) | a picture, or every slice of a volume (NIfTI, DICOM series, multi-page TIFF, NPY stack `[D, H, W]` with D ∉ {1, 3} or `[D, 1, H, W]`) |
-//! | `FOLDER` of pictures (any of the file formats above but DICOM; other files ignored) | the cases of each file, in name order (a folder without pictures is a DICOM series) |
+//! | `FOLDER` of pictures (any of the file formats above but DICOM; other files ignored) | the cases of each file, in name order, a volume among them written back as a volume too (a folder without pictures is a DICOM series) |
 //!
 //! Values: CT in Hounsfield units (DICOM, `.inv3`) go through the HU window
 //! ([`super::ct_slices::HuWindow`]); other data already in [0, 1] is kept; anything else is
@@ -130,7 +130,7 @@ fn volume_stem(path: &Path) -> String {
 
 /// Loads the cases one spec names (see the module doc).
 pub fn load_cases(spec: &str, opts: &CaseOptions) -> Result<Vec<Case>> {
-    load_cases_with_volume(spec, opts).map(|(cases, _)| cases)
+    load_cases_with_volumes(spec, opts).map(|(cases, _)| cases)
 }
 
 /// A ground-truth volume whose slices became the cases `{stem}_z{K}`, with the geometry of
@@ -276,14 +276,14 @@ fn checked_range(
     Ok((lo, hi))
 }
 
-/// The cases of `spec` for a study, with the source volume as [`load_cases_with_volume`]: a
+/// The cases of `spec` for a study, with the source volumes as [`load_cases_with_volumes`]: a
 /// whole NIfTI volume, DICOM series or NPY stack of slices is not read into memory but checked
-/// by one streamed pass (finite values, value range) and its slices are read again when each case is loaded; every
-/// other spec is loaded here.
+/// by one streamed pass (finite values, value range) and its slices are read again when each
+/// case is loaded; every other spec (a folder of pictures and volumes too) is loaded here.
 pub fn pending_cases(
     spec: &str,
     opts: &CaseOptions,
-) -> Result<(Vec<PendingCase>, Option<SourceVolume>)> {
+) -> Result<(Vec<PendingCase>, Vec<SourceVolume>)> {
     if let Some(n) = opts.size {
         if n < 2 {
             return Err(Error::Config(format!("--size must be at least 2, got {n}")));
@@ -323,7 +323,7 @@ pub fn pending_cases(
         None
     };
     let Some((reader, [d, h, w], meta, range)) = streamed.filter(|s| s.1[0] > 1) else {
-        let (cases, volume) = load_cases_with_volume(spec, opts)?;
+        let (cases, volume) = load_cases_with_volumes(spec, opts)?;
         return Ok((cases.into_iter().map(PendingCase::loaded).collect(), volume));
     };
     let vol = Rc::new(StreamedVolume {
@@ -350,30 +350,31 @@ pub fn pending_cases(
         crate::inverse::volumes::resized_geometry(meta.spacing, meta.affine, (h, w), opts.size);
     Ok((
         cases,
-        Some(SourceVolume {
+        vec![SourceVolume {
             stem,
             case_names: names,
             spacing,
             affine,
-        }),
+        }],
     ))
 }
 
-/// [`load_cases`], also saying whether the spec was a whole volume (every slice of a NIfTI,
-/// 3-D NPY or DICOM series).
-pub fn load_cases_with_volume(
+/// [`load_cases`], also giving the whole volumes among them (every slice of a NIfTI, 3-D NPY,
+/// multi-page TIFF or DICOM series, named alone or found in a folder), so reconstructions can be
+/// written back as volumes.
+pub fn load_cases_with_volumes(
     spec: &str,
     opts: &CaseOptions,
-) -> Result<(Vec<Case>, Option<SourceVolume>)> {
-    let mut volume = None;
-    let cases = load_cases_inner(spec, opts, &mut volume)?;
-    Ok((cases, volume))
+) -> Result<(Vec<Case>, Vec<SourceVolume>)> {
+    let mut volumes = Vec::new();
+    let cases = load_cases_inner(spec, opts, &mut volumes)?;
+    Ok((cases, volumes))
 }
 
 fn load_cases_inner(
     spec: &str,
     opts: &CaseOptions,
-    volume: &mut Option<SourceVolume>,
+    volumes: &mut Vec<SourceVolume>,
 ) -> Result<Vec<Case>> {
     let mut out = Vec::new();
     let n_ph = opts
@@ -447,7 +448,7 @@ fn load_cases_inner(
             let f = f.to_str().ok_or_else(|| {
                 Error::Invalid(format!("'{spec}': file name {} is not UTF-8", f.display()))
             })?;
-            out.extend(load_cases_inner(f, opts, &mut None)?);
+            out.extend(load_cases_inner(f, opts, volumes)?);
         }
         return Ok(out);
     }
@@ -486,14 +487,14 @@ fn load_cases_inner(
                 Some(&one),
                 &format!("{path}#{one}"),
                 opts,
-                volume,
+                volumes,
                 &mut out,
             )?;
         }
         return Ok(out);
     }
     let img = io::read_image(spec)?;
-    image_cases(img, path, sel, spec, opts, volume, &mut out)?;
+    image_cases(img, path, sel, spec, opts, volumes, &mut out)?;
     Ok(out)
 }
 
@@ -518,14 +519,14 @@ fn folder_pictures(dir: &Path) -> Result<Option<Vec<PathBuf>>> {
 }
 
 /// The cases of an image read from `spec` (= `path` with the selector `sel`, if any): one
-/// picture, or every slice of a `[D, H, W]` volume (then also recorded in `volume`).
+/// picture, or every slice of a `[D, H, W]` volume (then also added to `volumes`).
 fn image_cases(
     img: io::Image,
     path: &str,
     sel: Option<&str>,
     spec: &str,
     opts: &CaseOptions,
-    volume: &mut Option<SourceVolume>,
+    volumes: &mut Vec<SourceVolume>,
     out: &mut Vec<Case>,
 ) -> Result<()> {
     let stem = volume_stem(Path::new(path));
@@ -558,7 +559,7 @@ fn image_cases(
                 (h, w),
                 opts.size,
             );
-            *volume = Some(SourceVolume {
+            volumes.push(SourceVolume {
                 stem,
                 case_names: names,
                 spacing,
