@@ -752,7 +752,7 @@ fn volume_slices(path: &Path, img: &crate::io::Image, s: i64) -> Result<Tensor> 
         let v: Vec<f32> = match window {
             Some(win) => sl.iter().map(|&v| win.apply(v)).collect(),
             None => {
-                let (lo, hi) = crate::io::value_range(&sl);
+                let (lo, hi) = crate::io::value_range(sl);
                 if !(lo.is_finite() && hi.is_finite() && hi > lo) {
                     continue;
                 }

@@ -296,7 +296,7 @@ pub fn ssm_per_sample(
     let xt = (mean + bcast(&std, x0) * z).detach();
     // Duplicate each sample for its P projections: [P·B, ...] (particle-major).
     let rep: Vec<i64> = std::iter::once(p)
-        .chain(std::iter::repeat(1).take(x0.dim() - 1))
+        .chain(std::iter::repeat_n(1, x0.dim() - 1))
         .collect();
     let xd = xt.repeat(rep.as_slice()).set_requires_grad(true);
     let td = t.repeat([p]);
@@ -318,7 +318,7 @@ pub fn ssm_per_sample(
     };
     let mut per = hvp + half_sq;
     if reduce_mean {
-        per = per / per_sample_dim(x0) as f64;
+        per /= per_sample_dim(x0) as f64;
     }
     let std_d = std.repeat([p]);
     let weight = if likelihood_weighting {

@@ -272,7 +272,7 @@ impl Trainer {
                 actual: format!("{:?}", data.info.shape),
             });
         }
-        if data.len() == 0 {
+        if data.is_empty() {
             return Err(Error::Invalid(format!(
                 "held-out data '{}' is empty",
                 data.info.source
