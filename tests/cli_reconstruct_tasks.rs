@@ -487,6 +487,26 @@ fn a_volume_inside_a_folder_of_pictures_is_written_back_as_a_volume() {
         assert_eq!(max_abs(&sl.reshape([16, 16]), &got), 0.0, "slice {z}");
     }
     assert!(!out.join("pic_zero-filled.nii.gz").exists());
+    // Two cases of one name would overwrite each other's outputs: refused before writing,
+    // whether one folder holds `pic.png` and `pic.npy` or one file is named twice. (CT has its
+    // own set-up path: checked there too.)
+    let pic = io::tensor_to_array3(&phantom(16), "phantom").unwrap();
+    io::npy::write_npy(&folder.join("pic.npy"), &pic).unwrap();
+    let refused = dir.path().join("refused");
+    std::fs::create_dir(&refused).unwrap();
+    let inpaint = ["inpaint", "--mask", "half", "--method", "zero-filled"];
+    let mut args = inpaint.to_vec();
+    args.extend(["--ground-truth", s(&folder)]);
+    refuses(&refused, &args, "two cases are named 'pic'");
+    let png = folder.join("pic.png");
+    let mut args = inpaint.to_vec();
+    args.extend(["--ground-truth", s(&png), "--ground-truth", s(&png)]);
+    refuses(&refused, &args, "two cases are named 'pic'");
+    refuses(
+        &refused,
+        &["ct", "--ground-truth", s(&folder), "--method", "fbp"],
+        "two cases are named 'pic'",
+    );
 }
 
 /// A failing reconstruct: message contains `needle`, `--out` was not created.

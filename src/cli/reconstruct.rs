@@ -181,6 +181,51 @@ fn select_shard<T>(
     Ok(out)
 }
 
+/// The cases of every `--ground-truth` spec with the volumes among them and their common
+/// `[C, H, W]`, checked before anything is written, so bad input leaves no output behind
+/// (slices of a volume are checked by a streamed pass here and read again batch by batch):
+/// at least one case, one size for all, and no case name twice (its outputs would overwrite
+/// each other's, e.g. `x.png` and `x.npy` in one folder, or one file named twice).
+fn ground_truth_cases(
+    specs: &[String],
+    opts: &CaseOptions,
+) -> Result<(
+    Vec<PendingCase>,
+    Vec<scoreinv::data::cases::SourceVolume>,
+    Vec<i64>,
+)> {
+    let mut cases = Vec::new();
+    let mut volumes = Vec::new();
+    let mut seen = std::collections::HashMap::new();
+    for spec in specs {
+        let (c, v) = pending_cases(spec, opts).with_context(|| format!("--ground-truth {spec}"))?;
+        for case in &c {
+            if let Some(first) = seen.insert(case.name.clone(), spec.clone()) {
+                anyhow::bail!(
+                    "--ground-truth: two cases are named '{}' (from {first} and {spec}); their \
+                     outputs would overwrite each other: rename one file",
+                    case.name
+                );
+            }
+        }
+        cases.extend(c);
+        volumes.extend(v);
+    }
+    anyhow::ensure!(!cases.is_empty(), "--ground-truth named no image");
+    let size = cases[0].shape.clone();
+    for c in &cases {
+        anyhow::ensure!(
+            c.shape == size,
+            "case '{}' is {:?} but '{}' is {:?}: pass --size N to resample them all",
+            c.name,
+            c.shape,
+            cases[0].name,
+            size
+        );
+    }
+    Ok((cases, volumes, size))
+}
+
 /// Records which reconstructed cases are slices of a ground-truth volume (`volumes.json`) and,
 /// when this study holds every slice (no `--shard`, or after `scoreinv merge`), writes each
 /// method's reconstruction as `{stem}_{method}.nii.gz`.
@@ -307,41 +352,20 @@ fn run_ct(a: CtArgs, device: Device) -> Result<()> {
             Ok(Box::new(BaselineMethod { baseline: b, tv }))
         })
         .collect::<Result<_>>()?;
-    // Check every case before writing anything, so bad input leaves no output behind (slices
-    // of a NIfTI volume are checked by a streamed pass here and read again batch by batch).
-    let mut cases = Vec::new();
-    let mut volumes = Vec::new();
-    for spec in &a.ground_truth {
-        let (c, v) =
-            pending_cases(spec, &opts).with_context(|| format!("--ground-truth {spec}"))?;
-        cases.extend(c);
-        volumes.extend(v);
-    }
-    anyhow::ensure!(!cases.is_empty(), "--ground-truth named no image");
-    let size = cases[0].shape.clone();
-    for c in &cases {
-        anyhow::ensure!(
-            c.shape == size,
-            "case '{}' is {:?} but '{}' is {:?}: pass --size N to resample them all",
-            c.name,
-            c.shape,
-            cases[0].name,
-            size
-        );
-        anyhow::ensure!(
-            size[0] == 1,
-            "CT needs gray images; '{}' has {} channels",
-            c.name,
-            size[0]
-        );
-        anyhow::ensure!(
-            size[1] == size[2],
-            "CT needs square images; '{}' is {}×{}",
-            c.name,
-            size[1],
-            size[2]
-        );
-    }
+    // One size for all cases: the first case speaks for them.
+    let (cases, volumes, size) = ground_truth_cases(&a.ground_truth, &opts)?;
+    let first = &cases[0].name;
+    anyhow::ensure!(
+        size[0] == 1,
+        "CT needs gray images; '{first}' has {} channels",
+        size[0]
+    );
+    anyhow::ensure!(
+        size[1] == size[2],
+        "CT needs square images; '{first}' is {}×{}",
+        size[1],
+        size[2]
+    );
     let op = Arc::new(
         ParallelBeamRadon::sparse_view(size[1] as usize, a.views, a.angles, Kind::Float, device)?
             .with_filter(filter),
@@ -759,27 +783,8 @@ fn run_study(cfg: TaskConfig, s: StudyArgs, device: Device) -> Result<()> {
         },
         ..CaseOptions::default()
     };
-    let mut cases = Vec::new();
-    let mut volumes = Vec::new();
-    for spec in &s.ground_truth {
-        let (c, v) =
-            pending_cases(spec, &opts).with_context(|| format!("--ground-truth {spec}"))?;
-        cases.extend(c);
-        volumes.extend(v);
-    }
-    anyhow::ensure!(!cases.is_empty(), "--ground-truth named no image");
-    let size = cases[0].shape.clone();
-    for c in &cases {
-        anyhow::ensure!(
-            c.shape == size,
-            "case '{}' is {:?} but '{}' is {:?}: pass --size N to resample them all",
-            c.name,
-            c.shape,
-            cases[0].name,
-            size
-        );
-        tasks::check_image_shape(kind, &c.name, &c.shape)?;
-    }
+    let (cases, volumes, size) = ground_truth_cases(&s.ground_truth, &opts)?;
+    tasks::check_image_shape(kind, &cases[0].name, &size)?;
     let op = cfg.build(&size, s.seed, device)?;
     let mut methods = baseline_methods(baselines, op.tv_config(), s.tv_lambda, s.tv_iters);
     let description = op.describe();
