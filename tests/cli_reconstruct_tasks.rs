@@ -400,6 +400,24 @@ fn mri_tv_weight_follows_the_acceleration() {
     assert!(max_abs(&r, &recon("m8l", Some("0.005"))) > 1e-4);
 }
 
+/// `reconstruct inpaint` of `ground_truth` (right half missing, no noise) by `zero-filled`.
+fn inpaint_half_zero_filled(ground_truth: &Path, out: &Path) {
+    run_ok(&[
+        "reconstruct",
+        "inpaint",
+        "--ground-truth",
+        s(ground_truth),
+        "--mask",
+        "half",
+        "--noise",
+        "none",
+        "--method",
+        "zero-filled",
+        "--out",
+        s(out),
+    ]);
+}
+
 /// A real volume has empty slices (air): their nRMSE is undefined and an exact reconstruction
 /// has infinite PSNR. The study still runs; `metrics.json` records `null` for both and reads
 /// back (PSNR +∞, nRMSE None), so such studies merge.
@@ -420,20 +438,7 @@ fn empty_slices_of_a_volume_are_scored_without_failing() {
     let input = dir.path().join("vol.nii.gz");
     io::nifti::write_nifti(&input, &vol, None, None).unwrap();
     let out = dir.path().join("out");
-    run_ok(&[
-        "reconstruct",
-        "inpaint",
-        "--ground-truth",
-        s(&input),
-        "--mask",
-        "half",
-        "--noise",
-        "none",
-        "--method",
-        "zero-filled",
-        "--out",
-        s(&out),
-    ]);
+    inpaint_half_zero_filled(&input, &out);
     let text = std::fs::read_to_string(out.join("metrics.json")).unwrap();
     let json: serde_json::Value = serde_json::from_str(&text).unwrap();
     assert!(
@@ -461,20 +466,7 @@ fn a_volume_inside_a_folder_of_pictures_is_written_back_as_a_volume() {
     let pic = io::tensor_to_array3(&phantom(16), "phantom").unwrap();
     io::write_image(folder.join("pic.png"), &Image::chw(pic)).unwrap();
     let out = dir.path().join("out");
-    run_ok(&[
-        "reconstruct",
-        "inpaint",
-        "--ground-truth",
-        s(&folder),
-        "--mask",
-        "half",
-        "--noise",
-        "none",
-        "--method",
-        "zero-filled",
-        "--out",
-        s(&out),
-    ]);
+    inpaint_half_zero_filled(&folder, &out);
     let recs = scoreinv::inverse::study::read_metrics(&out).unwrap();
     let names: Vec<&str> = recs.iter().map(|r| r.case.as_str()).collect();
     assert_eq!(names, ["pic", "vol_z0", "vol_z1", "vol_z2"]);
