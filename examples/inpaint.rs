@@ -19,6 +19,8 @@ use std::sync::Arc;
 use tch::Device;
 
 fn main() -> anyhow::Result<()> {
+    // glibc's heap set up for tensor work (about 2x faster on CPU; see its doc).
+    scoreinv::runtime::tune_host_allocator()?;
     let args: Vec<String> = std::env::args().skip(1).collect();
     let model = PathBuf::from(
         args.first()

@@ -218,7 +218,9 @@ pub fn scripts_dir(dir: &Path) -> PathBuf {
 /// of its standard output. Errors name the command and quote its standard error.
 pub fn run_reference(python: &Path, scripts: &Path, args: &[String]) -> Result<serde_json::Value> {
     let script = scripts.join("reference.py");
+    // The reference runs with this process's heap set-up, so the two are timed alike.
     let out = Command::new(python)
+        .envs(crate::runtime::host_allocator_env())
         .arg(&script)
         .args(args)
         .output()

@@ -88,6 +88,17 @@ pub fn run(args: Args, choice: DeviceChoice) -> Result<()> {
         tch::get_num_threads(),
         rayon::current_num_threads()
     );
+    println!(
+        "host allocator    {}",
+        match runtime::host_allocator() {
+            Some(runtime::HostAllocator::Tuned) => format!(
+                "glibc malloc tuned for tensors (mmap off, heap kept; {}=system for the defaults)",
+                runtime::MALLOC_ENV
+            ),
+            Some(runtime::HostAllocator::System(why)) => format!("as configured ({why})"),
+            None => "not set up".to_string(),
+        }
+    );
     let venv = std::env::current_dir()
         .ok()
         .map(|d| d.join(".venv"))

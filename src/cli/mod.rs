@@ -69,6 +69,8 @@ pub enum Command {
 
 pub fn run() -> Result<()> {
     let cli = Cli::parse();
+    // Before any tensor exists: glibc's heap set up for tensor work (see its doc).
+    scoreinv::runtime::tune_host_allocator()?;
     if let Some(n) = cli.threads {
         anyhow::ensure!(n >= 1, "--threads must be at least 1");
         tch::set_num_threads(n as i32);
