@@ -204,55 +204,13 @@ impl GpuMemoryPeak {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// The CUDA runtime's symbols are found through the process (libtorch_cuda is linked with
-    /// --no-as-needed); on a machine without a GPU the memory query says None instead of
-    /// failing, and a CPU monitor reports nothing.
-    #[test]
-    fn cuda_memory_query_is_none_without_a_gpu_and_consistent_with_one() {
-        if cuda_runtime_loaded() {
-            assert!(cudart_symbol(c"cudaMemGetInfo").is_some());
-        }
-        match cuda_memory(0) {
-            None => assert!(!tch::Cuda::is_available() || !cuda_runtime_loaded()),
-            Some((used, total)) => assert!(used <= total && total > 0),
-        }
-        let mut m = GpuMemoryPeak::new(tch::Device::Cpu);
-        m.sample();
-        assert!(m.report().is_none());
-    }
-
-    /// The sync debug mode is found and round-trips wherever libtorch's CUDA part is loaded (this
-    /// binary links it even without a GPU); CPU tensors are unaffected by it.
-    #[test]
-    fn sync_debug_mode_round_trips() {
-        if !cuda_runtime_loaded() {
-            assert_eq!(set_cuda_sync_debug_mode(SyncDebugMode::Error), None);
-            return;
-        }
-        assert_eq!(
-            set_cuda_sync_debug_mode(SyncDebugMode::Error),
-            Some(SyncDebugMode::Disabled)
-        );
-        let v = tch::Tensor::from_slice(&[2.0f64]).double_value(&[]);
-        assert_eq!(
-            set_cuda_sync_debug_mode(SyncDebugMode::Disabled),
-            Some(SyncDebugMode::Error)
-        );
-        assert_eq!(v, 2.0);
-    }
-}
-
 /// How the C heap that libtorch's CPU tensors live in (glibc `malloc`) is configured.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum HostAllocator {
     /// `M_MMAP_MAX = 0`, `M_TRIM_THRESHOLD = -1`: freed tensors stay in the heap for reuse.
     Tuned,
-    /// glibc's defaults, and why (`SCOREINV_MALLOC=system`, the user's own `MALLOC_*`
-    /// variables, or not glibc).
+    /// Left as it was, and why (`SCOREINV_MALLOC=system`, the user's own `MALLOC_*`
+    /// variables or preloaded malloc, or not glibc).
     System(String),
 }
 
@@ -269,13 +227,15 @@ static HOST_ALLOCATOR: std::sync::OnceLock<HostAllocator> = std::sync::OnceLock:
 /// allocates and frees tensors of megabytes dozens of times, so on CPU every step faulted its
 /// memory in again, zeroed by the kernel: half the wall time of a CT reconstruction was system
 /// time. With mmap off (`M_MMAP_MAX = 0`) and the top of the heap never returned
-/// (`M_TRIM_THRESHOLD = -1`, mallopt(3)), freed tensors are reused: about 2× faster CPU sampling
-/// for about 40 % more peak resident memory (figures: `scripts/bench_malloc`). GPU tensors are
+/// (`M_TRIM_THRESHOLD = -1`, mallopt(3)), freed tensors are reused: a batched CT reconstruction
+/// ran 1.85× and CPU training 1.40× faster, for 36 % more peak resident memory
+/// (`scripts/bench_malloc`, BENCHMARKS.md). GPU tensors are
 /// not affected (CUDA's caching allocator). The samplers allocate on the calling thread; off the
 /// main thread glibc still maps blocks larger than a thread arena (64 MiB) one by one.
 ///
 /// Left alone, with the reason in [`HostAllocator::System`], when `SCOREINV_MALLOC=system`,
-/// when the user set glibc's own `MALLOC_*` variables or `GLIBC_TUNABLES`, and off glibc. Any
+/// when the user set glibc's own `MALLOC_*` variables or malloc `GLIBC_TUNABLES`, when another
+/// malloc is in `LD_PRELOAD`, and off glibc. Any
 /// other value of `SCOREINV_MALLOC` than `tuned` or `system` is an error (nothing is changed).
 pub fn tune_host_allocator() -> crate::Result<HostAllocator> {
     if let Some(done) = HOST_ALLOCATOR.get() {
@@ -305,6 +265,7 @@ pub fn host_allocator() -> Option<HostAllocator> {
 
 /// The glibc variables that give a child process (e.g. a Python reference run by
 /// `scoreinv bench`) the same heap set-up as this one: empty unless [`HostAllocator::Tuned`].
+/// glibc reads the trim threshold as an unsigned number, so "never" is spelled 4 GiB.
 pub fn host_allocator_env() -> Vec<(&'static str, &'static str)> {
     match HOST_ALLOCATOR.get() {
         Some(HostAllocator::Tuned) => vec![
@@ -357,5 +318,47 @@ pub fn mmapped_heap_bytes() -> Option<u64> {
     #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
     {
         None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The CUDA runtime's symbols are found through the process (libtorch_cuda is linked with
+    /// --no-as-needed); on a machine without a GPU the memory query says None instead of
+    /// failing, and a CPU monitor reports nothing.
+    #[test]
+    fn cuda_memory_query_is_none_without_a_gpu_and_consistent_with_one() {
+        if cuda_runtime_loaded() {
+            assert!(cudart_symbol(c"cudaMemGetInfo").is_some());
+        }
+        match cuda_memory(0) {
+            None => assert!(!tch::Cuda::is_available() || !cuda_runtime_loaded()),
+            Some((used, total)) => assert!(used <= total && total > 0),
+        }
+        let mut m = GpuMemoryPeak::new(tch::Device::Cpu);
+        m.sample();
+        assert!(m.report().is_none());
+    }
+
+    /// The sync debug mode is found and round-trips wherever libtorch's CUDA part is loaded (this
+    /// binary links it even without a GPU); CPU tensors are unaffected by it.
+    #[test]
+    fn sync_debug_mode_round_trips() {
+        if !cuda_runtime_loaded() {
+            assert_eq!(set_cuda_sync_debug_mode(SyncDebugMode::Error), None);
+            return;
+        }
+        assert_eq!(
+            set_cuda_sync_debug_mode(SyncDebugMode::Error),
+            Some(SyncDebugMode::Disabled)
+        );
+        let v = tch::Tensor::from_slice(&[2.0f64]).double_value(&[]);
+        assert_eq!(
+            set_cuda_sync_debug_mode(SyncDebugMode::Disabled),
+            Some(SyncDebugMode::Error)
+        );
+        assert_eq!(v, 2.0);
     }
 }
