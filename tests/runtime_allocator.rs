@@ -12,7 +12,7 @@ const BLOCK: usize = 48 << 20;
 fn mmapped_growth_of_a_large_block() -> u64 {
     let before = runtime::mmapped_heap_bytes().expect("glibc");
     // SAFETY: a plain malloc/free pair; the block is written so it is really used.
-    let grown = unsafe {
+    unsafe {
         // black_box: LLVM may otherwise drop an unobserved malloc/free pair.
         let p = std::hint::black_box(libc::malloc(BLOCK) as *mut u8);
         assert!(!p.is_null());
@@ -20,8 +20,7 @@ fn mmapped_growth_of_a_large_block() -> u64 {
         let grown = runtime::mmapped_heap_bytes().expect("glibc") - before;
         libc::free(p as *mut libc::c_void);
         grown
-    };
-    grown
+    }
 }
 
 #[test]

@@ -17,13 +17,15 @@ use tch::{Device, Kind, Tensor};
 fn tiny_config() -> TrainConfig {
     // One intra-op thread keeps these tiny runs cheap on a loaded machine.
     tch::set_num_threads(1);
-    let mut c = TrainConfig::default();
-    c.model = ModelConfig::Mlp(MlpConfig {
-        hidden: 32,
-        n_layers: 2,
-        embed_dim: 8,
-        embedding: None,
-    });
+    let mut c = TrainConfig {
+        model: ModelConfig::Mlp(MlpConfig {
+            hidden: 32,
+            n_layers: 2,
+            embed_dim: 8,
+            embedding: None,
+        }),
+        ..Default::default()
+    };
     c.sde = SdeConfig::Ve {
         sigma_min: 0.01,
         sigma_max: 10.0,
@@ -316,8 +318,7 @@ fn divergence_stops_and_keeps_last_good_checkpoint() {
                 ckpts.push(*step)
             }
         })
-        .err()
-        .expect("training with lr 1e12 must diverge");
+        .expect_err("training with lr 1e12 must diverge");
     let msg = err.to_string();
     assert!(matches!(err, Error::Diverged(_)), "{msg}");
     assert!(

@@ -22,13 +22,15 @@ use scoreinv::train::Trainer;
 use tch::{Device, Kind, Tensor};
 
 fn config(kind: LossKind, sde: SdeConfig, steps: u64) -> TrainConfig {
-    let mut c = TrainConfig::default();
-    c.model = ModelConfig::Mlp(MlpConfig {
-        hidden: 64,
-        n_layers: 3,
-        embed_dim: 16,
-        embedding: None,
-    });
+    let mut c = TrainConfig {
+        model: ModelConfig::Mlp(MlpConfig {
+            hidden: 64,
+            n_layers: 3,
+            embed_dim: 16,
+            embedding: None,
+        }),
+        ..Default::default()
+    };
     c.sde = sde;
     c.score.scale_by_sigma = true;
     c.loss.kind = kind;
