@@ -1,10 +1,16 @@
 #!/usr/bin/env python3
-"""Pairs a score run on the 50 held-out ellipse phantoms (a reconstruct metrics.csv, e.g. from
-scripts/gpu_test_ellipses) with the CPU's FBP and TV of the same measurements
-(docs/results/tv-retuned-ct-ellipses-50-phantoms-n1000-k4.txt): checks that FBP per case is the
-same (same measurements), prints score − FBP and score − TV (mean, worst, cases ahead).
+"""Pairs a score run on the 50 held-out ellipse phantoms (reconstruct metrics.csv files, e.g. from
+scripts/gpu_test_ellipses, or the parts of a --shard run) with the CPU's FBP and TV of the same
+measurements (docs/results/tv-retuned-ct-ellipses-50-phantoms-n1000-k4.txt): checks that FBP per
+case is the same (same measurements), prints score − FBP and score − TV (mean ± standard error,
+worst, cases ahead).
 
     .venv/bin/python scripts/pair_ct_ellipses.py /work/.device/N/test.csv
+    .venv/bin/python scripts/pair_ct_ellipses.py --partial PART/metrics.csv PART2/metrics.csv ...
+
+With --partial the files may cover only some of the 50 phantoms: the figures are then for those
+cases only, printed beside the N = 1000, K = 16 run (test_chosen_k16 of
+docs/results/ct-ellipses-12000-steps-test-50-phantoms-h200.csv) on the same cases.
 """
 import csv
 import sys
@@ -14,33 +20,60 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 TV = ROOT / "docs/results/tv-retuned-ct-ellipses-50-phantoms-n1000-k4.txt"
+N1000 = ROOT / "docs/results/ct-ellipses-12000-steps-test-50-phantoms-h200.csv"
 
 
-def main(path):
+def summary(name, s, f, t):
+    se = lambda d: np.std(d, ddof=1) / np.sqrt(len(d)) if len(d) > 1 else float("nan")
+    print(f"{name}: score {s.mean():.2f} ± {s.std(ddof=1) if len(s) > 1 else 0:.2f}  "
+          f"score - fbp {np.mean(s - f):+.2f} (worst {np.min(s - f):+.2f})  "
+          f"score - tv {np.mean(s - t):+.2f} ± {se(s - t):.2f} (worst {np.min(s - t):+.2f}, "
+          f"ahead on {int((s > t).sum())} of {len(s)})")
+
+
+def main(paths, partial):
     base = {}
     for line in TV.open():
         p = line.split()
         if p and p[0].startswith("ellipses_"):
             base[p[0]] = (float(p[1]), float(p[3]))  # fbp, tv (the retuned column)
-    rows = [r for r in csv.DictReader(open(path)) if r["case"].startswith("ellipses_")]
-    fbp = {r["case"]: float(r["psnr_db"]) for r in rows if r["method"] == "fbp"}
-    score = {r["case"]: float(r["psnr_db"]) for r in rows if r["method"] == "score"}
-    if set(score) != set(base):
-        sys.exit(f"{path}: expected the 50 phantoms 1000-1049, got {len(score)} score rows")
-    off = [c for c in fbp if abs(fbp[c] - base[c][0]) > 0.006]
+    fbp, score = {}, {}
+    for path in paths:
+        for r in csv.DictReader(open(path)):
+            if not r["case"].startswith("ellipses_"):
+                continue
+            d = fbp if r["method"] == "fbp" else score if r["method"] == "score" else None
+            if d is None:
+                continue
+            if r["case"] in d:
+                sys.exit(f"{path}: {r['case']} {r['method']} appears twice among the files")
+            d[r["case"]] = float(r["psnr_db"])
+    if not score or not set(score) <= set(base):
+        sys.exit(f"expected score rows for phantoms 1000-1049, got {sorted(score)[:5]}")
+    if not partial and set(score) != set(base):
+        sys.exit(f"expected the 50 phantoms 1000-1049, got {len(score)} score rows (--partial?)")
+    missing = [c for c in score if c not in fbp]
+    if missing:
+        sys.exit(f"no fbp row for {missing[:5]}: run with --method fbp,score to check the measurements")
+    off = [c for c in score if abs(fbp[c] - base[c][0]) > 0.006]
     if off:
         sys.exit(f"FBP differs from the CPU run on {off[:5]}: not the same measurements")
-    cases = sorted(base)
+    cases = sorted(score)
     s = np.array([score[c] for c in cases])
     f = np.array([base[c][0] for c in cases])
     t = np.array([base[c][1] for c in cases])
-    print(f"fbp {f.mean():.2f}  tv {t.mean():.2f}  score {s.mean():.2f} ± {s.std(ddof=1):.2f}")
-    print(f"score - fbp {np.mean(s - f):+.2f} (worst {np.min(s - f):+.2f})")
-    print(f"score - tv  {np.mean(s - t):+.2f} (worst {np.min(s - t):+.2f}, "
-          f"ahead on {int((s > t).sum())} of {len(cases)})")
+    print(f"{len(cases)} of 50 phantoms: fbp {f.mean():.2f}  tv {t.mean():.2f}")
+    summary("this run", s, f, t)
+    if partial:
+        k16 = {r["case"]: float(r["psnr_db"]) for r in csv.DictReader(open(N1000))
+               if r["run"] == "test_chosen_k16" and r["method"] == "score"}
+        summary("N = 1000, K = 16 on the same cases", np.array([k16[c] for c in cases]), f, t)
 
 
 if __name__ == "__main__":
-    if len(sys.argv) != 2:
+    args = sys.argv[1:]
+    partial = "--partial" in args
+    args = [a for a in args if a != "--partial"]
+    if not args:
         sys.exit(__doc__)
-    main(sys.argv[1])
+    main(args, partial)
