@@ -7,6 +7,7 @@ worst, cases ahead).
 
     .venv/bin/python scripts/pair_ct_ellipses.py /work/.device/N/test.csv
     .venv/bin/python scripts/pair_ct_ellipses.py --partial PART/metrics.csv PART2/metrics.csv ...
+    ... --write per-case.csv      (also writes the pairs, one row per case)
 
 With --partial the files may cover only some of the 50 phantoms: the figures are then for those
 cases only, printed beside the N = 1000, K = 16 run (test_chosen_k16 of
@@ -31,7 +32,7 @@ def summary(name, s, f, t):
           f"ahead on {int((s > t).sum())} of {len(s)})")
 
 
-def main(paths, partial):
+def main(paths, partial, write=None):
     base = {}
     for line in TV.open():
         p = line.split()
@@ -64,16 +65,31 @@ def main(paths, partial):
     t = np.array([base[c][1] for c in cases])
     print(f"{len(cases)} of 50 phantoms: fbp {f.mean():.2f}  tv {t.mean():.2f}")
     summary("this run", s, f, t)
+    k16 = {r["case"]: float(r["psnr_db"]) for r in csv.DictReader(open(N1000))
+           if r["run"] == "test_chosen_k16" and r["method"] == "score"}
     if partial:
-        k16 = {r["case"]: float(r["psnr_db"]) for r in csv.DictReader(open(N1000))
-               if r["run"] == "test_chosen_k16" and r["method"] == "score"}
         summary("N = 1000, K = 16 on the same cases", np.array([k16[c] for c in cases]), f, t)
+    if write:
+        with open(write, "w", newline="") as out:
+            w = csv.writer(out)
+            w.writerow(["case", "fbp_psnr_db", "tv_psnr_db", "score_psnr_db",
+                        "score_minus_tv_db", "score_n1000_k16_psnr_db"])
+            for c, sc, fb, tv in zip(cases, s, f, t):
+                w.writerow([c, f"{fb:.2f}", f"{tv:.2f}", f"{sc:.2f}", f"{sc - tv:+.2f}",
+                            f"{k16[c]:.2f}"])
 
 
 if __name__ == "__main__":
     args = sys.argv[1:]
     partial = "--partial" in args
     args = [a for a in args if a != "--partial"]
+    write = None
+    if "--write" in args:
+        i = args.index("--write")
+        if i + 1 >= len(args):
+            sys.exit("--write needs a file name")
+        write = args[i + 1]
+        del args[i:i + 2]
     if not args:
         sys.exit(__doc__)
-    main(args, partial)
+    main(args, partial, write)
