@@ -65,6 +65,8 @@ def main(paths, partial, write=None):
     t = np.array([base[c][1] for c in cases])
     print(f"{len(cases)} of 50 phantoms: fbp {f.mean():.2f}  tv {t.mean():.2f}")
     summary("this run", s, f, t)
+    if not (partial or write):
+        return
     k16 = {r["case"]: float(r["psnr_db"]) for r in csv.DictReader(open(N1000))
            if r["run"] == "test_chosen_k16" and r["method"] == "score"}
     if partial:
