@@ -9,6 +9,10 @@ worst, cases ahead).
     .venv/bin/python scripts/pair_ct_ellipses.py --partial PART/metrics.csv PART2/metrics.csv ...
     ... --write per-case.csv      (also writes the pairs, one row per case)
 
+A file written by --write may be given again as an input (its header has score_psnr_db): its
+rows count as pairs already checked, so a run split over sessions whose outputs were not all
+kept can be completed from its per-case file plus the new parts' metrics.csv.
+
 With --partial the files may cover only some of the 50 phantoms: the figures are then for those
 cases only, printed beside the N = 1000, K = 16 run (test_chosen_k16 of
 docs/results/ct-ellipses-12000-steps-test-50-phantoms-h200.csv) on the same cases.
@@ -38,9 +42,19 @@ def main(paths, partial, write=None):
         p = line.split()
         if p and p[0].startswith("ellipses_"):
             base[p[0]] = (float(p[1]), float(p[3]))  # fbp, tv (the retuned column)
-    fbp, score = {}, {}
+    fbp, score, ssim = {}, {}, {}
     for path in paths:
-        for r in csv.DictReader(open(path)):
+        rows = csv.DictReader(open(path))
+        if "score_psnr_db" in (rows.fieldnames or []):  # an earlier --write: pairs already checked
+            for r in rows:
+                if r["case"] in score:
+                    sys.exit(f"{path}: {r['case']} score appears twice among the files")
+                fbp[r["case"]] = float(r["fbp_psnr_db"])
+                score[r["case"]] = float(r["score_psnr_db"])
+                if r.get("score_ssim"):
+                    ssim[r["case"]] = float(r["score_ssim"])
+            continue
+        for r in rows:
             if not r["case"].startswith("ellipses_"):
                 continue
             d = fbp if r["method"] == "fbp" else score if r["method"] == "score" else None
@@ -49,6 +63,8 @@ def main(paths, partial, write=None):
             if r["case"] in d:
                 sys.exit(f"{path}: {r['case']} {r['method']} appears twice among the files")
             d[r["case"]] = float(r["psnr_db"])
+            if d is score and r.get("ssim"):
+                ssim[r["case"]] = float(r["ssim"])
     if not score or not set(score) <= set(base):
         sys.exit(f"expected score rows for phantoms 1000-1049, got {sorted(score)[:5]}")
     if not partial and set(score) != set(base):
@@ -65,6 +81,9 @@ def main(paths, partial, write=None):
     t = np.array([base[c][1] for c in cases])
     print(f"{len(cases)} of 50 phantoms: fbp {f.mean():.2f}  tv {t.mean():.2f}")
     summary("this run", s, f, t)
+    known = [ssim[c] for c in cases if c in ssim]
+    if known:
+        print(f"score SSIM {np.mean(known):.4f} (mean over the {len(known)} cases with SSIM kept)")
     if not (partial or write):
         return
     k16 = {r["case"]: float(r["psnr_db"]) for r in csv.DictReader(open(N1000))
@@ -75,10 +94,10 @@ def main(paths, partial, write=None):
         with open(write, "w", newline="") as out:
             w = csv.writer(out)
             w.writerow(["case", "fbp_psnr_db", "tv_psnr_db", "score_psnr_db",
-                        "score_minus_tv_db", "score_n1000_k16_psnr_db"])
+                        "score_minus_tv_db", "score_n1000_k16_psnr_db", "score_ssim"])
             for c, sc, fb, tv in zip(cases, s, f, t):
                 w.writerow([c, f"{fb:.2f}", f"{tv:.2f}", f"{sc:.2f}", f"{sc - tv:+.2f}",
-                            f"{k16[c]:.2f}"])
+                            f"{k16[c]:.2f}", f"{ssim[c]:.4f}" if c in ssim else ""])
 
 
 if __name__ == "__main__":
