@@ -16,6 +16,7 @@ use scoreinv::inverse::baselines::{Baseline, TaskPreset};
 use scoreinv::inverse::projection::ProjectionConfig;
 use scoreinv::inverse::score_method::{ScoreAlgorithm, ScoreMethod};
 use scoreinv::inverse::study::{self, BaselineMethod, Method};
+use scoreinv::io::output::{OutputDir, Reuse};
 use scoreinv::operators::{Grayscale, LinearOperator};
 use scoreinv::train::data::photos::{expand_paths, photo_crops};
 use std::path::PathBuf;
@@ -56,7 +57,8 @@ fn main() -> anyhow::Result<()> {
     )?;
     let methods: [&dyn Method; 2] = [&gray, &score];
     let no_noise = |y: &tch::Tensor| -> scoreinv::Result<tch::Tensor> { Ok(y.shallow_clone()) };
-    std::fs::create_dir_all(&out)?;
+    // The example owns its output folder: a rerun replaces the files of the last one.
+    let mut dir = OutputDir::claim(&out, "example colorize", &[], Reuse::Overwrite)?;
     let cases = (0..crops.size()[0]).map(|i| study::Case {
         name: format!("heldout_crop_{i}"),
         truth: crops.get(i).to_device(device),
@@ -66,7 +68,7 @@ fn main() -> anyhow::Result<()> {
         &no_noise,
         cases,
         &methods,
-        &out,
+        &mut dir,
     )?;
     print!("{}", study::format_table(&records));
     println!(

@@ -11,6 +11,7 @@ use scoreinv::inverse::baselines::{Baseline, TaskPreset};
 use scoreinv::inverse::projection::ProjectionConfig;
 use scoreinv::inverse::score_method::{ScoreAlgorithm, ScoreMethod};
 use scoreinv::inverse::study::{self, BaselineMethod, Method};
+use scoreinv::io::output::{OutputDir, Reuse};
 use scoreinv::operators::{GaussianNoise, LinearOperator, ParallelBeamRadon};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -79,8 +80,9 @@ fn main() -> anyhow::Result<()> {
         truth: case.truth.to_device(device),
     };
     let result = study::run_case(op.as_ref() as &dyn LinearOperator, &noise, &case, &methods)?;
-    std::fs::create_dir_all(&out)?;
-    study::write_case(&out, &result)?;
+    // The example owns its output folder: a rerun replaces the files of the last one.
+    let mut dir = OutputDir::claim(&out, "example ct_sparse_view", &[], Reuse::Overwrite)?;
+    study::write_case(&mut dir, &result)?;
     print!("{}", study::format_table(&result.records));
     println!(
         "wrote {}/{}.png (truth | FBP | TV | score | |error|×4)",

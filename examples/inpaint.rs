@@ -13,6 +13,7 @@ use scoreinv::inverse::projection::ProjectionConfig;
 use scoreinv::inverse::score_method::{ScoreAlgorithm, ScoreMethod};
 use scoreinv::inverse::study::{self, BaselineMethod, Method};
 use scoreinv::inverse::tasks::inpaint_mask;
+use scoreinv::io::output::{OutputDir, Reuse};
 use scoreinv::operators::{LinearOperator, Masking};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -51,7 +52,8 @@ fn main() -> anyhow::Result<()> {
     )?;
     let methods: [&dyn Method; 2] = [&tvm, &score];
     let no_noise = |y: &tch::Tensor| -> scoreinv::Result<tch::Tensor> { Ok(y.shallow_clone()) };
-    std::fs::create_dir_all(&out)?;
+    // The example owns its output folder: a rerun replaces the files of the last one.
+    let mut dir = OutputDir::claim(&out, "example inpaint", &[], Reuse::Overwrite)?;
     let cases = cases.into_iter().map(|c| study::Case {
         name: c.name,
         truth: c.truth.to_device(device),
@@ -61,7 +63,7 @@ fn main() -> anyhow::Result<()> {
         &no_noise,
         cases,
         &methods,
-        &out,
+        &mut dir,
     )?;
     print!("{}", study::format_table(&records));
     println!(

@@ -14,6 +14,7 @@ use scoreinv::inverse::projection::ProjectionConfig;
 use scoreinv::inverse::score_method::{ScoreAlgorithm, ScoreMethod};
 use scoreinv::inverse::study::{self, BaselineMethod, Method};
 use scoreinv::inverse::tasks::{mri_mask, MriConfig};
+use scoreinv::io::output::{OutputDir, Reuse};
 use scoreinv::operators::{LinearOperator, MriFourier};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -79,8 +80,9 @@ fn main() -> anyhow::Result<()> {
         &case,
         &methods,
     )?;
-    std::fs::create_dir_all(&out)?;
-    study::write_case(&out, &result)?;
+    // The example owns its output folder: a rerun replaces the files of the last one.
+    let mut dir = OutputDir::claim(&out, "example mri_undersampled", &[], Reuse::Overwrite)?;
+    study::write_case(&mut dir, &result)?;
     print!("{}", study::format_table(&result.records));
     println!(
         "wrote {}/{}.png (truth | zero-filled | TV | score | |error|×4)",

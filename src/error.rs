@@ -7,11 +7,12 @@ use thiserror::Error;
 #[derive(Debug, Error)]
 pub enum Error {
     /// Reading or writing a file failed.
-    #[error("{}: {source}", path.display())]
+    /// (The cause is part of the message, not a separate `source`, so that a report of the
+    /// whole chain does not print it twice.)
+    #[error("{}: {cause}", path.display())]
     Io {
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     /// A file exists but its contents are not what its format promises.
     #[error("{}: {msg}", path.display())]
@@ -35,6 +36,10 @@ pub enum Error {
     /// A checkpoint or model directory is incomplete or inconsistent.
     #[error("checkpoint {}: {msg}", path.display())]
     Checkpoint { path: PathBuf, msg: String },
+    /// Stopped by SIGINT/SIGTERM at a safe point ([`crate::interrupt`]); the message says what
+    /// was kept and how to continue.
+    #[error("{0}")]
+    Interrupted(String),
     /// Training diverged.
     #[error("{0}")]
     Diverged(String),
@@ -51,7 +56,7 @@ impl Error {
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         Error::Io {
             path: path.into(),
-            source,
+            cause: source,
         }
     }
     /// An [`Error::Format`] for `path`.

@@ -20,6 +20,7 @@
 //! * [`train`]: DSM/SSM/NCSN/DDPM training, Adam + EMA, bit-exact checkpoints, data sources.
 //! * [`guidance`]: time-dependent classifiers, their training, classifier-guided (class-conditional) scores.
 //! * [`bench`](mod@bench): `scoreinv bench` harness (timings next to same-run references).
+//! * [`interrupt`]: the first SIGINT/SIGTERM stops long loops at a safe point.
 //! * [`sampling`]: PC, DDPM ancestral, annealed Langevin and probability-flow ODE samplers; likelihoods.
 
 pub mod autocast;
@@ -29,6 +30,7 @@ pub mod data;
 pub mod device;
 pub mod error;
 pub mod guidance;
+pub mod interrupt;
 pub mod inverse;
 pub mod io;
 pub mod metrics;

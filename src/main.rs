@@ -4,6 +4,17 @@ mod cli;
 fn main() {
     if let Err(e) = cli::run() {
         eprintln!("error: {e:#}");
-        std::process::exit(1);
+        // A command stopped by SIGINT/SIGTERM at a safe point exits as an interrupted program.
+        let interrupted = e.chain().any(|c| {
+            matches!(
+                c.downcast_ref::<scoreinv::Error>(),
+                Some(scoreinv::Error::Interrupted(_))
+            )
+        });
+        std::process::exit(if interrupted {
+            scoreinv::interrupt::EXIT_CODE
+        } else {
+            1
+        });
     }
 }

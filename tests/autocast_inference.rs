@@ -93,7 +93,7 @@ fn bf16_autocast_changes_the_score_slightly_and_reaches_the_cli() {
             &std::fs::read_to_string(out.path().join(flag).join("metrics.json")).unwrap(),
         )
         .unwrap();
-        m[0]["psnr_db"].as_f64().unwrap()
+        m["records"][0]["psnr_db"].as_f64().unwrap()
     };
     let (p32, p16) = (psnr("none"), psnr("bf16"));
     eprintln!("PSNR float32 {p32:.2} dB, bf16 autocast {p16:.2} dB");

@@ -279,9 +279,10 @@ fn colorize_round_trip_and_study() {
         s(&study),
     ]);
     assert!(stdout.contains("gray"), "{stdout}");
-    let json: serde_json::Value =
+    let report: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(study.join("metrics.json")).unwrap())
             .unwrap();
+    let json = &report["records"];
     assert_eq!(json.as_array().unwrap().len(), 1);
     assert!(json[0]["psnr_db"].as_f64().unwrap().is_finite());
     assert!(study.join("rgb.png").exists() && study.join("metrics.csv").exists());
@@ -314,10 +315,10 @@ fn mri_and_inpaint_studies_write_metrics_for_every_method() {
         ];
         args.extend_from_slice(&extra);
         let stdout = run_ok(&args);
-        let json: serde_json::Value =
+        let report: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(out.join("metrics.json")).unwrap())
                 .unwrap();
-        let methods: Vec<&str> = json
+        let methods: Vec<&str> = report["records"]
             .as_array()
             .unwrap()
             .iter()
@@ -363,7 +364,7 @@ fn mri_tv_weight_follows_the_acceleration() {
         let json: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(out.join("metrics.json")).unwrap())
                 .unwrap();
-        json[0]["psnr_db"].as_f64().unwrap()
+        json["records"][0]["psnr_db"].as_f64().unwrap()
     };
     let p8 = tv_psnr("d8", "8", None);
     assert_eq!(p8, tv_psnr("h8", "8", Some("0.05")));
@@ -440,7 +441,8 @@ fn empty_slices_of_a_volume_are_scored_without_failing() {
     let out = dir.path().join("out");
     inpaint_half_zero_filled(&input, &out);
     let text = std::fs::read_to_string(out.join("metrics.json")).unwrap();
-    let json: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let report: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let json = &report["records"];
     assert!(
         json[0]["psnr_db"].is_null() && json[0]["nrmse"].is_null(),
         "{text}"
@@ -704,7 +706,7 @@ fn sharded_ct_study_merges_to_the_unsharded_one() {
         .output()
         .unwrap();
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("appears twice"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("given twice"));
     assert!(!again.exists());
     for bad in ["2/2", "1", "x/3"] {
         let o = dir.path().join("bad");

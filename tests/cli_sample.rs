@@ -6,9 +6,7 @@ mod latent_fixture;
 use latent_fixture::{train_tiny, Flavor, SIZE};
 use ndarray::ArrayD;
 use ndarray_npy::read_npy;
-use scoreinv::sampling::run::{
-    build_sampler, load, sample_model, OutDir, SampleWriter, SamplerFlags,
-};
+use scoreinv::sampling::run::{build_sampler, load, sample_model, SampleWriter, SamplerFlags};
 use scoreinv::sampling::SamplerKind;
 use std::path::Path;
 use std::process::Command;
@@ -41,13 +39,17 @@ fn sample_and_check(model_dir: &Path, flags: SamplerFlags, n: usize, out: &Path)
         flags.sampler
     );
     assert_eq!(run.x.size(), vec![n as i64, 1, SIZE, SIZE]);
-    let dir = OutDir::prepare(out).unwrap();
+    let mut dir = scoreinv::io::output::OutputDir::claim(
+        out,
+        "sample",
+        &[],
+        scoreinv::io::output::Reuse::Refuse,
+    )
+    .unwrap();
+    let p = dir.register(&["samples.npy", "grid.png"]).unwrap();
     let mut w = SampleWriter::new();
-    w.npy(dir.path.join("samples.npy"), &run.x, m.data())
-        .unwrap();
-    assert!(w
-        .grid(dir.path.join("grid.png"), &run.x, m.data(), 8)
-        .unwrap());
+    w.npy(p[0].clone(), &run.x, m.data()).unwrap();
+    assert!(w.grid(p[1].clone(), &run.x, m.data(), 8).unwrap());
     let a: ArrayD<f32> = read_npy(out.join("samples.npy")).expect("samples.npy is f32");
     assert_eq!(a.shape(), &[n, 1, SIZE as usize, SIZE as usize]);
     assert!(a.iter().all(|v| v.is_finite()));

@@ -2,11 +2,11 @@
 //! data and latents `z = x(T)` (Song et al. 2021, §4.3), solved with RK45.
 use anyhow::{Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
-use scoreinv::io::atomic::check_output_dir;
+use scoreinv::io::output::{check_output_files, OutputDir, Reuse};
 use scoreinv::models::model_dir::DataInfo;
 use scoreinv::sampling::run::{
     decode, encode, interpolate_latents, latent_ode_config, load, read_latents, read_samples,
-    to_model_space, OutDir, SampleWriter,
+    to_model_space, SampleWriter,
 };
 use std::path::{Path, PathBuf};
 use tch::{Device, Tensor};
@@ -30,9 +30,12 @@ pub struct EncodeArgs {
     /// Data: .npy ([N] ++ shape or one sample, raw data range) or an image file.
     #[arg(long)]
     pub input: PathBuf,
-    /// Latents (.npy, f32 [N] ++ shape).
+    /// Latents (.npy, f32 [N] ++ shape); must not exist (unless --overwrite) or be an input.
     #[arg(long)]
     pub out: PathBuf,
+    /// Replace an existing --out file (never an input).
+    #[arg(long)]
+    pub overwrite: bool,
     #[command(flatten)]
     pub ode: OdeArgs,
 }
@@ -45,9 +48,13 @@ pub struct DecodeArgs {
     /// Latents (.npy written by `scoreinv encode`, or any [N] ++ shape array).
     #[arg(long)]
     pub input: PathBuf,
-    /// Output: .npy (raw data range) or .png (a grid of the decoded images).
+    /// Output: .npy (raw data range) or .png (a grid of the decoded images); must not exist
+    /// (unless --overwrite) or be an input.
     #[arg(long)]
     pub out: PathBuf,
+    /// Replace an existing --out file (never an input).
+    #[arg(long)]
+    pub overwrite: bool,
     /// Finish with one noise-free reverse-diffusion step at eps (score_sde's `denoise`; not part
     /// of the bijection, so encode → decode no longer round-trips exactly).
     #[arg(long)]
@@ -68,11 +75,15 @@ pub struct InterpolateArgs {
     #[arg(long)]
     pub b: PathBuf,
     /// Points along each path, end points included.
-    #[arg(long, default_value_t = 8)]
+    #[arg(long, default_value_t = 8, value_parser = super::parse::positive_usize)]
     pub steps: usize,
-    /// Output folder (created): interpolation.npy [B·steps] ++ shape, grid.png (one row per pair).
+    /// Output folder: interpolation.npy [B·steps] ++ shape, grid.png (one row per pair); new,
+    /// empty, or an earlier `interpolate` output (with --overwrite).
     #[arg(long)]
     pub out: PathBuf,
+    /// Replace an earlier `scoreinv interpolate` output in --out (only the files it wrote).
+    #[arg(long)]
+    pub overwrite: bool,
     #[command(flatten)]
     pub ode: OdeArgs,
 }
@@ -109,7 +120,10 @@ pub fn run_encode(args: EncodeArgs, device: Device) -> Result<()> {
         "--out {}: latents are written as .npy",
         args.out.display()
     );
-    check_output_dir(&args.out)?;
+    let inputs = vec![args.model.clone(), args.input.clone()];
+    check_output_files(std::slice::from_ref(&args.out), &inputs, args.overwrite)
+        .context("--out")?;
+    scoreinv::io::atomic::check_output_dir(&args.out)?;
     let m = load(&args.model, device)?;
     let raw = read_samples(&args.input, m.data())?;
     let x = to_model_space(&raw, m.data(), device);
@@ -136,7 +150,10 @@ pub fn run_decode(args: DecodeArgs, device: Device) -> Result<()> {
         "--out {}: decoded samples are written as .npy or .png",
         args.out.display()
     );
-    check_output_dir(&args.out)?;
+    let inputs = vec![args.model.clone(), args.input.clone()];
+    check_output_files(std::slice::from_ref(&args.out), &inputs, args.overwrite)
+        .context("--out")?;
+    scoreinv::io::atomic::check_output_dir(&args.out)?;
     let m = load(&args.model, device)?;
     let info = m.data().clone();
     anyhow::ensure!(
@@ -189,7 +206,14 @@ pub fn run_interpolate(args: InterpolateArgs, device: Device) -> Result<()> {
         args.b.display(),
         b.size()[0]
     );
-    let out = OutDir::prepare(&args.out)?;
+    let inputs = vec![args.model.clone(), args.a.clone(), args.b.clone()];
+    let mut out = OutputDir::claim(
+        &args.out,
+        "interpolate",
+        &inputs,
+        Reuse::from_flag(args.overwrite),
+    )
+    .context("--out")?;
     let pairs = a.size()[0];
     let x = to_model_space(&Tensor::cat(&[a, b], 0), &info, device);
     let cfg = latent_ode_config(args.ode.rtol, args.ode.atol, false);
@@ -215,9 +239,12 @@ pub fn run_interpolate(args: InterpolateArgs, device: Device) -> Result<()> {
         }
     };
     let mut w = SampleWriter::new();
-    let written = w
-        .npy(out.path.join("interpolation.npy"), &xs, &info)
-        .and_then(|_| w.grid(out.path.join("grid.png"), &xs, &info, args.steps));
+    let written = out
+        .register(&["interpolation.npy", "grid.png"])
+        .and_then(|p| {
+            w.npy(p[0].clone(), &xs, &info)?;
+            w.grid(p[1].clone(), &xs, &info, args.steps)
+        });
     let grid = match written {
         Ok(g) => g,
         Err(e) => {
@@ -231,12 +258,12 @@ pub fn run_interpolate(args: InterpolateArgs, device: Device) -> Result<()> {
     );
     println!(
         "interpolation  {} ([{}] ++ {:?}, pair by pair)",
-        out.path.join("interpolation.npy").display(),
+        out.path().join("interpolation.npy").display(),
         pairs as usize * args.steps,
         info.shape
     );
     if grid {
-        println!("grid           {}", out.path.join("grid.png").display());
+        println!("grid           {}", out.path().join("grid.png").display());
     } else {
         println!("grid           skipped: vector data");
     }

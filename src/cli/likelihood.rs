@@ -5,6 +5,7 @@ use anyhow::{Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 use scoreinv::device::device_name;
 use scoreinv::io::atomic::{check_output_dir, write_atomic};
+use scoreinv::io::output::check_output_files;
 use scoreinv::sampling::likelihood::Divergence;
 use scoreinv::sampling::ode::IntegratorConfig;
 use scoreinv::sampling::run::{dataset_likelihood, load, LikelihoodOptions};
@@ -43,11 +44,19 @@ pub struct Args {
     /// Write the summary (and per-sample bits/dim) as JSON here.
     #[arg(long)]
     pub out: Option<PathBuf>,
+    /// Replace an existing --out file (never an input).
+    #[arg(long)]
+    pub overwrite: bool,
 }
 
 pub fn run(args: Args, device: Device) -> Result<()> {
     if let Some(out) = &args.out {
-        check_output_dir(out)?;
+        let mut inputs = vec![args.model.clone()];
+        if let Ok(src) = DataSource::parse(&args.data) {
+            inputs.extend(src.paths());
+        }
+        check_output_files(std::slice::from_ref(out), &inputs, args.overwrite).context("--out")?;
+        check_output_dir(out).context("--out")?;
     }
     let dequantize = match args.dequantize.trim().to_ascii_lowercase().as_str() {
         "auto" => None,

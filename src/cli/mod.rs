@@ -1,7 +1,7 @@
 //! Command-line interface. Each subcommand lives in its own file and maps flags onto the
 //! library's config structs.
-use anyhow::Result;
-use clap::{Parser, Subcommand};
+use anyhow::{Context, Result};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use scoreinv::device::DeviceChoice;
 
 mod bench;
@@ -10,6 +10,7 @@ mod eval_classifier;
 mod latent;
 mod likelihood;
 mod merge;
+mod parse;
 mod reconstruct;
 mod sample;
 mod simulate;
@@ -67,8 +68,29 @@ pub enum Command {
     EvalClassifier(eval_classifier::Args),
 }
 
+/// `cmd` and all its subcommands read `-1` as a value, not a flag, so a negative number is
+/// refused by the flag's own check (`--steps -1`: "must be at least 1") rather than reported as
+/// an unknown argument.
+fn allow_negative_numbers(cmd: clap::Command) -> clap::Command {
+    let names: Vec<String> = cmd
+        .get_subcommands()
+        .map(|s| s.get_name().to_string())
+        .collect();
+    let mut cmd = cmd.allow_negative_numbers(true);
+    for n in names {
+        cmd = cmd.mut_subcommand(n, allow_negative_numbers);
+    }
+    cmd
+}
+
 pub fn run() -> Result<()> {
-    let cli = Cli::parse();
+    let matches = allow_negative_numbers(Cli::command()).get_matches();
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(c) => c,
+        Err(e) => e.exit(),
+    };
+    // The first SIGINT/SIGTERM stops long loops at a safe point; a second one exits at once.
+    scoreinv::interrupt::install().context("installing the SIGINT/SIGTERM handlers")?;
     // Before any tensor exists: glibc's heap set up for tensor work (see its doc).
     scoreinv::runtime::tune_host_allocator()?;
     if let Some(n) = cli.threads {

@@ -4,7 +4,6 @@
 use anyhow::{Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 use scoreinv::data::cases::{pending_cases, CaseOptions, PendingCase};
-use scoreinv::data::ct_slices::HuWindow;
 use scoreinv::inverse::baselines::{Baseline, TaskPreset};
 use scoreinv::inverse::dps::DpsConfig;
 use scoreinv::inverse::projection::ProjectionConfig;
@@ -15,6 +14,7 @@ use scoreinv::inverse::tasks::{
     self, InpaintConfig, Measurement, MriConfig, TaskConfig, TaskKind, TaskNoise,
 };
 use scoreinv::inverse::volumes;
+use scoreinv::io::output::{OutputDir, Reuse};
 use scoreinv::operators::fbp::FbpFilter;
 use scoreinv::operators::radon::ParallelBeamRadon;
 use scoreinv::operators::Decomposed;
@@ -41,7 +41,7 @@ pub enum Task {
     Colorize(ColorizeArgs),
 }
 
-#[derive(Debug, clap::Args)]
+#[derive(Debug, clap::Args, serde::Serialize)]
 pub struct CtArgs {
     /// Ground truth: a file (png, jpg, tif, npy, nii[.gz], dcm; `#z=K` picks a slice,
     /// `#z=A..B[:STEP]` several), a folder (its pictures in name order, or a DICOM series),
@@ -68,10 +68,10 @@ pub struct CtArgs {
     #[command(flatten)]
     pub score: ScoreArgs,
     /// Number of kept views (uniformly spread over the full grid).
-    #[arg(long, default_value_t = 23)]
+    #[arg(long, default_value_t = 23, value_parser = super::parse::positive_usize)]
     pub views: usize,
     /// Number of angles of the full-view grid over [0°, 180°).
-    #[arg(long, default_value_t = 180)]
+    #[arg(long, default_value_t = 180, value_parser = super::parse::positive_usize)]
     pub angles: usize,
     /// Measurement noise: none, gaussian:SIGMA (relative to the sinogram's peak), poisson:I0.
     #[arg(long, default_value = "gaussian:0.005")]
@@ -80,21 +80,22 @@ pub struct CtArgs {
     #[arg(long, default_value = "ramp")]
     pub filter: String,
     /// Resample every case to SIZE×SIZE.
-    #[arg(long)]
+    #[arg(long, value_parser = super::parse::image_size)]
     pub size: Option<i64>,
     /// HU window lo,hi for CT data (DICOM, .inv3).
     #[arg(
         long,
         default_value = "-1000,1500",
         value_delimiter = ',',
-        num_args = 2
+        num_args = 1..=2,
+        allow_hyphen_values = true
     )]
     pub window: Vec<f32>,
     /// TV weight relative to ‖A‖² (default: the CT preset).
-    #[arg(long)]
+    #[arg(long, value_parser = super::parse::finite_f64)]
     pub tv_lambda: Option<f64>,
     /// PDHG iterations of the TV baseline.
-    #[arg(long)]
+    #[arg(long, value_parser = super::parse::positive_usize)]
     pub tv_iters: Option<usize>,
     /// Seed of the measurement noise.
     #[arg(long, default_value_t = 0)]
@@ -103,15 +104,45 @@ pub struct CtArgs {
     /// j·B … j·B + B − 1 for `--batch B`) belongs to part j mod N. Every case is seeded by its
     /// index, so `scoreinv merge` of the N parts equals the unsharded run with the same --batch.
     #[arg(long)]
+    #[serde(skip)]
     pub shard: Option<Shard>,
     /// Cases (slices) reconstructed together in one batched run of every method. Slices of a
     /// NIfTI volume or DICOM series are read from their files batch by batch, so memory does
     /// not grow with the number of slices.
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = 1, value_parser = super::parse::positive_usize)]
     pub batch: usize,
-    /// Output folder (created).
+    #[command(flatten)]
+    #[serde(skip)]
+    pub output: OutputArgs,
+}
+
+/// Where a reconstruction is written, and what may happen to an earlier one there.
+#[derive(Debug, Clone, clap::Args)]
+pub struct OutputArgs {
+    /// Output folder: new, empty, or written by an earlier `scoreinv reconstruct` of the same
+    /// task (then --overwrite or --resume is needed).
     #[arg(long)]
     pub out: PathBuf,
+    /// Replace the output of an earlier run in --out: the files it wrote (listed in its
+    /// .scoreinv-output.json) are removed first; nothing else in the folder is touched.
+    #[arg(long, conflicts_with = "resume")]
+    pub overwrite: bool,
+    /// Continue an interrupted study in --out with the same settings: the cases it finished
+    /// are kept, the others are reconstructed (results equal an uninterrupted run).
+    #[arg(long)]
+    pub resume: bool,
+}
+
+impl OutputArgs {
+    fn reuse(&self) -> Reuse {
+        if self.resume {
+            Reuse::Resume
+        } else if self.overwrite {
+            Reuse::Overwrite
+        } else {
+            Reuse::Refuse
+        }
+    }
 }
 
 pub fn run(args: Args, device: Device) -> Result<()> {
@@ -230,7 +261,7 @@ fn ground_truth_cases(
 /// when this study holds every slice (no `--shard`, or after `scoreinv merge`), writes each
 /// method's reconstruction as `{stem}_{method}.nii.gz`.
 fn write_study_volumes(
-    out: &std::path::Path,
+    out: &mut OutputDir,
     volumes: &[scoreinv::data::cases::SourceVolume],
     case_names: &[String],
     methods: &[&dyn Method],
@@ -245,58 +276,257 @@ fn write_study_volumes(
     Ok(())
 }
 
-/// Reconstructs the batches of a study one after the other ([`study::run_batch`]; each case's
-/// noise seeded by its index), writing each case's outputs as soon as its batch is done, with a
-/// progress bar over cases. Returns every record and the names of the cases.
+/// What a simulation study records and where it writes, besides its operator and methods.
+struct StudyPlan<'a> {
+    /// `reconstruct ct`, …: the owner named in the output folder's manifest.
+    command: String,
+    /// Everything that determines the results ([`study_settings`]).
+    settings: serde_json::Value,
+    /// Files and folders the study reads (the output must stay apart from them).
+    inputs: Vec<PathBuf>,
+    output: &'a OutputArgs,
+    shard: Option<Shard>,
+    batch: usize,
+    seed: u64,
+    /// Printed above the table.
+    header: String,
+}
+
+/// The settings recorded in `metrics.json`: the command, its flags (all but the output and
+/// shard ones) and, when a model is used, the SHA-256 of its weights.
+fn study_settings(
+    command: &str,
+    args: &impl serde::Serialize,
+    model: Option<&std::path::Path>,
+) -> Result<serde_json::Value> {
+    let mut v = serde_json::json!({
+        "command": command,
+        "args": serde_json::to_value(args)?,
+    });
+    if let Some(dir) = model {
+        let weights = dir.join("model.safetensors");
+        v["model_sha256"] = serde_json::Value::String(
+            scoreinv::io::sha256_file(&weights)
+                .with_context(|| format!("--model {}", dir.display()))?,
+        );
+    }
+    Ok(v)
+}
+
+/// Refuses a method named twice (`--method fbp,fbp`), which would run twice and double its
+/// rows.
+fn check_distinct_methods(methods: &[String]) -> Result<()> {
+    let norm = |m: &str| m.trim().to_ascii_lowercase().replace('_', "-");
+    for (i, m) in methods.iter().enumerate() {
+        if let Some(first) = methods[..i].iter().find(|o| norm(o) == norm(m)) {
+            anyhow::bail!(
+                "--method {}: '{m}' is named twice ('{first}' already); name each method once",
+                methods.join(",")
+            );
+        }
+    }
+    Ok(())
+}
+
+/// The files and folders named by `--ground-truth` specs.
+fn ground_truth_inputs(specs: &[String]) -> Vec<PathBuf> {
+    specs
+        .iter()
+        .flat_map(|s| scoreinv::data::cases::spec_paths(s))
+        .collect()
+}
+
+/// Runs a simulation study into the folder of `plan.output` (claimed first: see
+/// [`scoreinv::io::output`]): the batches of `cases` in `plan.shard` one after the other
+/// ([`study::run_batch`]; each case's noise and samples seeded by its index), each case's files
+/// written as soon as its batch is done, with a progress bar over cases. With `--resume`, the
+/// cases an earlier interrupted run finished (its `metrics.json`, same settings) are kept and
+/// skipped. The first SIGINT/SIGTERM stops after the batch in flight; so does an error: the
+/// metrics of what is done are written (marked incomplete) either way.
 #[allow(clippy::too_many_arguments)]
-fn run_batches(
+fn run_study_plan(
+    plan: StudyPlan,
     op: &dyn LinearOperator,
     noise: &dyn Fn(&Tensor) -> scoreinv::Result<Tensor>,
-    batches: Vec<Vec<(usize, PendingCase)>>,
-    seed: u64,
+    cases: Vec<PendingCase>,
+    source_volumes: &[scoreinv::data::cases::SourceVolume],
     methods: &[&dyn Method],
-    out: &std::path::Path,
     device: Device,
-    prefix: &str,
-) -> Result<(Vec<study::Record>, Vec<String>)> {
+) -> Result<()> {
+    let total = cases.len();
+    let batches = select_shard(cases, plan.shard, plan.batch)?;
+    let shard = plan.shard.map(|s| study::ShardInfo { k: s.k, n: s.n });
+    let mut out = OutputDir::claim(
+        &plan.output.out,
+        &plan.command,
+        &plan.inputs,
+        plan.output.reuse(),
+    )
+    .context("--out")?;
+    let method_names: Vec<String> = methods.iter().map(|m| m.name()).collect();
+    // Resume: the records of the cases an earlier run of the same study finished.
+    let mut previous: std::collections::HashMap<String, Vec<study::Record>> =
+        std::collections::HashMap::new();
+    if plan.output.resume && out.owns("metrics.json") {
+        let report = study::read_report(out.path())?;
+        match &report.settings {
+            Some(prev) => {
+                if let Some((k, was, now)) = study::settings_difference(prev, &plan.settings) {
+                    anyhow::bail!(
+                        "--resume: the study in {} was run with {k} = {was}, this command has \
+                         {now}: resume it with its own settings, or start anew with --overwrite",
+                        plan.output.out.display()
+                    );
+                }
+            }
+            None => anyhow::bail!(
+                "--resume: {} records no settings, so it cannot be continued safely; start \
+                 anew with --overwrite",
+                plan.output.out.display()
+            ),
+        }
+        anyhow::ensure!(
+            report.shard == shard,
+            "--resume: the study in {} is {}, this command asks for {}",
+            plan.output.out.display(),
+            describe_shard(report.shard),
+            describe_shard(shard)
+        );
+        for r in report.records {
+            previous.entry(r.case.clone()).or_default().push(r);
+        }
+        previous.retain(|_, rs| {
+            method_names
+                .iter()
+                .all(|m| rs.iter().any(|r| &r.method == m))
+        });
+    }
     let n: usize = batches.iter().map(|b| b.len()).sum();
+    let done_before: usize = batches
+        .iter()
+        .filter(|b| b.iter().all(|(_, c)| previous.contains_key(&c.name)))
+        .map(|b| b.len())
+        .sum();
+    if done_before > 0 {
+        eprintln!(
+            "resuming {}: {done_before} of {n} cases done, {} to go",
+            plan.output.out.display(),
+            n - done_before
+        );
+    }
     let pb = ProgressBar::new(n as u64).with_style(
         ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} cases {msg} ({elapsed})")?
             .progress_chars("=> "),
     );
-    pb.set_prefix(prefix.to_string());
+    pb.set_prefix(plan.command.clone());
+    pb.set_position(done_before as u64);
     let mut records = Vec::new();
     let mut names = Vec::with_capacity(n);
     let mut gpu = scoreinv::runtime::GpuMemoryPeak::new(device);
+    let mut stopped: Option<anyhow::Error> = None;
+    let mut interrupted = false;
     for batch in batches {
-        let seeds: Vec<i64> = batch.iter().map(|(i, _)| case_seed(seed, *i)).collect();
-        let cases: Vec<study::Case> = batch
-            .into_iter()
-            .map(|(_, c)| {
-                let c = c.load()?;
-                Ok(study::Case {
-                    name: c.name,
-                    truth: c.truth.to_device(device),
+        if batch.iter().all(|(_, c)| previous.contains_key(&c.name)) {
+            for (_, c) in &batch {
+                records.extend(previous.remove(&c.name).unwrap_or_default());
+                names.push(c.name.clone());
+            }
+            continue;
+        }
+        if interrupted || stopped.is_some() {
+            continue;
+        }
+        let res = (|| -> Result<Vec<study::CaseOutput>> {
+            let seeds: Vec<i64> = batch
+                .iter()
+                .map(|(i, _)| case_seed(plan.seed, *i))
+                .collect();
+            let cases: Vec<study::Case> = batch
+                .into_iter()
+                .map(|(_, c)| {
+                    let c = c.load()?;
+                    Ok(study::Case {
+                        name: c.name,
+                        truth: c.truth.to_device(device),
+                    })
                 })
-            })
-            .collect::<Result<_>>()?;
-        pb.set_message(match cases.len() {
-            1 => cases[0].name.clone(),
-            k => format!("{} (+{})", cases[0].name, k - 1),
-        });
-        for o in study::run_batch(op, noise, &cases, Some(&seeds), methods)? {
-            study::write_case(out, &o)?;
-            records.extend(o.records);
-            names.push(o.name);
+                .collect::<Result<_>>()?;
+            pb.set_message(match cases.len() {
+                1 => cases[0].name.clone(),
+                k => format!("{} (+{})", cases[0].name, k - 1),
+            });
+            let outs = study::run_batch(op, noise, &cases, Some(&seeds), methods)?;
+            for o in &outs {
+                study::write_case(&mut out, o)?;
+            }
+            Ok(outs)
+        })();
+        match res {
+            Ok(outs) => {
+                pb.inc(outs.len() as u64);
+                for o in outs {
+                    records.extend(o.records);
+                    names.push(o.name);
+                }
+            }
+            Err(e) => stopped = Some(e),
         }
         gpu.sample();
-        pb.inc(cases.len() as u64);
+        interrupted = scoreinv::interrupt::requested();
     }
     pb.finish_and_clear();
+    let done = names.len();
+    let complete = done == n;
+    if records.is_empty() && !complete {
+        // Nothing finished: no metrics to write; a folder this run created is removed again.
+        out.abandon();
+        return Err(stopped.unwrap_or_else(|| {
+            scoreinv::Error::Interrupted(format!(
+                "interrupted before the first case of {} was done; nothing was kept",
+                plan.command
+            ))
+            .into()
+        }));
+    }
+    let report = study::StudyReport::new(
+        Some(plan.settings.clone()),
+        shard,
+        Some(total),
+        complete,
+        records,
+    );
+    study::write_metrics(&mut out, &report)?;
+    if complete {
+        write_study_volumes(&mut out, source_volumes, &names, methods)?;
+    }
     if let Some(line) = gpu.report() {
         println!("{line}");
     }
-    Ok((records, names))
+    println!("{}", plan.header);
+    print!("{}", study::format_table(&report.records));
+    let hint = format!(
+        "{done} of {n} cases are done and their metrics are in {}; continue with the same \
+         command and --resume",
+        plan.output.out.display().to_string() + "/metrics.json"
+    );
+    if let Some(e) = stopped {
+        return Err(e.context(hint));
+    }
+    if !complete {
+        return Err(scoreinv::Error::Interrupted(format!("interrupted: {hint}")).into());
+    }
+    println!(
+        "wrote {} (PNG per case, metrics.json, metrics.csv)",
+        plan.output.out.display()
+    );
+    Ok(())
+}
+
+fn describe_shard(s: Option<study::ShardInfo>) -> String {
+    match s {
+        Some(s) => format!("part {}/{}", s.k, s.n),
+        None => "the whole study".into(),
+    }
 }
 
 /// Seed of libtorch's generator for case `index`: a fixed function of (seed, index), so a
@@ -316,20 +546,12 @@ fn noise_fn(spec: &str) -> Result<NoiseFn> {
 }
 
 fn run_ct(a: CtArgs, device: Device) -> Result<()> {
+    check_distinct_methods(&a.method)?;
     let opts = CaseOptions {
         size: a.size,
-        window: HuWindow {
-            lo: a.window[0],
-            hi: a.window[1],
-        },
+        window: super::parse::hu_window(&a.window)?,
         ..CaseOptions::default()
     };
-    anyhow::ensure!(
-        opts.window.hi > opts.window.lo,
-        "--window: lo {} must be below hi {}",
-        opts.window.lo,
-        opts.window.hi
-    );
     let filter: FbpFilter = a.filter.parse()?;
     let noise = noise_fn(&a.noise)?;
     let mut tv = TaskPreset::Ct.tv_config();
@@ -380,56 +602,63 @@ fn run_ct(a: CtArgs, device: Device) -> Result<()> {
         ProjectionConfig::ct(),
         device,
     )?);
-    let batches = select_shard(cases, a.shard, a.batch)?;
-    std::fs::create_dir_all(&a.out).with_context(|| format!("creating {}", a.out.display()))?;
+    let mut inputs = ground_truth_inputs(&a.ground_truth);
+    inputs.extend(a.score.model.iter().cloned());
+    let plan = StudyPlan {
+        command: "reconstruct ct".into(),
+        settings: study_settings("reconstruct ct", &a, uses_model(&a.method, &a.score))?,
+        inputs,
+        output: &a.output,
+        shard: a.shard,
+        batch: a.batch,
+        seed: a.seed as u64,
+        header: format!(
+            "sparse-view CT: {} of {} views, noise {}, {}×{} images, device {}",
+            a.views,
+            a.angles,
+            a.noise,
+            size[1],
+            size[2],
+            scoreinv::device::device_name(device)
+        ),
+    };
     let refs: Vec<&dyn Method> = methods.iter().map(|m| m.as_ref()).collect();
     let noise_ref = |y: &Tensor| noise(y);
-    let (records, names) = run_batches(
+    run_study_plan(
+        plan,
         op.as_ref() as &dyn LinearOperator,
         &noise_ref,
-        batches,
-        a.seed as u64,
+        cases,
+        &volumes,
         &refs,
-        &a.out,
         device,
-        "reconstruct ct",
-    )?;
-    study::write_metrics(&a.out, &records)?;
-    write_study_volumes(&a.out, &volumes, &names, &refs)?;
-    println!(
-        "sparse-view CT: {} of {} views, noise {}, {}×{} images, device {}",
-        a.views,
-        a.angles,
-        a.noise,
-        size[1],
-        size[2],
-        scoreinv::device::device_name(device)
-    );
-    print!("{}", study::format_table(&records));
-    println!(
-        "wrote {} (PNG per case, metrics.json, metrics.csv)",
-        a.out.display()
-    );
-    Ok(())
+    )
+}
+
+/// The model directory when a score method uses it.
+fn uses_model<'a>(methods: &[String], s: &'a ScoreArgs) -> Option<&'a std::path::Path> {
+    s.model
+        .as_deref()
+        .filter(|_| methods.iter().any(|m| is_score_method(m)))
 }
 
 /// Flags of the score-based methods (`--method score,score-sde,dps`).
-#[derive(Debug, Clone, clap::Args)]
+#[derive(Debug, Clone, clap::Args, serde::Serialize)]
 pub struct ScoreArgs {
     /// Trained model directory (config.json + model.safetensors) for score, score-sde, dps.
     #[arg(long)]
     pub model: Option<PathBuf>,
     /// Number of reverse-SDE steps N (default: the model's SDE, usually 1000).
-    #[arg(long)]
+    #[arg(long, value_parser = super::parse::positive_usize)]
     pub steps: Option<usize>,
     /// Langevin corrector signal-to-noise ratio (default: the task's published value).
-    #[arg(long)]
+    #[arg(long, value_parser = super::parse::finite_f64)]
     pub snr: Option<f64>,
     /// Projection weight λ in [0, 1] of the score method (default: the task's published value).
-    #[arg(long)]
+    #[arg(long, value_parser = super::parse::finite_f64)]
     pub lambda: Option<f64>,
     /// DPS step size ζ.
-    #[arg(long)]
+    #[arg(long, value_parser = super::parse::finite_f64)]
     pub zeta: Option<f64>,
     /// Conjugate-gradient iterations of the final least-squares data-consistency step of the
     /// score method (default: the task's; 0 = the reference's single projection; few with noisy
@@ -437,7 +666,7 @@ pub struct ScoreArgs {
     #[arg(long = "consistency-iters")]
     pub consistency_iters: Option<usize>,
     /// Posterior samples per case; the reconstruction is their mean.
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = 1, value_parser = super::parse::positive_i64)]
     pub samples: i64,
     /// CUDA only: run the score method's steps as replays of one captured CUDA graph (one
     /// launch per step; the step is launch-bound at these image sizes).
@@ -539,8 +768,13 @@ fn run_ct_measurement(a: CtArgs, device: Device) -> Result<()> {
     let Some(path) = a.measurement.clone() else {
         anyhow::bail!("reconstruct ct: --measurement FILE is needed here");
     };
+    check_distinct_methods(&a.method)?;
     let filter: FbpFilter = a.filter.parse()?;
     let baselines = task_baselines(TaskKind::Ct, &a.method)?;
+    let inputs: Vec<PathBuf> = [Some(path.clone()), a.angles_file.clone()]
+        .into_iter()
+        .flatten()
+        .collect();
     let m = tasks::load_ct_measurement(
         &path,
         a.views,
@@ -550,11 +784,11 @@ fn run_ct_measurement(a: CtArgs, device: Device) -> Result<()> {
         device,
     )?;
     let methods = baseline_methods(baselines, m.op.tv_config(), a.tv_lambda, a.tv_iters);
-    finish_measurement(m, &methods, &a.out)
+    finish_measurement(m, &methods, "reconstruct ct", &inputs, &a.output)
 }
 
 /// Flags shared by `reconstruct mri|inpaint|colorize`.
-#[derive(Debug, clap::Args)]
+#[derive(Debug, clap::Args, serde::Serialize)]
 pub struct StudyArgs {
     /// Ground truth (simulation study with metrics), as for `reconstruct ct`. Repeat the flag
     /// or separate with commas.
@@ -574,40 +808,42 @@ pub struct StudyArgs {
     #[arg(long, default_value = "none", conflicts_with = "measurement")]
     pub noise: String,
     /// Resample every case to SIZE×SIZE.
-    #[arg(long, conflicts_with = "measurement")]
+    #[arg(long, conflicts_with = "measurement", value_parser = super::parse::image_size)]
     pub size: Option<i64>,
     /// HU window lo,hi for CT data used as ground truth (DICOM, .inv3).
     #[arg(
         long,
         default_value = "-1000,1500",
         value_delimiter = ',',
-        num_args = 2
+        num_args = 1..=2,
+        allow_hyphen_values = true
     )]
     pub window: Vec<f32>,
     /// TV weight relative to ‖A‖² (default: the task preset; MRI: 5e-3, or 5e-2 when the mask's
     /// true acceleration is at least 7, e.g. fastMRI 8×).
-    #[arg(long)]
+    #[arg(long, value_parser = super::parse::finite_f64)]
     pub tv_lambda: Option<f64>,
     /// PDHG iterations of the TV baseline.
-    #[arg(long)]
+    #[arg(long, value_parser = super::parse::positive_usize)]
     pub tv_iters: Option<usize>,
     /// Seed of masks, coil maps and noise.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
     /// Process only part K of N (`K/N`) of the cases, as for `reconstruct ct`.
     #[arg(long)]
+    #[serde(skip)]
     pub shard: Option<Shard>,
     /// Cases (slices) reconstructed together in one batched run, as for `reconstruct ct`.
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = 1, value_parser = super::parse::positive_usize)]
     pub batch: usize,
-    /// Output folder (created).
-    #[arg(long)]
-    pub out: PathBuf,
+    #[command(flatten)]
+    #[serde(skip)]
+    pub output: OutputArgs,
     #[command(flatten)]
     pub score: ScoreArgs,
 }
 
-#[derive(Debug, clap::Args)]
+#[derive(Debug, clap::Args, serde::Serialize)]
 pub struct MriArgs {
     #[command(flatten)]
     pub study: StudyArgs,
@@ -624,7 +860,7 @@ pub struct MriArgs {
     #[arg(long)]
     pub lines: Option<usize>,
     /// Receive coils of the simulation: 1 = single coil, more = SENSE with synthetic maps.
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = 1, value_parser = super::parse::positive_usize)]
     pub coils: usize,
     /// A 0/1 [H, W] sampling mask file (npy, png). Required with --measurement; with
     /// --ground-truth it replaces the generated mask.
@@ -635,7 +871,7 @@ pub struct MriArgs {
     pub coil_maps: Option<PathBuf>,
 }
 
-#[derive(Debug, clap::Args)]
+#[derive(Debug, clap::Args, serde::Serialize)]
 pub struct InpaintArgs {
     #[command(flatten)]
     pub study: StudyArgs,
@@ -645,15 +881,20 @@ pub struct InpaintArgs {
     pub mask: Option<String>,
 }
 
-#[derive(Debug, clap::Args)]
+#[derive(Debug, clap::Args, serde::Serialize)]
 pub struct ColorizeArgs {
     #[command(flatten)]
     pub study: StudyArgs,
 }
 
 fn run_mri(a: MriArgs, device: Device) -> Result<()> {
+    check_distinct_methods(&a.study.method)?;
     if let Some(path) = &a.study.measurement {
         let baselines = task_baselines(TaskKind::Mri, &a.study.method)?;
+        let inputs: Vec<PathBuf> = [Some(path.clone()), a.mask.clone(), a.coil_maps.clone()]
+            .into_iter()
+            .flatten()
+            .collect();
         let m =
             tasks::load_mri_measurement(path, a.mask.as_deref(), a.coil_maps.as_deref(), device)?;
         let methods = baseline_methods(
@@ -662,8 +903,10 @@ fn run_mri(a: MriArgs, device: Device) -> Result<()> {
             a.study.tv_lambda,
             a.study.tv_iters,
         );
-        return finish_measurement(m, &methods, &a.study.out);
+        return finish_measurement(m, &methods, "reconstruct mri", &inputs, &a.study.output);
     }
+    let extra: Vec<PathBuf> = a.mask.iter().cloned().collect();
+    let args_json = serde_json::to_value(&a)?;
     let cfg = TaskConfig::Mri(MriConfig {
         acceleration: a.accel,
         center_fraction: a.center_fraction,
@@ -672,12 +915,21 @@ fn run_mri(a: MriArgs, device: Device) -> Result<()> {
         coils: a.coils,
         mask_file: a.mask.clone(),
     });
-    run_study(cfg, a.study, device)
+    run_study(cfg, a.study, args_json, extra, device)
 }
 
 fn run_inpaint(a: InpaintArgs, device: Device) -> Result<()> {
+    check_distinct_methods(&a.study.method)?;
+    let mask_file: Vec<PathBuf> = a
+        .mask
+        .iter()
+        .map(PathBuf::from)
+        .filter(|p| p.exists())
+        .collect();
     if let Some(path) = &a.study.measurement {
         let baselines = task_baselines(TaskKind::Inpaint, &a.study.method)?;
+        let mut inputs = vec![path.clone()];
+        inputs.extend(mask_file.iter().cloned());
         let mask = a.mask.as_deref().map(std::path::Path::new);
         let m = tasks::load_inpaint_measurement(path, mask, device)?;
         let methods = baseline_methods(
@@ -686,16 +938,19 @@ fn run_inpaint(a: InpaintArgs, device: Device) -> Result<()> {
             a.study.tv_lambda,
             a.study.tv_iters,
         );
-        return finish_measurement(m, &methods, &a.study.out);
+        return finish_measurement(m, &methods, "reconstruct inpaint", &inputs, &a.study.output);
     }
+    let args_json = serde_json::to_value(&a)?;
     let cfg = TaskConfig::Inpaint(InpaintConfig {
         mask: a.mask.clone().unwrap_or_else(|| "box".into()),
     });
-    run_study(cfg, a.study, device)
+    run_study(cfg, a.study, args_json, mask_file, device)
 }
 
 fn run_colorize(a: ColorizeArgs, device: Device) -> Result<()> {
+    check_distinct_methods(&a.study.method)?;
     if let Some(path) = &a.study.measurement {
+        let inputs = vec![path.clone()];
         let baselines = task_baselines(TaskKind::Colorize, &a.study.method)?;
         let m = tasks::load_colorize_measurement(path, device)?;
         let methods = baseline_methods(
@@ -704,9 +959,16 @@ fn run_colorize(a: ColorizeArgs, device: Device) -> Result<()> {
             a.study.tv_lambda,
             a.study.tv_iters,
         );
-        return finish_measurement(m, &methods, &a.study.out);
+        return finish_measurement(
+            m,
+            &methods,
+            "reconstruct colorize",
+            &inputs,
+            &a.study.output,
+        );
     }
-    run_study(TaskConfig::Colorize, a.study, device)
+    let args_json = serde_json::to_value(&a)?;
+    run_study(TaskConfig::Colorize, a.study, args_json, Vec::new(), device)
 }
 
 /// The task's baselines named by `--method` (its defaults when empty), checked before anything
@@ -742,19 +1004,16 @@ fn baseline_methods(
         .collect()
 }
 
-/// Refuses an --out that exists and is not a folder (checked before anything is written).
-fn check_out_folder(out: &std::path::Path) -> Result<()> {
-    anyhow::ensure!(
-        !out.exists() || out.is_dir(),
-        "--out {}: exists and is not a folder",
-        out.display()
-    );
-    Ok(())
-}
-
 /// Simulation study for mri/inpaint/colorize: every case is loaded and checked, the operator
-/// built, before the output folder is created.
-fn run_study(cfg: TaskConfig, s: StudyArgs, device: Device) -> Result<()> {
+/// built, before the output folder is claimed. `args` are the task's flags as recorded in the
+/// settings; `extra_inputs` the task's input files (mask files).
+fn run_study(
+    cfg: TaskConfig,
+    s: StudyArgs,
+    args: serde_json::Value,
+    extra_inputs: Vec<PathBuf>,
+    device: Device,
+) -> Result<()> {
     let kind = cfg.kind();
     let baseline_names: Vec<String> = s
         .method
@@ -769,18 +1028,9 @@ fn run_study(cfg: TaskConfig, s: StudyArgs, device: Device) -> Result<()> {
         task_baselines(kind, &baseline_names)?
     };
     let noise = TaskNoise::parse(&s.noise, kind)?;
-    anyhow::ensure!(
-        s.window[1] > s.window[0],
-        "--window: lo {} must be below hi {}",
-        s.window[0],
-        s.window[1]
-    );
     let opts = CaseOptions {
         size: s.size,
-        window: HuWindow {
-            lo: s.window[0],
-            hi: s.window[1],
-        },
+        window: super::parse::hu_window(&s.window)?,
         ..CaseOptions::default()
     };
     let (cases, volumes, size) = ground_truth_cases(&s.ground_truth, &opts)?;
@@ -802,49 +1052,51 @@ fn run_study(cfg: TaskConfig, s: StudyArgs, device: Device) -> Result<()> {
         projection,
         device,
     )?);
-    check_out_folder(&s.out)?;
-    let batches = select_shard(cases, s.shard, s.batch)?;
-    std::fs::create_dir_all(&s.out).with_context(|| format!("creating {}", s.out.display()))?;
+    let command = format!("reconstruct {kind}");
+    let mut inputs = ground_truth_inputs(&s.ground_truth);
+    inputs.extend(extra_inputs);
+    inputs.extend(s.score.model.iter().cloned());
+    let plan = StudyPlan {
+        settings: study_settings(&command, &args, uses_model(&s.method, &s.score))?,
+        command,
+        inputs,
+        output: &s.output,
+        shard: s.shard,
+        batch: s.batch,
+        seed: s.seed,
+        header: format!(
+            "{}, noise {}, device {}",
+            description,
+            noise,
+            scoreinv::device::device_name(device)
+        ),
+    };
     let refs: Vec<&dyn Method> = methods.iter().map(|m| m.as_ref()).collect();
     let noise_fn = move |y: &Tensor| noise.apply(y);
-    let (records, names) = run_batches(
-        op.as_ref(),
-        &noise_fn,
-        batches,
-        s.seed,
-        &refs,
-        &s.out,
-        device,
-        &format!("reconstruct {kind}"),
-    )?;
-    study::write_metrics(&s.out, &records)?;
-    write_study_volumes(&s.out, &volumes, &names, &refs)?;
-    println!(
-        "{}, noise {}, device {}",
-        description,
-        noise,
-        scoreinv::device::device_name(device)
-    );
-    print!("{}", study::format_table(&records));
-    println!(
-        "wrote {} (PNG per case, metrics.json, metrics.csv)",
-        s.out.display()
-    );
-    Ok(())
+    run_study_plan(plan, op.as_ref(), &noise_fn, cases, &volumes, &refs, device)
 }
 
 /// Reconstructs a real measurement with every method and writes `<name>.png`,
-/// `<name>_<method>.npy` and `reconstructions.json` (no ground truth, so no metrics).
+/// `<name>_<method>.npy` and `reconstructions.json` into the output folder (claimed after the
+/// reconstructions are done; no ground truth, so no metrics).
 fn finish_measurement(
     m: Measurement,
     methods: &[Box<dyn Method>],
-    out: &std::path::Path,
+    command: &str,
+    inputs: &[PathBuf],
+    output: &OutputArgs,
 ) -> Result<()> {
-    check_out_folder(out)?;
+    anyhow::ensure!(
+        !output.resume,
+        "--resume continues a simulation study; a measurement is reconstructed in one go \
+         (use --overwrite to replace an earlier result)"
+    );
+    scoreinv::io::output::check_disjoint(&output.out, inputs).context("--out")?;
     let refs: Vec<&dyn Method> = methods.iter().map(|m| m.as_ref()).collect();
     let recons = tasks::reconstruct_measurement(&m, &refs)?;
-    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
-    tasks::write_reconstructions(out, &m.name, &recons)?;
+    let mut out =
+        OutputDir::claim(&output.out, command, inputs, output.reuse()).context("--out")?;
+    tasks::write_reconstructions(&mut out, &m.name, &recons)?;
     let rows: Vec<serde_json::Value> = recons
         .iter()
         .map(|r| {
@@ -857,7 +1109,7 @@ fn finish_measurement(
         })
         .collect();
     let json = serde_json::to_string_pretty(&rows)?;
-    let path = out.join("reconstructions.json");
+    let path = out.file("reconstructions.json")?;
     scoreinv::io::atomic::write_bytes(&path, json.as_bytes())?;
     println!(
         "{} (real measurement: no ground truth, no metrics)",
@@ -872,7 +1124,7 @@ fn finish_measurement(
     }
     println!(
         "wrote {} ({}.png, reconstructions.json)",
-        out.display(),
+        output.out.display(),
         m.name
     );
     Ok(())

@@ -6,10 +6,11 @@ use anyhow::{Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 use scoreinv::device::device_name;
 use scoreinv::guidance::{load_classifier_dir, ClassGuided, TimeDependentClassifier};
+use scoreinv::io::output::{OutputDir, Reuse};
 use scoreinv::models::ScoreModel;
 use scoreinv::sampling::ode::OdeSolver;
 use scoreinv::sampling::run::{
-    build_sampler, ensure_finite_tensor, load, sample_model, OutDir, SampleWriter, SamplerFlags,
+    build_sampler, ensure_finite_tensor, load, sample_model, SampleWriter, SamplerFlags,
 };
 use scoreinv::sampling::{CorrectorKind, PredictorKind, SamplerKind};
 use std::path::PathBuf;
@@ -21,7 +22,7 @@ pub struct Args {
     #[arg(long)]
     pub model: PathBuf,
     /// Number of samples.
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, default_value_t = 64, value_parser = super::parse::positive_usize)]
     pub n: usize,
     /// Sampler: pc, ode, ald, ancestral.
     #[arg(long, default_value = "pc")]
@@ -34,45 +35,49 @@ pub struct Args {
     pub corrector: Option<CorrectorKind>,
     /// PC/ancestral: SDE steps N (default: the model's); ALD: noise levels; ODE: steps of a
     /// fixed-step --ode-solver.
-    #[arg(long)]
+    #[arg(long, value_parser = super::parse::positive_usize)]
     pub steps: Option<usize>,
     /// Signal-to-noise ratio of the corrector step (PC; default 0.16).
-    #[arg(long)]
+    #[arg(long, value_parser = super::parse::finite_f64)]
     pub snr: Option<f64>,
     /// Corrector steps per predictor step (PC, default 1) or Langevin steps per noise level
     /// (ALD, default 100).
     #[arg(long)]
     pub n_corrector_steps: Option<usize>,
     /// ODE: prior samples are scaled by this temperature (default 1).
-    #[arg(long)]
+    #[arg(long, value_parser = super::parse::finite_f64)]
     pub temperature: Option<f64>,
     /// ODE solver: rk45 (adaptive, default), euler, heun, rk4.
     #[arg(long)]
     pub ode_solver: Option<OdeSolver>,
     /// RK45 relative tolerance (default 1e-5).
-    #[arg(long)]
+    #[arg(long, value_parser = super::parse::finite_f64)]
     pub rtol: Option<f64>,
     /// RK45 absolute tolerance (default 1e-5).
-    #[arg(long)]
+    #[arg(long, value_parser = super::parse::finite_f64)]
     pub atol: Option<f64>,
     /// ALD base step size ε (default 2e-5).
-    #[arg(long)]
+    #[arg(long, value_parser = super::parse::finite_f64)]
     pub step_lr: Option<f64>,
     /// Keep the last step's noise (no final denoising step).
     #[arg(long)]
     pub no_denoise: bool,
     /// Samples per batch (default: all at once, at most 64).
-    #[arg(long)]
+    #[arg(long, value_parser = super::parse::positive_usize)]
     pub batch: Option<usize>,
     /// Images per grid row.
-    #[arg(long, default_value_t = 8)]
+    #[arg(long, default_value_t = 8, value_parser = super::parse::positive_usize)]
     pub nrow: usize,
     /// Seed of libtorch's generator.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
-    /// Output folder (created): samples.npy, grid.png.
+    /// Output folder: samples.npy, grid.png; new, empty, or an earlier `sample` output (with
+    /// --overwrite).
     #[arg(long)]
     pub out: PathBuf,
+    /// Replace an earlier `scoreinv sample` output in --out (only the files it wrote).
+    #[arg(long)]
+    pub overwrite: bool,
     /// Time-dependent classifier directory (`scoreinv train-classifier`, same SDE as the
     /// model): class-conditional sampling by classifier guidance.
     #[arg(long)]
@@ -171,7 +176,17 @@ pub fn run(args: Args, device: Device) -> Result<()> {
         }
         None => None,
     };
-    let out = OutDir::prepare(&args.out)?;
+    let inputs: Vec<PathBuf> = std::iter::once(args.model.clone())
+        .chain(args.classifier.iter().cloned())
+        .chain(args.eval_classifier.iter().cloned())
+        .collect();
+    let mut out = OutputDir::claim(
+        &args.out,
+        "sample",
+        &inputs,
+        Reuse::from_flag(args.overwrite),
+    )
+    .context("--out")?;
     eprintln!(
         "sampling {} × {:?} from {} ({}) with {} on {}",
         args.n,
@@ -227,9 +242,10 @@ pub fn run(args: Args, device: Device) -> Result<()> {
         }
     };
     let mut w = SampleWriter::new();
-    let written = w
-        .npy(out.path.join("samples.npy"), &run.x, &info)
-        .and_then(|_| w.grid(out.path.join("grid.png"), &run.x, &info, args.nrow));
+    let written = out.register(&["samples.npy", "grid.png"]).and_then(|p| {
+        w.npy(p[0].clone(), &run.x, &info)?;
+        w.grid(p[1].clone(), &run.x, &info, args.nrow)
+    });
     let grid = match written {
         Ok(g) => g,
         Err(e) => {
@@ -250,7 +266,7 @@ pub fn run(args: Args, device: Device) -> Result<()> {
     }
     println!(
         "samples     {} (f32 {:?} ++ {:?}, raw data range {:?})",
-        out.path.join("samples.npy").display(),
+        out.path().join("samples.npy").display(),
         [args.n],
         info.shape,
         info.data_range
@@ -270,7 +286,7 @@ pub fn run(args: Args, device: Device) -> Result<()> {
             "predicted": Vec::<i64>::try_from(pred.to_device(Device::Cpu))?,
             "accuracy": acc,
         });
-        let path = out.path.join("classes.json");
+        let path = out.file("classes.json")?;
         let text = serde_json::to_string_pretty(&json)?;
         scoreinv::io::atomic::write_bytes(&path, text.as_bytes())?;
         println!(
@@ -284,7 +300,7 @@ pub fn run(args: Args, device: Device) -> Result<()> {
         );
     }
     if grid {
-        println!("grid        {}", out.path.join("grid.png").display());
+        println!("grid        {}", out.path().join("grid.png").display());
     } else {
         println!(
             "grid        skipped: the model's samples are {:?} vectors, not images",

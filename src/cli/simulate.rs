@@ -3,7 +3,6 @@
 //! (`scoreinv reconstruct TASK --measurement`). See `scoreinv::inverse::tasks`.
 use anyhow::{Context, Result};
 use scoreinv::data::cases::{load_cases, CaseOptions};
-use scoreinv::data::ct_slices::HuWindow;
 use scoreinv::inverse::tasks::{
     self, CtConfig, InpaintConfig, MriConfig, TaskConfig, TaskKind, TaskNoise,
 };
@@ -35,9 +34,13 @@ pub struct Common {
     /// `phantom:shepp-logan`, `phantom:ellipses:S`, `invesalius:z=K`.
     #[arg(long = "ground-truth")]
     pub ground_truth: String,
-    /// Output measurement FILE.npy (side files are written next to it).
+    /// Output measurement FILE.npy (side files are written next to it); none of them may exist
+    /// (unless --overwrite) or be an input.
     #[arg(long)]
     pub out: PathBuf,
+    /// Replace existing output files (never an input).
+    #[arg(long)]
+    pub overwrite: bool,
     /// Noise: none, gaussian:SIGMA (relative to the measurement's peak), poisson:I0[:MU] (CT).
     /// Default: gaussian:0.005 for CT, none otherwise.
     #[arg(long)]
@@ -46,14 +49,15 @@ pub struct Common {
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
     /// Resample the image to SIZE×SIZE.
-    #[arg(long)]
+    #[arg(long, value_parser = super::parse::image_size)]
     pub size: Option<i64>,
     /// HU window lo,hi for CT data (DICOM, .inv3).
     #[arg(
         long,
         default_value = "-1000,1500",
         value_delimiter = ',',
-        num_args = 2
+        num_args = 1..=2,
+        allow_hyphen_values = true
     )]
     pub window: Vec<f32>,
 }
@@ -63,10 +67,10 @@ pub struct CtArgs {
     #[command(flatten)]
     pub common: Common,
     /// Number of kept views (uniformly spread over the full grid).
-    #[arg(long, default_value_t = 23)]
+    #[arg(long, default_value_t = 23, value_parser = super::parse::positive_usize)]
     pub views: usize,
     /// Number of angles of the full-view grid over [0°, 180°).
-    #[arg(long, default_value_t = 180)]
+    #[arg(long, default_value_t = 180, value_parser = super::parse::positive_usize)]
     pub angles: usize,
 }
 
@@ -87,7 +91,7 @@ pub struct MriArgs {
     #[arg(long)]
     pub lines: Option<usize>,
     /// Number of receive coils: 1 = single coil, more = SENSE with synthetic maps.
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = 1, value_parser = super::parse::positive_usize)]
     pub coils: usize,
 }
 
@@ -141,18 +145,9 @@ fn simulate(cfg: TaskConfig, c: Common, device: Device) -> Result<()> {
         }
     });
     let noise = TaskNoise::parse(&spec, kind)?;
-    anyhow::ensure!(
-        c.window[1] > c.window[0],
-        "--window: lo {} must be below hi {}",
-        c.window[0],
-        c.window[1]
-    );
     let opts = CaseOptions {
         size: c.size,
-        window: HuWindow {
-            lo: c.window[0],
-            hi: c.window[1],
-        },
+        window: super::parse::hu_window(&c.window)?,
         ..CaseOptions::default()
     };
     let cases = load_cases(&c.ground_truth, &opts)
@@ -167,6 +162,12 @@ fn simulate(cfg: TaskConfig, c: Common, device: Device) -> Result<()> {
     let shape = case.truth.size();
     tasks::check_image_shape(kind, &case.name, &shape)?;
     let op = cfg.build(&shape, c.seed, device)?;
+    let mut inputs = scoreinv::data::cases::spec_paths(&c.ground_truth);
+    if let TaskConfig::Inpaint(InpaintConfig { mask }) = &cfg {
+        inputs.push(PathBuf::from(mask));
+    }
+    let files = tasks::measurement_files(&op, &c.out);
+    scoreinv::io::output::check_output_files(&files, &inputs, c.overwrite).context("--out")?;
     tch::manual_seed(c.seed as i64);
     let y = tasks::simulate(&op, &noise, &case.truth.to_device(device))?;
     if let Some(dir) = c.out.parent().filter(|d| !d.as_os_str().is_empty()) {

@@ -26,21 +26,22 @@ pub struct Args {
     /// Configuration file (TOML, or JSON by extension).
     #[arg(long)]
     pub config: Option<PathBuf>,
-    /// Total number of steps (overrides training.n_iters).
-    #[arg(long)]
+    /// Total number of steps (overrides training.n_iters; with --resume, the step to train up
+    /// to, beyond the checkpoint's).
+    #[arg(long, value_parser = super::parse::positive_u64)]
     pub steps: Option<u64>,
     /// Continue from the checkpoint in --out, bit-exactly.
     #[arg(long)]
     pub resume: bool,
     /// Batch size (overrides training.batch_size).
-    #[arg(long)]
+    #[arg(long, value_parser = super::parse::positive_usize)]
     pub batch_size: Option<usize>,
     /// Seed of all random streams (overrides training.seed).
     #[arg(long)]
     pub seed: Option<u64>,
     /// Resample image data to SIZE×SIZE (phantoms and CT slices are rendered at it; default 64
     /// for those).
-    #[arg(long)]
+    #[arg(long, value_parser = super::parse::image_size)]
     pub size: Option<i64>,
     /// Peak learning rate (overrides optim.lr; allowed with --resume, e.g. after a divergence).
     #[arg(long)]
@@ -69,9 +70,44 @@ pub struct Args {
     pub init: Option<PathBuf>,
 }
 
+/// The files and folders a training run reads: the run folder must stay apart from them.
+fn train_inputs(args: &Args, source: &DataSource) -> Result<Vec<PathBuf>> {
+    let mut inputs = source.paths();
+    if let Some(spec) = &args.heldout_data {
+        inputs.extend(DataSource::parse(spec)?.paths());
+    }
+    inputs.extend(args.init.iter().cloned());
+    inputs.extend(args.config.iter().cloned());
+    Ok(inputs)
+}
+
+/// A fresh run needs a new or empty run folder: anything else there (an earlier run without
+/// --resume, unrelated files) is refused before training starts.
+pub(crate) fn check_fresh_run_dir(out: &std::path::Path, what: &str) -> Result<()> {
+    match std::fs::read_dir(out) {
+        Ok(mut entries) => {
+            if let Some(e) = entries.next() {
+                let name = e?.file_name().to_string_lossy().into_owned();
+                bail!(
+                    "--out {}: the folder is not empty (it holds '{name}'): a new {what} run                      needs a new or empty folder",
+                    out.display()
+                );
+            }
+            Ok(())
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotADirectory => {
+            bail!("--out {}: exists and is not a folder", out.display())
+        }
+        Err(e) => Err(e).with_context(|| format!("--out {}", out.display())),
+    }
+}
+
 pub fn run(args: Args, choice: DeviceChoice) -> Result<()> {
     let device = choice.resolve()?;
     let source = DataSource::parse(&args.data)?;
+    scoreinv::io::output::check_disjoint(&args.out, &train_inputs(&args, &source)?)
+        .context("--out")?;
     let mut trainer = if args.resume {
         if args.preset.is_some() || args.config.is_some() {
             bail!("--resume takes the configuration from the checkpoint; drop --preset/--config");
@@ -90,6 +126,20 @@ pub fn run(args: Args, choice: DeviceChoice) -> Result<()> {
             || args.seed.is_some_and(|s| s != meta.seed)
         {
             bail!("--resume keeps the checkpoint's batch size and seed (they determine the data order and noise)");
+        }
+        let target = args.steps.unwrap_or(meta.config.training.n_iters);
+        if target <= meta.step {
+            bail!(
+                "--resume: the run in {} is already at step {}{}; pass --steps N with N > {} \
+                 to train further",
+                args.out.display(),
+                meta.step,
+                match args.steps {
+                    Some(s) => format!(", so --steps {s} trains nothing"),
+                    None => " = its training.n_iters".to_string(),
+                },
+                meta.step
+            );
         }
         let data = source.load_sized(meta.config.data.centered, args.size)?;
         Trainer::resume(&args.out, &data, device, |c| {
@@ -113,6 +163,7 @@ pub fn run(args: Args, choice: DeviceChoice) -> Result<()> {
                 args.out.display()
             );
         }
+        check_fresh_run_dir(&args.out, "training")?;
         let mut cfg: TrainConfig = match (&args.preset, &args.config) {
             (_, Some(path)) => TrainConfig::from_file(path)?,
             (Some(name), None) => preset(name)?,
@@ -258,15 +309,19 @@ pub fn run(args: Args, choice: DeviceChoice) -> Result<()> {
 pub struct ExportArgs {
     /// Run directory of `scoreinv train` (holding checkpoint.json).
     pub run: PathBuf,
-    /// Model directory to write (config.json + model.safetensors); replaced if it exists.
+    /// Model directory to write (config.json + model.safetensors): new, empty, or an earlier
+    /// export (with --overwrite); never inside the run.
     #[arg(long)]
     pub out: PathBuf,
+    /// Replace an earlier export in --out.
+    #[arg(long)]
+    pub overwrite: bool,
 }
 
 /// `scoreinv export RUN --out MODEL_DIR`.
 pub fn export(args: ExportArgs) -> Result<()> {
-    let step = checkpoint::export_model(&args.run, &args.out)
-        .with_context(|| format!("exporting the latest checkpoint of {}", args.run.display()))?;
+    let step = checkpoint::export_model(&args.run, &args.out, args.overwrite)
+        .with_context(|| format!("export {} --out {}", args.run.display(), args.out.display()))?;
     println!("wrote {} (EMA weights at step {step})", args.out.display());
     Ok(())
 }

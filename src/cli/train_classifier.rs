@@ -1,6 +1,6 @@
 //! `scoreinv train-classifier`: fit a time-dependent classifier `p_t(y | x(t))` (or, with
 //! `--clean`, an ordinary classifier) to labelled data, for classifier guidance.
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 use scoreinv::device::{device_name, DeviceChoice};
 use scoreinv::guidance::train::{
@@ -26,7 +26,7 @@ pub struct Args {
     #[arg(long)]
     pub out: PathBuf,
     /// Total number of steps.
-    #[arg(long)]
+    #[arg(long, value_parser = super::parse::positive_u64)]
     pub steps: Option<u64>,
     /// Continue from the checkpoint in --out, bit-exactly.
     #[arg(long)]
@@ -104,6 +104,12 @@ fn parse_sde(name: &str, current: SdeConfig) -> Result<SdeConfig> {
 
 pub fn run(args: Args, choice: DeviceChoice) -> Result<()> {
     let device = choice.resolve()?;
+    // (`mixture2d` is synthetic: no files.)
+    let mut inputs = DataSource::parse(&args.data)
+        .map(|s| s.paths())
+        .unwrap_or_default();
+    inputs.extend(args.config.iter().cloned());
+    scoreinv::io::output::check_disjoint(&args.out, &inputs).context("--out")?;
     let mut trainer = if args.resume {
         if args.preset.is_some() || args.config.is_some() || args.sde.is_some() || args.clean {
             bail!("--resume takes the configuration from the checkpoint; drop --preset/--config/--sde/--clean");
@@ -119,6 +125,16 @@ pub fn run(args: Args, choice: DeviceChoice) -> Result<()> {
             || args.seed.is_some_and(|s| s != meta.seed)
         {
             bail!("--resume keeps the checkpoint's batch size and seed (they determine the data order and noise)");
+        }
+        let target = args.steps.unwrap_or(meta.config.n_iters);
+        if target <= meta.step {
+            bail!(
+                "--resume: the run in {} is already at step {}; pass --steps N with N > {} to \
+                 train further",
+                args.out.display(),
+                meta.step,
+                meta.step
+            );
         }
         let data = load_data(&args.data, meta.config.centered)?;
         ClassifierTrainer::resume(&args.out, &data, device, |c| {
@@ -136,6 +152,7 @@ pub fn run(args: Args, choice: DeviceChoice) -> Result<()> {
                 args.out.display()
             );
         }
+        super::train::check_fresh_run_dir(&args.out, "classifier training")?;
         let mut cfg: ClassifierTrainConfig = match (&args.preset, &args.config) {
             (_, Some(path)) => {
                 let text = std::fs::read_to_string(path)

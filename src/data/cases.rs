@@ -73,13 +73,20 @@ fn parse_range(s: &str, what: &str) -> Result<Vec<usize>> {
 fn finish(name: String, img: Array3<f32>, opts: &CaseOptions) -> Result<Case> {
     io::ensure_finite(&img, &name)?;
     let (c, h, w) = img.dim();
+    if c == 0 || h == 0 || w == 0 {
+        return Err(Error::Invalid(format!(
+            "{name}: the image is empty (shape [{c}, {h}, {w}])"
+        )));
+    }
     let v: Vec<f32> = img.iter().cloned().collect();
     let mut t = Tensor::from_slice(&v).reshape([1, c as i64, h as i64, w as i64]);
     if let Some(n) = opts.size {
         if n < 2 {
             return Err(Error::Config(format!("--size must be at least 2, got {n}")));
         }
-        t = ct_slices::resize(&t, n, n).clamp(0.0, 1.0);
+        t = ct_slices::resize(&t, n, n)
+            .map_err(|e| Error::Invalid(format!("{name}: {e}")))?
+            .clamp(0.0, 1.0);
     }
     Ok(Case {
         name,
@@ -105,7 +112,7 @@ fn inv3_cases(path: &Path, zs: Vec<usize>, opts: &CaseOptions, out: &mut Vec<Cas
 }
 
 /// Normalises a picture/volume read by [`io::read_image`] to [0, 1] (see the module doc).
-fn to_unit_range(img: &io::Image, opts: &CaseOptions, name: &str) -> Array3<f32> {
+pub(crate) fn to_unit_range(img: &io::Image, opts: &CaseOptions, name: &str) -> Array3<f32> {
     let units = img.meta.units.as_deref();
     let range = if units == Some("HU") {
         (0.0, 0.0)
@@ -126,6 +133,22 @@ fn volume_stem(path: &Path) -> String {
         Some((stem, _)) => stem.to_string(),
         None => name,
     }
+}
+
+/// The files and folders a spec reads (phantoms and the Fashion-MNIST test set: none; a
+/// `#z=…` selector is dropped), so that outputs can be kept apart from inputs.
+pub fn spec_paths(spec: &str) -> Vec<PathBuf> {
+    if spec.starts_with("phantom:") || spec.starts_with("fashion-mnist:") {
+        return Vec::new();
+    }
+    if spec.starts_with("invesalius:") {
+        return vec![PathBuf::from(CRANIUM_INV3)];
+    }
+    let path = match spec.rsplit_once('#') {
+        Some((p, _)) if !Path::new(spec).exists() => p,
+        _ => spec,
+    };
+    vec![PathBuf::from(path)]
 }
 
 /// Loads the cases one spec names (see the module doc).
@@ -498,24 +521,9 @@ fn load_cases_inner(
     Ok(out)
 }
 
-/// The pictures of a folder: its files whose extension names a format other than DICOM
-/// (`.png .jpg .jpeg .tif .tiff .npy .nii .nii.gz`), in name order; `None` when `dir` is not a
-/// folder or has none (a folder is then a DICOM series). Other files are ignored.
+/// The pictures of a folder ([`io::folder_images`]).
 fn folder_pictures(dir: &Path) -> Result<Option<Vec<PathBuf>>> {
-    if !dir.is_dir() {
-        return Ok(None);
-    }
-    let mut files = Vec::new();
-    for entry in std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))? {
-        let p = entry.map_err(|e| Error::io(dir, e))?.path();
-        if p.is_file()
-            && matches!(io::ImageFormat::from_path(&p), Ok(f) if f != io::ImageFormat::Dicom)
-        {
-            files.push(p);
-        }
-    }
-    files.sort();
-    Ok((!files.is_empty()).then_some(files))
+    io::folder_images(dir)
 }
 
 /// The cases of an image read from `spec` (= `path` with the selector `sel`, if any): one
@@ -543,6 +551,8 @@ fn image_cases(
         }
         None => stem,
     };
+    // Checked before the values are mapped: min–max scaling would turn ±Inf into NaN.
+    io::ensure_finite(&img.data, spec)?;
     let data = to_unit_range(&img, opts, spec);
     match img.axes {
         io::Axes::Chw => out.push(finish(stem, data, opts)?),

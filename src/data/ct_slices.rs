@@ -79,20 +79,29 @@ pub fn slice(vol: &CtVolume, o: Orientation, index: usize, w: HuWindow) -> Resul
 }
 
 /// Resizes a batch `[B, C, H, W]` to `[B, C, h, w]`: antialiased bilinear (area-aware when
-/// shrinking, like PIL / torchvision `antialias=True`), plain bilinear when growing.
-pub fn resize(x: &Tensor, h: i64, w: i64) -> Tensor {
+/// shrinking, like PIL / torchvision `antialias=True`), plain bilinear when growing. An empty
+/// axis, a target below 1 pixel, or an allocation libtorch refuses is an error, not a panic.
+pub fn resize(x: &Tensor, h: i64, w: i64) -> Result<Tensor> {
     let size = x.size();
-    if size[2] == h && size[3] == w {
-        return x.shallow_clone();
+    if size.len() != 4 || size.iter().any(|&d| d < 1) || h < 1 || w < 1 {
+        return Err(Error::Invalid(format!(
+            "cannot resize an image batch of shape {size:?} to {h}×{w}: every axis needs at \
+             least one pixel"
+        )));
     }
+    if size[2] == h && size[3] == w {
+        return Ok(x.shallow_clone());
+    }
+    let bytes = (size[0] * size[1]) as u128 * h as u128 * w as u128 * 4;
+    crate::io::budget::check_alloc(bytes, &format!("resizing {size:?} to {h}×{w}"))?;
     let shrinking = size[2] > h || size[3] > w;
-    let xf = x.to_kind(Kind::Float);
+    let xf = x.f_to_kind(Kind::Float)?;
     let y = if shrinking {
-        xf.internal_upsample_bilinear2d_aa([h, w], false, None, None)
+        xf.f_internal_upsample_bilinear2d_aa([h, w], false, None, None)?
     } else {
-        xf.upsample_bilinear2d([h, w], false, None, None)
+        xf.f_upsample_bilinear2d([h, w], false, None, None)?
     };
-    y.to_kind(x.kind())
+    Ok(y.f_to_kind(x.kind())?)
 }
 
 /// `[H, W]` ndarray → `[1, 1, H, W]` f32 tensor.
@@ -131,7 +140,7 @@ pub fn training_slices(vol: &CtVolume, w: HuWindow, size: i64) -> Result<Tensor>
     let mut out: Vec<Tensor> = Vec::new();
     for z in (0..nz).filter(|z| !(HELD_OUT_AXIAL.0..HELD_OUT_AXIAL.1).contains(z)) {
         let sl = slice(vol, Orientation::Axial, z, w)?;
-        out.push(resize(&to_tensor(&sl), size, size));
+        out.push(resize(&to_tensor(&sl), size, size)?);
     }
     let zmax = HELD_OUT_AXIAL.0.min(nz);
     if zmax > 0 {
@@ -150,7 +159,7 @@ pub fn training_slices(vol: &CtVolume, w: HuWindow, size: i64) -> Result<Tensor>
                 if sl.mean().unwrap_or(0.0) < MIN_TISSUE_MEAN as f32 {
                     continue;
                 }
-                let part = resize(&to_tensor(&sl), rows, size);
+                let part = resize(&to_tensor(&sl), rows, size)?;
                 let canvas = Tensor::zeros([1, 1, size, size], (Kind::Float, tch::Device::Cpu));
                 canvas.narrow(2, size - rows, rows).copy_(&part);
                 out.push(canvas);

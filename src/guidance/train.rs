@@ -866,7 +866,10 @@ impl ClassifierTrainer {
                 self.evaluate(run_dir, &mut eval_csv, on_event)?;
                 evaluated_at = Some(s.step);
             }
-            if self.cfg.checkpoint_freq > 0 && s.step % self.cfg.checkpoint_freq == 0 {
+            let interrupted = crate::interrupt::requested();
+            if interrupted
+                || (self.cfg.checkpoint_freq > 0 && s.step % self.cfg.checkpoint_freq == 0)
+            {
                 loss_csv.flush()?;
                 eval_csv.flush()?;
                 let p = self.save_checkpoint(run_dir)?;
@@ -875,6 +878,13 @@ impl ClassifierTrainer {
                     step: s.step,
                     path: p,
                 });
+            }
+            if interrupted {
+                return Err(Error::Interrupted(format!(
+                    "interrupted at step {}: the checkpoint {} holds it; continue with `--resume`",
+                    s.step,
+                    last_ckpt.1.display()
+                )));
             }
         }
         if evaluated_at != Some(self.step) {

@@ -43,7 +43,15 @@ pub(crate) fn check_measurement(op: &dyn LinearOperator, y: &Tensor) -> Result<(
         }
     };
     if y.isfinite().all().int64_value(&[]) == 0 {
-        return Err(Error::NonFinite(format!("{} measurement y", op.name())));
+        return Err(Error::NonFinite(format!(
+            "{} measurement y ({})",
+            op.name(),
+            crate::io::nonfinite_summary(&if y.is_complex() {
+                y.view_as_real()
+            } else {
+                y.shallow_clone()
+            })
+        )));
     }
     Ok((kind, y.device()))
 }

@@ -7,6 +7,7 @@
 //! ([`super::baselines::Baseline`]) and, with a trained prior, the score-based samplers.
 
 use super::baselines::{Baseline, TvConfig};
+use crate::io::output::OutputDir;
 use crate::io::{self, GridOptions};
 use crate::metrics::{self, SsimOptions};
 use crate::{Error, Result};
@@ -304,11 +305,29 @@ fn side_by_side(n: usize) -> GridOptions {
     }
 }
 
+/// The files [`write_case`] writes for `out`, relative to the study folder.
+pub fn case_files(out: &CaseOutput) -> Vec<String> {
+    let mut names = vec![format!("{}.png", out.name)];
+    for (m, _) in &out.recons {
+        names.push(format!("{}_{}.npy", out.name, m));
+    }
+    for (m, _) in &out.stds {
+        if out.recons.iter().any(|(n, _)| n == m) {
+            names.push(format!("{}_{}_std.png", out.name, m));
+            names.push(format!("{}_{}_std.npy", out.name, m));
+        }
+    }
+    names
+}
+
 /// Writes `<name>.png` (truth | each method | |error| of the last method, ×4),
 /// `<name>_<method>.npy` for every reconstruction and, for methods with posterior samples,
 /// `<name>_<method>_std.png` (|error| | posterior std, both ×4, so a calibrated std map looks
-/// like the error map) and `<name>_<method>_std.npy`, into `dir`.
-pub fn write_case(dir: &Path, out: &CaseOutput) -> Result<()> {
+/// like the error map) and `<name>_<method>_std.npy`, into the study folder `dir` (listed in
+/// its manifest before they are written).
+pub fn write_case(dir: &mut OutputDir, out: &CaseOutput) -> Result<()> {
+    dir.register(&case_files(out))?;
+    let dir = dir.path();
     let mut panels = vec![out.truth.shallow_clone()];
     for (_, r) in &out.recons {
         panels.push(r.shallow_clone());
@@ -352,7 +371,7 @@ pub fn run_and_write_cases(
     noise: &dyn Fn(&Tensor) -> Result<Tensor>,
     cases: impl IntoIterator<Item = Case>,
     methods: &[&dyn Method],
-    dir: &Path,
+    dir: &mut OutputDir,
 ) -> Result<Vec<Record>> {
     let mut records = Vec::new();
     for case in cases {
@@ -363,42 +382,304 @@ pub fn run_and_write_cases(
     Ok(records)
 }
 
-/// Reads the `metrics.json` of a study folder.
-pub fn read_metrics(dir: &Path) -> Result<Vec<Record>> {
-    let path = dir.join("metrics.json");
-    let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
-    serde_json::from_str(&text)
-        .map_err(|e| Error::format(&path, format!("not a metrics table: {e}")))
+/// Version of the `metrics.json` format.
+pub const REPORT_FORMAT: &str = "scoreinv-study/1";
+
+/// Part `k` of `n` of a study (`--shard K/N`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShardInfo {
+    pub k: usize,
+    pub n: usize,
 }
 
-/// Joins the records of several study folders (in order). A case name that appears in two
-/// folders with the same method is an error (shards must not overlap).
-pub fn merge_metrics(dirs: &[&Path]) -> Result<Vec<Record>> {
-    let mut out: Vec<Record> = Vec::new();
-    let mut seen = std::collections::HashSet::new();
-    for d in dirs {
-        for r in read_metrics(d)? {
-            if !seen.insert((r.case.clone(), r.method.clone())) {
-                return Err(Error::Invalid(format!(
-                    "case '{}' with method '{}' appears twice (again in {})",
-                    r.case,
-                    r.method,
-                    d.display()
-                )));
-            }
-            out.push(r);
+/// The settings of one part of a merged study whose parts differ (`merge --allow-mixed`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PartSettings {
+    /// The part's folder as given to `merge`.
+    pub folder: String,
+    pub shard: Option<ShardInfo>,
+    pub settings: Option<serde_json::Value>,
+}
+
+/// `metrics.json`: the records of a study with everything needed to tell whether two studies
+/// (or shards) belong together.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StudyReport {
+    /// Always [`REPORT_FORMAT`].
+    pub format: String,
+    /// The scoreinv version that wrote it.
+    pub scoreinv_version: String,
+    /// Everything that determines the results (task, geometry, mask, noise, seed, batch,
+    /// methods, model and its hash, sampler settings); `None` for a report without them (one
+    /// written before settings were recorded, or a merge of parts whose settings differ: then
+    /// [`Self::parts`] holds each part's).
+    pub settings: Option<serde_json::Value>,
+    /// The parts of a merged study whose settings differ.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub parts: Vec<PartSettings>,
+    /// Which part of a sharded study this is (`None`: the whole study, or a merge).
+    pub shard: Option<ShardInfo>,
+    /// Cases in the whole study (all shards), when known.
+    pub cases_total: Option<usize>,
+    /// False when the run was interrupted (or a merge lacks parts): the records cover only
+    /// what was done.
+    pub complete: bool,
+    pub records: Vec<Record>,
+}
+
+impl StudyReport {
+    /// A report of this scoreinv version.
+    pub fn new(
+        settings: Option<serde_json::Value>,
+        shard: Option<ShardInfo>,
+        cases_total: Option<usize>,
+        complete: bool,
+        records: Vec<Record>,
+    ) -> Self {
+        StudyReport {
+            format: REPORT_FORMAT.into(),
+            scoreinv_version: env!("CARGO_PKG_VERSION").into(),
+            settings,
+            parts: Vec::new(),
+            shard,
+            cases_total,
+            complete,
+            records,
         }
     }
-    if out.is_empty() {
-        return Err(Error::Invalid("no records to merge".into()));
-    }
-    Ok(out)
 }
 
-/// Writes `metrics.json` (all records), `metrics.csv` (records, then `mean`/`std` rows per
-/// method) and `metrics.txt` (the printed table) atomically into `dir`.
-pub fn write_metrics(dir: &Path, records: &[Record]) -> Result<()> {
-    let json = serde_json::to_string_pretty(records)
+/// Reads the `metrics.json` of a study folder: a [`StudyReport`], or the bare list of records
+/// written before settings were recorded (then `settings` is `None` and the study counts as
+/// complete).
+pub fn read_report(dir: &Path) -> Result<StudyReport> {
+    let path = dir.join("metrics.json");
+    let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
+    let value: serde_json::Value = serde_json::from_str(&text)
+        .map_err(|e| Error::format(&path, format!("not a metrics table: {e}")))?;
+    let report = if value.is_array() {
+        let records: Vec<Record> = serde_json::from_value(value)
+            .map_err(|e| Error::format(&path, format!("not a metrics table: {e}")))?;
+        StudyReport::new(None, None, None, true, records)
+    } else {
+        let r: StudyReport = serde_json::from_value(value)
+            .map_err(|e| Error::format(&path, format!("not a metrics table: {e}")))?;
+        if r.format != REPORT_FORMAT {
+            return Err(Error::format(
+                &path,
+                format!(
+                    "metrics format '{}' is not the supported '{REPORT_FORMAT}'",
+                    r.format
+                ),
+            ));
+        }
+        r
+    };
+    Ok(report)
+}
+
+/// The records of a study folder's `metrics.json` ([`read_report`]).
+pub fn read_metrics(dir: &Path) -> Result<Vec<Record>> {
+    Ok(read_report(dir)?.records)
+}
+
+/// Where two settings objects first differ: `(key path, left value, right value)`.
+pub fn settings_difference(
+    a: &serde_json::Value,
+    b: &serde_json::Value,
+) -> Option<(String, String, String)> {
+    use serde_json::Value;
+    fn walk(a: &Value, b: &Value, path: &str) -> Option<(String, String, String)> {
+        match (a, b) {
+            (Value::Object(x), Value::Object(y)) => {
+                let mut keys: Vec<&String> = x.keys().chain(y.keys()).collect();
+                keys.sort();
+                keys.dedup();
+                for k in keys {
+                    let p = if path.is_empty() {
+                        k.clone()
+                    } else {
+                        format!("{path}.{k}")
+                    };
+                    let (va, vb) = (
+                        x.get(k).unwrap_or(&Value::Null),
+                        y.get(k).unwrap_or(&Value::Null),
+                    );
+                    if let Some(d) = walk(va, vb, &p) {
+                        return Some(d);
+                    }
+                }
+                None
+            }
+            _ if a == b => None,
+            _ => Some((path.to_string(), a.to_string(), b.to_string())),
+        }
+    }
+    walk(a, b, "")
+}
+
+/// What [`merge_reports`] lets through.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MergePolicy {
+    /// Merge an incomplete set of shards, or interrupted parts (`--allow-partial`).
+    pub allow_partial: bool,
+    /// Merge parts whose settings differ or are unknown (`--allow-mixed`), e.g. one study per
+    /// model; each part's settings are kept in the result's [`StudyReport::parts`].
+    pub allow_mixed: bool,
+}
+
+/// Joins the reports of several study folders (in order) into one:
+/// * parts whose settings differ, or that record none, are refused unless
+///   [`MergePolicy::allow_mixed`], naming the first differing setting;
+/// * the shards of one study (`--shard K/N`) must all be there, each once and complete, unless
+///   [`MergePolicy::allow_partial`]; the missing parts are named;
+/// * a case name that appears twice with the same method is an error (parts must not overlap).
+pub fn merge_reports(parts: &[(String, StudyReport)], policy: MergePolicy) -> Result<StudyReport> {
+    if parts.is_empty() {
+        return Err(Error::Invalid("no studies to merge".into()));
+    }
+    let (first_name, first) = &parts[0];
+    let mut mixed = false;
+    for (name, p) in parts {
+        let diff =
+            match (&first.settings, &p.settings) {
+                (Some(a), Some(b)) => settings_difference(a, b).map(|(k, va, vb)| {
+                    format!("setting '{k}' is {va} in {first_name} but {vb} in {name}")
+                }),
+                _ => {
+                    Some(format!(
+                "{} records no settings (written by an older scoreinv, or a mixed merge), so \
+                 nothing shows that the parts belong together",
+                if p.settings.is_none() { name } else { first_name }
+            ))
+                }
+            };
+        if let Some(d) = diff {
+            if !policy.allow_mixed {
+                return Err(Error::Invalid(format!(
+                    "the studies differ: {d}; merge only parts of one study, or pass \
+                     --allow-mixed to join different studies into one table"
+                )));
+            }
+            mixed = true;
+        }
+    }
+    let mut complete = true;
+    let sharded: Vec<(&String, ShardInfo)> = parts
+        .iter()
+        .filter_map(|(n, p)| p.shard.map(|s| (n, s)))
+        .collect();
+    if !sharded.is_empty() && !mixed {
+        let n = sharded[0].1.n;
+        if let Some((name, s)) = sharded.iter().find(|(_, s)| s.n != n) {
+            return Err(Error::Invalid(format!(
+                "{name} is part {}/{} but {} is part {}/{n}: parts of different splits",
+                s.k, s.n, sharded[0].0, sharded[0].1.k
+            )));
+        }
+        if let Some((name, _)) = parts.iter().find(|(_, p)| p.shard.is_none()) {
+            return Err(Error::Invalid(format!(
+                "{name} is a whole study but {} is part {}/{n} of one: merge the parts of one \
+                 study",
+                sharded[0].0, sharded[0].1.k
+            )));
+        }
+        let mut seen = vec![None; n];
+        for (name, s) in &sharded {
+            if let Some(prev) = seen[s.k].replace(*name) {
+                return Err(Error::Invalid(format!(
+                    "part {}/{n} is given twice: {prev} and {name}",
+                    s.k
+                )));
+            }
+        }
+        let missing: Vec<String> = (0..n)
+            .filter(|&k| seen[k].is_none())
+            .map(|k| format!("{k}/{n}"))
+            .collect();
+        if !missing.is_empty() {
+            if !policy.allow_partial {
+                return Err(Error::Invalid(format!(
+                    "the set of parts is incomplete: part{} {} missing; run {} and merge again, \
+                     or pass --allow-partial to merge what is there",
+                    if missing.len() == 1 { "" } else { "s" },
+                    missing.join(", "),
+                    if missing.len() == 1 { "it" } else { "them" }
+                )));
+            }
+            complete = false;
+        }
+    }
+    for (name, p) in parts {
+        if !p.complete {
+            if !policy.allow_partial {
+                return Err(Error::Invalid(format!(
+                    "{name} is incomplete (interrupted after {} of its cases): finish it with \
+                     --resume, or pass --allow-partial to merge what is there",
+                    p.records
+                        .iter()
+                        .map(|r| &r.case)
+                        .collect::<std::collections::HashSet<_>>()
+                        .len()
+                )));
+            }
+            complete = false;
+        }
+    }
+    let mut records: Vec<Record> = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    for (name, p) in parts {
+        for r in &p.records {
+            if !seen.insert((r.case.clone(), r.method.clone())) {
+                return Err(Error::Invalid(format!(
+                    "case '{}' with method '{}' appears twice (again in {name})",
+                    r.case, r.method
+                )));
+            }
+            records.push(r.clone());
+        }
+    }
+    if records.is_empty() {
+        return Err(Error::Invalid("no records to merge".into()));
+    }
+    let cases_total = if mixed || sharded.is_empty() {
+        parts
+            .iter()
+            .map(|(_, p)| p.cases_total)
+            .sum::<Option<usize>>()
+    } else {
+        first.cases_total
+    };
+    let mut report = StudyReport::new(
+        if mixed { None } else { first.settings.clone() },
+        None,
+        cases_total,
+        complete,
+        records,
+    );
+    if mixed {
+        report.parts = parts
+            .iter()
+            .map(|(n, p)| PartSettings {
+                folder: n.clone(),
+                shard: p.shard,
+                settings: p.settings.clone(),
+            })
+            .collect();
+    }
+    Ok(report)
+}
+
+/// The files [`write_metrics`] writes.
+pub const METRICS_FILES: [&str; 3] = ["metrics.json", "metrics.csv", "metrics.txt"];
+
+/// Writes `metrics.json` (the [`StudyReport`]), `metrics.csv` (records, then `mean`/`std` rows
+/// per method) and `metrics.txt` (the printed table) atomically into `dir`.
+pub fn write_metrics(dir: &mut OutputDir, report: &StudyReport) -> Result<()> {
+    dir.register(&METRICS_FILES)?;
+    let dir = dir.path();
+    let records = &report.records;
+    let json = serde_json::to_string_pretty(report)
         .map_err(|e| Error::Invalid(format!("metrics to JSON: {e}")))?;
     let path = dir.join("metrics.json");
     io::atomic::write_bytes(&path, json.as_bytes())?;

@@ -691,8 +691,23 @@ pub fn check_measurement_path(out: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Writes the measurement `y` (`A.output_shape()`, see the module table) and its side files;
-/// returns every path written.
+/// The files [`write_measurement`] writes for `op` at `out`: the measurement, then its side
+/// files.
+pub fn measurement_files(op: &TaskOperator, out: &Path) -> Vec<PathBuf> {
+    let mut files = vec![out.to_path_buf()];
+    let sides: &[&str] = match op {
+        TaskOperator::Ct(_) => &["angles", "mask"],
+        TaskOperator::Mri(_) => &["mask"],
+        TaskOperator::Sense(_) => &["mask", "maps"],
+        TaskOperator::Inpaint(_) => &["mask"],
+        TaskOperator::Colorize(_) => &[],
+    };
+    files.extend(sides.iter().map(|s| side_path(out, s)));
+    files
+}
+
+/// Writes the measurement `y` (`A.output_shape()`, see the module table) and its side files
+/// ([`measurement_files`]); returns every path written.
 pub fn write_measurement(op: &TaskOperator, y: &Tensor, out: &Path) -> Result<Vec<PathBuf>> {
     check_measurement_path(out)?;
     let y = y.to_device(Device::Cpu);
@@ -1017,10 +1032,18 @@ pub fn reconstruct_measurement(
 
 /// Writes `<name>.png` (every reconstruction side by side, jointly scaled so the brightest
 /// panel peaks at 1 if any exceeds 1, negatives clipped) and `<name>_<method>.npy` (raw values).
-pub fn write_reconstructions(dir: &Path, name: &str, recons: &[Reconstruction]) -> Result<()> {
+pub fn write_reconstructions(
+    out: &mut crate::io::output::OutputDir,
+    name: &str,
+    recons: &[Reconstruction],
+) -> Result<()> {
     if recons.is_empty() {
         return Ok(());
     }
+    let mut names = vec![format!("{name}.png")];
+    names.extend(recons.iter().map(|r| format!("{name}_{}.npy", r.method)));
+    out.register(&names)?;
+    let dir = out.path();
     let panels: Vec<Tensor> = recons.iter().map(|r| r.image.shallow_clone()).collect();
     let stack = Tensor::stack(&panels, 0).to_kind(Kind::Float);
     let peak = stack.max().double_value(&[]).max(1.0);

@@ -9,6 +9,7 @@
 //! `scoreinv merge` on the merged shards ([`merge_manifests`]), so the volume of a sharded
 //! study is built from the same per-slice files as the unsharded one: equal bit for bit.
 use crate::io;
+use crate::io::output::OutputDir;
 use crate::{Error, Result};
 use ndarray::{Array3, ArrayD, Axis};
 use serde::{Deserialize, Serialize};
@@ -55,13 +56,13 @@ impl VolumeManifest {
     }
 
     /// Writes `dir/volumes.json` atomically (nothing when there are no volumes).
-    pub fn write(&self, dir: &Path) -> Result<()> {
+    pub fn write(&self, dir: &mut OutputDir) -> Result<()> {
         if self.volumes.is_empty() {
             return Ok(());
         }
         let text = serde_json::to_string_pretty(self)
             .map_err(|e| Error::Invalid(format!("volume manifest: {e}")))?;
-        let path = dir.join(MANIFEST);
+        let path = dir.file(MANIFEST)?;
         io::atomic::write_bytes(&path, text.as_bytes())
     }
 }
@@ -138,7 +139,8 @@ pub fn merge_manifests(parts: &[VolumeManifest]) -> Result<VolumeManifest> {
 /// For every volume of `manifest` whose slices are all in `dir`, stacks `{case}_{method}.npy`
 /// (each `[1, H, W]`) into `dir/{stem}_{method}.nii.gz`. Returns the files written; volumes
 /// with missing slices (one shard of a study) are skipped.
-pub fn write_volumes(dir: &Path, manifest: &VolumeManifest) -> Result<Vec<PathBuf>> {
+pub fn write_volumes(out: &mut OutputDir, manifest: &VolumeManifest) -> Result<Vec<PathBuf>> {
+    let dir = out.path().to_path_buf();
     let mut written = Vec::new();
     for v in &manifest.volumes {
         let complete =
@@ -176,7 +178,7 @@ pub fn write_volumes(dir: &Path, manifest: &VolumeManifest) -> Result<Vec<PathBu
                 vol.index_axis_mut(Axis(0), *z).assign(&sl);
             }
             let Some(vol) = vol else { continue };
-            let path = dir.join(format!("{}_{m}.nii.gz", v.stem));
+            let path = out.file(&format!("{}_{m}.nii.gz", v.stem))?;
             io::nifti::write_nifti(&path, &vol, v.spacing, v.affine)?;
             written.push(path);
         }

@@ -21,12 +21,14 @@
 //! helpers [`ensure_finite`], [`ensure_2d`], [`ensure_3d`] and [`ensure_shape`] give the CLI one
 //! wording for NaN and shape problems.
 pub mod atomic;
+pub mod budget;
 pub mod convert;
 pub mod dicom;
 pub mod grid;
 pub mod nifti;
 pub mod normalize;
 pub mod npy;
+pub mod output;
 pub mod png;
 pub mod tiff;
 
@@ -423,23 +425,73 @@ where
     S: Data<Elem = f32>,
     D: Dimension,
 {
-    let mut count = 0usize;
+    let (mut nan, mut inf) = (0usize, 0usize);
     let mut first = None;
-    for (idx, v) in a.indexed_iter() {
+    // Logical (row-major) order; the flat index is turned into plain coordinates.
+    for (k, v) in a.iter().enumerate() {
         if !v.is_finite() {
-            if first.is_none() {
-                first = Some((format!("{idx:?}"), *v));
+            if v.is_nan() {
+                nan += 1;
+            } else {
+                inf += 1;
             }
-            count += 1;
+            if first.is_none() {
+                first = Some((k, *v));
+            }
         }
     }
     match first {
         None => Ok(()),
-        Some((idx, v)) => Err(Error::NonFinite(format!(
-            "{what} ({count} of {} values are not finite; the first, {v}, at index {idx})",
-            a.len()
-        ))),
+        Some((k, v)) => {
+            let mut coords = vec![0usize; a.ndim()];
+            let mut rest = k;
+            for (c, &n) in coords.iter_mut().zip(a.shape()).rev() {
+                *c = rest % n.max(1);
+                rest /= n.max(1);
+            }
+            let list: Vec<String> = coords.iter().map(|c| c.to_string()).collect();
+            Err(Error::NonFinite(format!(
+                "{what} ({} of {} values; the first, {}, at [{}])",
+                count_phrase(nan, inf),
+                a.len(),
+                value_word(v),
+                list.join(", ")
+            )))
+        }
     }
+}
+
+/// `NaN`, `+Inf` or `-Inf` (or the number).
+fn value_word(v: f32) -> String {
+    if v.is_nan() {
+        "NaN".into()
+    } else if v == f32::INFINITY {
+        "+Inf".into()
+    } else if v == f32::NEG_INFINITY {
+        "-Inf".into()
+    } else {
+        v.to_string()
+    }
+}
+
+/// "2 NaN and 1 infinite", "3 infinite", "1 NaN".
+fn count_phrase(nan: usize, inf: usize) -> String {
+    match (nan, inf) {
+        (0, i) => format!("{i} infinite"),
+        (n, 0) => format!("{n} NaN"),
+        (n, i) => format!("{n} NaN and {i} infinite"),
+    }
+}
+
+/// How many values of a tensor are NaN and how many infinite ("2 NaN and 1 infinite of 4096
+/// values"); empty when all are finite.
+pub fn nonfinite_summary(x: &tch::Tensor) -> String {
+    let nan = x.isnan().sum(tch::Kind::Int64).int64_value(&[]) as usize;
+    let inf = x.isinf().sum(tch::Kind::Int64).int64_value(&[]) as usize;
+    if nan + inf == 0 {
+        return String::new();
+    }
+    format!("{} of {} values", count_phrase(nan, inf), x.numel())
 }
 
 fn describe_shape(shape: &[usize]) -> String {
@@ -514,4 +566,72 @@ pub fn ensure_shape(shape: &[usize], expected: &[Option<usize>], what: &str) -> 
         expected: format!("[{}]", exp.join(", ")),
         actual: describe_shape(shape),
     })
+}
+
+/// The SHA-256 of a file's bytes as 64 hex digits (read in blocks: any size).
+pub fn sha256_file(path: &Path) -> Result<String> {
+    use sha2::{Digest, Sha256};
+    use std::io::Read;
+    let mut f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = f.read(&mut buf).map_err(|e| Error::io(path, e))?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    Ok(h.finalize().iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// The pictures of a folder, for every command that reads folders of images: its files whose
+/// extension names a format other than DICOM (`.png .jpg .jpeg .tif .tiff .npy .nii .nii.gz`),
+/// in name order (hidden files skipped). `None` when `dir` is not a folder or holds no picture
+/// (it may then be a DICOM series). A folder that holds both pictures and DICOM files is
+/// ambiguous and refused, naming some of each.
+pub fn folder_images(dir: &Path) -> Result<Option<Vec<PathBuf>>> {
+    if !dir.is_dir() {
+        return Ok(None);
+    }
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))? {
+        let entry = entry.map_err(|e| Error::io(dir, e))?;
+        let p = entry.path();
+        if entry.file_name().to_string_lossy().starts_with('.') || !p.is_file() {
+            continue;
+        }
+        if matches!(ImageFormat::from_path(&p), Ok(f) if f != ImageFormat::Dicom) {
+            files.push(p);
+        }
+    }
+    files.sort();
+    if files.is_empty() {
+        return Ok(None);
+    }
+    let dicoms = dicom::list_dicom_files(dir)?;
+    if !dicoms.is_empty() {
+        let names = |v: &[PathBuf]| {
+            let mut s: Vec<String> = v
+                .iter()
+                .take(3)
+                .filter_map(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+                .collect();
+            if v.len() > 3 {
+                s.push(format!("… {} in all", v.len()));
+            }
+            s.join(", ")
+        };
+        return Err(Error::format(
+            dir,
+            format!(
+                "the folder holds both pictures ({}) and DICOM files ({}): it is not clear \
+                 which to read; name one file, or keep pictures and a DICOM series in separate \
+                 folders",
+                names(&files),
+                names(&dicoms)
+            ),
+        ));
+    }
+    Ok(Some(files))
 }

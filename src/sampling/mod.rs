@@ -255,7 +255,10 @@ pub(crate) fn check_batch(x: &Tensor, model: &dyn ScoreModel, what: &str) -> Res
         }
     }
     if x.isfinite().all().int64_value(&[]) == 0 {
-        return Err(Error::NonFinite(what.into()));
+        return Err(Error::NonFinite(format!(
+            "{what} ({})",
+            crate::io::nonfinite_summary(x)
+        )));
     }
     Ok(())
 }

@@ -588,61 +588,6 @@ pub fn to_model_space(raw: &Tensor, info: &DataInfo, device: Device) -> Tensor {
     info.normalize(&raw.to_device(device))
 }
 
-/// Checks that an output folder can take files: creates it if missing (remembering that, so a
-/// failed command can remove it again) and tries to create a file in it.
-#[derive(Debug)]
-pub struct OutDir {
-    pub path: PathBuf,
-    created: bool,
-}
-
-impl OutDir {
-    pub fn prepare(path: &Path) -> Result<Self> {
-        let created = if path.exists() {
-            if !path.is_dir() {
-                return Err(Error::Invalid(format!(
-                    "output folder {} exists and is not a folder",
-                    path.display()
-                )));
-            }
-            false
-        } else {
-            std::fs::create_dir_all(path).map_err(|e| {
-                Error::io(
-                    path,
-                    std::io::Error::new(e.kind(), format!("cannot create output folder: {e}")),
-                )
-            })?;
-            true
-        };
-        let probe = tempfile::Builder::new()
-            .prefix(".scoreinv-probe-")
-            .tempfile_in(path);
-        if let Err(e) = probe {
-            let out = Self {
-                path: path.to_path_buf(),
-                created,
-            };
-            out.abandon();
-            return Err(Error::io(
-                path,
-                std::io::Error::new(e.kind(), format!("output folder is not writable: {e}")),
-            ));
-        }
-        Ok(Self {
-            path: path.to_path_buf(),
-            created,
-        })
-    }
-
-    /// Removes the folder again if [`OutDir::prepare`] created it and it is still empty.
-    pub fn abandon(&self) {
-        if self.created {
-            let _ = std::fs::remove_dir(&self.path);
-        }
-    }
-}
-
 /// Writes several files so that either all of them end up on disk or none: each is written
 /// atomically, and the ones already written are removed if a later one fails.
 #[derive(Default)]
@@ -713,9 +658,9 @@ pub fn ensure_finite_tensor(x: &Tensor, what: &str) -> Result<()> {
     let bad = x.isfinite().logical_not().sum(Kind::Int64).int64_value(&[]);
     if bad > 0 {
         return Err(Error::NonFinite(format!(
-            "{what} ({bad} of {} values; the sampler diverged — try more steps or another \
-             sampler; nothing was written)",
-            x.numel()
+            "{what} ({}; the sampler diverged — try more steps or another sampler; nothing \
+             was written)",
+            crate::io::nonfinite_summary(x)
         )));
     }
     Ok(())

@@ -281,8 +281,67 @@ pub fn tensors_name(step: u64) -> String {
 /// Writes the model directory (config + EMA weights, as [`crate::train::Trainer`] exports at the
 /// end of a run) of the latest checkpoint in `run_dir` to `model_dir`, without the training data
 /// and without touching the run: a snapshot of a run still in progress. Returns the step.
-pub fn export_model(run_dir: &Path, model_dir: &Path) -> Result<u64> {
+///
+/// `model_dir` must be apart from the run, and new, empty, or an earlier export (its
+/// [`crate::io::output::MANIFEST`] names `export` and it holds nothing else), which only
+/// `overwrite` replaces. The model is written into a new temporary folder beside `model_dir`,
+/// checked to load, and renamed into place; an earlier export is moved aside first and its
+/// files removed afterwards. Nothing else is ever deleted.
+pub fn export_model(run_dir: &Path, model_dir: &Path, overwrite: bool) -> Result<u64> {
+    use crate::io::output::{check_disjoint, Manifest, OutputDir, Reuse, MANIFEST};
     use crate::models::model_dir::save_model_dir;
+    const COMMAND: &str = "export";
+    check_disjoint(model_dir, &[run_dir.to_path_buf()])?;
+    let invalid =
+        |msg: String| Error::Invalid(format!("model folder {}: {msg}", model_dir.display()));
+    // What is at `model_dir` now: nothing, an empty folder, or an earlier export.
+    let previous: Option<Manifest> = match std::fs::metadata(model_dir) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => return Err(Error::io(model_dir, e)),
+        Ok(m) if !m.is_dir() => return Err(invalid("exists and is not a folder".into())),
+        Ok(_) => {
+            let manifest = Manifest::read(model_dir)?;
+            let mut entries = Vec::new();
+            for e in std::fs::read_dir(model_dir).map_err(|e| Error::io(model_dir, e))? {
+                let e = e.map_err(|e| Error::io(model_dir, e))?;
+                entries.push(e.file_name().to_string_lossy().into_owned());
+            }
+            match manifest {
+                None if entries.is_empty() => None,
+                None => {
+                    return Err(invalid(format!(
+                        "is not empty (it holds '{}') and is not an earlier export: choose a new \
+                         or empty folder",
+                        entries[0]
+                    )))
+                }
+                Some(m) if m.command != COMMAND => {
+                    return Err(invalid(format!(
+                        "holds the output of `scoreinv {}`, not an export",
+                        m.command
+                    )))
+                }
+                Some(m) => {
+                    if !overwrite {
+                        return Err(invalid(
+                            "holds an earlier export: pass --overwrite to replace it, or choose \
+                             another folder"
+                                .into(),
+                        ));
+                    }
+                    if let Some(extra) = entries
+                        .iter()
+                        .find(|n| n.as_str() != MANIFEST && !m.files.contains(n))
+                    {
+                        return Err(invalid(format!(
+                            "holds '{extra}', which no export wrote: move it away first"
+                        )));
+                    }
+                    Some(m)
+                }
+            }
+        }
+    };
     let (meta, file) = read_checkpoint(run_dir)?;
     let mut weights = Vec::new();
     let mut names = file.names();
@@ -299,24 +358,59 @@ pub fn export_model(run_dir: &Path, model_dir: &Path) -> Result<u64> {
         });
     }
     let cfg = super::model_dir_config(&meta.config, &meta.data, meta.step);
-    // Written next to the target and checked to load before it replaces anything.
+    // Written into a new folder beside the target (removed on any failure: it is ours) and
+    // checked to load before it replaces anything.
+    let parent = crate::io::atomic::parent_dir(model_dir);
+    std::fs::create_dir_all(&parent).map_err(|e| Error::io(&parent, e))?;
     let name = model_dir
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| "model".into());
-    let staging = model_dir.with_file_name(format!(".{name}.export-tmp"));
-    let _ = std::fs::remove_dir_all(&staging);
-    save_model_dir(&staging, &cfg, &weights)?;
-    if let Err(e) = crate::models::model_dir::load_model_dir(&staging, Device::Cpu) {
-        let _ = std::fs::remove_dir_all(&staging);
+    let staging = tempfile::Builder::new()
+        .prefix(&format!(".{name}.export-"))
+        .tempdir_in(&parent)
+        .map_err(|e| Error::io(&parent, e))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let _ = std::fs::set_permissions(staging.path(), std::fs::Permissions::from_mode(0o755));
+    }
+    let mut claim = OutputDir::claim(staging.path(), COMMAND, &[], Reuse::Refuse)?;
+    claim.register(&["config.json", "model.safetensors"])?;
+    save_model_dir(staging.path(), &cfg, &weights)?;
+    if let Err(e) = crate::models::model_dir::load_model_dir(staging.path(), Device::Cpu) {
         return Err(Error::Checkpoint {
             path: run_dir.join(&meta.tensors),
             msg: format!("the exported model does not load: {e}"),
         });
     }
-    if model_dir.exists() {
-        std::fs::remove_dir_all(model_dir).map_err(|e| Error::io(model_dir, e))?;
+    // An earlier export is moved aside (onto a new empty folder of ours), the new one renamed
+    // into place, then the earlier one's files removed.
+    let aside = match &previous {
+        Some(_) => {
+            let old = tempfile::Builder::new()
+                .prefix(&format!(".{name}.export-old-"))
+                .tempdir_in(&parent)
+                .map_err(|e| Error::io(&parent, e))?
+                .keep();
+            std::fs::rename(model_dir, &old).map_err(|e| Error::io(model_dir, e))?;
+            Some(old)
+        }
+        None => None,
+    };
+    let staged = staging.keep();
+    if let Err(e) = std::fs::rename(&staged, model_dir) {
+        if let Some(old) = &aside {
+            let _ = std::fs::rename(old, model_dir);
+        }
+        let _ = std::fs::remove_dir_all(&staged);
+        return Err(Error::io(model_dir, e));
     }
-    std::fs::rename(&staging, model_dir).map_err(|e| Error::io(model_dir, e))?;
+    if let (Some(old), Some(m)) = (aside, previous) {
+        for f in m.files.iter().map(String::as_str).chain([MANIFEST]) {
+            let _ = std::fs::remove_file(old.join(f));
+        }
+        let _ = std::fs::remove_dir(&old);
+    }
     Ok(meta.step)
 }

@@ -286,6 +286,27 @@ pub fn find_idx(dir: &Path, stem: &str) -> Option<PathBuf> {
 }
 
 impl DataSource {
+    /// The files and folders the source reads (none for synthetic data), so that outputs can
+    /// be kept apart from them.
+    pub fn paths(&self) -> Vec<PathBuf> {
+        match self {
+            DataSource::Gaussian2d { .. }
+            | DataSource::Ellipses { .. }
+            | DataSource::SheppLogan => Vec::new(),
+            DataSource::Idx { images, labels } => std::iter::once(images.clone())
+                .chain(labels.clone())
+                .collect(),
+            DataSource::Npy(p) | DataSource::Folder(p) | DataSource::Invesalius(p) => {
+                vec![p.clone()]
+            }
+            DataSource::Nifti { paths, .. } | DataSource::Dicom(paths) => paths.clone(),
+            DataSource::Photos { paths, files, .. } => {
+                paths.iter().chain(files.iter()).cloned().collect()
+            }
+            DataSource::Concat(parts) => parts.iter().flat_map(|p| p.paths()).collect(),
+        }
+    }
+
     /// Parses a `--data` argument.
     pub fn parse(spec: &str) -> Result<Self> {
         // `A+B`: joined sources (a path that exists with a '+' in its name is a path).
@@ -456,7 +477,7 @@ impl DataSource {
                 // images keep their aspect ratio.
                 let m = (*h).min(*w);
                 let x = d.data.narrow(2, (h - m) / 2, m).narrow(3, (w - m) / 2, m);
-                let x = crate::data::ct_slices::resize(&x, s, s).clamp(lo, hi);
+                let x = crate::data::ct_slices::resize(&x, s, s)?.clamp(lo, hi);
                 let mut info = d.info.clone();
                 info.shape = vec![*c, s, s];
                 if h != w {
@@ -763,7 +784,7 @@ fn volume_slices(path: &Path, img: &crate::io::Image, s: i64) -> Result<Tensor> 
         if t.mean(Kind::Double).double_value(&[]) < MIN_SLICE_MEAN {
             continue;
         }
-        out.push(crate::data::ct_slices::resize(&t, s, s).clamp(0.0, 1.0));
+        out.push(crate::data::ct_slices::resize(&t, s, s)?.clamp(0.0, 1.0));
     }
     if out.is_empty() {
         let inside = if window.is_some() {

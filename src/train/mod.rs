@@ -578,7 +578,8 @@ impl Trainer {
                     },
                 });
             }
-            if tcfg.checkpoint_freq > 0 && stats.step % tcfg.checkpoint_freq == 0 {
+            let interrupted = crate::interrupt::requested();
+            if interrupted || (tcfg.checkpoint_freq > 0 && stats.step % tcfg.checkpoint_freq == 0) {
                 loss_csv.flush()?;
                 eval_csv.flush()?;
                 let p = self.save_checkpoint(run_dir)?;
@@ -587,6 +588,13 @@ impl Trainer {
                     step: stats.step,
                     path: p,
                 });
+            }
+            if interrupted {
+                return Err(Error::Interrupted(format!(
+                    "interrupted at step {}: the checkpoint {} holds it; continue with `--resume`",
+                    stats.step,
+                    last_ckpt.1.display()
+                )));
             }
         }
         let elapsed = t0.elapsed().as_secs_f64();
