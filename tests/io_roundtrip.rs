@@ -366,6 +366,31 @@ fn nifti_write_read_round_trip_volume_and_slice() {
     assert_abs_diff_eq!(a[2][3], 30.0 + 7.5, epsilon = 1e-5);
 }
 
+#[test]
+fn nifti_2d_file_streams_its_one_slice() {
+    // A 2-D NIfTI (dim[0] = 2): the slice reader asked the crate for 2-D slices of a 2-D
+    // volume, which it asserts against (a panic, reported as "corrupt NIfTI file"); found by
+    // tests/fuzz_readers.rs.
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("flat.nii");
+    let data = Array3::from_shape_fn((1, 3, 5), |(_, i, j)| (i * 5 + j) as f32);
+    io::write_image(&p, &Image::chw(data.clone())).unwrap();
+    let mut b = std::fs::read(&p).unwrap();
+    b[40..42].copy_from_slice(&2i16.to_le_bytes());
+    std::fs::write(&p, &b).unwrap();
+    let whole = io::read_image(&p).unwrap();
+    assert_eq!(whole.data, data);
+    let sl = io::read_image(format!("{}#z=0", p.display())).unwrap();
+    assert_eq!(sl.data, data);
+    let mut r = io::nifti::NiftiSlices::open(&p).unwrap();
+    assert_eq!(r.dim, [1, 3, 5]);
+    assert_eq!(
+        r.next_slice().unwrap().unwrap(),
+        data.index_axis(Axis(0), 0)
+    );
+    assert!(r.next_slice().is_none());
+}
+
 // ---------------------------------------------------------------- DICOM
 
 #[test]

@@ -132,6 +132,11 @@ pub struct ImageMeta {
     /// back as the sform, so outputs overlay their input in viewers.
     #[serde(default)]
     pub affine: Option<[[f64; 4]; 4]>,
+    /// Colour layout stored in a PNG/JPEG/TIFF file (`gray`, `gray+alpha`, `RGB`, `RGBA`): an
+    /// RGBA file is read as its 3 RGB channels, and messages about channels say so
+    /// ([`ImageMeta::channels_text`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub color: Option<String>,
 }
 
 /// An image or volume as `f32` `[C, H, W]` or `[D, H, W]` with its metadata.

@@ -10,8 +10,10 @@
 use super::{atomic, ensure_finite, Axes, Image, ImageFormat, ImageMeta};
 use crate::{Error, Result};
 use ::nifti::writer::WriterOptions;
-use ::nifti::{IntoNdArray, NiftiHeader, NiftiObject, NiftiVolume, ReaderOptions};
+use ::nifti::{InMemNiftiVolume, IntoNdArray, NiftiHeader, NiftiType};
 use ndarray::{Array2, ArrayBase, Data, Ix3};
+use std::fs::File;
+use std::io::{BufRead, Read};
 use std::path::Path;
 
 fn nerr(path: &Path, e: ::nifti::NiftiError) -> Error {
@@ -24,20 +26,181 @@ fn nerr(path: &Path, e: ::nifti::NiftiError) -> Error {
     Error::format(path, msg)
 }
 
+/// The file's bytes, decompressed when they start with the gzip magic (whatever the name).
+enum MaybeGz {
+    Plain(std::io::BufReader<File>),
+    Gz(Box<flate2::read::GzDecoder<std::io::BufReader<File>>>),
+}
+
+impl Read for MaybeGz {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        match self {
+            MaybeGz::Plain(r) => r.read(buf),
+            MaybeGz::Gz(r) => r.read(buf),
+        }
+    }
+}
+
+/// A NIfTI file whose header was read and checked, positioned at its first voxel.
+struct Opened {
+    /// The header, with `scl_slope` set to 0 (no scaling) where the file's is 0 or not finite.
+    header: NiftiHeader,
+    /// `(nx, ny, nz)`.
+    dims: (usize, usize, usize),
+    dtype: NiftiType,
+    reader: MaybeGz,
+}
+
+/// The real voxel types read as f32.
+const REAL_TYPES: [NiftiType; 10] = [
+    NiftiType::Uint8,
+    NiftiType::Int8,
+    NiftiType::Uint16,
+    NiftiType::Int16,
+    NiftiType::Uint32,
+    NiftiType::Int32,
+    NiftiType::Uint64,
+    NiftiType::Int64,
+    NiftiType::Float32,
+    NiftiType::Float64,
+];
+
+/// Opens `path`, reads its header and checks every value the reader relies on before anything
+/// is allocated for the voxels: the magic (single-file NIfTI-1), the dimensions (2-D or 3-D,
+/// none zero), the datatype (a real type whose size agrees with `bitpix`), `vox_offset`, that an
+/// uncompressed file holds the voxels it declares, and that the volume fits in the memory
+/// budget (`budget_voxels` voxels are held at once, at `item + 8` bytes each: the raw data,
+/// the f32 array and a copy). Scaling follows nibabel: a `scl_slope` of 0 or not finite means
+/// no scaling; a valid slope with a non-finite `scl_inter` is an error.
+fn open_checked(path: &Path, whole_volume: bool) -> Result<Opened> {
+    let bad = |msg: String| Error::format(path, msg);
+    let file = File::open(path).map_err(|e| Error::io(path, e))?;
+    let file_len = file.metadata().map_err(|e| Error::io(path, e))?.len();
+    let mut buffered = std::io::BufReader::new(file);
+    let gz = buffered
+        .fill_buf()
+        .map_err(|e| Error::io(path, e))?
+        .starts_with(&[0x1f, 0x8b]);
+    let mut reader = if gz {
+        MaybeGz::Gz(Box::new(flate2::read::GzDecoder::new(buffered)))
+    } else {
+        MaybeGz::Plain(buffered)
+    };
+    let mut header = NiftiHeader::from_reader(&mut reader).map_err(|e| nerr(path, e))?;
+    if header.sizeof_hdr != 348 {
+        return Err(bad(format!(
+            "not a NIfTI-1 file (sizeof_hdr is {}, not 348{})",
+            header.sizeof_hdr,
+            if header.sizeof_hdr == 540 {
+                "; NIfTI-2 is not supported"
+            } else {
+                ""
+            }
+        )));
+    }
+    match &header.magic {
+        b"n+1\0" => {}
+        b"ni1\0" => {
+            return Err(bad(
+                "is the header of a NIfTI .hdr/.img pair; give a single-file .nii or .nii.gz"
+                    .into(),
+            ))
+        }
+        m => return Err(bad(format!("not a NIfTI-1 file (magic {m:?})"))),
+    }
+    let raw_dim = header.dim;
+    let dims: Vec<usize> = header
+        .dim()
+        .map_err(|_| {
+            bad(format!(
+                "NIfTI header declares invalid dimensions {raw_dim:?} (dim[0] must be 1..=7 and \
+                 every used axis longer than zero)"
+            ))
+        })?
+        .iter()
+        .map(|&d| d as usize)
+        .collect();
+    let (nx, ny, nz) = volume_dims(path, &dims)?;
+    let dtype = header.data_type().map_err(|e| nerr(path, e))?;
+    if !REAL_TYPES.contains(&dtype) {
+        return Err(bad(format!(
+            "NIfTI datatype {dtype:?} is not supported; supported: uint8, int8, uint16, int16, \
+             uint32, int32, uint64, int64, float32, float64"
+        )));
+    }
+    let item = dtype.size_of();
+    if header.bitpix as usize != 8 * item {
+        return Err(bad(format!(
+            "NIfTI header is inconsistent: bitpix = {} but datatype {dtype:?} has {} bits",
+            header.bitpix,
+            8 * item
+        )));
+    }
+    let vox = header.vox_offset;
+    if !(vox.is_finite() && vox >= 348.0 && (vox as f64) <= file_len.max(1 << 40) as f64) {
+        return Err(bad(format!("NIfTI vox_offset {vox} is not a valid offset")));
+    }
+    let vox = vox as u64;
+    let shape = [nz, ny, nx];
+    let voxels = super::budget::elements(&shape).unwrap_or(u128::MAX);
+    let bytes = voxels.saturating_mul(item as u128);
+    if !gz && (vox as u128).saturating_add(bytes) > file_len as u128 {
+        return Err(bad(format!(
+            "NIfTI file is truncated: its header declares {nx}x{ny}x{nz} voxels of {dtype:?} = \
+             {bytes} bytes from offset {vox}, but the file has {file_len} bytes"
+        )));
+    }
+    let held = if whole_volume {
+        voxels
+    } else {
+        (nx as u128) * (ny as u128)
+    };
+    super::budget::check_file_alloc(
+        path,
+        held.saturating_mul(item as u128 + 8),
+        &format!("NIfTI volume [z, y, x] = {shape:?} of {dtype:?}"),
+    )?;
+    let slope_valid = header.scl_slope.is_finite() && header.scl_slope != 0.0;
+    if slope_valid && !header.scl_inter.is_finite() {
+        return Err(bad(format!(
+            "NIfTI scl_slope is {} but scl_inter is {}: the values cannot be scaled",
+            header.scl_slope, header.scl_inter
+        )));
+    }
+    if !slope_valid {
+        header.scl_slope = 0.0;
+        header.scl_inter = 0.0;
+    }
+    // Skip the extensions: the voxels start at vox_offset.
+    let skip = vox.saturating_sub(348);
+    let skipped = std::io::copy(&mut (&mut reader).take(skip), &mut std::io::sink())
+        .map_err(|e| nerr(path, ::nifti::NiftiError::Io(e)))?;
+    if skipped != skip {
+        return Err(bad(format!(
+            "NIfTI file is truncated: it ends before vox_offset {vox}"
+        )));
+    }
+    Ok(Opened {
+        header,
+        dims: (nx, ny, nz),
+        dtype,
+        reader,
+    })
+}
+
 /// Reads a NIfTI volume as `[z, y, x]` f32 with `scl_slope`/`scl_inter` applied.
 pub fn read_nifti(path: &Path) -> Result<Image> {
-    // The crate `expect`s consistent sizes in places; turn a panic on a corrupt file into an
-    // error instead of aborting the caller.
-    let obj = std::panic::catch_unwind(|| ReaderOptions::new().read_file(path))
-        .map_err(|_| Error::format(path, "corrupt NIfTI file (the reader gave up)"))?
-        .map_err(|e| nerr(path, e))?;
-    let header: NiftiHeader = obj.header().clone();
-    let volume = obj.into_volume();
-    let dims: Vec<usize> = volume.dim().iter().map(|&d| d as usize).collect();
-    let (nx, ny, nz) = volume_dims(path, &dims)?;
-    let dtype = format!("{:?}", volume.data_type()).to_lowercase();
+    let Opened {
+        header,
+        dims: (nx, ny, nz),
+        dtype,
+        reader,
+    } = open_checked(path, true)?;
+    let dtype = format!("{dtype:?}").to_lowercase();
+    // The sizes were checked above; the crate `expect`s consistent sizes in places, so a panic
+    // is still turned into an error rather than unwinding into the caller.
     let arr = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        volume.into_ndarray::<f32>()
+        InMemNiftiVolume::from_reader(reader, &header).and_then(|v| v.into_ndarray::<f32>())
     }))
     .map_err(|_| Error::format(path, "corrupt NIfTI file (inconsistent data size)"))?
     .map_err(|e| nerr(path, e))?;
@@ -106,7 +269,7 @@ fn meta_from_header(header: &NiftiHeader, dtype: String) -> ImageMeta {
 /// values as [`read_nifti`]'s `data[[z, .., ..]]`.
 pub struct NiftiSlices {
     path: std::path::PathBuf,
-    stream: ::nifti::StreamedNiftiVolume<::nifti::object::MaybeGzDecodedFile>,
+    stream: ::nifti::StreamedNiftiVolume<MaybeGz>,
     next: usize,
     /// `[D, H, W]`.
     pub dim: [usize; 3],
@@ -115,29 +278,28 @@ pub struct NiftiSlices {
 }
 
 impl NiftiSlices {
-    /// Opens `path` and reads its header.
+    /// Opens `path` and reads its header (checked as [`read_nifti`] checks it).
     pub fn open(path: &Path) -> Result<Self> {
-        let obj = std::panic::catch_unwind(|| {
-            ::nifti::ReaderStreamedOptions::new().read_file_rank(path, 2)
-        })
-        .map_err(|_| Error::format(path, "corrupt NIfTI file (the reader gave up)"))?
-        .map_err(|e| nerr(path, e))?;
-        let header: NiftiHeader = obj.header().clone();
-        let dims: Vec<usize> = header.dim[1..=header.dim[0].clamp(1, 7) as usize]
-            .iter()
-            .map(|&d| d as usize)
-            .collect();
-        let (nx, ny, nz) = volume_dims(path, &dims)?;
-        let dtype = header
-            .data_type()
-            .map(|t| format!("{t:?}").to_lowercase())
+        let Opened {
+            header,
+            dims: (nx, ny, nz),
+            dtype,
+            reader,
+        } = open_checked(path, false)?;
+        // Streamed in 2-D slices, which the crate asserts are of lower rank than the volume: a
+        // 2-D file is read as the x × y × 1 volume it is.
+        let mut stream_header = header.clone();
+        if stream_header.dim[0] < 3 {
+            stream_header.dim = [3, nx as u16, ny as u16, 1, 1, 1, 1, 1];
+        }
+        let stream = ::nifti::StreamedNiftiVolume::from_reader_rank(reader, &stream_header, 2)
             .map_err(|e| nerr(path, e))?;
         Ok(Self {
             path: path.to_path_buf(),
-            stream: obj.into_volume(),
+            stream,
             next: 0,
             dim: [nz, ny, nx],
-            meta: meta_from_header(&header, dtype),
+            meta: meta_from_header(&header, format!("{dtype:?}").to_lowercase()),
         })
     }
 
@@ -160,7 +322,13 @@ impl NiftiSlices {
         }
         loop {
             let at = self.next;
-            let sl = self.next_slice().expect("z checked above")?;
+            let Some(sl) = self.next_slice() else {
+                return Err(Error::format(
+                    &self.path,
+                    format!("slice z={z} is past the end"),
+                ));
+            };
+            let sl = sl?;
             if at == z {
                 return Ok(sl);
             }

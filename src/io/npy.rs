@@ -11,7 +11,7 @@ use ndarray_npy::{
 };
 use num_complex::Complex;
 use std::fs::File;
-use std::io::BufReader;
+use std::io::{BufReader, Seek};
 use std::path::{Path, PathBuf};
 
 const SUPPORTED: &str = "supported: f32, f64, int8, int16, int32, int64, uint8, uint16, \
@@ -24,6 +24,14 @@ enum Failure {
 }
 
 fn read_as<T: ReadableElement>(path: &Path) -> std::result::Result<ArrayD<T>, Failure> {
+    // ndarray-npy allocates the whole array from the header's shape before it reads a byte of
+    // data, for multi-byte types even before it compares the dtype: check the dtype, and the
+    // declared size against the file and the memory budget, first.
+    let header = read_npy_header(path).map_err(Failure::Other)?;
+    if header.item_size().is_none() {
+        return Err(Failure::WrongDtype(header.descr));
+    }
+    header.check_data(path).map_err(Failure::Other)?;
     let f = File::open(path).map_err(|e| Failure::Other(Error::io(path, e)))?;
     ArrayD::<T>::read_npy(BufReader::new(f)).map_err(|e| match e {
         ReadNpyError::WrongDescriptor(d) => Failure::WrongDtype(descr_string(&d)),
@@ -33,6 +41,330 @@ fn read_as<T: ReadableElement>(path: &Path) -> std::result::Result<ArrayD<T>, Fa
         )),
         e => Failure::Other(Error::format(path, format!("invalid NPY file: {e}"))),
     })
+}
+
+/// What an NPY file's header declares (read by [`read_npy_header`] without allocating for the
+/// data).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NpyHeader {
+    /// The dtype descriptor as NumPy writes it (`<f4`, `|u1`); a structured dtype is
+    /// `structured`.
+    pub descr: String,
+    pub fortran_order: bool,
+    pub shape: Vec<usize>,
+    /// Offset of the first data byte (the length of magic, version and header).
+    pub data_offset: u64,
+    /// The file's length.
+    pub file_len: u64,
+}
+
+/// Largest header accepted (NumPy itself refuses headers over 10 000 bytes by default).
+const MAX_HEADER_LEN: usize = 1 << 20;
+
+impl NpyHeader {
+    /// Bytes per element of a plain numeric dtype (`<f4` → 4, `|b1` → 1, `<c16` → 16); `None`
+    /// for anything else (never handed to ndarray-npy, which allocates before it compares).
+    pub fn item_size(&self) -> Option<usize> {
+        let k = kind(&self.descr);
+        let (letter, digits) = k.split_at(k.find(|c: char| c.is_ascii_digit())?);
+        let n: usize = digits.parse().ok()?;
+        matches!(
+            (letter, n),
+            ("f", 2 | 4 | 8 | 16) | ("i" | "u", 1 | 2 | 4 | 8) | ("b", 1) | ("c", 8 | 16 | 32)
+        )
+        .then_some(n)
+    }
+
+    /// [`Self::check_layout`], and that the array, the f32 array made from it and a copy fit
+    /// in the memory budget ([`super::budget`]).
+    pub fn check_data(&self, path: &Path) -> Result<()> {
+        self.check_layout(path)?;
+        let Some(item) = self.item_size() else {
+            return Ok(());
+        };
+        let n = super::budget::elements(&self.shape).unwrap_or(u128::MAX);
+        super::budget::check_file_alloc(
+            path,
+            n.saturating_mul(item as u128 + 16),
+            &format!("NPY array {:?} of {}", self.shape, self.descr),
+        )
+    }
+
+    /// Checks that no axis has length zero and that the data the header declares are in the
+    /// file, no more and no less.
+    pub fn check_layout(&self, path: &Path) -> Result<()> {
+        super::budget::check_no_empty_axis(path, &self.shape, "NPY array")?;
+        let Some(item) = self.item_size() else {
+            return Ok(());
+        };
+        let have = self.file_len.saturating_sub(self.data_offset) as u128;
+        let need = super::budget::bytes_for(&self.shape, item);
+        if need != Some(have) {
+            let need = need.map_or("more than 2^128".to_string(), |n| n.to_string());
+            return Err(Error::format(
+                path,
+                format!(
+                    "NPY header declares shape {:?} of {} ({item} bytes each) = {need} bytes of \
+                     data, but the file has {have} bytes after its {}-byte header (truncated or \
+                     corrupted)",
+                    self.shape, self.descr, self.data_offset
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Reads the header of an NPY file (magic, version, the Python-literal dictionary with
+/// `descr`, `fortran_order` and `shape`), checking its length against the file's. Reads at
+/// most the header, however large the file.
+pub fn read_npy_header(path: &Path) -> Result<NpyHeader> {
+    use std::io::Read;
+    let bad = |msg: String| Error::format(path, msg);
+    let mut f = File::open(path).map_err(|e| Error::io(path, e))?;
+    let file_len = f.metadata().map_err(|e| Error::io(path, e))?.len();
+    let mut prefix = [0u8; 12];
+    let got = read_up_to(&mut f, &mut prefix).map_err(|e| Error::io(path, e))?;
+    if got < 10 || &prefix[..6] != b"\x93NUMPY" {
+        return Err(bad(
+            "not an NPY file (no \\x93NUMPY magic; truncated or not an .npy file?)".into(),
+        ));
+    }
+    let (header_len, prefix_len) = match prefix[6] {
+        1 => (u16::from_le_bytes([prefix[8], prefix[9]]) as usize, 10),
+        2 | 3 if got >= 12 => (
+            u32::from_le_bytes([prefix[8], prefix[9], prefix[10], prefix[11]]) as usize,
+            12,
+        ),
+        2 | 3 => return Err(bad("NPY file is truncated inside its header".into())),
+        v => {
+            return Err(bad(format!(
+                "NPY format version {v}.{} is not supported (1.0, 2.0, 3.0 are)",
+                prefix[7]
+            )))
+        }
+    };
+    let data_offset = (prefix_len + header_len) as u64;
+    if header_len > MAX_HEADER_LEN || data_offset > file_len {
+        return Err(bad(format!(
+            "NPY header declares {header_len} bytes but the file has {file_len} bytes in all \
+             (truncated or corrupted)"
+        )));
+    }
+    let mut text = vec![0u8; header_len];
+    f.seek(std::io::SeekFrom::Start(prefix_len as u64))
+        .and_then(|_| f.read_exact(&mut text))
+        .map_err(|e| Error::io(path, e))?;
+    let text = std::str::from_utf8(&text)
+        .map_err(|_| bad("NPY header is not text (corrupted file?)".into()))?;
+    let dict = PyLit::parse(text.trim_end())
+        .map_err(|e| bad(format!("invalid NPY header ({e}): {}", text.trim_end())))?;
+    let PyLit::Dict(items) = dict else {
+        return Err(bad(format!(
+            "invalid NPY header (not a dictionary): {}",
+            text.trim_end()
+        )));
+    };
+    let get = |k: &str| items.iter().find(|(key, _)| key == k).map(|(_, v)| v);
+    let descr = match get("descr") {
+        Some(PyLit::Str(s)) => s.clone(),
+        Some(PyLit::List(_)) => "structured".to_string(),
+        _ => return Err(bad("NPY header has no valid 'descr'".into())),
+    };
+    let fortran_order = match get("fortran_order") {
+        Some(PyLit::Bool(b)) => *b,
+        _ => return Err(bad("NPY header has no valid 'fortran_order'".into())),
+    };
+    let shape = match get("shape") {
+        Some(PyLit::Tuple(dims)) => dims
+            .iter()
+            .map(|d| match d {
+                PyLit::Int(n) => usize::try_from(*n).ok(),
+                _ => None,
+            })
+            .collect::<Option<Vec<usize>>>(),
+        _ => None,
+    }
+    .ok_or_else(|| {
+        bad("NPY header has no valid 'shape' (a tuple of non-negative integers)".into())
+    })?;
+    Ok(NpyHeader {
+        descr,
+        fortran_order,
+        shape,
+        data_offset,
+        file_len,
+    })
+}
+
+/// Reads until `buf` is full or the end of the file; the number of bytes read.
+fn read_up_to(f: &mut File, buf: &mut [u8]) -> std::io::Result<usize> {
+    use std::io::Read;
+    let mut n = 0;
+    while n < buf.len() {
+        match f.read(&mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(n)
+}
+
+/// The Python literals of an NPY header: a dict of strings, bools, integers and tuples/lists.
+#[derive(Debug, Clone, PartialEq)]
+enum PyLit {
+    Dict(Vec<(String, PyLit)>),
+    Tuple(Vec<PyLit>),
+    List(Vec<PyLit>),
+    Str(String),
+    Int(i128),
+    Bool(bool),
+    None,
+}
+
+impl PyLit {
+    /// Nesting deeper than this is refused (a header is a dict of flat values; a structured
+    /// dtype nests a few levels).
+    const MAX_DEPTH: usize = 16;
+
+    fn parse(text: &str) -> std::result::Result<PyLit, String> {
+        let mut p = LitParser {
+            s: text.as_bytes(),
+            i: 0,
+        };
+        let v = p.value(0)?;
+        p.ws();
+        if p.i != p.s.len() {
+            return Err(format!("unexpected text at byte {}", p.i));
+        }
+        Ok(v)
+    }
+}
+
+struct LitParser<'a> {
+    s: &'a [u8],
+    i: usize,
+}
+
+impl LitParser<'_> {
+    fn ws(&mut self) {
+        while self.i < self.s.len() && self.s[self.i].is_ascii_whitespace() {
+            self.i += 1;
+        }
+    }
+
+    fn peek(&mut self) -> Option<u8> {
+        self.ws();
+        self.s.get(self.i).copied()
+    }
+
+    /// Items up to `close`, separated by commas (a trailing comma allowed).
+    fn seq(&mut self, close: u8, depth: usize) -> std::result::Result<Vec<PyLit>, String> {
+        let mut items = Vec::new();
+        loop {
+            if self.peek() == Some(close) {
+                self.i += 1;
+                return Ok(items);
+            }
+            items.push(self.value(depth + 1)?);
+            match self.peek() {
+                Some(b',') => self.i += 1,
+                Some(c) if c == close => {}
+                _ => return Err(format!("expected ',' or '{}'", close as char)),
+            }
+        }
+    }
+
+    fn value(&mut self, depth: usize) -> std::result::Result<PyLit, String> {
+        if depth > PyLit::MAX_DEPTH {
+            return Err("nested too deeply".into());
+        }
+        let Some(c) = self.peek() else {
+            return Err("unexpected end".into());
+        };
+        match c {
+            b'{' => {
+                self.i += 1;
+                let mut items = Vec::new();
+                loop {
+                    if self.peek() == Some(b'}') {
+                        self.i += 1;
+                        return Ok(PyLit::Dict(items));
+                    }
+                    let PyLit::Str(k) = self.value(depth + 1)? else {
+                        return Err("dictionary keys must be strings".into());
+                    };
+                    if self.peek() != Some(b':') {
+                        return Err("expected ':'".into());
+                    }
+                    self.i += 1;
+                    let v = self.value(depth + 1)?;
+                    items.push((k, v));
+                    match self.peek() {
+                        Some(b',') => self.i += 1,
+                        Some(b'}') => {}
+                        _ => return Err("expected ',' or '}'".into()),
+                    }
+                }
+            }
+            b'(' => {
+                self.i += 1;
+                Ok(PyLit::Tuple(self.seq(b')', depth)?))
+            }
+            b'[' => {
+                self.i += 1;
+                Ok(PyLit::List(self.seq(b']', depth)?))
+            }
+            b'\'' | b'"' => {
+                self.i += 1;
+                let start = self.i;
+                while self.i < self.s.len() && self.s[self.i] != c {
+                    if self.s[self.i] == b'\\' {
+                        return Err("escapes in strings are not supported".into());
+                    }
+                    self.i += 1;
+                }
+                if self.i >= self.s.len() {
+                    return Err("unterminated string".into());
+                }
+                let v = String::from_utf8_lossy(&self.s[start..self.i]).into_owned();
+                self.i += 1;
+                Ok(PyLit::Str(v))
+            }
+            b'0'..=b'9' | b'-' | b'+' => {
+                let start = self.i;
+                self.i += 1;
+                while self.i < self.s.len() && self.s[self.i].is_ascii_digit() {
+                    self.i += 1;
+                }
+                // NumPy writes plain integers; a trailing `L` is Python 2's long.
+                let digits = std::str::from_utf8(&self.s[start..self.i]).unwrap_or("");
+                if self.s.get(self.i) == Some(&b'L') {
+                    self.i += 1;
+                }
+                digits
+                    .parse::<i128>()
+                    .map(PyLit::Int)
+                    .map_err(|_| format!("bad integer '{digits}'"))
+            }
+            _ => {
+                let rest = &self.s[self.i..];
+                for (word, v) in [
+                    (&b"True"[..], PyLit::Bool(true)),
+                    (b"False", PyLit::Bool(false)),
+                    (b"None", PyLit::None),
+                ] {
+                    if rest.starts_with(word) {
+                        self.i += word.len();
+                        return Ok(v);
+                    }
+                }
+                Err(format!("unexpected character '{}'", c as char))
+            }
+        }
+    }
 }
 
 /// The descriptor as NumPy writes it (`<f2`), from its Python-literal form (`'<f2'`).
@@ -350,6 +682,8 @@ impl NpyVolume {
     /// viewed in place; `None` for a picture or a file to be read whole; `Err` for a file that
     /// is not valid NPY (truncated, bad header).
     pub fn open(path: &Path) -> Result<Option<Self>> {
+        // Slices are read from the map, so only the layout is checked, not the budget.
+        read_npy_header(path)?.check_layout(path)?;
         let file = File::open(path).map_err(|e| Error::io(path, e))?;
         // SAFETY: a read-only private mapping; the type documents that the file must not be
         // modified while it is open (the caveat of every mapped reader).
@@ -387,7 +721,7 @@ impl NpyVolume {
                 format!(
                     "slice z={z} is out of range: the stack has {} slices (0..={})",
                     self.dim[0],
-                    self.dim[0] - 1
+                    self.dim[0].saturating_sub(1)
                 ),
             ));
         }

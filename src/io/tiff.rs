@@ -45,10 +45,37 @@ fn page_to_f32(r: DecodingResult) -> (Vec<f32>, Option<u8>, &'static str) {
 }
 
 /// Reads a TIFF: gray pages → `[D, H, W]` (D = number of pages; one page = `[1, H, W]`),
-/// one RGB page → `[3, H, W]`.
+/// one RGB page → `[3, H, W]`. Each page's declared size is checked against the memory budget
+/// ([`super::budget`]) before it is decoded, with the pages read so far.
 pub fn read_tiff(path: &Path) -> Result<Image> {
     let f = File::open(path).map_err(|e| Error::io(path, e))?;
-    let mut dec = Decoder::new(BufReader::new(f)).map_err(|e| terr(path, e))?;
+    // The decoder is third-party code fed with file contents: a panic in it is an error about
+    // this file, not a crash of the caller.
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        read_pages(path, BufReader::new(f))
+    }))
+    .map_err(|_| Error::format(path, "corrupt TIFF file (the decoder gave up)"))?
+}
+
+/// Bits per sample of a colour type, as the decoder reports them.
+fn sample_bits(ct: ColorType) -> u8 {
+    match ct {
+        ColorType::Gray(b)
+        | ColorType::RGB(b)
+        | ColorType::Palette(b)
+        | ColorType::GrayA(b)
+        | ColorType::RGBA(b)
+        | ColorType::CMYK(b)
+        | ColorType::YCbCr(b) => b,
+    }
+}
+
+fn read_pages(path: &Path, reader: BufReader<File>) -> Result<Image> {
+    let mut limits = ::tiff::decoder::Limits::default();
+    limits.decoding_buffer_size = usize::try_from(super::budget::budget()).unwrap_or(usize::MAX);
+    let mut dec = Decoder::new(reader)
+        .map_err(|e| terr(path, e))?
+        .with_limits(limits);
     let mut planes: Vec<f32> = Vec::new();
     let mut first: Option<(u32, u32, ColorType)> = None;
     let mut pages = 0usize;
@@ -67,6 +94,12 @@ pub fn read_tiff(path: &Path) -> Result<Image> {
                 ))
             }
         };
+        if w == 0 || h == 0 {
+            return Err(Error::format(
+                path,
+                format!("TIFF page {pages} is {w}x{h}: a zero-length axis, it holds no pixels"),
+            ));
+        }
         match first {
             None => first = Some((w, h, ct)),
             Some((w0, h0, ct0)) => {
@@ -87,6 +120,17 @@ pub fn read_tiff(path: &Path) -> Result<Image> {
                 }
             }
         }
+        // This page as decoded and as f32, on top of the pages read so far.
+        let samples = (w as u128) * (h as u128) * channels as u128;
+        let page_bytes = samples * (u128::from(sample_bits(ct)).div_ceil(8) + 4);
+        super::budget::check_file_alloc(
+            path,
+            page_bytes + planes.len() as u128 * 4,
+            &format!(
+                "TIFF page {pages} of {w}x{h} {ct:?} samples (after {pages} page(s) of the same \
+                 size)"
+            ),
+        )?;
         let (v, b, d) = page_to_f32(dec.read_image().map_err(|e| terr(path, e))?);
         let (w, h) = (w as usize, h as usize);
         if channels > 1 && v.len() == w * h {
@@ -121,12 +165,11 @@ pub fn read_tiff(path: &Path) -> Result<Image> {
         }
         dec.next_image().map_err(|e| terr(path, e))?;
     }
-    let (w, h, ct) = first.expect("at least one page");
-    let c = if matches!(ct, ColorType::RGB(_)) {
-        3
-    } else {
-        pages
+    let Some((w, h, ct)) = first else {
+        return Err(Error::format(path, "TIFF file has no pages"));
     };
+    let rgb = matches!(ct, ColorType::RGB(_));
+    let c = if rgb { 3 } else { pages };
     let data = Array3::from_shape_vec((c, h as usize, w as usize), planes)
         .map_err(|e| Error::format(path, format!("inconsistent TIFF size: {e}")))?;
     Ok(Image {
@@ -136,6 +179,7 @@ pub fn read_tiff(path: &Path) -> Result<Image> {
             format: Some(ImageFormat::Tiff),
             bit_depth: bits,
             dtype: Some(dtype.into()),
+            color: Some(if rgb { "RGB" } else { "gray" }.into()),
             ..Default::default()
         },
     })

@@ -450,11 +450,45 @@ impl ScoreSdeConfig {
                 m.nf
             ));
         }
-        if !(m.sigma_min > 0.0 && m.sigma_max > 0.0 && m.num_scales > 0) {
-            return bad("model.sigma_min, sigma_max and num_scales must be positive".into());
+        if !(m.sigma_min > 0.0
+            && m.sigma_max > 0.0
+            && m.sigma_min.is_finite()
+            && m.sigma_max.is_finite()
+            && m.num_scales > 0)
+        {
+            return bad(
+                "model.sigma_min, sigma_max and num_scales must be positive (and the \
+                        sigmas finite)"
+                    .into(),
+            );
         }
         if d.num_channels == 0 {
             return bad("data.num_channels must be positive".into());
+        }
+        // Sizes become i64 tensor dimensions; far beyond any real network, refuse them here
+        // rather than let them wrap (the memory a valid config needs is checked by
+        // `check_size`).
+        const MAX_SIZE: usize = 1 << 31;
+        for (name, v) in [
+            ("model.nf", m.nf),
+            ("data.image_size", d.image_size),
+            ("data.num_channels", d.num_channels),
+            ("model.num_res_blocks", m.num_res_blocks),
+            ("model.num_scales", m.num_scales),
+        ]
+        .into_iter()
+        .chain(m.ch_mult.iter().map(|&c| ("model.ch_mult", c)))
+        {
+            if v > MAX_SIZE {
+                return bad(format!("{name} = {v} is too large (at most {MAX_SIZE})"));
+            }
+        }
+        if m.ch_mult.len() > 32 || m.fir_kernel.len() > 1024 {
+            return bad(format!(
+                "model.ch_mult has {} levels and model.fir_kernel {} taps: at most 32 and 1024",
+                m.ch_mult.len(),
+                m.fir_kernel.len()
+            ));
         }
         let levels = m.ch_mult.len() as u32;
         let div = 1usize << (levels - 1);
@@ -491,6 +525,91 @@ impl ScoreSdeConfig {
             num_channels: d.num_channels as i64,
             centered: d.centered,
         })
+    }
+}
+
+impl NcsnppArch {
+    /// An upper bound on the number of parameters (and buffers) of the network, computed
+    /// without building it: per resolution level, every residual block is counted with the
+    /// largest channel counts it can have there (skip concatenations included), every
+    /// attention block where the level's resolution gets one. Computed in f64, so absurd
+    /// sizes give a huge bound rather than an overflow.
+    pub fn parameter_bound(&self) -> u128 {
+        let nf = self.nf.max(0) as f64;
+        let cat = if self.progressive_input == ProgressiveInput::InputSkip
+            && self.progressive_combine == ProgressiveCombine::Cat
+        {
+            2.0
+        } else {
+            1.0
+        };
+        let mult: Vec<f64> = self.ch_mult.iter().map(|&c| c.max(1) as f64).collect();
+        let levels = mult.len();
+        let max_of = |m: &[f64]| m.iter().copied().fold(1.0, f64::max);
+        let b = self.num_res_blocks as f64;
+        let temb = 4.0 * nf;
+        let block = |cin: f64, cout: f64| {
+            9.0 * cin * cout + 9.0 * cout * cout + cin * cout + temb * cout + 2.0 * cin + 6.0 * cout
+        };
+        let attn = |c: f64| 4.0 * c * c + 6.0 * c;
+        let mut total = 0.0;
+        for l in 0..levels {
+            let lo = l.saturating_sub(1);
+            let hi = (l + 1).min(levels - 1);
+            let m = nf * max_of(&mult[lo..=hi]);
+            let res = self.image_size >> l.min(62);
+            let attns = if self.attn_resolutions.contains(&res) {
+                2.0 * b + 1.0
+            } else {
+                0.0
+            };
+            // down: blocks (the first may take a concatenated input pyramid), transition and
+            // pyramid; up: blocks on concatenated skips, the up-sampling op and the pyramid head
+            total += b * block(cat * m, m) + block(m, m) + 9.0 * cat * m * m;
+            total += (b + 1.0) * block((1.0 + cat) * m, m) + block(m, m) + 9.0 * m * m;
+            total += attns * attn(m);
+        }
+        let top = nf * mult.last().copied().unwrap_or(1.0);
+        total += 2.0 * block(top, top) + attn(top);
+        let ch = self.num_channels.max(0) as f64;
+        let wide = nf * max_of(&mult) * cat;
+        // embedding MLP, Fourier features, input and output convolutions
+        total += 2.0 * nf * temb + temb * temb + 2.0 * temb + nf + 18.0 * ch * wide + wide;
+        // the σ table and the FIR kernels, in f64 (2 f32 each)
+        let k = self.fir_kernel.len() as f64;
+        total += 2.0 * self.num_scales as f64 + 4.0 * k * k;
+        total as u128 // saturating
+    }
+
+    /// Bytes of the largest activation of a batch-1 forward pass (a full-resolution feature
+    /// map of the widest level, f32).
+    pub fn activation_bound(&self) -> u128 {
+        let s = self.image_size.max(0) as f64;
+        let wide = self.nf.max(0) as f64 * self.ch_mult.iter().copied().max().unwrap_or(1) as f64;
+        (s * s * wide.max(self.num_channels.max(0) as f64) * 2.0 * 4.0) as u128
+    }
+}
+
+impl ScoreSdeConfig {
+    /// Refuses a config whose network would not fit in the memory budget
+    /// ([`crate::io::budget`]): its parameters (held twice while weights are loaded into
+    /// them) and one batch-1 activation, bounded by [`NcsnppArch::parameter_bound`] and
+    /// [`NcsnppArch::activation_bound`]. A corrupted config must not allocate terabytes.
+    pub fn check_size(&self) -> Result<()> {
+        let a = self.arch()?;
+        let bytes = a
+            .parameter_bound()
+            .saturating_mul(8)
+            .saturating_add(a.activation_bound());
+        crate::io::budget::check_alloc(
+            bytes,
+            &format!(
+                "the NCSN++ network of this config (nf = {}, ch_mult = {:?}, num_res_blocks = {}, \
+                 image_size = {}, num_channels = {})",
+                a.nf, a.ch_mult, a.num_res_blocks, a.image_size, a.num_channels
+            ),
+        )
+        .map_err(|e| Error::Config(e.to_string()))
     }
 }
 

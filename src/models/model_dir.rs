@@ -66,6 +66,7 @@ impl ModelConfig {
         sde: SdeKind,
     ) -> Result<Box<dyn TimeConditionedNet>> {
         self.check_data(data)?;
+        self.check_size(data)?;
         match self {
             ModelConfig::Mlp(cfg) => {
                 let dim: i64 = data.shape.iter().product();
@@ -79,9 +80,49 @@ impl ModelConfig {
         }
     }
 
+    /// Refuses a network whose parameters (held twice while weights are loaded into them)
+    /// and one sample would not fit in the memory budget ([`crate::io::budget`]), before it is
+    /// built: a corrupted config must not allocate terabytes.
+    pub fn check_size(&self, data: &DataInfo) -> Result<()> {
+        match self {
+            ModelConfig::Mlp(cfg) => {
+                let f = |v: i64| v.max(0) as f64;
+                let dim: f64 = data.shape.iter().map(|&d| f(d)).product();
+                let (h, e, l) = (f(cfg.hidden), f(cfg.embed_dim), cfg.n_layers as f64);
+                // embed, input, hidden layers, condition projections, output
+                let params = e * h
+                    + h
+                    + dim * h
+                    + h
+                    + (2.0 * l - 1.0).max(0.0) * (h * h + h)
+                    + h * dim
+                    + dim
+                    + e;
+                let bytes = (params * 8.0 + dim * 4.0) as u128; // saturating
+                crate::io::budget::check_alloc(
+                    bytes,
+                    &format!(
+                        "the MLP of this config (hidden = {}, n_layers = {}, embed_dim = {}) on \
+                         data of shape {:?}",
+                        cfg.hidden, cfg.n_layers, cfg.embed_dim, data.shape
+                    ),
+                )
+                .map_err(|e| Error::Config(e.to_string()))
+            }
+            ModelConfig::Ncsnpp(cfg) => cfg.check_size(),
+        }
+    }
+
     /// Checks that this network can take samples of `data`'s shape (channels, image size).
     pub fn check_data(&self, data: &DataInfo) -> Result<()> {
-        if data.shape.is_empty() || data.shape.iter().any(|&d| d < 1) {
+        if data.shape.is_empty()
+            || data.shape.iter().any(|&d| d < 1)
+            || data
+                .shape
+                .iter()
+                .try_fold(1i64, |acc, &d| acc.checked_mul(d))
+                .is_none()
+        {
             return Err(Error::Config(format!(
                 "data shape {:?} is not a valid per-sample shape",
                 data.shape
@@ -283,6 +324,17 @@ pub fn read_model_config(dir: &Path) -> Result<ModelDirConfig> {
         )));
     }
     let json = dir.join("config.json");
+    // A model config is a few kilobytes; a huge file is not one (and is not read whole).
+    const MAX_CONFIG_BYTES: u64 = 16 << 20;
+    let len = std::fs::metadata(&json)
+        .map_err(|e| Error::io(&json, e))?
+        .len();
+    if len > MAX_CONFIG_BYTES {
+        return Err(Error::format(
+            &json,
+            format!("is {len} bytes: not a model config (at most {MAX_CONFIG_BYTES} bytes)"),
+        ));
+    }
     let text = std::fs::read_to_string(&json).map_err(|e| Error::io(&json, e))?;
     let cfg: ModelDirConfig = serde_json::from_str(&text)
         .map_err(|e| Error::format(&json, format!("invalid model config: {e}")))?;

@@ -115,6 +115,18 @@ pub struct TensorFile {
 impl TensorFile {
     /// Reads and validates `path`.
     pub fn read(path: &Path) -> Result<Self> {
+        let len = std::fs::metadata(path)
+            .map_err(|e| Error::io(path, e))?
+            .len();
+        // The whole file is held, and each tensor is copied once when it is taken.
+        crate::io::budget::check_alloc(
+            len as u128 * 2,
+            &format!("safetensors file {} ({len} bytes)", path.display()),
+        )
+        .map_err(|e| Error::Checkpoint {
+            path: path.into(),
+            msg: e.to_string(),
+        })?;
         let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
         let (_, meta) = SafeTensors::read_metadata(&bytes).map_err(|e| Error::Checkpoint {
             path: path.into(),
@@ -179,7 +191,17 @@ impl TensorFile {
                 view.dtype()
             )));
         }
-        let shape: Vec<i64> = view.shape().iter().map(|&d| d as i64).collect();
+        let shape: Vec<i64> = view
+            .shape()
+            .iter()
+            .map(|&d| i64::try_from(d).ok())
+            .collect::<Option<_>>()
+            .ok_or_else(|| {
+                self.err(format!(
+                    "tensor '{name}' has shape {:?}, too large for a tensor",
+                    view.shape()
+                ))
+            })?;
         if let Some(exp) = expected_shape {
             if exp != shape.as_slice() {
                 return Err(self.err(format!(
@@ -199,7 +221,18 @@ impl TensorFile {
         let t = Tensor::from_data_size(data, &shape, Kind::Float);
         let finite = t.isfinite().all().int64_value(&[]) != 0;
         if !finite {
-            return Err(self.err(format!("tensor '{name}' contains NaN or infinite values")));
+            // Say which: a NaN and an infinity point at different problems.
+            let nan = t.isnan().sum(Kind::Int64).int64_value(&[]);
+            let inf = t.isinf().sum(Kind::Int64).int64_value(&[]);
+            let what = match (nan, inf) {
+                (0, i) => format!("{i} infinite value{}", if i == 1 { "" } else { "s" }),
+                (n, 0) => format!("{n} NaN value{}", if n == 1 { "" } else { "s" }),
+                (n, i) => format!("{n} NaN and {i} infinite values"),
+            };
+            return Err(self.err(format!(
+                "tensor '{name}' contains {what} (of {})",
+                t.numel()
+            )));
         }
         Ok(t.to_device(device))
     }

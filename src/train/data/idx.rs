@@ -15,12 +15,37 @@ pub struct IdxArray {
 
 /// Reads an IDX file of unsigned bytes; gzip is detected from the magic bytes `1f 8b`.
 pub fn read_idx(path: &Path) -> Result<IdxArray> {
+    let len = std::fs::metadata(path)
+        .map_err(|e| Error::io(path, e))?
+        .len();
+    crate::io::budget::check_file_alloc(path, len as u128 * 2, "IDX file (read with a copy)")?;
     let raw = std::fs::read(path).map_err(|e| Error::io(path, e))?;
     let bytes = if raw.starts_with(&[0x1f, 0x8b]) {
+        // Decompress the header, check the size it declares against the memory budget, then
+        // decompress no more than that (and one byte, so trailing data are still reported): a
+        // small gzip bomb cannot fill the memory.
+        let mut dec = flate2::read::GzDecoder::new(raw.as_slice());
+        let gz_err =
+            |e: std::io::Error| Error::format(path, format!("gzip decompression failed: {e}"));
         let mut out = vec![];
-        flate2::read::GzDecoder::new(raw.as_slice())
+        (&mut dec).take(4).read_to_end(&mut out).map_err(gz_err)?;
+        let nd = out.get(3).copied().unwrap_or(0) as u64;
+        (&mut dec)
+            .take(4 * nd)
             .read_to_end(&mut out)
-            .map_err(|e| Error::format(path, format!("gzip decompression failed: {e}")))?;
+            .map_err(gz_err)?;
+        let header = parse_header(&out).map_err(|msg| Error::format(path, msg))?;
+        let need = header.data_len.unwrap_or(u128::MAX);
+        crate::io::budget::check_file_alloc(
+            path,
+            need,
+            &format!("IDX array {:?} of unsigned bytes", header.dims),
+        )?;
+        let rest = u64::try_from(need).unwrap_or(u64::MAX).saturating_add(1);
+        (&mut dec)
+            .take(rest)
+            .read_to_end(&mut out)
+            .map_err(gz_err)?;
         out
     } else {
         raw
@@ -28,8 +53,14 @@ pub fn read_idx(path: &Path) -> Result<IdxArray> {
     parse_idx(&bytes).map_err(|msg| Error::format(path, msg))
 }
 
-/// Parses IDX bytes.
-pub fn parse_idx(bytes: &[u8]) -> std::result::Result<IdxArray, String> {
+/// The header of an IDX file: its dims and the data bytes they need (`None` on overflow).
+struct IdxHeader {
+    dims: Vec<usize>,
+    header_len: usize,
+    data_len: Option<u128>,
+}
+
+fn parse_header(bytes: &[u8]) -> std::result::Result<IdxHeader, String> {
     if bytes.len() < 4 || bytes[0] != 0 || bytes[1] != 0 {
         return Err("not an IDX file (the first two bytes must be zero)".into());
     }
@@ -40,21 +71,39 @@ pub fn parse_idx(bytes: &[u8]) -> std::result::Result<IdxArray, String> {
         ));
     }
     let nd = bytes[3] as usize;
-    let header = 4 + 4 * nd;
-    if nd == 0 || bytes.len() < header {
+    let header_len = 4 + 4 * nd;
+    if nd == 0 || bytes.len() < header_len {
         return Err(format!("IDX header with {nd} dimensions is truncated"));
     }
-    let dims: Vec<usize> = (0..nd)
-        .map(|i| {
-            let o = 4 + 4 * i;
-            u32::from_be_bytes([bytes[o], bytes[o + 1], bytes[o + 2], bytes[o + 3]]) as usize
-        })
+    let dims: Vec<usize> = bytes[4..header_len]
+        .chunks_exact(4)
+        .map(|c| u32::from_be_bytes([c[0], c[1], c[2], c[3]]) as usize)
         .collect();
-    let n: usize = dims.iter().product();
-    let data = &bytes[header..];
-    if data.len() != n {
+    let data_len = crate::io::budget::elements(&dims);
+    Ok(IdxHeader {
+        dims,
+        header_len,
+        data_len,
+    })
+}
+
+/// Parses IDX bytes.
+pub fn parse_idx(bytes: &[u8]) -> std::result::Result<IdxArray, String> {
+    let IdxHeader {
+        dims,
+        header_len,
+        data_len,
+    } = parse_header(bytes)?;
+    if dims.contains(&0) {
         return Err(format!(
-            "IDX dimensions {dims:?} need {n} data bytes, the file has {}",
+            "IDX dimensions {dims:?} have a zero-length axis: the file holds no data"
+        ));
+    }
+    let data = &bytes[header_len..];
+    if data_len != Some(data.len() as u128) {
+        let need = data_len.map_or("more than 2^128".to_string(), |n| n.to_string());
+        return Err(format!(
+            "IDX dimensions {dims:?} need {need} data bytes, the file has {}",
             data.len()
         ));
     }
