@@ -12,7 +12,7 @@
 //! (with K > 1 the score column is the posterior mean of K samples, batched), 6 crops (the
 //! first 6 of a larger CROPS are the same 6: one stream per crop). Needs the photos of
 //! `make data` (Debian wallpapers) and `make setup` (scikit-image/scikit-learn wheels).
-use scoreinv::inverse::baselines::{Baseline, TaskPreset};
+use scoreinv::inverse::baselines::{tv_preset, Baseline, TV_LAMBDA_COLORIZATION};
 use scoreinv::inverse::projection::ProjectionConfig;
 use scoreinv::inverse::score_method::{ScoreAlgorithm, ScoreMethod};
 use scoreinv::inverse::study::{self, BaselineMethod, Method};
@@ -43,7 +43,7 @@ fn main() -> anyhow::Result<()> {
     let op = Arc::new(Grayscale::new(64, 64)?);
     let gray = BaselineMethod {
         baseline: Baseline::Gray,
-        tv: TaskPreset::Colorization.tv_config(),
+        tv: tv_preset(TV_LAMBDA_COLORIZATION),
     };
     let score = ScoreMethod::from_model_dir(
         &model,

@@ -7,7 +7,7 @@
 //! ```
 //! Defaults: `data/models/ct-ellipses`, 100 steps, `out/examples/ct_sparse_view`.
 use scoreinv::data::cases::{load_cases, CaseOptions};
-use scoreinv::inverse::baselines::{Baseline, TaskPreset};
+use scoreinv::inverse::baselines::{tv_preset, Baseline, TV_LAMBDA_CT};
 use scoreinv::inverse::projection::ProjectionConfig;
 use scoreinv::inverse::score_method::{ScoreAlgorithm, ScoreMethod};
 use scoreinv::inverse::study::{self, BaselineMethod, Method};
@@ -55,7 +55,7 @@ fn main() -> anyhow::Result<()> {
     let noise = GaussianNoise::new(0.005)?;
     let noise = |y: &tch::Tensor| -> scoreinv::Result<tch::Tensor> { Ok(noise.apply(y)?) };
 
-    let tv = TaskPreset::Ct.tv_config();
+    let tv = tv_preset(TV_LAMBDA_CT);
     let fbp = BaselineMethod {
         baseline: Baseline::Fbp,
         tv,

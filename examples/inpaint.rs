@@ -8,11 +8,11 @@
 //! ```
 //! Defaults: `data/models/fashion-mnist`, 200 steps, `out/examples/inpaint`.
 use scoreinv::data::cases::{load_cases, CaseOptions};
-use scoreinv::inverse::baselines::{Baseline, TaskPreset};
+use scoreinv::inverse::baselines::{tv_preset, Baseline, TV_LAMBDA_INPAINTING};
 use scoreinv::inverse::projection::ProjectionConfig;
 use scoreinv::inverse::score_method::{ScoreAlgorithm, ScoreMethod};
 use scoreinv::inverse::study::{self, BaselineMethod, Method};
-use scoreinv::inverse::tasks::inpaint_mask;
+use scoreinv::inverse::tasks::inpaint::inpaint_mask;
 use scoreinv::io::output::{OutputDir, Reuse};
 use scoreinv::operators::{LinearOperator, Masking};
 use std::path::PathBuf;
@@ -37,7 +37,7 @@ fn main() -> anyhow::Result<()> {
     let mask = inpaint_mask("box", 28, 28, 0)?; // 1 = observed
     let op = Arc::new(Masking::from_2d(mask, 1)?);
 
-    let tv = TaskPreset::Inpainting.tv_config();
+    let tv = tv_preset(TV_LAMBDA_INPAINTING);
     let tvm = BaselineMethod {
         baseline: Baseline::Tv,
         tv,

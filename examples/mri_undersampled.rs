@@ -9,11 +9,11 @@
 //! ```
 //! Defaults: `data/models/mri-brain`, 200 steps, `out/examples/mri_undersampled`.
 use scoreinv::data::cases::{load_cases, CaseOptions};
-use scoreinv::inverse::baselines::{Baseline, TaskPreset};
+use scoreinv::inverse::baselines::{tv_preset, Baseline, TV_LAMBDA_MRI};
 use scoreinv::inverse::projection::ProjectionConfig;
 use scoreinv::inverse::score_method::{ScoreAlgorithm, ScoreMethod};
 use scoreinv::inverse::study::{self, BaselineMethod, Method};
-use scoreinv::inverse::tasks::{mri_mask, MriConfig};
+use scoreinv::inverse::tasks::mri::{mri_mask, MriConfig};
 use scoreinv::io::output::{OutputDir, Reuse};
 use scoreinv::operators::{LinearOperator, MriFourier};
 use std::path::PathBuf;
@@ -51,7 +51,7 @@ fn main() -> anyhow::Result<()> {
     let mask = mri_mask(&MriConfig::default(), n, n, 0)?;
     let op = Arc::new(MriFourier::new(mask, 1)?);
 
-    let tv = TaskPreset::Mri.tv_config();
+    let tv = tv_preset(TV_LAMBDA_MRI);
     let zf = BaselineMethod {
         baseline: Baseline::ZeroFilled,
         tv,

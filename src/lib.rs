@@ -25,6 +25,7 @@
 
 pub mod autocast;
 pub mod bench;
+pub mod config;
 pub mod cuda_graph;
 pub mod data;
 pub mod device;

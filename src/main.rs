@@ -3,7 +3,7 @@ mod cli;
 
 fn main() {
     if let Err(e) = cli::run() {
-        eprintln!("error: {e:#}");
+        eprintln!("error: {}", cli::flagify(&format!("{e:#}")));
         // A command stopped by SIGINT/SIGTERM at a safe point exits as an interrupted program.
         let interrupted = e.chain().any(|c| {
             matches!(

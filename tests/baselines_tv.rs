@@ -4,8 +4,7 @@
 //! and a gray (channel-combination) operator. All f64 on the CPU; a CUDA variant is ignored.
 use scoreinv::inverse::baselines::{
     fbp, gradient, gradient_adjoint, gray, operator_norm, total_variation, tv_fista, tv_pdhg,
-    zero_filled, Baseline, ComplexPart, Constraint, FistaConfig, Init, PowerIteration, TaskPreset,
-    TvConfig,
+    zero_filled, Baseline, ComplexPart, Constraint, FistaConfig, Init, PowerIteration, TvConfig,
 };
 use scoreinv::operators::{LinearOperator, Result as OpResult};
 use std::sync::Mutex;
@@ -521,7 +520,8 @@ fn tv_inpainting_fills_the_missing_pixels() {
         mask: Shared::new(mask.shallow_clone()),
     };
     let y = op.forward(&truth).unwrap();
-    let mut cfg = TaskPreset::Inpainting.tv_config();
+    let mut cfg =
+        scoreinv::inverse::baselines::tv_preset(scoreinv::inverse::baselines::TV_LAMBDA_INPAINTING);
     cfg.n_iter = 1500;
     let res = tv_pdhg(&op, &y, &cfg).unwrap();
     let missing = (mask.ones_like() - &mask).unsqueeze(0);

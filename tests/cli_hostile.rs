@@ -25,8 +25,12 @@ impl Sandbox {
         self.dir.path().join(rel)
     }
 
+    /// The binary under test; `SCOREINV_TEST_BIN` names another one (e.g. an older build, to
+    /// see which of these cases it fails).
     fn command(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_scoreinv"));
+        let bin = std::env::var_os("SCOREINV_TEST_BIN")
+            .unwrap_or_else(|| env!("CARGO_BIN_EXE_scoreinv").into());
+        let mut c = Command::new(bin);
         c.current_dir(self.dir.path())
             .args(["--device", "cpu", "--threads", "1"])
             .args(args);
@@ -466,7 +470,7 @@ fn merge_refuses_shards_that_do_not_belong_together() {
     // 23 views beside 60 views.
     s.refused(
         &["merge", "p0", "p1", "q2", "--out", "m"],
-        &["args.views", "23", "60", "--allow-mixed"],
+        &["task_settings.views", "23", "60", "--allow-mixed"],
     );
     // An incomplete set names the missing part.
     s.refused(
@@ -487,7 +491,7 @@ fn merge_refuses_shards_that_do_not_belong_together() {
     let m = json(&s.path("m/metrics.json"));
     assert_eq!(m["complete"], true);
     assert_eq!(m["records"].as_array().unwrap().len(), 4);
-    assert_eq!(m["settings"]["args"]["views"], 23);
+    assert_eq!(m["settings"]["task_settings"]["views"], 23);
     // With --allow-partial the gap is recorded.
     s.ok(&["merge", "p0", "q2", "--out", "m2", "--allow-partial"]);
     assert_eq!(json(&s.path("m2/metrics.json"))["complete"], false);
@@ -565,6 +569,31 @@ fn resume_to_a_step_already_reached_says_so() {
 
 // --------------------------------------------------------------------------- interrupts
 
+/// A child process killed when dropped, so a failing test leaves nothing running.
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
+impl std::ops::Deref for Running {
+    type Target = Child;
+    fn deref(&self) -> &Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Running {
+    fn deref_mut(&mut self) -> &mut Child {
+        &mut self.0
+    }
+}
+
 fn sigint(child: &Child) {
     // SAFETY: kill(2) on a child process we own.
     let rc = unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
@@ -611,6 +640,7 @@ fn sigint_during_training_writes_a_checkpoint_and_exits_130() {
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
+        .map(Running)
         .unwrap();
     // checkpoint.json is written at step 0 when the loop starts; then let it take steps.
     wait_for("the first checkpoint", Duration::from_secs(120), || {
@@ -680,6 +710,7 @@ fn sigint_during_reconstruct_keeps_the_cases_done_and_resume_finishes_them() {
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
+        .map(Running)
         .unwrap();
     wait_for("the first case", Duration::from_secs(120), || {
         s.path("r/ellipses_0.png").exists()
@@ -761,6 +792,7 @@ fn a_second_sigint_exits_at_once() {
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
+        .map(Running)
         .unwrap();
     wait_for("the output folder", Duration::from_secs(120), || {
         s.path("r/.scoreinv-output.json").exists()
@@ -811,6 +843,14 @@ fn messages_name_the_flag_and_value_once() {
     io::npy::write_npy(&s.path("nan.npy"), &a).unwrap();
     let e = s.refused(&ct_fbp("nan.npy", "o"), &["nan.npy", "1 NaN", "[0, 1, 2]"]);
     assert!(!e.contains("IxDyn"), "{e}");
+    // An RGBA picture is read as RGB, and the refusal says so.
+    image::RgbaImage::from_pixel(8, 8, image::Rgba([10, 20, 30, 128]))
+        .save(s.path("rgba.png"))
+        .unwrap();
+    s.refused(
+        &ct_fbp("rgba.png", "o"),
+        &["rgba.png", "RGBA", "3 channels"],
+    );
     // Zero and negative counts name the flag.
     for (flag, value) in [
         ("--steps", "0"),

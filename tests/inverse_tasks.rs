@@ -1,8 +1,10 @@
-//! `scoreinv::inverse::tasks`: configs, operators, noise and measurement files of the four
-//! tasks, checked against analytic truths.
+//! `scoreinv::inverse::tasks`: configs, operators, noise and measurement files of the tasks,
+//! checked against analytic truths.
 use ndarray::Array2;
+use scoreinv::inverse::tasks::inpaint::inpaint_mask;
+use scoreinv::inverse::tasks::mri::mri_mask;
 use scoreinv::inverse::tasks::{
-    self, mri_mask, MriConfig, MriMaskKind, TaskConfig, TaskKind, TaskNoise,
+    self, ColorizeConfig, CtConfig, InpaintConfig, MriConfig, MriMaskKind, Task, TaskNoise,
 };
 use scoreinv::operators::masks::MaskSpec;
 use scoreinv::operators::NoiseModel;
@@ -10,21 +12,31 @@ use tch::{Device, Kind, Tensor};
 
 #[test]
 fn configs_default_to_the_published_settings_and_round_trip() {
-    let ct: TaskConfig = serde_json::from_str(r#"{"task": "ct"}"#).unwrap();
-    match &ct {
-        TaskConfig::Ct(c) => assert_eq!((c.views, c.angles), (23, 180)),
-        other => panic!("{other:?}"),
-    }
-    let mri: TaskConfig = serde_json::from_str(r#"{"task": "mri"}"#).unwrap();
-    assert_eq!(mri, TaskConfig::Mri(MriConfig::default()));
+    let ct = tasks::from_json(serde_json::json!({"task": "ct"})).unwrap();
+    assert_eq!(ct.name(), "ct");
+    assert_eq!(
+        (
+            ct.settings()["views"].as_u64(),
+            ct.settings()["angles"].as_u64()
+        ),
+        (Some(23), Some(180))
+    );
+    let mri = tasks::from_json(serde_json::json!({"task": "mri"})).unwrap();
+    assert_eq!(mri.settings(), MriConfig::default().settings());
     let m = MriConfig::default();
     assert_eq!(
         (m.acceleration, m.coils, m.mask_kind),
         (4.0, 1, MriMaskKind::Random)
     );
-    for cfg in [ct, mri, TaskConfig::Colorize] {
-        let back: TaskConfig = serde_json::from_str(&serde_json::to_string(&cfg).unwrap()).unwrap();
-        assert_eq!(back, cfg);
+    let colorize: Box<dyn Task> = Box::new(ColorizeConfig::default());
+    for task in [ct, mri, colorize] {
+        let mut tagged = task.settings();
+        tagged["task"] = task.name().into();
+        let back = tasks::from_json(tagged).unwrap();
+        assert_eq!(
+            (back.name(), back.settings()),
+            (task.name(), task.settings())
+        );
     }
     let err = "spiral".parse::<MriMaskKind>().unwrap_err().to_string();
     assert!(err.contains("unknown mask kind 'spiral'"), "{err}");
@@ -36,14 +48,17 @@ fn configs_default_to_the_published_settings_and_round_trip() {
 
 #[test]
 fn image_shapes_are_checked_per_task() {
-    let msg = |k, s: &[i64]| tasks::check_image_shape(k, "x", s).unwrap_err().to_string();
-    assert!(msg(TaskKind::Ct, &[3, 8, 8]).contains("CT needs gray images"));
-    assert!(msg(TaskKind::Ct, &[1, 8, 9]).contains("square"));
-    assert!(msg(TaskKind::Mri, &[3, 8, 8]).contains("MRI needs gray"));
-    assert!(msg(TaskKind::Colorize, &[1, 8, 8]).contains("colorize needs RGB"));
-    assert!(tasks::check_image_shape(TaskKind::Inpaint, "x", &[3, 8, 9]).is_ok());
-    let err = TaskKind::Colorize
-        .parse_method("fbp")
+    let msg = |k: &dyn Task, s: &[i64]| k.check_image("x", s).unwrap_err().to_string();
+    let (ct, mri) = (CtConfig::default(), MriConfig::default());
+    let colorize = ColorizeConfig::default();
+    assert!(msg(&ct, &[3, 8, 8]).contains("CT needs gray images"));
+    assert!(msg(&ct, &[1, 8, 9]).contains("square"));
+    assert!(msg(&mri, &[3, 8, 8]).contains("MRI needs gray"));
+    assert!(msg(&colorize, &[1, 8, 8]).contains("colorize needs RGB"));
+    assert!(InpaintConfig::default()
+        .check_image("x", &[3, 8, 9])
+        .is_ok());
+    let err = tasks::parse_method(&colorize, "fbp")
         .unwrap_err()
         .to_string();
     assert!(
@@ -54,13 +69,14 @@ fn image_shapes_are_checked_per_task() {
 
 #[test]
 fn poisson_noise_is_ct_only_and_uses_the_lodopab_attenuation() {
-    let err = TaskNoise::parse("poisson:1000", TaskKind::Mri)
+    let (ct, mri) = (CtConfig::default(), MriConfig::default());
+    let err = TaskNoise::parse("poisson:1000", &mri)
         .unwrap_err()
         .to_string();
     assert!(err.contains("applies only to CT"), "{err}");
-    let n = TaskNoise::parse("poisson:10000", TaskKind::Ct).unwrap();
+    let n = TaskNoise::parse("poisson:10000", &ct).unwrap();
     assert!(n.lodopab_mu);
-    let explicit = TaskNoise::parse("poisson:10000:1", TaskKind::Ct).unwrap();
+    let explicit = TaskNoise::parse("poisson:10000:1", &ct).unwrap();
     assert!(!explicit.lodopab_mu);
     // 64 detector bins: μ = 81.35858 · 0.26 / 64 ≈ 0.3305 per unit line integral. For y = 10,
     // λ = 1e4 · e^{-μ y} ≈ 367 photons and the log-transformed measurement has standard
@@ -82,24 +98,25 @@ fn poisson_noise_is_ct_only_and_uses_the_lodopab_attenuation() {
 #[test]
 fn simulated_mri_and_inpainting_noise_stays_inside_the_mask() {
     let x = Tensor::rand([1, 16, 16], (Kind::Float, Device::Cpu));
-    let noise = TaskNoise::parse("gaussian:0.1", TaskKind::Mri).unwrap();
+    let noise = TaskNoise::parse("gaussian:0.1", &MriConfig::default()).unwrap();
     tch::manual_seed(1);
-    for cfg in [
-        TaskConfig::Mri(MriConfig::default()),
-        TaskConfig::Inpaint(tasks::InpaintConfig {
+    let tasks: [Box<dyn Task>; 2] = [
+        Box::new(MriConfig::default()),
+        Box::new(InpaintConfig {
             mask: "random:0.3".into(),
         }),
-    ] {
-        let op = cfg.build(&x.size(), 0, Device::Cpu).unwrap();
-        let y = tasks::simulate(&op, &noise, &x).unwrap();
+    ];
+    for task in tasks {
+        let op = task.operator(&x.size(), 0, Device::Cpu).unwrap();
+        let y = tasks::simulate(op.as_ref(), &noise, &x).unwrap();
         let clean = op.op().forward(&x.unsqueeze(0)).unwrap().get(0);
         // Noise is added (σ = 0.1 of the peak) ...
         let diff = (&y - &clean).abs().max().double_value(&[]);
-        assert!(diff > 1e-3, "{:?}: no noise", cfg.kind());
+        assert!(diff > 1e-3, "{}: no noise", task.name());
         // ... but where A x is structurally zero (unmeasured), y is exactly zero too.
         let unmeasured = clean.abs().eq(0.0).to_kind(Kind::Float);
         let leaked = (y.abs() * unmeasured).max().double_value(&[]);
-        assert_eq!(leaked, 0.0, "{:?}", cfg.kind());
+        assert_eq!(leaked, 0.0, "{}", task.name());
     }
 }
 
@@ -149,11 +166,8 @@ fn mask_files_must_be_binary_single_channel() {
     let mut m = Array2::<f32>::ones((4, 4));
     m[[1, 2]] = 0.0;
     scoreinv::io::npy::write_npy(&ok, &m).unwrap();
-    assert_eq!(
-        tasks::inpaint_mask(ok.to_str().unwrap(), 4, 4, 0).unwrap(),
-        m
-    );
-    let err = tasks::inpaint_mask(ok.to_str().unwrap(), 5, 4, 0)
+    assert_eq!(inpaint_mask(ok.to_str().unwrap(), 4, 4, 0).unwrap(), m);
+    let err = inpaint_mask(ok.to_str().unwrap(), 5, 4, 0)
         .unwrap_err()
         .to_string();
     assert!(err.contains("expected shape [5, 4]"), "{err}");
@@ -163,24 +177,23 @@ fn mask_files_must_be_binary_single_channel() {
 fn measurement_files_load_back_into_the_same_operator() {
     let dir = tempfile::tempdir().unwrap();
     let x = Tensor::rand([1, 16, 16], (Kind::Float, Device::Cpu));
-    let cfg = TaskConfig::Mri(MriConfig {
+    let cfg = MriConfig {
         mask_kind: MriMaskKind::Gaussian2d,
         coils: 2,
         ..MriConfig::default()
-    });
-    let op = cfg.build(&x.size(), 3, Device::Cpu).unwrap();
-    let none = TaskNoise::parse("none", TaskKind::Mri).unwrap();
-    let y = tasks::simulate(&op, &none, &x).unwrap();
+    };
+    let op = cfg.operator(&x.size(), 3, Device::Cpu).unwrap();
+    let none = TaskNoise::parse("none", &cfg).unwrap();
+    let y = tasks::simulate(op.as_ref(), &none, &x).unwrap();
     let out = dir.path().join("k.npy");
-    let written = tasks::write_measurement(&op, &y, &out).unwrap();
+    let written = tasks::write_measurement(op.as_ref(), &y, &out).unwrap();
     assert_eq!(written.len(), 3);
-    let m = tasks::load_mri_measurement(
-        &out,
-        Some(&dir.path().join("k_mask.npy")),
-        Some(&dir.path().join("k_maps.npy")),
-        Device::Cpu,
-    )
-    .unwrap();
+    let reader = MriConfig {
+        mask_file: Some(dir.path().join("k_mask.npy")),
+        coil_maps: Some(dir.path().join("k_maps.npy")),
+        ..MriConfig::default()
+    };
+    let m = reader.read_measurement(&out, Device::Cpu).unwrap();
     // The reloaded operator applied to x reproduces the stored measurement (maps stored in
     // f32, k-space values ≤ 16: 1e-4).
     let again = m.op.op().forward(&x.unsqueeze(0)).unwrap();

@@ -83,6 +83,49 @@ fn allow_negative_numbers(cmd: clap::Command) -> clap::Command {
     cmd
 }
 
+/// Rewrites the settings a library message names by field (`` `ground_truth` ``) to the flags
+/// that set them (`--ground-truth`), for every flag of every subcommand; other backticked words
+/// stay as they are.
+pub fn flagify(msg: &str) -> String {
+    use std::collections::HashMap;
+    use std::sync::OnceLock;
+    static FLAGS: OnceLock<HashMap<String, String>> = OnceLock::new();
+    fn collect(cmd: &clap::Command, m: &mut HashMap<String, String>) {
+        for a in cmd.get_arguments() {
+            if let Some(l) = a.get_long() {
+                m.entry(a.get_id().to_string())
+                    .or_insert_with(|| format!("--{l}"));
+            }
+        }
+        for s in cmd.get_subcommands() {
+            collect(s, m);
+        }
+    }
+    let flags = FLAGS.get_or_init(|| {
+        let mut m = HashMap::new();
+        collect(&Cli::command(), &mut m);
+        m
+    });
+    let mut out = String::with_capacity(msg.len());
+    let mut rest = msg;
+    while let Some(a) = rest.find('`') {
+        out.push_str(&rest[..a]);
+        let after = &rest[a + 1..];
+        match after.find('`') {
+            Some(b) if flags.contains_key(&after[..b]) => {
+                out.push_str(&flags[&after[..b]]);
+                rest = &after[b + 1..];
+            }
+            _ => {
+                out.push('`');
+                rest = after;
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
 pub fn run() -> Result<()> {
     let matches = allow_negative_numbers(Cli::command()).get_matches();
     let cli = match Cli::from_arg_matches(&matches) {

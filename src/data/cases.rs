@@ -17,7 +17,6 @@
 use super::ct_slices::{self, HuWindow, Orientation};
 use super::invesalius::{read_inv3, CRANIUM_INV3};
 use super::phantom::{random_ellipses_batch, shepp_logan, RandomEllipsesConfig};
-use crate::inverse::study::Case;
 use crate::io;
 use crate::{Error, Result};
 use ndarray::{Array2, Array3, Axis};
@@ -25,6 +24,12 @@ use std::cell::RefCell;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use tch::{Kind, Tensor};
+
+/// One ground-truth image `[C, H, W]` with values in [0, 1].
+pub struct Case {
+    pub name: String,
+    pub truth: Tensor,
+}
 
 /// How cases are prepared.
 #[derive(Debug, Clone, Copy)]
@@ -156,9 +161,36 @@ pub fn load_cases(spec: &str, opts: &CaseOptions) -> Result<Vec<Case>> {
     load_cases_with_volumes(spec, opts).map(|(cases, _)| cases)
 }
 
+/// Spacing and affine of a volume whose `H×W` slices were resampled to `size×size` (voxel
+/// centres of the new grid: `old = s·new + (s − 1)/2` with `s = old/new` along each in-plane
+/// axis).
+pub fn resized_geometry(
+    spacing: Option<[f64; 3]>,
+    affine: Option<[[f64; 4]; 4]>,
+    (h, w): (usize, usize),
+    size: Option<i64>,
+) -> (Option<[f64; 3]>, Option<[[f64; 4]; 4]>) {
+    let Some(n) = size else {
+        return (spacing, affine);
+    };
+    let (sy, sx) = (h as f64 / n as f64, w as f64 / n as f64);
+    let spacing = spacing.map(|[dz, dy, dx]| [dz, dy * sy, dx * sx]);
+    let affine = affine.map(|mut a| {
+        // Columns: 0 ↔ x (W), 1 ↔ y (H), 2 ↔ z, 3 translation.
+        for (c, s) in [(0, sx), (1, sy)] {
+            for row in a.iter_mut().take(3) {
+                row[3] += (s - 1.0) / 2.0 * row[c];
+                row[c] *= s;
+            }
+        }
+        a
+    });
+    (spacing, affine)
+}
+
 /// A ground-truth volume whose slices became the cases `{stem}_z{K}`, with the geometry of
 /// the (possibly resized) slice grid, so reconstructions can be written back as a volume
-/// ([`crate::inverse::volumes`]).
+/// (written back by the study's volumes module).
 #[derive(Debug, Clone, PartialEq)]
 pub struct SourceVolume {
     pub stem: String,
@@ -369,8 +401,7 @@ pub fn pending_cases(
             source: Pending::Slice(vol.clone(), z),
         })
         .collect();
-    let (spacing, affine) =
-        crate::inverse::volumes::resized_geometry(meta.spacing, meta.affine, (h, w), opts.size);
+    let (spacing, affine) = resized_geometry(meta.spacing, meta.affine, (h, w), opts.size);
     Ok((
         cases,
         vec![SourceVolume {
@@ -553,6 +584,12 @@ fn image_cases(
     };
     // Checked before the values are mapped: min–max scaling would turn ±Inf into NaN.
     io::ensure_finite(&img.data, spec)?;
+    if matches!(img.meta.color.as_deref(), Some("RGBA" | "gray+alpha")) {
+        eprintln!(
+            "note: {spec} is read as {}",
+            img.meta.channels_text(img.depth())
+        );
+    }
     let data = to_unit_range(&img, opts, spec);
     match img.axes {
         io::Axes::Chw => out.push(finish(stem, data, opts)?),
@@ -563,12 +600,8 @@ fn image_cases(
                 out.push(finish(format!("{stem}_z{z}"), gray(sl.to_owned()), opts)?);
             }
             let (_, h, w) = data.dim();
-            let (spacing, affine) = crate::inverse::volumes::resized_geometry(
-                img.meta.spacing,
-                img.meta.affine,
-                (h, w),
-                opts.size,
-            );
+            let (spacing, affine) =
+                resized_geometry(img.meta.spacing, img.meta.affine, (h, w), opts.size);
             volumes.push(SourceVolume {
                 stem,
                 case_names: names,

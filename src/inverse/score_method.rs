@@ -17,7 +17,8 @@ use crate::models::ScoreModel;
 use crate::sde::Sde;
 use crate::{Error, Result};
 use scoreinv_operators::{Decomposed, LinearOperator};
-use std::path::Path;
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use tch::{Device, Tensor};
 
@@ -156,8 +157,8 @@ impl ScoreMethod {
         }
         if have[1..] != want[1..] {
             return Err(Error::Invalid(format!(
-                "{from} was trained on {}×{} images but the cases are {}×{}: pass --size {} to \
-                 resample them",
+                "{from} was trained on {}×{} images but the cases are {}×{}: resample them with \
+                 `size` {}",
                 have[1], have[2], want[1], want[2], have[1]
             )));
         }
@@ -245,4 +246,136 @@ impl Method for ScoreMethod {
         let std = (self.samples > 1).then_some(p.std);
         Ok((p.mean, std))
     }
+}
+
+/// The settings of the score-based methods (`score`, `score-sde`, `dps`) of a study.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ScoreSettings {
+    /// The model directory (config.json + model.safetensors).
+    pub model: Option<PathBuf>,
+    /// Reverse-SDE steps `N` (default: the model's SDE).
+    pub steps: Option<usize>,
+    /// Langevin corrector signal-to-noise ratio (default: validated for the model and task,
+    /// else the task's published value).
+    pub snr: Option<f64>,
+    /// Projection weight `λ ∈ [0, 1]` of `score` (same precedence as `snr`).
+    pub lambda: Option<f64>,
+    /// DPS step size `ζ`.
+    pub zeta: Option<f64>,
+    /// Conjugate-gradient iterations of `score`'s final least-squares data-consistency step.
+    pub consistency_iters: Option<usize>,
+    /// Posterior samples per case; the reconstruction is their mean.
+    pub samples: i64,
+    /// CUDA only: replay `score`'s steps as one captured CUDA graph.
+    pub cuda_graph: bool,
+}
+
+impl Default for ScoreSettings {
+    fn default() -> Self {
+        Self {
+            model: None,
+            steps: None,
+            snr: None,
+            lambda: None,
+            zeta: None,
+            consistency_iters: None,
+            samples: 1,
+            cuda_graph: false,
+        }
+    }
+}
+
+/// The score-based methods of a study and notes for the user ([`score_methods`]).
+pub type ScoreMethods = (Vec<Box<dyn Method>>, Vec<String>);
+
+/// Whether `name` is a score-based method (`score`, `score-sde`, `dps`).
+pub fn is_score_method(name: &str) -> bool {
+    matches!(
+        name.trim().to_ascii_lowercase().as_str(),
+        "score" | "score-sde" | "score_sde" | "dps"
+    )
+}
+
+/// The score-based methods named in `methods`, loaded from `s.model` onto `device`, checked
+/// against the operator's image shape before anything is written. `score` and `score-sde` need
+/// the operator's `T`/`Λ` decomposition; without one (multi-coil SENSE) only `dps` is accepted.
+/// `score` takes its settings from the task's published ones, then the model's validated
+/// settings for the task (`"sampler"` in its `config.json`), then `s`. Returns the methods and
+/// notes for the user (settings taken from the model).
+pub fn score_methods(
+    methods: &[String],
+    s: &ScoreSettings,
+    op: &dyn crate::inverse::tasks::TaskOperator,
+    task: &dyn crate::inverse::tasks::Task,
+    device: Device,
+) -> Result<ScoreMethods> {
+    let mut out: Vec<Box<dyn Method>> = Vec::new();
+    let mut notes = Vec::new();
+    let a = op.op();
+    if s.cuda_graph && !device.is_cuda() {
+        return Err(Error::Config(format!(
+            "`cuda_graph` needs a CUDA device, the run is on {}",
+            crate::device::device_name(device)
+        )));
+    }
+    for m in methods.iter().filter(|m| is_score_method(m)) {
+        let dir = s.model.as_deref().ok_or_else(|| {
+            Error::Config(format!(
+                "`method` {m} needs a trained model: set `model` to a model directory"
+            ))
+        })?;
+        let with_dir =
+            |e: Error| Error::Config(format!("`method` {m}, `model` {}: {e}", dir.display()));
+        let name = m.trim().to_ascii_lowercase();
+        let decomposed = op.decomposed();
+        if decomposed.is_none() && name != "dps" {
+            return Err(Error::Config(format!(
+                "`method` {m}: the {} operator has no T/Λ decomposition; use dps",
+                a.name()
+            )));
+        }
+        let algorithm = match name.as_str() {
+            "score" => {
+                let mut c = task.projection_config();
+                let validated = crate::models::model_dir::sampler_settings(dir, task.name())
+                    .map_err(with_dir)?;
+                if let Some(ms) = &validated {
+                    c = c.with_model_settings(ms);
+                    let flagged = |v: Option<f64>, f: Option<f64>| v.is_some() && f.is_none();
+                    if flagged(ms.snr, s.snr) || flagged(ms.lambda, s.lambda) {
+                        notes.push(format!(
+                            "`method` score: snr {}, λ {} validated for this model ({}, \
+                             sampler.{}; `snr` / `lambda` override)",
+                            s.snr.unwrap_or(c.snr),
+                            s.lambda.unwrap_or(c.lambda),
+                            dir.join("config.json").display(),
+                            task.name()
+                        ));
+                    }
+                }
+                c.snr = s.snr.unwrap_or(c.snr);
+                c.lambda = s.lambda.unwrap_or(c.lambda);
+                c.consistency_iters = s.consistency_iters.unwrap_or(c.consistency_iters);
+                c.cuda_graph = s.cuda_graph;
+                ScoreAlgorithm::Projection(c)
+            }
+            "dps" => {
+                let mut c = dps::DpsConfig::default();
+                c.zeta = s.zeta.unwrap_or(c.zeta);
+                ScoreAlgorithm::Dps(c)
+            }
+            _ => {
+                let mut c = replacement::ReplacementConfig::default();
+                c.snr = s.snr.unwrap_or(c.snr);
+                ScoreAlgorithm::Replacement(c)
+            }
+        };
+        let method =
+            ScoreMethod::from_model_dir(dir, device, s.steps, algorithm, decomposed, s.samples)
+                .map_err(with_dir)?;
+        method.check_operator(a.as_ref())?;
+        out.push(Box::new(method));
+    }
+    Ok((out, notes))
 }

@@ -67,32 +67,7 @@ impl VolumeManifest {
     }
 }
 
-/// Spacing and affine of a volume whose `H×W` slices were resampled to `size×size` (voxel
-/// centres of the new grid: `old = s·new + (s − 1)/2` with `s = old/new` along each in-plane
-/// axis).
-pub fn resized_geometry(
-    spacing: Option<[f64; 3]>,
-    affine: Option<[[f64; 4]; 4]>,
-    (h, w): (usize, usize),
-    size: Option<i64>,
-) -> (Option<[f64; 3]>, Option<[[f64; 4]; 4]>) {
-    let Some(n) = size else {
-        return (spacing, affine);
-    };
-    let (sy, sx) = (h as f64 / n as f64, w as f64 / n as f64);
-    let spacing = spacing.map(|[dz, dy, dx]| [dz, dy * sy, dx * sx]);
-    let affine = affine.map(|mut a| {
-        // Columns: 0 ↔ x (W), 1 ↔ y (H), 2 ↔ z, 3 translation.
-        for (c, s) in [(0, sx), (1, sy)] {
-            for row in a.iter_mut().take(3) {
-                row[3] += (s - 1.0) / 2.0 * row[c];
-                row[c] *= s;
-            }
-        }
-        a
-    });
-    (spacing, affine)
-}
+pub use crate::data::cases::resized_geometry;
 
 /// Joins the manifests of several study folders (shards): entries of the same `stem` must
 /// describe the same volume (depth, geometry, methods); a slice may appear only once.

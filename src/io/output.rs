@@ -316,31 +316,32 @@ pub fn resolve(path: &Path) -> PathBuf {
             .map(|d| d.join(path))
             .unwrap_or_else(|_| path.to_path_buf())
     };
-    let mut existing = abs.clone();
-    let mut rest: Vec<std::ffi::OsString> = Vec::new();
-    loop {
-        if let Ok(c) = existing.canonicalize() {
-            let mut out = c;
-            for part in rest.iter().rev() {
-                if part == ".." {
-                    out.pop();
-                } else if part != "." {
-                    out.push(part);
+    // Component by component: while the path exists, each step is canonicalised (so a `..`
+    // after a symbolic link leaves the link's target); past the first missing part, the rest
+    // is appended lexically.
+    let mut out = PathBuf::new();
+    let mut exists = true;
+    for c in abs.components() {
+        match c {
+            Component::Prefix(_) | Component::RootDir => out.push(c.as_os_str()),
+            Component::CurDir => {}
+            Component::ParentDir => {
+                out.pop();
+                // Back inside the existing (canonical) part.
+                exists = exists || out.exists();
+            }
+            Component::Normal(name) => {
+                out.push(name);
+                if exists {
+                    match out.canonicalize() {
+                        Ok(canon) => out = canon,
+                        Err(_) => exists = false,
+                    }
                 }
             }
-            return out;
-        }
-        match (
-            existing.file_name().map(|n| n.to_os_string()),
-            existing.parent(),
-        ) {
-            (Some(name), Some(parent)) => {
-                rest.push(name);
-                existing = parent.to_path_buf();
-            }
-            _ => return abs,
         }
     }
+    out
 }
 
 /// Refuses an output `out` that is, contains, or lies inside one of `inputs` (files or

@@ -13,7 +13,8 @@
 //!   white image (so `A x = y` exactly for any per-pixel channel combination; for weights that
 //!   sum to one this is plain replication of the gray channel).
 //!
-//! [`TaskPreset`] holds the regularisation weights per task (images in `[0, 1]`).
+//! [`tv_preset`] and the `TV_LAMBDA_*` weights are the TV settings of the tasks (images in
+//! `[0, 1]`).
 pub mod fista;
 pub mod norm;
 pub mod tv;
@@ -192,20 +193,6 @@ impl FromStr for Baseline {
     }
 }
 
-/// The inverse problems of the project, for per-task baseline settings.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum TaskPreset {
-    /// Sparse-view CT (Radon).
-    Ct,
-    /// Undersampled MRI (masked orthonormal FFT, complex k-space).
-    Mri,
-    /// Inpainting (0/1 mask).
-    Inpainting,
-    /// Colorization (gray operator).
-    Colorization,
-}
-
 // The TV weights below were chosen on validation data that no reported evaluation uses
 // (`scripts/tune_tv`, table in docs/results/tv-lambda-validation-3000-iters.txt): mean PSNR of
 // `--method tv` at `TV_ITERS` iterations over a grid of weights, per task.
@@ -250,35 +237,16 @@ pub const TV_LAMBDA_COLORIZATION: f64 = 1e-2;
 /// MRI at 8× gained 0.7 dB from 500 to 3 000; CT gains 0.15 dB.
 pub const TV_ITERS: usize = 3000;
 
-impl TaskPreset {
-    /// The baseline reported for the task besides `tv`.
-    pub fn classical_baseline(self) -> Baseline {
-        match self {
-            TaskPreset::Ct => Baseline::Fbp,
-            TaskPreset::Mri => Baseline::ZeroFilled,
-            TaskPreset::Inpainting => Baseline::ZeroFilled,
-            TaskPreset::Colorization => Baseline::Gray,
-        }
-    }
-
-    /// TV settings for the task: `λ` relative to `‖A‖²`, images constrained to `[0, 1]`,
-    /// [`TV_ITERS`] PDHG iterations started from `A⁺y`. MRI gets the moderate-acceleration
-    /// weight [`TV_LAMBDA_MRI`] here, knowing no mask: with an operator at hand use
-    /// [`crate::inverse::tasks::TaskOperator::tv_config`] (or [`mri_tv_lambda`] of the mask's
-    /// true acceleration), which switches to [`TV_LAMBDA_MRI_HIGH`] at high acceleration.
-    pub fn tv_config(self) -> TvConfig {
-        let lambda = match self {
-            TaskPreset::Ct => TV_LAMBDA_CT,
-            TaskPreset::Mri => TV_LAMBDA_MRI,
-            TaskPreset::Inpainting => TV_LAMBDA_INPAINTING,
-            TaskPreset::Colorization => TV_LAMBDA_COLORIZATION,
-        };
-        TvConfig {
-            lambda,
-            lambda_scaling: LambdaScaling::OperatorNormSquared,
-            constraint: Constraint::Box { lo: 0.0, hi: 1.0 },
-            n_iter: TV_ITERS,
-            ..TvConfig::default()
-        }
+/// The TV baseline of a task with weight `lambda` (relative to `‖A‖²`): images constrained to
+/// `[0, 1]`, [`TV_ITERS`] PDHG iterations started from `A⁺y`. The tasks
+/// ([`crate::inverse::tasks`]) pass their weights above; MRI chooses its weight by the mask's
+/// true acceleration ([`mri_tv_lambda`]).
+pub fn tv_preset(lambda: f64) -> TvConfig {
+    TvConfig {
+        lambda,
+        lambda_scaling: LambdaScaling::OperatorNormSquared,
+        constraint: Constraint::Box { lo: 0.0, hi: 1.0 },
+        n_iter: TV_ITERS,
+        ..TvConfig::default()
     }
 }

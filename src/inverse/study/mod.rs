@@ -6,6 +6,9 @@
 //! Methods are anything implementing [`Method`]: the classical baselines
 //! ([`super::baselines::Baseline`]) and, with a trained prior, the score-based samplers.
 
+mod run;
+pub use run::*;
+
 use super::baselines::{Baseline, TvConfig};
 use crate::io::output::OutputDir;
 use crate::io::{self, GridOptions};
@@ -18,11 +21,7 @@ use std::path::Path;
 use std::time::Instant;
 use tch::Tensor;
 
-/// One ground-truth image `[C, H, W]` with values in [0, 1].
-pub struct Case {
-    pub name: String,
-    pub truth: Tensor,
-}
+pub use crate::data::cases::Case;
 
 /// A reconstruction method: measurement batch `[B] ++ A.output_shape()` → images
 /// `[B] ++ A.input_shape()`.

@@ -1,0 +1,408 @@
+//! Undersampled MRI: `A = M F` (single coil, orthonormal 2-D FFT, 0/1 sampling mask `M`) or
+//! SENSE `A = M F S` with coil maps `S` (Pruessmann et al. 1999); fastMRI's 1-D Cartesian
+//! masks (4× with an 8 % centre by default), and 2-D Gaussian, Poisson-disc and radial masks.
+use super::{
+    check_chw, check_mask_dims, ensure_finite_complex, read_mask_file, stem, Measurement, Task,
+    TaskConfig, TaskOperator,
+};
+use crate::inverse::baselines::{mri_tv_lambda, tv_preset, Baseline, TvConfig};
+use crate::inverse::projection::ProjectionConfig;
+use crate::io;
+use crate::{Error, Result};
+use ndarray::ArrayD;
+use num_complex::Complex;
+use scoreinv_operators::masks::MaskSpec;
+use scoreinv_operators::mri::CoilMaps;
+use scoreinv_operators::{synthetic_coil_maps, LinearOperator, MriFourier, SamplingMask, SenseMri};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::sync::Arc;
+use tch::{Device, Kind, Tensor};
+
+/// Which k-space mask generator of [`scoreinv_operators::masks`] an MRI task uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum MriMaskKind {
+    /// fastMRI `RandomMaskFunc` (Cartesian lines).
+    #[default]
+    Random,
+    /// fastMRI `EquispacedMaskFractionFunc`.
+    Equispaced,
+    /// fastMRI `EquiSpacedMaskFunc` (integer acceleration).
+    EquispacedFixed,
+    /// 2-D variable-density Gaussian points.
+    Gaussian2d,
+    /// Variable-density Poisson disc.
+    Poisson,
+    /// Radial lines through the k-space centre.
+    Radial,
+}
+
+impl MriMaskKind {
+    const NAMES: &'static str = "random, equispaced, equispaced-fixed, gaussian2d, poisson, radial";
+}
+
+impl FromStr for MriMaskKind {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        Ok(match s.trim().to_ascii_lowercase().as_str() {
+            "random" => MriMaskKind::Random,
+            "equispaced" => MriMaskKind::Equispaced,
+            "equispaced-fixed" => MriMaskKind::EquispacedFixed,
+            "gaussian2d" | "gaussian" => MriMaskKind::Gaussian2d,
+            "poisson" => MriMaskKind::Poisson,
+            "radial" => MriMaskKind::Radial,
+            _ => {
+                return Err(Error::Config(format!(
+                    "unknown mask kind '{s}'; expected one of: {}",
+                    Self::NAMES
+                )))
+            }
+        })
+    }
+}
+
+impl std::fmt::Display for MriMaskKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            MriMaskKind::Random => "random",
+            MriMaskKind::Equispaced => "equispaced",
+            MriMaskKind::EquispacedFixed => "equispaced-fixed",
+            MriMaskKind::Gaussian2d => "gaussian2d",
+            MriMaskKind::Poisson => "poisson",
+            MriMaskKind::Radial => "radial",
+        })
+    }
+}
+
+/// Undersampled MRI settings: fastMRI's 4× with 8 % centre by default; `coils > 1` is SENSE
+/// with [`synthetic_coil_maps`]; `mask_file` replaces the generated mask.
+#[derive(Debug, Clone, PartialEq, clap::Args, Serialize, Deserialize)]
+#[serde(default)]
+pub struct MriConfig {
+    /// Target acceleration R of a generated mask (the true one is printed).
+    #[arg(long = "accel", default_value_t = 4.0)]
+    pub acceleration: f64,
+    /// Fully sampled centre fraction (default 0.32/R: 0.08 at R = 4, fastMRI).
+    #[arg(long = "center-fraction")]
+    pub center_fraction: Option<f64>,
+    /// Generated mask: random, equispaced, equispaced-fixed, gaussian2d, poisson, radial.
+    #[arg(long = "mask-kind", default_value = "random")]
+    pub mask_kind: MriMaskKind,
+    /// Radial lines (default: the count closest to the acceleration).
+    #[arg(long)]
+    pub lines: Option<usize>,
+    /// Receive coils of a simulation: 1 = single coil, more = SENSE with synthetic maps.
+    #[arg(long, default_value_t = 1, value_parser = crate::config::positive_usize)]
+    pub coils: usize,
+    /// A 0/1 [H, W] sampling mask file (npy, png). Required with a real measurement; in a
+    /// simulation it replaces the generated mask.
+    #[arg(long = "mask")]
+    pub mask_file: Option<PathBuf>,
+    /// Coil maps [coils, H, W] (complex npy) of a multi-coil real measurement.
+    #[arg(long = "coil-maps")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub coil_maps: Option<PathBuf>,
+}
+
+impl Default for MriConfig {
+    fn default() -> Self {
+        Self {
+            acceleration: 4.0,
+            center_fraction: None,
+            mask_kind: MriMaskKind::default(),
+            lines: None,
+            coils: 1,
+            mask_file: None,
+            coil_maps: None,
+        }
+    }
+}
+
+impl TaskConfig for MriConfig {
+    const NAME: &'static str = "mri";
+    const ABOUT: &'static str = "Undersampled MRI (single coil or SENSE).";
+}
+
+impl Task for MriConfig {
+    fn name(&self) -> &'static str {
+        Self::NAME
+    }
+    fn settings(&self) -> serde_json::Value {
+        serde_json::to_value(self).unwrap_or_default()
+    }
+    fn baselines(&self) -> &'static [Baseline] {
+        &[Baseline::ZeroFilled, Baseline::Tv]
+    }
+    fn check_image(&self, name: &str, shape: &[i64]) -> Result<()> {
+        let (c, _, _) = check_chw("mri", name, shape)?;
+        if c != 1 {
+            return Err(Error::Config(format!(
+                "MRI needs gray (magnitude) images; '{name}' has {c} channels"
+            )));
+        }
+        Ok(())
+    }
+    fn operator(&self, shape: &[i64], seed: u64, device: Device) -> Result<Box<dyn TaskOperator>> {
+        let _ = device;
+        self.check_image("ground truth", shape)?;
+        if self.coils == 0 {
+            return Err(Error::Config("`coils` must be at least 1".into()));
+        }
+        let (c, h, w) = (shape[0] as usize, shape[1] as usize, shape[2] as usize);
+        let mask = match &self.mask_file {
+            Some(p) => {
+                let m = read_mask_file(p)?;
+                check_mask_dims(p, m.dim(), (h, w), "the images")?;
+                SamplingMask::from_array(m, format!("file {}", p.display()))?
+            }
+            None => mri_mask(self, h, w, seed)?,
+        };
+        Ok(if self.coils > 1 {
+            let maps = synthetic_coil_maps(self.coils, h, w, seed)?;
+            Box::new(MriOperator::Sense(Arc::new(SenseMri::new(maps, mask)?)))
+        } else {
+            Box::new(MriOperator::Single(Arc::new(MriFourier::new(mask, c)?)))
+        })
+    }
+    fn measurement_files_given(&self) -> Vec<(&'static str, PathBuf)> {
+        self.coil_maps
+            .iter()
+            .map(|p| ("coil_maps", p.clone()))
+            .collect()
+    }
+    fn input_files(&self) -> Vec<PathBuf> {
+        self.mask_file.iter().cloned().collect()
+    }
+    fn normalise_measurement(&self) -> bool {
+        true
+    }
+    fn projection_config(&self) -> ProjectionConfig {
+        ProjectionConfig::mri()
+    }
+    /// Real k-space (npy complex64/128, `[H, W]` single coil or `[coils, H, W]`), its 0/1
+    /// sampling mask `[H, W]` (`mask_file`, required) and, for several coils, the coil maps
+    /// `[coils, H, W]` (`coil_maps`, complex npy).
+    fn read_measurement(&self, path: &Path, device: Device) -> Result<Measurement> {
+        let what = format!("k-space {}", path.display());
+        let k = io::npy::read_npy_complex(path)?;
+        ensure_finite_complex(&k, &what)?;
+        let shape = k.shape().to_vec();
+        let (coils, h, w) = match shape.len() {
+            2 => (1, shape[0], shape[1]),
+            3 => (shape[0], shape[1], shape[2]),
+            _ => {
+                return Err(Error::Shape {
+                    what,
+                    expected: "[H, W] (single coil) or [coils, H, W]".into(),
+                    actual: format!("{shape:?}"),
+                })
+            }
+        };
+        let mask_path = self.mask_file.as_deref().ok_or_else(|| {
+            Error::Config(format!(
+                "{what}: k-space needs its sampling mask: pass `mask_file` (a 0/1 [H, W] array, \
+                 e.g. the _mask.npy written by `scoreinv simulate mri`)"
+            ))
+        })?;
+        let m = read_mask_file(mask_path)?;
+        check_mask_dims(mask_path, m.dim(), (h, w), "the k-space")?;
+        let mask = SamplingMask::from_array(m, format!("file {}", mask_path.display()))?;
+        let op = match (coils, &self.coil_maps) {
+            (1, None) => MriOperator::Single(Arc::new(MriFourier::new(mask, 1)?)),
+            (_, Some(p)) => {
+                let s = io::npy::read_npy_complex(p)?;
+                ensure_finite_complex(&s, &format!("coil maps {}", p.display()))?;
+                if s.shape() != [coils, h, w] {
+                    return Err(Error::Shape {
+                        what: format!("coil maps {}", p.display()),
+                        expected: format!("[{coils}, {h}, {w}] (the k-space's coils and size)"),
+                        actual: format!("{:?}", s.shape()),
+                    });
+                }
+                let to3 = |a: ArrayD<f64>| {
+                    a.into_dimensionality::<ndarray::Ix3>()
+                        .map_err(|e| Error::format(p, format!("coil maps: {e}")))
+                };
+                let re = to3(s.mapv(|z| z.re as f64))?;
+                let im = to3(s.mapv(|z| z.im as f64))?;
+                MriOperator::Sense(Arc::new(SenseMri::new(
+                    CoilMaps::from_parts(re, im)?,
+                    mask,
+                )?))
+            }
+            (c, None) => {
+                return Err(Error::Config(format!(
+                    "{what}: multi-coil k-space ({c} coils) needs `coil_maps` ([{c}, {h}, {w}] \
+                     complex npy, e.g. the _maps.npy written by `scoreinv simulate mri` with \
+                     `coils` {c})"
+                )))
+            }
+        };
+        let k3 = k
+            .into_shape_with_order(vec![op.op().output_shape()[0] as usize, h, w])
+            .map_err(|e| Error::Invalid(format!("{what}: {e}")))?;
+        let y = io::complex_array_to_tensor(&k3)
+            .unsqueeze(0)
+            .to_device(device);
+        // Measured entries only: what lies outside the mask is not a measurement.
+        let y = match op.measurement_mask(device)? {
+            Some(m) => y.f_mul(&m)?,
+            None => y,
+        };
+        Ok(Measurement {
+            name: stem(path),
+            op: Box::new(op),
+            y,
+            normalise: self.normalise_measurement(),
+        })
+    }
+}
+
+/// Builds a generated MRI mask (see [`MriConfig`]).
+pub fn mri_mask(cfg: &MriConfig, h: usize, w: usize, seed: u64) -> Result<SamplingMask> {
+    let r = cfg.acceleration;
+    if !(r.is_finite() && r >= 1.0) {
+        return Err(Error::Config(format!(
+            "`acceleration` must be a number >= 1, got {r}"
+        )));
+    }
+    let centre = cfg
+        .center_fraction
+        .unwrap_or_else(|| scoreinv_operators::masks::default_centre_fraction(r));
+    let spec = match cfg.mask_kind {
+        MriMaskKind::Random => MaskSpec::Random {
+            acceleration: r,
+            centre_fraction: centre,
+        },
+        MriMaskKind::Equispaced => MaskSpec::Equispaced {
+            acceleration: r,
+            centre_fraction: centre,
+        },
+        MriMaskKind::EquispacedFixed => {
+            if r.fract() != 0.0 {
+                return Err(Error::Config(format!(
+                    "mask kind equispaced-fixed needs an integer `acceleration`, got {r}"
+                )));
+            }
+            MaskSpec::EquispacedFixed {
+                acceleration: r as usize,
+                centre_fraction: centre,
+            }
+        }
+        MriMaskKind::Gaussian2d => MaskSpec::Gaussian {
+            acceleration: r,
+            centre_fraction: centre,
+        },
+        MriMaskKind::Poisson => MaskSpec::Poisson {
+            acceleration: r,
+            centre_fraction: centre,
+        },
+        MriMaskKind::Radial => match cfg.lines {
+            Some(n) => MaskSpec::Radial { n_lines: n },
+            None => return radial_for_acceleration(h, w, r, seed),
+        },
+    };
+    Ok(spec.build(h, w, seed)?)
+}
+
+/// The radial mask whose true acceleration is closest to `r`: lines are added one by one
+/// (they overlap near the centre, so the acceleration is not `max(H, W) / n_lines`) until the
+/// acceleration drops to `r` or below.
+fn radial_for_acceleration(h: usize, w: usize, r: f64, seed: u64) -> Result<SamplingMask> {
+    let mut best = MaskSpec::Radial { n_lines: 1 }.build(h, w, seed)?;
+    let mut n = 1;
+    while best.acceleration() > r && n < 4 * h.max(w) {
+        n += 1;
+        let next = MaskSpec::Radial { n_lines: n }.build(h, w, seed)?;
+        let done = next.acceleration() <= r;
+        if (next.acceleration() - r).abs() <= (best.acceleration() - r).abs() {
+            best = next;
+        }
+        if done {
+            break;
+        }
+    }
+    Ok(best)
+}
+
+/// The operator of an MRI task: single coil or SENSE.
+enum MriOperator {
+    Single(Arc<MriFourier>),
+    Sense(Arc<SenseMri>),
+}
+
+impl MriOperator {
+    fn mask(&self) -> &SamplingMask {
+        match self {
+            MriOperator::Single(a) => a.sampling_mask(),
+            MriOperator::Sense(a) => a.sampling_mask(),
+        }
+    }
+}
+
+impl TaskOperator for MriOperator {
+    fn op(&self) -> Arc<dyn LinearOperator> {
+        match self {
+            MriOperator::Single(a) => a.clone(),
+            MriOperator::Sense(a) => a.clone(),
+        }
+    }
+    fn decomposed(&self) -> Option<Arc<dyn scoreinv_operators::Decomposed>> {
+        match self {
+            MriOperator::Single(a) => Some(a.clone()),
+            MriOperator::Sense(_) => None,
+        }
+    }
+    fn describe(&self) -> String {
+        let m = self.mask();
+        let coils = match self {
+            MriOperator::Sense(s) => format!("SENSE, {} coils", s.coil_maps().dim().0),
+            MriOperator::Single(_) => "single coil".into(),
+        };
+        format!(
+            "MRI ({coils}): mask {} on {}×{}, true acceleration {:.3} ({} of {} k-space points)",
+            m.description(),
+            m.dim().0,
+            m.dim().1,
+            m.acceleration(),
+            m.n_sampled(),
+            m.dim().0 * m.dim().1
+        )
+    }
+    /// The MRI preset with its weight chosen by the mask's true acceleration
+    /// ([`mri_tv_lambda`]).
+    fn tv_config(&self) -> TvConfig {
+        tv_preset(mri_tv_lambda(self.mask().acceleration()))
+    }
+    fn measurement_mask(&self, device: Device) -> Result<Option<Tensor>> {
+        Ok(Some(self.mask().to_tensor(Kind::Float, device)?))
+    }
+    fn side_files(&self) -> Vec<&'static str> {
+        match self {
+            MriOperator::Single(_) => vec!["mask"],
+            MriOperator::Sense(_) => vec!["mask", "maps"],
+        }
+    }
+    fn write_measurement(&self, y: &Tensor, out: &Path) -> Result<()> {
+        let k = match self {
+            MriOperator::Single(_) => y.squeeze_dim(0),
+            MriOperator::Sense(_) => y.shallow_clone(),
+        };
+        io::npy::write_npy(out, &io::tensor_to_complex_array(&k)?)?;
+        io::npy::write_npy(&super::side_path(out, "mask"), self.mask().array())?;
+        if let MriOperator::Sense(s) = self {
+            let maps = s.coil_maps();
+            let z: ArrayD<Complex<f32>> = ndarray::Zip::from(maps.re())
+                .and(maps.im())
+                .map_collect(|&re, &im| Complex::new(re as f32, im as f32))
+                .into_dyn();
+            io::npy::write_npy(&super::side_path(out, "maps"), &z)?;
+        }
+        Ok(())
+    }
+    fn sampling_mask(&self) -> Option<&SamplingMask> {
+        Some(self.mask())
+    }
+}
