@@ -19,12 +19,13 @@
 //!   operator + noise; measurement files for `scoreinv simulate` / `reconstruct --measurement`.
 //! * [`train`]: DSM/SSM/NCSN/DDPM training, Adam + EMA, bit-exact checkpoints, data sources.
 //! * [`guidance`]: time-dependent classifiers, their training, classifier-guided (class-conditional) scores.
-//! * [`bench`](mod@bench): `scoreinv bench` harness (timings next to same-run references).
 //! * [`interrupt`]: the first SIGINT/SIGTERM stops long loops at a safe point.
 //! * [`sampling`]: PC, DDPM ancestral, annealed Langevin and probability-flow ODE samplers; likelihoods.
+//!
+//! The benchmark harness of `scoreinv bench` is not part of the library: it lives in the
+//! binary (`src/cli/bench/`), the only thing that runs it.
 
 pub mod autocast;
-pub mod bench;
 pub mod cuda_graph;
 pub mod data;
 pub mod device;
