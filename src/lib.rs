@@ -15,16 +15,18 @@
 //! * [`inverse`]: classical baselines (TV-PDHG, FBP / pseudo-inverse, zero-filled, gray).
 //! * [`inverse`] conditional samplers: projection PC (Song et al. 2022), replacement (score_sde),
 //!   DPS (Chung et al. 2023), posterior mean/std, and `ScoreMethod` for reconstruction studies.
-//! * [`inverse::tasks`]: the four tasks (CT, MRI, inpainting, colorization) as serde configs →
-//!   operator + noise; measurement files for `scoreinv simulate` / `reconstruct --measurement`.
+//! * [`inverse::tasks`]: the tasks (CT, MRI, inpainting, colorization), one settings struct and
+//!   file each behind the `Task` trait and the `TASKS` registry; [`inverse::study`] runs them.
+//! * [`config`]: checks of setting values shared by settings structs and flags.
 //! * [`train`]: DSM/SSM/NCSN/DDPM training, Adam + EMA, bit-exact checkpoints, data sources.
 //! * [`guidance`]: time-dependent classifiers, their training, classifier-guided (class-conditional) scores.
-//! * [`bench`](mod@bench): `scoreinv bench` harness (timings next to same-run references).
 //! * [`interrupt`]: the first SIGINT/SIGTERM stops long loops at a safe point.
 //! * [`sampling`]: PC, DDPM ancestral, annealed Langevin and probability-flow ODE samplers; likelihoods.
+//!
+//! The benchmark harness of `scoreinv bench` is not part of the library: it lives in the
+//! binary (`src/cli/bench/`), the only thing that runs it.
 
 pub mod autocast;
-pub mod bench;
 pub mod config;
 pub mod cuda_graph;
 pub mod data;

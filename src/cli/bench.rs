@@ -1,11 +1,14 @@
 //! `scoreinv bench`: operator, network, sampler and training figures next to references
-//! (scikit-image, NumPy, PyTorch eager) measured in the same run; see [`scoreinv::bench`].
+//! (scikit-image, NumPy, PyTorch eager) measured in the same run. The harness is [`harness`]:
+//! part of this binary, not of the `scoreinv` library.
 use anyhow::Result;
+use harness::{BenchContext, Suite};
 use indicatif::{ProgressBar, ProgressStyle};
-use scoreinv::bench::{self, BenchContext, Suite};
 use scoreinv::device::{device_name, DeviceChoice};
 use std::path::PathBuf;
 use std::time::Duration;
+
+mod harness;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -25,7 +28,7 @@ pub fn run(args: Args, choice: DeviceChoice) -> Result<()> {
     let suites = Suite::parse_list(&args.what)?;
     let device = choice.resolve()?;
     let cwd = std::env::current_dir()?;
-    let python = bench::find_python(&cwd);
+    let python = harness::find_python(&cwd);
     let threads = tch::get_num_threads().max(1) as usize;
     println!("device            {}", device_name(device));
     println!("libtorch threads  {threads}");
@@ -34,7 +37,7 @@ pub fn run(args: Args, choice: DeviceChoice) -> Result<()> {
         None => println!(
             "reference python  none (no .venv/bin/python here and ${} unset): \
              references unavailable",
-            bench::PYTHON_ENV
+            harness::PYTHON_ENV
         ),
     }
     let work = tempfile::tempdir()?;
@@ -42,20 +45,20 @@ pub fn run(args: Args, choice: DeviceChoice) -> Result<()> {
         device,
         quick: args.quick,
         python,
-        scripts: bench::scripts_dir(&cwd),
+        scripts: harness::scripts_dir(&cwd),
         threads,
         work_dir: work.path().to_path_buf(),
     };
     let spinner = ProgressBar::new_spinner();
     spinner.set_style(ProgressStyle::with_template("{spinner} [{elapsed}] {msg}")?);
     spinner.enable_steady_tick(Duration::from_millis(200));
-    let rows = bench::run_suites(&ctx, &suites, &|m: &str| spinner.set_message(m.to_string()));
+    let rows = harness::run_suites(&ctx, &suites, &|m: &str| spinner.set_message(m.to_string()));
     spinner.finish_and_clear();
     let rows = rows?;
-    bench::print_table(&rows);
+    harness::print_table(&rows);
     println!("speedup > 1: scoreinv is faster (times: reference/scoreinv; throughputs: scoreinv/reference)");
     if let Some(p) = &args.json {
-        bench::write_json(&rows, p)?;
+        harness::write_json(&rows, p)?;
         println!("wrote {}", p.display());
     }
     Ok(())

@@ -15,8 +15,10 @@
 
 pub mod network;
 pub mod operators;
+#[cfg(test)]
+mod tests;
 
-use crate::{Error, Result};
+use scoreinv::{Error, Result};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -220,7 +222,7 @@ pub fn run_reference(python: &Path, scripts: &Path, args: &[String]) -> Result<s
     let script = scripts.join("reference.py");
     // The reference runs with this process's heap set-up, so the two are timed alike.
     let out = Command::new(python)
-        .envs(crate::runtime::host_allocator_env())
+        .envs(scoreinv::runtime::host_allocator_env())
         .arg(&script)
         .args(args)
         .output()

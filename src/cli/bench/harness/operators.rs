@@ -4,11 +4,11 @@
 //! timed in the same run. Each figure is seconds per batch.
 
 use super::{field, time, BenchContext, Measurement};
-use crate::operators::masks::SamplingMask;
-use crate::operators::reference::fft as ref_fft;
-use crate::operators::{LinearOperator, MriFourier, ParallelBeamRadon, RadonBackend};
-use crate::{Error, Result};
 use ndarray::{Array2, Axis};
+use scoreinv::operators::masks::SamplingMask;
+use scoreinv::operators::reference::fft as ref_fft;
+use scoreinv::operators::{LinearOperator, MriFourier, ParallelBeamRadon, RadonBackend};
+use scoreinv::{Error, Result};
 use tch::{Device, Kind, Tensor};
 
 /// Radon geometry and batch of the operator suite.

@@ -7,20 +7,20 @@
 //! scoreinv's on one input: `max|y_torch − y_rust| / max|y_rust|` must be ≤ 1e-4.
 
 use super::{device_label, field, time, BenchContext, Measurement, Repeats};
-use crate::autocast::AutocastDtype;
-use crate::models::config::ScoreSdeConfig;
-use crate::models::model_dir::{DataInfo, ModelConfig};
-use crate::models::ncsnpp::Ncsnpp;
-use crate::models::score_net::{NetScore, NetScoreOptions};
-use crate::models::{ScoreModel, TimeConditionedNet};
-use crate::operators::{LinearOperator, ParallelBeamRadon};
-use crate::sampling::ode::{OdeConfig, OdeSampler};
-use crate::sampling::pc::{PcConfig, PcSampler};
-use crate::sde::SdeConfig;
-use crate::train::config::TrainConfig;
-use crate::train::data::Dataset;
-use crate::train::Trainer;
-use crate::{Error, Result};
+use scoreinv::autocast::AutocastDtype;
+use scoreinv::models::config::ScoreSdeConfig;
+use scoreinv::models::model_dir::{DataInfo, ModelConfig};
+use scoreinv::models::ncsnpp::Ncsnpp;
+use scoreinv::models::score_net::{NetScore, NetScoreOptions};
+use scoreinv::models::{ScoreModel, TimeConditionedNet};
+use scoreinv::operators::{LinearOperator, ParallelBeamRadon};
+use scoreinv::sampling::ode::{OdeConfig, OdeSampler};
+use scoreinv::sampling::pc::{PcConfig, PcSampler};
+use scoreinv::sde::SdeConfig;
+use scoreinv::train::config::TrainConfig;
+use scoreinv::train::data::Dataset;
+use scoreinv::train::Trainer;
+use scoreinv::{Error, Result};
 use std::path::{Path, PathBuf};
 use tch::nn::VarStore;
 use tch::{Device, Kind, Tensor};
@@ -60,7 +60,6 @@ pub fn bench_config(image_size: usize, nf: usize) -> Result<ScoreSdeConfig> {
 pub struct SharedNet {
     pub vs: VarStore,
     pub net: Ncsnpp,
-    pub cfg: ScoreSdeConfig,
     pub config_path: PathBuf,
     pub weights_path: PathBuf,
 }
@@ -93,7 +92,6 @@ pub fn build_shared(cfg: &ScoreSdeConfig, device: Device, dir: &Path) -> Result<
     Ok(SharedNet {
         vs,
         net,
-        cfg: cfg.clone(),
         config_path,
         weights_path,
     })
@@ -482,7 +480,7 @@ fn ct_rows(
                 "PyTorch eager, EXTRAPOLATED as above",
                 theirs,
             )?);
-            if crate::cuda_graph::available() {
+            if scoreinv::cuda_graph::available() {
                 progress(&format!(
                     "CT {size}x{size} batch {batch}: one measured reconstruction with a CUDA graph"
                 ));
@@ -509,7 +507,7 @@ fn ct_rows(
 pub type BenchScore = NetScore<Ncsnpp>;
 
 /// The SDE of `model` with `n` discretisation steps.
-fn sde_with_n(model: &BenchScore, n: usize) -> Result<Box<dyn crate::sde::Sde>> {
+fn sde_with_n(model: &BenchScore, n: usize) -> Result<Box<dyn scoreinv::sde::Sde>> {
     model.sde_config().with_n(n).build()
 }
 
@@ -559,12 +557,12 @@ pub fn bench_model(shared: SharedNet) -> Result<(VarStore, BenchScore)> {
 /// measurements at once, on the bench network (its cost equals a trained one's).
 ///
 /// On CUDA, steps 2…N run under libtorch's sync debug mode "error"
-/// ([`crate::runtime::set_cuda_sync_debug_mode`]): any op that would make the host wait for
+/// ([`scoreinv::runtime::set_cuda_sync_debug_mode`]): any op that would make the host wait for
 /// the GPU inside the step loop fails the run with an error saying so (the checks before the
 /// loop and the final denoising step are outside the window).
 ///
 /// With `cuda_graph`, steps 2…N are replays of one captured CUDA graph of the step
-/// ([`crate::cuda_graph`]; no sync check then: a captured graph cannot synchronise).
+/// ([`scoreinv::cuda_graph`]; no sync check then: a captured graph cannot synchronise).
 pub fn measured_ct(
     model: &BenchScore,
     dev: Device,
@@ -572,7 +570,7 @@ pub fn measured_ct(
     batch: i64,
     cuda_graph: bool,
 ) -> Result<f64> {
-    use crate::runtime::{set_cuda_sync_debug_mode, SyncDebugMode};
+    use scoreinv::runtime::{set_cuda_sync_debug_mode, SyncDebugMode};
     let size = model
         .sample_shape()
         .map(|s| s[s.len() - 1])
@@ -582,9 +580,9 @@ pub fn measured_ct(
     let op = ParallelBeamRadon::sparse_view(size, 23, 180, Kind::Float, dev)?;
     let x = Tensor::rand([batch, 1, size as i64, size as i64], (Kind::Float, dev));
     let y = op.forward(&x)?;
-    let cfg = crate::inverse::projection::ProjectionConfig {
+    let cfg = scoreinv::inverse::projection::ProjectionConfig {
         cuda_graph,
-        ..crate::inverse::projection::ProjectionConfig::ct()
+        ..scoreinv::inverse::projection::ProjectionConfig::ct()
     };
     let check = dev.is_cuda() && !cuda_graph;
     let t = time(
@@ -603,7 +601,7 @@ pub fn measured_ct(
                 }
             };
             let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                crate::inverse::projection::sample(
+                scoreinv::inverse::projection::sample(
                     sde.as_ref(),
                     model,
                     &op,
@@ -618,7 +616,7 @@ pub fn measured_ct(
             match run {
                 Ok(r) => r.map(drop),
                 Err(p) => {
-                    let msg = crate::runtime::panic_message(p.as_ref());
+                    let msg = scoreinv::runtime::panic_message(p.as_ref());
                     Err(Error::Invalid(format!(
                         "bench: an op inside the projection sampler's step loop failed under \
                          libtorch's CUDA sync debug mode 'error' (a host synchronisation?): {msg}"

@@ -2,11 +2,12 @@
 //! JSON schema on a fake workload with known times, the reference script's interface, and the
 //! parity of the PyTorch NCSN++ re-implementation with scoreinv's network.
 
-use scoreinv::bench::network::{
+use super::network::{
     bench_config, bench_model, build_shared, measured_ct, write_parity_case, PARITY_TOL,
 };
-use scoreinv::bench::{
-    field, median, run_reference, speedup, time_with, Direction, Measurement, Repeats, Suite,
+use super::{
+    field, median, run_reference, speedup, time_with, write_json, Direction, Measurement, Repeats,
+    Suite,
 };
 use scoreinv::models::config::ScoreSdeConfig;
 use std::cell::Cell;
@@ -77,7 +78,7 @@ fn json_rows_have_the_documented_schema() {
     ];
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("bench.json");
-    scoreinv::bench::write_json(&rows, &path).unwrap();
+    write_json(&rows, &path).unwrap();
     let v: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
     let list = v.as_array().expect("a JSON list");
