@@ -20,16 +20,22 @@ build: setup
 release: setup
 	$(CARGO) build --release --bin scoreinv
 
-# What scripts/gpu_checks runs on a GPU machine without cargo: the release binary and the
-# operator test binaries (their CUDA tests are --ignored), gzipped into .gpu/.
+# What scripts/gpu_checks runs on a GPU machine without cargo: the release binary and every test
+# binary that holds a CUDA test (a test marked #[ignore = "needs CUDA"]; scripts/cuda_tests finds
+# them and fails on an ignored test that uses CUDA unmarked), gzipped into .gpu/ as
+# TARGET_test.gz, with .gpu/cuda_tests.txt naming the CUDA tests of each (PACKAGE TARGET TEST...).
 gpu-bundle: release
 	mkdir -p .gpu
 	gzip -c target/release/scoreinv > .gpu/scoreinv.gz
-	for t in radon mri; do \
-	  exe=$$($(CARGO) test --release -p scoreinv-operators --test $$t --no-run --message-format=json 2>/dev/null | \
-	    python3 -c 'import json,sys; print([m["executable"] for m in map(json.loads, sys.stdin) if m.get("executable")][-1])'); \
-	  gzip -c "$$exe" > .gpu/$${t}_test.gz; \
-	done
+	scripts/cuda_tests > .gpu/cuda_tests.txt.tmp
+	while read -r pkg t tests; do \
+	  exe=$$($(CARGO) test --release -p $$pkg --test $$t --no-run --message-format=json </dev/null | \
+	    python3 -c 'import json,sys; print([m["executable"] for m in map(json.loads, sys.stdin) if m.get("executable") and m["target"]["name"] == sys.argv[1]][-1])' $$t) \
+	    || exit 1; \
+	  gzip -c "$$exe" > .gpu/$${t}_test.gz || exit 1; \
+	  echo "gpu-bundle: .gpu/$${t}_test.gz ($$tests)"; \
+	done < .gpu/cuda_tests.txt.tmp
+	mv .gpu/cuda_tests.txt.tmp .gpu/cuda_tests.txt
 
 # Reference fixtures made by the repo's scripts with numpy / scikit-image / pydicom in .venv.
 fixtures: setup

@@ -621,9 +621,9 @@ fn invalid_inputs_are_errors() {
 }
 
 /// Same problem on CUDA and CPU. Run on a GPU machine with
-/// `cargo test --test baselines_tv -- --ignored cuda`.
+/// `cargo test --test baselines_tv -- --ignored cuda` (`make gpu-bundle` carries it there).
 #[test]
-#[ignore]
+#[ignore = "needs CUDA"]
 fn cuda_matches_cpu() {
     single_thread();
     assert!(tch::Cuda::is_available(), "no CUDA device");

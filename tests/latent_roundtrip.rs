@@ -249,10 +249,11 @@ fn cli_encode_decode_interpolate_and_bad_input() {
 }
 
 /// The same round trip on real Fashion-MNIST images (28×28) with a tiny MLP trained for 300 steps on 64
-/// of them. Needs the Debian package dataset-fashion-mnist (/usr/share/datasets/fashion-mnist);
-/// run with `cargo test --test latent_roundtrip -- --ignored`.
+/// of them, two unseen images encoded and decoded to within 1 % (measured 9.75e-5). Needs the
+/// Debian package dataset-fashion-mnist (/usr/share/datasets/fashion-mnist; `scripts/setup`
+/// installs it, a missing package fails). Cheap enough for CI as it stands: 2.6 s in the test
+/// profile.
 #[test]
-#[ignore]
 fn encode_decode_reconstructs_fashion_mnist() {
     use scoreinv::train::config::preset;
     use scoreinv::train::data::{DataSource, Dataset};
@@ -260,9 +261,10 @@ fn encode_decode_reconstructs_fashion_mnist() {
     tch::set_num_threads(1);
     tch::manual_seed(0);
     let full = DataSource::parse("fashion-mnist")
-        .unwrap()
-        .load(false)
-        .unwrap();
+        .and_then(|s| s.load(false))
+        .unwrap_or_else(|e| {
+            panic!("{e}\n(run scripts/setup, or apt-get install dataset-fashion-mnist)")
+        });
     let ds = Dataset::new(full.data.narrow(0, 0, 64), None, full.info.clone()).unwrap();
     let mut cfg = preset("tiny").unwrap();
     // 300 steps: see encode_decode_reconstructs_phantoms for why not fewer.

@@ -405,7 +405,7 @@ proptest! {
 /// Same results on CUDA as on CPU. Needs a GPU: `cargo test -p scoreinv-operators --test mri
 /// -- --ignored`.
 #[test]
-#[ignore]
+#[ignore = "needs CUDA"]
 fn cuda_matches_cpu() {
     assert!(tch::Cuda::is_available(), "no CUDA device");
     let mask = masks::cartesian_random(32, 32, 4.0, 0.08, 0).unwrap();

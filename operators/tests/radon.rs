@@ -435,7 +435,7 @@ fn timing_runs(o: &ParallelBeamRadon) {
 /// `libtorch_cuda.so` loaded, e.g. via LD_PRELOAD, since the test binary links with
 /// --as-needed).
 #[test]
-#[ignore]
+#[ignore = "needs CUDA"]
 fn cuda_sparse_matches_cpu_reference() {
     assert!(tch::Cuda::is_available(), "no CUDA device");
     let gpu = Device::Cuda(0);
@@ -532,7 +532,7 @@ fn auto_backend_policy() {
 /// CUDA equal the CPU draw, so a GPU study is paired case by case with CPU baselines (CUDA's own
 /// generator draws other numbers). Needs a GPU: `-- --ignored cuda`, as above.
 #[test]
-#[ignore]
+#[ignore = "needs CUDA"]
 fn cuda_noise_equals_cpu_noise() {
     use scoreinv_operators::{GaussianNoise, PoissonNoise};
     assert!(tch::Cuda::is_available(), "no CUDA device");
