@@ -45,7 +45,10 @@ fixtures: setup
 # binary would interleave their draws (results would depend on thread timing).
 # `--all-targets` builds every example; the cheapest one (a tiny prior trained and sampled from
 # in seconds) then runs end to end.
+# scripts/cuda_tests first: it fails on an ignored test that uses CUDA without its
+# `needs CUDA` marker (which would leave it out of the GPU bundle).
 test: setup fixtures
+	scripts/cuda_tests >/dev/null
 	$(CARGO) test --workspace --all-targets -- --test-threads=1
 	$(CARGO) run --quiet --example train_your_own -- 60 target/examples-out/train_your_own
 	test -s target/examples-out/train_your_own/samples.png
