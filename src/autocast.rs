@@ -155,7 +155,7 @@ pub fn parse_autocast(s: &str) -> crate::Result<Option<AutocastDtype>> {
         "bf16" | "bfloat16" => Ok(Some(AutocastDtype::Bfloat16)),
         "f16" | "fp16" | "float16" | "half" => Ok(Some(AutocastDtype::Float16)),
         other => Err(crate::Error::Invalid(format!(
-            "--autocast {other}: expected none, bf16 or f16"
+            "`autocast` {other}: expected none, bf16 or f16"
         ))),
     }
 }

@@ -25,11 +25,11 @@ impl FromStr for DeviceChoice {
             _ => {
                 if let Some(n) = s.strip_prefix("cuda:") {
                     n.parse::<usize>().map(DeviceChoice::Cuda).map_err(|_| {
-                        Error::Config(format!("--device: '{s}' is not cuda:N with N a number"))
+                        Error::Config(format!("`device`: '{s}' is not cuda:N with N a number"))
                     })
                 } else {
                     Err(Error::Config(format!(
-                        "--device: '{s}' is not one of auto, cpu, cuda, cuda:N"
+                        "`device`: '{s}' is not one of auto, cpu, cuda, cuda:N"
                     )))
                 }
             }
@@ -55,7 +55,7 @@ impl DeviceChoice {
                 };
                 if n >= count {
                     Err(Error::Config(format!(
-                        "--device cuda:{n} asked for, but {count} CUDA device(s) are available{}",
+                        "`device` cuda:{n} asked for, but {count} CUDA device(s) are available{}",
                         if count == 0 {
                             " (run `scoreinv doctor` to see whether libtorch_cuda was loaded)"
                         } else {

@@ -70,7 +70,7 @@ fn bf16_autocast_changes_the_score_slightly_and_reaches_the_cli() {
     assert!(parse_autocast("int8")
         .unwrap_err()
         .to_string()
-        .contains("--autocast"));
+        .contains("`autocast`"));
     assert_eq!(inference_autocast(), None);
 
     let out = tempfile::tempdir().unwrap();

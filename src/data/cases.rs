@@ -87,7 +87,7 @@ fn finish(name: String, img: Array3<f32>, opts: &CaseOptions) -> Result<Case> {
     let mut t = Tensor::from_slice(&v).reshape([1, c as i64, h as i64, w as i64]);
     if let Some(n) = opts.size {
         if n < 2 {
-            return Err(Error::Config(format!("--size must be at least 2, got {n}")));
+            return Err(Error::Config(format!("`size` must be at least 2, got {n}")));
         }
         t = ct_slices::resize(&t, n, n)
             .map_err(|e| Error::Invalid(format!("{name}: {e}")))?
@@ -341,7 +341,7 @@ pub fn pending_cases(
 ) -> Result<(Vec<PendingCase>, Vec<SourceVolume>)> {
     if let Some(n) = opts.size {
         if n < 2 {
-            return Err(Error::Config(format!("--size must be at least 2, got {n}")));
+            return Err(Error::Config(format!("`size` must be at least 2, got {n}")));
         }
     }
     let path = Path::new(spec);

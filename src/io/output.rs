@@ -161,9 +161,9 @@ impl OutputDir {
                         Reuse::Refuse => {
                             return Err(invalid(format!(
                                 "holds the output of an earlier `scoreinv {command}`: pass \
-                                 --overwrite to replace it{}, or choose another folder",
+                                 `overwrite` to replace it{}, or choose another folder",
                                 if command.starts_with("reconstruct") {
-                                    " (or --resume to continue it)"
+                                    " (or `resume` to continue it)"
                                 } else {
                                     ""
                                 }
@@ -385,7 +385,7 @@ pub fn check_output_files(files: &[PathBuf], inputs: &[PathBuf], overwrite: bool
             }
             Ok(_) if !overwrite => {
                 return Err(Error::Invalid(format!(
-                    "output file {} exists: pass --overwrite to replace it, or choose another name",
+                    "output file {} exists: pass `overwrite` to replace it, or choose another name",
                     f.display()
                 )))
             }
@@ -436,7 +436,7 @@ mod tests {
         let e = OutputDir::claim(&out, "test", &[], Reuse::Refuse)
             .unwrap_err()
             .to_string();
-        assert!(e.contains("--overwrite"), "{e}");
+        assert!(e.contains("`overwrite`"), "{e}");
         let e = OutputDir::claim(&out, "other", &[], Reuse::Overwrite)
             .unwrap_err()
             .to_string();

@@ -314,7 +314,7 @@ impl DataSource {
             let parts: Vec<&str> = spec.split('+').collect();
             if let Some(empty) = parts.iter().position(|p| p.trim().is_empty()) {
                 return Err(Error::Invalid(format!(
-                    "--data {spec}: part {} of the '+'-joined sources is empty",
+                    "`data` {spec}: part {} of the '+'-joined sources is empty",
                     empty + 1
                 )));
             }
@@ -328,12 +328,12 @@ impl DataSource {
         if let Some(rest) = spec.strip_prefix("gaussian2d") {
             let n = match rest.strip_prefix(':') {
                 Some(n) => n.parse::<usize>().map_err(|_| {
-                    Error::Invalid(format!("--data {spec}: '{n}' is not a sample count"))
+                    Error::Invalid(format!("`data` {spec}: '{n}' is not a sample count"))
                 })?,
                 None if rest.is_empty() => 10_000,
                 None => {
                     return Err(Error::Invalid(format!(
-                        "--data {spec}: expected gaussian2d[:N]"
+                        "`data` {spec}: expected gaussian2d[:N]"
                     )))
                 }
             };
@@ -342,7 +342,7 @@ impl DataSource {
         if let Some(n) = spec.strip_prefix("phantom:ellipses:") {
             let n = n.parse::<usize>().ok().filter(|&n| n > 0).ok_or_else(|| {
                 Error::Invalid(format!(
-                    "--data {spec}: '{n}' is not a positive phantom count"
+                    "`data` {spec}: '{n}' is not a positive phantom count"
                 ))
             })?;
             return Ok(DataSource::Ellipses { n });
@@ -358,7 +358,7 @@ impl DataSource {
             let paths: Vec<PathBuf> = list.split(',').map(PathBuf::from).collect();
             if let Some(p) = paths.iter().find(|p| !p.is_file()) {
                 return Err(Error::Invalid(format!(
-                    "--data {spec}: no such file {}",
+                    "`data` {spec}: no such file {}",
                     p.display()
                 )));
             }
@@ -368,7 +368,7 @@ impl DataSource {
             let paths: Vec<PathBuf> = list.split(',').map(PathBuf::from).collect();
             if let Some(p) = paths.iter().find(|p| !p.exists()) {
                 return Err(Error::Invalid(format!(
-                    "--data {spec}: no such DICOM file or series folder {}",
+                    "`data` {spec}: no such DICOM file or series folder {}",
                     p.display()
                 )));
             }
@@ -376,10 +376,10 @@ impl DataSource {
         }
         if let Some(rest) = spec.strip_prefix("photos:") {
             let (n, list) = rest.split_once(':').ok_or_else(|| {
-                Error::Invalid(format!("--data {spec}: expected photos:N:PATH[,PATH…]"))
+                Error::Invalid(format!("`data` {spec}: expected photos:N:PATH[,PATH…]"))
             })?;
             let n = n.parse::<usize>().ok().filter(|&n| n > 0).ok_or_else(|| {
-                Error::Invalid(format!("--data {spec}: '{n}' is not a positive crop count"))
+                Error::Invalid(format!("`data` {spec}: '{n}' is not a positive crop count"))
             })?;
             let paths: Vec<PathBuf> = list.split(',').map(PathBuf::from).collect();
             // Checks every path now (missing files, empty lists), before any training starts.
@@ -398,7 +398,7 @@ impl DataSource {
             let dir = Path::new(FASHION_MNIST_DIR);
             let images = find_idx(dir, "t10k-images-idx3-ubyte").ok_or_else(|| {
                 Error::Invalid(format!(
-                    "--data {spec}: no t10k-images-idx3-ubyte[.gz] in {FASHION_MNIST_DIR} (install the Debian package dataset-fashion-mnist)"
+                    "`data` {spec}: no t10k-images-idx3-ubyte[.gz] in {FASHION_MNIST_DIR} (install the Debian package dataset-fashion-mnist)"
                 ))
             })?;
             let labels = find_idx(dir, "t10k-labels-idx1-ubyte");
@@ -411,7 +411,7 @@ impl DataSource {
         };
         if !path.exists() {
             return Err(Error::Invalid(format!(
-                "--data {}: no such file or folder{}",
+                "`data` {}: no such file or folder{}",
                 path.display(),
                 if spec == "fashion-mnist" {
                     " (install the Debian package dataset-fashion-mnist, or pass the folder with the IDX files)"
@@ -446,7 +446,7 @@ impl DataSource {
             })
         } else {
             Err(Error::Invalid(format!(
-                "--data {}: not a .npy stack, IDX file, or folder",
+                "`data` {}: not a .npy stack, IDX file, or folder",
                 path.display()
             )))
         }
@@ -462,7 +462,7 @@ impl DataSource {
     pub fn load_sized(&self, centered: bool, size: Option<i64>) -> Result<Dataset> {
         if let Some(s) = size {
             if s < 2 {
-                return Err(Error::Config(format!("--size must be at least 2, got {s}")));
+                return Err(Error::Config(format!("`size` must be at least 2, got {s}")));
             }
         }
         let d = self.load_native(centered, size)?;
@@ -486,7 +486,7 @@ impl DataSource {
                 Dataset::new(x, d.labels, info)
             }
             (Some(_), [_]) => Err(Error::Invalid(format!(
-                "--size applies to images; '{}' holds vectors",
+                "`size` applies to images; '{}' holds vectors",
                 d.info.source
             ))),
             _ => Ok(d),

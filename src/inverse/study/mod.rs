@@ -149,7 +149,7 @@ pub fn run_batch(
         let x = case.truth.unsqueeze(0);
         op.check_input(&x).map_err(|e| {
             Error::Invalid(format!(
-                "case '{}' does not fit the operator: {e} (use --size to resample)",
+                "case '{}' does not fit the operator: {e} (use `size` to resample)",
                 case.name
             ))
         })?;
@@ -557,7 +557,7 @@ pub fn merge_reports(parts: &[(String, StudyReport)], policy: MergePolicy) -> Re
             if !policy.allow_mixed {
                 return Err(Error::Invalid(format!(
                     "the studies differ: {d}; merge only parts of one study, or pass \
-                     --allow-mixed to join different studies into one table"
+                     `allow_mixed` to join different studies into one table"
                 )));
             }
             mixed = true;
@@ -600,7 +600,7 @@ pub fn merge_reports(parts: &[(String, StudyReport)], policy: MergePolicy) -> Re
             if !policy.allow_partial {
                 return Err(Error::Invalid(format!(
                     "the set of parts is incomplete: part{} {} missing; run {} and merge again, \
-                     or pass --allow-partial to merge what is there",
+                     or pass `allow_partial` to merge what is there",
                     if missing.len() == 1 { "" } else { "s" },
                     missing.join(", "),
                     if missing.len() == 1 { "it" } else { "them" }
@@ -614,7 +614,7 @@ pub fn merge_reports(parts: &[(String, StudyReport)], policy: MergePolicy) -> Re
             if !policy.allow_partial {
                 return Err(Error::Invalid(format!(
                     "{name} is incomplete (interrupted after {} of its cases): finish it with \
-                     --resume, or pass --allow-partial to merge what is there",
+                     `resume`, or pass `allow_partial` to merge what is there",
                     p.records
                         .iter()
                         .map(|r| &r.case)
