@@ -12,13 +12,13 @@
 pub mod error;
 pub mod fbp;
 pub mod gaussian_noise;
+pub mod geometry;
 pub mod grayscale;
 pub mod masking;
 pub mod masks;
 pub mod mri;
 pub mod noise;
 pub mod radon;
-mod radon_sparse;
 pub mod reference;
 
 pub use error::{OperatorError, Result};
