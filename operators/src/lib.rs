@@ -68,6 +68,17 @@ pub trait LinearOperator: Send + Sync {
     fn check_output(&self, y: &Tensor) -> Result<()> {
         check_batch_shape(self.name(), "measurement", &self.output_shape(), y)
     }
+
+    /// This operator as a [`Decomposed`] one, when it has that decomposition: then the
+    /// projection and replacement samplers apply, and a caller holding only a
+    /// `&dyn LinearOperator` (or an `Arc<dyn LinearOperator>`) reaches the decomposition
+    /// without being handed the operator twice. `None` (the default) otherwise.
+    ///
+    /// Every implementation of [`Decomposed`] overrides this to return `Some(self)` (or `Some`
+    /// of an equivalent operator: the same `A`, shapes and name).
+    fn as_decomposed(&self) -> Option<&dyn Decomposed> {
+        None
+    }
 }
 
 /// The decomposition `A = P(Λ) · T` used by the projection sampler of Song et al. 2022.

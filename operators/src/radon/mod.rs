@@ -503,6 +503,10 @@ impl LinearOperator for ParallelBeamRadon {
     fn pseudo_inverse(&self, y: &Tensor) -> Result<Tensor> {
         self.fbp(y, AngleSet::Measured)
     }
+
+    fn as_decomposed(&self) -> Option<&dyn Decomposed> {
+        Some(self)
+    }
 }
 
 impl ParallelBeamRadon {
