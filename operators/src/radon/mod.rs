@@ -130,6 +130,16 @@ enum AngleSet {
     Measured,
 }
 
+impl AngleSet {
+    /// `full` or `measured`, whichever this set is.
+    fn pick<'a, T>(self, full: &'a T, measured: &'a T) -> &'a T {
+        match self {
+            AngleSet::Full => full,
+            AngleSet::Measured => measured,
+        }
+    }
+}
+
 /// What a backend computes, on flattened batches of the operator's kind and device: images
 /// `[m, N, N]` (m ≥ 1) and sinograms `[m, N, A]` of the angle set's `A` angles.
 trait Kernels: Send + Sync {
@@ -420,10 +430,7 @@ impl ParallelBeamRadon {
 
     /// The geometry of an angle set.
     fn geometry(&self, set: AngleSet) -> &ParallelGeometry {
-        match set {
-            AngleSet::Full => &self.full,
-            AngleSet::Measured => &self.meas,
-        }
+        set.pick(&self.full, &self.meas)
     }
 
     /// Checks a batch `t` of shape `[B] ++ per_sample` (`per_sample = [C, N, d]`) and runs

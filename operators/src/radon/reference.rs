@@ -26,10 +26,7 @@ impl Reference {
     }
 
     fn geometry(&self, set: AngleSet) -> &ParallelGeometry {
-        match set {
-            AngleSet::Full => &self.full,
-            AngleSet::Measured => &self.meas,
-        }
+        set.pick(&self.full, &self.meas)
     }
 
     /// Runs a reference kernel on a CPU tensor `[m, d1, d2]` of this operator's kind.

@@ -83,27 +83,18 @@ impl SparseMatrices {
 
 impl Kernels for SparseMatrices {
     fn project(&self, set: AngleSet, x: &Tensor) -> Result<Tensor> {
-        let r = match set {
-            AngleSet::Full => &self.full_fwd,
-            AngleSet::Measured => &self.meas_fwd,
-        };
+        let r = set.pick(&self.full_fwd, &self.meas_fwd);
         let (m, n) = (x.size()[0], self.n);
         sparse_apply(r, &x.f_reshape([m, n * n])?)
     }
 
     fn backproject(&self, set: AngleSet, y: &Tensor) -> Result<Tensor> {
-        let rt = match set {
-            AngleSet::Full => &self.full_adj,
-            AngleSet::Measured => &self.meas_adj,
-        };
+        let rt = set.pick(&self.full_adj, &self.meas_adj);
         sparse_apply(rt, &y.f_reshape([y.size()[0], -1])?)
     }
 
     fn fbp(&self, set: AngleSet, y: &Tensor, filter: FbpFilter) -> Result<Tensor> {
-        let bp = match set {
-            AngleSet::Full => &self.full_bp,
-            AngleSet::Measured => &self.meas_bp,
-        };
+        let bp = set.pick(&self.full_bp, &self.meas_bp);
         let f = self
             .filters
             .filtered_sinogram(y, filter, self.n, self.kind)?; // [m, A, D]

@@ -89,10 +89,7 @@ impl TensorOps {
     }
 
     fn proj(&self, set: AngleSet) -> &ProjTables {
-        match set {
-            AngleSet::Full => &self.full_proj,
-            AngleSet::Measured => &self.meas_proj,
-        }
+        set.pick(&self.full_proj, &self.meas_proj)
     }
 }
 
@@ -106,10 +103,7 @@ impl Kernels for TensorOps {
     }
 
     fn fbp(&self, set: AngleSet, y: &Tensor, filter: FbpFilter) -> Result<Tensor> {
-        let bp = match set {
-            AngleSet::Full => &self.full_bp,
-            AngleSet::Measured => &self.meas_bp,
-        };
+        let bp = set.pick(&self.full_bp, &self.meas_bp);
         let filtered = self
             .filters
             .filtered_sinogram(y, filter, self.n, self.kind)?;
@@ -142,20 +136,8 @@ fn proj_tables(geom: &ParallelGeometry, kind: Kind, device: Device) -> Result<Pr
             }
         }
     }
-    let nn = (n * n) as i64;
-    Ok(ProjTables {
-        idx: Shared(
-            Tensor::f_from_slice(&idx)?
-                .f_reshape([na as i64, nn])?
-                .f_to_device(device)?,
-        ),
-        w4: Shared(
-            Tensor::f_from_slice(&w4)?
-                .f_reshape([na as i64, nn, 4])?
-                .f_to_kind(kind)?
-                .f_to_device(device)?,
-        ),
-    })
+    let (idx, w4) = table_tensors(&idx, &w4, [na as i64, (n * n) as i64, 4], kind, device)?;
+    Ok(ProjTables { idx, w4 })
 }
 
 fn bp_tables(geom: &ParallelGeometry, kind: Kind, device: Device) -> Result<BpTables> {
@@ -179,20 +161,27 @@ fn bp_tables(geom: &ParallelGeometry, kind: Kind, device: Device) -> Result<BpTa
             w2[2 * s + 1] = w;
         }
     }
-    let np = pix.len() as i64;
-    Ok(BpTables {
-        idx: Shared(
-            Tensor::f_from_slice(&idx)?
-                .f_reshape([na as i64, np])?
-                .f_to_device(device)?,
-        ),
-        w2: Shared(
-            Tensor::f_from_slice(&w2)?
-                .f_reshape([na as i64, np, 2])?
-                .f_to_kind(kind)?
-                .f_to_device(device)?,
-        ),
-    })
+    let (idx, w2) = table_tensors(&idx, &w2, [na as i64, pix.len() as i64, 2], kind, device)?;
+    Ok(BpTables { idx, w2 })
+}
+
+/// The index table `[A, S]` and the weight table `[A, S, Q]` (weights in `kind`) of
+/// `shape = [A, S, Q]`, on `device`.
+fn table_tensors(
+    idx: &[i64],
+    weights: &[f64],
+    shape: [i64; 3],
+    kind: Kind,
+    device: Device,
+) -> Result<(Shared, Shared)> {
+    let idx = Tensor::f_from_slice(idx)?
+        .f_reshape(&shape[..2])?
+        .f_to_device(device)?;
+    let weights = Tensor::f_from_slice(weights)?
+        .f_reshape(shape)?
+        .f_to_kind(kind)?
+        .f_to_device(device)?;
+    Ok((Shared(idx), Shared(weights)))
 }
 
 /// Angles per chunk so that a `[m, chunk · per_angle]` temporary stays under CHUNK_ELEMENTS.
