@@ -15,9 +15,9 @@
 //! Shepp–Logan, cosine, Hamming or Hann window. The back-projection interpolates the filtered
 //! projection linearly at `t` and zeroes pixels outside the inscribed circle.
 //!
-//! This module holds the geometry and filter construction shared by the tensor path
-//! ([`crate::radon::ParallelBeamRadon::pseudo_inverse`]) and the ndarray reference path
-//! ([`crate::reference::radon::fbp`]).
+//! This module holds the padding geometry and filter construction shared by the tensor
+//! backends (`pseudo_inverse` of [`crate::radon::ParallelBeamRadon`]) and the ndarray reference
+//! path ([`crate::reference::radon::fbp`]).
 use std::fmt;
 use std::str::FromStr;
 

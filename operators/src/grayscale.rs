@@ -117,6 +117,10 @@ impl LinearOperator for Grayscale {
     fn pseudo_inverse(&self, y: &Tensor) -> Result<Tensor> {
         self.adjoint(y)
     }
+
+    fn as_decomposed(&self) -> Option<&dyn Decomposed> {
+        Some(self)
+    }
 }
 
 impl Decomposed for Grayscale {

@@ -6,21 +6,24 @@
 //!
 //! Operators that the projection sampler of Song et al. 2022 ("Solving inverse problems in
 //! medical imaging with score-based generative models", ICLR) needs also implement
-//! [`Decomposed`]: `A = P(Λ) · T`, with `T` an invertible transform and `Λ` a subsampling
-//! mask in the transformed domain.
+//! [`Decomposed`]: `A = P(Λ) · T`, with `T` an invertible transform and `P(Λ)` acting
+//! diagonally in the transformed domain (a subsampling mask, or a transfer function for
+//! deblurring), reachable from any operator through [`LinearOperator::as_decomposed`].
 
+pub mod blur;
 pub mod error;
 pub mod fbp;
 pub mod gaussian_noise;
+pub mod geometry;
 pub mod grayscale;
 pub mod masking;
 pub mod masks;
 pub mod mri;
 pub mod noise;
 pub mod radon;
-mod radon_sparse;
 pub mod reference;
 
+pub use blur::{Blur, Boundary};
 pub use error::{OperatorError, Result};
 pub use fbp::FbpFilter;
 pub use gaussian_noise::{GaussianNoise, NoiseModel};
@@ -68,16 +71,52 @@ pub trait LinearOperator: Send + Sync {
     fn check_output(&self, y: &Tensor) -> Result<()> {
         check_batch_shape(self.name(), "measurement", &self.output_shape(), y)
     }
+
+    /// This operator as a [`Decomposed`] one, when it has that decomposition: then the
+    /// projection and replacement samplers apply, and a caller holding only a
+    /// `&dyn LinearOperator` (or an `Arc<dyn LinearOperator>`) reaches the decomposition
+    /// without being handed the operator twice. `None` (the default) otherwise.
+    ///
+    /// Every implementation of [`Decomposed`] overrides this to return `Some(self)`, or `Some`
+    /// of an equivalent operator (the same `A`, shapes and name), as [`Blur`] does for circular
+    /// boundary only.
+    fn as_decomposed(&self) -> Option<&dyn Decomposed> {
+        None
+    }
 }
 
-/// The decomposition `A = P(Λ) · T` used by the projection sampler of Song et al. 2022.
+/// The decomposition `A = P(Λ) · T` used by the projection sampler of Song et al. 2022
+/// ("Solving inverse problems in medical imaging with score-based generative models", ICLR).
 ///
 /// * `T` ([`Decomposed::transform`]) is invertible ([`Decomposed::inverse_transform`]): full-view
-///   Radon / FBP for CT, orthonormal FFT for MRI, identity for inpainting, the orthonormal colour
-///   decoupling for colorization.
-/// * `Λ` ([`Decomposed::mask`]) is a 0/1 tensor broadcastable to `T x` selecting what is
-///   measured; `P(Λ)` keeps those entries ([`Decomposed::subsample`]), and
-///   [`Decomposed::embed`] is its transpose (zero-fill the unmeasured entries).
+///   Radon / FBP for CT (FBP inverts only approximately), orthonormal FFT for MRI and for
+///   circular deblurring, identity for inpainting, the orthonormal colour decoupling for
+///   colorization.
+/// * `P(Λ)` ([`Decomposed::subsample`]) maps the transformed domain to measurements,
+///   `A x = subsample(transform(x))`, and acts diagonally: each measured value depends on one
+///   entry of `T x`. Either it selects entries (CT angles, MRI k-space points, pixels, a colour
+///   channel) or, for [`Blur`], it scales every Fourier coefficient by the transfer function
+///   and transforms back, `y = F⁻¹(Ĥ ⊙ T x)`.
+/// * [`Decomposed::embed`] places a measurement in the transformed domain: the entries of `T x`
+///   that `y` determines, 0 where it determines nothing. It is a right inverse of `subsample` on
+///   the range of `A`, `subsample(embed(A x)) = A x`: the transpose `P(Λ)ᵀ` (zero fill) for a
+///   selection, `F y ⊙ Ĥ⁻¹` (0 where `Ĥ = 0`) for a transfer function.
+/// * `Λ` ([`Decomposed::mask`]) is a real weight in `[0, 1]` per entry of `T x`, 0 where the
+///   measurement determines nothing, with which data consistency moves `T x` towards the
+///   measurement (the projection of Song et al. 2022 with their weight `λ`; their sampler uses
+///   `embed(y)` noised to the current diffusion time):
+///
+///   ```text
+///   T x ← T x + λ Λ ⊙ (embed(y) − T x)
+///   ```
+///
+///   For a selection `Λ` is its 0/1 mask and the step replaces the measured entries. For a
+///   transfer function `Ĥ` it is the Wiener gain `|Ĥ|² / (|Ĥ|² + ε)`: with `λ = 1` the step is
+///   then the regularised projection `argmin_z ‖Ĥ ⊙ z − F y‖² + ε ‖z − T x‖²` onto
+///   `{A x = y}` (the spectral view of deblurring of DDRM, Kawar et al. 2022, "Denoising
+///   diffusion restoration models", NeurIPS: `V = F`, singular values `|Ĥ|`), and `ε → 0` the
+///   exact projection. `embed(y)` may be large where `Λ` is small: only `Λ ⊙ embed(y)` is meant
+///   to be used.
 pub trait Decomposed: LinearOperator {
     /// `T x`, shape `[B] ++ transformed_shape()`.
     fn transform(&self, x: &Tensor) -> Result<Tensor>;
@@ -85,11 +124,14 @@ pub trait Decomposed: LinearOperator {
     fn inverse_transform(&self, z: &Tensor) -> Result<Tensor>;
     /// Per-sample shape of `T x`.
     fn transformed_shape(&self) -> Vec<i64>;
-    /// `Λ`, 0/1, broadcastable to `[B] ++ transformed_shape()`, on `device`.
+    /// `Λ`: real weights in `[0, 1]` (0/1 for a selection), broadcastable to
+    /// `[B] ++ transformed_shape()`, on `device`.
     fn mask(&self, device: tch::Device) -> Tensor;
-    /// `P(Λ) z`: the measured entries of `z` (so that `A x = subsample(transform(x))`).
+    /// `P(Λ) z`: the measurement of the transformed-domain `z`, so that
+    /// `A x = subsample(transform(x))`.
     fn subsample(&self, z: &Tensor) -> Result<Tensor>;
-    /// `P(Λ)ᵀ y`: a measurement placed in the transformed domain, zeros elsewhere.
+    /// A measurement placed in the transformed domain: the entries of `T x` it determines, 0
+    /// elsewhere (`subsample(embed(y)) = y` for `y` in the range of `A`).
     fn embed(&self, y: &Tensor) -> Result<Tensor>;
 }
 

@@ -153,6 +153,10 @@ impl LinearOperator for Masking {
         self.check_output(y)?;
         self.apply(y)
     }
+
+    fn as_decomposed(&self) -> Option<&dyn Decomposed> {
+        Some(self)
+    }
 }
 
 impl Decomposed for Masking {

@@ -201,6 +201,10 @@ impl LinearOperator for MriFourier {
     fn pseudo_inverse(&self, y: &Tensor) -> Result<Tensor> {
         self.adjoint(y)
     }
+
+    fn as_decomposed(&self) -> Option<&dyn Decomposed> {
+        Some(self)
+    }
 }
 
 impl Decomposed for MriFourier {

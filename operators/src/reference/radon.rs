@@ -15,11 +15,18 @@
 //! The adjoint scatters each `R[k, θ]` back onto the four pixels of every sample with the same
 //! bilinear weights, so it is the exact transpose of the forward. [`fbp`] follows
 //! [`crate::fbp`]. Images are batches `[M, N, N]`, sinograms `[M, N, n_angles]`.
+//!
+//! The geometry ([`ParallelGeometry`], re-exported here from [`crate::geometry`]) and the
+//! bilinear footprint of a sample are shared with the tensor backends; what is particular to
+//! these kernels is walking each ray incrementally, splitting it into a branch-free interior
+//! and edge samples, and computing the weights in the element type `T`.
 use ndarray::{Array2, Array3, ArrayView3, Axis};
 use ndrustfft::{ndfft_r2c, ndifft_r2c, Complex, R2cFftHandler};
 use rayon::prelude::*;
 
 use crate::fbp::{fbp_scale, half_spectrum_filter, FbpFilter, FbpPadding};
+pub use crate::geometry::ParallelGeometry;
+use crate::geometry::{floor_split, in_inscribed_circle, BilinearSample};
 use crate::{OperatorError, Result};
 
 /// Floating-point element types of the reference path (`f32`, `f64`).
@@ -52,92 +59,13 @@ impl Real for f64 {
     }
 }
 
-/// Parallel-beam geometry: an `N × N` image, `N` detector bins, angles in degrees.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ParallelGeometry {
-    n: usize,
-    angles_deg: Vec<f64>,
-    cos: Vec<f64>,
-    sin: Vec<f64>,
-}
-
-impl ParallelGeometry {
-    /// Checks `n ≥ 2`, at least one angle, all angles finite.
-    pub fn new(n: usize, angles_deg: Vec<f64>) -> Result<Self> {
-        if n < 2 {
-            return Err(OperatorError::Invalid(format!(
-                "radon: image size n must be at least 2, got {n}"
-            )));
-        }
-        if angles_deg.is_empty() {
-            return Err(OperatorError::Invalid(
-                "radon: at least one projection angle is required, got none".into(),
-            ));
-        }
-        if let Some((i, a)) = angles_deg.iter().enumerate().find(|(_, a)| !a.is_finite()) {
-            return Err(OperatorError::Invalid(format!(
-                "radon: projection angle {i} is {a}; angles must be finite (degrees)"
-            )));
-        }
-        let cos = angles_deg.iter().map(|a| a.to_radians().cos()).collect();
-        let sin = angles_deg.iter().map(|a| a.to_radians().sin()).collect();
-        Ok(ParallelGeometry {
-            n,
-            angles_deg,
-            cos,
-            sin,
-        })
-    }
-
-    /// Image side `N` (also the detector count).
-    pub fn n(&self) -> usize {
-        self.n
-    }
-
-    /// Projection angles in degrees.
-    pub fn angles_deg(&self) -> &[f64] {
-        &self.angles_deg
-    }
-
-    /// Number of projection angles.
-    pub fn n_angles(&self) -> usize {
-        self.angles_deg.len()
-    }
-
-    /// Rotation centre `c = N / 2` (integer division, as scikit-image).
-    pub fn center(&self) -> f64 {
-        (self.n / 2) as f64
-    }
-
-    /// Image coordinates `(row, col)` of ray sample `j` of detector bin `k` at angle `a`.
-    /// The tensor path builds its interpolation tables from this same function.
-    #[inline(always)]
-    pub fn sample_coords(&self, a: usize, k: usize, j: usize) -> (f64, f64) {
-        let c = self.center();
-        let s = k as f64 - c;
-        let t = j as f64 - c;
-        let (cs, sn) = (self.cos[a], self.sin[a]);
-        (c - s * sn + t * cs, c + s * cs + t * sn)
-    }
-
-    /// Detector coordinate `t` (relative to the centre bin) of pixel `(r, col)` at angle `a`,
-    /// as used by the FBP back-projection.
-    #[inline(always)]
-    pub fn pixel_detector_coord(&self, a: usize, r: usize, col: usize) -> f64 {
-        let c = self.center();
-        let xpr = r as f64 - c;
-        let ypr = col as f64 - c;
-        ypr * self.cos[a] - xpr * self.sin[a]
-    }
-}
-
 fn check_images<T>(geom: &ParallelGeometry, x: &ArrayView3<T>, what: &str) -> Result<()> {
     let s = x.shape();
-    if s[1] != geom.n || s[2] != geom.n {
+    if s[1] != geom.n() || s[2] != geom.n() {
         return Err(OperatorError::Shape {
             op: "radon (reference)".into(),
             what: what.into(),
-            expected: format!("[M, {}, {}]", geom.n, geom.n),
+            expected: format!("[M, {}, {}]", geom.n(), geom.n()),
             actual: format!("{s:?}"),
         });
     }
@@ -146,33 +74,15 @@ fn check_images<T>(geom: &ParallelGeometry, x: &ArrayView3<T>, what: &str) -> Re
 
 fn check_sinograms<T>(geom: &ParallelGeometry, y: &ArrayView3<T>, what: &str) -> Result<()> {
     let s = y.shape();
-    if s[1] != geom.n || s[2] != geom.n_angles() {
+    if s[1] != geom.n() || s[2] != geom.n_angles() {
         return Err(OperatorError::Shape {
             op: "radon (reference)".into(),
             what: what.into(),
-            expected: format!("[M, {}, {}]", geom.n, geom.n_angles()),
+            expected: format!("[M, {}, {}]", geom.n(), geom.n_angles()),
             actual: format!("{s:?}"),
         });
     }
     Ok(())
-}
-
-/// Integer part (floor) and fractional part of `v`, without a libm `floor` call (baseline
-/// x86-64 has no rounding instruction); exact for |v| < 2^52.
-#[inline(always)]
-fn floor_split(v: f64) -> (isize, f64) {
-    let i = v as isize;
-    let i = if (i as f64) > v { i - 1 } else { i };
-    (i, v - i as f64)
-}
-
-/// Bilinear corner description of one sample: row and column of the top-left pixel and the
-/// fractional offsets.
-#[inline(always)]
-fn corners(row: f64, col: f64) -> (isize, isize, f64, f64) {
-    let (r0, fr) = floor_split(row);
-    let (c0, fc) = floor_split(col);
-    (r0, c0, fr, fc)
 }
 
 /// Real-valued range of `j` for which `start + j·step` lies in `[v_lo, v_hi)`: all of ℝ or
@@ -232,9 +142,9 @@ struct Ray {
 impl Ray {
     #[inline(always)]
     fn new(geom: &ParallelGeometry, a: usize, k: usize) -> Ray {
-        let n = geom.n;
+        let n = geom.n();
         let (row0, col0) = geom.sample_coords(a, k, 0);
-        let (step_r, step_c) = (geom.cos[a], geom.sin[a]);
+        let (step_r, step_c) = geom.cos_sin(a);
         let (r_lo, r_hi) = sample_range(row0, step_r, n);
         let (c_lo, c_hi) = sample_range(col0, step_c, n);
         let lo = r_lo.max(c_lo);
@@ -270,8 +180,8 @@ impl Ray {
         let (lo, hi) = (self.lo, self.hi);
         let inside = |j: usize| {
             let (row, col) = self.coords(j);
-            let (r0, c0, _, _) = corners(row, col);
-            r0 >= 0 && c0 >= 0 && r0 < n as isize - 1 && c0 < n as isize - 1
+            let b = BilinearSample::at(row, col);
+            b.r0 >= 0 && b.c0 >= 0 && b.r0 < n as isize - 1 && b.c0 < n as isize - 1
         };
         let top = (n - 1) as f64;
         let (Some((ra, rb)), Some((ca, cb))) = (
@@ -301,16 +211,12 @@ impl Ray {
         (self.lo..self.ilo).chain(self.ihi..self.hi)
     }
 
-    /// Top-left corner and weights of an edge sample; `None` when no corner is inside.
+    /// Footprint and weights of an edge sample; `None` when no corner is inside.
     #[inline(always)]
-    fn edge<T: Real>(&self, j: usize, n: usize) -> Option<(isize, isize, [T; 4])> {
-        let ni = n as isize;
+    fn edge<T: Real>(&self, j: usize, n: usize) -> Option<(BilinearSample, [T; 4])> {
         let (row, col) = self.coords(j);
-        let (r0, c0, fr, fc) = corners(row, col);
-        if r0 < -1 || c0 < -1 || r0 >= ni || c0 >= ni {
-            return None;
-        }
-        Some((r0, c0, weights::<T>(fr, fc)))
+        let b = BilinearSample::at(row, col);
+        b.touches_grid(n).then(|| (b, weights::<T>(b.fr, b.fc)))
     }
 
     /// Flat index `r₀·N + c₀` of the top-left corner and the weights of an interior sample
@@ -323,20 +229,6 @@ impl Ray {
         let (fr, fc) = (row - r0 as f64, col - c0 as f64);
         (r0 * n + c0, weights::<T>(fr, fc))
     }
-}
-
-/// The in-grid corners `(q, r, c)` of a sample whose top-left corner is `(r0, c0)`; `q` indexes
-/// the bilinear weights (00, 01, 10, 11).
-#[inline(always)]
-fn edge_corners(n: usize, r0: isize, c0: isize) -> impl Iterator<Item = (usize, usize)> {
-    let ni = n as isize;
-    [(0, 0), (0, 1), (1, 0), (1, 1)]
-        .into_iter()
-        .enumerate()
-        .filter_map(move |(q, (dr, dc))| {
-            let (r, c) = (r0 + dr, c0 + dc);
-            (r >= 0 && c >= 0 && r < ni && c < ni).then(|| (q, r as usize * n + c as usize))
-        })
 }
 
 /// Splits `0..m` into blocks of 8, then 4, then 1 images: `(offset, length)`. Each block is
@@ -357,7 +249,7 @@ fn image_blocks(m: usize) -> Vec<(usize, usize)> {
 /// Radon transform of a batch `[M, N, N]` → sinograms `[M, N, n_angles]`.
 pub fn forward<T: Real>(geom: &ParallelGeometry, images: ArrayView3<T>) -> Result<Array3<T>> {
     check_images(geom, &images, "image")?;
-    let (m, n, na) = (images.shape()[0], geom.n, geom.n_angles());
+    let (m, n, na) = (images.shape()[0], geom.n(), geom.n_angles());
     let mut sino = Array3::<T>::zeros((m, n, na));
     for (o, l) in image_blocks(m) {
         let block = images.slice(ndarray::s![o..o + l, .., ..]);
@@ -377,7 +269,7 @@ fn forward_block<T: Real, const L: usize>(
     images: ArrayView3<T>,
     mut sino: ndarray::ArrayViewMut3<T>,
 ) {
-    let (n, na) = (geom.n, geom.n_angles());
+    let (n, na) = (geom.n(), geom.n_angles());
     // Channels-last copy (pixel-major, L images per pixel) so that each sample's weights
     // are computed once for the whole block.
     let mut xl = vec![[T::zero(); L]; n * n];
@@ -404,8 +296,8 @@ fn forward_block<T: Real, const L: usize>(
                 }
                 *acc = sum;
                 for j in ray.edge_samples() {
-                    if let Some((r0, c0, w)) = ray.edge::<T>(j, n) {
-                        for (q, p) in edge_corners(n, r0, c0) {
+                    if let Some((b, w)) = ray.edge::<T>(j, n) {
+                        for (q, p) in b.corners_in_grid(n) {
                             for i in 0..L {
                                 acc[i] += w[q] * xl[p][i];
                             }
@@ -428,7 +320,7 @@ fn forward_block<T: Real, const L: usize>(
 /// Exact adjoint (transpose) of [`forward`]: sinograms `[M, N, n_angles]` → images `[M, N, N]`.
 pub fn adjoint<T: Real>(geom: &ParallelGeometry, sinograms: ArrayView3<T>) -> Result<Array3<T>> {
     check_sinograms(geom, &sinograms, "sinogram")?;
-    let (m, n) = (sinograms.shape()[0], geom.n);
+    let (m, n) = (sinograms.shape()[0], geom.n());
     let mut images = Array3::<T>::zeros((m, n, n));
     for (o, l) in image_blocks(m) {
         let block = sinograms.slice(ndarray::s![o..o + l, .., ..]);
@@ -448,7 +340,7 @@ fn adjoint_block<T: Real, const L: usize>(
     sinograms: ArrayView3<T>,
     mut images: ndarray::ArrayViewMut3<T>,
 ) {
-    let (n, na) = (geom.n, geom.n_angles());
+    let (n, na) = (geom.n(), geom.n_angles());
     // Angle groups scatter into private images, summed at the end (no write conflicts).
     let groups = (rayon::current_num_threads() * 2).clamp(1, na);
     let partials: Vec<Vec<[T; L]>> = (0..groups)
@@ -475,8 +367,8 @@ fn adjoint_block<T: Real, const L: usize>(
                         }
                     }
                     for j in ray.edge_samples() {
-                        if let Some((r0, c0, w)) = ray.edge::<T>(j, n) {
-                            for (q, p) in edge_corners(n, r0, c0) {
+                        if let Some((b, w)) = ray.edge::<T>(j, n) {
+                            for (q, p) in b.corners_in_grid(n) {
                                 for i in 0..L {
                                     xl[p][i] += w[q] * v[i];
                                 }
@@ -507,7 +399,7 @@ pub fn fbp<T: Real>(
 ) -> Result<Array3<T>> {
     check_sinograms(geom, &sinograms, "sinogram")?;
     let m = sinograms.shape()[0];
-    let n = geom.n;
+    let n = geom.n();
     let na = geom.n_angles();
     if m == 0 {
         return Ok(Array3::zeros((0, n, n)));
@@ -537,7 +429,6 @@ pub fn fbp<T: Real>(
     ndifft_r2c(&spec, &mut rows, &handler, 1);
 
     let half_d = (d / 2) as f64;
-    let radius = (n / 2) as isize;
     let scale = fbp_scale(na);
     let rows = rows
         .as_slice()
@@ -553,11 +444,7 @@ pub fn fbp<T: Real>(
         .enumerate()
         .for_each(|(row_id, out_row)| {
             let (mi, r) = (row_id / n, row_id % n);
-            let xr = r as isize - radius;
-            let inside = |col: usize| {
-                let yc = col as isize - radius;
-                xr * xr + yc * yc <= radius * radius
-            };
+            let inside = |col: usize| in_inscribed_circle(n, r, col);
             let Some(c_lo) = (0..n).find(|&c| inside(c)) else {
                 return;
             };
@@ -566,7 +453,7 @@ pub fn fbp<T: Real>(
             for a in 0..na {
                 let proj = &rows[(mi * na + a) * p..(mi * na + a) * p + d];
                 let u0 = geom.pixel_detector_coord(a, r, c_lo) + half_d;
-                let du = geom.cos[a];
+                let du = geom.cos_sin(a).0;
                 for (i, acc_c) in acc.iter_mut().enumerate() {
                     let u = u0 + i as f64 * du;
                     // numpy.interp on x = 0..D-1 with left = right = 0.

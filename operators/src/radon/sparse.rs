@@ -1,17 +1,18 @@
-//! The parallel-beam Radon transform of [`crate::radon`] as explicit sparse matrices (CSR), for
-//! [`crate::RadonBackend::Sparse`]: one sparse × dense product per call (cuSPARSE `SpMM` on
-//! CUDA, MKL or the native kernel on CPU) instead of gathers and scatters.
+//! [`RadonBackend::Sparse`](super::RadonBackend::Sparse): the transform as explicit sparse
+//! matrices (CSR), built once on the host from the shared geometry ([`crate::geometry`]) and
+//! applied with one sparse × dense product per call (cuSPARSE `SpMM` on CUDA, MKL or the native
+//! kernel on CPU) instead of gathers and scatters.
 //!
 //! * Projection `R ∈ ℝ^{(N·A) × N²}`, row `k·A + a` (detector bin `k`, angle `a`, so that
 //!   `R x` reshapes to the `[N, A]` sinogram directly), column `r·N + c`: entry
 //!   `Σ_j w_j` over the ray samples `j` whose bilinear corners include pixel `(r, c)` with
-//!   weight `w_j`. The same samples and weights as [`crate::reference::radon::forward`]
-//!   (`ParallelGeometry::sample_coords`), duplicates summed in f64.
+//!   weight `w_j` ([`BilinearSample`] of `ParallelGeometry::sample_coords`, the samples and
+//!   weights of [`crate::reference::radon::forward`]), duplicates summed in f64.
 //! * Its transpose `Rᵀ` (also stored in CSR), so that the adjoint is the exact transpose.
 //! * FBP back-projection `B ∈ ℝ^{N² × (A·D)}`: row `r·N + c` for pixels inside the inscribed
-//!   circle (other rows empty), the two linear-interpolation weights into the filtered,
-//!   diagonal-padded sinogram `[A, D]` (`numpy.interp` with zero outside, as scikit-image
-//!   `iradon`), times the scale `π / (2A)`.
+//!   circle (other rows empty), the two linear-interpolation weights ([`detector_interp`]) into
+//!   the filtered, diagonal-padded sinogram `[A, D]` (`numpy.interp` with zero outside, as
+//!   scikit-image `iradon`), times the scale `π / (2A)`.
 //!
 //! Memory: about `nnz · (4 + s)` bytes per matrix (int32 column indices, element size `s`), with
 //! `nnz ≈ 1.95 · A · N²` for `R` (bilinear corners shared by neighbouring samples are merged):
@@ -19,13 +20,103 @@
 use rayon::prelude::*;
 use tch::{Device, Kind, Tensor};
 
-use crate::fbp::FbpPadding;
-use crate::reference::radon::ParallelGeometry;
+use super::filtering::FilterBank;
+use super::{AngleSet, Kernels, Shared};
+use crate::fbp::{fbp_scale, FbpFilter, FbpPadding};
+use crate::geometry::{detector_interp, in_inscribed_circle, BilinearSample, ParallelGeometry};
 use crate::{OperatorError, Result};
+
+/// The matrices of both angle sets (shared when every angle is measured) and the FBP filters.
+pub(super) struct SparseMatrices {
+    n: i64,
+    kind: Kind,
+    full_fwd: Shared, // [N·A, N²]
+    full_adj: Shared, // [N², N·A]
+    meas_fwd: Shared,
+    meas_adj: Shared,
+    full_bp: Shared, // [N², A·D]
+    meas_bp: Shared,
+    filters: FilterBank,
+}
+
+impl SparseMatrices {
+    pub fn new(
+        full: &ParallelGeometry,
+        meas: &ParallelGeometry,
+        kind: Kind,
+        device: Device,
+    ) -> Result<Self> {
+        let to = |m: &Csr| m.to_tensor(kind, device).map(Shared);
+        let r_full = projection_matrix(full)?;
+        let full_fwd = to(&r_full)?;
+        let full_adj = to(&r_full.transpose())?;
+        drop(r_full);
+        let full_bp = to(&backprojection_matrix(full, fbp_scale(full.n_angles()))?)?;
+        let (meas_fwd, meas_adj, meas_bp) = if full.n_angles() == meas.n_angles() {
+            (
+                Shared(full_fwd.shallow_clone()),
+                Shared(full_adj.shallow_clone()),
+                Shared(full_bp.shallow_clone()),
+            )
+        } else {
+            let r = projection_matrix(meas)?;
+            (
+                to(&r)?,
+                to(&r.transpose())?,
+                to(&backprojection_matrix(meas, fbp_scale(meas.n_angles()))?)?,
+            )
+        };
+        let n = full.n();
+        Ok(SparseMatrices {
+            n: n as i64,
+            kind,
+            full_fwd,
+            full_adj,
+            meas_fwd,
+            meas_adj,
+            full_bp,
+            meas_bp,
+            filters: FilterBank::new(n, kind, device)?,
+        })
+    }
+}
+
+impl Kernels for SparseMatrices {
+    fn project(&self, set: AngleSet, x: &Tensor) -> Result<Tensor> {
+        let r = set.pick(&self.full_fwd, &self.meas_fwd);
+        let (m, n) = (x.size()[0], self.n);
+        sparse_apply(r, &x.f_reshape([m, n * n])?)
+    }
+
+    fn backproject(&self, set: AngleSet, y: &Tensor) -> Result<Tensor> {
+        let rt = set.pick(&self.full_adj, &self.meas_adj);
+        sparse_apply(rt, &y.f_reshape([y.size()[0], -1])?)
+    }
+
+    fn fbp(&self, set: AngleSet, y: &Tensor, filter: FbpFilter) -> Result<Tensor> {
+        let bp = set.pick(&self.full_bp, &self.meas_bp);
+        let f = self
+            .filters
+            .filtered_sinogram(y, filter, self.n, self.kind)?; // [m, A, D]
+        sparse_apply(bp, &f.f_reshape([y.size()[0], -1])?)
+    }
+
+    fn records_autograd(&self) -> bool {
+        true
+    }
+}
+
+/// `M vᵀ` for each row `v` of `x` `[m, cols]` with the sparse `M` `[rows, cols]`: `[m, rows]`.
+/// The dense operand is made row-major `[cols, m]` first, so that every stored entry of `M`
+/// reads `m` contiguous values (with a column-major operand cuSPARSE SpMM is ~4× slower).
+fn sparse_apply(mat: &Tensor, x: &Tensor) -> Result<Tensor> {
+    let xt = x.f_transpose(0, 1)?.f_contiguous()?;
+    Ok(mat.f_mm(&xt)?.f_transpose(0, 1)?.f_contiguous()?)
+}
 
 /// A sparse matrix in compressed-row form, built on the host in f64.
 #[derive(Debug, Clone, PartialEq)]
-pub(crate) struct Csr {
+struct Csr {
     pub rows: usize,
     pub cols: usize,
     /// Row `i` holds entries `crow[i]..crow[i + 1]`.
@@ -141,10 +232,9 @@ fn check_indexable(n: usize, what: &str) -> Result<()> {
 }
 
 /// The projection matrix `R` (rows `k·A + a`, columns `r·N + c`) of `geom`.
-pub(crate) fn projection_matrix(geom: &ParallelGeometry) -> Result<Csr> {
+fn projection_matrix(geom: &ParallelGeometry) -> Result<Csr> {
     let (n, na) = (geom.n(), geom.n_angles());
     check_indexable(n * n, "the projection matrix")?;
-    let nf = n as isize;
     let rows: Vec<Vec<(u32, f64)>> = (0..n * na)
         .into_par_iter()
         .map(|row| {
@@ -152,18 +242,11 @@ pub(crate) fn projection_matrix(geom: &ParallelGeometry) -> Result<Csr> {
             let mut e = Vec::with_capacity(4 * n);
             for j in 0..n {
                 let (rr, cc) = geom.sample_coords(a, k, j);
-                let (r0, c0) = (rr.floor(), cc.floor());
-                let (fr, fc) = (rr - r0, cc - c0);
-                let (r0, c0) = (r0 as isize, c0 as isize);
-                for (dr, dc, w) in [
-                    (0, 0, (1.0 - fr) * (1.0 - fc)),
-                    (0, 1, (1.0 - fr) * fc),
-                    (1, 0, fr * (1.0 - fc)),
-                    (1, 1, fr * fc),
-                ] {
-                    let (r, c) = (r0 + dr, c0 + dc);
-                    if w != 0.0 && (0..nf).contains(&r) && (0..nf).contains(&c) {
-                        e.push(((r * nf + c) as u32, w));
+                let b = BilinearSample::at(rr, cc);
+                let w = b.weights();
+                for (q, p) in b.corners_in_grid(n) {
+                    if w[q] != 0.0 {
+                        e.push((p as u32, w[q]));
                     }
                 }
             }
@@ -175,29 +258,25 @@ pub(crate) fn projection_matrix(geom: &ParallelGeometry) -> Result<Csr> {
 
 /// The FBP back-projection matrix `B` (rows `r·N + c`, columns `a·D + i` of the filtered
 /// diagonal-padded sinogram), scaled by `scale` (`π / (2A)`).
-pub(crate) fn backprojection_matrix(geom: &ParallelGeometry, scale: f64) -> Result<Csr> {
+fn backprojection_matrix(geom: &ParallelGeometry, scale: f64) -> Result<Csr> {
     let (n, na) = (geom.n(), geom.n_angles());
     let d = FbpPadding::new(n).diagonal;
     check_indexable(na * d, "the back-projection matrix")?;
     let half_d = (d / 2) as f64;
-    let radius = (n / 2) as isize;
     let rows: Vec<Vec<(u32, f64)>> = (0..n * n)
         .into_par_iter()
         .map(|p| {
             let (r, c) = (p / n, p % n);
-            let (xr, yc) = (r as isize - radius, c as isize - radius);
             let mut e = Vec::new();
-            if xr * xr + yc * yc > radius * radius {
+            if !in_inscribed_circle(n, r, c) {
                 return e; // outside the reconstruction circle: zero
             }
             for a in 0..na {
                 let u = geom.pixel_detector_coord(a, r, c) + half_d;
-                if u < 0.0 || u > (d - 1) as f64 {
+                let Some((i0, w)) = detector_interp(u, d) else {
                     continue; // numpy.interp left = right = 0
-                }
-                let i0 = u.floor();
-                let w = u - i0;
-                let base = a * d + i0 as usize;
+                };
+                let base = a * d + i0;
                 e.push((base as u32, (1.0 - w) * scale)); // w < 1
                 if w != 0.0 {
                     e.push(((base + 1) as u32, w * scale));
