@@ -14,7 +14,7 @@
 //! `make data` (Debian wallpapers) and `make setup` (scikit-image/scikit-learn wheels).
 use scoreinv::inverse::baselines::{tv_preset, Baseline, TV_LAMBDA_COLORIZATION};
 use scoreinv::inverse::projection::ProjectionConfig;
-use scoreinv::inverse::score_method::{ScoreAlgorithm, ScoreMethod};
+use scoreinv::inverse::score_method::ScoreMethod;
 use scoreinv::inverse::study::{self, BaselineMethod, Method};
 use scoreinv::io::output::{OutputDir, Reuse};
 use scoreinv::operators::{Grayscale, LinearOperator};
@@ -44,6 +44,7 @@ fn main() -> anyhow::Result<()> {
     let gray = BaselineMethod {
         baseline: Baseline::Gray,
         tv: tv_preset(TV_LAMBDA_COLORIZATION),
+        label: None,
     };
     let score = ScoreMethod::from_model_dir(
         &model,
@@ -51,8 +52,7 @@ fn main() -> anyhow::Result<()> {
         Some(steps),
         // The default projection settings with the model's validated ones for colorization
         // (its config.json's "sampler"."colorize"), as `reconstruct colorize` does.
-        ScoreAlgorithm::Projection(ProjectionConfig::default().for_model(&model, "colorize")?),
-        Some(op.clone()),
+        Box::new(ProjectionConfig::default().for_model(&model, "colorize")?),
         samples,
     )?;
     let methods: [&dyn Method; 2] = [&gray, &score];

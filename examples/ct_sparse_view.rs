@@ -9,7 +9,7 @@
 use scoreinv::data::cases::{load_cases, CaseOptions};
 use scoreinv::inverse::baselines::{tv_preset, Baseline, TV_LAMBDA_CT};
 use scoreinv::inverse::projection::ProjectionConfig;
-use scoreinv::inverse::score_method::{ScoreAlgorithm, ScoreMethod};
+use scoreinv::inverse::score_method::ScoreMethod;
 use scoreinv::inverse::study::{self, BaselineMethod, Method};
 use scoreinv::io::output::{OutputDir, Reuse};
 use scoreinv::operators::{GaussianNoise, LinearOperator, ParallelBeamRadon};
@@ -59,10 +59,12 @@ fn main() -> anyhow::Result<()> {
     let fbp = BaselineMethod {
         baseline: Baseline::Fbp,
         tv,
+        label: None,
     };
     let tvm = BaselineMethod {
         baseline: Baseline::Tv,
         tv,
+        label: None,
     };
     // The published CT settings (snr 0.246, λ 0.841), with the model's validated ones (its
     // config.json's "sampler"."ct": λ 1 for ct-ellipses) in their place, as `reconstruct` does.
@@ -70,8 +72,7 @@ fn main() -> anyhow::Result<()> {
         &model,
         device,
         Some(steps),
-        ScoreAlgorithm::Projection(ProjectionConfig::ct().for_model(&model, "ct")?),
-        Some(op.clone()),
+        Box::new(ProjectionConfig::ct().for_model(&model, "ct")?),
         1,
     )?;
     let methods: [&dyn Method; 3] = [&fbp, &tvm, &score];

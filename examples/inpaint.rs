@@ -10,7 +10,7 @@
 use scoreinv::data::cases::{load_cases, CaseOptions};
 use scoreinv::inverse::baselines::{tv_preset, Baseline, TV_LAMBDA_INPAINTING};
 use scoreinv::inverse::projection::ProjectionConfig;
-use scoreinv::inverse::score_method::{ScoreAlgorithm, ScoreMethod};
+use scoreinv::inverse::score_method::ScoreMethod;
 use scoreinv::inverse::study::{self, BaselineMethod, Method};
 use scoreinv::inverse::tasks::inpaint::inpaint_mask;
 use scoreinv::io::output::{OutputDir, Reuse};
@@ -41,13 +41,13 @@ fn main() -> anyhow::Result<()> {
     let tvm = BaselineMethod {
         baseline: Baseline::Tv,
         tv,
+        label: None,
     };
     let score = ScoreMethod::from_model_dir(
         &model,
         device,
         Some(steps),
-        ScoreAlgorithm::Projection(ProjectionConfig::default()),
-        Some(op.clone()),
+        Box::new(ProjectionConfig::default()),
         1,
     )?;
     let methods: [&dyn Method; 2] = [&tvm, &score];

@@ -11,7 +11,7 @@
 use scoreinv::data::cases::{load_cases, CaseOptions};
 use scoreinv::inverse::baselines::{tv_preset, Baseline, TV_LAMBDA_MRI};
 use scoreinv::inverse::projection::ProjectionConfig;
-use scoreinv::inverse::score_method::{ScoreAlgorithm, ScoreMethod};
+use scoreinv::inverse::score_method::ScoreMethod;
 use scoreinv::inverse::study::{self, BaselineMethod, Method};
 use scoreinv::inverse::tasks::mri::{mri_mask, MriConfig};
 use scoreinv::io::output::{OutputDir, Reuse};
@@ -55,17 +55,18 @@ fn main() -> anyhow::Result<()> {
     let zf = BaselineMethod {
         baseline: Baseline::ZeroFilled,
         tv,
+        label: None,
     };
     let tvm = BaselineMethod {
         baseline: Baseline::Tv,
         tv,
+        label: None,
     };
     let score = ScoreMethod::from_model_dir(
         &model,
         device,
         Some(steps),
-        ScoreAlgorithm::Projection(ProjectionConfig::mri()),
-        Some(op.clone()),
+        Box::new(ProjectionConfig::mri()),
         1,
     )?;
     let methods: [&dyn Method; 3] = [&zf, &tvm, &score];

@@ -4,7 +4,7 @@
 //! measurement (not its quality: the model is barely trained).
 use scoreinv::data::phantom::{random_ellipses_tensor, RandomEllipsesConfig};
 use scoreinv::inverse::projection::ProjectionConfig;
-use scoreinv::inverse::score_method::{ScoreAlgorithm, ScoreMethod};
+use scoreinv::inverse::score_method::ScoreMethod;
 use scoreinv::models::model_dir::DataInfo;
 use scoreinv::operators::radon::ParallelBeamRadon;
 use scoreinv::operators::LinearOperator;
@@ -134,11 +134,10 @@ fn reconstruct_ct_with_a_trained_model() {
         model.path(),
         Device::Cpu,
         Some(8),
-        ScoreAlgorithm::Projection(ProjectionConfig {
+        Box::new(ProjectionConfig {
             consistency_iters: 100,
             ..ProjectionConfig::ct()
         }),
-        Some(op.clone()),
         3,
     )
     .unwrap();

@@ -267,7 +267,7 @@ fn replacement_colorization_is_measurement_consistent() {
 /// pixels exactly, and the summary has one mean and one std map per measurement.
 #[test]
 fn score_method_maps_centered_model_space() {
-    use scoreinv::inverse::score_method::{ScoreAlgorithm, ScoreMethod};
+    use scoreinv::inverse::score_method::ScoreMethod;
     use scoreinv::inverse::study::Method;
     use scoreinv::models::model_dir::DataInfo;
     // Same σ(t) (σ_min 0.01, σ_max 20) as the method's SDE below, with fewer steps.
@@ -283,8 +283,7 @@ fn score_method_maps_centered_model_space() {
         Box::new(model),
         Box::new(VeSde::new(0.01, 20.0, 50).unwrap()),
         info,
-        ScoreAlgorithm::Projection(ProjectionConfig::default()),
-        Some(op.clone()),
+        Box::new(ProjectionConfig::default()),
         4,
     )
     .unwrap();

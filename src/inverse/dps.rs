@@ -150,3 +150,41 @@ pub fn sample(
         nfe: n,
     })
 }
+
+/// `dps` in [`super::conditional::CONDITIONAL_SAMPLERS`]: the defaults, then the user's `zeta`.
+pub const ENTRY: super::conditional::ConditionalEntry = super::conditional::ConditionalEntry {
+    name: "dps",
+    aliases: &[],
+    about: "diffusion posterior sampling (Chung et al. 2023), any operator",
+    build: |s| {
+        Ok(Box::new(super::conditional::overlay(
+            DpsConfig::default(),
+            s.user,
+        )?))
+    },
+};
+
+impl super::conditional::ConditionalSampler for DpsConfig {
+    fn name(&self) -> &'static str {
+        ENTRY.name
+    }
+    fn needs_decomposition(&self) -> bool {
+        false
+    }
+    fn validate(&self, sde: &dyn Sde) -> Result<()> {
+        DpsConfig::validate(self, sde)
+    }
+    fn sample(
+        &self,
+        sde: &dyn Sde,
+        model: &dyn ScoreModel,
+        op: &dyn LinearOperator,
+        y: &Tensor,
+        progress: &mut dyn FnMut(usize),
+    ) -> Result<SampleOutput> {
+        sample(sde, model, op, y, self, progress)
+    }
+    fn settings(&self) -> serde_json::Value {
+        serde_json::to_value(self).unwrap_or_default()
+    }
+}

@@ -9,6 +9,7 @@
 //! * [`score_method`]: a trained model directory + sampler as a [`study::Method`].
 //! * [`study`]: run methods on cases and tabulate PSNR/SSIM.
 pub mod baselines;
+pub mod conditional;
 pub mod dps;
 pub mod posterior;
 pub mod projection;

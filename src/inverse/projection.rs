@@ -293,6 +293,54 @@ fn graphed_loop(
     Ok(x_static)
 }
 
+/// `score` in [`super::conditional::CONDITIONAL_SAMPLERS`]: the task's published settings, then
+/// the model's validated `snr`/`λ`, then the user's.
+pub const ENTRY: super::conditional::ConditionalEntry = super::conditional::ConditionalEntry {
+    name: "score",
+    aliases: &[],
+    about: "projection predictor–corrector sampler (Song et al. 2022)",
+    build: |s| {
+        let mut c = s.task.projection_config();
+        if let Some(v) = s.validated {
+            c = c.with_model_settings(v);
+        }
+        Ok(Box::new(super::conditional::overlay(c, s.user)?))
+    },
+};
+
+impl super::conditional::ConditionalSampler for ProjectionConfig {
+    fn name(&self) -> &'static str {
+        ENTRY.name
+    }
+    fn needs_decomposition(&self) -> bool {
+        true
+    }
+    fn validate(&self, sde: &dyn Sde) -> Result<()> {
+        ProjectionConfig::validate(self, sde)
+    }
+    fn sample(
+        &self,
+        sde: &dyn Sde,
+        model: &dyn ScoreModel,
+        op: &dyn scoreinv_operators::LinearOperator,
+        y: &Tensor,
+        progress: &mut dyn FnMut(usize),
+    ) -> Result<SampleOutput> {
+        let d = op.as_decomposed().ok_or_else(|| no_decomposition(ENTRY.name, op.name()))?;
+        sample(sde, model, d, y, self, progress)
+    }
+    fn settings(&self) -> serde_json::Value {
+        serde_json::to_value(self).unwrap_or_default()
+    }
+}
+
+/// The refusal of a sampler that needs `A = P(Λ) T` for an operator without one.
+pub(crate) fn no_decomposition(method: &str, op: &str) -> Error {
+    Error::Config(format!(
+        "`method` {method}: the {op} operator has no T/Λ decomposition; use dps"
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -133,3 +133,45 @@ pub fn sample(
     let x = if cfg.noise_removal { x_mean } else { x };
     Ok(SampleOutput { x, nfe })
 }
+
+/// `score-sde` in [`super::conditional::CONDITIONAL_SAMPLERS`]: score_sde's defaults, then the
+/// user's `snr`.
+pub const ENTRY: super::conditional::ConditionalEntry = super::conditional::ConditionalEntry {
+    name: "score-sde",
+    aliases: &["score_sde"],
+    about: "replacement sampler (score_sde)",
+    build: |s| {
+        Ok(Box::new(super::conditional::overlay(
+            ReplacementConfig::default(),
+            s.user,
+        )?))
+    },
+};
+
+impl super::conditional::ConditionalSampler for ReplacementConfig {
+    fn name(&self) -> &'static str {
+        ENTRY.name
+    }
+    fn needs_decomposition(&self) -> bool {
+        true
+    }
+    fn validate(&self, sde: &dyn Sde) -> Result<()> {
+        ReplacementConfig::validate(self, sde)
+    }
+    fn sample(
+        &self,
+        sde: &dyn Sde,
+        model: &dyn ScoreModel,
+        op: &dyn scoreinv_operators::LinearOperator,
+        y: &Tensor,
+        progress: &mut dyn FnMut(usize),
+    ) -> Result<SampleOutput> {
+        let d = op
+            .as_decomposed()
+            .ok_or_else(|| super::projection::no_decomposition(ENTRY.name, op.name()))?;
+        sample(sde, model, d, y, self, progress)
+    }
+    fn settings(&self) -> serde_json::Value {
+        serde_json::to_value(self).unwrap_or_default()
+    }
+}

@@ -11,59 +11,34 @@
 
 use super::posterior::{self, PosteriorSummary};
 use super::study::Method;
-use super::{dps, projection, replacement};
+use super::conditional::{conditional_sampler, ConditionalSampler, SamplerSources};
 use crate::models::model_dir::{load_model_dir, DataInfo};
 use crate::models::ScoreModel;
 use crate::sde::Sde;
 use crate::{Error, Result};
-use scoreinv_operators::{Decomposed, LinearOperator};
+use scoreinv_operators::LinearOperator;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use tch::{Device, Tensor};
 
-/// Which conditional sampler.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum ScoreAlgorithm {
-    /// Song et al. 2022 projection sampler (`score`).
-    Projection(projection::ProjectionConfig),
-    /// score_sde replacement sampler (`score-sde`).
-    Replacement(replacement::ReplacementConfig),
-    /// Diffusion posterior sampling (`dps`).
-    Dps(dps::DpsConfig),
-}
-
-impl ScoreAlgorithm {
-    /// Command-line name: `score`, `score-sde`, `dps`.
-    pub fn name(&self) -> &'static str {
-        match self {
-            ScoreAlgorithm::Projection(_) => "score",
-            ScoreAlgorithm::Replacement(_) => "score-sde",
-            ScoreAlgorithm::Dps(_) => "dps",
-        }
-    }
-}
-
-/// A score model, its SDE and a sampler, reconstructing `[0, 1]` images.
+/// A score model, its SDE and a conditional sampler, reconstructing `[0, 1]` images.
 pub struct ScoreMethod {
     model: Box<dyn ScoreModel>,
     sde: Box<dyn Sde>,
     data: DataInfo,
-    algorithm: ScoreAlgorithm,
-    decomposed: Option<Arc<dyn Decomposed>>,
+    sampler: Box<dyn ConditionalSampler>,
     samples: i64,
     source: String,
 }
 
 impl ScoreMethod {
-    /// `decomposed` is the operator's `T`/`Λ` decomposition (needed by `score` and
-    /// `score-sde`; the operator passed to [`Method::reconstruct`] must be the same one).
+    /// The sampler's settings are validated against `sde`; the operator passed to
+    /// [`Method::reconstruct`] must have a `T`/`Λ` decomposition if the sampler needs one.
     pub fn new(
         model: Box<dyn ScoreModel>,
         sde: Box<dyn Sde>,
         data: DataInfo,
-        algorithm: ScoreAlgorithm,
-        decomposed: Option<Arc<dyn Decomposed>>,
+        sampler: Box<dyn ConditionalSampler>,
         samples: i64,
     ) -> Result<Self> {
         if samples < 1 {
@@ -71,17 +46,7 @@ impl ScoreMethod {
                 "number of posterior samples must be ≥ 1, got {samples}"
             )));
         }
-        match &algorithm {
-            ScoreAlgorithm::Projection(c) => c.validate(sde.as_ref())?,
-            ScoreAlgorithm::Replacement(c) => c.validate(sde.as_ref())?,
-            ScoreAlgorithm::Dps(c) => c.validate(sde.as_ref())?,
-        }
-        if !matches!(algorithm, ScoreAlgorithm::Dps(_)) && decomposed.is_none() {
-            return Err(Error::Config(format!(
-                "method '{}' needs an operator with a T/Λ decomposition",
-                algorithm.name()
-            )));
-        }
+        sampler.validate(sde.as_ref())?;
         let (a, _) = affine(&data)?;
         if a.abs() < 1e-12 {
             return Err(Error::Config(format!(
@@ -93,8 +58,7 @@ impl ScoreMethod {
             model,
             sde,
             data,
-            algorithm,
-            decomposed,
+            sampler,
             samples,
             source: String::new(),
         })
@@ -105,8 +69,7 @@ impl ScoreMethod {
         dir: &Path,
         device: Device,
         n_steps: Option<usize>,
-        algorithm: ScoreAlgorithm,
-        decomposed: Option<Arc<dyn Decomposed>>,
+        sampler: Box<dyn ConditionalSampler>,
         samples: i64,
     ) -> Result<Self> {
         let (model, sde_cfg, cfg) = load_model_dir(dir, device)?;
@@ -114,14 +77,7 @@ impl ScoreMethod {
             Some(n) => sde_cfg.with_n(n),
             None => sde_cfg,
         };
-        let mut m = Self::new(
-            model,
-            sde_cfg.build()?,
-            cfg.data,
-            algorithm,
-            decomposed,
-            samples,
-        )?;
+        let mut m = Self::new(model, sde_cfg.build()?, cfg.data, sampler, samples)?;
         m.source = dir.display().to_string();
         Ok(m)
     }
@@ -168,28 +124,12 @@ impl ScoreMethod {
     /// `K` posterior samples for each measurement in `y` (`[0, 1]` units), their mean and std.
     pub fn posterior(&self, op: &dyn LinearOperator, y: &Tensor) -> Result<PosteriorSummary> {
         self.check_operator(op)?;
-        let decomposed = match (&self.algorithm, &self.decomposed) {
-            (ScoreAlgorithm::Dps(_), _) => None,
-            (_, Some(d)) => {
-                if d.name() != op.name()
-                    || d.input_shape() != op.input_shape()
-                    || d.output_shape() != op.output_shape()
-                {
-                    return Err(Error::Invalid(format!(
-                        "method '{}' was built for the {} operator {:?} → {:?}, not {} {:?} → {:?}",
-                        self.algorithm.name(),
-                        d.name(),
-                        d.input_shape(),
-                        d.output_shape(),
-                        op.name(),
-                        op.input_shape(),
-                        op.output_shape()
-                    )));
-                }
-                Some(d.as_ref())
-            }
-            (_, None) => unreachable!("checked in ScoreMethod::new"),
-        };
+        if self.sampler.needs_decomposition() && op.as_decomposed().is_none() {
+            return Err(super::projection::no_decomposition(
+                self.sampler.name(),
+                op.name(),
+            ));
+        }
         let (a, b) = affine(&self.data)?;
         // y_model = a y + b A 1.
         let mut y_model = y * a;
@@ -204,16 +144,7 @@ impl ScoreMethod {
         let model = self.model.as_ref();
         let mut quiet = |_: usize| {};
         let summary = posterior::posterior(&y_model, self.samples, |yy| {
-            let out = match (&self.algorithm, decomposed) {
-                (ScoreAlgorithm::Projection(c), Some(d)) => {
-                    projection::sample(sde, model, d, yy, c, &mut quiet)?
-                }
-                (ScoreAlgorithm::Replacement(c), Some(d)) => {
-                    replacement::sample(sde, model, d, yy, c, &mut quiet)?
-                }
-                (ScoreAlgorithm::Dps(c), _) => dps::sample(sde, model, op, yy, c, &mut quiet)?,
-                _ => unreachable!("decomposition checked above"),
-            };
+            let out = self.sampler.sample(sde, model, op, yy, &mut quiet)?;
             Ok((out.x - b) / a)
         })?;
         Ok(summary)
@@ -230,7 +161,7 @@ fn affine(data: &DataInfo) -> Result<(f64, f64)> {
 
 impl Method for ScoreMethod {
     fn name(&self) -> String {
-        self.algorithm.name().to_string()
+        self.sampler.name().to_string()
     }
 
     fn reconstruct(&self, op: &dyn LinearOperator, y: &Tensor) -> Result<Tensor> {
@@ -289,20 +220,19 @@ impl Default for ScoreSettings {
 /// The score-based methods of a study and notes for the user ([`score_methods`]).
 pub type ScoreMethods = (Vec<Box<dyn Method>>, Vec<String>);
 
-/// Whether `name` is a score-based method (`score`, `score-sde`, `dps`).
+/// Whether `name` is a score-based method (a registered conditional sampler:
+/// [`crate::inverse::conditional::CONDITIONAL_SAMPLERS`]).
 pub fn is_score_method(name: &str) -> bool {
-    matches!(
-        name.trim().to_ascii_lowercase().as_str(),
-        "score" | "score-sde" | "score_sde" | "dps"
-    )
+    conditional_sampler(name).is_some()
 }
 
 /// The score-based methods named in `methods`, loaded from `s.model` onto `device`, checked
-/// against the operator's image shape before anything is written. `score` and `score-sde` need
-/// the operator's `T`/`Λ` decomposition; without one (multi-coil SENSE) only `dps` is accepted.
-/// `score` takes its settings from the task's published ones, then the model's validated
-/// settings for the task (`"sampler"` in its `config.json`), then `s`. Returns the methods and
-/// notes for the user (settings taken from the model).
+/// against the operator before anything is written: its image shape, and its `T`/`Λ`
+/// decomposition for the samplers that need one (without it, e.g. multi-coil SENSE, only
+/// `dps` is accepted). Each sampler takes the task's published settings, then the model's
+/// validated settings for the task (`"sampler"` in its `config.json`), then `s`
+/// ([`crate::inverse::conditional`]). Returns the methods and notes for the user (settings
+/// taken from the model).
 pub fn score_methods(
     methods: &[String],
     s: &ScoreSettings,
@@ -319,7 +249,12 @@ pub fn score_methods(
             crate::device::device_name(device)
         )));
     }
-    for m in methods.iter().filter(|m| is_score_method(m)) {
+    let user = serde_json::to_value(s)
+        .map_err(|e| Error::Invalid(format!("score settings to JSON: {e}")))?;
+    for m in methods {
+        let Some(entry) = conditional_sampler(m) else {
+            continue;
+        };
         let dir = s.model.as_deref().ok_or_else(|| {
             Error::Config(format!(
                 "`method` {m} needs a trained model: set `model` to a model directory"
@@ -327,53 +262,36 @@ pub fn score_methods(
         })?;
         let with_dir =
             |e: Error| Error::Config(format!("`method` {m}, `model` {}: {e}", dir.display()));
-        let name = m.trim().to_ascii_lowercase();
-        let decomposed = op.decomposed();
-        if decomposed.is_none() && name != "dps" {
-            return Err(Error::Config(format!(
-                "`method` {m}: the {} operator has no T/Λ decomposition; use dps",
-                a.name()
-            )));
+        let validated = crate::models::model_dir::sampler_settings(dir, task.name())
+            .map_err(with_dir)?;
+        let sampler = (entry.build)(&SamplerSources {
+            task,
+            validated: validated.as_ref(),
+            user: &user,
+        })?;
+        if sampler.needs_decomposition() && a.as_decomposed().is_none() {
+            return Err(super::projection::no_decomposition(m, a.name()));
         }
-        let algorithm = match name.as_str() {
-            "score" => {
-                let mut c = task.projection_config();
-                let validated = crate::models::model_dir::sampler_settings(dir, task.name())
-                    .map_err(with_dir)?;
-                if let Some(ms) = &validated {
-                    c = c.with_model_settings(ms);
-                    let flagged = |v: Option<f64>, f: Option<f64>| v.is_some() && f.is_none();
-                    if flagged(ms.snr, s.snr) || flagged(ms.lambda, s.lambda) {
-                        notes.push(format!(
-                            "`method` score: snr {}, λ {} validated for this model ({}, \
-                             sampler.{}; `snr` / `lambda` override)",
-                            s.snr.unwrap_or(c.snr),
-                            s.lambda.unwrap_or(c.lambda),
-                            dir.join("config.json").display(),
-                            task.name()
-                        ));
-                    }
-                }
-                c.snr = s.snr.unwrap_or(c.snr);
-                c.lambda = s.lambda.unwrap_or(c.lambda);
-                c.consistency_iters = s.consistency_iters.unwrap_or(c.consistency_iters);
-                c.cuda_graph = s.cuda_graph;
-                ScoreAlgorithm::Projection(c)
+        if let Some(ms) = &validated {
+            let taken = |v: Option<f64>, key: &str| {
+                v.is_some() && user.get(key).is_none_or(|x| x.is_null())
+            };
+            let setting = sampler.settings();
+            if setting.get("lambda").is_some()
+                && (taken(ms.snr, "snr") || taken(ms.lambda, "lambda"))
+            {
+                notes.push(format!(
+                    "`method` {m}: snr {}, λ {} validated for this model ({}, sampler.{}; \
+                     `snr` / `lambda` override)",
+                    setting["snr"],
+                    setting["lambda"],
+                    dir.join("config.json").display(),
+                    task.name()
+                ));
             }
-            "dps" => {
-                let mut c = dps::DpsConfig::default();
-                c.zeta = s.zeta.unwrap_or(c.zeta);
-                ScoreAlgorithm::Dps(c)
-            }
-            _ => {
-                let mut c = replacement::ReplacementConfig::default();
-                c.snr = s.snr.unwrap_or(c.snr);
-                ScoreAlgorithm::Replacement(c)
-            }
-        };
-        let method =
-            ScoreMethod::from_model_dir(dir, device, s.steps, algorithm, decomposed, s.samples)
-                .map_err(with_dir)?;
+        }
+        let method = ScoreMethod::from_model_dir(dir, device, s.steps, sampler, s.samples)
+            .map_err(with_dir)?;
         method.check_operator(a.as_ref())?;
         out.push(Box::new(method));
     }

@@ -44,11 +44,14 @@ pub trait Method {
 pub struct BaselineMethod {
     pub baseline: Baseline,
     pub tv: TvConfig,
+    /// The name in the tables when the task gives the baseline its own (`wiener` for the
+    /// pseudo-inverse of a blur); `None`: the baseline's name.
+    pub label: Option<&'static str>,
 }
 
 impl Method for BaselineMethod {
     fn name(&self) -> String {
-        self.baseline.name().to_string()
+        self.label.unwrap_or(self.baseline.name()).to_string()
     }
     /// TV stops when the duality gap of the whole batch is small, so a batch is solved one
     /// measurement at a time: a case's result does not depend on the batch it is in.

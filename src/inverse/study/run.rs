@@ -224,7 +224,10 @@ pub fn ground_truth_inputs(specs: &[String]) -> Vec<PathBuf> {
 
 /// The task's baselines named in `methods` (its defaults when `methods` is empty), checked
 /// before anything is loaded; score-based names are skipped here.
-pub fn task_baselines(task: &dyn Task, methods: &[String]) -> Result<Vec<Baseline>> {
+pub fn task_baselines(
+    task: &dyn Task,
+    methods: &[String],
+) -> Result<Vec<(&'static str, Baseline)>> {
     let names: Vec<&String> = methods.iter().filter(|m| !is_score_method(m)).collect();
     if names.is_empty() {
         return Ok(if methods.is_empty() {
@@ -239,7 +242,7 @@ pub fn task_baselines(task: &dyn Task, methods: &[String]) -> Result<Vec<Baselin
 /// `baselines` as methods with the TV settings `tv` (the operator's preset) overridden by the
 /// study's `tv_lambda` / `tv_iters`.
 pub fn baseline_methods(
-    baselines: &[Baseline],
+    baselines: &[(&'static str, Baseline)],
     mut tv: TvConfig,
     cfg: &StudyConfig,
 ) -> Vec<Box<dyn Method>> {
@@ -251,7 +254,13 @@ pub fn baseline_methods(
     }
     baselines
         .iter()
-        .map(|&baseline| Box::new(BaselineMethod { baseline, tv }) as Box<dyn Method>)
+        .map(|&(label, baseline)| {
+            Box::new(BaselineMethod {
+                baseline,
+                tv,
+                label: Some(label),
+            }) as Box<dyn Method>
+        })
         .collect()
 }
 

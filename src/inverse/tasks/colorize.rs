@@ -27,12 +27,12 @@ impl Task for ColorizeConfig {
     fn settings(&self) -> serde_json::Value {
         serde_json::json!({})
     }
-    fn baselines(&self) -> &'static [Baseline] {
-        &[Baseline::Gray, Baseline::Tv]
+    fn baselines(&self) -> &'static [(&'static str, Baseline)] {
+        &[("gray", Baseline::Gray), ("tv", Baseline::Tv)]
     }
     /// `gray` only: TV is not tuned for colorization.
-    fn default_methods(&self) -> Vec<Baseline> {
-        vec![Baseline::Gray]
+    fn default_methods(&self) -> Vec<(&'static str, Baseline)> {
+        vec![("gray", Baseline::Gray)]
     }
     fn check_image(&self, name: &str, shape: &[i64]) -> Result<()> {
         let (c, _, _) = check_chw("colorize", name, shape)?;
@@ -86,9 +86,6 @@ struct ColorizeOperator(Arc<Grayscale>);
 impl TaskOperator for ColorizeOperator {
     fn op(&self) -> Arc<dyn LinearOperator> {
         self.0.clone()
-    }
-    fn decomposed(&self) -> Option<Arc<dyn scoreinv_operators::Decomposed>> {
-        Some(self.0.clone())
     }
     fn describe(&self) -> String {
         "colorization: gray = mean(R, G, B)".into()

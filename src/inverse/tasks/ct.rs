@@ -57,8 +57,8 @@ impl Task for CtConfig {
     fn settings(&self) -> serde_json::Value {
         serde_json::to_value(self).unwrap_or_default()
     }
-    fn baselines(&self) -> &'static [Baseline] {
-        &[Baseline::Fbp, Baseline::Tv]
+    fn baselines(&self) -> &'static [(&'static str, Baseline)] {
+        &[("fbp", Baseline::Fbp), ("tv", Baseline::Tv)]
     }
     fn check_image(&self, name: &str, shape: &[i64]) -> Result<()> {
         let (c, h, w) = check_chw("ct", name, shape)?;
@@ -165,9 +165,6 @@ struct CtOperator(Arc<ParallelBeamRadon>);
 impl TaskOperator for CtOperator {
     fn op(&self) -> Arc<dyn LinearOperator> {
         self.0.clone()
-    }
-    fn decomposed(&self) -> Option<Arc<dyn scoreinv_operators::Decomposed>> {
-        Some(self.0.clone())
     }
     fn describe(&self) -> String {
         let a = &self.0;

@@ -53,8 +53,8 @@ impl Task for InpaintConfig {
     fn settings(&self) -> serde_json::Value {
         serde_json::to_value(self).unwrap_or_default()
     }
-    fn baselines(&self) -> &'static [Baseline] {
-        &[Baseline::ZeroFilled, Baseline::Tv]
+    fn baselines(&self) -> &'static [(&'static str, Baseline)] {
+        &[("zero-filled", Baseline::ZeroFilled), ("tv", Baseline::Tv)]
     }
     fn check_image(&self, name: &str, shape: &[i64]) -> Result<()> {
         check_chw("inpaint", name, shape).map(|_| ())
@@ -124,9 +124,6 @@ struct InpaintOperator(Arc<Masking>);
 impl TaskOperator for InpaintOperator {
     fn op(&self) -> Arc<dyn LinearOperator> {
         self.0.clone()
-    }
-    fn decomposed(&self) -> Option<Arc<dyn scoreinv_operators::Decomposed>> {
-        Some(self.0.clone())
     }
     fn describe(&self) -> String {
         format!(

@@ -4,7 +4,7 @@
 //! ([`TaskOperator`]: describes it, writes measurements with their side files), reads real
 //! measurements back, and names its baselines and their presets. The registry [`TASKS`]
 //! generates `scoreinv simulate <task>` and `scoreinv reconstruct <task>`; adding a task is one
-//! file here and one line in [`TASKS`].
+//! file here and one line in the `tasks!` registry below.
 //!
 //! | task | `A` | measurement file (`simulate --out Y.npy`) | side files |
 //! |---|---|---|---|
@@ -27,15 +27,7 @@
 //! colorization measurements are images and kept as is.
 //!
 //! Messages name settings by their field (`` `views` ``); the command line shows the flag.
-pub mod colorize;
-pub mod ct;
-pub mod inpaint;
-pub mod mri;
-
-pub use colorize::ColorizeConfig;
-pub use ct::CtConfig;
-pub use inpaint::InpaintConfig;
-pub use mri::{MriConfig, MriMaskKind};
+pub use mri::MriMaskKind;
 
 use super::baselines::{Baseline, TvConfig};
 use super::projection::ProjectionConfig;
@@ -65,10 +57,12 @@ pub trait Task: fmt::Debug + Send + Sync {
     fn name(&self) -> &'static str;
     /// The task's settings as recorded with every study (its config struct as JSON).
     fn settings(&self) -> serde_json::Value;
-    /// The baselines that apply to the task (the first ones are the defaults).
-    fn baselines(&self) -> &'static [Baseline];
+    /// The baselines that apply to the task with the names the task gives them (the
+    /// pseudo-inverse `A⁺ y` is `fbp` for CT, `wiener` for deblurring); the first ones are the
+    /// defaults.
+    fn baselines(&self) -> &'static [(&'static str, Baseline)];
     /// The methods run when none is named: the task's baselines.
-    fn default_methods(&self) -> Vec<Baseline> {
+    fn default_methods(&self) -> Vec<(&'static str, Baseline)> {
         self.baselines().to_vec()
     }
     /// Refuses a ground-truth image `[C, H, W]` the task cannot take (e.g. RGB for CT).
@@ -109,9 +103,6 @@ pub trait Task: fmt::Debug + Send + Sync {
 pub trait TaskOperator: Send + Sync {
     /// `A`, shared with the methods.
     fn op(&self) -> Arc<dyn LinearOperator>;
-    /// `A` as `P(Λ) T` for the samplers that need the decomposition (`None`: multi-coil
-    /// SENSE, whose score-based reconstruction is `dps`).
-    fn decomposed(&self) -> Option<Arc<dyn scoreinv_operators::Decomposed>>;
     /// One line for the terminal: geometry, mask and true acceleration.
     fn describe(&self) -> String;
     /// The TV baseline's settings for this operator (the task's preset; MRI adapts its weight
@@ -184,13 +175,22 @@ impl TaskEntry {
     }
 }
 
-/// Every task, in the order of the command line's help.
-pub const TASKS: &[TaskEntry] = &[
-    TaskEntry::of::<CtConfig>(),
-    TaskEntry::of::<MriConfig>(),
-    TaskEntry::of::<InpaintConfig>(),
-    TaskEntry::of::<ColorizeConfig>(),
-];
+/// Declares each task's module, re-exports its settings struct and lists it in [`TASKS`].
+macro_rules! tasks {
+    ($($module:ident => $config:ident),* $(,)?) => {
+        $(pub mod $module; pub use $module::$config;)*
+        /// Every task, in the order of the command line's help.
+        pub const TASKS: &[TaskEntry] = &[$(TaskEntry::of::<$config>()),*];
+    };
+}
+
+// The registry: one line per task.
+tasks! {
+    ct => CtConfig,
+    mri => MriConfig,
+    inpaint => InpaintConfig,
+    colorize => ColorizeConfig,
+}
 
 /// The registered task called `name`.
 pub fn entry(name: &str) -> Result<&'static TaskEntry> {
@@ -216,21 +216,26 @@ pub fn from_json(mut v: serde_json::Value) -> Result<Box<dyn Task>> {
     (entry(&name)?.from_json)(v)
 }
 
-/// Parses a method name and checks that it belongs to the task.
-pub fn parse_method(task: &dyn Task, name: &str) -> Result<Baseline> {
-    let b: Baseline = name.parse()?;
-    if !task.baselines().contains(&b) {
-        return Err(Error::Config(format!(
-            "`method` {name}: {} reconstructs with {}",
-            task.name(),
-            task.baselines()
-                .iter()
-                .map(|b| b.name())
-                .collect::<Vec<_>>()
-                .join(" or ")
-        )));
-    }
-    Ok(b)
+/// The task's baseline called `name` (any letter case, `_` for `-`), with the task's name for
+/// it.
+pub fn parse_method(task: &dyn Task, name: &str) -> Result<(&'static str, Baseline)> {
+    let n = name.trim().to_ascii_lowercase().replace('_', "-");
+    let n = if n == "zerofilled" { "zero-filled".into() } else { n };
+    task.baselines()
+        .iter()
+        .find(|(label, _)| *label == n)
+        .copied()
+        .ok_or_else(|| {
+            Error::Config(format!(
+                "`method` {name}: {} reconstructs with {}",
+                task.name(),
+                task.baselines()
+                    .iter()
+                    .map(|(label, _)| *label)
+                    .collect::<Vec<_>>()
+                    .join(" or ")
+            ))
+        })
 }
 
 /// The common shape check: `[C, H, W]` with every axis at least 1.

@@ -132,8 +132,8 @@ impl Task for MriConfig {
     fn settings(&self) -> serde_json::Value {
         serde_json::to_value(self).unwrap_or_default()
     }
-    fn baselines(&self) -> &'static [Baseline] {
-        &[Baseline::ZeroFilled, Baseline::Tv]
+    fn baselines(&self) -> &'static [(&'static str, Baseline)] {
+        &[("zero-filled", Baseline::ZeroFilled), ("tv", Baseline::Tv)]
     }
     fn check_image(&self, name: &str, shape: &[i64]) -> Result<()> {
         let (c, _, _) = check_chw("mri", name, shape)?;
@@ -347,12 +347,6 @@ impl TaskOperator for MriOperator {
         match self {
             MriOperator::Single(a) => a.clone(),
             MriOperator::Sense(a) => a.clone(),
-        }
-    }
-    fn decomposed(&self) -> Option<Arc<dyn scoreinv_operators::Decomposed>> {
-        match self {
-            MriOperator::Single(a) => Some(a.clone()),
-            MriOperator::Sense(_) => None,
         }
     }
     fn describe(&self) -> String {
