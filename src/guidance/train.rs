@@ -29,7 +29,7 @@ use crate::train::checkpoint::{write_tensors, CheckpointMeta, Layout, TensorFile
 use crate::train::data::Dataset;
 use crate::train::optim::OptimConfig;
 use crate::train::rng::{Purpose, Stream};
-use crate::train::{Event, Objective, RunConfig, Schedule, Trainer};
+use crate::train::{Event, Objective, RunConfig, Schedule, Setup, Snapshot, Trainer};
 use crate::{Error, Result};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
@@ -43,35 +43,15 @@ pub const CLASSIFIER_CHECKPOINT_FORMAT: &str = "scoreinv-classifier-checkpoint/1
 /// Commit file of a classifier checkpoint in the run directory.
 pub const CLASSIFIER_CHECKPOINT_JSON: &str = "classifier-checkpoint.json";
 
-fn d_batch() -> usize {
-    128
+/// A serde default given by value where the field is declared.
+fn u64_default<const V: u64>() -> u64 {
+    V
 }
-fn d_iters() -> u64 {
-    20_000
-}
-fn d_seed() -> u64 {
-    42
+fn usize_default<const V: usize>() -> usize {
+    V
 }
 fn d_heldout() -> f64 {
     0.1
-}
-fn d_log() -> u64 {
-    50
-}
-fn d_eval() -> u64 {
-    1000
-}
-fn d_ckpt() -> u64 {
-    1000
-}
-fn d_bins() -> usize {
-    10
-}
-fn d_eval_samples() -> usize {
-    1000
-}
-fn d_true() -> bool {
-    true
 }
 
 /// Everything a classifier run needs.
@@ -83,11 +63,11 @@ pub struct ClassifierTrainConfig {
     pub sde: SdeConfig,
     #[serde(default)]
     pub optim: OptimConfig,
-    #[serde(default = "d_batch")]
+    #[serde(default = "usize_default::<128>")]
     pub batch_size: usize,
-    #[serde(default = "d_iters")]
+    #[serde(default = "u64_default::<20_000>")]
     pub n_iters: u64,
-    #[serde(default = "d_seed")]
+    #[serde(default = "u64_default::<42>")]
     pub seed: u64,
     /// Smallest training time ε; `None` = `sde.sampling_eps()`.
     #[serde(default)]
@@ -99,24 +79,24 @@ pub struct ClassifierTrainConfig {
     #[serde(default)]
     pub centered: bool,
     /// Random horizontal flips of images.
-    #[serde(default = "d_true")]
+    #[serde(default = "crate::train::config::d_true")]
     pub random_flip: bool,
     #[serde(default = "d_heldout")]
     pub heldout_fraction: f64,
     /// Loss CSV every this many steps (0 = never).
-    #[serde(default = "d_log")]
+    #[serde(default = "u64_default::<50>")]
     pub log_freq: u64,
     /// Held-out accuracy table every this many steps (0 = only at the end).
-    #[serde(default = "d_eval")]
+    #[serde(default = "u64_default::<1000>")]
     pub eval_freq: u64,
     /// Checkpoint every this many steps (0 = only at the end).
-    #[serde(default = "d_ckpt")]
+    #[serde(default = "u64_default::<1000>")]
     pub checkpoint_freq: u64,
     /// Number of equal time bins of `[ε, 1]` in the accuracy table.
-    #[serde(default = "d_bins")]
+    #[serde(default = "usize_default::<10>")]
     pub n_t_bins: usize,
     /// Held-out samples evaluated per bin (at most the held-out set).
-    #[serde(default = "d_eval_samples")]
+    #[serde(default = "usize_default::<1000>")]
     pub eval_samples: usize,
 }
 
@@ -127,24 +107,7 @@ pub const CLASSIFIER_PRESETS: &[&str] = &["tiny", "toy2d", "fashion-mnist"];
 /// conv net for quick image runs), `fashion-mnist` (conv net nf = 32, ch_mult 1,2,2, two blocks
 /// per level, batch 128, 20 000 steps, VE σ ∈ [0.01, 50] as the Fashion-MNIST score presets).
 pub fn classifier_preset(name: &str) -> Result<ClassifierTrainConfig> {
-    let base = |model| ClassifierTrainConfig {
-        model,
-        sde: SdeConfig::ve_default(),
-        optim: OptimConfig::default(),
-        batch_size: d_batch(),
-        n_iters: d_iters(),
-        seed: d_seed(),
-        eps: None,
-        clean: false,
-        centered: false,
-        random_flip: true,
-        heldout_fraction: d_heldout(),
-        log_freq: d_log(),
-        eval_freq: d_eval(),
-        checkpoint_freq: d_ckpt(),
-        n_t_bins: d_bins(),
-        eval_samples: d_eval_samples(),
-    };
+    let base = ClassifierTrainConfig::with_model;
     match name {
         "toy2d" => {
             let mut c = base(ClassifierConfig::Mlp(MlpClassifierConfig {
@@ -214,6 +177,12 @@ pub fn classifier_preset(name: &str) -> Result<ClassifierTrainConfig> {
 }
 
 impl ClassifierTrainConfig {
+    /// `model` with the default of every other field (those of the serde attributes).
+    pub fn with_model(model: ClassifierConfig) -> Self {
+        serde_json::from_value(serde_json::json!({ "model": model }))
+            .expect("a model alone is a complete classifier configuration")
+    }
+
     /// Checks ranges.
     pub fn validate(&self) -> Result<()> {
         self.optim.validate()?;
@@ -501,14 +470,13 @@ impl Objective for Classification {
     }
 
     /// `K` = the checkpoint's for a resumed run, else the largest label + 1.
-    fn build(
-        cfg: &ClassifierTrainConfig,
-        vs: &nn::VarStore,
-        data: &Dataset,
-        saved: Option<&ClassifierCheckpointMeta>,
-    ) -> Result<Self> {
+    fn build(cfg: &ClassifierTrainConfig, setup: Setup<'_, Self::Config>) -> Result<Self> {
+        let (vs, data) = (setup.vs, setup.data);
         let max_label = labels(data)?.iter().max().map_or(0, |&l| l as i64);
-        let n_classes = saved.and_then(|m| m.n_classes).unwrap_or(max_label + 1);
+        let n_classes = setup
+            .saved
+            .and_then(|m| m.n_classes)
+            .unwrap_or(max_label + 1);
         if n_classes < 2 || max_label >= n_classes {
             return Err(Error::Invalid(format!(
                 "classifier training needs labels in [0, K) with K >= 2; data '{}' has largest label {max_label}, K = {n_classes}",
@@ -608,29 +576,25 @@ impl Objective for Classification {
 
     /// A classifier directory (`config.json` + `model.safetensors`, read by
     /// [`load_classifier_dir`]) with the latest accuracy table.
-    fn export(
-        &self,
-        cfg: &ClassifierTrainConfig,
-        info: &DataInfo,
-        step: u64,
-        ema: &[(String, Tensor)],
-        last_eval: Option<&AccuracyTable>,
-        dir: &Path,
-    ) -> Result<()> {
+    fn export(&self, snapshot: Snapshot<'_, Self>, dir: &Path) -> Result<()> {
         std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        let cfg = snapshot.cfg;
         let dir_cfg = ClassifierDirConfig {
             format: CLASSIFIER_FORMAT.into(),
             model: cfg.model.clone(),
             sde: cfg.sde,
             n_classes: self.n_classes,
-            data: info.clone(),
+            data: snapshot.data.clone(),
             clean: cfg.clean,
-            step,
-            accuracy: last_eval.map(|e| e.rows.clone()).unwrap_or_default(),
+            step: snapshot.step,
+            accuracy: snapshot
+                .last_eval
+                .map(|e| e.rows.clone())
+                .unwrap_or_default(),
         };
         let mut md = HashMap::new();
         md.insert("format".to_string(), CLASSIFIER_FORMAT.to_string());
-        write_tensors(&dir.join("model.safetensors"), ema, md)?;
+        write_tensors(&dir.join("model.safetensors"), &snapshot.ema, md)?;
         let json = dir.join("config.json");
         let text = serde_json::to_string_pretty(&dir_cfg)
             .map_err(|e| Error::format(&json, format!("serialising classifier config: {e}")))?;

@@ -40,7 +40,7 @@ fn d_seed() -> u64 {
 fn d_heldout() -> f64 {
     0.05
 }
-fn d_true() -> bool {
+pub(crate) fn d_true() -> bool {
     true
 }
 

@@ -29,7 +29,7 @@ pub mod optim;
 pub mod rng;
 pub mod score;
 
-pub use objective::{Objective, RunConfig, Schedule};
+pub use objective::{Objective, RunConfig, Schedule, Setup, Snapshot};
 pub use score::{model_dir_config, ScoreMatching};
 
 use crate::models::model_dir::DataInfo;
@@ -150,7 +150,14 @@ impl<O: Objective> Trainer<O> {
         let (train, heldout) = data.split(schedule.heldout_fraction)?;
         tch::manual_seed(Stream::new(schedule.seed, 0, Purpose::Torch).seed_u64() as i64);
         let vs = nn::VarStore::new(device);
-        let objective = O::build(&cfg, &vs, data, saved)?;
+        let objective = O::build(
+            &cfg,
+            Setup {
+                vs: &vs,
+                data,
+                saved,
+            },
+        )?;
         let opt = OptimState::new(&vs, cfg.optim());
         Ok(Self {
             cfg,
@@ -389,14 +396,14 @@ impl<O: Objective> Trainer<O> {
     /// Writes the EMA weights (with the latest held-out evaluation) into the folder `dir`, in
     /// the form the objective's loader reads.
     pub fn export(&self, dir: &Path) -> Result<()> {
-        self.objective.export(
-            &self.cfg,
-            &self.train.info,
-            self.step,
-            &self.ema_weights(),
-            self.last_eval.as_ref(),
-            dir,
-        )
+        let snapshot = Snapshot {
+            cfg: &self.cfg,
+            data: &self.train.info,
+            step: self.step,
+            ema: self.ema_weights(),
+            last_eval: self.last_eval.as_ref(),
+        };
+        self.objective.export(snapshot, dir)
     }
 
     /// Evaluates, and records a result in `heldout.csv`, the run directory and an event.

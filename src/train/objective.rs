@@ -42,6 +42,16 @@ pub struct Schedule {
     pub heldout_fraction: f64,
 }
 
+/// What [`Objective::build`] builds from.
+pub struct Setup<'a, C> {
+    /// Where the network's variables go (libtorch's generator is seeded from the run's seed).
+    pub vs: &'a nn::VarStore,
+    /// All the data (before the held-out split).
+    pub data: &'a Dataset,
+    /// The checkpoint of a resumed run.
+    pub saved: Option<&'a CheckpointMeta<C>>,
+}
+
 /// The configuration of a run: serialised into every checkpoint, it names its objective (so
 /// that [`Trainer::new`](super::Trainer::new) knows which one to build) and gives the loop its
 /// settings.
@@ -81,14 +91,8 @@ pub trait Objective: Sized {
     /// (e.g. the image geometry of the network).
     fn prepare(cfg: Self::Config, data: &Dataset) -> Result<Self::Config>;
 
-    /// The objective with its network's variables in `vs` (libtorch's generator is seeded),
-    /// for `data`; `saved` is the checkpoint of a resumed run.
-    fn build(
-        cfg: &Self::Config,
-        vs: &nn::VarStore,
-        data: &Dataset,
-        saved: Option<&CheckpointMeta<Self::Config>>,
-    ) -> Result<Self>;
+    /// The objective, with its network's variables in `setup.vs`.
+    fn build(cfg: &Self::Config, setup: Setup<'_, Self::Config>) -> Result<Self>;
 
     /// What the checkpoint records as [`CheckpointMeta::n_classes`].
     fn n_classes(&self) -> Option<i64> {
@@ -140,15 +144,20 @@ pub trait Objective: Sized {
         Err(Error::Invalid(format!("{} draws no samples", Self::WHAT)))
     }
 
-    /// Writes the EMA weights `ema` (after `step` steps on data `info`) with everything needed
-    /// to load them into the folder `dir`; `last_eval` is the latest held-out evaluation.
-    fn export(
-        &self,
-        cfg: &Self::Config,
-        info: &DataInfo,
-        step: u64,
-        ema: &[(String, Tensor)],
-        last_eval: Option<&Self::Eval>,
-        dir: &Path,
-    ) -> Result<()>;
+    /// Writes the EMA weights of `snapshot` with everything needed to load them into the
+    /// folder `dir`.
+    fn export(&self, snapshot: Snapshot<'_, Self>, dir: &Path) -> Result<()>;
+}
+
+/// What [`Objective::export`] writes: the state of a run at a step.
+pub struct Snapshot<'a, O: Objective> {
+    pub cfg: &'a O::Config,
+    /// The training data's description.
+    pub data: &'a DataInfo,
+    /// Steps completed.
+    pub step: u64,
+    /// `(name, tensor)` of the EMA weights, sorted by name.
+    pub ema: Vec<(String, Tensor)>,
+    /// The latest held-out evaluation.
+    pub last_eval: Option<&'a O::Eval>,
 }

@@ -4,11 +4,11 @@
 //! sample grids, and a model directory (`RUN_DIR/model`, see [`crate::models::model_dir`]) at
 //! the end.
 
-use super::checkpoint::{self, CheckpointMeta, Layout};
+use super::checkpoint::{self, Layout};
 use super::config::TrainConfig;
 use super::data::{self, Dataset};
 use super::losses::{LossConfig, LossKind};
-use super::objective::{Objective, RunConfig, Schedule};
+use super::objective::{Objective, RunConfig, Schedule, Setup, Snapshot};
 use super::optim::OptimConfig;
 use super::rng::{Purpose, Stream};
 use super::Trainer;
@@ -20,7 +20,7 @@ use crate::models::score_net::NetScore;
 use crate::models::TimeConditionedNet;
 use crate::{Error, Result};
 use std::path::{Path, PathBuf};
-use tch::{nn, Device, Kind, Tensor};
+use tch::{Device, Kind, Tensor};
 
 /// Score matching of a network: the objective of `scoreinv train`.
 pub struct ScoreMatching {
@@ -78,12 +78,8 @@ impl Objective for ScoreMatching {
         Ok(cfg)
     }
 
-    fn build(
-        cfg: &TrainConfig,
-        vs: &nn::VarStore,
-        data: &Dataset,
-        _saved: Option<&CheckpointMeta>,
-    ) -> Result<Self> {
+    fn build(cfg: &TrainConfig, setup: Setup<'_, TrainConfig>) -> Result<Self> {
+        let (vs, data) = (setup.vs, setup.data);
         let sde_kind = cfg.sde.build()?.kind();
         let net = cfg.model.build(&vs.root(), &data.info, sde_kind)?;
         let model =
@@ -189,16 +185,9 @@ impl Objective for ScoreMatching {
         })
     }
 
-    fn export(
-        &self,
-        cfg: &TrainConfig,
-        info: &DataInfo,
-        step: u64,
-        ema: &[(String, Tensor)],
-        _last_eval: Option<&f64>,
-        dir: &Path,
-    ) -> Result<()> {
-        save_model_dir(dir, &model_dir_config(cfg, info, step), ema)
+    fn export(&self, snapshot: Snapshot<'_, Self>, dir: &Path) -> Result<()> {
+        let cfg = model_dir_config(snapshot.cfg, snapshot.data, snapshot.step);
+        save_model_dir(dir, &cfg, &snapshot.ema)
     }
 }
 
