@@ -652,3 +652,58 @@ fn fine_tune_starts_from_a_model_dir() {
         .to_string();
     assert!(e.contains("missing") && e.contains("does not exist"), "{e}");
 }
+
+/// Run folders written before the score and classifier trainers became one `Trainer` still
+/// resume: each kind commits its checkpoint in the JSON file it always did, with the same keys
+/// (`n_classes` only for classifiers), and resumes from it.
+#[test]
+fn checkpoint_json_keeps_the_layout_of_earlier_runs() {
+    use scoreinv::guidance::train::{
+        classifier_preset, mixture_dataset, toy_mixture, ClassifierTrainer,
+        CLASSIFIER_CHECKPOINT_JSON,
+    };
+    let keys = |path: &Path| -> Vec<String> {
+        let v: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        let mut k: Vec<String> = v.as_object().unwrap().keys().cloned().collect();
+        k.sort();
+        k
+    };
+    let mut score_keys = vec![
+        "config",
+        "data",
+        "ema_num_updates",
+        "format",
+        "last_loss",
+        "seed",
+        "step",
+        "tensors",
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    let data = gaussian_data();
+    let mut tr = Trainer::new(tiny_config(), &data, Device::Cpu).unwrap();
+    steps(&mut tr, 2);
+    let json = tr.save_checkpoint(dir.path()).unwrap();
+    assert_eq!(json, dir.path().join(CHECKPOINT_JSON));
+    assert_eq!(keys(&json), score_keys);
+    assert_eq!(read_checkpoint(dir.path()).unwrap().0.n_classes, None);
+    assert!(dir.path().join("ckpt-00000002.safetensors").is_file());
+    Trainer::<ScoreMatching>::resume(dir.path(), &data, Device::Cpu, |_| {}).unwrap();
+
+    let cdir = tempfile::tempdir().unwrap();
+    let labelled = mixture_dataset(&toy_mixture(), 200, 0).unwrap();
+    let mut ccfg = classifier_preset("toy2d").unwrap();
+    ccfg.batch_size = 32;
+    let mut clf = ClassifierTrainer::new(ccfg, &labelled, Device::Cpu).unwrap();
+    clf.train_step().unwrap();
+    let json = clf.save_checkpoint(cdir.path()).unwrap();
+    assert_eq!(json, cdir.path().join(CLASSIFIER_CHECKPOINT_JSON));
+    score_keys.insert(5, "n_classes");
+    assert_eq!(keys(&json), score_keys);
+    assert!(cdir
+        .path()
+        .join("classifier-ckpt-00000001.safetensors")
+        .is_file());
+    let resumed = ClassifierTrainer::resume(cdir.path(), &labelled, Device::Cpu, |_| {}).unwrap();
+    assert_eq!((resumed.step_count(), resumed.n_classes()), (1, 3));
+}

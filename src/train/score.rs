@@ -236,14 +236,7 @@ impl Trainer<ScoreMatching> {
         cfg.data.centered = mcfg.data.centered;
         cfg.training.init = Some(init.display().to_string());
         let mut tr = Trainer::new(cfg, data, device)?;
-        let vars: Vec<(String, Tensor)> = tr
-            .opt
-            .names
-            .iter()
-            .cloned()
-            .zip(tr.opt.params.iter().map(|p| p.shallow_clone()))
-            .collect();
-        let weights = read_weights(init, &tr.cfg.model, &vars, device)?;
+        let weights = read_weights(init, &tr.cfg.model, &tr.weights(), device)?;
         tch::no_grad(|| {
             for ((p, e), t) in tr
                 .opt
