@@ -14,7 +14,7 @@ use scoreinv::models::model_dir::load_model_dir;
 use scoreinv::sampling::pc::{PcConfig, PcSampler};
 use scoreinv::train::config::preset;
 use scoreinv::train::data::DataSource;
-use scoreinv::train::{Event, Trainer};
+use scoreinv::train::{Event, ScoreMatching, Trainer};
 use std::path::PathBuf;
 use tch::{Device, Kind};
 
@@ -41,7 +41,7 @@ fn main() -> anyhow::Result<()> {
     // 3. Train (resumes from `out/run` if a checkpoint is there: rerun with more steps).
     let run = out.join("run");
     let mut trainer = if scoreinv::train::checkpoint::latest(&run).is_some() {
-        Trainer::resume(&run, &data, device, |c| c.training.n_iters = steps)?
+        Trainer::<ScoreMatching>::resume(&run, &data, device, |c| c.training.n_iters = steps)?
     } else {
         Trainer::new(cfg, &data, device)?
     };
@@ -52,7 +52,7 @@ fn main() -> anyhow::Result<()> {
     })?;
     println!(
         "trained to step {} ({:.0} samples/s), held-out DSM loss {:?}",
-        summary.final_step, summary.samples_per_s, summary.heldout_loss
+        summary.final_step, summary.samples_per_s, summary.heldout
     );
 
     // 4. Sample: load the exported model directory (EMA weights) and run reverse-diffusion +

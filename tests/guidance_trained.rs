@@ -30,7 +30,7 @@ fn trained_mlp_classifier_guides_to_the_requested_component() {
     let data = mixture_dataset(&mix, 20_000, 0).unwrap();
     let cfg = toy_cfg(400);
     let mut tr = ClassifierTrainer::new(cfg.clone(), &data, Device::Cpu).unwrap();
-    let cdir = tr.run(dir.path(), &mut |_| {}).unwrap();
+    let cdir = tr.run(dir.path(), &mut |_| {}).unwrap().model_dir;
     let rows: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(dir.path().join("accuracy.json")).unwrap())
             .unwrap();
@@ -222,7 +222,7 @@ fn conv_classifier_trains_and_round_trips_for_ve_and_vp() {
         cfg.eval_freq = 0;
         let dir = tempfile::tempdir().unwrap();
         let mut tr = ClassifierTrainer::new(cfg, &data, Device::Cpu).unwrap();
-        let cdir = tr.run(dir.path(), &mut |_| {}).unwrap();
+        let cdir = tr.run(dir.path(), &mut |_| {}).unwrap().model_dir;
         let acc = tr.heldout_accuracy().unwrap();
         eprintln!("{sde:?}: {acc:?}");
         // The classes differ by a 0.8 contrast over half the image: learnable in 60 steps at

@@ -9,7 +9,7 @@ use scoreinv::train::config::TrainConfig;
 use scoreinv::train::data::{Dataset, Gaussian2d};
 use scoreinv::train::losses::LossKind;
 use scoreinv::train::rng::{Purpose, Stream};
-use scoreinv::train::{Event, Trainer};
+use scoreinv::train::{Event, ScoreMatching, Trainer};
 use scoreinv::Error;
 use std::path::Path;
 use tch::{Device, Kind, Tensor};
@@ -82,11 +82,11 @@ fn resume_is_bit_exact(mut cfg: TrainConfig, data: Dataset) {
     a.save_checkpoint(d0.path()).unwrap();
     let la = steps(&mut a, 20);
 
-    let mut b = Trainer::resume(d0.path(), &data, Device::Cpu, |_| {}).unwrap();
+    let mut b = Trainer::<ScoreMatching>::resume(d0.path(), &data, Device::Cpu, |_| {}).unwrap();
     let mut lb = steps(&mut b, 10);
     b.save_checkpoint(d1.path()).unwrap();
     drop(b);
-    let mut b = Trainer::resume(d1.path(), &data, Device::Cpu, |_| {}).unwrap();
+    let mut b = Trainer::<ScoreMatching>::resume(d1.path(), &data, Device::Cpu, |_| {}).unwrap();
     assert_eq!(b.step_count(), 10);
     lb.extend(steps(&mut b, 10));
     assert_eq!(la, lb, "loss sequences differ");
@@ -162,7 +162,7 @@ fn corrupted_tensor_is_named() {
     let mid = (lo + hi) / 2;
     bytes[mid] ^= 0x10;
     std::fs::write(&path, &bytes).unwrap();
-    let err = Trainer::resume(dir.path(), &data, Device::Cpu, |_| {})
+    let err = Trainer::<ScoreMatching>::resume(dir.path(), &data, Device::Cpu, |_| {})
         .err()
         .expect("a corrupted checkpoint must not load")
         .to_string();
@@ -172,7 +172,7 @@ fn corrupted_tensor_is_named() {
     );
     // A truncated file is refused as a whole.
     std::fs::write(&path, &bytes[..bytes.len() / 2]).unwrap();
-    let err = Trainer::resume(dir.path(), &data, Device::Cpu, |_| {})
+    let err = Trainer::<ScoreMatching>::resume(dir.path(), &data, Device::Cpu, |_| {})
         .err()
         .unwrap()
         .to_string();
@@ -200,7 +200,7 @@ fn missing_tensor_is_named() {
     assert_eq!(kept.len() + 1, st.len());
     let out = safetensors::serialize(kept, meta.metadata()).unwrap();
     std::fs::write(&path, out).unwrap();
-    let err = Trainer::resume(dir.path(), &data, Device::Cpu, |_| {})
+    let err = Trainer::<ScoreMatching>::resume(dir.path(), &data, Device::Cpu, |_| {})
         .err()
         .expect("a checkpoint without a tensor must not load")
         .to_string();
@@ -210,7 +210,7 @@ fn missing_tensor_is_named() {
     );
     // Missing JSON.
     std::fs::remove_file(dir.path().join(CHECKPOINT_JSON)).unwrap();
-    let err = Trainer::resume(dir.path(), &data, Device::Cpu, |_| {})
+    let err = Trainer::<ScoreMatching>::resume(dir.path(), &data, Device::Cpu, |_| {})
         .err()
         .unwrap()
         .to_string();
@@ -231,7 +231,7 @@ fn resume_refuses_data_of_another_shape() {
         DataInfo::vectors(3, "3-D"),
     )
     .unwrap();
-    let err = Trainer::resume(dir.path(), &other, Device::Cpu, |_| {})
+    let err = Trainer::<ScoreMatching>::resume(dir.path(), &other, Device::Cpu, |_| {})
         .err()
         .unwrap()
         .to_string();
@@ -332,7 +332,7 @@ fn divergence_stops_and_keeps_last_good_checkpoint() {
     assert_eq!(meta.step, diverged_at - 1);
     assert_eq!(ckpts.last().copied().unwrap_or(0), meta.step);
     assert!(msg.contains(&format!("(step {})", meta.step)), "{msg}");
-    Trainer::resume(dir.path(), &data, Device::Cpu, |_| {}).unwrap();
+    Trainer::<ScoreMatching>::resume(dir.path(), &data, Device::Cpu, |_| {}).unwrap();
     assert!(
         !dir.path().join("model").exists(),
         "no model is exported from a diverged run"
@@ -610,7 +610,7 @@ fn fine_tune_starts_from_a_model_dir() {
     // Resume of a fine-tuning run: bit-exact, and the checkpoint keeps the provenance.
     steps(&mut a, 20);
     a.save_checkpoint(&run).unwrap();
-    let mut b = Trainer::resume(&run, &shifted, Device::Cpu, |_| {}).unwrap();
+    let mut b = Trainer::<ScoreMatching>::resume(&run, &shifted, Device::Cpu, |_| {}).unwrap();
     assert_eq!(b.config().training.init, ft.config().training.init);
     steps(&mut b, 20);
     assert_same(&ft.weights(), &b.weights(), "weight after resume");
@@ -651,4 +651,59 @@ fn fine_tune_starts_from_a_model_dir() {
         .unwrap()
         .to_string();
     assert!(e.contains("missing") && e.contains("does not exist"), "{e}");
+}
+
+/// Run folders written before the score and classifier trainers became one `Trainer` still
+/// resume: each kind commits its checkpoint in the JSON file it always did, with the same keys
+/// (`n_classes` only for classifiers), and resumes from it.
+#[test]
+fn checkpoint_json_keeps_the_layout_of_earlier_runs() {
+    use scoreinv::guidance::train::{
+        classifier_preset, mixture_dataset, toy_mixture, ClassifierTrainer,
+        CLASSIFIER_CHECKPOINT_JSON,
+    };
+    let keys = |path: &Path| -> Vec<String> {
+        let v: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        let mut k: Vec<String> = v.as_object().unwrap().keys().cloned().collect();
+        k.sort();
+        k
+    };
+    let mut score_keys = vec![
+        "config",
+        "data",
+        "ema_num_updates",
+        "format",
+        "last_loss",
+        "seed",
+        "step",
+        "tensors",
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    let data = gaussian_data();
+    let mut tr = Trainer::new(tiny_config(), &data, Device::Cpu).unwrap();
+    steps(&mut tr, 2);
+    let json = tr.save_checkpoint(dir.path()).unwrap();
+    assert_eq!(json, dir.path().join(CHECKPOINT_JSON));
+    assert_eq!(keys(&json), score_keys);
+    assert_eq!(read_checkpoint(dir.path()).unwrap().0.n_classes, None);
+    assert!(dir.path().join("ckpt-00000002.safetensors").is_file());
+    Trainer::<ScoreMatching>::resume(dir.path(), &data, Device::Cpu, |_| {}).unwrap();
+
+    let cdir = tempfile::tempdir().unwrap();
+    let labelled = mixture_dataset(&toy_mixture(), 200, 0).unwrap();
+    let mut ccfg = classifier_preset("toy2d").unwrap();
+    ccfg.batch_size = 32;
+    let mut clf = ClassifierTrainer::new(ccfg, &labelled, Device::Cpu).unwrap();
+    clf.train_step().unwrap();
+    let json = clf.save_checkpoint(cdir.path()).unwrap();
+    assert_eq!(json, cdir.path().join(CLASSIFIER_CHECKPOINT_JSON));
+    score_keys.insert(5, "n_classes");
+    assert_eq!(keys(&json), score_keys);
+    assert!(cdir
+        .path()
+        .join("classifier-ckpt-00000001.safetensors")
+        .is_file());
+    let resumed = ClassifierTrainer::resume(cdir.path(), &labelled, Device::Cpu, |_| {}).unwrap();
+    assert_eq!((resumed.step_count(), resumed.n_classes()), (1, 3));
 }

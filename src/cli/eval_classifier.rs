@@ -1,6 +1,6 @@
 //! `scoreinv eval-classifier`: accuracy of a trained classifier on labelled data it never saw
 //! (e.g. `--data fashion-mnist:test`), per noise level for a time-dependent classifier.
-use anyhow::Result;
+use anyhow::{Context, Result};
 use scoreinv::guidance::train::{dataset_accuracy, load_classifier_dir};
 use std::path::PathBuf;
 use tch::Device;
@@ -45,10 +45,9 @@ pub fn run(args: Args, device: Device) -> Result<()> {
             "step": cfg.step,
             "rows": rows,
         });
-        scoreinv::train::checkpoint::write_atomic(
-            path,
-            serde_json::to_string_pretty(&v)?.as_bytes(),
-        )?;
+        let dir = scoreinv::io::atomic::parent_dir(path);
+        std::fs::create_dir_all(&dir).with_context(|| format!("--json {}", path.display()))?;
+        scoreinv::io::atomic::write_bytes(path, serde_json::to_string_pretty(&v)?.as_bytes())?;
         println!("wrote {}", path.display());
     }
     Ok(())

@@ -6,7 +6,7 @@ use scoreinv::models::model_dir::read_model_config;
 use scoreinv::train::checkpoint;
 use scoreinv::train::config::{preset, TrainConfig, PRESETS};
 use scoreinv::train::data::DataSource;
-use scoreinv::train::{Event, Trainer};
+use scoreinv::train::{Event, ScoreMatching, Trainer};
 use std::path::PathBuf;
 
 #[derive(Debug, clap::Args)]
@@ -142,7 +142,7 @@ pub fn run(args: Args, choice: DeviceChoice) -> Result<()> {
             );
         }
         let data = source.load_sized(meta.config.data.centered, args.size)?;
-        Trainer::resume(&args.out, &data, device, |c| {
+        Trainer::<ScoreMatching>::resume(&args.out, &data, device, |c| {
             if let Some(n) = args.steps {
                 c.training.n_iters = n;
             }
@@ -262,7 +262,7 @@ pub fn run(args: Args, choice: DeviceChoice) -> Result<()> {
             message = format!("loss {:.4} lr {:.2e}{heldout}", s.loss, s.lr);
             bar.set_message(message.clone());
         }
-        Event::HeldOut { loss, .. } => heldout = format!(" held-out {loss:.4}"),
+        Event::HeldOut { result: loss, .. } => heldout = format!(" held-out {loss:.4}"),
         Event::SamplesFailed { step, error } => {
             let line = format!("step {step}: no sample grid ({error}); training goes on");
             if quiet_bar {
@@ -298,7 +298,7 @@ pub fn run(args: Args, choice: DeviceChoice) -> Result<()> {
     if let Some(l) = summary.last_loss {
         println!("last training loss  {l:.5}");
     }
-    if let Some(l) = summary.heldout_loss {
+    if let Some(l) = summary.heldout {
         println!("held-out DSM loss   {l:.5} (EMA weights)");
     }
     println!("model directory     {}", summary.model_dir.display());

@@ -5,8 +5,8 @@ use indicatif::{ProgressBar, ProgressStyle};
 use scoreinv::device::{device_name, DeviceChoice};
 use scoreinv::guidance::train::{
     classifier_preset, mixture_dataset, read_classifier_checkpoint, toy_mixture, AccuracyRow,
-    ClassifierEvent, ClassifierTrainConfig, ClassifierTrainer, CLASSIFIER_CHECKPOINT_JSON,
-    CLASSIFIER_PRESETS,
+    AccuracyTable, ClassifierEvent, ClassifierTrainConfig, ClassifierTrainer,
+    CLASSIFIER_CHECKPOINT_JSON, CLASSIFIER_PRESETS,
 };
 use scoreinv::sde::SdeConfig;
 use scoreinv::train::data::{DataSource, Dataset};
@@ -223,19 +223,22 @@ pub fn run(args: Args, choice: DeviceChoice) -> Result<()> {
             bar.set_position(s.step);
             bar.set_message(format!(
                 "loss {:.4} acc {:.3} lr {:.2e}{heldout}",
-                s.loss, s.batch_accuracy, s.lr
+                s.loss,
+                s.batch_accuracy.unwrap_or(f64::NAN),
+                s.lr
             ));
         }
-        ClassifierEvent::Accuracy {
-            at_eps, mean, rows, ..
+        ClassifierEvent::HeldOut {
+            result: AccuracyTable { at_eps, mean, rows },
+            ..
         } => {
             heldout = format!(" held-out acc@eps {at_eps:.3} mean {mean:.3}");
             last_rows = rows.clone();
         }
-        ClassifierEvent::Checkpoint { .. } => {}
+        _ => {}
     });
     bar.finish_and_clear();
-    let dir = res?;
+    let dir = res?.model_dir;
     println!("trained to step {}", trainer.step_count());
     println!("held-out accuracy (EMA weights), per time bin:");
     print_accuracy(&last_rows);

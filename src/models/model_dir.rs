@@ -26,8 +26,9 @@ use super::mlp::{CondEmbedding, Mlp, MlpConfig};
 use super::ncsnpp::Ncsnpp;
 use super::score_net::{NetScore, NetScoreOptions};
 use super::{ScoreModel, TimeConditionedNet};
+use crate::io::atomic::write_bytes;
 use crate::sde::{SdeConfig, SdeKind};
-use crate::train::checkpoint::{write_atomic, write_tensors, TensorFile};
+use crate::train::checkpoint::{write_tensors, TensorFile};
 use crate::{Error, Result};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
@@ -305,7 +306,7 @@ pub fn save_model_dir(
     let json = dir.join("config.json");
     let text = serde_json::to_string_pretty(config)
         .map_err(|e| Error::format(&json, format!("serialising model config: {e}")))?;
-    write_atomic(&json, text.as_bytes())
+    write_bytes(&json, text.as_bytes())
 }
 
 /// The sampler settings validated for `task` (`ct`, `mri`, `inpaint`, `colorize`) recorded in

@@ -1,23 +1,28 @@
-//! Training checkpoints: every tensor of the training state in one safetensors file, everything
-//! else (config, step, seed, data description) in a JSON file that is the commit point.
+//! Training checkpoints of every objective ([`crate::train::Trainer`]): every tensor of the
+//! training state in one safetensors file, everything else (config, step, seed, data
+//! description) in a JSON file that is the commit point.
 //!
-//! Layout of a run directory:
+//! Layout of a run directory (score matching; a classifier run writes
+//! `classifier-checkpoint.json` and `classifier-ckpt-…` the same way, see [`Layout`]):
 //! ```text
 //! RUN_DIR/checkpoint.json              CheckpointMeta; names the tensor file below
 //! RUN_DIR/ckpt-00001000.safetensors    model/<var>, ema/<var>, adam_m/<var>, adam_v/<var> (f32)
 //! ```
 //! A save writes the new tensor file under a temporary name and renames it, then does the same
-//! for `checkpoint.json`, then deletes the previous tensor file: a crash at any point leaves
-//! `checkpoint.json` naming a complete tensor file. Every tensor's CRC-32 is stored in the
-//! safetensors metadata (`crc32/<name>`), so a flipped byte is reported with the tensor's name.
+//! for the JSON, then deletes the previous tensor file: a crash at any point leaves the JSON
+//! naming a complete tensor file (every file is written by [`crate::io::atomic`]). Every
+//! tensor's CRC-32 is stored in the safetensors metadata (`crc32/<name>`), so a flipped byte is
+//! reported with the tensor's name.
 //!
 //! Resuming is bit-exact because the training state is the whole state: parameters, EMA,
 //! Adam's first and second moments, the step counter (which also drives the warm-up and the EMA's
 //! `num_updates`), and the seed; all random draws of a step are a pure function of
 //! `(seed, step)` (see [`crate::train::rng`]).
 
+use crate::io::atomic::write_bytes;
 use crate::{Error, Result};
 use safetensors::tensor::{Dtype, SafeTensors, TensorView};
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -26,15 +31,36 @@ use tch::{Device, Kind, Tensor};
 use super::config::TrainConfig;
 use crate::models::model_dir::DataInfo;
 
-/// Name of the JSON file that commits a checkpoint.
+/// Name of the JSON file that commits a score-matching checkpoint.
 pub const CHECKPOINT_JSON: &str = "checkpoint.json";
-/// Version of the checkpoint format.
+/// Version of the score-matching checkpoint format.
 pub const CHECKPOINT_FORMAT: &str = "scoreinv-checkpoint/1";
 
-/// The non-tensor half of a checkpoint.
+/// Where a kind of run keeps its checkpoint in the run directory, and the format tag it writes
+/// (in the JSON and in the tensor file's metadata) and accepts. One layout per objective, so
+/// that the run folders of every earlier version resume.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Layout {
+    /// The JSON file that commits a checkpoint.
+    pub json: &'static str,
+    /// The format tag.
+    pub format: &'static str,
+    /// Tensor files are named `{tensor_prefix}{step:08}.safetensors`.
+    pub tensor_prefix: &'static str,
+}
+
+/// The layout of score-matching runs ([`crate::train::ScoreMatching`]).
+pub const SCORE: Layout = Layout {
+    json: CHECKPOINT_JSON,
+    format: CHECKPOINT_FORMAT,
+    tensor_prefix: "ckpt-",
+};
+
+/// The non-tensor half of a checkpoint, for a run configured by `C` (a [`TrainConfig`] for
+/// score matching, a classifier run's configuration for classifiers).
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct CheckpointMeta {
-    /// Always [`CHECKPOINT_FORMAT`].
+pub struct CheckpointMeta<C = TrainConfig> {
+    /// The layout's format tag.
     pub format: String,
     /// Number of optimisation steps taken.
     pub step: u64,
@@ -45,19 +71,93 @@ pub struct CheckpointMeta {
     /// File name, relative to the run directory, of the tensor file.
     pub tensors: String,
     /// The full training configuration.
-    pub config: TrainConfig,
+    pub config: C,
+    /// Number of classes of a classifier run (fixed at its start: a resumed run keeps it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub n_classes: Option<i64>,
     /// The training data the model was fitted to.
     pub data: DataInfo,
     /// Training loss of the last step before the save.
     pub last_loss: Option<f64>,
 }
 
-/// Writes `bytes` to `path` atomically, creating its folder if needed ([`crate::io::atomic`]:
-/// temporary file in the same folder, synced, then renamed; ordinary file permissions).
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = crate::io::atomic::parent_dir(path);
-    std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
-    crate::io::atomic::write_bytes(path, bytes)
+impl Layout {
+    /// The tensor file name for `step`.
+    pub fn tensors_name(&self, step: u64) -> String {
+        format!("{}{step:08}.safetensors", self.tensor_prefix)
+    }
+
+    /// Path of the newest checkpoint's JSON in `run_dir`, if any.
+    pub fn latest(&self, run_dir: &Path) -> Option<PathBuf> {
+        let p = run_dir.join(self.json);
+        p.exists().then_some(p)
+    }
+
+    /// Reads the JSON in `run_dir` and opens (and checks) the tensor file it names.
+    pub fn read<C: DeserializeOwned>(
+        &self,
+        run_dir: &Path,
+    ) -> Result<(CheckpointMeta<C>, TensorFile)> {
+        let json = run_dir.join(self.json);
+        let text = std::fs::read_to_string(&json).map_err(|e| Error::io(&json, e))?;
+        let meta: CheckpointMeta<C> =
+            serde_json::from_str(&text).map_err(|e| Error::Checkpoint {
+                path: json.clone(),
+                msg: format!("invalid checkpoint JSON: {e}"),
+            })?;
+        if meta.format != self.format {
+            return Err(Error::Checkpoint {
+                path: json,
+                msg: format!(
+                    "format '{}' is not the supported '{}'",
+                    meta.format, self.format
+                ),
+            });
+        }
+        let tpath = run_dir.join(&meta.tensors);
+        let file = TensorFile::read(&tpath)?;
+        let step_meta = file.metadata().get("step").cloned();
+        if step_meta.as_deref() != Some(meta.step.to_string().as_str()) {
+            return Err(Error::Checkpoint {
+                path: tpath,
+                msg: format!(
+                    "tensor file records step {:?}, {} says {}",
+                    step_meta, self.json, meta.step
+                ),
+            });
+        }
+        Ok((meta, file))
+    }
+
+    /// Writes a checkpoint into `run_dir` (created if needed): the tensor file, then the JSON
+    /// that commits it, then removes the tensor file the previous JSON named. Returns the JSON
+    /// path.
+    pub fn write<C: Serialize>(
+        &self,
+        run_dir: &Path,
+        meta: &CheckpointMeta<C>,
+        tensors: &[(String, Tensor)],
+    ) -> Result<PathBuf> {
+        std::fs::create_dir_all(run_dir).map_err(|e| Error::io(run_dir, e))?;
+        let json = run_dir.join(self.json);
+        let previous = std::fs::read_to_string(&json)
+            .ok()
+            .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+            .and_then(|v| v["tensors"].as_str().map(String::from));
+        let mut md = HashMap::new();
+        md.insert("step".to_string(), meta.step.to_string());
+        md.insert("format".to_string(), self.format.to_string());
+        write_tensors(&run_dir.join(&meta.tensors), tensors, md)?;
+        let text = serde_json::to_string_pretty(meta)
+            .map_err(|e| Error::format(&json, format!("serialising checkpoint metadata: {e}")))?;
+        write_bytes(&json, text.as_bytes())?;
+        if let Some(prev) = previous {
+            if prev != meta.tensors {
+                let _ = std::fs::remove_file(run_dir.join(prev));
+            }
+        }
+        Ok(json)
+    }
 }
 
 fn crc32(bytes: &[u8]) -> u32 {
@@ -77,8 +177,9 @@ fn f32_bytes(t: &Tensor) -> Vec<u8> {
     v.iter().flat_map(|x| x.to_le_bytes()).collect()
 }
 
-/// Writes named tensors (as f32) plus `metadata` to a safetensors file, atomically, adding a
-/// `crc32/<name>` metadata entry per tensor.
+/// Writes named tensors (as f32) plus `metadata` to a safetensors file, atomically
+/// ([`crate::io::atomic`]; its folder must exist), adding a `crc32/<name>` metadata entry per
+/// tensor.
 pub fn write_tensors(
     path: &Path,
     tensors: &[(String, Tensor)],
@@ -102,7 +203,7 @@ pub fn write_tensors(
     }
     let bytes = safetensors::serialize(views, &Some(metadata))
         .map_err(|e| Error::format(path, format!("serialising tensors: {e:?}")))?;
-    write_atomic(path, &bytes)
+    write_bytes(path, &bytes)
 }
 
 /// A safetensors file read into memory and checked (header, CRC-32 of every tensor that has one).
@@ -238,77 +339,14 @@ impl TensorFile {
     }
 }
 
-/// Path of the newest checkpoint's JSON in `run_dir`, if any.
+/// Path of the newest score-matching checkpoint's JSON in `run_dir`, if any.
 pub fn latest(run_dir: &Path) -> Option<PathBuf> {
-    let p = run_dir.join(CHECKPOINT_JSON);
-    p.exists().then_some(p)
+    SCORE.latest(run_dir)
 }
 
-/// Reads `run_dir/checkpoint.json` and opens the tensor file it names.
+/// Reads `run_dir/checkpoint.json` (a score-matching run) and opens the tensor file it names.
 pub fn read_checkpoint(run_dir: &Path) -> Result<(CheckpointMeta, TensorFile)> {
-    let json = run_dir.join(CHECKPOINT_JSON);
-    let text = std::fs::read_to_string(&json).map_err(|e| Error::io(&json, e))?;
-    let meta: CheckpointMeta = serde_json::from_str(&text).map_err(|e| Error::Checkpoint {
-        path: json.clone(),
-        msg: format!("invalid checkpoint JSON: {e}"),
-    })?;
-    if meta.format != CHECKPOINT_FORMAT {
-        return Err(Error::Checkpoint {
-            path: json,
-            msg: format!(
-                "format '{}' is not the supported '{CHECKPOINT_FORMAT}'",
-                meta.format
-            ),
-        });
-    }
-    let tpath = run_dir.join(&meta.tensors);
-    let file = TensorFile::read(&tpath)?;
-    let step_meta = file.metadata().get("step").cloned();
-    if step_meta.as_deref() != Some(meta.step.to_string().as_str()) {
-        return Err(Error::Checkpoint {
-            path: tpath,
-            msg: format!(
-                "tensor file records step {:?}, {CHECKPOINT_JSON} says {}",
-                step_meta, meta.step
-            ),
-        });
-    }
-    Ok((meta, file))
-}
-
-/// Writes a checkpoint: tensor file, then `checkpoint.json`, then removes the tensor file the
-/// previous JSON named. Returns the JSON path.
-pub fn write_checkpoint(
-    run_dir: &Path,
-    meta: &CheckpointMeta,
-    tensors: &[(String, Tensor)],
-) -> Result<PathBuf> {
-    let previous = read_checkpoint_meta_only(run_dir);
-    let tpath = run_dir.join(&meta.tensors);
-    let mut md = HashMap::new();
-    md.insert("step".to_string(), meta.step.to_string());
-    md.insert("format".to_string(), CHECKPOINT_FORMAT.to_string());
-    write_tensors(&tpath, tensors, md)?;
-    let json = run_dir.join(CHECKPOINT_JSON);
-    let text = serde_json::to_string_pretty(meta)
-        .map_err(|e| Error::format(&json, format!("serialising checkpoint metadata: {e}")))?;
-    write_atomic(&json, text.as_bytes())?;
-    if let Some(prev) = previous {
-        if prev.tensors != meta.tensors {
-            let _ = std::fs::remove_file(run_dir.join(prev.tensors));
-        }
-    }
-    Ok(json)
-}
-
-fn read_checkpoint_meta_only(run_dir: &Path) -> Option<CheckpointMeta> {
-    let text = std::fs::read_to_string(run_dir.join(CHECKPOINT_JSON)).ok()?;
-    serde_json::from_str(&text).ok()
-}
-
-/// The tensor file name for `step`.
-pub fn tensors_name(step: u64) -> String {
-    format!("ckpt-{step:08}.safetensors")
+    SCORE.read(run_dir)
 }
 
 /// Writes the model directory (config + EMA weights, as [`crate::train::Trainer`] exports at the

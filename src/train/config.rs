@@ -40,7 +40,7 @@ fn d_seed() -> u64 {
 fn d_heldout() -> f64 {
     0.05
 }
-fn d_true() -> bool {
+pub(crate) fn d_true() -> bool {
     true
 }
 
@@ -56,7 +56,7 @@ pub struct TrainingConfig {
     /// Steps between loss CSV rows.
     #[serde(default = "d_log")]
     pub log_freq: u64,
-    /// Steps between held-out DSM evaluations (0: never).
+    /// Steps between held-out DSM evaluations (0: only the one at the end of a run).
     #[serde(default = "d_eval")]
     pub eval_freq: u64,
     /// Steps between checkpoints (0: only at the end).

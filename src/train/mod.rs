@@ -1,43 +1,47 @@
-//! Training score models by score matching (Song et al. 2021; score_sde_pytorch `run_lib.train`).
+//! Training by stochastic gradient descent on an [`Objective`] (Song et al. 2021;
+//! score_sde_pytorch `run_lib.train` with `losses.get_step_fn`): score matching
+//! ([`ScoreMatching`]: DSM, SSM, NCSN, DDPM) or a time-dependent classifier's cross-entropy
+//! ([`crate::guidance::train::Classification`]).
 //!
-//! A [`Trainer`] owns a network (any [`TimeConditionedNet`] built from a
-//! [`ModelConfig`](crate::models::model_dir::ModelConfig) into a `tch::nn::VarStore`) wrapped as
-//! a [`NetScore`] for the configured SDE, the optimiser state ([`optim::Adam`] moments,
-//! [`optim::Ema`] weights), the step counter and the data. One step: take the next batch of the
-//! epoch's permutation, flip images at random, draw the loss's times and noise, back-propagate,
-//! clip, update with warm-up, update the EMA. All randomness is a function of
-//! `(seed, step)` ([`rng`]), so [`Trainer::save_checkpoint`] + [`Trainer::resume`] continue a run
-//! bit-exactly on the CPU.
+//! A [`Trainer`] owns the objective (its network's variables live in the trainer's
+//! `tch::nn::VarStore`), the optimiser state ([`optim::Adam`] moments, [`optim::Ema`] weights),
+//! the step counter and the data. One step: take the next batch of the epoch's permutation,
+//! flip images at random (and whatever else the objective augments), let the objective draw its
+//! times and noise and compute the loss, back-propagate, clip, update with warm-up, update the
+//! EMA. All randomness is a function of `(seed, step)` ([`rng`]), so
+//! [`Trainer::save_checkpoint`] + [`Trainer::resume`] continue a run bit-exactly on the CPU,
+//! whatever the objective.
 //!
-//! [`Trainer::run`] is the loop of `scoreinv train`: a loss CSV, periodic held-out DSM loss of
-//! the EMA weights, periodic checkpoints, divergence detection (a non-finite loss or gradient
-//! stops the run before the update, leaving the last good checkpoint in place), and the final
-//! model directory (`RUN_DIR/model`, see [`crate::models::model_dir`]).
+//! [`Trainer::run`] is the loop of `scoreinv train` and `scoreinv train-classifier`: a loss
+//! CSV, periodic held-out evaluation of the EMA weights, periodic sample grids, periodic
+//! checkpoints ([`checkpoint`]), divergence detection (a non-finite loss or gradient stops the
+//! run before the update, leaving the last good checkpoint in place), a checkpoint and
+//! [`Error::Interrupted`] at the end of the step during which SIGINT arrived, and the final
+//! export of the EMA weights (`RUN_DIR/model` for score models, see
+//! [`crate::models::model_dir`]; `RUN_DIR/classifier` for classifiers).
 
 pub mod checkpoint;
 pub mod config;
 pub mod data;
 pub mod losses;
+pub mod objective;
 pub mod optim;
 pub mod rng;
+pub mod score;
 
-use crate::models::model_dir::{
-    read_model_config, read_weights, save_model_dir, DataInfo, ModelDirConfig, TrainingInfo,
-    MODEL_FORMAT,
-};
-use crate::models::score_net::NetScore;
-use crate::models::TimeConditionedNet;
+pub use objective::{Objective, RunConfig, Schedule, Setup, Snapshot};
+pub use score::{model_dir_config, ScoreMatching};
+
+use crate::models::model_dir::DataInfo;
 use crate::{Error, Result};
-use checkpoint::{CheckpointMeta, CHECKPOINT_FORMAT};
-use config::TrainConfig;
+use checkpoint::CheckpointMeta;
 use data::Dataset;
-use losses::LossConfig;
 use optim::{guarded_update, zero_grads, OptimState};
 use rng::{Purpose, Stream};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
-use tch::{nn, Device, Kind, Tensor};
+use tch::{nn, Device, Tensor};
 
 /// What one step did.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -49,15 +53,29 @@ pub struct StepStats {
     pub lr: f64,
     /// Global gradient norm before clipping.
     pub grad_norm: f64,
+    /// Accuracy on the training batch (classifiers; `None` for score matching).
+    pub batch_accuracy: Option<f64>,
 }
 
-/// Events of [`Trainer::run`] for progress reporting.
+impl StepStats {
+    /// The `loss.csv` row: step, loss, [batch accuracy,] learning rate.
+    pub fn csv_row(&self) -> String {
+        match self.batch_accuracy {
+            Some(a) => format!("{},{},{a},{}", self.step, self.loss, self.lr),
+            None => format!("{},{},{}", self.step, self.loss, self.lr),
+        }
+    }
+}
+
+/// Events of [`Trainer::run`] for progress reporting; `E` is the objective's held-out
+/// evaluation ([`Objective::Eval`]: the DSM loss for score matching).
 #[derive(Debug, Clone, PartialEq)]
-pub enum Event {
+pub enum Event<E = f64> {
     Step(StepStats),
+    /// A held-out evaluation of the EMA weights.
     HeldOut {
         step: u64,
-        loss: f64,
+        result: E,
     },
     Checkpoint {
         step: u64,
@@ -78,23 +96,25 @@ pub enum Event {
 
 /// Result of [`Trainer::run`].
 #[derive(Debug, Clone, PartialEq)]
-pub struct RunSummary {
+pub struct RunSummary<E = f64> {
     pub steps_taken: u64,
     pub final_step: u64,
     pub last_loss: Option<f64>,
-    pub heldout_loss: Option<f64>,
+    /// The last held-out evaluation of the EMA weights (at the final step).
+    pub heldout: Option<E>,
     pub elapsed_s: f64,
     /// Training samples processed per second.
     pub samples_per_s: f64,
+    /// The exported folder (`RUN_DIR/model`, or `RUN_DIR/classifier` for classifiers).
     pub model_dir: PathBuf,
 }
 
-/// The training state and loop.
-pub struct Trainer {
-    cfg: TrainConfig,
+/// The training state and loop, for the objective `O` (score matching unless said otherwise).
+pub struct Trainer<O: Objective = ScoreMatching> {
+    cfg: O::Config,
     device: Device,
     _vs: nn::VarStore,
-    model: NetScore<dyn TimeConditionedNet>,
+    objective: O,
     /// Sorted variables, trainable indices, Adam, EMA and (with `optim.flat_buffers`) the
     /// contiguous buffers.
     opt: OptimState,
@@ -103,53 +123,67 @@ pub struct Trainer {
     heldout: Option<Dataset>,
     epoch_perm: Option<(u64, Vec<i64>)>,
     last_loss: Option<f64>,
+    last_eval: Option<O::Eval>,
 }
 
-impl Trainer {
-    /// A fresh run on `data` (split into train and held-out by `cfg.data.heldout_fraction`).
-    /// The network is initialised by libtorch's generator seeded from `training.seed`.
-    pub fn new(cfg: TrainConfig, data: &Dataset, device: Device) -> Result<Self> {
-        let cfg = cfg.fitted_to(&data.info);
-        cfg.validate()?;
-        let sde_kind = cfg.sde.build()?.kind();
-        cfg.model.check_data(&data.info)?;
-        if cfg.data.random_contrast > 0.0 && data.info.shape.len() < 3 {
-            return Err(Error::Config(format!(
-                "data.random_contrast remaps image intensities, but {} holds vectors of shape {:?}",
-                data.info.source, data.info.shape
-            )));
-        }
-        let (train, heldout) = data.split(cfg.data.heldout_fraction)?;
-        tch::manual_seed(Stream::new(cfg.training.seed, 0, Purpose::Torch).seed_u64() as i64);
+impl<O: Objective> Trainer<O> {
+    /// A fresh run of the objective `cfg` configures (a [`config::TrainConfig`]: score
+    /// matching; a [`crate::guidance::train::ClassifierTrainConfig`]: a classifier) on `data`,
+    /// split into train and held-out by the configured fraction. The network is initialised by
+    /// libtorch's generator seeded from the run's seed.
+    pub fn new<C>(cfg: C, data: &Dataset, device: Device) -> Result<Self>
+    where
+        C: RunConfig<Objective = O>,
+        O: Objective<Config = C>,
+    {
+        Self::build(cfg, data, device, None)
+    }
+
+    fn build(
+        cfg: O::Config,
+        data: &Dataset,
+        device: Device,
+        saved: Option<&CheckpointMeta<O::Config>>,
+    ) -> Result<Self> {
+        let cfg = O::prepare(cfg, data)?;
+        let schedule = cfg.schedule();
+        let (train, heldout) = data.split(schedule.heldout_fraction)?;
+        tch::manual_seed(Stream::new(schedule.seed, 0, Purpose::Torch).seed_u64() as i64);
         let vs = nn::VarStore::new(device);
-        let net = cfg.model.build(&vs.root(), &data.info, sde_kind)?;
-        let model =
-            NetScore::new(net, cfg.sde, cfg.score)?.with_sample_shape(data.info.shape.clone());
-        let opt = OptimState::new(&vs, &cfg.optim);
+        let objective = O::build(
+            &cfg,
+            Setup {
+                vs: &vs,
+                data,
+                saved,
+            },
+        )?;
+        let opt = OptimState::new(&vs, cfg.optim());
         Ok(Self {
             cfg,
             device,
             _vs: vs,
-            model,
+            objective,
             opt,
             step: 0,
             train,
             heldout,
             epoch_perm: None,
             last_loss: None,
+            last_eval: None,
         })
     }
 
     /// Continues the run saved in `run_dir` on `data` (which must have the shape the run was
     /// trained on). `adjust` may change settings that do not alter the random streams or the
-    /// model (e.g. `training.n_iters`, frequencies).
+    /// model (e.g. the number of steps, frequencies, the learning rate).
     pub fn resume(
         run_dir: &Path,
         data: &Dataset,
         device: Device,
-        adjust: impl FnOnce(&mut TrainConfig),
+        adjust: impl FnOnce(&mut O::Config),
     ) -> Result<Self> {
-        let (meta, file) = checkpoint::read_checkpoint(run_dir)?;
+        let (meta, file) = O::CHECKPOINT.read::<O::Config>(run_dir)?;
         if meta.data.shape != data.info.shape {
             return Err(Error::Config(format!(
                 "the checkpoint in {} was trained on samples of shape {:?} ({}), the data given has shape {:?} ({})",
@@ -162,89 +196,21 @@ impl Trainer {
         }
         let mut cfg = meta.config.clone();
         adjust(&mut cfg);
-        cfg.validate()?;
-        if cfg.training.seed != meta.seed
-            || cfg.model != meta.config.model
-            || cfg.sde != meta.config.sde
-            || cfg.training.batch_size != meta.config.training.batch_size
+        let (now, saved) = (cfg.schedule(), meta.config.schedule());
+        if now.seed != meta.seed
+            || now.batch_size != saved.batch_size
+            || !cfg.keeps_model_of(&meta.config)
         {
-            return Err(Error::Config(
-                "a resumed run must keep the seed, model, SDE and batch size of its checkpoint"
-                    .into(),
-            ));
+            return Err(Error::Config(format!(
+                "a resumed run must keep the seed, batch size, {} of its checkpoint",
+                <O::Config as RunConfig>::KEPT_ON_RESUME
+            )));
         }
-        let mut tr = Trainer::new(cfg, data, device)?;
+        let mut tr = Self::build(cfg, data, device, Some(&meta))?;
         tr.opt
             .load_checkpoint(&file, device, meta.step, meta.ema_num_updates)?;
         tr.step = meta.step;
         tr.last_loss = meta.last_loss;
-        Ok(tr)
-    }
-
-    /// A fresh run that fine-tunes the trained model in the model directory `init` on `data`:
-    /// the network, SDE and score options are the model's (those of `cfg` are replaced), its
-    /// weights are the starting point of both the trained and the EMA weights, and the rest of
-    /// `cfg` (optimiser with its warm-up, batch size, steps, seed, data split) applies as for a
-    /// new run. The data must be what the model was trained for: same sample shape, same
-    /// `centered` flag, same raw-value range. `training.init` records `init`; a fine-tuning run
-    /// resumes like any other (its first checkpoint holds the starting weights).
-    pub fn fine_tune(
-        init: &Path,
-        mut cfg: TrainConfig,
-        data: &Dataset,
-        device: Device,
-    ) -> Result<Self> {
-        let mcfg = read_model_config(init)?;
-        let what =
-            |field: &str| format!("{field} of the data given to fine-tune {}", init.display());
-        if data.info.shape != mcfg.data.shape {
-            return Err(Error::Shape {
-                what: what("sample shape"),
-                expected: format!(
-                    "{:?} (the model's, from {})",
-                    mcfg.data.shape, mcfg.data.source
-                ),
-                actual: format!("{:?} ({})", data.info.shape, data.info.source),
-            });
-        }
-        if data.info.centered != mcfg.data.centered || data.info.data_range != mcfg.data.data_range
-        {
-            let space = |centered: bool| if centered { "[-1, 1]" } else { "[0, 1]" };
-            return Err(Error::Config(format!(
-                "{}: the model maps raw values {:?} to {} but the data was loaded as {:?} → {}",
-                what("value range"),
-                mcfg.data.data_range,
-                space(mcfg.data.centered),
-                data.info.data_range,
-                space(data.info.centered),
-            )));
-        }
-        cfg.model = mcfg.model;
-        cfg.sde = mcfg.sde;
-        cfg.score = mcfg.score;
-        cfg.data.centered = mcfg.data.centered;
-        cfg.training.init = Some(init.display().to_string());
-        let mut tr = Trainer::new(cfg, data, device)?;
-        let vars: Vec<(String, Tensor)> = tr
-            .opt
-            .names
-            .iter()
-            .cloned()
-            .zip(tr.opt.params.iter().map(|p| p.shallow_clone()))
-            .collect();
-        let weights = read_weights(init, &tr.cfg.model, &vars, device)?;
-        tch::no_grad(|| {
-            for ((p, e), t) in tr
-                .opt
-                .params
-                .iter_mut()
-                .zip(tr.opt.ema.shadow.iter_mut())
-                .zip(&weights)
-            {
-                p.copy_(t);
-                e.copy_(t);
-            }
-        });
         Ok(tr)
     }
 
@@ -259,8 +225,23 @@ impl Trainer {
         self.step
     }
 
-    /// Measures the held-out DSM loss on `data` (e.g. other scenes) instead of the split of the
-    /// training data; training is unchanged. `data` must have the training data's sample shape.
+    /// The configuration.
+    pub fn config(&self) -> &O::Config {
+        &self.cfg
+    }
+
+    /// The objective (with its network, holding the current weights).
+    pub fn objective(&self) -> &O {
+        &self.objective
+    }
+
+    /// Data description.
+    pub fn data_info(&self) -> &DataInfo {
+        &self.train.info
+    }
+
+    /// Evaluates on `data` (e.g. other scenes) instead of the split of the training data;
+    /// training is unchanged. `data` must have the training data's sample shape.
     pub fn set_heldout(&mut self, data: Dataset) -> Result<()> {
         if data.info.shape != self.train.info.shape {
             return Err(Error::Shape {
@@ -282,59 +263,30 @@ impl Trainer {
         Ok(())
     }
 
-    /// The configuration.
-    pub fn config(&self) -> &TrainConfig {
-        &self.cfg
-    }
-
-    /// The score model being trained (current, not EMA, weights).
-    pub fn model(&self) -> &NetScore<dyn TimeConditionedNet> {
-        &self.model
-    }
-
-    /// Data description.
-    pub fn data_info(&self) -> &DataInfo {
-        &self.train.info
-    }
-
     /// `(name, tensor)` of the current weights, sorted by name.
     pub fn weights(&self) -> Vec<(String, Tensor)> {
-        self.opt
-            .names
-            .iter()
-            .cloned()
-            .zip(self.opt.params.iter().map(|p| p.detach().copy()))
-            .collect()
+        self.opt.weights()
     }
 
     /// `(name, tensor)` of the EMA weights.
     pub fn ema_weights(&self) -> Vec<(String, Tensor)> {
-        self.opt
-            .names
-            .iter()
-            .cloned()
-            .zip(self.opt.ema.shadow.iter().map(|p| p.copy()))
-            .collect()
+        self.opt.ema_weights()
     }
 
     /// Replaces the current weights with the EMA weights (e.g. to evaluate them).
     pub fn load_ema_into_model(&mut self) {
-        tch::no_grad(|| {
-            for (p, s) in self.opt.params.iter_mut().zip(&self.opt.ema.shadow) {
-                p.copy_(s);
-            }
-        });
+        self.opt.load_ema();
     }
 
     fn batch_indices(&mut self) -> Vec<i64> {
+        let s = self.cfg.schedule();
         let n = self.train.len() as u64;
-        let b = self.cfg.training.batch_size as u64;
+        let b = s.batch_size as u64;
         let mut out = Vec::with_capacity(b as usize);
         for pos in self.step * b..(self.step + 1) * b {
             let epoch = pos / n;
             if self.epoch_perm.as_ref().map(|(e, _)| *e) != Some(epoch) {
-                let perm = Stream::new(self.cfg.training.seed, epoch, Purpose::DataOrder)
-                    .permutation(n as usize);
+                let perm = Stream::new(s.seed, epoch, Purpose::DataOrder).permutation(n as usize);
                 self.epoch_perm = Some((epoch, perm));
             }
             out.push(
@@ -347,50 +299,33 @@ impl Trainer {
         out
     }
 
-    fn trainable_params(&self) -> Vec<Tensor> {
-        self.opt
-            .trainable
-            .iter()
-            .map(|&i| self.opt.params[i].shallow_clone())
-            .collect()
-    }
-
     /// One optimisation step. A non-finite loss or gradient returns [`Error::Diverged`] before
     /// any parameter changes.
     pub fn train_step(&mut self) -> Result<StepStats> {
-        let seed = self.cfg.training.seed;
+        let seed = self.cfg.schedule().seed;
         let idx = self.batch_indices();
         let mut x0 = self.train.gather(&idx);
-        // One augmentation stream per step: the flip coins first (so runs without contrast
-        // augmentation draw exactly what they always did), then the contrast draws.
+        // One augmentation stream per step: the flip coins first, then the objective's draws.
         let mut aug = Stream::new(seed, self.step, Purpose::Augment);
-        if self.cfg.data.random_flip {
+        if self.cfg.schedule().random_flip {
             let coins = aug.coins(idx.len());
             x0 = data::random_flip(&x0, &coins);
         }
-        let p = self.cfg.data.random_contrast;
-        if p > 0.0 {
-            let apply: Vec<bool> = aug.uniform(idx.len()).iter().map(|&v| v < p).collect();
-            let u = aug.uniform(idx.len() * data::CONTRAST_KNOTS);
-            x0 = data::random_contrast(&x0, &apply, &u, self.cfg.data.centered);
-        }
-        let x0 = x0.to_device(self.device);
+        let x0 = self
+            .objective
+            .augment(&self.cfg, x0, &mut aug)
+            .to_device(self.device);
         let mut noise = Stream::new(seed, self.step, Purpose::Loss);
         tch::manual_seed(Stream::new(seed, self.step, Purpose::Torch).seed_u64() as i64);
-        let tp = self.trainable_params();
+        let tp = self.opt.trainable_params();
         zero_grads(&tp, self.opt.flat.as_ref());
-        let use_autocast = self.cfg.training.autocast && self.device.is_cuda();
-        let loss = crate::autocast::with_autocast(
-            self.device,
-            use_autocast,
-            self.cfg.training.autocast_dtype,
-            || self.cfg.loss.loss(&self.model, &x0, &mut noise, true),
-        )?
-        .to_kind(Kind::Float);
+        let (loss, batch_accuracy) =
+            self.objective
+                .batch_loss(&self.cfg, &self.train, &idx, &x0, &mut noise)?;
         let lv = loss.double_value(&[]);
-        let lr = self.cfg.optim.lr_at(self.step);
+        let lr = self.cfg.optim().lr_at(self.step);
         let gn = guarded_update(
-            "training",
+            O::WHAT,
             self.step,
             &loss,
             lv,
@@ -400,7 +335,7 @@ impl Trainer {
             &mut self.opt.adam,
             &mut self.opt.ema,
             self.opt.flat.as_mut(),
-            &self.cfg.optim,
+            self.cfg.optim(),
         )?;
         self.step += 1;
         self.last_loss = Some(lv);
@@ -409,135 +344,108 @@ impl Trainer {
             loss: lv,
             lr,
             grad_norm: gn,
+            batch_accuracy,
         })
     }
 
-    /// Held-out DSM loss (the configured reduction and weighting) of the EMA weights on up to
-    /// `eval_batch_size` held-out samples, with fixed noise so that values are comparable
-    /// across the run. `None` without a held-out set.
-    pub fn heldout_loss(&mut self) -> Result<Option<f64>> {
-        let Some(ho) = &self.heldout else {
+    /// The objective's held-out evaluation of the EMA weights (the trained weights are restored
+    /// afterwards); `None` without a held-out set.
+    pub fn evaluate(&mut self) -> Result<Option<O::Eval>> {
+        let Some(heldout) = &self.heldout else {
             return Ok(None);
         };
-        let b = self
-            .cfg
-            .training
-            .eval_batch_size
-            .unwrap_or(self.cfg.training.batch_size)
-            .min(ho.len());
-        let x0 = ho
-            .gather(&(0..b as i64).collect::<Vec<_>>())
-            .to_device(self.device);
-        let loss_cfg = LossConfig {
-            kind: losses::LossKind::Dsm,
-            ..self.cfg.loss.clone()
-        };
-        let backup: Vec<Tensor> = self.opt.params.iter().map(|p| p.detach().copy()).collect();
-        self.load_ema_into_model();
-        let mut noise = Stream::new(self.cfg.training.seed, 0, Purpose::Eval);
-        let res = tch::no_grad(|| loss_cfg.loss(&self.model, &x0, &mut noise, false));
-        tch::no_grad(|| {
-            for (p, b) in self.opt.params.iter_mut().zip(&backup) {
-                p.copy_(b);
-            }
-        });
-        Ok(Some(res?.double_value(&[])))
+        let (objective, cfg, device) = (&self.objective, &self.cfg, self.device);
+        let eval = self
+            .opt
+            .with_ema(|| objective.evaluate(cfg, heldout, device))?;
+        self.last_eval = Some(eval.clone());
+        Ok(Some(eval))
     }
 
-    /// Draws `training.sample_n` samples from the EMA weights with `scoreinv sample`'s default
-    /// PC sampler (`training.sample_steps` steps) and writes them into `run_dir/samples/` as
-    /// `step_NNNNNNN.npy` (raw data range) and, for images, `step_NNNNNNN.png` (a grid);
-    /// returns the PNG (or NPY) path. As score_sde_pytorch's snapshot sampling: the EMA weights
-    /// are copied in and the training weights restored afterwards. libtorch's generator is
-    /// seeded from the run's seed, so every grid starts from the same prior noise (grids of a
-    /// run are comparable); the training streams are keyed by `(seed, step)` and libtorch is
-    /// reseeded every step, so sampling does not change the training trajectory (resume stays
-    /// bit-exact).
+    /// Draws samples from the EMA weights into `run_dir/samples/` (score_sde's snapshot
+    /// sampling: the EMA weights are copied in and the training weights restored afterwards);
+    /// returns the file written (see [`Objective::write_samples`]).
     pub fn write_samples(&mut self, run_dir: &Path) -> Result<PathBuf> {
-        use crate::sampling::run::{build_sampler, sample_model, SampleWriter};
-        let tcfg = &self.cfg.training;
-        let n = tcfg.sample_n.max(1);
-        let opts = build_sampler(&self.cfg.grid_sampler_flags(), &self.cfg.sde)?;
-        let seed = Stream::new(tcfg.seed, 0, Purpose::Sample).seed_u64();
-        let shape = self.train.info.shape.clone();
-        let backup: Vec<Tensor> = self.opt.params.iter().map(|p| p.detach().copy()).collect();
-        self.load_ema_into_model();
-        let run = sample_model(
-            &self.model,
-            &opts,
-            &shape,
-            n,
-            n,
-            seed,
-            self.device,
-            &mut |_, _| {},
-        );
-        tch::no_grad(|| {
-            for (p, b) in self.opt.params.iter_mut().zip(&backup) {
-                p.copy_(b);
-            }
-        });
-        let run = run?;
-        let dir = run_dir.join("samples");
-        std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
-        let stem = format!("step_{:07}", self.step);
-        let mut w = SampleWriter::new();
-        let npy = dir.join(format!("{stem}.npy"));
-        w.npy(npy.clone(), &run.x, &self.train.info)?;
-        let png = dir.join(format!("{stem}.png"));
-        let nrow = (n as f64).sqrt().ceil() as usize;
-        Ok(if w.grid(png.clone(), &run.x, &self.train.info, nrow)? {
-            png
-        } else {
-            npy
-        })
+        let (objective, cfg) = (&self.objective, &self.cfg);
+        let (info, step, device) = (&self.train.info, self.step, self.device);
+        self.opt
+            .with_ema(|| objective.write_samples(cfg, info, step, run_dir, device))
     }
 
-    fn meta(&self) -> CheckpointMeta {
+    fn meta(&self) -> CheckpointMeta<O::Config> {
         CheckpointMeta {
-            format: CHECKPOINT_FORMAT.into(),
+            format: O::CHECKPOINT.format.into(),
             step: self.step,
-            seed: self.cfg.training.seed,
+            seed: self.cfg.schedule().seed,
             ema_num_updates: self.opt.ema.num_updates,
-            tensors: checkpoint::tensors_name(self.step),
+            tensors: O::CHECKPOINT.tensors_name(self.step),
             config: self.cfg.clone(),
+            n_classes: self.objective.n_classes(),
             data: self.train.info.clone(),
             last_loss: self.last_loss,
         }
     }
 
-    /// Writes a checkpoint of the full training state into `run_dir`.
+    /// Writes a checkpoint of the full training state into `run_dir`; returns the JSON that
+    /// commits it.
     pub fn save_checkpoint(&self, run_dir: &Path) -> Result<PathBuf> {
         let tensors = self.opt.checkpoint_tensors();
-        checkpoint::write_checkpoint(run_dir, &self.meta(), &tensors)
+        O::CHECKPOINT.write(run_dir, &self.meta(), &tensors)
     }
 
-    /// Writes the EMA weights as a model directory (see [`crate::models::model_dir`]).
-    pub fn export_model_dir(&self, dir: &Path) -> Result<()> {
-        let cfg = model_dir_config(&self.cfg, &self.train.info, self.step);
-        save_model_dir(dir, &cfg, &self.ema_weights())
+    /// Writes the EMA weights (with the latest held-out evaluation) into the folder `dir`, in
+    /// the form the objective's loader reads.
+    pub fn export(&self, dir: &Path) -> Result<()> {
+        let snapshot = Snapshot {
+            cfg: &self.cfg,
+            data: &self.train.info,
+            step: self.step,
+            ema: self.ema_weights(),
+            last_eval: self.last_eval.as_ref(),
+        };
+        self.objective.export(snapshot, dir)
     }
 
-    /// Trains until `training.n_iters` steps, writing into `run_dir`: `loss.csv` (step, loss,
-    /// lr), `heldout.csv` (step, heldout_dsm_loss), sample grids every `training.sample_freq`
-    /// steps ([`Self::write_samples`]), checkpoints, and finally `model/`.
-    pub fn run(&mut self, run_dir: &Path, on_event: &mut dyn FnMut(&Event)) -> Result<RunSummary> {
+    /// Evaluates, and records a result in `heldout.csv`, the run directory and an event.
+    fn record_evaluation(
+        &mut self,
+        run_dir: &Path,
+        csv: &mut CsvLog,
+        on_event: &mut dyn FnMut(&Event<O::Eval>),
+    ) -> Result<()> {
+        if let Some(result) = self.evaluate()? {
+            self.objective
+                .write_evaluation(run_dir, self.step, &result)?;
+            csv.row(&format!("{},{}", self.step, O::heldout_csv_row(&result)))?;
+            on_event(&Event::HeldOut {
+                step: self.step,
+                result,
+            });
+        }
+        Ok(())
+    }
+
+    /// Trains until the schedule's `n_iters` steps, writing into `run_dir`: `loss.csv`
+    /// ([`Objective::LOSS_CSV`]), `heldout.csv` (a held-out evaluation every `eval_freq` steps
+    /// and at the end), sample grids every `sample_freq` steps ([`Self::write_samples`]),
+    /// checkpoints, and finally the export ([`Objective::EXPORT_DIR`]).
+    pub fn run(
+        &mut self,
+        run_dir: &Path,
+        on_event: &mut dyn FnMut(&Event<O::Eval>),
+    ) -> Result<RunSummary<O::Eval>> {
         std::fs::create_dir_all(run_dir).map_err(|e| Error::io(run_dir, e))?;
-        let mut loss_csv = CsvLog::open(&run_dir.join("loss.csv"), "step,loss,lr", self.step)?;
-        let mut eval_csv = CsvLog::open(
-            &run_dir.join("heldout.csv"),
-            "step,heldout_dsm_loss",
-            self.step,
-        )?;
-        let tcfg = self.cfg.training.clone();
-        let mut last_ckpt = match checkpoint::latest(run_dir) {
+        let mut loss_csv = CsvLog::open(&run_dir.join("loss.csv"), O::LOSS_CSV, self.step)?;
+        let mut eval_csv = CsvLog::open(&run_dir.join("heldout.csv"), O::HELDOUT_CSV, self.step)?;
+        let s = self.cfg.schedule();
+        let mut last_ckpt = match O::CHECKPOINT.latest(run_dir) {
             Some(p) if self.step > 0 => (self.step, p),
             _ => (self.step, self.save_checkpoint(run_dir)?),
         };
         let start_step = self.step;
         let t0 = Instant::now();
-        let mut heldout = None;
-        while self.step < tcfg.n_iters {
+        let mut evaluated_at = None;
+        while self.step < s.n_iters {
             let stats = match self.train_step() {
                 Ok(s) => s,
                 Err(Error::Diverged(msg)) => {
@@ -551,20 +459,14 @@ impl Trainer {
                 Err(e) => return Err(e),
             };
             on_event(&Event::Step(stats));
-            if tcfg.log_freq > 0 && (stats.step % tcfg.log_freq == 0 || stats.step == 1) {
-                loss_csv.row(&format!("{},{},{}", stats.step, stats.loss, stats.lr))?;
+            if s.log_freq > 0 && (stats.step % s.log_freq == 0 || stats.step == 1) {
+                loss_csv.row(&stats.csv_row())?;
             }
-            if tcfg.eval_freq > 0 && stats.step % tcfg.eval_freq == 0 {
-                if let Some(l) = self.heldout_loss()? {
-                    heldout = Some(l);
-                    eval_csv.row(&format!("{},{l}", stats.step))?;
-                    on_event(&Event::HeldOut {
-                        step: stats.step,
-                        loss: l,
-                    });
-                }
+            if s.eval_freq > 0 && stats.step % s.eval_freq == 0 {
+                self.record_evaluation(run_dir, &mut eval_csv, on_event)?;
+                evaluated_at = Some(stats.step);
             }
-            if tcfg.sample_freq > 0 && stats.step % tcfg.sample_freq == 0 {
+            if s.sample_freq > 0 && stats.step % s.sample_freq == 0 {
                 // A preview must not end a run: a failure is reported and training goes on
                 // (the weights are restored before any error is returned).
                 on_event(&match self.write_samples(run_dir) {
@@ -579,7 +481,7 @@ impl Trainer {
                 });
             }
             let interrupted = crate::interrupt::requested();
-            if interrupted || (tcfg.checkpoint_freq > 0 && stats.step % tcfg.checkpoint_freq == 0) {
+            if interrupted || (s.checkpoint_freq > 0 && stats.step % s.checkpoint_freq == 0) {
                 loss_csv.flush()?;
                 eval_csv.flush()?;
                 let p = self.save_checkpoint(run_dir)?;
@@ -598,6 +500,9 @@ impl Trainer {
             }
         }
         let elapsed = t0.elapsed().as_secs_f64();
+        if evaluated_at != Some(self.step) {
+            self.record_evaluation(run_dir, &mut eval_csv, on_event)?;
+        }
         loss_csv.flush()?;
         eval_csv.flush()?;
         if last_ckpt.0 != self.step {
@@ -607,20 +512,17 @@ impl Trainer {
                 path: p,
             });
         }
-        if heldout.is_none() {
-            heldout = self.heldout_loss()?;
-        }
-        let model_dir = run_dir.join("model");
-        self.export_model_dir(&model_dir)?;
+        let model_dir = run_dir.join(O::EXPORT_DIR);
+        self.export(&model_dir)?;
         let taken = self.step - start_step;
         Ok(RunSummary {
             steps_taken: taken,
             final_step: self.step,
             last_loss: self.last_loss,
-            heldout_loss: heldout,
+            heldout: self.last_eval.clone(),
             elapsed_s: elapsed,
             samples_per_s: if elapsed > 0.0 {
-                (taken * tcfg.batch_size as u64) as f64 / elapsed
+                (taken * s.batch_size as u64) as f64 / elapsed
             } else {
                 0.0
             },
@@ -660,7 +562,7 @@ impl CsvLog {
         // file empty).
         let mut text = kept.join("\n");
         text.push('\n');
-        checkpoint::write_atomic(path, text.as_bytes())?;
+        crate::io::atomic::write_bytes(path, text.as_bytes())?;
         let f = std::fs::OpenOptions::new()
             .append(true)
             .open(path)
@@ -675,26 +577,6 @@ impl CsvLog {
     }
     pub(crate) fn flush(&mut self) -> Result<()> {
         self.w.flush().map_err(|e| Error::io(&self.path, e))
-    }
-}
-
-/// The `config.json` of the model directory exported from a run with configuration `cfg` on
-/// data `data` after `step` steps.
-pub fn model_dir_config(cfg: &TrainConfig, data: &DataInfo, step: u64) -> ModelDirConfig {
-    ModelDirConfig {
-        format: MODEL_FORMAT.into(),
-        model: cfg.model.clone(),
-        sde: cfg.sde,
-        score: cfg.score,
-        data: data.clone(),
-        training: Some(TrainingInfo {
-            step,
-            ema_rate: cfg.optim.ema_rate,
-            loss: cfg.loss.name().into(),
-            init: cfg.training.init.clone(),
-            random_contrast: (cfg.data.random_contrast > 0.0).then_some(cfg.data.random_contrast),
-        }),
-        sampler: Default::default(),
     }
 }
 

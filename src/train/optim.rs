@@ -506,6 +506,52 @@ impl OptimState {
         }
     }
 
+    /// `(name, tensor)` of the current weights, sorted by name.
+    pub fn weights(&self) -> Vec<(String, Tensor)> {
+        self.named(self.params.iter().map(|p| p.detach().copy()))
+    }
+
+    /// `(name, tensor)` of the EMA weights.
+    pub fn ema_weights(&self) -> Vec<(String, Tensor)> {
+        self.named(self.ema.shadow.iter().map(|p| p.copy()))
+    }
+
+    fn named(&self, tensors: impl Iterator<Item = Tensor>) -> Vec<(String, Tensor)> {
+        self.names.iter().cloned().zip(tensors).collect()
+    }
+
+    /// Replaces the current weights with the EMA weights (in place: flat buffers stay homed).
+    pub fn load_ema(&mut self) {
+        tch::no_grad(|| {
+            for (p, s) in self.params.iter_mut().zip(&self.ema.shadow) {
+                p.copy_(s);
+            }
+        });
+    }
+
+    /// Runs `f` on the EMA weights (score_sde's `ema.store` / `ema.copy_to` / `ema.restore`
+    /// around an evaluation): they are copied into the parameters, and the trained weights
+    /// copied back afterwards, whatever `f` returns, so the training trajectory is untouched.
+    pub fn with_ema<R>(&mut self, f: impl FnOnce() -> R) -> R {
+        let backup: Vec<Tensor> = self.params.iter().map(|p| p.detach().copy()).collect();
+        self.load_ema();
+        let out = f();
+        tch::no_grad(|| {
+            for (p, b) in self.params.iter_mut().zip(&backup) {
+                p.copy_(b);
+            }
+        });
+        out
+    }
+
+    /// The trainable parameters (shallow clones), in order.
+    pub fn trainable_params(&self) -> Vec<Tensor> {
+        self.trainable
+            .iter()
+            .map(|&i| self.params[i].shallow_clone())
+            .collect()
+    }
+
     /// The tensors of a checkpoint: `model/<var>` and `ema/<var>` for every variable,
     /// `adam_m/<var>` and `adam_v/<var>` for the trainable ones (the layout of
     /// [`crate::train::checkpoint`]).
