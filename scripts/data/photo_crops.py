@@ -6,7 +6,7 @@ shrunk so that its short side is at most 4·SIZE, a square of side U(0.25, 1)·s
 random place, resized to SIZE×SIZE; the photos are taken in a random order, one crop each in
 turn (N ≤ P: N different photos), drawn by numpy's PCG64 from SEED (not the Rust stream).
 
-    .venv/bin/python scripts/photo_crops.py LIST N SEED OUT_DIR [SIZE]
+    .venv/bin/python scripts/data/photo_crops.py LIST N SEED OUT_DIR [SIZE]
 """
 import sys
 from pathlib import Path

@@ -1,16 +1,16 @@
 #!/usr/bin/env python3
 """Pairs a score run on the 50 held-out ellipse phantoms (reconstruct metrics.csv files, e.g. from
-scripts/gpu_test_ellipses, or the parts of a --shard run) with the CPU's FBP and TV of the same
+scripts/gpu/test_ellipses, or the parts of a --shard run) with the CPU's FBP and TV of the same
 measurements (docs/results/tv-retuned-ct-ellipses-50-phantoms-n1000-k4.txt): checks that FBP per
 case is the same (same measurements), prints score − FBP and score − TV (mean ± standard error,
 worst, cases ahead).
 
-    .venv/bin/python scripts/pair_ct_ellipses.py /work/.device/N/test.csv
-    .venv/bin/python scripts/pair_ct_ellipses.py --partial PART/metrics.csv PART2/metrics.csv ...
+    .venv/bin/python scripts/eval/pair_ct_ellipses.py GPU_OUT/test.csv
+    .venv/bin/python scripts/eval/pair_ct_ellipses.py --partial PART/metrics.csv PART2/metrics.csv ...
     ... --write per-case.csv      (also writes the pairs, one row per case)
 
 A file written by --write may be given again as an input (its header has score_psnr_db): its
-rows count as pairs already checked, so a run split over sessions whose outputs were not all
+rows count as pairs already checked, so a run split into parts whose outputs were not all
 kept can be completed from its per-case file plus the new parts' metrics.csv.
 
 With --partial the files may cover only some of the 50 phantoms: the figures are then for those
@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 TV = ROOT / "docs/results/tv-retuned-ct-ellipses-50-phantoms-n1000-k4.txt"
 N1000 = ROOT / "docs/results/ct-ellipses-12000-steps-test-50-phantoms-h200.csv"
 
