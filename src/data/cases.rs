@@ -1,14 +1,10 @@
-//! Evaluation cases from a short spec, each a `[C, H, W]` image in [0, 1]:
-//!
-//! | spec | cases |
-//! |---|---|
-//! | `phantom:shepp-logan` | the modified Shepp–Logan phantom |
-//! | `phantom:ellipses:S` / `phantom:ellipses:A..B` | random-ellipse phantoms of seed S / seeds A..B−1 |
-//! | `fashion-mnist:K` / `fashion-mnist:A..B` | Fashion-MNIST test-set images (never trained on), from `/usr/share/datasets/fashion-mnist` |
-//! | `invesalius:z=K` / `invesalius:z=A..B[:STEP]` | axial slices of the real head CT of Debian `invesalius-examples` |
-//! | `FILE.inv3#z=K` / `#z=A..B` | the same for any InVesalius project |
-//! | `FILE` (`.png .jpg .tif .npy .nii .nii.gz .dcm`, DICOM folder), optional `#z=K` or `#z=A..B[:STEP]` (those slices, as if listed one by one) | a picture, or every slice of a volume (NIfTI, DICOM series, multi-page TIFF, NPY stack `[D, H, W]` with D ∉ {1, 3} or `[D, 1, H, W]`) |
-//! | `FOLDER` of pictures (any of the file formats above but DICOM; other files ignored) | the cases of each file, in name order, a volume among them written back as a volume too (a folder without pictures is a DICOM series) |
+//! Evaluation cases from a spec of the shared data-spec grammar ([`super::spec`], where every
+//! form is listed with what it means here and for training), each a `[C, H, W]` image in
+//! [0, 1]: phantoms of held-out seeds, Fashion-MNIST test images, InVesalius slices, pictures,
+//! every slice of a volume (NIfTI, DICOM series, multi-page TIFF, NPY stack `[D, H, W]` with
+//! D ∉ {1, 3} or `[D, 1, H, W]`; `FILE#z=A..B[:STEP]` picks slices as if listed one by one),
+//! a folder's pictures in name order (a volume among them written back as a volume too; a
+//! folder without pictures is a DICOM series).
 //!
 //! Values: CT in Hounsfield units (DICOM, `.inv3`) go through the HU window
 //! ([`super::ct_slices::HuWindow`]); other data already in [0, 1] is kept; anything else is
@@ -17,6 +13,7 @@
 use super::ct_slices::{self, HuWindow, Orientation};
 use super::invesalius::{read_inv3, CRANIUM_INV3};
 use super::phantom::{random_ellipses_batch, shepp_logan, RandomEllipsesConfig};
+use super::spec::{Spec, Split};
 use crate::io;
 use crate::{Error, Result};
 use ndarray::{Array2, Array3, Axis};
@@ -49,29 +46,6 @@ impl Default for CaseOptions {
             window: HuWindow::default(),
             default_phantom_size: 128,
         }
-    }
-}
-
-/// `N`, `A..B` (A ≤ i < B) or `A..B:STEP`.
-fn parse_range(s: &str, what: &str) -> Result<Vec<usize>> {
-    let bad = || Error::Config(format!("{what}: '{s}' is neither N, A..B nor A..B:STEP"));
-    let (range, step) = match s.split_once(':') {
-        Some((r, st)) => (r, st.trim().parse::<usize>().map_err(|_| bad())?),
-        None => (s, 1),
-    };
-    if step == 0 {
-        return Err(Error::Config(format!("{what}: step must be at least 1")));
-    }
-    if let Some((a, b)) = range.split_once("..") {
-        let a: usize = a.trim().parse().map_err(|_| bad())?;
-        let b: usize = b.trim().parse().map_err(|_| bad())?;
-        if b <= a {
-            return Err(Error::Config(format!("{what}: empty range {a}..{b}")));
-        }
-        Ok((a..b).step_by(step).collect())
-    } else {
-        let k: usize = range.trim().parse().map_err(|_| bad())?;
-        Ok(vec![k])
     }
 }
 
@@ -143,17 +117,7 @@ fn volume_stem(path: &Path) -> String {
 /// The files and folders a spec reads (phantoms and the Fashion-MNIST test set: none; a
 /// `#z=…` selector is dropped), so that outputs can be kept apart from inputs.
 pub fn spec_paths(spec: &str) -> Vec<PathBuf> {
-    if spec.starts_with("phantom:") || spec.starts_with("fashion-mnist:") {
-        return Vec::new();
-    }
-    if spec.starts_with("invesalius:") {
-        return vec![PathBuf::from(CRANIUM_INV3)];
-    }
-    let path = match spec.rsplit_once('#') {
-        Some((p, _)) if !Path::new(spec).exists() => p,
-        _ => spec,
-    };
-    vec![PathBuf::from(path)]
+    Spec::parse(spec).map(|s| s.paths()).unwrap_or_default()
 }
 
 /// Loads the cases one spec names (see the module doc).
@@ -435,67 +399,90 @@ fn load_cases_inner(
         .size
         .map(|s| s as usize)
         .unwrap_or(opts.default_phantom_size);
-    if let Some(rest) = spec.strip_prefix("phantom:") {
-        if rest == "shepp-logan" {
+    match Spec::parse(spec)? {
+        Spec::SheppLogan => {
             let img = shepp_logan(n_ph, 4)?.mapv(|v| v as f32);
             out.push(finish("shepp_logan".into(), gray(img), opts)?);
-        } else if let Some(seeds) = rest.strip_prefix("ellipses:") {
+            return Ok(out);
+        }
+        Spec::Ellipses(seeds) => {
             let cfg = RandomEllipsesConfig::default();
-            for seed in parse_range(seeds, "phantom:ellipses seeds")? {
+            for seed in seeds.indices() {
                 let img = random_ellipses_batch(1, n_ph, &cfg, seed as u64)?
                     .index_axis_move(Axis(0), 0)
                     .mapv(|v| v as f32);
                 out.push(finish(format!("ellipses_{seed}"), gray(img), opts)?);
             }
-        } else {
-            return Err(Error::Config(format!(
-                "unknown phantom '{rest}': expected shepp-logan or ellipses:SEED[..END]"
-            )));
+            return Ok(out);
         }
-        return Ok(out);
-    }
-    if let Some(rest) = spec.strip_prefix("fashion-mnist:") {
-        let dir = Path::new(crate::train::data::FASHION_MNIST_DIR);
-        let file =
-            crate::train::data::find_idx(dir, "t10k-images-idx3-ubyte").ok_or_else(|| {
+        Spec::FashionMnist { split, sel } => {
+            let (stem, set) = match split {
+                Some(Split::Train) => ("train-images-idx3-ubyte", "training"),
+                _ => ("t10k-images-idx3-ubyte", "test"),
+            };
+            let dir = Path::new(crate::data::FASHION_MNIST_DIR);
+            let file = crate::data::find_idx(dir, stem).ok_or_else(|| {
                 Error::Invalid(format!(
-                    "'{spec}': no Fashion-MNIST test set in {} (install the Debian package \
+                    "'{spec}': no Fashion-MNIST {set} set in {} (install the Debian package \
                      dataset-fashion-mnist)",
                     dir.display()
                 ))
             })?;
-        let idx = crate::train::data::idx::read_idx(&file)?;
-        let (n, h, w) = match idx.dims[..] {
-            [n, h, w] => (n, h, w),
-            _ => return Err(Error::format(&file, "expected IDX images [N, H, W]")),
-        };
-        for k in parse_range(rest, spec)? {
-            if k >= n {
-                return Err(Error::Invalid(format!(
-                    "'{spec}': the test set has {n} images, index {k} is out of range"
-                )));
+            let idx = crate::data::idx::read_idx(&file)?;
+            let (n, h, w) = match idx.dims[..] {
+                [n, h, w] => (n, h, w),
+                _ => return Err(Error::format(&file, "expected IDX images [N, H, W]")),
+            };
+            let rows = sel.map_or_else(|| (0..n).collect(), |s| s.indices());
+            for k in rows {
+                if k >= n {
+                    return Err(Error::Invalid(format!(
+                        "'{spec}': the {set} set has {n} images, index {k} is out of range"
+                    )));
+                }
+                let px = &idx.data[k * h * w..(k + 1) * h * w];
+                let img =
+                    Array2::from_shape_vec((h, w), px.iter().map(|&v| v as f32 / 255.0).collect())
+                        .map_err(|e| Error::Invalid(e.to_string()))?;
+                let name = match split {
+                    Some(Split::Train) => format!("fashion_mnist_train_{k}"),
+                    _ => format!("fashion_mnist_{k}"),
+                };
+                out.push(finish(name, gray(img), opts)?);
             }
-            let px = &idx.data[k * h * w..(k + 1) * h * w];
-            let img =
-                Array2::from_shape_vec((h, w), px.iter().map(|&v| v as f32 / 255.0).collect())
-                    .map_err(|e| Error::Invalid(e.to_string()))?;
-            out.push(finish(format!("fashion_mnist_{k}"), gray(img), opts)?);
+            return Ok(out);
         }
-        return Ok(out);
-    }
-    if let Some(rest) = spec.strip_prefix("invesalius:") {
-        let zs = rest.strip_prefix("z=").ok_or_else(|| {
-            Error::Config(format!(
-                "'{spec}': expected invesalius:z=K or invesalius:z=A..B"
-            ))
-        })?;
-        inv3_cases(
-            Path::new(CRANIUM_INV3),
-            parse_range(zs, spec)?,
-            opts,
-            &mut out,
-        )?;
-        return Ok(out);
+        Spec::Invesalius { file, z } => {
+            let path = file.unwrap_or_else(|| PathBuf::from(CRANIUM_INV3));
+            let zs = match z {
+                Some(z) => z.indices(),
+                None => (0..read_inv3(&path)?.hu.len_of(Axis(0))).collect(),
+            };
+            inv3_cases(&path, zs, opts, &mut out)?;
+            return Ok(out);
+        }
+        Spec::Nifti { paths, .. } | Spec::Dicom(paths) => {
+            for p in paths {
+                let p = p.to_str().ok_or_else(|| {
+                    Error::Invalid(format!("'{spec}': file name {} is not UTF-8", p.display()))
+                })?;
+                out.extend(load_cases_inner(p, opts, volumes)?);
+            }
+            return Ok(out);
+        }
+        Spec::Join(_) => {
+            for part in spec.split('+') {
+                out.extend(load_cases_inner(part.trim(), opts, volumes)?);
+            }
+            return Ok(out);
+        }
+        Spec::Gaussian2d(_) | Spec::Photos { .. } => {
+            return Err(Error::Config(format!(
+                "'{spec}' is a training data source, not evaluation cases (see the data-spec \
+                 grammar)"
+            )))
+        }
+        Spec::Path(_) => {}
     }
     if let Some(files) = folder_pictures(Path::new(spec))? {
         for f in files {
@@ -512,7 +499,7 @@ fn load_cases_inner(
     };
     if path.to_lowercase().ends_with(".inv3") {
         let zs = match sel {
-            Some(s) => parse_range(s.strip_prefix("z=").unwrap_or(s), spec)?,
+            Some(s) => super::spec::Sel::parse(s.strip_prefix("z=").unwrap_or(s), spec)?.indices(),
             None => (0..read_inv3(Path::new(path))?.hu.len_of(Axis(0))).collect(),
         };
         inv3_cases(Path::new(path), zs, opts, &mut out)?;
@@ -525,7 +512,7 @@ fn load_cases_inner(
         .and_then(|s| s.strip_prefix("z="))
         .filter(|z| z.contains(".."))
     {
-        let zs = parse_range(zs, spec)?;
+        let zs = super::spec::Sel::parse(zs, spec)?.indices();
         let file = Path::new(path);
         let whole = io::read_image_file(file)?;
         for z in zs {

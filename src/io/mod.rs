@@ -30,6 +30,7 @@ pub mod normalize;
 pub mod npy;
 pub mod output;
 pub mod png;
+pub mod safetensors;
 pub mod tiff;
 
 pub use convert::{

@@ -1,18 +1,20 @@
 //! Training data: in-memory datasets in model space, a deterministic held-out split, random
 //! flips, and the sources `scoreinv train --data` accepts.
 //!
-//! Sources (`SOURCE` on the command line):
+//! Sources (`SOURCE` on the command line), in the grammar `--ground-truth` shares
+//! ([`crate::data::spec`]; `SEL` is `N` = the first N, `A..B` or `A..B:STEP`):
 //! * `gaussian2d[:N]`: N (default 10 000) samples of the 2-D Gaussian [`Gaussian2d::toy`];
 //! * `fashion-mnist` (the Debian `dataset-fashion-mnist` folder
 //!   `/usr/share/datasets/fashion-mnist`) or any folder with `train-images-idx3-ubyte[.gz]`
 //!   (and optionally `train-labels-idx1-ubyte[.gz]`), or a single IDX image file;
-//! * `fashion-mnist:test`: the 10 000 test images and labels of that package (`t10k-*`); an
+//! * `fashion-mnist[:train|:test][:SEL]`: rows SEL of the training set, or of the 10 000 test
+//!   images and labels of that package (`t10k-*`); an
 //!   `X-images-idx3-ubyte[.gz]` file takes its labels from `X-labels-idx1-ubyte[.gz]` beside it;
 //! * a `.npy` stack `[N, D]` (vectors), `[N, H, W]` or `[N, C, H, W]` (images) of u8, f32 or f64;
 //! * a folder of PNG/TIFF/JPEG images of one size;
-//! * `phantom:ellipses:N`: N random-ellipse phantoms (Adler & Öktem 2018 distribution, one
+//! * `phantom:ellipses:SEL`: random-ellipse phantoms SEL (Adler & Öktem 2018 distribution, one
 //!   ChaCha8 stream seeded [`TRAIN_PHANTOM_SEED`], so disjoint from the evaluation phantoms of
-//!   `reconstruct --cases phantom:ellipses:SEED`), rendered at `--size` (default 64);
+//!   `reconstruct --ground-truth phantom:ellipses:SEL`), rendered at `--size` (default 64);
 //! * `invesalius[:FILE.inv3]`: the real head CT of Debian `invesalius-examples` (or any
 //!   InVesalius project) through the default HU window, in three orientations with the held-out
 //!   block [`HELD_OUT_AXIAL`](crate::data::ct_slices::HELD_OUT_AXIAL) removed (see
@@ -45,18 +47,16 @@
 //! `∇ log p_t(x) = −C⁻¹(x − m μ)`.
 
 pub mod folder;
-pub mod idx;
+pub use crate::data::{find_idx, idx, FASHION_MNIST_DIR};
 pub mod photos;
 
 use super::rng::{Purpose, Stream};
+use crate::data::spec::{Sel, Spec, Split};
 use crate::models::model_dir::DataInfo;
 use crate::sde::Sde;
 use crate::{Error, Result};
 use std::path::{Path, PathBuf};
 use tch::{Device, Kind, Tensor};
-
-/// Where the Debian package `dataset-fashion-mnist` installs the data.
-pub const FASHION_MNIST_DIR: &str = "/usr/share/datasets/fashion-mnist";
 
 /// A dataset in model space, on the CPU, f32, shape `[N] ++ info.shape`.
 pub struct Dataset {
@@ -271,19 +271,14 @@ pub enum DataSource {
     },
     /// Several sources (`A+B`), their samples concatenated in order.
     Concat(Vec<DataSource>),
+    /// The samples of a source at these indices, in this order (`fashion-mnist:0..1000`,
+    /// `phantom:ellipses:100..200`).
+    Rows(Box<DataSource>, Vec<usize>),
 }
 
 /// Seed of the random-ellipse training stream (evaluation phantoms use small seeds, one stream
 /// each).
 pub const TRAIN_PHANTOM_SEED: u64 = 0x7261_696e_0000_0001;
-
-/// `dir/stem` or `dir/stem.gz`, whichever exists.
-pub fn find_idx(dir: &Path, stem: &str) -> Option<PathBuf> {
-    [stem.to_string(), format!("{stem}.gz")]
-        .iter()
-        .map(|n| dir.join(n))
-        .find(|p| p.is_file())
-}
 
 impl DataSource {
     /// The files and folders the source reads (none for synthetic data), so that outputs can
@@ -304,120 +299,120 @@ impl DataSource {
                 paths.iter().chain(files.iter()).cloned().collect()
             }
             DataSource::Concat(parts) => parts.iter().flat_map(|p| p.paths()).collect(),
+            DataSource::Rows(src, _) => src.paths(),
         }
     }
 
-    /// Parses a `--data` argument.
+    /// Parses a `--data` argument through the shared grammar [`Spec::parse`] (see
+    /// [`crate::data::spec`]), then checks that the files it names exist.
     pub fn parse(spec: &str) -> Result<Self> {
-        // `A+B`: joined sources (a path that exists with a '+' in its name is a path).
-        if spec.contains('+') && !Path::new(spec).exists() {
-            let parts: Vec<&str> = spec.split('+').collect();
-            if let Some(empty) = parts.iter().position(|p| p.trim().is_empty()) {
-                return Err(Error::Invalid(format!(
-                    "`data` {spec}: part {} of the '+'-joined sources is empty",
-                    empty + 1
-                )));
-            }
-            return Ok(DataSource::Concat(
+        let parsed = Spec::parse(spec).map_err(|e| Error::Invalid(format!("`data` {e}")))?;
+        Self::from_spec(&parsed, spec)
+    }
+
+    fn from_spec(parsed: &Spec, spec: &str) -> Result<Self> {
+        let bad = |msg: String| Error::Invalid(format!("`data` {spec}: {msg}"));
+        Ok(match parsed {
+            Spec::Join(parts) => DataSource::Concat(
                 parts
-                    .into_iter()
-                    .map(DataSource::parse)
+                    .iter()
+                    .map(|p| Self::from_spec(p, spec))
                     .collect::<Result<_>>()?,
-            ));
-        }
-        if let Some(rest) = spec.strip_prefix("gaussian2d") {
-            let n = match rest.strip_prefix(':') {
-                Some(n) => n.parse::<usize>().map_err(|_| {
-                    Error::Invalid(format!("`data` {spec}: '{n}' is not a sample count"))
-                })?,
-                None if rest.is_empty() => 10_000,
-                None => {
-                    return Err(Error::Invalid(format!(
-                        "`data` {spec}: expected gaussian2d[:N]"
-                    )))
+            ),
+            Spec::Gaussian2d(n) => DataSource::Gaussian2d {
+                n: n.unwrap_or(10_000),
+            },
+            Spec::SheppLogan => DataSource::SheppLogan,
+            Spec::Ellipses(sel) => {
+                let rows = sel.count_or_range();
+                if rows.is_empty() {
+                    return Err(bad("no phantoms selected".into()));
                 }
-            };
-            return Ok(DataSource::Gaussian2d { n });
-        }
-        if let Some(n) = spec.strip_prefix("phantom:ellipses:") {
-            let n = n.parse::<usize>().ok().filter(|&n| n > 0).ok_or_else(|| {
-                Error::Invalid(format!(
-                    "`data` {spec}: '{n}' is not a positive phantom count"
-                ))
-            })?;
-            return Ok(DataSource::Ellipses { n });
-        }
-        if spec == "phantom:shepp-logan" {
-            return Ok(DataSource::SheppLogan);
-        }
-        let nifti = spec
-            .strip_prefix("nifti:")
-            .map(|l| (l, false))
-            .or_else(|| spec.strip_prefix("nifti-crop:").map(|l| (l, true)));
-        if let Some((list, crop)) = nifti {
-            let paths: Vec<PathBuf> = list.split(',').map(PathBuf::from).collect();
-            if let Some(p) = paths.iter().find(|p| !p.is_file()) {
-                return Err(Error::Invalid(format!(
-                    "`data` {spec}: no such file {}",
-                    p.display()
-                )));
-            }
-            return Ok(DataSource::Nifti { paths, crop });
-        }
-        if let Some(list) = spec.strip_prefix("dicom:") {
-            let paths: Vec<PathBuf> = list.split(',').map(PathBuf::from).collect();
-            if let Some(p) = paths.iter().find(|p| !p.exists()) {
-                return Err(Error::Invalid(format!(
-                    "`data` {spec}: no such DICOM file or series folder {}",
-                    p.display()
-                )));
-            }
-            return Ok(DataSource::Dicom(paths));
-        }
-        if let Some(rest) = spec.strip_prefix("photos:") {
-            let (n, list) = rest.split_once(':').ok_or_else(|| {
-                Error::Invalid(format!("`data` {spec}: expected photos:N:PATH[,PATH…]"))
-            })?;
-            let n = n.parse::<usize>().ok().filter(|&n| n > 0).ok_or_else(|| {
-                Error::Invalid(format!("`data` {spec}: '{n}' is not a positive crop count"))
-            })?;
-            let paths: Vec<PathBuf> = list.split(',').map(PathBuf::from).collect();
-            // Checks every path now (missing files, empty lists), before any training starts.
-            let files = photos::expand_paths(&paths)?;
-            return Ok(DataSource::Photos { n, paths, files });
-        }
-        if spec == "invesalius" {
-            return Ok(DataSource::Invesalius(PathBuf::from(
-                crate::data::invesalius::CRANIUM_INV3,
-            )));
-        }
-        if let Some(p) = spec.strip_prefix("invesalius:") {
-            return Ok(DataSource::Invesalius(PathBuf::from(p)));
-        }
-        if spec == "fashion-mnist:test" {
-            let dir = Path::new(FASHION_MNIST_DIR);
-            let images = find_idx(dir, "t10k-images-idx3-ubyte").ok_or_else(|| {
-                Error::Invalid(format!(
-                    "`data` {spec}: no t10k-images-idx3-ubyte[.gz] in {FASHION_MNIST_DIR} (install the Debian package dataset-fashion-mnist)"
-                ))
-            })?;
-            let labels = find_idx(dir, "t10k-labels-idx1-ubyte");
-            return Ok(DataSource::Idx { images, labels });
-        }
-        let path = if spec == "fashion-mnist" {
-            PathBuf::from(FASHION_MNIST_DIR)
-        } else {
-            PathBuf::from(spec)
-        };
-        if !path.exists() {
-            return Err(Error::Invalid(format!(
-                "`data` {}: no such file or folder{}",
-                path.display(),
-                if spec == "fashion-mnist" {
-                    " (install the Debian package dataset-fashion-mnist, or pass the folder with the IDX files)"
+                let n = rows.iter().max().map_or(0, |m| m + 1);
+                let all = DataSource::Ellipses { n };
+                if matches!(sel, Sel::One(_)) {
+                    all
                 } else {
-                    ""
+                    DataSource::Rows(Box::new(all), rows)
                 }
+            }
+            Spec::Nifti { paths, crop } => {
+                if let Some(p) = paths.iter().find(|p| !p.is_file()) {
+                    return Err(bad(format!("no such file {}", p.display())));
+                }
+                DataSource::Nifti {
+                    paths: paths.clone(),
+                    crop: *crop,
+                }
+            }
+            Spec::Dicom(paths) => {
+                if let Some(p) = paths.iter().find(|p| !p.exists()) {
+                    return Err(bad(format!(
+                        "no such DICOM file or series folder {}",
+                        p.display()
+                    )));
+                }
+                DataSource::Dicom(paths.clone())
+            }
+            Spec::Photos { n, paths } => {
+                // Checks every path now (missing files, empty lists), before any training starts.
+                let files = photos::expand_paths(paths)?;
+                DataSource::Photos {
+                    n: *n,
+                    paths: paths.clone(),
+                    files,
+                }
+            }
+            Spec::Invesalius { file, z } => {
+                if z.is_some() {
+                    return Err(bad(
+                        "z= selects evaluation slices (`--ground-truth`); a training set is \
+                         the slices outside the held-out axial block, so drop z="
+                            .into(),
+                    ));
+                }
+                DataSource::Invesalius(
+                    file.clone()
+                        .unwrap_or_else(|| PathBuf::from(crate::data::invesalius::CRANIUM_INV3)),
+                )
+            }
+            Spec::FashionMnist { split, sel } => {
+                let dir = Path::new(FASHION_MNIST_DIR);
+                let stem = match split {
+                    Some(Split::Test) => "t10k",
+                    _ => "train",
+                };
+                let images =
+                    find_idx(dir, &format!("{stem}-images-idx3-ubyte")).ok_or_else(|| {
+                        bad(format!(
+                            "no {stem}-images-idx3-ubyte[.gz] in {FASHION_MNIST_DIR} (install the \
+                         Debian package dataset-fashion-mnist, or pass the folder with the IDX \
+                         files)"
+                        ))
+                    })?;
+                let labels = find_idx(dir, &format!("{stem}-labels-idx1-ubyte"));
+                let all = DataSource::Idx { images, labels };
+                match sel {
+                    Some(sel) => DataSource::Rows(Box::new(all), sel.count_or_range()),
+                    None => all,
+                }
+            }
+            Spec::Path(p) => Self::from_path(p, spec)?,
+        })
+    }
+
+    fn from_path(p: &str, spec: &str) -> Result<Self> {
+        let path = PathBuf::from(p);
+        if !path.exists() {
+            let hint = if p.contains('#') {
+                " (FILE#z=K selects evaluation slices of `--ground-truth`; a training set takes \
+                 the whole file)"
+            } else {
+                ""
+            };
+            return Err(Error::Invalid(format!(
+                "`data` {spec}: no such file or folder {}{hint}",
+                path.display()
             )));
         }
         if path.is_dir() {
@@ -663,6 +658,24 @@ impl DataSource {
                 Dataset::new(info.normalize(&raw), labels, info)
             }
             DataSource::Npy(p) => load_npy(p, centered),
+            DataSource::Rows(src, rows) => {
+                let d = src.load_native(centered, size)?;
+                let n = d.data.size()[0] as usize;
+                if let Some(&bad) = rows.iter().find(|&&r| r >= n) {
+                    return Err(Error::Invalid(format!(
+                        "`data`: index {bad} is past the {n} samples of {}",
+                        d.info.source
+                    )));
+                }
+                let idx = Tensor::from_slice(&rows.iter().map(|&r| r as i64).collect::<Vec<_>>());
+                let labels = d
+                    .labels
+                    .as_ref()
+                    .map(|l| rows.iter().map(|&r| l[r]).collect::<Vec<_>>());
+                let mut info = d.info.clone();
+                info.source = format!("{} (rows {})", d.info.source, describe_rows(rows));
+                Dataset::new(d.data.index_select(0, &idx), labels, info)
+            }
             DataSource::Folder(p) => {
                 let (data, [c, h, w]) = folder::load_folder(p)?;
                 let n = data.len() as i64 / (c * h * w);
@@ -676,6 +689,16 @@ impl DataSource {
                 Dataset::new(info.normalize(&raw), None, info)
             }
         }
+    }
+}
+
+/// `A..B` for consecutive rows, else the count.
+fn describe_rows(rows: &[usize]) -> String {
+    match (rows.first(), rows.last()) {
+        (Some(&a), Some(&b)) if rows.windows(2).all(|w| w[1] == w[0] + 1) => {
+            format!("{a}..{}", b + 1)
+        }
+        _ => format!("{} selected", rows.len()),
     }
 }
 

@@ -451,7 +451,7 @@ impl<O: Objective> Trainer<O> {
                 Err(Error::Diverged(msg)) => {
                     loss_csv.flush()?;
                     return Err(Error::Diverged(format!(
-                        "{msg}. The last good checkpoint is {} (step {}); lower the learning rate (optim.lr, `--lr`) or check the data, then continue with `--resume`",
+                        "{msg}. The last good checkpoint is {} (step {}); lower the learning rate (optim.lr, `lr`) or check the data, then continue with `resume`",
                         last_ckpt.1.display(),
                         last_ckpt.0
                     )));
@@ -493,7 +493,7 @@ impl<O: Objective> Trainer<O> {
             }
             if interrupted {
                 return Err(Error::Interrupted(format!(
-                    "interrupted at step {}: the checkpoint {} holds it; continue with `--resume`",
+                    "interrupted at step {}: the checkpoint {} holds it; continue with `resume`",
                     stats.step,
                     last_ckpt.1.display()
                 )));
