@@ -6,21 +6,20 @@ mod latent_fixture;
 use latent_fixture::{train_tiny, Flavor, SIZE};
 use ndarray::ArrayD;
 use ndarray_npy::read_npy;
-use scoreinv::sampling::run::{build_sampler, load, sample_model, SampleWriter, SamplerFlags};
-use scoreinv::sampling::SamplerKind;
+use scoreinv::sampling::run::{build_sampler, load, sample_model, SampleWriter, SamplerOptions};
 use std::path::Path;
 use std::process::Command;
 use tch::Device;
 
 /// Runs one sampler through the library path of `scoreinv sample` and checks the files.
-fn sample_and_check(model_dir: &Path, flags: SamplerFlags, n: usize, out: &Path) -> usize {
+fn sample_and_check(model_dir: &Path, flags: SamplerOptions, n: usize, out: &Path) -> usize {
     let m = load(model_dir, Device::Cpu).unwrap();
     let opts = build_sampler(&flags, &m.sde).unwrap();
     let mut ticks = 0u64;
     let mut last = (0, 0);
     let run = sample_model(
         m.model.as_ref(),
-        &opts,
+        opts.as_ref(),
         &m.data().shape,
         n,
         2,
@@ -70,8 +69,8 @@ fn every_sampler_writes_samples_and_grid() {
     train_tiny(&vp, Flavor::Vp, 5);
     // PC with 10 steps: reverse diffusion + one Langevin step = 2 evaluations per step, per
     // batch (3 samples in batches of 2 = 2 batches).
-    let pc = SamplerFlags {
-        sampler: SamplerKind::Pc,
+    let pc = SamplerOptions {
+        sampler: "pc".into(),
         steps: Some(10),
         ..Default::default()
     };
@@ -80,16 +79,16 @@ fn every_sampler_writes_samples_and_grid() {
         2 * 10 * 2
     );
     // ODE: fixed-step Heun, 10 steps = 20 evaluations + 1 denoising step per batch.
-    let ode = SamplerFlags {
-        sampler: SamplerKind::Ode,
+    let ode = SamplerOptions {
+        sampler: "ode".into(),
         steps: Some(10),
         ode_solver: Some(scoreinv::sampling::ode::OdeSolver::Heun),
         ..Default::default()
     };
     assert_eq!(sample_and_check(&ve, ode, 2, &tmp.path().join("ode")), 21);
     // ALD: 3 levels × 3 Langevin steps + the final denoising step.
-    let ald = SamplerFlags {
-        sampler: SamplerKind::Ald,
+    let ald = SamplerOptions {
+        sampler: "ald".into(),
         steps: Some(3),
         n_corrector_steps: Some(3),
         ..Default::default()
@@ -97,8 +96,8 @@ fn every_sampler_writes_samples_and_grid() {
     assert_eq!(sample_and_check(&ve, ald, 2, &tmp.path().join("ald")), 10);
     // DDPM ancestral on the VP model: N = 25 evaluations (N must exceed β_max = 20 so that
     // every β_i = β(t_i)/N < 1).
-    let mut anc = SamplerFlags {
-        sampler: SamplerKind::Ancestral,
+    let mut anc = SamplerOptions {
+        sampler: "ancestral".into(),
         steps: Some(25),
         ..Default::default()
     };
@@ -114,8 +113,8 @@ fn every_sampler_writes_samples_and_grid() {
     // Combinations that make no sense are refused with the reason.
     let m = load(&ve, Device::Cpu).unwrap();
     let e = build_sampler(
-        &SamplerFlags {
-            sampler: SamplerKind::Ancestral,
+        &SamplerOptions {
+            sampler: "ancestral".into(),
             ..Default::default()
         },
         &m.sde,
@@ -124,8 +123,8 @@ fn every_sampler_writes_samples_and_grid() {
     .to_string();
     assert!(e.contains("VP"), "{e}");
     let e = build_sampler(
-        &SamplerFlags {
-            sampler: SamplerKind::Ode,
+        &SamplerOptions {
+            sampler: "ode".into(),
             snr: Some(0.1),
             ..Default::default()
         },
@@ -133,7 +132,7 @@ fn every_sampler_writes_samples_and_grid() {
     )
     .unwrap_err()
     .to_string();
-    assert!(e.contains("--snr") && e.contains("pc"), "{e}");
+    assert!(e.contains("`snr`") && e.contains("pc"), "{e}");
 }
 
 #[test]

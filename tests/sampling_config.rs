@@ -4,7 +4,7 @@ use scoreinv::sampling::ald::AldConfig;
 use scoreinv::sampling::likelihood::{Divergence, LikelihoodConfig};
 use scoreinv::sampling::ode::{OdeConfig, OdeSolver};
 use scoreinv::sampling::{
-    tweedie_denoise, CorrectorKind, PcConfig, PcSampler, PredictorKind, SamplerKind,
+    sampler_entry, tweedie_denoise, CorrectorKind, PcConfig, PcSampler, PredictorKind,
 };
 use scoreinv::sde::{Sde, SubVpSde, VeSde, VpSde};
 use std::sync::Arc;
@@ -12,13 +12,16 @@ use tch::{Device, Kind, Tensor};
 
 #[test]
 fn kinds_parse_from_cli_and_score_sde_names() {
-    assert_eq!("pc".parse::<SamplerKind>().unwrap(), SamplerKind::Pc);
-    assert_eq!("ODE".parse::<SamplerKind>().unwrap(), SamplerKind::Ode);
-    assert_eq!("ald".parse::<SamplerKind>().unwrap(), SamplerKind::Ald);
-    assert_eq!(
-        "ancestral".parse::<SamplerKind>().unwrap(),
-        SamplerKind::Ancestral
-    );
+    for (s, name) in [
+        ("pc", "pc"),
+        ("ODE", "ode"),
+        ("ald", "ald"),
+        ("ancestral", "ancestral"),
+        ("ddpm", "ancestral"),
+    ] {
+        assert_eq!(sampler_entry(s).unwrap().name, name, "{s}");
+    }
+    assert!(sampler_entry("euler").is_err());
     for (s, p) in [
         ("euler-maruyama", PredictorKind::EulerMaruyama),
         ("euler_maruyama", PredictorKind::EulerMaruyama),

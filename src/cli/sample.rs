@@ -10,9 +10,9 @@ use scoreinv::io::output::{OutputDir, Reuse};
 use scoreinv::models::ScoreModel;
 use scoreinv::sampling::ode::OdeSolver;
 use scoreinv::sampling::run::{
-    build_sampler, ensure_finite_tensor, load, sample_model, SampleWriter, SamplerFlags,
+    build_sampler, ensure_finite_tensor, load, sample_model, SampleWriter, SamplerOptions,
 };
-use scoreinv::sampling::{CorrectorKind, PredictorKind, SamplerKind};
+use scoreinv::sampling::{CorrectorKind, PredictorKind, SAMPLERS};
 use std::path::PathBuf;
 use tch::{Device, Kind, Tensor};
 
@@ -24,9 +24,9 @@ pub struct Args {
     /// Number of samples.
     #[arg(long, default_value_t = 64, value_parser = super::parse::positive_usize)]
     pub n: usize,
-    /// Sampler: pc, ode, ald, ancestral.
-    #[arg(long, default_value = "pc")]
-    pub sampler: SamplerKind,
+    /// Sampler: pc, ode, ald, ancestral (the registry `scoreinv::sampling::SAMPLERS`).
+    #[arg(long, default_value = "pc", value_parser = sampler_name)]
+    pub sampler: String,
     /// PC predictor: reverse-diffusion, euler-maruyama, ancestral, none.
     #[arg(long)]
     pub predictor: Option<PredictorKind>,
@@ -99,10 +99,26 @@ pub struct Args {
     pub eval_classifier: Option<PathBuf>,
 }
 
+/// A sampler name or alias of the registry, as its canonical name.
+fn sampler_name(s: &str) -> std::result::Result<String, String> {
+    scoreinv::sampling::sampler_entry(s)
+        .map(|e| e.name.to_string())
+        .map_err(|_| {
+            format!(
+                "not one of {}",
+                SAMPLERS
+                    .iter()
+                    .map(|e| e.name)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        })
+}
+
 pub fn run(args: Args, device: Device) -> Result<()> {
     let m = load(&args.model, device)?;
     let info = m.data().clone();
-    let flags = SamplerFlags {
+    let flags = SamplerOptions {
         sampler: args.sampler,
         steps: args.steps,
         predictor: args.predictor,
@@ -216,7 +232,7 @@ pub fn run(args: Args, device: Device) -> Result<()> {
     };
     let result = sample_model(
         model,
-        &opts,
+        opts.as_ref(),
         &info.shape,
         args.n,
         batch,

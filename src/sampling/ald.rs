@@ -16,9 +16,10 @@
 //! size: with the exact data score of a mixture of well-separated modes it does not recover the
 //! mode weights in any reasonable time (NCSN's motivating example, §3.2.2), which annealing fixes.
 
+use super::registry::{Configured, SamplerConfig, SamplerEntry};
 use super::{check_batch, full_shape, vec_t, SampleOutput};
 use crate::models::ScoreModel;
-use crate::sde::{Sde, SdeKind};
+use crate::sde::{Sde, SdeConfig, SdeKind};
 use crate::{Error, Result};
 use serde::{Deserialize, Serialize};
 use tch::{Device, Kind, Tensor};
@@ -199,4 +200,68 @@ pub fn langevin(
         progress(k + 1);
     }
     Ok(SampleOutput { x, nfe: n_steps })
+}
+
+/// NCSN annealed Langevin dynamics in the registry ([`super::registry::SAMPLERS`]).
+pub const ENTRY: SamplerEntry = SamplerEntry {
+    name: AldConfig::NAME,
+    aliases: &[],
+    about: "NCSN annealed Langevin dynamics on a VE model (Song & Ermon 2019)",
+    options: &["steps", "n_corrector_steps", "step_lr", "no_denoise"],
+    build: |o, sde| {
+        let built = sde.build()?;
+        if built.kind() != SdeKind::Ve {
+            return Err(Error::Config(format!(
+                "`sampler` ald indexes the score by noise level σ and needs a VE model; this \
+                 model uses a {:?} SDE (use `sampler` pc, ode or ancestral)",
+                built.kind()
+            )));
+        }
+        // The noise levels span the model's VE range σ(T) → σ(0), as score_sde's VE SDE
+        // (NCSN's own geometric sequence with σ_1 = σ_max, σ_L = σ_min).
+        let mut c = AldConfig {
+            sigma_begin: built.mean_coeff_std(built.t_end()).1,
+            sigma_end: built.mean_coeff_std(0.0).1,
+            denoise: !o.no_denoise,
+            ..AldConfig::default()
+        };
+        if let Some(l) = o.steps {
+            c.n_levels = l;
+        }
+        if let Some(k) = o.n_corrector_steps {
+            c.n_steps_each = k;
+        }
+        if let Some(e) = o.step_lr {
+            c.step_lr = e;
+        }
+        ve_time_of_sigma(built.as_ref(), c.sigma_end)?;
+        Ok(Configured::boxed(c, *sde))
+    },
+};
+
+impl SamplerConfig for AldConfig {
+    const NAME: &'static str = "ald";
+    fn describe(&self, _sde: &SdeConfig) -> String {
+        let c = self;
+        format!(
+            "annealed Langevin: {} levels σ {:.4} → {:.4}, {} steps each, ε = {:e}",
+            c.n_levels, c.sigma_begin, c.sigma_end, c.n_steps_each, c.step_lr
+        )
+    }
+    fn progress_units(&self, _sde: &SdeConfig) -> u64 {
+        (self.n_levels * self.n_steps_each) as u64
+    }
+    fn sample(
+        &self,
+        model: &dyn ScoreModel,
+        sde: &dyn Sde,
+        batch: i64,
+        shape: &[i64],
+        options: (Kind, Device),
+        progress: &mut dyn FnMut(u64),
+    ) -> Result<SampleOutput> {
+        sample(sde, model, self, batch, Some(shape), options, &mut |i| {
+            progress(i as u64)
+        })
+    }
 }

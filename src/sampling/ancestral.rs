@@ -12,9 +12,10 @@
 //! The score is queried at `t_i` on score_sde's grid `linspace(T, eps, N)` (so the index
 //! `⌊t_i (N−1)/T⌋` equals `i`). NFE = N.
 
+use super::registry::{rediscretise, Configured, SamplerConfig, SamplerEntry};
 use super::{check_batch, check_eps, full_shape, time_grid, vec_t, SampleOutput, Schedule};
 use crate::models::ScoreModel;
-use crate::sde::{Sde, SdeKind};
+use crate::sde::{Sde, SdeConfig, SdeKind};
 use crate::{Error, Result};
 use serde::{Deserialize, Serialize};
 use tch::{Device, Kind, Tensor};
@@ -116,4 +117,46 @@ pub fn sample_from(
         progress(k + 1);
     }
     Ok(SampleOutput { x, nfe: n })
+}
+
+/// DDPM ancestral sampling in the registry ([`super::registry::SAMPLERS`]).
+pub const ENTRY: SamplerEntry = SamplerEntry {
+    name: AncestralConfig::NAME,
+    aliases: &["ddpm"],
+    about: "DDPM ancestral sampling on a VP model (Ho et al. 2020)",
+    options: &["steps"],
+    build: |o, sde| {
+        let kind = sde.build()?.kind();
+        if kind != SdeKind::Vp {
+            return Err(Error::Config(format!(
+                "`sampler` ancestral is DDPM's chain and needs a VP model; this model uses a \
+                 {kind:?} SDE (use `sampler` pc with `predictor` ancestral for VE)"
+            )));
+        }
+        let sde = rediscretise(sde, o.steps, 2, "ancestral sampling")?;
+        Ok(Configured::boxed(AncestralConfig::default(), sde))
+    },
+};
+
+impl SamplerConfig for AncestralConfig {
+    const NAME: &'static str = "ancestral";
+    fn describe(&self, sde: &SdeConfig) -> String {
+        format!("DDPM ancestral sampling, N = {}", sde.n_steps())
+    }
+    fn progress_units(&self, sde: &SdeConfig) -> u64 {
+        sde.n_steps() as u64
+    }
+    fn sample(
+        &self,
+        model: &dyn ScoreModel,
+        sde: &dyn Sde,
+        batch: i64,
+        shape: &[i64],
+        options: (Kind, Device),
+        progress: &mut dyn FnMut(u64),
+    ) -> Result<SampleOutput> {
+        sample(sde, model, self, batch, Some(shape), options, &mut |i| {
+            progress(i as u64)
+        })
+    }
 }

@@ -9,6 +9,8 @@
 //!   sampling, encoding to the latent, decoding, interpolation.
 //! * [`likelihood`]: exact log-likelihood (nats, bits/dim) by the instantaneous change of
 //!   variables along the probability-flow ODE.
+//! * [`registry`]: the [`Sampler`] trait and the registry [`SAMPLERS`] by name (adding a sampler
+//!   = one file with its `ENTRY` + one registry line).
 //! * [`run`]: samplers, likelihoods and the latent ODE on a model directory (what the CLI's
 //!   `sample`, `likelihood`, `encode`, `decode` and `interpolate` call).
 //!
@@ -25,6 +27,7 @@ pub mod likelihood;
 pub mod ode;
 pub mod pc;
 pub mod predictors;
+pub mod registry;
 pub mod run;
 
 pub use correctors::{AnnealedLangevin, Corrector, LangevinCorrector, NoneCorrector};
@@ -32,6 +35,7 @@ pub use pc::{PcConfig, PcSampler};
 pub use predictors::{
     AncestralSampling, EulerMaruyama, NonePredictor, Predictor, ReverseDiffusion,
 };
+pub use registry::{build_sampler, sampler_entry, Sampler, SamplerEntry, SamplerOptions, SAMPLERS};
 
 use crate::models::ScoreModel;
 use crate::sde::{bcast, timestep_index, Sde, SdeKind};
@@ -47,36 +51,6 @@ pub struct SampleOutput {
     pub x: Tensor,
     /// Number of score-model evaluations (each on the whole batch).
     pub nfe: usize,
-}
-
-/// Which sampling algorithm (`--sampler`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum SamplerKind {
-    /// Predictor–corrector ([`pc`]).
-    #[default]
-    Pc,
-    /// Probability-flow ODE ([`ode`]).
-    Ode,
-    /// NCSN annealed Langevin dynamics ([`ald`]).
-    Ald,
-    /// DDPM ancestral sampling ([`ancestral`]).
-    Ancestral,
-}
-
-impl FromStr for SamplerKind {
-    type Err = Error;
-    fn from_str(s: &str) -> Result<Self> {
-        match norm_name(s).as_str() {
-            "pc" => Ok(Self::Pc),
-            "ode" => Ok(Self::Ode),
-            "ald" => Ok(Self::Ald),
-            "ancestral" | "ddpm" => Ok(Self::Ancestral),
-            _ => Err(Error::Config(format!(
-                "sampler '{s}' is not one of pc, ode, ald, ancestral"
-            ))),
-        }
-    }
 }
 
 /// Which predictor a PC sampler uses (`--predictor`).

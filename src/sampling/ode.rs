@@ -20,9 +20,10 @@
 //!
 //! NFE counts every drift evaluation (each one score evaluation on the whole batch).
 
-use super::{check_batch, check_eps, full_shape, vec_t};
+use super::registry::{Configured, SamplerConfig, SamplerEntry};
+use super::{check_batch, check_eps, full_shape, vec_t, SampleOutput};
 use crate::models::ScoreModel;
-use crate::sde::{bcast, Sde};
+use crate::sde::{bcast, Sde, SdeConfig};
 use crate::{Error, Result};
 use serde::{Deserialize, Serialize};
 use std::str::FromStr;
@@ -561,4 +562,88 @@ pub fn interpolate(z0: &Tensor, z1: &Tensor, n: usize) -> Result<Vec<Tensor>> {
     (0..n)
         .map(|k| slerp(z0, z1, k as f64 / (n - 1) as f64))
         .collect()
+}
+
+/// Progress units of one ODE batch: thousandths of the time interval.
+pub const ODE_TICKS: u64 = 1000;
+
+/// The probability-flow ODE sampler in the registry ([`super::registry::SAMPLERS`]).
+pub const ENTRY: SamplerEntry = SamplerEntry {
+    name: OdeConfig::NAME,
+    aliases: &[],
+    about: "probability-flow ODE, adaptive RK45 or a fixed-step solver (Song et al. 2021)",
+    options: &[
+        "steps",
+        "temperature",
+        "ode_solver",
+        "rtol",
+        "atol",
+        "no_denoise",
+    ],
+    build: |o, sde| {
+        let mut integ = IntegratorConfig::default();
+        if let Some(s) = o.ode_solver {
+            integ.solver = s;
+        }
+        match (integ.solver, o.steps) {
+            (OdeSolver::Rk45, Some(_)) => {
+                return Err(Error::Config(
+                    "`steps` sets the steps of a fixed-step ODE solver; RK45 chooses its own \
+                     (tune it with `rtol`/`atol`, or pass `ode_solver` euler|heun|rk4)"
+                        .into(),
+                ))
+            }
+            (_, Some(n)) => integ.n_steps = n,
+            (_, None) => {}
+        }
+        if o.rtol.is_some() || o.atol.is_some() {
+            if integ.solver != OdeSolver::Rk45 {
+                return Err(Error::Config(
+                    "`rtol`/`atol` apply to the adaptive rk45 solver only".into(),
+                ));
+            }
+            integ.rtol = o.rtol.unwrap_or(integ.rtol);
+            integ.atol = o.atol.unwrap_or(integ.atol);
+        }
+        let c = OdeConfig {
+            integrator: integ,
+            eps: None,
+            noise_removal: !o.no_denoise,
+            temperature: o.temperature.unwrap_or(1.0),
+        };
+        OdeSampler::new(sde.build()?.as_ref(), c)?;
+        Ok(Configured::boxed(c, *sde))
+    },
+};
+
+impl SamplerConfig for OdeConfig {
+    const NAME: &'static str = "ode";
+    fn describe(&self, _sde: &SdeConfig) -> String {
+        let c = self;
+        format!(
+            "probability-flow ODE: {:?} (rtol {}, atol {}), temperature {}",
+            c.integrator.solver, c.integrator.rtol, c.integrator.atol, c.temperature
+        )
+    }
+    fn progress_units(&self, _sde: &SdeConfig) -> u64 {
+        ODE_TICKS
+    }
+    fn sample(
+        &self,
+        model: &dyn ScoreModel,
+        sde: &dyn Sde,
+        batch: i64,
+        shape: &[i64],
+        options: (Kind, Device),
+        progress: &mut dyn FnMut(u64),
+    ) -> Result<SampleOutput> {
+        let out =
+            OdeSampler::new(sde, *self)?.sample(model, batch, Some(shape), options, &mut |f| {
+                progress((f * ODE_TICKS as f64) as u64)
+            })?;
+        Ok(SampleOutput {
+            x: out.x,
+            nfe: out.nfe,
+        })
+    }
 }

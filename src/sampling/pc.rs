@@ -8,12 +8,13 @@
 //! `N (predictor + corrector evaluations per step)` (+1 with Tweedie). The step loop stays on
 //! the device: no host synchronisation, only the progress hook is called between steps.
 
+use super::registry::{rediscretise, Configured, SamplerConfig, SamplerEntry};
 use super::{
     check_batch, check_eps, full_shape, time_grid, tweedie_denoise, vec_t, CorrectorKind,
     PredictorKind, SampleOutput,
 };
 use crate::models::ScoreModel;
-use crate::sde::Sde;
+use crate::sde::{Sde, SdeConfig};
 use crate::{Error, Result};
 use serde::{Deserialize, Serialize};
 use tch::{Device, Kind, Tensor};
@@ -139,5 +140,73 @@ impl<'a> PcSampler<'a> {
             nfe += 1;
         }
         Ok(SampleOutput { x: out, nfe })
+    }
+}
+
+/// The PC sampler in the registry ([`super::registry::SAMPLERS`]).
+pub const ENTRY: SamplerEntry = SamplerEntry {
+    name: PcConfig::NAME,
+    aliases: &[],
+    about: "predictor–corrector sampling of the reverse SDE (Song et al. 2021)",
+    options: &[
+        "steps",
+        "predictor",
+        "corrector",
+        "snr",
+        "n_corrector_steps",
+        "no_denoise",
+    ],
+    build: |o, sde| {
+        let mut c = PcConfig::default();
+        if let Some(p) = o.predictor {
+            c.predictor = p;
+        }
+        if let Some(k) = o.corrector {
+            c.corrector = k;
+        }
+        if let Some(s) = o.snr {
+            if !(s > 0.0 && s.is_finite()) {
+                return Err(Error::Config(format!("`snr` must be positive, got {s}")));
+            }
+            c.snr = s;
+        }
+        if let Some(k) = o.n_corrector_steps {
+            c.n_steps = k;
+        }
+        c.noise_removal = !o.no_denoise;
+        let sde = rediscretise(sde, o.steps, 2, "the PC sampler")?;
+        PcSampler::new(sde.build()?.as_ref(), c)?;
+        Ok(Configured::boxed(c, sde))
+    },
+};
+
+impl SamplerConfig for PcConfig {
+    const NAME: &'static str = "pc";
+    fn describe(&self, sde: &SdeConfig) -> String {
+        let c = self;
+        format!(
+            "PC: predictor {:?}, corrector {:?}, snr {}, {} corrector step(s), N = {}",
+            c.predictor,
+            c.corrector,
+            c.snr,
+            c.n_steps,
+            sde.n_steps()
+        )
+    }
+    fn progress_units(&self, sde: &SdeConfig) -> u64 {
+        sde.n_steps() as u64
+    }
+    fn sample(
+        &self,
+        model: &dyn ScoreModel,
+        sde: &dyn Sde,
+        batch: i64,
+        shape: &[i64],
+        options: (Kind, Device),
+        progress: &mut dyn FnMut(u64),
+    ) -> Result<SampleOutput> {
+        PcSampler::new(sde, *self)?.sample(model, batch, Some(shape), options, &mut |i| {
+            progress(i as u64)
+        })
     }
 }

@@ -3,8 +3,9 @@
 //! draws progress bars).
 //!
 //! * [`load`]: a model directory (or a training run folder holding `model/`) onto a device.
-//! * [`SamplerFlags`] → [`SampleOptions`] ([`build_sampler`]): the sampler, its configuration and
-//!   the SDE discretisation (`--steps N` re-discretises the SDE as score_sde's `sde.N`).
+//! * [`SamplerOptions`] → a [`Sampler`] ([`build_sampler`], through the registry
+//!   [`super::registry::SAMPLERS`]): the sampler, its configuration and the SDE discretisation
+//!   (`steps` re-discretises the SDE as score_sde's `sde.N`).
 //! * [`sample_model`]: `n` samples in batches, in model space. Any [`ScoreModel`] can be passed,
 //!   so a conditional score (e.g. classifier guidance, `s(x, t) + w ∇ₓ log p(y | x, t)`) plugs in
 //!   here by wrapping the loaded model.
@@ -20,17 +21,14 @@
 //! back to `encode` or `likelihood`. Image files (PNG/TIFF with an integer bit depth) hold the
 //! unit range `[0, 1]`, which is mapped onto the model's raw `data_range` before normalising.
 
-use super::ald::{self, AldConfig};
-use super::ancestral::{self, AncestralConfig};
 use super::likelihood::{
     log_likelihood_with_progress, uniform_dequantize, BpdConvention, Divergence, LikelihoodConfig,
 };
-use super::ode::{interpolate, IntegratorConfig, OdeConfig, OdeSampler, OdeSolver};
-use super::{CorrectorKind, PcConfig, PcSampler, PredictorKind, SamplerKind};
+use super::ode::{interpolate, IntegratorConfig, OdeConfig, OdeSampler, OdeSolver, ODE_TICKS};
 use crate::io::{self, GridOptions};
 use crate::models::model_dir::{load_model_dir, DataInfo, ModelDirConfig};
 use crate::models::ScoreModel;
-use crate::sde::{SdeConfig, SdeKind};
+use crate::sde::SdeConfig;
 use crate::{Error, Result};
 use ndarray::{ArrayD, IxDyn};
 use serde::{Deserialize, Serialize};
@@ -59,7 +57,7 @@ impl LoadedModel {
 pub fn resolve_model_dir(path: &Path) -> Result<PathBuf> {
     if !path.exists() {
         return Err(Error::Invalid(format!(
-            "--model {}: no such folder (expected a model directory with config.json and \
+            "`model` {}: no such folder (expected a model directory with config.json and \
              model.safetensors, or a training run folder with model/)",
             path.display()
         )));
@@ -72,7 +70,7 @@ pub fn resolve_model_dir(path: &Path) -> Result<PathBuf> {
         return Ok(inner);
     }
     Err(Error::Invalid(format!(
-        "--model {}: neither {} nor {} exists (is this a finished training run?)",
+        "`model` {}: neither {} nor {} exists (is this a finished training run?)",
         path.display(),
         path.join("config.json").display(),
         inner.join("config.json").display()
@@ -91,313 +89,7 @@ pub fn load(path: &Path, device: Device) -> Result<LoadedModel> {
     })
 }
 
-/// The sampler settings a user can give (`None` = the default of the chosen sampler).
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct SamplerFlags {
-    pub sampler: SamplerKind,
-    /// PC / ancestral: the SDE's number of steps `N`; ALD: number of noise levels `L`;
-    /// ODE: steps of a fixed-step solver (`--ode-solver euler|heun|rk4`).
-    pub steps: Option<usize>,
-    pub predictor: Option<PredictorKind>,
-    pub corrector: Option<CorrectorKind>,
-    pub snr: Option<f64>,
-    /// PC: corrector steps per predictor step; ALD: Langevin steps per noise level.
-    pub n_corrector_steps: Option<usize>,
-    /// ODE: prior samples are `τ z`.
-    pub temperature: Option<f64>,
-    /// ALD base step size ε.
-    pub step_lr: Option<f64>,
-    pub ode_solver: Option<OdeSolver>,
-    pub rtol: Option<f64>,
-    pub atol: Option<f64>,
-    /// Skip the final noise-free step (PC `noise_removal`, ODE `denoise`, ALD `denoise`).
-    pub no_denoise: bool,
-}
-
-/// A sampler with its configuration.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "kebab-case")]
-pub enum SamplerSpec {
-    Pc(PcConfig),
-    Ode(OdeConfig),
-    Ald(AldConfig),
-    Ancestral(AncestralConfig),
-}
-
-/// What [`sample_model`] runs: the sampler and the SDE it runs on.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub struct SampleOptions {
-    pub spec: SamplerSpec,
-    /// The model's SDE, re-discretised by `--steps` for PC and ancestral sampling.
-    pub sde: SdeConfig,
-}
-
-fn refuse(flag: &str, sampler: &str, applies: &str) -> Error {
-    Error::Config(format!(
-        "{flag} does not apply to --sampler {sampler} (it applies to {applies})"
-    ))
-}
-
-/// Turns flags into a checked [`SampleOptions`] for a model trained with `sde`. Flags that the
-/// chosen sampler does not use are refused (rather than silently ignored).
-pub fn build_sampler(flags: &SamplerFlags, sde: &SdeConfig) -> Result<SampleOptions> {
-    let built = sde.build()?;
-    if let Some(0) = flags.steps {
-        return Err(Error::Config("--steps must be at least 1".into()));
-    }
-    let pc_only = |set: bool, flag: &str, name: &str| -> Result<()> {
-        if set {
-            Err(refuse(flag, name, "--sampler pc"))
-        } else {
-            Ok(())
-        }
-    };
-    let ode_only = |set: bool, flag: &str, name: &str| -> Result<()> {
-        if set {
-            Err(refuse(flag, name, "--sampler ode"))
-        } else {
-            Ok(())
-        }
-    };
-    let mut sde_out = *sde;
-    // VP/sub-VP chains use β_i = β(t_i)/N and √(1 − β_i): N must exceed β_max.
-    let check_vp_steps = |n: usize| -> Result<()> {
-        match *sde {
-            SdeConfig::Vp { beta_max, .. } | SdeConfig::SubVp { beta_max, .. }
-                if beta_max / n as f64 >= 1.0 =>
-            {
-                Err(Error::Config(format!(
-                    "--steps {n}: the discrete VP chain has β_i = β(t)/N up to β_max/N = {:.3},                      and needs it below 1 (√(1 − β_i)); use --steps > {}",
-                    beta_max / n as f64,
-                    beta_max.floor() as usize
-                )))
-            }
-            _ => Ok(()),
-        }
-    };
-    let spec = match flags.sampler {
-        SamplerKind::Pc => {
-            ode_only(flags.temperature.is_some(), "--temperature", "pc")?;
-            ode_only(flags.ode_solver.is_some(), "--ode-solver", "pc")?;
-            ode_only(
-                flags.rtol.is_some() || flags.atol.is_some(),
-                "--rtol/--atol",
-                "pc",
-            )?;
-            if flags.step_lr.is_some() {
-                return Err(refuse("--step-lr", "pc", "--sampler ald"));
-            }
-            let mut c = PcConfig::default();
-            if let Some(p) = flags.predictor {
-                c.predictor = p;
-            }
-            if let Some(k) = flags.corrector {
-                c.corrector = k;
-            }
-            if let Some(s) = flags.snr {
-                if !(s > 0.0 && s.is_finite()) {
-                    return Err(Error::Config(format!("--snr must be positive, got {s}")));
-                }
-                c.snr = s;
-            }
-            if let Some(k) = flags.n_corrector_steps {
-                c.n_steps = k;
-            }
-            c.noise_removal = !flags.no_denoise;
-            if let Some(n) = flags.steps {
-                if n < 2 {
-                    return Err(Error::Config(format!(
-                        "--steps {n}: the PC sampler needs at least 2 steps"
-                    )));
-                }
-                check_vp_steps(n)?;
-                sde_out = sde.with_n(n);
-            }
-            let s = sde_out.build()?;
-            PcSampler::new(s.as_ref(), c)?;
-            SamplerSpec::Pc(c)
-        }
-        SamplerKind::Ode => {
-            pc_only(flags.predictor.is_some(), "--predictor", "ode")?;
-            pc_only(flags.corrector.is_some(), "--corrector", "ode")?;
-            pc_only(flags.snr.is_some(), "--snr", "ode")?;
-            if flags.n_corrector_steps.is_some() {
-                return Err(refuse("--n-corrector-steps", "ode", "--sampler pc and ald"));
-            }
-            if flags.step_lr.is_some() {
-                return Err(refuse("--step-lr", "ode", "--sampler ald"));
-            }
-            let mut integ = IntegratorConfig::default();
-            if let Some(s) = flags.ode_solver {
-                integ.solver = s;
-            }
-            match (integ.solver, flags.steps) {
-                (OdeSolver::Rk45, Some(_)) => {
-                    return Err(Error::Config(
-                        "--steps sets the steps of a fixed-step ODE solver; RK45 chooses its \
-                         own (tune it with --rtol/--atol, or pass --ode-solver euler|heun|rk4)"
-                            .into(),
-                    ))
-                }
-                (OdeSolver::Rk45, None) => {}
-                (_, Some(n)) => integ.n_steps = n,
-                (_, None) => {}
-            }
-            if flags.rtol.is_some() || flags.atol.is_some() {
-                if integ.solver != OdeSolver::Rk45 {
-                    return Err(Error::Config(
-                        "--rtol/--atol apply to the adaptive rk45 solver only".into(),
-                    ));
-                }
-                integ.rtol = flags.rtol.unwrap_or(integ.rtol);
-                integ.atol = flags.atol.unwrap_or(integ.atol);
-            }
-            let c = OdeConfig {
-                integrator: integ,
-                eps: None,
-                noise_removal: !flags.no_denoise,
-                temperature: flags.temperature.unwrap_or(1.0),
-            };
-            OdeSampler::new(built.as_ref(), c)?;
-            SamplerSpec::Ode(c)
-        }
-        SamplerKind::Ald => {
-            pc_only(flags.predictor.is_some(), "--predictor", "ald")?;
-            pc_only(flags.corrector.is_some(), "--corrector", "ald")?;
-            pc_only(flags.snr.is_some(), "--snr", "ald")?;
-            ode_only(flags.temperature.is_some(), "--temperature", "ald")?;
-            ode_only(flags.ode_solver.is_some(), "--ode-solver", "ald")?;
-            ode_only(
-                flags.rtol.is_some() || flags.atol.is_some(),
-                "--rtol/--atol",
-                "ald",
-            )?;
-            if built.kind() != SdeKind::Ve {
-                return Err(Error::Config(format!(
-                    "--sampler ald indexes the score by noise level σ and needs a VE model; this \
-                     model uses a {:?} SDE (use --sampler pc, ode or ancestral)",
-                    built.kind()
-                )));
-            }
-            // The noise levels span the model's VE range σ(T) → σ(0), as score_sde's VE SDE
-            // (NCSN's own geometric sequence with σ_1 = σ_max, σ_L = σ_min).
-            let mut c = AldConfig {
-                sigma_begin: built.mean_coeff_std(built.t_end()).1,
-                sigma_end: built.mean_coeff_std(0.0).1,
-                denoise: !flags.no_denoise,
-                ..AldConfig::default()
-            };
-            if let Some(l) = flags.steps {
-                c.n_levels = l;
-            }
-            if let Some(k) = flags.n_corrector_steps {
-                c.n_steps_each = k;
-            }
-            if let Some(e) = flags.step_lr {
-                c.step_lr = e;
-            }
-            ald::ve_time_of_sigma(built.as_ref(), c.sigma_end)?;
-            SamplerSpec::Ald(c)
-        }
-        SamplerKind::Ancestral => {
-            pc_only(flags.predictor.is_some(), "--predictor", "ancestral")?;
-            pc_only(flags.corrector.is_some(), "--corrector", "ancestral")?;
-            pc_only(flags.snr.is_some(), "--snr", "ancestral")?;
-            if flags.n_corrector_steps.is_some() {
-                return Err(refuse(
-                    "--n-corrector-steps",
-                    "ancestral",
-                    "--sampler pc and ald",
-                ));
-            }
-            ode_only(flags.temperature.is_some(), "--temperature", "ancestral")?;
-            ode_only(flags.ode_solver.is_some(), "--ode-solver", "ancestral")?;
-            ode_only(
-                flags.rtol.is_some() || flags.atol.is_some(),
-                "--rtol/--atol",
-                "ancestral",
-            )?;
-            if flags.step_lr.is_some() {
-                return Err(refuse("--step-lr", "ancestral", "--sampler ald"));
-            }
-            if flags.no_denoise {
-                return Err(Error::Config(
-                    "--no-denoise does not apply to --sampler ancestral (its last step has no \
-                     noise by construction)"
-                        .into(),
-                ));
-            }
-            if built.kind() != SdeKind::Vp {
-                return Err(Error::Config(format!(
-                    "--sampler ancestral is DDPM's chain and needs a VP model; this model uses a \
-                     {:?} SDE (use --sampler pc --predictor ancestral for VE)",
-                    built.kind()
-                )));
-            }
-            if let Some(n) = flags.steps {
-                if n < 2 {
-                    return Err(Error::Config(format!(
-                        "--steps {n}: ancestral sampling needs at least 2 steps"
-                    )));
-                }
-                check_vp_steps(n)?;
-                sde_out = sde.with_n(n);
-            }
-            SamplerSpec::Ancestral(AncestralConfig::default())
-        }
-    };
-    Ok(SampleOptions { spec, sde: sde_out })
-}
-
-impl SampleOptions {
-    /// Progress units of one batch: SDE steps (PC, ancestral), Langevin steps (ALD), or
-    /// thousandths of the ODE's time interval.
-    pub fn steps_per_batch(&self) -> u64 {
-        match self.spec {
-            SamplerSpec::Pc(_) | SamplerSpec::Ancestral(_) => self.sde.n_steps() as u64,
-            SamplerSpec::Ald(c) => (c.n_levels * c.n_steps_each) as u64,
-            SamplerSpec::Ode(_) => ODE_TICKS,
-        }
-    }
-
-    /// A one-line description for logs.
-    pub fn describe(&self) -> String {
-        match self.spec {
-            SamplerSpec::Pc(c) => format!(
-                "PC: predictor {:?}, corrector {:?}, snr {}, {} corrector step(s), N = {}",
-                c.predictor,
-                c.corrector,
-                c.snr,
-                c.n_steps,
-                self.sde.n_steps()
-            ),
-            SamplerSpec::Ode(c) => format!(
-                "probability-flow ODE: {:?} (rtol {}, atol {}), temperature {}",
-                c.integrator.solver, c.integrator.rtol, c.integrator.atol, c.temperature
-            ),
-            SamplerSpec::Ald(c) => format!(
-                "annealed Langevin: {} levels σ {:.4} → {:.4}, {} steps each, ε = {:e}",
-                c.n_levels, c.sigma_begin, c.sigma_end, c.n_steps_each, c.step_lr
-            ),
-            SamplerSpec::Ancestral(_) => {
-                format!("DDPM ancestral sampling, N = {}", self.sde.n_steps())
-            }
-        }
-    }
-}
-
-trait NSteps {
-    fn n_steps(&self) -> usize;
-}
-impl NSteps for SdeConfig {
-    fn n_steps(&self) -> usize {
-        match *self {
-            SdeConfig::Ve { n, .. } | SdeConfig::Vp { n, .. } | SdeConfig::SubVp { n, .. } => n,
-        }
-    }
-}
-
-const ODE_TICKS: u64 = 1000;
+pub use super::registry::{build_sampler, Sampler, SamplerOptions};
 
 /// Samples and what they cost.
 #[derive(Debug)]
@@ -413,12 +105,12 @@ pub struct SampleRun {
 }
 
 /// Draws `n` samples of per-sample `shape` in batches of at most `batch`, seeding libtorch's
-/// generator with `seed` first. `progress(done, total)` counts [`SampleOptions::steps_per_batch`]
+/// generator with `seed` first. `progress(done, total)` counts [`Sampler::progress_units`]
 /// units over all batches.
 #[allow(clippy::too_many_arguments)]
 pub fn sample_model(
     model: &dyn ScoreModel,
-    opts: &SampleOptions,
+    sampler: &dyn Sampler,
     shape: &[i64],
     n: usize,
     batch: usize,
@@ -428,13 +120,13 @@ pub fn sample_model(
 ) -> Result<SampleRun> {
     if n == 0 || batch == 0 {
         return Err(Error::Config(format!(
-            "--n and --batch must be at least 1, got n = {n}, batch = {batch}"
+            "`n` and `batch` must be at least 1, got n = {n}, batch = {batch}"
         )));
     }
-    let sde = opts.sde.build()?;
+    let sde = sampler.sde().build()?;
     let sde = sde.as_ref();
     tch::manual_seed(seed as i64);
-    let per = opts.steps_per_batch();
+    let per = sampler.progress_units();
     let n_batches = n.div_ceil(batch);
     let total = per * n_batches as u64;
     let options = (Kind::Float, device);
@@ -444,34 +136,10 @@ pub fn sample_model(
     for b in 0..n_batches {
         let bs = batch.min(n - b * batch) as i64;
         let base = per * b as u64;
-        let (x, used) = match opts.spec {
-            SamplerSpec::Pc(c) => {
-                let s = PcSampler::new(sde, c)?;
-                let out = s.sample(model, bs, Some(shape), options, &mut |i| {
-                    progress(base + i as u64, total)
-                })?;
-                (out.x, out.nfe)
-            }
-            SamplerSpec::Ancestral(c) => {
-                let out = ancestral::sample(sde, model, &c, bs, Some(shape), options, &mut |i| {
-                    progress(base + i as u64, total)
-                })?;
-                (out.x, out.nfe)
-            }
-            SamplerSpec::Ald(c) => {
-                let out = ald::sample(sde, model, &c, bs, Some(shape), options, &mut |i| {
-                    progress(base + i as u64, total)
-                })?;
-                (out.x, out.nfe)
-            }
-            SamplerSpec::Ode(c) => {
-                let s = OdeSampler::new(sde, c)?;
-                let out = s.sample(model, bs, Some(shape), options, &mut |f| {
-                    progress(base + (f * ODE_TICKS as f64) as u64, total)
-                })?;
-                (out.x, out.nfe)
-            }
-        };
+        let out = sampler.sample(model, sde, bs, shape, options, &mut |i| {
+            progress(base + i, total)
+        })?;
+        let (x, used) = (out.x, out.nfe);
         nfe += used;
         parts.push(x.to_device(Device::Cpu).to_kind(Kind::Float));
     }
@@ -828,7 +496,7 @@ pub fn dataset_likelihood(
         });
     }
     if opts.batch == 0 {
-        return Err(Error::Config("--batch must be at least 1".into()));
+        return Err(Error::Config("`batch` must be at least 1".into()));
     }
     ensure_finite_tensor(data, "likelihood data")
         .map_err(|_| Error::NonFinite("likelihood data (refusing to evaluate)".into()))?;
@@ -836,7 +504,7 @@ pub fn dataset_likelihood(
     let dequantized = match opts.dequantize {
         Some(true) if !is_image => {
             return Err(Error::Config(
-                "--dequantize applies to 8-bit images, the model works on vectors".into(),
+                "`dequantize` applies to 8-bit images, the model works on vectors".into(),
             ))
         }
         Some(d) => d,

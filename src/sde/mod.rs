@@ -191,6 +191,13 @@ impl SdeConfig {
         }
     }
 
+    /// Its number of discretisation steps `N`.
+    pub fn n_steps(&self) -> usize {
+        match *self {
+            SdeConfig::Ve { n, .. } | SdeConfig::Vp { n, .. } | SdeConfig::SubVp { n, .. } => n,
+        }
+    }
+
     /// The same SDE with `n` discretisation steps.
     pub fn with_n(self, n_new: usize) -> Self {
         match self {

@@ -223,8 +223,8 @@ impl TrainConfig {
     /// Checks every section.
     /// The sampler of the periodic sample grids: `scoreinv sample`'s default PC sampler with
     /// `training.sample_steps` steps.
-    pub fn grid_sampler_flags(&self) -> crate::sampling::run::SamplerFlags {
-        crate::sampling::run::SamplerFlags {
+    pub fn grid_sampler_flags(&self) -> crate::sampling::SamplerOptions {
+        crate::sampling::SamplerOptions {
             steps: self.training.sample_steps,
             ..Default::default()
         }

@@ -158,11 +158,11 @@ impl Objective for ScoreMatching {
         use crate::sampling::run::{build_sampler, sample_model, SampleWriter};
         let tcfg = &cfg.training;
         let n = tcfg.sample_n.max(1);
-        let opts = build_sampler(&cfg.grid_sampler_flags(), &cfg.sde)?;
+        let sampler = build_sampler(&cfg.grid_sampler_flags(), &cfg.sde)?;
         let seed = Stream::new(tcfg.seed, 0, Purpose::Sample).seed_u64();
         let run = sample_model(
             &self.model,
-            &opts,
+            sampler.as_ref(),
             &info.shape,
             n,
             n,
