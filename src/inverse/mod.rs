@@ -79,11 +79,22 @@ impl<'a> ConsistencyStep<'a> {
 
     /// `x + T⁻¹[λ Λ (target − T x)]` with `target = m(t) embed(y) + s(t) T z`.
     pub fn project_noisy(&self, sde: &dyn Sde, x: &Tensor, t: f64, lambda: f64) -> Result<Tensor> {
+        self.project_noisy_with(sde, x, t, &x.randn_like(), lambda)
+    }
+
+    /// [`Self::project_noisy`] with the noise `z` given.
+    pub fn project_noisy_with(
+        &self,
+        sde: &dyn Sde,
+        x: &Tensor,
+        t: f64,
+        z: &Tensor,
+        lambda: f64,
+    ) -> Result<Tensor> {
         let (m, s) = sde.mean_coeff_std(t);
         let b = x.size()[0];
-        let z = x.randn_like();
         // One transform call for T x and T z.
-        let both = self.op.transform(&Tensor::cat(&[x, &z], 0))?;
+        let both = self.op.transform(&Tensor::cat(&[x, z], 0))?;
         let tx = both.narrow(0, 0, b);
         let tz = both.narrow(0, b, b);
         let target = &self.known * m + tz * s;
@@ -100,13 +111,24 @@ impl<'a> ConsistencyStep<'a> {
         t: &Tensor,
         lambda: f64,
     ) -> Result<Tensor> {
+        self.project_noisy_t_with(sde, x, t, &x.randn_like(), lambda)
+    }
+
+    /// [`Self::project_noisy_t`] with the noise `z` given.
+    pub fn project_noisy_t_with(
+        &self,
+        sde: &dyn Sde,
+        x: &Tensor,
+        t: &Tensor,
+        z: &Tensor,
+        lambda: f64,
+    ) -> Result<Tensor> {
         let b = x.size()[0];
         let mut shape = vec![b];
         shape.extend(std::iter::repeat_n(1, self.known.dim() - 1));
         let ones = Tensor::ones(shape.as_slice(), (t.kind(), t.device()));
         let (m, s) = sde.marginal_prob(&ones, t);
-        let z = x.randn_like();
-        let both = self.op.transform(&Tensor::cat(&[x, &z], 0))?;
+        let both = self.op.transform(&Tensor::cat(&[x, z], 0))?;
         let tx = both.narrow(0, 0, b);
         let tz = both.narrow(0, b, b);
         let target =

@@ -326,7 +326,9 @@ impl super::conditional::ConditionalSampler for ProjectionConfig {
         y: &Tensor,
         progress: &mut dyn FnMut(usize),
     ) -> Result<SampleOutput> {
-        let d = op.as_decomposed().ok_or_else(|| no_decomposition(ENTRY.name, op.name()))?;
+        let d = op
+            .as_decomposed()
+            .ok_or_else(|| no_decomposition(ENTRY.name, op.name()))?;
         sample(sde, model, d, y, self, progress)
     }
     fn settings(&self) -> serde_json::Value {
@@ -376,12 +378,16 @@ mod tests {
             .forward(&Tensor::rand([2, 1, 16, 16], (Kind::Float, Device::Cpu)))
             .unwrap();
         let step = ConsistencyStep::new(&op, &y, &x).unwrap();
+        // The same noise for both (the global generator is shared with tests running beside).
+        let z = Tensor::randn([2, 1, 16, 16], (Kind::Float, Device::Cpu));
         for t in [0.05, 0.5, 1.0] {
-            tch::manual_seed(7);
-            let a = step.project_noisy(sde.as_ref(), &x, t, 0.841).unwrap();
-            tch::manual_seed(7);
+            let a = step
+                .project_noisy_with(sde.as_ref(), &x, t, &z, 0.841)
+                .unwrap();
             let tt = crate::sampling::vec_t(&x, t);
-            let b = step.project_noisy_t(sde.as_ref(), &x, &tt, 0.841).unwrap();
+            let b = step
+                .project_noisy_t_with(sde.as_ref(), &x, &tt, &z, 0.841)
+                .unwrap();
             let e = (&a - &b).norm().double_value(&[]) / a.norm().double_value(&[]);
             assert!(e < 1e-6, "t = {t}: {e}");
         }
