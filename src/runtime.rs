@@ -229,7 +229,7 @@ static HOST_ALLOCATOR: std::sync::OnceLock<HostAllocator> = std::sync::OnceLock:
 /// time. With mmap off (`M_MMAP_MAX = 0`) and the top of the heap never returned
 /// (`M_TRIM_THRESHOLD = -1`, mallopt(3)), freed tensors are reused: a batched CT reconstruction
 /// ran 1.85× and CPU training 1.40× faster, for 36 % more peak resident memory
-/// (`scripts/bench_malloc`, BENCHMARKS.md). GPU tensors are not affected (CUDA's caching
+/// (`scripts/bench/malloc`, BENCHMARKS.md). GPU tensors are not affected (CUDA's caching
 /// allocator). The samplers allocate on the calling thread; off the main thread glibc still
 /// maps blocks larger than a thread arena (64 MiB) one by one.
 ///

@@ -23,7 +23,7 @@
 //!   `torch.flip(w, (3, 4))`) and passes the TF-style stride `[1, 1, 2, 2]` (with an
 //!   output_padding derived from it) to `F.conv_transpose2d` (fixed to stride 2, output_padding
 //!   0, the intended `(H−1)·2 + 3` output size). The generator is
-//!   `scripts/gen_score_sde_family.py UPSTREAM_COPY OUTDIR` (its docstring lists the scratch-copy
+//!   `scripts/fixtures/upstream/gen_score_sde_family.py UPSTREAM_COPY OUTDIR` (its docstring lists the scratch-copy
 //!   edits); each JSON records `source`, seeds and torch version. Recipe: torch 2.11 CPU
 //!   float32, one thread, deterministic algorithms; `torch.manual_seed(seed)`, `NCSNpp(config)`, every state_dict entry except `sigmas`
 //!   `+= 0.05·randn`, eval mode, `output.score = model(input.x, input.time_cond)`.

@@ -194,7 +194,7 @@ impl FromStr for Baseline {
 }
 
 // The TV weights below were chosen on validation data that no reported evaluation uses
-// (`scripts/tune_tv`, table in docs/results/tv-lambda-validation-3000-iters.txt): mean PSNR of
+// (`scripts/eval/tune_tv`, table in docs/results/tv-lambda-validation-3000-iters.txt): mean PSNR of
 // `--method tv` at `TV_ITERS` iterations over a grid of weights, per task.
 
 /// TV weight for CT, relative to `‖A‖²` (the Radon norm grows with the image size and the

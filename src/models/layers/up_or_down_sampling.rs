@@ -71,7 +71,7 @@ impl FirKernel {
 /// convolution: the same sums in the same order (bit-identical on the CPU), but oneDNN runs a
 /// one-channel convolution through its 16-channel blocked layout, so upstream's form took
 /// 28 % of a batched CT reconstruction's wall time and 42 % of a CPU training step's
-/// (`scripts/bench_cpu_ab`, `docs/bench/cpu-fir-depthwise-session17.txt`).
+/// (`scripts/bench/cpu_ab`, `docs/bench/cpu-fir-depthwise.txt`).
 pub fn upfirdn2d(x: &Tensor, k: &FirKernel, up: i64, down: i64, pad0: i64, pad1: i64) -> Tensor {
     let (n, c, h, w) = x.size4().expect("upfirdn2d expects [N, C, H, W]");
     let mut out = if up > 1 {
