@@ -9,9 +9,9 @@
 //! `K` posterior samples of each measurement are drawn in one batch and the reconstruction is
 //! their mean ([`super::posterior`]); [`ScoreMethod::posterior`] also gives the std map.
 
+use super::conditional::{conditional_sampler, ConditionalSampler, SamplerSources};
 use super::posterior::{self, PosteriorSummary};
 use super::study::Method;
-use super::conditional::{conditional_sampler, ConditionalSampler, SamplerSources};
 use crate::models::model_dir::{load_model_dir, DataInfo};
 use crate::models::ScoreModel;
 use crate::sde::Sde;
@@ -262,8 +262,8 @@ pub fn score_methods(
         })?;
         let with_dir =
             |e: Error| Error::Config(format!("`method` {m}, `model` {}: {e}", dir.display()));
-        let validated = crate::models::model_dir::sampler_settings(dir, task.name())
-            .map_err(with_dir)?;
+        let validated =
+            crate::models::model_dir::sampler_settings(dir, task.name()).map_err(with_dir)?;
         let sampler = (entry.build)(&SamplerSources {
             task,
             validated: validated.as_ref(),
