@@ -1,4 +1,4 @@
-//! `scoreinv reconstruct {ct,mri,inpaint,colorize}`: `simulate` → `reconstruct --measurement`
+//! `scoreinv reconstruct {ct,mri,inpaint,colorize,deblur}`: `simulate` → `reconstruct --measurement`
 //! round trips against analytic truths, simulation studies of the new tasks, and bad input that
 //! must leave `--out` absent.
 use ndarray::{Array3, ArrayD, Axis};
@@ -822,4 +822,76 @@ fn sharded_nifti_volume_merges_into_one_volume() {
         .unwrap();
     assert!(!out.status.success());
     assert!(!again.exists());
+}
+
+/// `simulate deblur` writes `h ∗ x` (the operator's forward, circular Gaussian blur σ = 2 px);
+/// `reconstruct deblur --measurement` with a nearly unregularised Wiener filter undoes most of
+/// the blur of noise-free data (every frequency with |Ĥ| above the floor is restored: the error
+/// falls to 0.57 of the blurred image's on this phantom, the bound is 0.7), while a
+/// heavily regularised one (the control) does not; a study scores Wiener and TV.
+#[test]
+fn deblur_round_trip_and_study() {
+    use scoreinv::operators::{Blur, Boundary};
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let gt = ["--ground-truth", "phantom:shepp-logan", "--size", "32"];
+    let y_path = simulate(d, "deblur", &gt);
+    let x = phantom(32).to_kind(Kind::Float).unsqueeze(0);
+    let blur = Blur::gaussian(2.0, Boundary::Circular, 1, 32, 32).unwrap();
+    let want = blur.forward(&x).unwrap().squeeze_dim(0);
+    let y = read(&y_path);
+    assert_eq!(y.numel(), 32 * 32, "{:?}", y.size());
+    let y = y.reshape([1, 32, 32]);
+    assert!(max_abs(&y, &want) < 1e-5, "{}", max_abs(&y, &want));
+    let x = x.squeeze_dim(0).to_kind(Kind::Double);
+    let err = |t: &Tensor| (t - &x).norm().double_value(&[]);
+    let blurred = err(&y);
+    let wiener = |eps: &str, name: &str| {
+        let out = d.join(name);
+        run_ok(&[
+            "reconstruct",
+            "deblur",
+            "--measurement",
+            s(&y_path),
+            "--method",
+            "wiener",
+            "--wiener-eps",
+            eps,
+            "--out",
+            s(&out),
+        ]);
+        err(&read(&out.join("deblur_wiener.npy")).reshape([1, 32, 32]))
+    };
+    let sharp = wiener("1e-8", "sharp");
+    let control = wiener("10", "control");
+    assert!(
+        sharp < 0.7 * blurred,
+        "Wiener ε 1e-8: {sharp} vs blurred {blurred}"
+    );
+    assert!(
+        control > 0.9 * blurred,
+        "control ε 10: {control} vs blurred {blurred}"
+    );
+
+    let study = d.join("study");
+    let mut args = vec![
+        "reconstruct",
+        "deblur",
+        "--method",
+        "wiener,tv",
+        "--out",
+        s(&study),
+    ];
+    args.extend_from_slice(&gt);
+    run_ok(&args);
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(study.join("metrics.json")).unwrap())
+            .unwrap();
+    let recs = report["records"].as_array().unwrap();
+    let methods: Vec<&str> = recs.iter().map(|r| r["method"].as_str().unwrap()).collect();
+    assert_eq!(methods, ["wiener", "tv"]);
+    assert!(recs
+        .iter()
+        .all(|r| r["psnr_db"].as_f64().unwrap().is_finite()));
+    assert_eq!(report["settings"]["task_settings"]["epsilon"], 3e-2);
 }

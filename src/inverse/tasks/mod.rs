@@ -12,6 +12,7 @@
 //! | `mri` | `M F` (single coil) or SENSE `M F S` (Pruessmann et al. 1999), fastMRI masks | k-space `[H, W]` / `[coils, H, W]` complex64, zero where not sampled | `Y_mask.npy` `[H, W]` 0/1, `Y_maps.npy` coil maps `[coils, H, W]` complex64 |
 //! | `inpaint` | `Λ ⊙ x` (score_sde's inpainting) | masked image `[C, H, W]` f32 | `Y_mask.npy` `[H, W]` 0/1 |
 //! | `colorize` | gray channel of score_sde's orthonormal colour decoupling | gray image `mean(R, G, B)` `[H, W]` f32 | — |
+//! | `deblur` | `h ∗ x`, Gaussian or PSF blur, circular or zero boundary, by FFT | blurred image `[C, H, W]` f32 | — |
 //!
 //! Noise ([`TaskNoise`]): `none`, `gaussian:σ` (σ relative to the peak of `|A x|`) or, for CT
 //! only, `poisson:I0[:MU]`. Without `MU`, Poisson noise uses the attenuation scale of the
@@ -190,6 +191,7 @@ tasks! {
     mri => MriConfig,
     inpaint => InpaintConfig,
     colorize => ColorizeConfig,
+    deblur => DeblurConfig,
 }
 
 /// The registered task called `name`.
@@ -220,7 +222,11 @@ pub fn from_json(mut v: serde_json::Value) -> Result<Box<dyn Task>> {
 /// it.
 pub fn parse_method(task: &dyn Task, name: &str) -> Result<(&'static str, Baseline)> {
     let n = name.trim().to_ascii_lowercase().replace('_', "-");
-    let n = if n == "zerofilled" { "zero-filled".into() } else { n };
+    let n = if n == "zerofilled" {
+        "zero-filled".into()
+    } else {
+        n
+    };
     task.baselines()
         .iter()
         .find(|(label, _)| *label == n)
