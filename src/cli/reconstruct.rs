@@ -44,12 +44,47 @@ impl clap::FromArgMatches for Args {
     }
 }
 
+/// `--method` and `--noise` help of one task's subcommand, from the task's baselines and
+/// default noise and the registry of conditional samplers.
+fn task_help(t: &tasks::TaskEntry, sub: clap::Command) -> clap::Command {
+    let Ok(task) = (t.from_json)(serde_json::json!({})) else {
+        return sub;
+    };
+    let baselines: Vec<&str> = task.baselines().iter().map(|(n, _)| *n).collect();
+    let samplers: Vec<String> = scoreinv::inverse::conditional::CONDITIONAL_SAMPLERS
+        .iter()
+        .map(|e| format!("{} ({})", e.name, e.about))
+        .collect();
+    let method = format!(
+        "Methods, comma-separated: the task's baselines ({}) and, with --model, {}. Default: \
+         the baselines",
+        baselines.join(", "),
+        samplers.join(", ")
+    );
+    noise_help(t, sub.mut_arg("method", |a| a.help(method)))
+}
+
+/// `--noise` help of one task's subcommand (`reconstruct`, `simulate`), with its default.
+pub(super) fn noise_help(t: &tasks::TaskEntry, sub: clap::Command) -> clap::Command {
+    let Ok(task) = (t.from_json)(serde_json::json!({})) else {
+        return sub;
+    };
+    let noise = format!(
+        "Measurement noise of the simulation: none, gaussian:SIGMA (relative to the peak), \
+         poisson:I0[:MU] (CT). Default: {}",
+        task.default_noise()
+    );
+    sub.mut_arg("noise", |a| a.help(noise))
+}
+
 impl clap::Args for Args {
     fn augment_args(cmd: clap::Command) -> clap::Command {
         let mut cmd = cmd.subcommand_required(true);
         for t in tasks::TASKS {
-            let sub =
-                <StudyArgs as clap::Args>::augment_args(clap::Command::new(t.name).about(t.about));
+            let sub = task_help(
+                t,
+                <StudyArgs as clap::Args>::augment_args(clap::Command::new(t.name).about(t.about)),
+            );
             // The task's help line, not its settings struct's doc comment.
             cmd = cmd.subcommand((t.augment_args)(sub).about(t.about).long_about(None));
         }

@@ -43,8 +43,10 @@ impl clap::Args for Args {
     fn augment_args(cmd: clap::Command) -> clap::Command {
         let mut cmd = cmd.subcommand_required(true);
         for t in tasks::TASKS {
-            let sub =
-                <Common as clap::Args>::augment_args(clap::Command::new(t.name).about(t.about));
+            let sub = super::reconstruct::noise_help(
+                t,
+                <Common as clap::Args>::augment_args(clap::Command::new(t.name).about(t.about)),
+            );
             // The task's help line, not its settings struct's doc comment.
             cmd = cmd.subcommand((t.augment_args)(sub).about(t.about).long_about(None));
         }
