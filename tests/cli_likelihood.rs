@@ -154,11 +154,14 @@ fn cli_likelihood_on_fashion_mnist() {
         tr.train_step().unwrap();
     }
     let tmp = tempfile::tempdir().unwrap();
-    tr.export_model_dir(tmp.path()).unwrap();
+    // The report goes beside the model directory, not into it (an output never lies inside an
+    // input).
+    let model = tmp.path().join("model");
+    tr.export_model_dir(&model).unwrap();
     let json = tmp.path().join("bpd.json");
     let o = Command::new(env!("CARGO_BIN_EXE_scoreinv"))
         .args(["--device", "cpu", "--threads", "1", "likelihood", "--model"])
-        .arg(tmp.path())
+        .arg(&model)
         .args([
             "--data",
             "fashion-mnist",
