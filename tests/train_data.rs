@@ -740,3 +740,72 @@ fn joined_sources_concatenate() {
         .to_string();
     assert!(e.contains("/no/such.nii.gz"), "{e}");
 }
+
+/// `train --data` reads the grammar `--ground-truth` reads (data::spec): ranges of phantoms and
+/// of Fashion-MNIST rows select those samples, in order, with their labels; evaluation-only
+/// selectors are refused with the reason.
+#[test]
+fn training_sets_take_the_evaluation_grammar() {
+    // Phantoms 2..5 of the training stream are the 3rd to 5th of the first 5.
+    let all = DataSource::parse("phantom:ellipses:5")
+        .unwrap()
+        .load_sized(false, Some(16))
+        .unwrap();
+    let part = DataSource::parse("phantom:ellipses:2..5")
+        .unwrap()
+        .load_sized(false, Some(16))
+        .unwrap();
+    assert_eq!(part.data.size(), vec![3, 1, 16, 16]);
+    assert_eq!(
+        (part.data - all.data.narrow(0, 2, 3))
+            .abs()
+            .max()
+            .double_value(&[]),
+        0.0
+    );
+    // Test-set rows 10..20 step 5, with their labels (the test set's first labels: 9 2 1 1 6 1 4
+    // 6 5 7 | 4 5 7 3 4 1 2 4 8 0).
+    let ds = DataSource::parse("fashion-mnist:test:10..20:5")
+        .unwrap()
+        .load(false)
+        .unwrap();
+    assert_eq!(ds.data.size(), vec![2, 1, 28, 28]);
+    let full = DataSource::parse("fashion-mnist:test")
+        .unwrap()
+        .load(false)
+        .unwrap();
+    assert_eq!(
+        ds.labels.as_deref(),
+        Some(
+            &[
+                full.labels.as_ref().unwrap()[10],
+                full.labels.as_ref().unwrap()[15]
+            ][..]
+        )
+    );
+    assert_eq!(
+        (ds.data.get(1) - full.data.get(15))
+            .abs()
+            .max()
+            .double_value(&[]),
+        0.0
+    );
+    // Rows past the end, z= and FILE#z= are refused with what they mean.
+    let err = DataSource::parse("fashion-mnist:test:9990..10010")
+        .unwrap()
+        .load(false)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("10000"), "{err}");
+    let err = DataSource::parse("invesalius:z=66..80")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("z=") && err.contains("ground_truth"), "{err}");
+    let dir = tempfile::tempdir().unwrap();
+    let npy = dir.path().join("x.npy");
+    std::fs::write(&npy, b"").unwrap();
+    let err = DataSource::parse(&format!("{}#z=3", npy.display()))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("ground_truth"), "{err}");
+}

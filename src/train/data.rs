@@ -366,8 +366,8 @@ impl DataSource {
             Spec::Invesalius { file, z } => {
                 if z.is_some() {
                     return Err(bad(
-                        "z= selects evaluation slices (`--ground-truth`); a training set is \
-                         the slices outside the held-out axial block, so drop z="
+                        "z= selects evaluation slices (`ground_truth`); a training set is the \
+                         slices outside the held-out axial block, so drop z="
                             .into(),
                     ));
                 }
@@ -405,7 +405,7 @@ impl DataSource {
         let path = PathBuf::from(p);
         if !path.exists() {
             let hint = if p.contains('#') {
-                " (FILE#z=K selects evaluation slices of `--ground-truth`; a training set takes \
+                " (FILE#z=K selects evaluation slices of `ground_truth`; a training set takes \
                  the whole file)"
             } else {
                 ""
