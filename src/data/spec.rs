@@ -187,6 +187,11 @@ impl Spec {
             } else {
                 (rest, None)
             };
+            if file.contains('=') && !Path::new(file).exists() {
+                return Err(Error::Config(format!(
+                    "'{spec}': expected invesalius[:FILE.inv3][:z=SEL], e.g. invesalius:z=66..80"
+                )));
+            }
             return Ok(Spec::Invesalius {
                 file: (!file.is_empty()).then(|| PathBuf::from(file)),
                 z: z.map(|z| Sel::parse(z, spec)).transpose()?,
@@ -314,6 +319,7 @@ mod tests {
             "phantom:ellipses:5..5",
             "phantom:ellipses:x",
             "phantom:ellipses:1..4:0",
+            "invesalius:x=3",
         ] {
             assert!(Spec::parse(bad).is_err(), "{bad}");
         }
