@@ -14,6 +14,7 @@ mod parse;
 mod reconstruct;
 mod sample;
 mod simulate;
+mod task_command;
 mod train;
 mod train_classifier;
 

@@ -14,84 +14,25 @@ use std::path::PathBuf;
 use tch::Device;
 
 /// `reconstruct TASK`: the task chosen, the study's flags and the task's (parsed by the task).
-#[derive(Debug)]
-pub struct Args {
-    pub task: String,
-    pub study: StudyArgs,
-    pub matches: clap::ArgMatches,
-}
+pub type Args = super::task_command::TaskCommand<StudyArgs>;
 
-impl clap::FromArgMatches for Args {
-    fn from_arg_matches(m: &clap::ArgMatches) -> std::result::Result<Self, clap::Error> {
-        let (name, sub) = m.subcommand().ok_or_else(|| {
-            clap::Error::raw(
-                clap::error::ErrorKind::MissingSubcommand,
-                "reconstruct needs a task",
-            )
-        })?;
-        Ok(Args {
-            task: name.to_string(),
-            study: StudyArgs::from_arg_matches(sub)?,
-            matches: sub.clone(),
-        })
-    }
-    fn update_from_arg_matches(
-        &mut self,
-        m: &clap::ArgMatches,
-    ) -> std::result::Result<(), clap::Error> {
-        *self = Self::from_arg_matches(m)?;
-        Ok(())
-    }
-}
-
-/// `--method` and `--noise` help of one task's subcommand, from the task's baselines and
-/// default noise and the registry of conditional samplers.
-fn task_help(t: &tasks::TaskEntry, sub: clap::Command) -> clap::Command {
-    let Ok(task) = (t.from_json)(serde_json::json!({})) else {
-        return sub;
-    };
-    let baselines: Vec<&str> = task.baselines().iter().map(|(n, _)| *n).collect();
-    let samplers: Vec<String> = scoreinv::inverse::conditional::CONDITIONAL_SAMPLERS
-        .iter()
-        .map(|e| format!("{} ({})", e.name, e.about))
-        .collect();
-    let method = format!(
-        "Methods, comma-separated: the task's baselines ({}) and, with --model, {}. Default: \
-         the baselines",
-        baselines.join(", "),
-        samplers.join(", ")
-    );
-    noise_help(t, sub.mut_arg("method", |a| a.help(method)))
-}
-
-/// `--noise` help of one task's subcommand (`reconstruct`, `simulate`), with its default.
-pub(super) fn noise_help(t: &tasks::TaskEntry, sub: clap::Command) -> clap::Command {
-    let Ok(task) = (t.from_json)(serde_json::json!({})) else {
-        return sub;
-    };
-    let noise = format!(
-        "Measurement noise of the simulation: none, gaussian:SIGMA (relative to the peak), \
-         poisson:I0[:MU] (CT). Default: {}",
-        task.default_noise()
-    );
-    sub.mut_arg("noise", |a| a.help(noise))
-}
-
-impl clap::Args for Args {
-    fn augment_args(cmd: clap::Command) -> clap::Command {
-        let mut cmd = cmd.subcommand_required(true);
-        for t in tasks::TASKS {
-            let sub = task_help(
-                t,
-                <StudyArgs as clap::Args>::augment_args(clap::Command::new(t.name).about(t.about)),
-            );
-            // The task's help line, not its settings struct's doc comment.
-            cmd = cmd.subcommand((t.augment_args)(sub).about(t.about).long_about(None));
-        }
-        cmd
-    }
-    fn augment_args_for_update(cmd: clap::Command) -> clap::Command {
-        Self::augment_args(cmd)
+impl super::task_command::SharedFlags for StudyArgs {
+    const COMMAND: &'static str = "reconstruct";
+    /// `--method` from the task's baselines and the registry of conditional samplers;
+    /// `--noise` with the task's default.
+    fn task_help(task: &dyn Task, sub: clap::Command) -> clap::Command {
+        let baselines: Vec<&str> = task.baselines().iter().map(|(n, _)| *n).collect();
+        let samplers: Vec<String> = scoreinv::inverse::conditional::CONDITIONAL_SAMPLERS
+            .iter()
+            .map(|e| format!("{} ({})", e.name, e.about))
+            .collect();
+        let method = format!(
+            "Methods, comma-separated: the task's baselines ({}) and, with --model, {}. \
+             Default: the baselines",
+            baselines.join(", "),
+            samplers.join(", ")
+        );
+        super::task_command::noise_help(task, sub.mut_arg("method", |a| a.help(method)))
     }
 }
 
@@ -290,7 +231,7 @@ impl StudyArgs {
 pub fn run(args: Args, device: Device) -> Result<()> {
     let entry = tasks::entry(&args.task)?;
     let task: Box<dyn Task> = (entry.from_arg_matches)(&args.matches)?;
-    let (cfg, output) = args.study.split()?;
+    let (cfg, output) = args.flags.split()?;
     if cfg.measurement.is_some() {
         return run_measured(task.as_ref(), &cfg, &output, device);
     }

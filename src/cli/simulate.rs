@@ -9,51 +9,12 @@ use std::path::PathBuf;
 use tch::Device;
 
 /// `simulate TASK`: the task chosen, the common flags and the task's (parsed by the task).
-#[derive(Debug)]
-pub struct Args {
-    pub task: String,
-    pub common: Common,
-    pub matches: clap::ArgMatches,
-}
+pub type Args = super::task_command::TaskCommand<Common>;
 
-impl clap::FromArgMatches for Args {
-    fn from_arg_matches(m: &clap::ArgMatches) -> std::result::Result<Self, clap::Error> {
-        let (name, sub) = m.subcommand().ok_or_else(|| {
-            clap::Error::raw(
-                clap::error::ErrorKind::MissingSubcommand,
-                "simulate needs a task",
-            )
-        })?;
-        Ok(Args {
-            task: name.to_string(),
-            common: Common::from_arg_matches(sub)?,
-            matches: sub.clone(),
-        })
-    }
-    fn update_from_arg_matches(
-        &mut self,
-        m: &clap::ArgMatches,
-    ) -> std::result::Result<(), clap::Error> {
-        *self = Self::from_arg_matches(m)?;
-        Ok(())
-    }
-}
-
-impl clap::Args for Args {
-    fn augment_args(cmd: clap::Command) -> clap::Command {
-        let mut cmd = cmd.subcommand_required(true);
-        for t in tasks::TASKS {
-            let sub = super::reconstruct::noise_help(
-                t,
-                <Common as clap::Args>::augment_args(clap::Command::new(t.name).about(t.about)),
-            );
-            // The task's help line, not its settings struct's doc comment.
-            cmd = cmd.subcommand((t.augment_args)(sub).about(t.about).long_about(None));
-        }
-        cmd
-    }
-    fn augment_args_for_update(cmd: clap::Command) -> clap::Command {
-        Self::augment_args(cmd)
+impl super::task_command::SharedFlags for Common {
+    const COMMAND: &'static str = "simulate";
+    fn task_help(task: &dyn Task, sub: clap::Command) -> clap::Command {
+        super::task_command::noise_help(task, sub)
     }
 }
 
@@ -95,7 +56,7 @@ pub struct Common {
 pub fn run(args: Args, device: Device) -> Result<()> {
     let entry = tasks::entry(&args.task)?;
     let task: Box<dyn Task> = (entry.from_arg_matches)(&args.matches)?;
-    let c = args.common;
+    let c = args.flags;
     let cfg = SimulateConfig {
         ground_truth: c.ground_truth,
         noise: c.noise,

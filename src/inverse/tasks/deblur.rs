@@ -98,8 +98,12 @@ impl Task for DeblurConfig {
     fn check_image(&self, name: &str, shape: &[i64]) -> Result<()> {
         check_chw("deblur", name, shape).map(|_| ())
     }
-    fn operator(&self, shape: &[i64], _seed: u64, device: Device) -> Result<Box<dyn TaskOperator>> {
-        let _ = device;
+    fn operator(
+        &self,
+        shape: &[i64],
+        _seed: u64,
+        _device: Device,
+    ) -> Result<Box<dyn TaskOperator>> {
         self.check_image("ground truth", shape)?;
         let b = self.blur(shape[0] as usize, shape[1] as usize, shape[2] as usize)?;
         Ok(Box::new(DeblurOperator(Arc::new(b))))
