@@ -10,10 +10,13 @@
 // 3. Root crate only: when that libtorch has its CUDA headers (the PyPI wheels do, with the CUDA
 //    runtime headers in `nvidia/cu*/include` beside it), compile `csrc/cuda_graph.cpp`, a C ABI
 //    over `at::cuda::CUDAGraph`, and set `cfg(scoreinv_cuda_graph)` (src/cuda_graph.rs).
+// 4. Root crate only: when libtorch's headers are there, compile `csrc/warnings.cpp` (a warning
+//    handler that drops libtorch's sparse-CSR beta notice) and set `cfg(scoreinv_warning_filter)`.
 use std::path::{Path, PathBuf};
 
 fn main() {
     println!("cargo::rustc-check-cfg=cfg(scoreinv_cuda_graph)");
+    println!("cargo::rustc-check-cfg=cfg(scoreinv_warning_filter)");
     println!("cargo:rerun-if-env-changed=DEP_TCH_LIBTORCH_LIB");
     println!("cargo:rerun-if-changed=build.rs");
     let Ok(lib) = std::env::var("DEP_TCH_LIBTORCH_LIB") else {
@@ -21,12 +24,38 @@ fn main() {
         return;
     };
     println!("cargo:rustc-link-arg=-Wl,-rpath,{lib}");
+    if Path::new("csrc/warnings.cpp").exists() {
+        warning_filter(Path::new(&lib));
+    }
     if cfg!(target_os = "linux") && Path::new(&lib).join("libtorch_cuda.so").exists() {
         println!("cargo:rustc-link-search=native={lib}");
         println!("cargo:rustc-link-arg=-Wl,--no-as-needed,-ltorch_cuda,--as-needed");
         if Path::new("csrc/cuda_graph.cpp").exists() {
             cuda_graph_shim(Path::new(&lib));
         }
+    }
+}
+
+/// Compiles the warning filter against libtorch's headers (skipped, with a note, without them).
+fn warning_filter(lib: &Path) {
+    println!("cargo:rerun-if-changed=csrc/warnings.cpp");
+    let Some(include) = lib.parent().map(|t| t.join("include")) else {
+        return;
+    };
+    if !include.join("c10/util/Exception.h").exists() {
+        println!("cargo:warning=libtorch headers not found: libtorch's sparse-CSR notice stays");
+        return;
+    }
+    let ok = cc::Build::new()
+        .cpp(true)
+        .file("csrc/warnings.cpp")
+        .include(&include)
+        .flag_if_supported("-std=c++17")
+        .warnings(false)
+        .try_compile("scoreinv_warnings");
+    match ok {
+        Ok(()) => println!("cargo:rustc-cfg=scoreinv_warning_filter"),
+        Err(e) => println!("cargo:warning=warning filter not built: {e}"),
     }
 }
 

@@ -2,6 +2,7 @@
 mod cli;
 
 fn main() {
+    scoreinv::runtime::quiet_known_torch_warnings();
     if let Err(e) = cli::run() {
         eprintln!("error: {}", cli::flagify(&format!("{e:#}")));
         // A command stopped by SIGINT/SIGTERM at a safe point exits as an interrupted program.

@@ -1,7 +1,6 @@
 //! `scoreinv encode | decode | interpolate`: the probability-flow ODE as a bijection between
 //! data and latents `z = x(T)` (Song et al. 2021, §4.3), solved with RK45.
 use anyhow::{Context, Result};
-use indicatif::{ProgressBar, ProgressStyle};
 use scoreinv::io::output::{check_output_files, OutputDir, Reuse};
 use scoreinv::models::model_dir::DataInfo;
 use scoreinv::sampling::run::{
@@ -88,13 +87,8 @@ pub struct InterpolateArgs {
     pub ode: OdeArgs,
 }
 
-fn ode_bar() -> ProgressBar {
-    let bar = ProgressBar::new(1000);
-    bar.set_style(
-        ProgressStyle::with_template("{bar:30} {percent}% of the ODE interval  ETA {eta}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
-    );
-    bar
+fn ode_bar() -> super::progress::Bar {
+    super::progress::Bar::new("probability-flow ODE", 1000, "of 1000 of the interval")
 }
 
 fn has_ext(p: &Path, ext: &str) -> bool {
@@ -128,7 +122,7 @@ pub fn run_encode(args: EncodeArgs, device: Device) -> Result<()> {
     let raw = read_samples(&args.input, m.data())?;
     let x = to_model_space(&raw, m.data(), device);
     let cfg = latent_ode_config(args.ode.rtol, args.ode.atol, false);
-    let bar = ode_bar();
+    let mut bar = ode_bar();
     let res = encode(&m, &x, &cfg, &mut |f| bar.set_position((f * 1000.0) as u64));
     bar.finish_and_clear();
     let run = res?;
@@ -164,7 +158,7 @@ pub fn run_decode(args: DecodeArgs, device: Device) -> Result<()> {
     );
     let z = read_latents(&args.input, &info, device)?;
     let cfg = latent_ode_config(args.ode.rtol, args.ode.atol, args.denoise);
-    let bar = ode_bar();
+    let mut bar = ode_bar();
     let res = decode(&m, &z, &cfg, &mut |f| bar.set_position((f * 1000.0) as u64));
     bar.finish_and_clear();
     let run = res?;
@@ -218,7 +212,7 @@ pub fn run_interpolate(args: InterpolateArgs, device: Device) -> Result<()> {
     let x = to_model_space(&Tensor::cat(&[a, b], 0), &info, device);
     let cfg = latent_ode_config(args.ode.rtol, args.ode.atol, false);
     let result = (|| -> Result<(Tensor, usize, f64)> {
-        let bar = ode_bar();
+        let mut bar = ode_bar();
         let enc = encode(&m, &x, &cfg, &mut |f| bar.set_position((f * 500.0) as u64));
         let enc = enc?;
         let z0 = enc.x.narrow(0, 0, pairs);

@@ -2,7 +2,6 @@
 //! (Song et al. 2021, App. D.2), mean ± standard error, with score_sde's uniform dequantisation
 //! of 8-bit data.
 use anyhow::{Context, Result};
-use indicatif::{ProgressBar, ProgressStyle};
 use scoreinv::device::device_name;
 use scoreinv::io::atomic::{check_output_dir, write_atomic};
 use scoreinv::io::output::check_output_files;
@@ -106,11 +105,7 @@ pub fn run(args: Args, device: Device) -> Result<()> {
         args.batch,
         device_name(device)
     );
-    let bar = ProgressBar::new(0);
-    bar.set_style(
-        ProgressStyle::with_template("{bar:30} {percent}%  ODE time  ETA {eta}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
-    );
+    let mut bar = super::progress::Bar::new("likelihood", 0, "ODE ticks");
     let res = dataset_likelihood(&m, &data, &opts, device, &mut |done, total| {
         bar.set_length(total);
         bar.set_position(done);

@@ -11,6 +11,7 @@ mod latent;
 mod likelihood;
 mod merge;
 mod parse;
+mod progress;
 mod reconstruct;
 mod sample;
 mod simulate;

@@ -5,7 +5,6 @@
 //! [`scoreinv::inverse::study::run_study`].
 use super::parse::hu_window;
 use anyhow::{Context, Result};
-use indicatif::{ProgressBar, ProgressStyle};
 use scoreinv::inverse::score_method::ScoreSettings;
 use scoreinv::inverse::study::{self, Progress, ShardInfo, StudyConfig, StudyOutput};
 use scoreinv::inverse::tasks::{self, Task};
@@ -49,11 +48,17 @@ pub struct StudyArgs {
         value_delimiter = ','
     )]
     pub ground_truth: Vec<String>,
-    /// A real measurement instead of --ground-truth (CT: sinogram [N, n_views] npy; MRI:
-    /// k-space npy with --mask; inpaint: image with --mask FILE; colorize: gray image):
-    /// reconstructions only, no metrics.
+    /// A real measurement instead of --ground-truth (CT: sinogram [N, n_views] npy with
+    /// --angles-file; MRI: k-space npy with --mask; inpaint: image with --mask FILE; colorize:
+    /// gray image; deblur: blurred image): every method, score methods included; no metrics
+    /// unless --reference is given. A measurement written by `scoreinv simulate` (with its
+    /// FILE.json record) is not rescaled and reconstructs exactly as --ground-truth does.
     #[arg(long, conflicts_with = "ground_truth")]
     pub measurement: Option<PathBuf>,
+    /// With --measurement: a reference image (same forms as --ground-truth, one image, in the
+    /// measurement's image units) to score the reconstructions against (metrics.json).
+    #[arg(long, requires = "measurement")]
+    pub reference: Option<String>,
     /// Methods, comma-separated: the task's baselines (ct: fbp, tv; mri, inpaint:
     /// zero-filled, tv; colorize: gray, tv) and, with --model, score (projection sampler of
     /// Song et al. 2022), score-sde (replacement sampler), dps. Default: the task's baselines.
@@ -209,6 +214,7 @@ impl StudyArgs {
         let cfg = StudyConfig {
             ground_truth: self.ground_truth,
             measurement: self.measurement,
+            reference: self.reference,
             methods: self.method,
             noise: self.noise,
             size: self.size,
@@ -232,26 +238,18 @@ pub fn run(args: Args, device: Device) -> Result<()> {
     let entry = tasks::entry(&args.task)?;
     let task: Box<dyn Task> = (entry.from_arg_matches)(&args.matches)?;
     let (cfg, output) = args.flags.split()?;
+    let mut view = StudyView::new(task.name());
     if cfg.measurement.is_some() {
-        return run_measured(task.as_ref(), &cfg, &output, device);
+        let m = study::reconstruct_measured(task.as_ref(), &cfg, &output, device, &mut |p| {
+            view.update(p)
+        });
+        view.bar.finish_and_clear();
+        return report_measured(m?, &output);
     }
-    let pb = ProgressBar::new(0).with_style(
-        ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} cases {msg} ({elapsed})")?
-            .progress_chars("=> "),
-    );
-    pb.set_prefix(format!("reconstruct {}", task.name()));
-    let outcome = study::run_study(task.as_ref(), &cfg, &output, device, &mut |p| match p {
-        Progress::Start { total, done } => {
-            pb.set_length(total as u64);
-            pb.set_position(done as u64);
-        }
-        Progress::Batch { names } => pb.set_message(match names.len() {
-            1 => names[0].clone(),
-            k => format!("{} (+{})", names[0], k - 1),
-        }),
-        Progress::Done { cases } => pb.inc(cases as u64),
+    let outcome = study::run_study(task.as_ref(), &cfg, &output, device, &mut |p| {
+        view.update(p)
     });
-    pb.finish_and_clear();
+    view.bar.finish_and_clear();
     let outcome = outcome?;
     for n in &outcome.notes {
         eprintln!("note: {}", super::flagify(n));
@@ -274,32 +272,95 @@ pub fn run(args: Args, device: Device) -> Result<()> {
     Ok(())
 }
 
-/// `reconstruct TASK --measurement FILE`: every method on a real measurement, no metrics.
-fn run_measured(
-    task: &dyn Task,
-    cfg: &StudyConfig,
-    output: &StudyOutput,
-    device: Device,
-) -> Result<()> {
-    let m = study::reconstruct_measured(task, cfg, output, device)?;
+/// What the terminal shows while a study runs: the header first, then one bar over the steps
+/// of the method running, with the case and method in its message.
+struct StudyView {
+    bar: super::progress::Bar,
+    cases: (usize, usize),
+    batch: String,
+    method: String,
+}
+
+impl StudyView {
+    fn new(task: &str) -> Self {
+        Self {
+            bar: super::progress::Bar::new(format!("reconstruct {task}"), 0, "steps"),
+            cases: (0, 0),
+            batch: String::new(),
+            method: String::new(),
+        }
+    }
+
+    fn update(&mut self, p: Progress) {
+        match p {
+            Progress::Header(h) => eprintln!("{}", super::flagify(&h)),
+            Progress::Warning(w) => self.bar.println(format!("warning: {}", super::flagify(&w))),
+            Progress::Start { total, done } => {
+                self.cases = (done, total);
+                if done > 0 {
+                    eprintln!("{done} of {total} cases already done");
+                }
+            }
+            Progress::Batch { names } => {
+                self.batch = match names.len() {
+                    1 => names[0].clone(),
+                    k => format!("{} (+{})", names[0], k - 1),
+                };
+                self.method.clear();
+                let (done, total) = self.cases;
+                self.bar
+                    .stage(format!("case {}/{total} {}", done + 1, self.batch), 0, 0);
+            }
+            Progress::Step(s) => {
+                let (done, total) = self.cases;
+                if s.method != self.method {
+                    self.method = s.method.clone();
+                    self.bar.stage(
+                        format!("case {}/{total} {} · {}", done + 1, self.batch, s.method),
+                        0,
+                        s.total as u64,
+                    );
+                }
+                self.bar.set_position(s.done as u64);
+            }
+            Progress::Done { cases } => {
+                self.cases.0 += cases;
+                let (done, total) = self.cases;
+                if self.bar.is_plain() {
+                    eprintln!("{done}/{total} cases done");
+                }
+            }
+        }
+    }
+}
+
+/// `reconstruct TASK --measurement FILE`: what was written, and the scores with --reference.
+fn report_measured(m: study::MeasuredOutcome, output: &StudyOutput) -> Result<()> {
     for n in &m.notes {
         eprintln!("note: {}", super::flagify(n));
     }
-    println!(
-        "{} (real measurement: no ground truth, no metrics)",
-        m.description
-    );
-    println!("{:<12} {:>9}  file", "method", "seconds");
-    for r in &m.recons {
-        println!(
-            "{:<12} {:>9.3}  {}_{}.npy",
-            r.method, r.seconds, m.name, r.method
-        );
+    if m.records.is_empty() {
+        println!("{} (measurement: no reference, no metrics)", m.description);
+        println!("{:<12} {:>9}  file", "method", "seconds");
+        for r in &m.recons {
+            println!(
+                "{:<12} {:>9.3}  {}_{}.npy",
+                r.method, r.seconds, m.name, r.method
+            );
+        }
+    } else {
+        println!("{} (scored against --reference)", m.description);
+        print!("{}", study::format_table(&m.records));
     }
     println!(
-        "wrote {} ({}.png, reconstructions.json)",
+        "wrote {} ({}.png, reconstructions.json{})",
         output.out.display(),
-        m.name
+        m.name,
+        if m.records.is_empty() {
+            ""
+        } else {
+            ", metrics.json, metrics.csv"
+        }
     );
     Ok(())
 }

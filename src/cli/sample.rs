@@ -3,7 +3,6 @@
 //! range) and `grid.png`. With `--classifier`, class-conditional samples by classifier
 //! guidance (`s_θ + w ∇ₓ log p_t(y | x)`, [`scoreinv::guidance`]), any sampler.
 use anyhow::{Context, Result};
-use indicatif::{ProgressBar, ProgressStyle};
 use scoreinv::device::device_name;
 use scoreinv::guidance::{load_classifier_dir, ClassGuided, TimeDependentClassifier};
 use scoreinv::io::output::{OutputDir, Reuse};
@@ -212,11 +211,7 @@ pub fn run(args: Args, device: Device) -> Result<()> {
         opts.describe(),
         device_name(device)
     );
-    let bar = ProgressBar::new(0);
-    bar.set_style(
-        ProgressStyle::with_template("{bar:30} {pos}/{len} steps  {per_sec}  ETA {eta}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
-    );
+    let mut bar = super::progress::Bar::new("sample", 0, "steps");
     let guided = match &guidance {
         Some((clf, labels, _)) => Some(ClassGuided::new(
             m.model.as_ref(),

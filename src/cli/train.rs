@@ -1,6 +1,5 @@
 //! `scoreinv train`: fit a score model to data by score matching.
 use anyhow::{bail, Context, Result};
-use indicatif::{ProgressBar, ProgressStyle};
 use scoreinv::device::{device_name, DeviceChoice};
 use scoreinv::models::model_dir::read_model_config;
 use scoreinv::train::checkpoint;
@@ -244,17 +243,13 @@ pub fn run(args: Args, choice: DeviceChoice) -> Result<()> {
         cfg.training.batch_size,
         device_name(device)
     );
-    let bar = ProgressBar::new(cfg.training.n_iters);
-    bar.set_position(trainer.step_count());
-    bar.set_style(
-        ProgressStyle::with_template("{bar:30} {pos}/{len} steps  {msg}  {per_sec}  ETA {eta}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
-    );
+    let mut bar = super::progress::Bar::new("train", cfg.training.n_iters, "steps");
+    bar.stage("", trainer.step_count(), cfg.training.n_iters);
     let mut heldout = String::new();
     let mut message = String::new();
-    // Without a terminal (a background run writing to a log) the bar is hidden: print one line
-    // per checkpoint instead.
-    let quiet_bar = bar.is_hidden();
+    // Without a terminal (a background run writing to a log) the bar prints a line every few
+    // seconds; a line per checkpoint too.
+    let quiet_bar = bar.is_plain();
     let started = std::time::Instant::now();
     let summary = trainer.run(&args.out, &mut |ev| match ev {
         Event::Step(s) => {
@@ -265,19 +260,11 @@ pub fn run(args: Args, choice: DeviceChoice) -> Result<()> {
         Event::HeldOut { result: loss, .. } => heldout = format!(" held-out {loss:.4}"),
         Event::SamplesFailed { step, error } => {
             let line = format!("step {step}: no sample grid ({error}); training goes on");
-            if quiet_bar {
-                eprintln!("{line}");
-            } else {
-                bar.println(line);
-            }
+            bar.println(line);
         }
         Event::Samples { step, path } => {
             let line = format!("step {step}: samples {}", path.display());
-            if quiet_bar {
-                eprintln!("{line}");
-            } else {
-                bar.println(line);
-            }
+            bar.println(line);
         }
         Event::Checkpoint { step, .. } => {
             if quiet_bar {

@@ -1,7 +1,6 @@
 //! `scoreinv train-classifier`: fit a time-dependent classifier `p_t(y | x(t))` (or, with
 //! `--clean`, an ordinary classifier) to labelled data, for classifier guidance.
 use anyhow::{bail, Context, Result};
-use indicatif::{ProgressBar, ProgressStyle};
 use scoreinv::device::{device_name, DeviceChoice};
 use scoreinv::guidance::train::{
     classifier_preset, mixture_dataset, read_classifier_checkpoint, toy_mixture, AccuracyRow,
@@ -210,12 +209,8 @@ pub fn run(args: Args, choice: DeviceChoice) -> Result<()> {
         cfg.batch_size,
         device_name(device)
     );
-    let bar = ProgressBar::new(cfg.n_iters);
-    bar.set_position(trainer.step_count());
-    bar.set_style(
-        ProgressStyle::with_template("{bar:30} {pos}/{len} steps  {msg}  {per_sec}  ETA {eta}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
-    );
+    let mut bar = super::progress::Bar::new("train-classifier", cfg.n_iters, "steps");
+    bar.stage("", trainer.step_count(), cfg.n_iters);
     let mut heldout = String::new();
     let mut last_rows: Vec<AccuracyRow> = Vec::new();
     let res = trainer.run(&args.out, &mut |ev| match ev {

@@ -16,6 +16,7 @@ pub mod projection;
 pub mod replacement;
 pub mod score_method;
 pub mod study;
+pub mod typicality;
 
 use crate::sde::Sde;
 use crate::{Error, Result};

@@ -29,6 +29,8 @@ pub struct ScoreMethod {
     sampler: Box<dyn ConditionalSampler>,
     samples: i64,
     source: String,
+    /// The prior's typicality reference (`typicality.json` in its directory), if it has one.
+    reference: Option<crate::inverse::typicality::Reference>,
 }
 
 impl ScoreMethod {
@@ -61,6 +63,7 @@ impl ScoreMethod {
             sampler,
             samples,
             source: String::new(),
+            reference: None,
         })
     }
 
@@ -79,6 +82,7 @@ impl ScoreMethod {
         };
         let mut m = Self::new(model, sde_cfg.build()?, cfg.data, sampler, samples)?;
         m.source = dir.display().to_string();
+        m.reference = crate::inverse::typicality::Reference::read(dir)?;
         Ok(m)
     }
 
@@ -123,6 +127,17 @@ impl ScoreMethod {
 
     /// `K` posterior samples for each measurement in `y` (`[0, 1]` units), their mean and std.
     pub fn posterior(&self, op: &dyn LinearOperator, y: &Tensor) -> Result<PosteriorSummary> {
+        self.posterior_with_progress(op, y, &mut |_, _| {})
+    }
+
+    /// [`ScoreMethod::posterior`], calling `progress(done, total)` after each sampler step
+    /// (`total`: the SDE's `n_steps`).
+    pub fn posterior_with_progress(
+        &self,
+        op: &dyn LinearOperator,
+        y: &Tensor,
+        progress: &mut dyn FnMut(usize, usize),
+    ) -> Result<PosteriorSummary> {
         self.check_operator(op)?;
         if self.sampler.needs_decomposition() && op.as_decomposed().is_none() {
             return Err(super::projection::no_decomposition(
@@ -142,9 +157,10 @@ impl ScoreMethod {
         }
         let sde = self.sde.as_ref();
         let model = self.model.as_ref();
-        let mut quiet = |_: usize| {};
+        let total = sde.n_steps();
+        let mut steps = |done: usize| progress(done.min(total), total);
         let summary = posterior::posterior(&y_model, self.samples, |yy| {
-            let out = self.sampler.sample(sde, model, op, yy, &mut quiet)?;
+            let out = self.sampler.sample(sde, model, op, yy, &mut steps)?;
             Ok((out.x - b) / a)
         })?;
         Ok(summary)
@@ -173,9 +189,38 @@ impl Method for ScoreMethod {
         op: &dyn LinearOperator,
         y: &Tensor,
     ) -> Result<(Tensor, Option<Tensor>)> {
-        let p = self.posterior(op, y)?;
+        self.reconstruct_with_progress(op, y, &mut |_, _| {})
+    }
+
+    fn reconstruct_with_progress(
+        &self,
+        op: &dyn LinearOperator,
+        y: &Tensor,
+        progress: &mut dyn FnMut(usize, usize),
+    ) -> Result<(Tensor, Option<Tensor>)> {
+        let p = self.posterior_with_progress(op, y, progress)?;
         let std = (self.samples > 1).then_some(p.std);
         Ok((p.mean, std))
+    }
+
+    fn typicality(
+        &self,
+        x: &Tensor,
+    ) -> Result<Option<(String, Vec<crate::inverse::typicality::Typicality>)>> {
+        let Some(r) = &self.reference else {
+            return Ok(None);
+        };
+        let prior = format!("{} (trained on {})", self.source, self.data.source);
+        let t = crate::inverse::typicality::assess(
+            &prior,
+            self.model.as_ref(),
+            self.sde.as_ref(),
+            &self.data,
+            r,
+            x,
+            "baseline",
+        )?;
+        Ok(Some((prior, t)))
     }
 }
 

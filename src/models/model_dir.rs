@@ -198,6 +198,12 @@ impl DataInfo {
     }
 
     /// Raw → model space.
+    /// Images in `[0, 1]` spanning the data range (`data_range`, else `[0, 1]`) to model units.
+    pub fn normalize_unit(&self, unit: &Tensor) -> Result<Tensor> {
+        let (lo, hi) = self.data_range.unwrap_or((0.0, 1.0));
+        Ok(self.normalize(&(unit * (hi - lo) + lo)))
+    }
+
     pub fn normalize(&self, raw: &Tensor) -> Tensor {
         let x = match self.data_range {
             Some((lo, hi)) => (raw - lo) / (hi - lo),

@@ -22,6 +22,7 @@ use std::time::Instant;
 use tch::Tensor;
 
 pub use crate::data::cases::Case;
+use crate::inverse::typicality::Typicality;
 
 /// A reconstruction method: measurement batch `[B] ++ A.output_shape()` → images
 /// `[B] ++ A.input_shape()`.
@@ -37,6 +38,25 @@ pub trait Method {
         y: &Tensor,
     ) -> Result<(Tensor, Option<Tensor>)> {
         Ok((self.reconstruct(op, y)?, None))
+    }
+    /// [`Method::reconstruct_with_std`], calling `progress(done, total)` as its steps are done
+    /// (the score methods: once per sampler step).
+    fn reconstruct_with_progress(
+        &self,
+        op: &dyn LinearOperator,
+        y: &Tensor,
+        progress: &mut dyn FnMut(usize, usize),
+    ) -> Result<(Tensor, Option<Tensor>)> {
+        let _ = progress;
+        self.reconstruct_with_std(op, y)
+    }
+    /// How typical the images `x` `[B, C, H, W]` in `[0, 1]` (a baseline's reconstructions) are
+    /// under the method's prior, and a line naming the prior and its training data; `None` for
+    /// methods without a prior, or a prior without a reference
+    /// ([`crate::inverse::typicality`]).
+    fn typicality(&self, x: &Tensor) -> Result<Option<(String, Vec<Typicality>)>> {
+        let _ = x;
+        Ok(None)
     }
 }
 
@@ -79,6 +99,13 @@ pub struct Record {
     /// None (`null`) when the truth is all zeros, e.g. an empty slice of a volume.
     pub nrmse: Option<f64>,
     pub seconds: f64,
+    /// Score methods: the typicality ratio of the case under the prior
+    /// ([`crate::inverse::typicality`]; above `typicality_threshold`: outside the prior's
+    /// domain), when the prior records a reference.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub typicality: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub typicality_threshold: Option<f64>,
 }
 
 /// PSNR in JSON: a number, or `null` for `+∞` (zero error).
@@ -115,15 +142,22 @@ pub fn run_case(
     case: &Case,
     methods: &[&dyn Method],
 ) -> Result<CaseOutput> {
-    let mut out = run_batch(op, noise, std::slice::from_ref(case), None, methods)?;
+    let mut out = run_batch(
+        op,
+        noise,
+        std::slice::from_ref(case),
+        None,
+        methods,
+        &mut |_| {},
+    )?;
     Ok(out.remove(0))
 }
 
 /// [`run_case`] for several cases at once: each case's measurement is simulated on its own
 /// (after `tch::manual_seed(seeds[i])` when seeds are given, so its noise depends only on its
-/// seed), then every method reconstructs the whole batch `[B, C, H, W]` in one call — one
-/// batched reverse-SDE run for the score methods instead of `B`. A method's `seconds` are the
-/// batch's wall time divided by `B`.
+/// seed), then every method reconstructs the whole batch `[B, C, H, W]` in one call
+/// ([`run_methods`], seeded by the first case's seed) — one batched reverse-SDE run for the
+/// score methods instead of `B`. A method's `seconds` are the batch's wall time divided by `B`.
 ///
 /// Baselines give the same result for a case in any batch; the samples of the score methods
 /// depend on the batch they were drawn in (libtorch's generator runs over the whole batch), so
@@ -134,6 +168,7 @@ pub fn run_batch(
     cases: &[Case],
     seeds: Option<&[i64]>,
     methods: &[&dyn Method],
+    progress: &mut dyn FnMut(Progress),
 ) -> Result<Vec<CaseOutput>> {
     if cases.is_empty() {
         return Ok(Vec::new());
@@ -166,7 +201,7 @@ pub fn run_batch(
     } else {
         Tensor::cat(&ys, 0)
     };
-    let b = cases.len();
+    let runs = run_methods(op, &y, seeds.map(|s| s[0]), methods, &mut *progress)?;
     let mut outs: Vec<CaseOutput> = cases
         .iter()
         .map(|c| CaseOutput {
@@ -177,38 +212,156 @@ pub fn run_batch(
             records: Vec::new(),
         })
         .collect();
+    let typical = runs.iter().find_map(|r| r.typicality.clone());
+    for run in runs {
+        for (i, out) in outs.iter_mut().enumerate() {
+            let ri = run.recon.get(i as i64);
+            if let Some(sd) = &run.std {
+                out.stds.push((run.name.clone(), sd.get(i as i64)));
+            }
+            let mut rec = score_record(&out.name, &run.name, &out.truth, &ri, 1.0, run.seconds)?;
+            if let Some(t) = run.typicality.as_ref().and_then(|t| t.get(i)) {
+                rec.typicality = Some(t.ratio);
+                rec.typicality_threshold = Some(t.threshold);
+            }
+            out.records.push(rec);
+            out.recons.push((run.name.clone(), ri));
+        }
+    }
+    if let Some(t) = typical {
+        for (c, out) in t.iter().zip(&outs) {
+            if let Some(w) = c.warning(&out.name) {
+                progress(Progress::Warning(w));
+            }
+        }
+    }
+    Ok(outs)
+}
+
+/// The scores of a reconstruction `r` of case `case` against `truth` with `data_range`.
+pub fn score_record(
+    case: &str,
+    method: &str,
+    truth: &Tensor,
+    r: &Tensor,
+    data_range: f64,
+    seconds: f64,
+) -> Result<Record> {
+    let s = metrics::scores_tensor(truth, r, data_range, &SsimOptions::default())?;
+    Ok(Record {
+        case: case.to_string(),
+        method: method.to_string(),
+        psnr_db: s.psnr,
+        ssim: s.ssim,
+        nrmse: s.nrmse,
+        seconds,
+        typicality: None,
+        typicality_threshold: None,
+    })
+}
+
+/// Where a method is in its run: `done` of `total` steps (sampler steps of a score method).
+#[derive(Debug, Clone)]
+pub struct StepProgress {
+    pub method: String,
+    pub done: usize,
+    pub total: usize,
+}
+
+/// One method's reconstruction of a measurement batch.
+pub struct MethodRun {
+    pub name: String,
+    /// `[B] ++ A.input_shape()`, clamped to `[0, 1]` (the range of the images).
+    pub recon: Tensor,
+    /// The pixelwise posterior standard deviation, for methods that draw several samples.
+    pub std: Option<Tensor>,
+    /// Wall time per measurement of the batch.
+    pub seconds: f64,
+    /// Score methods: how typical each case is under the prior (when it has a reference).
+    pub typicality: Option<Vec<Typicality>>,
+}
+
+/// The seed of the methods' random draws for a batch whose first case has seed `case_seed`:
+/// a stream of its own (splitmix64 of the case seed), so that posterior samples depend only on
+/// the case (not on the simulated noise drawn before them, or on whether the measurement was
+/// simulated in the study or read from a file), and every method starts from it.
+pub fn method_seed(case_seed: i64) -> i64 {
+    let mut z = (case_seed as u64).wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    ((z ^ (z >> 31)) & i64::MAX as u64) as i64
+}
+
+/// Runs each method on the measurement batch `y` (after `tch::manual_seed(method_seed(seed))`
+/// when a seed is given), clamps the reconstructions to `[0, 1]`, and times them (a value is
+/// read so that asynchronous GPU work is included). This is what a study runs after simulating
+/// its measurements, and what a measurement read from a file goes through.
+pub fn run_methods(
+    op: &dyn LinearOperator,
+    y: &Tensor,
+    seed: Option<i64>,
+    methods: &[&dyn Method],
+    progress: &mut dyn FnMut(Progress),
+) -> Result<Vec<MethodRun>> {
+    let b = y.size().first().copied().unwrap_or(1).max(1);
+    let mut runs: Vec<MethodRun> = Vec::with_capacity(methods.len());
+    // The typicality of the cases under the prior, measured once before the first sampler.
+    let mut typical: Option<Option<((), Vec<Typicality>)>> = None;
     for m in methods {
+        if typical.is_none() {
+            let image = match runs.iter().find(|r| r.name == "tv") {
+                Some(r) => ("tv", r.recon.shallow_clone()),
+                None => ("pseudo-inverse", op.pseudo_inverse(y)?.clamp(0.0, 1.0)),
+            };
+            if let Some((_, t)) = m.typicality(&image.1)? {
+                let t: Vec<Typicality> = t
+                    .into_iter()
+                    .map(|c| Typicality {
+                        image: image.0.to_string(),
+                        ..c
+                    })
+                    .collect();
+                typical = Some(Some(((), t)));
+            }
+        }
+        if let Some(s) = seed {
+            tch::manual_seed(method_seed(s));
+        }
+        let name = m.name();
         let t0 = Instant::now();
-        let (r, std) = m.reconstruct_with_std(op, &y)?;
+        let mut report = |done: usize, total: usize| {
+            progress(Progress::Step(StepProgress {
+                method: name.clone(),
+                done,
+                total,
+            }))
+        };
+        let (r, std) = m.reconstruct_with_progress(op, y, &mut report)?;
         let r = r.clamp(0.0, 1.0);
-        // Read a value so that asynchronous (GPU) work is included in the timing.
         let _ = r.sum(tch::Kind::Double).double_value(&[]);
         let seconds = t0.elapsed().as_secs_f64() / b as f64;
-        if r.size().first() != Some(&(b as i64)) {
+        if r.size().first() != Some(&b) {
             return Err(Error::Shape {
-                what: format!("reconstruction of method '{}'", m.name()),
+                what: format!("reconstruction of method '{name}'"),
                 expected: format!("a batch of {b}"),
                 actual: format!("{:?}", r.size()),
             });
         }
-        for (i, out) in outs.iter_mut().enumerate() {
-            let ri = r.get(i as i64);
-            if let Some(sd) = &std {
-                out.stds.push((m.name(), sd.get(i as i64)));
+        let typicality = match &typical {
+            Some(Some((_, t))) if crate::inverse::score_method::is_score_method(&name) => {
+                Some(t.clone())
             }
-            let s = metrics::scores_tensor(&out.truth, &ri, 1.0, &SsimOptions::default())?;
-            out.records.push(Record {
-                case: out.name.clone(),
-                method: m.name(),
-                psnr_db: s.psnr,
-                ssim: s.ssim,
-                nrmse: s.nrmse,
-                seconds,
-            });
-            out.recons.push((m.name(), ri));
-        }
+            _ => None,
+        };
+        runs.push(MethodRun {
+            name,
+            recon: r,
+            std,
+            seconds,
+            typicality,
+        });
     }
-    Ok(outs)
+    Ok(runs)
 }
 
 /// Mean and sample standard deviation of one method's scores over the cases.
@@ -729,6 +882,8 @@ mod tests {
             ssim: 1.0,
             nrmse: Some(0.0),
             seconds: 0.0,
+            typicality: None,
+            typicality_threshold: None,
         }
     }
 

@@ -35,8 +35,11 @@ use tch::{Device, Tensor};
 pub struct StudyConfig {
     /// Ground-truth specs ([`crate::data::cases`]), for a simulation study with metrics.
     pub ground_truth: Vec<String>,
-    /// A real measurement instead (reconstructions only, no metrics).
+    /// A real measurement instead (reconstructions only; metrics only against `reference`).
     pub measurement: Option<PathBuf>,
+    /// With `measurement`: a reference image (a ground-truth spec naming one image, in the
+    /// measurement's image units) to score the reconstructions against.
+    pub reference: Option<String>,
     /// Methods: the task's baselines and `score`, `score-sde`, `dps`; empty = the task's
     /// default baselines.
     pub methods: Vec<String>,
@@ -62,6 +65,7 @@ impl Default for StudyConfig {
         Self {
             ground_truth: Vec::new(),
             measurement: None,
+            reference: None,
             methods: Vec::new(),
             noise: None,
             size: None,
@@ -86,12 +90,19 @@ pub struct StudyOutput {
 /// What the caller is told while a study runs (for a progress bar).
 #[derive(Debug, Clone)]
 pub enum Progress {
+    /// What is about to run (operator, noise, device, methods): shown before the work starts.
+    Header(String),
     /// `total` cases in this part, `done` of them finished by an earlier run.
     Start { total: usize, done: usize },
     /// A batch of cases starts.
     Batch { names: Vec<String> },
     /// A batch of `cases` cases is done.
     Done { cases: usize },
+    /// A method of the batch in flight is at this step.
+    Step(super::StepProgress),
+    /// Something the user should know before the results (e.g. a prior used outside its
+    /// domain).
+    Warning(String),
 }
 
 /// The result of [`run_study`].
@@ -305,6 +316,13 @@ pub fn run_study(
     progress: &mut dyn FnMut(Progress),
 ) -> Result<StudyOutcome> {
     check_distinct_methods(&cfg.methods)?;
+    if cfg.reference.is_some() {
+        return Err(Error::Config(
+            "`reference` scores the reconstructions of a `measurement`; a simulation study \
+             scores against its `ground_truth`"
+                .into(),
+        ));
+    }
     if let Some((field, _)) = task.measurement_files_given().first() {
         return Err(Error::Config(format!(
             "`{field}` applies to a real measurement (`measurement`), not to a simulation study"
@@ -333,6 +351,10 @@ pub fn run_study(
         crate::device::device_name(device)
     );
     let refs: Vec<&dyn Method> = methods.iter().map(|m| m.as_ref()).collect();
+    progress(Progress::Header(format!(
+        "{header}; methods {}",
+        method_list(&refs)
+    )));
     // As in a simulated measurement file ([`tasks::simulate`]): noise only where measured.
     let mask = op.measurement_mask(device)?;
     let noise_fn = move |y: &Tensor| -> Result<Tensor> {
@@ -471,7 +493,14 @@ fn run_cases(
                     })
                 })
                 .collect::<Result<_>>()?;
-            let outs = super::run_batch(op.op().as_ref(), noise, &cases, Some(&seeds), methods)?;
+            let outs = super::run_batch(
+                op.op().as_ref(),
+                noise,
+                &cases,
+                Some(&seeds),
+                methods,
+                &mut *progress,
+            )?;
             for o in &outs {
                 write_case(&mut out, o)?;
             }
@@ -534,6 +563,15 @@ fn run_cases(
     })
 }
 
+/// `fbp, tv, score`.
+fn method_list(methods: &[&dyn Method]) -> String {
+    methods
+        .iter()
+        .map(|m| m.name())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// An error about the output folder, naming the setting.
 fn out_err(e: Error) -> Error {
     Error::Invalid(format!("`out`: {e}"))
@@ -551,17 +589,28 @@ pub struct MeasuredOutcome {
     pub description: String,
     pub name: String,
     pub recons: Vec<tasks::Reconstruction>,
+    /// The scores against `reference`, when one was given.
+    pub records: Vec<Record>,
     pub notes: Vec<String>,
 }
 
 /// Reconstructs a real measurement (`cfg.measurement`, with the task's side files) with every
-/// method and writes `<name>.png`, `<name>_<method>.npy` and `reconstructions.json` into the
-/// output folder (claimed after the reconstructions are done; no ground truth, so no metrics).
+/// method, seeded as a study seeds its first case ([`case_seed`] of `cfg.seed` and index 0), and
+/// writes `<name>.png`, `<name>_<method>.npy` (`_std.npy` with several samples) and
+/// `reconstructions.json` into the output folder (claimed after the reconstructions are done).
+///
+/// A measurement written by `scoreinv simulate` (with its [`tasks::SimulationRecord`]) is in
+/// image units and is not rescaled, so its reconstructions equal those of
+/// `reconstruct --ground-truth` of the same image with the same seed. Others of tasks that
+/// normalise are divided by the peak of `|A⁺ y|` and the reconstructions multiplied back.
+/// With `cfg.reference` the reconstructions are scored against it and `metrics.json`,
+/// `metrics.csv` are written as by a study.
 pub fn reconstruct_measured(
     task: &dyn Task,
     cfg: &StudyConfig,
     output: &StudyOutput,
     device: Device,
+    progress: &mut dyn FnMut(Progress),
 ) -> Result<MeasuredOutcome> {
     check_distinct_methods(&cfg.methods)?;
     let path = cfg
@@ -575,15 +624,106 @@ pub fn reconstruct_measured(
                 .into(),
         ));
     }
-    let inputs = study_inputs(task, cfg);
+    if output.shard.is_some() {
+        return Err(Error::Config(
+            "`shard` splits the cases of a simulation study; a measurement is one case".into(),
+        ));
+    }
+    let mut inputs = study_inputs(task, cfg);
+    let record = tasks::read_simulation_record(path)?;
+    if record.is_some() {
+        inputs.push(tasks::record_path(path));
+    }
+    if let Some(r) = &cfg.reference {
+        inputs.extend(crate::data::cases::spec_paths(r));
+    }
     check_disjoint(&output.out, &inputs).map_err(out_err)?;
     let baselines = task_baselines(task, &cfg.methods)?;
     let m = task.read_measurement(path, device)?;
+    let mut notes = Vec::new();
+    if let Some(r) = &record {
+        if r.task != task.name() {
+            return Err(Error::Config(format!(
+                "`measurement` {}: simulated for the {} task (see {}), not {}",
+                path.display(),
+                r.task,
+                tasks::record_path(path).display(),
+                task.name()
+            )));
+        }
+        notes.push(format!(
+            "{} was simulated by scoreinv from {} ({}, noise {}): in image units, not rescaled",
+            path.display(),
+            r.simulate.ground_truth,
+            r.case,
+            r.noise
+        ));
+    }
+    let normalise = m.normalise && record.is_none();
+    let scale = tasks::measurement_scale(&m, normalise)?;
+    if normalise {
+        notes.push(format!(
+            "measurement scaled by 1/{scale:.6e} (the peak of the pseudo-inverse) for the \
+             methods; reconstructions are in the measurement's units"
+        ));
+    }
+    let reference = match &cfg.reference {
+        Some(spec) => Some(load_reference(spec, cfg, &m)?),
+        None => None,
+    };
     let mut methods = baseline_methods(&baselines, m.op.tv_config(), cfg);
-    let (score, notes) = score_methods(&cfg.methods, &cfg.score, m.op.as_ref(), task, device)?;
+    let (score, score_notes) =
+        score_methods(&cfg.methods, &cfg.score, m.op.as_ref(), task, device)?;
+    notes.extend(score_notes);
     methods.extend(score);
     let refs: Vec<&dyn Method> = methods.iter().map(|m| m.as_ref()).collect();
-    let recons = tasks::reconstruct_measurement(&m, &refs)?;
+    progress(Progress::Header(format!(
+        "{} ({}), device {}; methods {}",
+        m.op.describe(),
+        path.display(),
+        crate::device::device_name(device),
+        method_list(&refs)
+    )));
+    progress(Progress::Start { total: 1, done: 0 });
+    progress(Progress::Batch {
+        names: vec![m.name.clone()],
+    });
+    let seed = case_seed(cfg.seed as u64, 0);
+    let recons = tasks::reconstruct_measurement(&m, scale, seed, &refs, &mut *progress)?;
+    progress(Progress::Done { cases: 1 });
+    for r in &recons {
+        if let Some(w) = r.typicality.as_ref().and_then(|t| t.warning(&m.name)) {
+            progress(Progress::Warning(w));
+            break;
+        }
+    }
+    let mut records = Vec::new();
+    if let Some(truth) = &reference {
+        // Scored in the methods' units ([0, 1] where the measurement was not rescaled).
+        let range = if normalise {
+            (truth / scale)
+                .max()
+                .double_value(&[])
+                .max(f64::MIN_POSITIVE)
+        } else {
+            1.0
+        };
+        for r in &recons {
+            let mut rec = super::score_record(
+                &m.name,
+                &r.method,
+                &(truth / scale),
+                &(&r.image / scale),
+                range,
+                r.seconds,
+            )?;
+            if let Some(t) = &r.typicality {
+                rec.typicality = Some(t.ratio);
+                rec.typicality_threshold = Some(t.threshold);
+            }
+            records.push(rec);
+        }
+    }
     let mut out = OutputDir::claim(
         &output.out,
         &format!("reconstruct {}", task.name()),
@@ -600,17 +740,67 @@ pub fn reconstruct_measured(
                 "method": r.method,
                 "seconds": r.seconds,
                 "file": format!("{}_{}.npy", m.name, r.method),
+                "std_file": r.std.as_ref().map(|_| format!("{}_{}_std.npy", m.name, r.method)),
+                "typicality": r.typicality,
             })
         })
         .collect();
-    let json = serde_json::to_string_pretty(&rows)
+    let doc = serde_json::json!({
+        "settings": study_settings(task, cfg)?,
+        "measurement": path.display().to_string(),
+        "simulated": record,
+        "scale": scale,
+        "seed": seed,
+        "reconstructions": rows,
+    });
+    let json = serde_json::to_string_pretty(&doc)
         .map_err(|e| Error::Invalid(format!("reconstructions to JSON: {e}")))?;
-    let path = out.file("reconstructions.json")?;
-    crate::io::atomic::write_bytes(&path, json.as_bytes())?;
+    let file = out.file("reconstructions.json")?;
+    crate::io::atomic::write_bytes(&file, json.as_bytes())?;
+    if !records.is_empty() {
+        let report = StudyReport::new(
+            Some(study_settings(task, cfg)?),
+            None,
+            Some(1),
+            true,
+            records.clone(),
+        );
+        write_metrics(&mut out, &report)?;
+    }
     Ok(MeasuredOutcome {
         description: m.op.describe(),
         name: m.name,
         recons,
+        records,
         notes,
     })
+}
+
+/// The reference image of a measurement (`cfg.reference`: one image, read as a ground truth
+/// with the study's `size` and `window`), checked against the operator's image shape.
+fn load_reference(spec: &str, cfg: &StudyConfig, m: &tasks::Measurement) -> Result<Tensor> {
+    let opts = CaseOptions {
+        size: cfg.size,
+        window: cfg.window,
+        ..CaseOptions::default()
+    };
+    let cases = crate::data::cases::load_cases(spec, &opts)
+        .map_err(|e| Error::Config(format!("`reference` {spec}: {e}")))?;
+    if cases.len() != 1 {
+        return Err(Error::Config(format!(
+            "`reference` {spec}: names {} images; a measurement has one reference (pick one, \
+             e.g. #z=K)",
+            cases.len()
+        )));
+    }
+    let truth = cases[0].truth.shallow_clone();
+    let want = m.op.op().input_shape();
+    if truth.size() != want {
+        return Err(Error::Shape {
+            what: format!("`reference` {spec}"),
+            expected: format!("{want:?} (the measurement's images)"),
+            actual: format!("{:?}", truth.size()),
+        });
+    }
+    Ok(truth)
 }

@@ -132,7 +132,18 @@ impl Task for CtConfig {
                         actual: format!("{} angles", deg.len()),
                     });
                 }
-                ParallelBeamRadon::new(n_det, deg, Kind::Float, device)?
+                match on_grid(&deg, self.angles) {
+                    // Views of the task's grid (as `simulate` writes them): the same operator
+                    // as a study's, whose projection sampler works on the whole grid.
+                    Some(kept) => ParallelBeamRadon::subset(
+                        n_det,
+                        scoreinv_operators::radon::full_view_angles(self.angles),
+                        kept,
+                        Kind::Float,
+                        device,
+                    )?,
+                    None => ParallelBeamRadon::new(n_det, deg, Kind::Float, device)?,
+                }
             }
             None => {
                 if n_ang != self.views {
@@ -157,6 +168,25 @@ impl Task for CtConfig {
             normalise: self.normalise_measurement(),
         })
     }
+}
+
+/// The indices of `deg` in the grid of `n_angles` uniform angles over `[0°, 180°)`, when every
+/// angle lies on it (within 1e-6°) in increasing order.
+fn on_grid(deg: &[f64], n_angles: usize) -> Option<Vec<usize>> {
+    let step = 180.0 / n_angles as f64;
+    let mut kept = Vec::with_capacity(deg.len());
+    for &d in deg {
+        let k = (d / step).round();
+        if k < 0.0 || k >= n_angles as f64 || (d - k * step).abs() > 1e-6 {
+            return None;
+        }
+        let k = k as usize;
+        if kept.last().is_some_and(|&p| p >= k) {
+            return None;
+        }
+        kept.push(k);
+    }
+    Some(kept)
 }
 
 /// The Radon operator of a CT task.

@@ -43,7 +43,6 @@ use serde::Serialize;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Instant;
 use tch::{Device, Kind, Tensor};
 
 /// LoDoPaB-CT's maximal attenuation coefficient `μ_max` in m⁻¹ (images in `[0, 1]` are `μ/μ_max`).
@@ -396,18 +395,78 @@ pub fn simulate_to_file(
     let files = measurement_files(op.as_ref(), out);
     crate::io::output::check_output_files(&files, &inputs, overwrite)
         .map_err(|e| Error::Invalid(format!("`out`: {e}")))?;
-    tch::manual_seed(cfg.seed);
+    // Seeded as a study seeds its first case, so a study of this ground truth simulates the
+    // same measurement.
+    tch::manual_seed(crate::inverse::study::case_seed(cfg.seed as u64, 0));
     let y = simulate(op.as_ref(), &noise, &case.truth.to_device(device))?;
     if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     }
-    let written = write_measurement(op.as_ref(), &y, out)?;
+    let mut written = write_measurement(op.as_ref(), &y, out)?;
+    let record = SimulationRecord {
+        task: task.name().to_string(),
+        task_settings: task.settings(),
+        simulate: cfg.clone(),
+        case: case.name.clone(),
+        image_shape: shape.clone(),
+        noise: noise.to_string(),
+    };
+    let path = record_path(out);
+    let json = serde_json::to_string_pretty(&record)
+        .map_err(|e| Error::Invalid(format!("simulation record to JSON: {e}")))?;
+    crate::io::atomic::write_bytes(&path, json.as_bytes())?;
+    written.push(path);
     Ok(Simulated {
         description: op.describe(),
         noise: noise.to_string(),
         acceleration: op.sampling_mask().map(|m| m.acceleration()),
         written,
     })
+}
+
+/// What `scoreinv simulate` records in `Y.json` beside a measurement `Y.npy`: the simulation's
+/// settings. A measurement with this record is in the units of the images it was simulated
+/// from (`[0, 1]`, CT windowed by `simulate.window`), so `reconstruct --measurement` does not
+/// rescale it, and its reconstructions equal those of a study of the same ground truth with
+/// the same seed.
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+pub struct SimulationRecord {
+    pub task: String,
+    pub task_settings: serde_json::Value,
+    pub simulate: SimulateConfig,
+    /// The ground truth's case name.
+    pub case: String,
+    /// `[C, H, W]` of the ground truth.
+    pub image_shape: Vec<i64>,
+    /// The noise as applied (e.g. `gaussian:0.005`).
+    pub noise: String,
+}
+
+/// `meas.npy` → `meas.json`, the [`SimulationRecord`] of a simulated measurement.
+pub fn record_path(measurement: &Path) -> PathBuf {
+    let name = measurement
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let name = name.split('#').next().unwrap_or(&name).to_string();
+    let stem = name.strip_suffix(".npy").unwrap_or(&name);
+    measurement.with_file_name(format!("{stem}.json"))
+}
+
+/// The [`SimulationRecord`] beside a measurement file, if there is one.
+pub fn read_simulation_record(measurement: &Path) -> Result<Option<SimulationRecord>> {
+    let path = record_path(measurement);
+    if path == measurement || !path.is_file() {
+        return Ok(None);
+    }
+    let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
+    let r: SimulationRecord = serde_json::from_str(&text).map_err(|e| {
+        Error::Invalid(format!(
+            "{}: not a simulation record of scoreinv ({e}); move it away from the measurement",
+            path.display()
+        ))
+    })?;
+    Ok(Some(r))
 }
 
 /// `out` with `_suffix` before `.npy`: `meas.npy` → `meas_mask.npy`.
@@ -440,6 +499,7 @@ pub fn check_measurement_path(out: &Path) -> Result<()> {
 pub fn measurement_files(op: &dyn TaskOperator, out: &Path) -> Vec<PathBuf> {
     let mut files = vec![out.to_path_buf()];
     files.extend(op.side_files().iter().map(|s| side_path(out, s)));
+    files.push(record_path(out));
     files
 }
 
@@ -448,7 +508,9 @@ pub fn measurement_files(op: &dyn TaskOperator, out: &Path) -> Vec<PathBuf> {
 pub fn write_measurement(op: &dyn TaskOperator, y: &Tensor, out: &Path) -> Result<Vec<PathBuf>> {
     check_measurement_path(out)?;
     op.write_measurement(&y.to_device(Device::Cpu), out)?;
-    Ok(measurement_files(op, out))
+    let mut files = vec![out.to_path_buf()];
+    files.extend(op.side_files().iter().map(|s| side_path(out, s)));
+    Ok(files)
 }
 
 /// A real measurement with its operator: `y` is `[1] ++ A.output_shape()`.
@@ -532,46 +594,74 @@ pub(crate) fn check_mask_dims(
 /// One reconstruction of a real measurement.
 pub struct Reconstruction {
     pub method: String,
-    /// `[C, H, W]`, on the CPU, in the measurement's units (not clamped).
+    /// `[C, H, W]`, on the CPU, in the measurement's units (clipped to `[0, s]` for the scale `s`
+    /// of [`reconstruct_measurement`]).
     pub image: Tensor,
+    /// The pixelwise posterior standard deviation (same units), with several samples.
+    pub std: Option<Tensor>,
     pub seconds: f64,
+    /// Score methods: how typical the measurement's baseline reconstruction is under the prior.
+    pub typicality: Option<crate::inverse::typicality::Typicality>,
 }
 
-/// Runs each method on a real measurement (normalised by the peak of `|A⁺ y|` where
-/// [`Measurement::normalise`], see the module docs).
+/// The scale `s` by which a real measurement is divided before reconstruction: the peak of
+/// `|A⁺ y|` where `normalise` (see the module doc), else 1.
+pub fn measurement_scale(m: &Measurement, normalise: bool) -> Result<f64> {
+    if !normalise {
+        return Ok(1.0);
+    }
+    let p =
+        m.op.op()
+            .pseudo_inverse(&m.y)?
+            .abs()
+            .max()
+            .double_value(&[]);
+    Ok(if p.is_finite() && p > 0.0 { p } else { 1.0 })
+}
+
+/// Runs each method on a real measurement divided by `scale` ([`measurement_scale`]), with its
+/// random draws seeded by `seed` as a study seeds a case ([`crate::inverse::study::run_methods`]),
+/// and returns the reconstructions times `scale`.
 pub fn reconstruct_measurement(
     m: &Measurement,
+    scale: f64,
+    seed: i64,
     methods: &[&dyn Method],
+    progress: &mut dyn FnMut(crate::inverse::study::Progress),
 ) -> Result<Vec<Reconstruction>> {
     let op = m.op.op();
     op.check_output(&m.y)?;
-    let scale = if m.normalise {
-        let p = op.pseudo_inverse(&m.y)?.abs().max().double_value(&[]);
-        if p.is_finite() && p > 0.0 {
-            p
-        } else {
-            1.0
-        }
+    let y = if scale == 1.0 {
+        m.y.shallow_clone()
     } else {
-        1.0
+        &m.y / scale
     };
-    let y = &m.y / scale;
-    let mut out = Vec::new();
-    for method in methods {
-        let t0 = Instant::now();
-        let r = method.reconstruct(op.as_ref(), &y)?.get(0) * scale;
-        let r = r.to_device(Device::Cpu);
-        out.push(Reconstruction {
-            method: method.name(),
-            image: r,
-            seconds: t0.elapsed().as_secs_f64(),
-        });
-    }
-    Ok(out)
+    let runs = crate::inverse::study::run_methods(op.as_ref(), &y, Some(seed), methods, progress)?;
+    Ok(runs
+        .into_iter()
+        .map(|r| {
+            let unscale = |t: Tensor| {
+                let t = t.get(0).to_device(Device::Cpu);
+                if scale == 1.0 {
+                    t
+                } else {
+                    t * scale
+                }
+            };
+            Reconstruction {
+                method: r.name,
+                image: unscale(r.recon),
+                std: r.std.map(unscale),
+                seconds: r.seconds,
+                typicality: r.typicality.and_then(|t| t.into_iter().next()),
+            }
+        })
+        .collect())
 }
 
 /// Writes `<name>.png` (every reconstruction side by side, jointly scaled so the brightest
-/// panel peaks at 1 if any exceeds 1, negatives clipped) and `<name>_<method>.npy` (raw values).
+/// panel peaks at 1 if any exceeds 1, negatives clipped), `<name>_<method>.npy` (raw values)
+/// and `<name>_<method>_std.npy` (posterior standard deviation, with several samples).
 pub fn write_reconstructions(
     out: &mut crate::io::output::OutputDir,
     name: &str,
@@ -582,6 +672,12 @@ pub fn write_reconstructions(
     }
     let mut names = vec![format!("{name}.png")];
     names.extend(recons.iter().map(|r| format!("{name}_{}.npy", r.method)));
+    names.extend(
+        recons
+            .iter()
+            .filter(|r| r.std.is_some())
+            .map(|r| format!("{name}_{}_std.npy", r.method)),
+    );
     out.register(&names)?;
     let dir = out.path();
     let panels: Vec<Tensor> = recons.iter().map(|r| r.image.shallow_clone()).collect();
@@ -598,6 +694,10 @@ pub fn write_reconstructions(
     for r in recons {
         let a = io::tensor_to_array::<f32>(&r.image)?;
         io::npy::write_npy(&dir.join(format!("{name}_{}.npy", r.method)), &a)?;
+        if let Some(sd) = &r.std {
+            let a = io::tensor_to_array::<f32>(sd)?;
+            io::npy::write_npy(&dir.join(format!("{name}_{}_std.npy", r.method)), &a)?;
+        }
     }
     Ok(())
 }
