@@ -18,6 +18,7 @@ mod simulate;
 mod task_command;
 mod train;
 mod train_classifier;
+mod typicality;
 
 /// Score-based generative models for imaging inverse problems.
 #[derive(Debug, Parser)]
@@ -68,6 +69,8 @@ pub enum Command {
     TrainClassifier(train_classifier::Args),
     /// Accuracy of a trained classifier on labelled data (e.g. the Fashion-MNIST test set).
     EvalClassifier(eval_classifier::Args),
+    /// How typical images are under a prior; --record writes its reference (typicality.json).
+    Typicality(typicality::Args),
 }
 
 /// `cmd` and all its subcommands read `-1` as a value, not a flag, so a negative number is
@@ -163,5 +166,6 @@ pub fn run() -> Result<()> {
         Command::Simulate(args) => simulate::run(args, choice.resolve()?),
         Command::TrainClassifier(args) => train_classifier::run(args, choice),
         Command::EvalClassifier(args) => eval_classifier::run(args, choice.resolve()?),
+        Command::Typicality(args) => typicality::run(args, choice.resolve()?),
     }
 }

@@ -8,7 +8,8 @@
 //!   L(x, t) = E_z ‖σ_t s_θ(μ_t x + σ_t z, t) + z‖² / D,
 //! ```
 //!
-//! at the times [`LEVELS`] with fixed noise draws, divided by the same figure on the prior's
+//! at the noise levels [`LEVELS`] (the noise std `σ_t / μ_t` as a fraction of the data range, so
+//! that VE, VP and sub-VP priors are probed alike) with fixed noise draws, divided by the same figure on the prior's
 //! validation images (recorded once in the model directory as `typicality.json` by
 //! `scoreinv typicality`): the *typicality ratio* `r = mean_t L(x, t) / L_ref(t)`. Images like the
 //! training data have `r` near 1; images the prior has not seen denoise worse at small noise, so
@@ -22,10 +23,39 @@ use serde::{Deserialize, Serialize};
 use std::path::Path;
 use tch::{Kind, Tensor};
 
-/// The diffusion times at which the loss is measured: small to moderate noise (VE with
-/// σ_max = 30: σ_t ≈ 0.02 … 0.5 of the `[0, 1]` range), where the prior's knowledge of
-/// anatomy, not of noise, decides the loss.
-pub const LEVELS: [f64; 4] = [0.1, 0.2, 0.3, 0.5];
+/// The noise levels at which the loss is measured, as `σ_t / μ_t` over the data range: small to
+/// moderate noise, where the prior's knowledge of the images, not of noise, decides the loss.
+pub const LEVELS: [f64; 4] = [0.02, 0.05, 0.1, 0.3];
+
+/// The diffusion time `t` of each of [`LEVELS`] for `sde` (bisection on the monotone
+/// `σ_t / μ_t`), for images whose model units span `range` (1 for `[0, 1]`, 2 for centred).
+pub fn times(sde: &dyn Sde, range: f64) -> Vec<f64> {
+    let rel = |t: f64| {
+        let (m, s) = sde.mean_coeff_std(t);
+        s / (m * range)
+    };
+    LEVELS
+        .iter()
+        .map(|&level| {
+            let (mut lo, mut hi) = (sde.sampling_eps(), sde.t_end());
+            if rel(lo) >= level {
+                return lo;
+            }
+            if rel(hi) <= level {
+                return hi;
+            }
+            for _ in 0..60 {
+                let mid = 0.5 * (lo + hi);
+                if rel(mid) < level {
+                    lo = mid;
+                } else {
+                    hi = mid;
+                }
+            }
+            0.5 * (lo + hi)
+        })
+        .collect()
+}
 
 /// Noise draws per level and image.
 pub const DRAWS: i64 = 4;
@@ -41,8 +71,10 @@ pub const FILE: &str = "typicality.json";
 pub struct Reference {
     /// Always `scoreinv-typicality/1`.
     pub format: String,
-    /// The times `t` of [`LEVELS`] the losses were measured at.
+    /// The noise levels of [`LEVELS`] the losses were measured at.
     pub levels: Vec<f64>,
+    /// Their diffusion times for the prior's SDE.
+    pub times: Vec<f64>,
     /// Mean loss `L_ref(t)` over the validation images, per level.
     pub dsm_loss: Vec<f64>,
     /// The ratio `r` of each validation image against `dsm_loss`.
@@ -70,6 +102,7 @@ impl Reference {
         let r: Reference = serde_json::from_str(&text)
             .map_err(|e| Error::format(&path, format!("not a typicality reference: {e}")))?;
         if r.levels != LEVELS
+            || r.times.len() != LEVELS.len()
             || r.dsm_loss.len() != LEVELS.len()
             || r.dsm_loss.iter().any(|v| !(v.is_finite() && *v > 0.0))
         {
@@ -86,20 +119,21 @@ impl Reference {
     }
 }
 
-/// `L(x, t)` per image `[B, |LEVELS|]` for images `x` `[B, C, H, W]` in model units, with the
+/// `L(x, t)` per image `[B, |times|]` for images `x` `[B, C, H, W]` in model units, with the
 /// noise drawn after `tch::manual_seed(seed)` (the same draws for every call with one seed).
 pub fn dsm_losses(
     model: &dyn ScoreModel,
     sde: &dyn Sde,
     x: &Tensor,
+    times: &[f64],
     seed: i64,
 ) -> Result<Vec<Vec<f64>>> {
     let b = x.size()[0];
     let d = x.numel() as f64 / b as f64;
-    let mut per_level = Vec::with_capacity(LEVELS.len());
+    let mut per_level = Vec::with_capacity(times.len());
     tch::manual_seed(seed);
     tch::no_grad(|| -> Result<()> {
-        for &t in &LEVELS {
+        for &t in times {
             let mut acc = Tensor::zeros([b], (Kind::Double, x.device()));
             for _ in 0..DRAWS {
                 let z = x.randn_like();
@@ -144,7 +178,8 @@ pub fn reference(
     data: &str,
     seed: i64,
 ) -> Result<Reference> {
-    let losses = dsm_losses(model, sde, &info.normalize_unit(x)?, seed)?;
+    let times = times(sde, if info.centered { 2.0 } else { 1.0 });
+    let losses = dsm_losses(model, sde, &info.normalize_unit(x)?, &times, seed)?;
     let n = losses.len();
     if n == 0 {
         return Err(Error::Config("`data` named no image".into()));
@@ -156,6 +191,7 @@ pub fn reference(
     Ok(Reference {
         format: "scoreinv-typicality/1".into(),
         levels: LEVELS.to_vec(),
+        times,
         dsm_loss: mean,
         ratios,
         data: data.to_string(),
@@ -202,7 +238,13 @@ pub fn assess(
     x: &Tensor,
     image: &str,
 ) -> Result<Vec<Typicality>> {
-    let losses = dsm_losses(model, sde, &info.normalize_unit(x)?, reference.seed)?;
+    let losses = dsm_losses(
+        model,
+        sde,
+        &info.normalize_unit(x)?,
+        &reference.times,
+        reference.seed,
+    )?;
     let threshold = reference.threshold();
     Ok(losses
         .into_iter()
