@@ -50,8 +50,8 @@ pub struct StudyArgs {
     )]
     pub ground_truth: Vec<String>,
     /// A real measurement instead of --ground-truth (CT: sinogram [N, n_views] npy; MRI:
-    /// k-space npy with --mask; inpaint: image with --mask FILE; colorize: gray image):
-    /// reconstructions only, no metrics.
+    /// k-space npy with --mask, or a fastMRI FILE.h5[#z=K]; inpaint: image with --mask FILE;
+    /// colorize: gray image): reconstructions only, no metrics.
     #[arg(long, conflicts_with = "ground_truth")]
     pub measurement: Option<PathBuf>,
     /// Methods, comma-separated: the task's baselines (ct: fbp, tv; mri, inpaint:
