@@ -114,7 +114,7 @@ fn check_kspace(what: &str, ksp: &Tensor) -> Result<(i64, i64, i64)> {
         )));
     }
     let s = ksp.size();
-    if s.iter().any(|&d| d == 0) {
+    if s.contains(&0) {
         return Err(OperatorError::Invalid(format!(
             "{what}: k-space shape {s:?} has an empty axis"
         )));
