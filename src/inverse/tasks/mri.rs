@@ -340,7 +340,7 @@ impl MriConfig {
         let (maps, how) = match source {
             CoilMapSource::Espirit if coils == 1 => (
                 Tensor::f_ones([1, h, w], (Kind::ComplexFloat, y.device()))?,
-                "one coil".to_string(),
+                "unit map (one coil)".to_string(),
             ),
             CoilMapSource::Espirit => {
                 let cfg = EspiritConfig {
