@@ -536,3 +536,35 @@ fn single_coil_file_reconstructs_its_magnitude() {
     assert!((ours - magnitude).abs() < 1.0 && ours > 26.0, "{ours:.2}");
     assert!(ours > real_part + 5.0, "{ours:.2} vs {real_part:.2}");
 }
+
+/// Other storage types of the same content read the same: complex128 k-space (converted to
+/// complex64) and a uint8 or float mask instead of h5py's bool.
+#[test]
+fn complex128_kspace_and_numeric_masks_are_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let k64 = ndarray::Array4::from_shape_fn((2, 3, 4, 6), |(s, c, x, y)| {
+        Complex::new((s + c) as f64 * 0.5 - x as f64, y as f64 * 0.25)
+    });
+    let cols = [1u8, 0, 1, 1, 0, 1];
+    let p = dir.path().join("c128.h5");
+    {
+        let f = hdf5::File::create(&p).unwrap();
+        f.new_dataset_builder()
+            .with_data(&k64)
+            .create("kspace")
+            .unwrap();
+        f.new_dataset_builder()
+            .with_data(&ndarray::arr1(&cols))
+            .create("mask")
+            .unwrap();
+    }
+    let s = fastmri::read_slice(&PathBuf::from(format!("{}#z=1", p.display()))).unwrap();
+    assert_eq!(s.kspace.dim(), (3, 4, 6));
+    for ((c, x, y), v) in s.kspace.indexed_iter() {
+        let want = k64[[1, c, x, y]];
+        assert_eq!((v.re as f64, v.im as f64), (want.re, want.im));
+    }
+    let want: Array1<f32> = cols.iter().map(|&v| f32::from(v)).collect();
+    assert_eq!(s.mask.unwrap(), want);
+    assert!(s.header.is_none() && s.acceleration.is_none());
+}
