@@ -118,8 +118,8 @@ pub struct MriConfig {
     /// Receive coils of a simulation: 1 = single coil, more = SENSE with synthetic maps.
     #[arg(long, default_value_t = 1, value_parser = crate::config::positive_usize)]
     pub coils: usize,
-    /// A 0/1 [H, W] sampling mask file (npy, png). Required with a real measurement; in a
-    /// simulation it replaces the generated mask.
+    /// A 0/1 [H, W] sampling mask file (npy, png). Required with a real k-space npy (a fastMRI
+    /// .h5 file carries its own); in a simulation it replaces the generated mask.
     #[arg(long = "mask")]
     pub mask_file: Option<PathBuf>,
     /// Coil maps of a real measurement: `espirit` (ESPIRiT, the default for .h5 files), `sos`
