@@ -12,6 +12,7 @@
 
 pub mod blur;
 pub mod error;
+pub mod espirit;
 pub mod fbp;
 pub mod gaussian_noise;
 pub mod geometry;

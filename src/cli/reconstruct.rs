@@ -49,10 +49,11 @@ pub struct StudyArgs {
     )]
     pub ground_truth: Vec<String>,
     /// A real measurement instead of --ground-truth (CT: sinogram [N, n_views] npy with
-    /// --angles-file; MRI: k-space npy with --mask; inpaint: image with --mask FILE; colorize:
-    /// gray image; deblur: blurred image): every method, score methods included; no metrics
-    /// unless --reference is given. A measurement written by `scoreinv simulate` (with its
-    /// FILE.json record) is not rescaled and reconstructs exactly as --ground-truth does.
+    /// --angles-file; MRI: k-space npy with --mask, or a fastMRI FILE.h5[#z=K]; inpaint: image
+    /// with --mask FILE; colorize: gray image; deblur: blurred image): every method, score
+    /// methods included; no metrics unless --reference is given. A measurement written by
+    /// `scoreinv simulate` (with its FILE.json record) is not rescaled and reconstructs exactly
+    /// as --ground-truth does.
     #[arg(long, conflicts_with = "ground_truth")]
     pub measurement: Option<PathBuf>,
     /// With --measurement: a reference image (same forms as --ground-truth, one image, in the

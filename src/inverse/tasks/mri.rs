@@ -1,6 +1,26 @@
 //! Undersampled MRI: `A = M F` (single coil, orthonormal 2-D FFT, 0/1 sampling mask `M`) or
 //! SENSE `A = M F S` with coil maps `S` (Pruessmann et al. 1999); fastMRI's 1-D Cartesian
 //! masks (4× with an 8 % centre by default), and 2-D Gaussian, Poisson-disc and radial masks.
+//!
+//! **Raw k-space** (`measurement` a fastMRI file `FILE.h5[#z=K]`, [`crate::io::fastmri`]): the
+//! mask is the file's `mask` (else its non-zero ky columns) and the coil maps are estimated from
+//! the fully sampled k-space centre, by ESPIRiT (`coil_maps` `espirit`, the default; Uecker et
+//! al. 2014, sigpy's `EspiritCalib` settings) or as low-resolution sum-of-squares maps (`sos`),
+//! or read from a file. The calibration region is the largest centred square the mask samples
+//! fully, at most 24 (`calib_width`).
+//!
+//! **Phase.** The priors are magnitude priors on real images in `[0, 1]`, while MR images are
+//! complex, `x = ρ e^{iφ}`. The smooth image phase `φ` is absorbed into the coil maps, as
+//! reference SENSE/ESPIRiT pipelines that reconstruct magnitude images do: ESPIRiT maps are
+//! phase-normalised to coil 0, the remaining low-resolution phase of the coil-combined
+//! calibration image is estimated (Hann-windowed centre) and multiplied into the maps
+//! ([`scoreinv_operators::espirit::absorb_image_phase`]; sum-of-squares maps already carry
+//! it). The image to reconstruct is then real and non-negative, `ρ`, and `A = M F S` acts on
+//! real images as for simulated data: the same real-valued operator and the same prior serve
+//! simulated and raw measurements. This holds because the phase of MR images is smooth (coil
+//! phase, B0 and receiver phase vary slowly); what it misses (fast phase, e.g. flow) shows up
+//! as signal loss rather than being modelled. The reconstructions are magnitude images `ρ` in
+//! the k-space's scale. A single-coil file gets one "coil map" `e^{iφ}`.
 use super::{
     check_chw, check_mask_dims, ensure_finite_complex, read_mask_file, stem, Measurement, Task,
     TaskConfig, TaskOperator,
@@ -13,6 +33,8 @@ use ndarray::ArrayD;
 use num_complex::Complex;
 use scoreinv_operators::masks::MaskSpec;
 use scoreinv_operators::mri::CoilMaps;
+use crate::io::budget;
+use scoreinv_operators::espirit::{self, EspiritConfig};
 use scoreinv_operators::{synthetic_coil_maps, LinearOperator, MriFourier, SamplingMask, SenseMri};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -96,14 +118,20 @@ pub struct MriConfig {
     /// Receive coils of a simulation: 1 = single coil, more = SENSE with synthetic maps.
     #[arg(long, default_value_t = 1, value_parser = crate::config::positive_usize)]
     pub coils: usize,
-    /// A 0/1 [H, W] sampling mask file (npy, png). Required with a real measurement; in a
-    /// simulation it replaces the generated mask.
+    /// A 0/1 [H, W] sampling mask file (npy, png). Required with a real k-space npy (a fastMRI
+    /// .h5 file carries its own); in a simulation it replaces the generated mask.
     #[arg(long = "mask")]
     pub mask_file: Option<PathBuf>,
-    /// Coil maps [coils, H, W] (complex npy) of a multi-coil real measurement.
+    /// Coil maps of a real measurement: `espirit` (ESPIRiT, the default for .h5 files), `sos`
+    /// (low-resolution sum of squares) or a FILE [coils, H, W] (complex npy).
     #[arg(long = "coil-maps")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub coil_maps: Option<PathBuf>,
+    /// ESPIRiT's calibration region (default: 24, or the fully sampled k-space centre if
+    /// smaller).
+    #[arg(long = "calib-width")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub calib_width: Option<usize>,
 }
 
 impl Default for MriConfig {
@@ -116,6 +144,7 @@ impl Default for MriConfig {
             coils: 1,
             mask_file: None,
             coil_maps: None,
+            calib_width: None,
         }
     }
 }
@@ -161,16 +190,24 @@ impl Task for MriConfig {
         };
         Ok(if self.coils > 1 {
             let maps = synthetic_coil_maps(self.coils, h, w, seed)?;
-            Box::new(MriOperator::Sense(Arc::new(SenseMri::new(maps, mask)?)))
+            Box::new(MriOperator::Sense(
+                Arc::new(SenseMri::new(maps, mask)?),
+                "synthetic maps".into(),
+            ))
         } else {
             Box::new(MriOperator::Single(Arc::new(MriFourier::new(mask, c)?)))
         })
     }
     fn measurement_files_given(&self) -> Vec<(&'static str, PathBuf)> {
-        self.coil_maps
+        let mut v: Vec<(&'static str, PathBuf)> = self
+            .coil_maps
             .iter()
             .map(|p| ("coil_maps", p.clone()))
-            .collect()
+            .collect();
+        if self.calib_width.is_some() {
+            v.push(("calib_width", PathBuf::new()));
+        }
+        v
     }
     fn input_files(&self) -> Vec<PathBuf> {
         self.mask_file.iter().cloned().collect()
@@ -181,10 +218,14 @@ impl Task for MriConfig {
     fn projection_config(&self) -> ProjectionConfig {
         ProjectionConfig::mri()
     }
-    /// Real k-space (npy complex64/128, `[H, W]` single coil or `[coils, H, W]`), its 0/1
-    /// sampling mask `[H, W]` (`mask_file`, required) and, for several coils, the coil maps
-    /// `[coils, H, W]` (`coil_maps`, complex npy).
+    /// Real k-space: a fastMRI file `FILE.h5[#z=K]` (see the module doc), or npy complex64/128,
+    /// `[H, W]` single coil or `[coils, H, W]`, with its 0/1 sampling mask `[H, W]`
+    /// (`mask_file`, required) and, for several coils, the coil maps (`coil_maps`: a complex npy
+    /// `[coils, H, W]`, or `espirit` / `sos` to estimate them).
     fn read_measurement(&self, path: &Path, device: Device) -> Result<Measurement> {
+        if io::fastmri::is_hdf5(path) {
+            return self.read_fastmri(path, device);
+        }
         let what = format!("k-space {}", path.display());
         let k = io::npy::read_npy_complex(path)?;
         ensure_finite_complex(&k, &what)?;
@@ -209,55 +250,213 @@ impl Task for MriConfig {
         let m = read_mask_file(mask_path)?;
         check_mask_dims(mask_path, m.dim(), (h, w), "the k-space")?;
         let mask = SamplingMask::from_array(m, format!("file {}", mask_path.display()))?;
-        let op = match (coils, &self.coil_maps) {
+        let k3 = k
+            .into_shape_with_order(vec![coils, h, w])
+            .map_err(|e| Error::Invalid(format!("{what}: {e}")))?;
+        let y = io::complex_array_to_tensor(&k3).to_device(device);
+        let y = y.f_mul(&mask.to_tensor(Kind::Float, device)?)?;
+        let op = match (coils, self.coil_map_source()) {
             (1, None) => MriOperator::Single(Arc::new(MriFourier::new(mask, 1)?)),
-            (_, Some(p)) => {
-                let s = io::npy::read_npy_complex(p)?;
-                ensure_finite_complex(&s, &format!("coil maps {}", p.display()))?;
-                if s.shape() != [coils, h, w] {
-                    return Err(Error::Shape {
-                        what: format!("coil maps {}", p.display()),
-                        expected: format!("[{coils}, {h}, {w}] (the k-space's coils and size)"),
-                        actual: format!("{:?}", s.shape()),
-                    });
-                }
-                let to3 = |a: ArrayD<f64>| {
-                    a.into_dimensionality::<ndarray::Ix3>()
-                        .map_err(|e| Error::format(p, format!("coil maps: {e}")))
-                };
-                let re = to3(s.mapv(|z| z.re as f64))?;
-                let im = to3(s.mapv(|z| z.im as f64))?;
-                MriOperator::Sense(Arc::new(SenseMri::new(
-                    CoilMaps::from_parts(re, im)?,
-                    mask,
-                )?))
+            // Maps given for simulated real images: used as they are.
+            (_, Some(CoilMapSource::File(p))) => {
+                let maps = read_maps_file(&p, coils, h, w)?;
+                MriOperator::Sense(
+                    Arc::new(SenseMri::new(maps, mask)?),
+                    format!("maps {}", p.display()),
+                )
             }
+            (_, Some(source)) => self.estimated_sense(&y, mask, &source, &what)?,
             (c, None) => {
                 return Err(Error::Config(format!(
-                    "{what}: multi-coil k-space ({c} coils) needs `coil_maps` ([{c}, {h}, {w}] \
-                     complex npy, e.g. the _maps.npy written by `scoreinv simulate mri` with \
-                     `coils` {c})"
+                    "{what}: multi-coil k-space ({c} coils) needs `coil_maps`: espirit, sos or a \
+                     file ([{c}, {h}, {w}] complex npy, e.g. the _maps.npy written by `scoreinv \
+                     simulate mri` with `coils` {c})"
                 )))
             }
-        };
-        let k3 = k
-            .into_shape_with_order(vec![op.op().output_shape()[0] as usize, h, w])
-            .map_err(|e| Error::Invalid(format!("{what}: {e}")))?;
-        let y = io::complex_array_to_tensor(&k3)
-            .unsqueeze(0)
-            .to_device(device);
-        // Measured entries only: what lies outside the mask is not a measurement.
-        let y = match op.measurement_mask(device)? {
-            Some(m) => y.f_mul(&m)?,
-            None => y,
         };
         Ok(Measurement {
             name: stem(path),
             op: Box::new(op),
-            y,
+            y: y.unsqueeze(0),
             normalise: self.normalise_measurement(),
         })
     }
+}
+
+/// Where the coil maps of a real measurement come from (`coil_maps`).
+#[derive(Debug, Clone, PartialEq)]
+pub enum CoilMapSource {
+    /// ESPIRiT ([`scoreinv_operators::espirit`]).
+    Espirit,
+    /// Low-resolution sum-of-squares maps.
+    Sos,
+    /// A complex npy `[coils, H, W]`.
+    File(PathBuf),
+}
+
+impl MriConfig {
+    /// `coil_maps` read as a source: the words `espirit` and `sos` (a file of that name is
+    /// `./espirit`), else a file.
+    pub fn coil_map_source(&self) -> Option<CoilMapSource> {
+        self.coil_maps.as_ref().map(|p| match p.to_str() {
+            Some("espirit") => CoilMapSource::Espirit,
+            Some("sos") => CoilMapSource::Sos,
+            _ => CoilMapSource::File(p.clone()),
+        })
+    }
+
+    /// The calibration width for a k-space whose mask samples a centred `acs`² block fully:
+    /// `calib_width` (refused if larger than `acs`), else `min(24, acs)`.
+    fn calibration_width(&self, acs: usize, what: &str) -> Result<usize> {
+        if acs == 0 {
+            return Err(Error::Config(format!(
+                "{what}: the mask samples no k-space centre, so coil maps and the image phase \
+                 cannot be estimated from the data"
+            )));
+        }
+        match self.calib_width {
+            Some(c) if c == 0 || c > acs => Err(Error::Config(format!(
+                "`calib_width` {c}: {what} is fully sampled only in its central {acs}×{acs} \
+                 block; choose 1 to {acs}"
+            ))),
+            Some(c) => Ok(c),
+            None => Ok(EspiritConfig::default().calib_width.min(acs)),
+        }
+    }
+
+    /// SENSE with estimated maps (`source` ESPIRiT or sum of squares) for measured k-space
+    /// `y` `[coils, H, W]`, the image phase absorbed into the maps (see the module doc).
+    fn estimated_sense(
+        &self,
+        y: &Tensor,
+        mask: SamplingMask,
+        source: &CoilMapSource,
+        what: &str,
+    ) -> Result<MriOperator> {
+        let size = y.size();
+        let (coils, h, w) = (size[0], size[1], size[2]);
+        let acs = centre_block(mask.array());
+        let cw = self.calibration_width(acs, what)?;
+        let (maps, how) = match source {
+            CoilMapSource::Espirit if coils == 1 => (
+                Tensor::f_ones([1, h, w], (Kind::ComplexFloat, y.device()))?,
+                "unit map (one coil)".to_string(),
+            ),
+            CoilMapSource::Espirit => {
+                let cfg = EspiritConfig {
+                    calib_width: cw,
+                    ..EspiritConfig::default()
+                };
+                if cfg.kernel_width > cw {
+                    return Err(Error::Config(format!(
+                        "{what}: ESPIRiT needs a fully sampled centre of at least {k}×{k} (its \
+                         kernel); this mask samples {acs}×{acs}: use `coil_maps` sos or a file",
+                        k = cfg.kernel_width
+                    )));
+                }
+                // The per-pixel C × C matrices and the work arrays beside them.
+                let bytes = budget::bytes_for(&[h as usize, w as usize, coils as usize, coils as usize], 8 * 3)
+                    .unwrap_or(u128::MAX);
+                budget::check_alloc(bytes, &format!("ESPIRiT for {coils} coils on {h}×{w}"))?;
+                let maps = espirit::espirit_maps(y, &cfg)?;
+                if maps.f_abs()?.f_max()?.f_double_value(&[])? == 0.0 {
+                    return Err(Error::Config(format!(
+                        "{what}: ESPIRiT kept no pixel (every eigenvalue is at most its crop \
+                         {}; calibration {cw}×{cw}): use `coil_maps` sos or a file",
+                        cfg.crop
+                    )));
+                }
+                (maps, format!("ESPIRiT maps (calibration {cw}×{cw})"))
+            }
+            CoilMapSource::Sos => (
+                espirit::sos_maps(y, cw, true)?,
+                format!("sum-of-squares maps (calibration {cw}×{cw})"),
+            ),
+            CoilMapSource::File(p) => (
+                read_maps_file(p, coils as usize, h as usize, w as usize)?
+                    .to_tensor(Kind::ComplexFloat, y.device())?,
+                format!("maps {}", p.display()),
+            ),
+        };
+        let maps = espirit::absorb_image_phase(&maps, y, cw)?;
+        Ok(MriOperator::Sense(
+            Arc::new(SenseMri::new(CoilMaps::from_tensor(&maps)?, mask)?),
+            format!("{how}, image phase absorbed"),
+        ))
+    }
+
+    /// A fastMRI file: mask from the file, maps estimated (ESPIRiT by default) or read.
+    fn read_fastmri(&self, path: &Path, device: Device) -> Result<Measurement> {
+        if let Some(p) = &self.mask_file {
+            return Err(Error::Config(format!(
+                "`mask_file` {}: a fastMRI file carries its sampling (its `mask`, else its \
+                 non-zero ky columns)",
+                p.display()
+            )));
+        }
+        let slice = io::fastmri::read_slice(path)?;
+        let (_, h, w) = slice.kspace.dim();
+        let what = format!("k-space {}", path.display());
+        let cols = slice.column_mask();
+        let n = cols.iter().filter(|&&v| v == 1.0).count();
+        let origin = if slice.mask.is_some() {
+            "the file's mask"
+        } else {
+            "its non-zero columns"
+        };
+        let m2 = ndarray::Array2::from_shape_fn((h, w), |(_, j)| cols[j]);
+        let mask = SamplingMask::from_array(m2, format!("{n} of {w} ky columns ({origin})"))?;
+        let y = io::complex_array_to_tensor(&slice.kspace).to_device(device);
+        let y = y.f_mul(&mask.to_tensor(Kind::Float, device)?)?;
+        let source = self.coil_map_source().unwrap_or(CoilMapSource::Espirit);
+        let op = self.estimated_sense(&y, mask, &source, &what)?;
+        Ok(Measurement {
+            name: slice.name(),
+            op: Box::new(op),
+            y: y.unsqueeze(0),
+            normalise: self.normalise_measurement(),
+        })
+    }
+}
+
+/// The side of the largest centred square (`[H/2 − n/2, H/2 − n/2 + n)`, likewise in W) that
+/// a mask samples fully; these squares are nested, so the search stops at the first gap.
+pub fn centre_block(mask: &ndarray::Array2<f32>) -> usize {
+    let (h, w) = mask.dim();
+    let mut best = 0;
+    for n in 1..=h.min(w) {
+        let (r, c) = (h / 2 - n / 2, w / 2 - n / 2);
+        if mask
+            .slice(ndarray::s![r..r + n, c..c + n])
+            .iter()
+            .all(|&v| v == 1.0)
+        {
+            best = n;
+        } else {
+            break;
+        }
+    }
+    best
+}
+
+/// Coil maps from a complex npy `[coils, H, W]`.
+fn read_maps_file(p: &Path, coils: usize, h: usize, w: usize) -> Result<CoilMaps> {
+    let s = io::npy::read_npy_complex(p)?;
+    ensure_finite_complex(&s, &format!("coil maps {}", p.display()))?;
+    if s.shape() != [coils, h, w] {
+        return Err(Error::Shape {
+            what: format!("coil maps {}", p.display()),
+            expected: format!("[{coils}, {h}, {w}] (the k-space's coils and size)"),
+            actual: format!("{:?}", s.shape()),
+        });
+    }
+    let to3 = |a: ArrayD<f64>| {
+        a.into_dimensionality::<ndarray::Ix3>()
+            .map_err(|e| Error::format(p, format!("coil maps: {e}")))
+    };
+    let re = to3(s.mapv(|z| z.re as f64))?;
+    let im = to3(s.mapv(|z| z.im as f64))?;
+    Ok(CoilMaps::from_parts(re, im)?)
 }
 
 /// Builds a generated MRI mask (see [`MriConfig`]).
@@ -327,17 +526,17 @@ fn radial_for_acceleration(h: usize, w: usize, r: f64, seed: u64) -> Result<Samp
     Ok(best)
 }
 
-/// The operator of an MRI task: single coil or SENSE.
+/// The operator of an MRI task: single coil or SENSE (with where its maps come from).
 enum MriOperator {
     Single(Arc<MriFourier>),
-    Sense(Arc<SenseMri>),
+    Sense(Arc<SenseMri>, String),
 }
 
 impl MriOperator {
     fn mask(&self) -> &SamplingMask {
         match self {
             MriOperator::Single(a) => a.sampling_mask(),
-            MriOperator::Sense(a) => a.sampling_mask(),
+            MriOperator::Sense(a, _) => a.sampling_mask(),
         }
     }
 }
@@ -346,13 +545,16 @@ impl TaskOperator for MriOperator {
     fn op(&self) -> Arc<dyn LinearOperator> {
         match self {
             MriOperator::Single(a) => a.clone(),
-            MriOperator::Sense(a) => a.clone(),
+            MriOperator::Sense(a, _) => a.clone(),
         }
     }
     fn describe(&self) -> String {
         let m = self.mask();
         let coils = match self {
-            MriOperator::Sense(s) => format!("SENSE, {} coils", s.coil_maps().dim().0),
+            MriOperator::Sense(s, how) => {
+                let c = s.coil_maps().dim().0;
+                format!("SENSE, {c} coil{}, {how}", if c == 1 { "" } else { "s" })
+            }
             MriOperator::Single(_) => "single coil".into(),
         };
         format!(
@@ -376,17 +578,17 @@ impl TaskOperator for MriOperator {
     fn side_files(&self) -> Vec<&'static str> {
         match self {
             MriOperator::Single(_) => vec!["mask"],
-            MriOperator::Sense(_) => vec!["mask", "maps"],
+            MriOperator::Sense(..) => vec!["mask", "maps"],
         }
     }
     fn write_measurement(&self, y: &Tensor, out: &Path) -> Result<()> {
         let k = match self {
             MriOperator::Single(_) => y.squeeze_dim(0),
-            MriOperator::Sense(_) => y.shallow_clone(),
+            MriOperator::Sense(..) => y.shallow_clone(),
         };
         io::npy::write_npy(out, &io::tensor_to_complex_array(&k)?)?;
         io::npy::write_npy(&super::side_path(out, "mask"), self.mask().array())?;
-        if let MriOperator::Sense(s) = self {
+        if let MriOperator::Sense(s, _) = self {
             let maps = s.coil_maps();
             let z: ArrayD<Complex<f32>> = ndarray::Zip::from(maps.re())
                 .and(maps.im())
