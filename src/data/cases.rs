@@ -281,7 +281,7 @@ pub struct PendingCase {
 }
 
 enum Pending {
-    Loaded(Tensor, CaseInfo),
+    Loaded(Tensor, Box<CaseInfo>),
     Slice(Rc<StreamedVolume>, usize),
 }
 
@@ -292,7 +292,7 @@ impl PendingCase {
             shape: c.truth.size(),
             units: c.info.units,
             notes: c.info.notes.clone(),
-            source: Pending::Loaded(c.truth, c.info),
+            source: Pending::Loaded(c.truth, Box::new(c.info)),
         }
     }
 
@@ -303,7 +303,7 @@ impl PendingCase {
             Pending::Loaded(truth, info) => Ok(Case {
                 name: self.name,
                 truth,
-                info,
+                info: *info,
             }),
             Pending::Slice(v, z) => v.case(self.name, z),
         }
