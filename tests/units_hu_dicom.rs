@@ -426,3 +426,88 @@ fn non_square_is_centre_cropped_with_a_note() {
     assert_eq!(af[0], [2.0, 0.0, 0.0, 12.5]);
     assert_eq!(af[1], [0.0, 4.0, 0.0, 21.0]);
 }
+
+/// A NIfTI CT volume marked as HU (`hu:`) and not square: the volume written back keeps the
+/// input's affine (moved by the centre crop, checked with nibabel), its values are HU, and the
+/// DICOM series is placed by that affine.
+#[test]
+fn nifti_in_hu_keeps_its_affine() {
+    let tmp = tempfile::tempdir().unwrap();
+    let p = tmp.path().join("head.nii.gz");
+    // 3 slices of 16 rows × 24 columns: air, a soft-tissue disk and a bone ring, in HU.
+    let vol = Array3::from_shape_fn((3, 16, 24), |(z, r, c)| {
+        let d = ((r as f32 - 7.5).powi(2) + (c as f32 - 11.5).powi(2)).sqrt();
+        match d {
+            d if d < 4.0 => 40.0 + 10.0 * z as f32,
+            d if d < 6.0 => 700.0,
+            _ => -1000.0,
+        }
+    });
+    let aff = [
+        [-0.8, 0.0, 0.0, 90.0],
+        [0.0, 0.8, 0.0, -120.0],
+        [0.0, 0.0, 2.5, -30.0],
+        [0.0, 0.0, 0.0, 1.0],
+    ];
+    scoreinv::io::nifti::write_nifti(&p, &vol, None, Some(aff)).unwrap();
+    let out = tmp.path().join("study");
+    let spec = format!("hu:{}", p.display());
+    let o = scoreinv(&[
+        "reconstruct",
+        "ct",
+        "--ground-truth",
+        &spec,
+        "--size",
+        "16",
+        "--method",
+        "fbp",
+        "--output-dicom",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    assert!(err.contains("centre-cropped to 16x16"), "{err}");
+    let nii = out.join("head_fbp.nii.gz");
+    let py = Command::new(Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python"))
+        .args([
+            "-c",
+            "import json, sys, nibabel as nib; i = nib.load(sys.argv[1]); \
+             print(json.dumps({'affine': i.affine.tolist(), 'min': float(i.get_fdata().min())}))",
+        ])
+        .arg(&nii)
+        .output()
+        .unwrap();
+    assert!(
+        py.status.success(),
+        "{}",
+        String::from_utf8_lossy(&py.stderr)
+    );
+    let got: Value = serde_json::from_slice(&py.stdout).unwrap();
+    // Columns 4..20 are kept: the origin moves 4 columns along x.
+    let want = [
+        [-0.8, 0.0, 0.0, 90.0 - 4.0 * 0.8],
+        [0.0, 0.8, 0.0, -120.0],
+        [0.0, 0.0, 2.5, -30.0],
+        [0.0, 0.0, 0.0, 1.0],
+    ];
+    for (r, w) in want.iter().enumerate() {
+        assert!(
+            close(&floats(&got["affine"][r]), w, 1e-4),
+            "{got} vs {want:?}"
+        );
+    }
+    // HU, not [0, 1]: the air around the head reconstructs far below 0.
+    assert!(got["min"].as_f64().unwrap() < -500.0, "{got}");
+    // The DICOM slice z=2 sits where the affine puts it (RAS → LPS).
+    let obj = scoreinv::io::dicom::open_object(&out.join("dicom/fbp/head_z2.dcm")).unwrap();
+    let ipp = obj
+        .element(dicom_dictionary_std::tags::IMAGE_POSITION_PATIENT)
+        .unwrap()
+        .to_multi_float64()
+        .unwrap();
+    assert!(
+        close(&ipp, &[-(90.0 - 3.2), 120.0, -30.0 + 5.0], 1e-3),
+        "{ipp:?}"
+    );
+}
