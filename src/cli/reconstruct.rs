@@ -282,6 +282,12 @@ pub fn run(args: Args, device: Device) -> Result<()> {
         "wrote {} (PNG per case, metrics.json, metrics.csv)",
         output.out.display()
     );
+    if cfg.output_dicom {
+        println!(
+            "DICOM series: {} (one folder per method)",
+            output.out.join("dicom").display()
+        );
+    }
     Ok(())
 }
 

@@ -365,12 +365,12 @@ pub fn run_study(
         ),
         window: cfg.window,
         methods: methods.iter().map(|m| m.name()).collect(),
+        fresh: std::cell::Cell::new(0),
     });
     if dicom.is_some() && hu_cases < cases.len() {
         notes.push(format!(
-            "{} of {} cases are not CT in HU (no DICOM, .inv3 or HU-marked source): their DICOM \
-             series map the window scale [0, 1] to {}..{} HU and carry fresh patient and study \
-             UIDs, not a real patient's",
+            "{} of {} cases are not CT in HU (not DICOM CT, .inv3 or `hu:`): their DICOM series \
+             map the window scale [0, 1] to {}..{} HU",
             cases.len() - hu_cases,
             cases.len(),
             cfg.window.lo,
@@ -410,6 +410,16 @@ pub fn run_study(
         progress,
     )?;
     outcome.header = header;
+    if let Some(n) = dicom.as_ref().map(|d| d.fresh.get()).filter(|&n| n > 0) {
+        notes.push(format!(
+            "{n} case(s) have no DICOM source: their DICOM series carry fresh patient and study \
+             UIDs (PatientID {}), not a real patient's",
+            dicom
+                .as_ref()
+                .map(|d| d.fresh_patient_id())
+                .unwrap_or_default()
+        ));
+    }
     outcome.notes.splice(0..0, notes);
     Ok(outcome)
 }
@@ -591,6 +601,8 @@ fn run_cases(
     })
 }
 
+use crate::io::dicom_write::{uid_from_name, write_ct_slice, CtSlice, SeriesInfo};
+
 /// `output_dicom`: each method's reconstructions as DICOM series (one folder per method, one
 /// file per case) with the source's geometry and patient/study attributes
 /// ([`crate::io::dicom_write`]).
@@ -601,17 +613,29 @@ struct DicomOutput {
     /// Cases without HU values are mapped through it.
     window: HuWindow,
     methods: Vec<String>,
+    /// Cases written without a DICOM source (fresh patient and study).
+    fresh: std::cell::Cell<usize>,
 }
 
 impl DicomOutput {
+    /// The PatientID of series without a DICOM source.
+    fn fresh_patient_id(&self) -> String {
+        format!(
+            "SCOREINV-{}",
+            &uid_from_name(&format!("patient|{}", self.key))[5..17]
+        )
+    }
+
     /// The files of case `index` of the study: `dicom/<method>/<case>.dcm`.
     fn write_case(&self, out: &mut OutputDir, o: &super::CaseOutput, index: usize) -> Result<()> {
-        use crate::io::dicom_write::{uid_from_name, write_ct_slice, CtSlice, SeriesInfo};
         let window = o.info.units.unwrap_or(self.window);
         // One series per method and source series (a study may read several patients).
         let source_series = match &o.info.dicom_file {
             Some(f) => crate::io::dicom::series_uid(f)?,
-            None => "no DICOM source".to_string(),
+            None => {
+                self.fresh.set(self.fresh.get() + 1);
+                "no DICOM source".to_string()
+            }
         };
         for (m, r) in &o.recons {
             let shape = r.size();
@@ -627,10 +651,7 @@ impl DicomOutput {
                 series_uid: uid_from_name(&format!("series|{series_key}")),
                 series_number: 9001 + k,
                 description: format!("scoreinv {m} reconstruction"),
-                fresh_patient_id: format!(
-                    "SCOREINV-{}",
-                    &uid_from_name(&format!("patient|{}", self.key))[5..17]
-                ),
+                fresh_patient_id: self.fresh_patient_id(),
                 fresh_study_uid: uid_from_name(&format!("study|{}", self.key)),
                 fresh_frame_uid: uid_from_name(&format!("frame|{}", self.key)),
             };
