@@ -358,11 +358,7 @@ pub fn run_study(
         });
     }
     let dicom = cfg.output_dicom.then(|| DicomOutput {
-        key: format!(
-            "{}|{}",
-            settings,
-            crate::io::output::resolve(&output.out).display()
-        ),
+        key: settings.to_string(),
         window: cfg.window,
         methods: methods.iter().map(|m| m.name()).collect(),
         fresh: std::cell::Cell::new(0),
@@ -607,8 +603,8 @@ use crate::io::dicom_write::{uid_from_name, write_ct_slice, CtSlice, SeriesInfo}
 /// file per case) with the source's geometry and patient/study attributes
 /// ([`crate::io::dicom_write`]).
 struct DicomOutput {
-    /// Names the study (settings and output folder): UIDs are derived from it, so a resumed
-    /// study continues the same series.
+    /// Names the study (its settings): UIDs are derived from it, so a resumed study and the
+    /// shards of one study (`merge`) continue the same series.
     key: String,
     /// Cases without HU values are mapped through it.
     window: HuWindow,
