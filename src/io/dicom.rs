@@ -641,7 +641,9 @@ fn pixel_spacing(obj: &DefaultDicomObject) -> (f64, f64) {
     }
 }
 
-/// Reads one DICOM file: `[frames, rows, cols]` (gray) or `[3, rows, cols]` (one RGB frame).
+/// Reads one DICOM file: `[frames, rows, cols]` (gray) or `[3, rows, cols]` (one RGB frame);
+/// a single-frame slice with ImagePositionPatient and ImageOrientationPatient records its NIfTI
+/// affine, as a series does.
 pub fn read_dicom_file(path: &Path) -> Result<Image> {
     let obj = open(path)?;
     let (data, spp) = pixels(path, &obj)?;

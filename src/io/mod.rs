@@ -451,7 +451,9 @@ pub fn write_image(path: impl AsRef<Path>, image: &Image) -> Result<()> {
         }
         ImageFormat::Dicom => Err(Error::format(
             path,
-            "writing DICOM is not supported; write .nii.gz, .npy, .tif or .png instead",
+            "writing DICOM is not supported for images (CT results in HU are written as DICOM \
+             series by `reconstruct ct --output-dicom`); write .nii.gz, .npy, .tif or .png \
+             instead",
         )),
         ImageFormat::Jpeg => Err(Error::format(
             path,
