@@ -27,7 +27,7 @@ use std::path::Path;
 
 /// The attributes copied from the source slice's DICOM file: patient, study, frame of
 /// reference and acquisition context (PS3.3 C.7.1.1, C.7.2.1, C.7.4.1).
-pub const COPIED_TAGS: [Tag; 19] = [
+pub const COPIED_TAGS: [Tag; 20] = [
     tags::PATIENT_NAME,
     tags::PATIENT_ID,
     tags::ISSUER_OF_PATIENT_ID,
@@ -47,6 +47,7 @@ pub const COPIED_TAGS: [Tag; 19] = [
     tags::PATIENT_POSITION,
     tags::BODY_PART_EXAMINED,
     tags::SPECIFIC_CHARACTER_SET,
+    tags::KVP,
 ];
 
 /// A UID `2.25.N` where N is the RFC 9562 version-8 UUID made of the first 128 bits of
@@ -274,6 +275,11 @@ pub fn write_ct_slice(path: &Path, s: &CtSlice, series: &SeriesInfo) -> Result<(
     for e in elements {
         obj.put(e);
     }
+    // Type 2 attributes of the CT Image module (PS3.3 C.8.2.1): present, empty when unknown.
+    if obj.element(tags::KVP).is_err() {
+        obj.put(text(tags::KVP, VR::DS, ""));
+    }
+    obj.put(text(tags::ACQUISITION_NUMBER, VR::IS, ""));
     let file = obj
         .with_meta(
             FileMetaTableBuilder::new()
