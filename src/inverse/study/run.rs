@@ -6,7 +6,10 @@
 //! model's and the user's settings in that order of precedence), each case's files written as
 //! soon as its batch is done, and the report with the settings
 //! ([`super::StudyReport`], `metrics.json/csv/txt`) and the volumes
-//! ([`crate::inverse::volumes`]) at the end.
+//! ([`crate::inverse::volumes`]) at the end. Cases of CT in Hounsfield units are written in HU
+//! (the window recorded under `output_units` in the settings; metrics stay on the window
+//! scale), and with `output_dicom` also as DICOM series (`dicom/METHOD/CASE.dcm`,
+//! [`crate::io::dicom_write`]).
 //!
 //! The output folder is claimed first ([`crate::io::output`]): new, empty, or the same
 //! command's (then `Reuse::Overwrite` or `Reuse::Resume` is needed). With `Resume`, the cases
