@@ -332,6 +332,20 @@ fn four_d_nifti_time_points() {
         .unwrap_err()
         .to_string();
     assert!(e.contains("#t=x"), "{e}");
+    // A `#t=` in the name of a file that exists is part of the name; on another format it is
+    // refused.
+    let odd = tmp.path().join("odd#t=1.npy");
+    scoreinv::io::npy::write_npy(&odd, &Array2::<f32>::zeros((2, 3))).unwrap();
+    assert_eq!(
+        scoreinv::io::read_image(&odd).unwrap().data.dim(),
+        (1, 2, 3)
+    );
+    let npy = tmp.path().join("plain.npy");
+    scoreinv::io::npy::write_npy(&npy, &Array2::<f32>::zeros((2, 3))).unwrap();
+    let e = scoreinv::io::read_image(format!("{}#t=0", npy.display()))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("4-D NIfTI") && e.contains("plain.npy"), "{e}");
 
     // As ground truth: streamed and loaded give the same cases, named with the time point.
     let opts = CaseOptions::default();
