@@ -59,10 +59,8 @@ fn main() -> anyhow::Result<()> {
     let no_noise = |y: &tch::Tensor| -> scoreinv::Result<tch::Tensor> { Ok(y.shallow_clone()) };
     // The example owns its output folder: a rerun replaces the files of the last one.
     let mut dir = OutputDir::claim(&out, "example colorize", &[], Reuse::Overwrite)?;
-    let cases = (0..crops.size()[0]).map(|i| study::Case {
-        name: format!("heldout_crop_{i}"),
-        truth: crops.get(i).to_device(device),
-    });
+    let cases = (0..crops.size()[0])
+        .map(|i| study::Case::new(format!("heldout_crop_{i}"), crops.get(i).to_device(device)));
     let records = study::run_and_write_cases(
         op.as_ref() as &dyn LinearOperator,
         &no_noise,

@@ -77,8 +77,8 @@ fn main() -> anyhow::Result<()> {
     )?;
     let methods: [&dyn Method; 3] = [&fbp, &tvm, &score];
     let case = study::Case {
-        name: case.name,
         truth: case.truth.to_device(device),
+        ..case
     };
     let result = study::run_case(op.as_ref() as &dyn LinearOperator, &noise, &case, &methods)?;
     // The example owns its output folder: a rerun replaces the files of the last one.

@@ -55,8 +55,8 @@ fn main() -> anyhow::Result<()> {
     // The example owns its output folder: a rerun replaces the files of the last one.
     let mut dir = OutputDir::claim(&out, "example inpaint", &[], Reuse::Overwrite)?;
     let cases = cases.into_iter().map(|c| study::Case {
-        name: c.name,
         truth: c.truth.to_device(device),
+        ..c
     });
     let records = study::run_and_write_cases(
         op.as_ref() as &dyn LinearOperator,

@@ -72,8 +72,8 @@ fn main() -> anyhow::Result<()> {
     let methods: [&dyn Method; 3] = [&zf, &tvm, &score];
     let no_noise = |y: &tch::Tensor| -> scoreinv::Result<tch::Tensor> { Ok(y.shallow_clone()) };
     let case = study::Case {
-        name: case.name,
         truth: case.truth.to_device(device),
+        ..case
     };
     let result = study::run_case(
         op.as_ref() as &dyn LinearOperator,

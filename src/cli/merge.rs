@@ -97,6 +97,10 @@ pub fn run(args: Args) -> Result<()> {
     let mut out = OutputDir::claim(&args.out, "merge", &args.studies, reuse).context("--out")?;
     for (src, name) in &files {
         let dst = out.file(name)?;
+        // Per-case files may lie in subfolders (`dicom/METHOD/CASE.dcm`).
+        if let Some(dir) = dst.parent() {
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        }
         let bytes = std::fs::read(src).with_context(|| format!("reading {}", src.display()))?;
         scoreinv::io::atomic::write_bytes(&dst, &bytes)?;
     }

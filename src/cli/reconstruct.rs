@@ -39,9 +39,13 @@ impl super::task_command::SharedFlags for StudyArgs {
 #[derive(Debug, clap::Args)]
 pub struct StudyArgs {
     /// Ground truth (simulation study with metrics): a file (png, jpg, tif, npy, nii[.gz],
-    /// dcm; `#z=K` picks a slice, `#z=A..B[:STEP]` several), a folder (its pictures in name
+    /// dcm; `#z=K` picks a slice, `#z=A..B[:STEP]` several; `#t=K` a time point of a 4-D
+    /// NIfTI, before any `#z=`: `fmri.nii.gz#t=2#z=10`), a folder (its pictures in name
     /// order, or a DICOM series), `invesalius:z=A..B`, `phantom:shepp-logan`,
-    /// `phantom:ellipses:A..B`, `fashion-mnist:A..B`. Repeat the flag or separate with commas.
+    /// `phantom:ellipses:A..B`, `fashion-mnist:A..B`; `hu:FILE` reads a NIfTI/NPY CT in HU
+    /// (DICOM CT is HU anyway; outputs of CT in HU are written in HU). A non-square image is
+    /// centre-cropped to a square before --size resamples it. Repeat the flag or separate with
+    /// commas.
     #[arg(
         long = "ground-truth",
         required_unless_present = "measurement",
@@ -101,6 +105,12 @@ pub struct StudyArgs {
     /// not grow with the number of slices.
     #[arg(long, default_value_t = 1, value_parser = super::parse::positive_usize)]
     pub batch: usize,
+    /// CT: also write each method's reconstructions as a DICOM series in HU
+    /// (OUT/dicom/METHOD/CASE.dcm): the input's geometry and patient/study tags (fresh ones for
+    /// a phantom or NPY), a new SeriesInstanceUID per method, int16 with RescaleSlope =
+    /// (hi − lo)/65534 of the --window (precision ±slope/2, 0.019 HU for the default).
+    #[arg(long = "output-dicom")]
+    pub output_dicom: bool,
     #[command(flatten)]
     pub output: OutputArgs,
     #[command(flatten)]
@@ -225,6 +235,7 @@ impl StudyArgs {
             seed: self.seed,
             batch: self.batch,
             score: self.score.into(),
+            output_dicom: self.output_dicom,
         };
         let output = StudyOutput {
             reuse: self.output.reuse(),
@@ -270,6 +281,12 @@ pub fn run(args: Args, device: Device) -> Result<()> {
         "wrote {} (PNG per case, metrics.json, metrics.csv)",
         output.out.display()
     );
+    if cfg.output_dicom {
+        println!(
+            "DICOM series: {} (one folder per method)",
+            output.out.join("dicom").display()
+        );
+    }
     Ok(())
 }
 

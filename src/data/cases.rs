@@ -6,9 +6,13 @@
 //! a folder's pictures in name order (a volume among them written back as a volume too; a
 //! folder without pictures is a DICOM series).
 //!
-//! Values: CT in Hounsfield units (DICOM, `.inv3`) go through the HU window
-//! ([`super::ct_slices::HuWindow`]); other data already in [0, 1] is kept; anything else is
-//! min–max normalised (and said so). Every case is resized to `size × size` when given.
+//! Values: CT in Hounsfield units (DICOM, `.inv3`, and NIfTI/NPY named with the prefix
+//! `hu:`) go through the HU window ([`super::ct_slices::HuWindow`]), recorded in
+//! [`CaseInfo::units`] so reconstructions are written back in HU; other data already in [0, 1]
+//! is kept; anything else is min–max normalised (and said so). A 4-D NIfTI is read at the time
+//! point `FILE#t=K`. Every case is resized to `size × size` when given, a non-square one
+//! centre-cropped to a square first (as training does, with a note in [`CaseInfo::notes`]),
+//! never stretched; its affine follows ([`resized_geometry`]).
 
 use super::ct_slices::{self, HuWindow, Orientation};
 use super::invesalius::{read_inv3, CRANIUM_INV3};
@@ -26,7 +30,41 @@ use tch::{Kind, Tensor};
 pub struct Case {
     pub name: String,
     pub truth: Tensor,
+    /// Where the image came from and what its values were ([`CaseInfo::default`] for an image
+    /// made in memory).
+    pub info: CaseInfo,
 }
+
+impl Case {
+    /// A case without provenance (an image made in memory, in [0, 1]).
+    pub fn new(name: impl Into<String>, truth: Tensor) -> Self {
+        Case {
+            name: name.into(),
+            truth,
+            info: CaseInfo::default(),
+        }
+    }
+}
+
+/// The provenance of a case, so outputs can be written back in the input's units and geometry.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CaseInfo {
+    /// The HU window the values went through (CT in Hounsfield units): outputs are written back
+    /// as `HU = lo + x·(hi − lo)`. `None`: the values were not in HU.
+    pub units: Option<HuWindow>,
+    /// The DICOM file of this slice, whose patient and study attributes a DICOM output copies.
+    pub dicom_file: Option<PathBuf>,
+    /// Voxel-to-world affine (NIfTI RAS+, mm) of the case's pixel grid after any crop and
+    /// resampling: world = A · (column, row, 0, 1).
+    pub affine: Option<[[f64; 4]; 4]>,
+    /// Voxel size `[slice thickness, row spacing, column spacing]` in mm of the case's grid.
+    pub spacing: Option<[f64; 3]>,
+    /// What was done to the image on the way in that the user should know (a centre crop).
+    pub notes: Vec<String>,
+}
+
+/// The spec prefix saying that a file's values are Hounsfield units (`hu:ct.nii.gz`).
+pub const HU_PREFIX: &str = "hu:";
 
 /// How cases are prepared.
 #[derive(Debug, Clone, Copy)]
@@ -37,6 +75,9 @@ pub struct CaseOptions {
     pub window: HuWindow,
     /// Size at which phantoms are rendered when `size` is not given.
     pub default_phantom_size: usize,
+    /// The files' values are Hounsfield units (the spec prefix `hu:`, for NIfTI or NPY CT
+    /// volumes, which do not say so themselves): they go through the HU window.
+    pub values_in_hu: bool,
 }
 
 impl Default for CaseOptions {
@@ -45,11 +86,40 @@ impl Default for CaseOptions {
             size: None,
             window: HuWindow::default(),
             default_phantom_size: 128,
+            values_in_hu: false,
         }
     }
 }
 
-fn finish(name: String, img: Array3<f32>, opts: &CaseOptions) -> Result<Case> {
+/// The centre crop `(row0, col0, side)` that makes an `h × w` slice square before it is
+/// resampled to `size × size` (as training does: score_sde's `central_crop`), `None` when no
+/// crop is needed (square, or no `size`).
+pub fn square_crop((h, w): (usize, usize), size: Option<i64>) -> Option<(usize, usize, usize)> {
+    let m = h.min(w);
+    (size.is_some() && h != w).then(|| ((h - m) / 2, (w - m) / 2, m))
+}
+
+/// The note told to the user when `what`'s `h × w` slices are centre-cropped for `size`.
+fn crop_note(what: &str, (h, w): (usize, usize), size: Option<i64>) -> Option<String> {
+    let (_, _, m) = square_crop((h, w), size)?;
+    Some(format!(
+        "{what}: the {h}x{w} image is not square: centre-cropped to {m}x{m} (as training does) \
+         before resampling to `size` {n}x{n}, not stretched",
+        n = size.unwrap_or(m as i64)
+    ))
+}
+
+/// A case from a `[C, H, W]` image in [0, 1]: centre-cropped to a square when it is not one
+/// and `size` is given ([`square_crop`], with a note), then resampled to `size × size`;
+/// `info`'s affine and spacing describe the image as given and are carried over to the new
+/// grid ([`resized_geometry`]). `what` names the source in the note.
+fn finish(
+    name: String,
+    what: &str,
+    img: Array3<f32>,
+    opts: &CaseOptions,
+    mut info: CaseInfo,
+) -> Result<Case> {
     io::ensure_finite(&img, &name)?;
     let (c, h, w) = img.dim();
     if c == 0 || h == 0 || w == 0 {
@@ -63,13 +133,31 @@ fn finish(name: String, img: Array3<f32>, opts: &CaseOptions) -> Result<Case> {
         if n < 2 {
             return Err(Error::Config(format!("`size` must be at least 2, got {n}")));
         }
+        if let Some((r0, c0, m)) = square_crop((h, w), opts.size) {
+            t = t
+                .narrow(2, r0 as i64, m as i64)
+                .narrow(3, c0 as i64, m as i64);
+            info.notes.extend(crop_note(what, (h, w), opts.size));
+        }
         t = ct_slices::resize(&t, n, n)
             .map_err(|e| Error::Invalid(format!("{name}: {e}")))?
             .clamp(0.0, 1.0);
     }
+    (info.spacing, info.affine) = resized_geometry(info.spacing, info.affine, (h, w), opts.size);
     Ok(Case {
         name,
         truth: t.get(0).to_kind(Kind::Float),
+        info,
+    })
+}
+
+/// The affine of slice `z` of a volume with affine `a` (the origin moved `z` steps along k).
+fn slice_affine(a: Option<[[f64; 4]; 4]>, z: usize) -> Option<[[f64; 4]; 4]> {
+    a.map(|mut a| {
+        for row in a.iter_mut().take(3) {
+            row[3] += z as f64 * row[2];
+        }
+        a
     })
 }
 
@@ -83,9 +171,16 @@ fn inv3_cases(path: &Path, zs: Vec<usize>, opts: &CaseOptions, out: &mut Vec<Cas
         .file_stem()
         .map(|s| s.to_string_lossy().to_lowercase())
         .unwrap_or_else(|| "inv3".into());
+    let [dz, dy, dx] = vol.spacing_mm;
     for z in zs {
         let sl = ct_slices::slice(&vol, Orientation::Axial, z, opts.window)?;
-        out.push(finish(format!("{stem}_z{z}"), gray(sl), opts)?);
+        let info = CaseInfo {
+            units: Some(opts.window),
+            spacing: Some([dz, dy, dx]),
+            ..CaseInfo::default()
+        };
+        let name = format!("{stem}_z{z}");
+        out.push(finish(name.clone(), &name, gray(sl), opts, info)?);
     }
     Ok(())
 }
@@ -117,6 +212,7 @@ fn volume_stem(path: &Path) -> String {
 /// The files and folders a spec reads (phantoms and the Fashion-MNIST test set: none; a
 /// `#z=…` selector is dropped), so that outputs can be kept apart from inputs.
 pub fn spec_paths(spec: &str) -> Vec<PathBuf> {
+    let spec = spec.strip_prefix(HU_PREFIX).unwrap_or(spec);
     Spec::parse(spec).map(|s| s.paths()).unwrap_or_default()
 }
 
@@ -125,9 +221,10 @@ pub fn load_cases(spec: &str, opts: &CaseOptions) -> Result<Vec<Case>> {
     load_cases_with_volumes(spec, opts).map(|(cases, _)| cases)
 }
 
-/// Spacing and affine of a volume whose `H×W` slices were resampled to `size×size` (voxel
-/// centres of the new grid: `old = s·new + (s − 1)/2` with `s = old/new` along each in-plane
-/// axis).
+/// Spacing and affine of a volume whose `H×W` slices were resampled to `size×size`, after the
+/// centre crop of a non-square slice to `M×M` from `(row0, col0)` ([`square_crop`]; no crop:
+/// `M×M` is `H×W`, offsets 0). Voxel centres of the new grid:
+/// `old = offset + s·new + (s − 1)/2` with `s = M/size` along each in-plane axis.
 pub fn resized_geometry(
     spacing: Option<[f64; 3]>,
     affine: Option<[[f64; 4]; 4]>,
@@ -137,13 +234,17 @@ pub fn resized_geometry(
     let Some(n) = size else {
         return (spacing, affine);
     };
-    let (sy, sx) = (h as f64 / n as f64, w as f64 / n as f64);
+    let (r0, c0, mh, mw) = match square_crop((h, w), size) {
+        Some((r0, c0, m)) => (r0, c0, m, m),
+        None => (0, 0, h, w),
+    };
+    let (sy, sx) = (mh as f64 / n as f64, mw as f64 / n as f64);
     let spacing = spacing.map(|[dz, dy, dx]| [dz, dy * sy, dx * sx]);
     let affine = affine.map(|mut a| {
         // Columns: 0 ↔ x (W), 1 ↔ y (H), 2 ↔ z, 3 translation.
-        for (c, s) in [(0, sx), (1, sy)] {
+        for (c, s, off) in [(0, sx, c0), (1, sy, r0)] {
             for row in a.iter_mut().take(3) {
-                row[3] += (s - 1.0) / 2.0 * row[c];
+                row[3] += (off as f64 + (s - 1.0) / 2.0) * row[c];
                 row[c] *= s;
             }
         }
@@ -172,11 +273,15 @@ pub struct PendingCase {
     pub name: String,
     /// `[C, H, W]` of the image [`Self::load`] gives.
     pub shape: Vec<i64>,
+    /// The HU window of CT data in Hounsfield units ([`CaseInfo::units`]).
+    pub units: Option<HuWindow>,
+    /// Notes for the user on how the case is prepared (one per volume, on its first slice).
+    pub notes: Vec<String>,
     source: Pending,
 }
 
 enum Pending {
-    Loaded(Tensor),
+    Loaded(Tensor, Box<CaseInfo>),
     Slice(Rc<StreamedVolume>, usize),
 }
 
@@ -185,7 +290,9 @@ impl PendingCase {
         Self {
             name: c.name,
             shape: c.truth.size(),
-            source: Pending::Loaded(c.truth),
+            units: c.info.units,
+            notes: c.info.notes.clone(),
+            source: Pending::Loaded(c.truth, Box::new(c.info)),
         }
     }
 
@@ -193,9 +300,10 @@ impl PendingCase {
     /// slice before the reader's position reopens the file); a DICOM slice is one file.
     pub fn load(self) -> Result<Case> {
         match self.source {
-            Pending::Loaded(truth) => Ok(Case {
+            Pending::Loaded(truth, info) => Ok(Case {
                 name: self.name,
                 truth,
+                info: *info,
             }),
             Pending::Slice(v, z) => v.case(self.name, z),
         }
@@ -208,6 +316,8 @@ enum SliceReader {
     /// Read in order; an earlier slice reopens the file.
     Nifti {
         path: PathBuf,
+        /// The time point of a 4-D file.
+        t: Option<usize>,
         reader: RefCell<Option<io::nifti::NiftiSlices>>,
     },
     /// One file per slice.
@@ -233,6 +343,10 @@ struct StreamedVolume {
     reader: SliceReader,
     scale: Scale,
     opts: CaseOptions,
+    /// The volume's spacing and affine as read (before any crop or resampling).
+    meta: io::ImageMeta,
+    /// Names the volume in notes.
+    what: String,
 }
 
 impl StreamedVolume {
@@ -240,10 +354,10 @@ impl StreamedVolume {
         match &self.reader {
             SliceReader::Dicom(series) => series.read_slice(z),
             SliceReader::Npy(v) => v.slice(z),
-            SliceReader::Nifti { path, reader } => {
+            SliceReader::Nifti { path, t, reader } => {
                 let mut reader = reader.borrow_mut();
                 if reader.as_ref().is_none_or(|r| r.position() > z) {
-                    *reader = Some(io::nifti::NiftiSlices::open(path)?);
+                    *reader = Some(io::nifti::NiftiSlices::open_at(path, *t)?);
                 }
                 reader.as_mut().expect("opened above").slice_at(z)
             }
@@ -253,11 +367,29 @@ impl StreamedVolume {
     fn case(&self, name: String, z: usize) -> Result<Case> {
         let scale = self.scale;
         let sl = self.slice(z)?.mapv(|v| scale.apply(v));
-        finish(name, gray(sl), &self.opts)
+        let mut info = CaseInfo {
+            units: scale.units(),
+            spacing: self.meta.spacing,
+            affine: slice_affine(self.meta.affine, z),
+            ..CaseInfo::default()
+        };
+        if let SliceReader::Dicom(series) = &self.reader {
+            info.dicom_file = series.files.get(z).cloned();
+            info.affine = series.slice_affine(z).or(info.affine);
+        }
+        finish(name, &self.what, gray(sl), &self.opts, info)
     }
 }
 
 impl Scale {
+    /// The HU window of CT data, `None` for other data.
+    fn units(self) -> Option<HuWindow> {
+        match self {
+            Scale::Hu(w) => Some(w),
+            _ => None,
+        }
+    }
+
     fn apply(self, v: f32) -> f32 {
         match self {
             Scale::Hu(w) => w.apply(v),
@@ -308,15 +440,26 @@ pub fn pending_cases(
             return Err(Error::Config(format!("`size` must be at least 2, got {n}")));
         }
     }
-    let path = Path::new(spec);
-    let format = io::ImageFormat::split_extension(spec).map(|(_, f)| f);
-    let streamed = if spec.contains('#') {
+    if let Some(rest) = spec.strip_prefix(HU_PREFIX) {
+        let opts = CaseOptions {
+            values_in_hu: true,
+            ..*opts
+        };
+        return pending_cases(rest, &opts);
+    }
+    // `FILE#t=K` (a time point of a 4-D NIfTI) is streamed as the 3-D volume it is.
+    let (base, t) = io::split_time(spec)?;
+    let path = Path::new(&base);
+    let format = io::ImageFormat::split_extension(&base).map(|(_, f)| f);
+    let streamed = if base.contains('#') || (t.is_some() && format != Some(io::ImageFormat::Nifti))
+    {
         None
     } else if format == Some(io::ImageFormat::Nifti) && path.is_file() {
-        let mut r = io::nifti::NiftiSlices::open(path)?;
+        let mut r = io::nifti::NiftiSlices::open_at(path, t)?;
         let (lo, hi) = checked_range(spec, std::iter::from_fn(|| r.next_slice()))?;
         let reader = SliceReader::Nifti {
             path: path.to_path_buf(),
+            t,
             reader: RefCell::new(None),
         };
         Some((reader, r.dim, r.meta.clone(), (lo, hi)))
@@ -341,27 +484,43 @@ pub fn pending_cases(
     } else {
         None
     };
-    let Some((reader, [d, h, w], meta, range)) = streamed.filter(|s| s.1[0] > 1) else {
+    let Some((reader, [d, h, w], mut meta, range)) = streamed.filter(|s| s.1[0] > 1) else {
         let (cases, volume) = load_cases_with_volumes(spec, opts)?;
         return Ok((cases.into_iter().map(PendingCase::loaded).collect(), volume));
     };
+    if opts.values_in_hu {
+        meta.units = Some("HU".into());
+    }
+    let scale = scale_for(meta.units.as_deref(), range, opts, spec);
     let vol = Rc::new(StreamedVolume {
         reader,
-        scale: scale_for(meta.units.as_deref(), range, opts, spec),
+        scale,
         opts: *opts,
+        meta: meta.clone(),
+        what: spec.to_string(),
     });
-    let stem = volume_stem(path);
+    let stem = match t {
+        Some(t) => format!("{}_t_{t}", volume_stem(path)),
+        None => volume_stem(path),
+    };
     let (oh, ow) = match opts.size {
         Some(n) => (n, n),
         None => (h as i64, w as i64),
     };
     let names: Vec<String> = (0..d).map(|z| format!("{stem}_z{z}")).collect();
+    let note = crop_note(spec, (h, w), opts.size);
     let cases = names
         .iter()
         .enumerate()
         .map(|(z, n)| PendingCase {
             name: n.clone(),
             shape: vec![1, oh, ow],
+            units: scale.units(),
+            notes: if z == 0 {
+                note.iter().cloned().collect()
+            } else {
+                Vec::new()
+            },
             source: Pending::Slice(vol.clone(), z),
         })
         .collect();
@@ -395,6 +554,13 @@ fn load_cases_inner(
     volumes: &mut Vec<SourceVolume>,
 ) -> Result<Vec<Case>> {
     let mut out = Vec::new();
+    if let Some(rest) = spec.strip_prefix(HU_PREFIX) {
+        let opts = CaseOptions {
+            values_in_hu: true,
+            ..*opts
+        };
+        return load_cases_inner(rest, &opts, volumes);
+    }
     let n_ph = opts
         .size
         .map(|s| s as usize)
@@ -402,7 +568,13 @@ fn load_cases_inner(
     match Spec::parse(spec)? {
         Spec::SheppLogan => {
             let img = shepp_logan(n_ph, 4)?.mapv(|v| v as f32);
-            out.push(finish("shepp_logan".into(), gray(img), opts)?);
+            out.push(finish(
+                "shepp_logan".into(),
+                spec,
+                gray(img),
+                opts,
+                CaseInfo::default(),
+            )?);
             return Ok(out);
         }
         Spec::Ellipses(seeds) => {
@@ -411,7 +583,8 @@ fn load_cases_inner(
                 let img = random_ellipses_batch(1, n_ph, &cfg, seed as u64)?
                     .index_axis_move(Axis(0), 0)
                     .mapv(|v| v as f32);
-                out.push(finish(format!("ellipses_{seed}"), gray(img), opts)?);
+                let name = format!("ellipses_{seed}");
+                out.push(finish(name, spec, gray(img), opts, CaseInfo::default())?);
             }
             return Ok(out);
         }
@@ -448,7 +621,7 @@ fn load_cases_inner(
                     Some(Split::Train) => format!("fashion_mnist_train_{k}"),
                     _ => format!("fashion_mnist_{k}"),
                 };
-                out.push(finish(name, gray(img), opts)?);
+                out.push(finish(name, spec, gray(img), opts, CaseInfo::default())?);
             }
             return Ok(out);
         }
@@ -493,9 +666,16 @@ fn load_cases_inner(
         }
         return Ok(out);
     }
-    let (path, sel) = match spec.rsplit_once('#') {
+    // `#t=K` (a time point of a 4-D NIfTI) is read by `io`; the case names keep it.
+    let (base, t) = io::split_time(spec)?;
+    let (path, sel) = match base.rsplit_once('#') {
         Some((p, s)) => (p, Some(s)),
-        None => (spec, None),
+        None => (base.as_str(), None),
+    };
+    let tagged = |s: Option<&str>| match (t, s) {
+        (Some(t), Some(s)) => Some(format!("t={t}#{s}")),
+        (Some(t), None) => Some(format!("t={t}")),
+        (None, s) => s.map(String::from),
     };
     if path.to_lowercase().ends_with(".inv3") {
         let zs = match sel {
@@ -514,7 +694,7 @@ fn load_cases_inner(
     {
         let zs = super::spec::Sel::parse(zs, spec)?.indices();
         let file = Path::new(path);
-        let whole = io::read_image_file(file)?;
+        let whole = io::read_image_file_at(file, t)?;
         for z in zs {
             let sel = io::Selector {
                 axis: io::SliceAxis::Z,
@@ -525,7 +705,7 @@ fn load_cases_inner(
             image_cases(
                 img,
                 path,
-                Some(&one),
+                tagged(Some(&one)).as_deref(),
                 &format!("{path}#{one}"),
                 opts,
                 volumes,
@@ -535,7 +715,15 @@ fn load_cases_inner(
         return Ok(out);
     }
     let img = io::read_image(spec)?;
-    image_cases(img, path, sel, spec, opts, volumes, &mut out)?;
+    image_cases(
+        img,
+        path,
+        tagged(sel).as_deref(),
+        spec,
+        opts,
+        volumes,
+        &mut out,
+    )?;
     Ok(out)
 }
 
@@ -547,7 +735,7 @@ fn folder_pictures(dir: &Path) -> Result<Option<Vec<PathBuf>>> {
 /// The cases of an image read from `spec` (= `path` with the selector `sel`, if any): one
 /// picture, or every slice of a `[D, H, W]` volume (then also added to `volumes`).
 fn image_cases(
-    img: io::Image,
+    mut img: io::Image,
     path: &str,
     sel: Option<&str>,
     spec: &str,
@@ -569,6 +757,9 @@ fn image_cases(
         }
         None => stem,
     };
+    if opts.values_in_hu {
+        img.meta.units = Some("HU".into());
+    }
     // Checked before the values are mapped: min–max scaling would turn ±Inf into NaN.
     io::ensure_finite(&img.data, spec)?;
     if matches!(img.meta.color.as_deref(), Some("RGBA" | "gray+alpha")) {
@@ -578,13 +769,52 @@ fn image_cases(
         );
     }
     let data = to_unit_range(&img, opts, spec);
+    let info = CaseInfo {
+        units: (img.meta.units.as_deref() == Some("HU")).then_some(opts.window),
+        spacing: img.meta.spacing,
+        affine: img.meta.affine,
+        ..CaseInfo::default()
+    };
+    // A DICOM file, or a slice of a series: the file whose patient and study a DICOM output
+    // copies, and (series) the slice's own position.
+    let file = Path::new(path);
+    let series = if img.meta.format == Some(io::ImageFormat::Dicom) && file.is_dir() {
+        Some(io::dicom::DicomSeries::open(file)?)
+    } else {
+        None
+    };
+    let dicom_slice = |info: &mut CaseInfo, z: usize| {
+        if let Some(s) = &series {
+            info.dicom_file = s.files.get(z).cloned();
+            info.affine = s.slice_affine(z).or(info.affine);
+        } else if img.meta.format == Some(io::ImageFormat::Dicom) {
+            info.dicom_file = Some(file.to_path_buf());
+        }
+    };
     match img.axes {
-        io::Axes::Chw => out.push(finish(stem, data, opts)?),
+        io::Axes::Chw => {
+            let mut info = info;
+            let z = match io::split_selector(Path::new(spec))? {
+                (_, Some(s)) if s.axis == io::SliceAxis::Z => Some(s.index),
+                (_, None) => Some(0),
+                _ => None,
+            };
+            if let Some(z) = z {
+                dicom_slice(&mut info, z);
+            }
+            out.push(finish(stem, spec, data, opts, info)?)
+        }
         io::Axes::Dhw => {
             let mut names = Vec::new();
             for (z, sl) in data.axis_iter(Axis(0)).enumerate() {
+                let mut info = CaseInfo {
+                    affine: slice_affine(info.affine, z),
+                    ..info.clone()
+                };
+                dicom_slice(&mut info, z);
                 names.push(format!("{stem}_z{z}"));
-                out.push(finish(format!("{stem}_z{z}"), gray(sl.to_owned()), opts)?);
+                let name = format!("{stem}_z{z}");
+                out.push(finish(name, spec, gray(sl.to_owned()), opts, info)?);
             }
             let (_, h, w) = data.dim();
             let (spacing, affine) =

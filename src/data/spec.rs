@@ -12,7 +12,8 @@
 //!        | invesalius[:FILE.inv3][:z=SEL]
 //!        | nifti:FILE[,FILE…] | nifti-crop:FILE[,FILE…] | dicom:SERIES|FILE[,…]
 //!        | gaussian2d[:N] | photos:N:PATH[,PATH…]
-//!        | FILE[#z=SEL | #y=K | #x=K] | FOLDER
+//!        | FILE[#t=K][#z=SEL | #y=K | #x=K] | FOLDER
+//!        | hu:PART                                 evaluation: the values are HU
 //! ```
 //!
 //! | part | training set (`--data`) | evaluation cases (`--ground-truth`) |
@@ -26,7 +27,12 @@
 //! | `gaussian2d[:N]`, `photos:N:…` | N samples / N random crops | — (training data only) |
 //! | `FILE`, `FOLDER` | a `.npy` stack, an IDX file, a folder of images or IDX files | a picture or every slice of a volume; a folder's pictures or its DICOM series |
 //!
-//! `--ground-truth` also takes several specs, separated by commas or by repeating the flag.
+//! | `FILE#t=K` | — | time point K of a 4-D NIfTI (x, y, z, t), then as a 3-D volume; `FILE#t=K#z=SEL` its slices SEL (a 4-D file without `#t=` is refused) |
+//! | `hu:PART` | — | the same cases, the values read as Hounsfield units (NIfTI or NPY CT, which do not say so; DICOM CT and `.inv3` are HU anyway): windowed for the prior, outputs written back in HU |
+//!
+//! The time point comes first and is joined to a slice selector with another `#`, since a
+//! comma separates specs. `--ground-truth` also takes several specs, separated by commas or by
+//! repeating the flag.
 use crate::{Error, Result};
 use std::path::{Path, PathBuf};
 

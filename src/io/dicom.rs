@@ -335,6 +335,17 @@ fn open(path: &Path) -> Result<DefaultDicomObject> {
     })
 }
 
+/// Opens a DICOM file as the readers here do (checked element lengths, tolerant of a zero tail
+/// after the pixel data), e.g. to copy its attributes.
+pub fn open_object(path: &Path) -> Result<DefaultDicomObject> {
+    open(path)
+}
+
+/// The SeriesInstanceUID of a DICOM file (empty when it has none).
+pub fn series_uid(path: &Path) -> Result<String> {
+    Ok(string(&open(path)?, tags::SERIES_INSTANCE_UID).unwrap_or_default())
+}
+
 /// What [`check_element_lengths`] found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Walk {
@@ -630,7 +641,9 @@ fn pixel_spacing(obj: &DefaultDicomObject) -> (f64, f64) {
     }
 }
 
-/// Reads one DICOM file: `[frames, rows, cols]` (gray) or `[3, rows, cols]` (one RGB frame).
+/// Reads one DICOM file: `[frames, rows, cols]` (gray) or `[3, rows, cols]` (one RGB frame);
+/// a single-frame slice with ImagePositionPatient and ImageOrientationPatient records its NIfTI
+/// affine, as a series does.
 pub fn read_dicom_file(path: &Path) -> Result<Image> {
     let obj = open(path)?;
     let (data, spp) = pixels(path, &obj)?;
@@ -639,6 +652,18 @@ pub fn read_dicom_file(path: &Path) -> Result<Image> {
         .and_then(|v| v.first().copied())
         .filter(|t| ok_spacing(*t))
         .unwrap_or(1.0);
+    // One slice: its position and orientation place it (a multi-frame file has per-frame
+    // geometry in functional groups, not read here).
+    let affine = match (
+        floats(&obj, tags::IMAGE_ORIENTATION_PATIENT).filter(|v| v.len() == 6),
+        floats(&obj, tags::IMAGE_POSITION_PATIENT).filter(|v| v.len() == 3),
+    ) {
+        (Some(iop), Some(ipp)) if data.dim().0 == 1 => {
+            normal(&iop).map(|n| nifti_affine(&iop, &ipp, n, pr, pc, thick))
+        }
+        _ => None,
+    }
+    .filter(|a| a.iter().flatten().all(|v| v.is_finite()));
     Ok(Image {
         axes: if spp == 1 && data.dim().0 > 1 {
             Axes::Dhw
@@ -651,6 +676,7 @@ pub fn read_dicom_file(path: &Path) -> Result<Image> {
             dtype: int(&obj, tags::BITS_ALLOCATED).map(|b| format!("{b}-bit")),
             spacing: Some([thick, pr, pc]),
             units: units(&obj),
+            affine,
             ..Default::default()
         },
     })
@@ -759,12 +785,21 @@ pub struct DicomSeries {
     pub meta: ImageMeta,
     /// Smallest and largest value over the whole series.
     pub range: (f32, f32),
+    /// The NIfTI (RAS+) affine of each slice at its own ImagePositionPatient (k = 0 is the
+    /// slice), where position and orientation are known.
+    slice_affines: Vec<Option<[[f64; 4]; 4]>>,
 }
 
 impl DicomSeries {
     /// Indexes the series in `dir` (same checks and errors as [`read_dicom_series`]).
     pub fn open(dir: &Path) -> Result<Self> {
         Ok(scan_series(dir, false)?.0)
+    }
+
+    /// The affine of slice `k` placed at its own position (series with uneven slice steps
+    /// included): world = A · (column, row, 0, 1).
+    pub fn slice_affine(&self, k: usize) -> Option<[[f64; 4]; 4]> {
+        self.slice_affines.get(k).copied().flatten()
     }
 
     /// Slice `k` as `[rows, cols]`.
@@ -900,7 +935,16 @@ fn scan_series(dir: &Path, keep_pixels: bool) -> Result<(DicomSeries, Vec<Slice>
         _ => None,
     }
     .filter(|a| a.iter().flatten().all(|v| v.is_finite()));
+    let slice_affines = slices
+        .iter()
+        .map(|s| match (&s.orientation, &s.position, n) {
+            (Some(iop), Some(ipp), Some(n)) => Some(nifti_affine(iop, ipp, n, pr, pc, dz))
+                .filter(|a| a.iter().flatten().all(|v| v.is_finite())),
+            _ => None,
+        })
+        .collect();
     let series = DicomSeries {
+        slice_affines,
         files: slices.iter().map(|s| s.path.clone()).collect(),
         dim: [slices.len(), h, w],
         meta: ImageMeta {

@@ -16,6 +16,9 @@
 //! * A path may end in a selector `#z=K`, `#y=K` or `#x=K` (`vol.nii.gz#z=90`): the image is
 //!   then the 2-D slice at index K along axis 0 (z), 1 (y) or 2 (x), returned as `[1, ·, ·]`.
 //!   `#x=` gives `[z, y]`, `#y=` gives `[z, x]`, `#z=` gives `[y, x]`.
+//! * A 4-D NIfTI (x, y, z, t) is read at one time point named by `#t=K` (`fmri.nii.gz#t=2`),
+//!   before any slice selector: `fmri.nii.gz#t=2#z=10` is slice 10 of time point 2
+//!   ([`split_time`]). A 4-D file without `#t=` is refused, naming its number of time points.
 //!
 //! Errors name the file and the problem ([`crate::Error::Io`], [`crate::Error::Format`]); the
 //! helpers [`ensure_finite`], [`ensure_2d`], [`ensure_3d`] and [`ensure_shape`] give the CLI one
@@ -24,6 +27,7 @@ pub mod atomic;
 pub mod budget;
 pub mod convert;
 pub mod dicom;
+pub mod dicom_write;
 pub mod fastmri;
 pub mod grid;
 pub mod nifti;
@@ -299,13 +303,36 @@ pub fn split_selector(path: &Path) -> Result<(PathBuf, Option<Selector>)> {
     Ok((PathBuf::from(file), Some(Selector { axis, index })))
 }
 
+/// Splits the time point `#t=K` off a path (`fmri.nii.gz#t=2#z=10` →
+/// `("fmri.nii.gz#z=10", Some(2))`); a path that exists as named is kept whole (a `#` in a
+/// file name). `#t=` without a non-negative integer is an error.
+pub fn split_time(path: &str) -> Result<(String, Option<usize>)> {
+    if Path::new(path).exists() {
+        return Ok((path.to_string(), None));
+    }
+    let Some(pos) = path.find("#t=").or_else(|| path.find("#T=")) else {
+        return Ok((path.to_string(), None));
+    };
+    let rest = &path[pos + 3..];
+    let end = rest.find('#').unwrap_or(rest.len());
+    let t = rest[..end].trim().parse::<usize>().map_err(|_| {
+        Error::Invalid(format!(
+            "{path}: time-point selector '#t={}' needs a non-negative integer index, e.g. #t=0",
+            &rest[..end]
+        ))
+    })?;
+    Ok((format!("{}{}", &path[..pos], &rest[end..]), Some(t)))
+}
+
 /// Reads an image or volume, choosing the reader from the extension (a folder is read as a
-/// DICOM series), then applies a `#z=`/`#y=`/`#x=` selector if the path has one.
+/// DICOM series), at the time point `#t=K` of a 4-D NIfTI if the path names one, then applies a
+/// `#z=`/`#y=`/`#x=` selector if the path has one.
 pub fn read_image(path: impl AsRef<Path>) -> Result<Image> {
-    let (file, sel) = split_selector(path.as_ref())?;
+    let (path, t) = split_time(&path.as_ref().to_string_lossy())?;
+    let (file, sel) = split_selector(Path::new(&path))?;
     if let Some(sel) = sel.filter(|s| s.axis == SliceAxis::Z) {
         if file.is_file() && matches!(ImageFormat::from_path(&file), Ok(ImageFormat::Nifti)) {
-            return read_nifti_z_slice(&file, sel);
+            return read_nifti_z_slice(&file, t, sel);
         }
         if file.is_file() && matches!(ImageFormat::from_path(&file), Ok(ImageFormat::Npy)) {
             if let Some(v) = npy::NpyVolume::open(&file)? {
@@ -322,7 +349,7 @@ pub fn read_image(path: impl AsRef<Path>) -> Result<Image> {
             }
         }
     }
-    let img = read_image_file(&file)?;
+    let img = read_image_file_at(&file, t)?;
     match sel {
         Some(sel) => img.slice_of_file(sel, &file),
         None => Ok(img),
@@ -331,8 +358,8 @@ pub fn read_image(path: impl AsRef<Path>) -> Result<Image> {
 
 /// `FILE.nii[.gz]#z=K` read slice by slice up to `K` (one slice in memory), equal to slicing the
 /// whole volume.
-fn read_nifti_z_slice(file: &Path, sel: Selector) -> Result<Image> {
-    let mut r = nifti::NiftiSlices::open(file)?;
+fn read_nifti_z_slice(file: &Path, t: Option<usize>, sel: Selector) -> Result<Image> {
+    let mut r = nifti::NiftiSlices::open_at(file, t)?;
     let depth = r.dim[0];
     if sel.index >= depth {
         return Err(Error::format(
@@ -357,6 +384,24 @@ fn read_nifti_z_slice(file: &Path, sel: Selector) -> Result<Image> {
 pub fn read_slice(path: impl AsRef<Path>, axis: SliceAxis, index: usize) -> Result<Image> {
     let path = path.as_ref();
     read_image_file(path)?.slice_of_file(Selector { axis, index }, path)
+}
+
+/// [`read_image_file`] at time point `t` of a 4-D NIfTI (`None`: a 2-D or 3-D file); a time
+/// point of any other format is an error naming the file.
+pub fn read_image_file_at(path: &Path, t: Option<usize>) -> Result<Image> {
+    let Some(t) = t else {
+        return read_image_file(path);
+    };
+    if path.is_file() && matches!(ImageFormat::from_path(path), Ok(ImageFormat::Nifti)) {
+        return nifti::read_nifti_at(path, Some(t));
+    }
+    if !path.exists() {
+        return read_image_file(path); // names the missing file
+    }
+    Err(Error::format(
+        path,
+        format!("#t={t} selects a time point of a 4-D NIfTI file; this is not one"),
+    ))
 }
 
 /// [`read_image`] without selector parsing.
@@ -407,7 +452,9 @@ pub fn write_image(path: impl AsRef<Path>, image: &Image) -> Result<()> {
         }
         ImageFormat::Dicom => Err(Error::format(
             path,
-            "writing DICOM is not supported; write .nii.gz, .npy, .tif or .png instead",
+            "writing DICOM is not supported for images (CT results in HU are written as DICOM \
+             series by `reconstruct ct --output-dicom`); write .nii.gz, .npy, .tif or .png \
+             instead",
         )),
         ImageFormat::Jpeg => Err(Error::format(
             path,

@@ -5,8 +5,9 @@
 //! (the same bytes read in C order), so `data[[k, j, i]] == get_fdata()[i, j, k]`, and the
 //! slice `#z=k` is the `[y, x]` plane `get_fdata()[:, :, k].T`. Values are
 //! `scl_slope · stored + scl_inter` when `scl_slope ≠ 0` (NIfTI-1 §scl_slope), applied by the
-//! crate. Spacing is `pixdim[3], pixdim[2], pixdim[1]` (z, y, x). 4-D files are accepted when the
-//! 4th axis has length 1.
+//! crate. Spacing is `pixdim[3], pixdim[2], pixdim[1]` (z, y, x). A 4-D file (x, y, z, t) is
+//! read at one time point `t` ([`read_nifti_at`], `FILE#t=K` in a path); without one it is
+//! accepted only when its 4th axis has length 1.
 use super::{atomic, ensure_finite, Axes, Image, ImageFormat, ImageMeta};
 use crate::{Error, Result};
 use ::nifti::writer::WriterOptions;
@@ -45,7 +46,7 @@ impl Read for MaybeGz {
 struct Opened {
     /// The header, with `scl_slope` set to 0 (no scaling) where the file's is 0 or not finite.
     header: NiftiHeader,
-    /// `(nx, ny, nz)`.
+    /// `(nx, ny, nz)` (of one time point of a 4-D file).
     dims: (usize, usize, usize),
     dtype: NiftiType,
     reader: MaybeGz,
@@ -72,7 +73,9 @@ const REAL_TYPES: [NiftiType; 10] = [
 /// budget (`budget_voxels` voxels are held at once, at `item + 8` bytes each: the raw data,
 /// the f32 array and a copy). Scaling follows nibabel: a `scl_slope` of 0 or not finite means
 /// no scaling; a valid slope with a non-finite `scl_inter` is an error.
-fn open_checked(path: &Path, whole_volume: bool) -> Result<Opened> {
+/// With `t`, the 3-D volume at time point `t` of a 4-D file: the reader is positioned at its
+/// first voxel and the header describes that volume.
+fn open_checked(path: &Path, whole_volume: bool, t: Option<usize>) -> Result<Opened> {
     let bad = |msg: String| Error::format(path, msg);
     let file = File::open(path).map_err(|e| Error::io(path, e))?;
     let file_len = file.metadata().map_err(|e| Error::io(path, e))?.len();
@@ -120,7 +123,7 @@ fn open_checked(path: &Path, whole_volume: bool) -> Result<Opened> {
         .iter()
         .map(|&d| d as usize)
         .collect();
-    let (nx, ny, nz) = volume_dims(path, &dims)?;
+    let (nx, ny, nz, nt) = volume_dims(path, &dims, t)?;
     let dtype = header.data_type().map_err(|e| nerr(path, e))?;
     if !REAL_TYPES.contains(&dtype) {
         return Err(bad(format!(
@@ -144,10 +147,11 @@ fn open_checked(path: &Path, whole_volume: bool) -> Result<Opened> {
     let shape = [nz, ny, nx];
     let voxels = super::budget::elements(&shape).unwrap_or(u128::MAX);
     let bytes = voxels.saturating_mul(item as u128);
-    if !gz && (vox as u128).saturating_add(bytes) > file_len as u128 {
+    let all_bytes = bytes.saturating_mul(nt as u128);
+    if !gz && (vox as u128).saturating_add(all_bytes) > file_len as u128 {
         return Err(bad(format!(
-            "NIfTI file is truncated: its header declares {nx}x{ny}x{nz} voxels of {dtype:?} = \
-             {bytes} bytes from offset {vox}, but the file has {file_len} bytes"
+            "NIfTI file is truncated: its header declares {nx}x{ny}x{nz}x{nt} voxels of \
+             {dtype:?} = {all_bytes} bytes from offset {vox}, but the file has {file_len} bytes"
         )));
     }
     let held = if whole_volume {
@@ -171,7 +175,7 @@ fn open_checked(path: &Path, whole_volume: bool) -> Result<Opened> {
         header.scl_slope = 0.0;
         header.scl_inter = 0.0;
     }
-    // Skip the extensions: the voxels start at vox_offset.
+    // Skip the extensions: the voxels start at vox_offset; then the time points before `t`.
     let skip = vox.saturating_sub(348);
     let skipped = std::io::copy(&mut (&mut reader).take(skip), &mut std::io::sink())
         .map_err(|e| nerr(path, ::nifti::NiftiError::Io(e)))?;
@@ -179,6 +183,18 @@ fn open_checked(path: &Path, whole_volume: bool) -> Result<Opened> {
         return Err(bad(format!(
             "NIfTI file is truncated: it ends before vox_offset {vox}"
         )));
+    }
+    if let Some(t) = t {
+        let skip = (bytes as u64).saturating_mul(t as u64);
+        let skipped = std::io::copy(&mut (&mut reader).take(skip), &mut std::io::sink())
+            .map_err(|e| nerr(path, ::nifti::NiftiError::Io(e)))?;
+        if skipped != skip {
+            return Err(bad(format!(
+                "NIfTI file is truncated: it ends before time point t={t}"
+            )));
+        }
+        // From here on the file is the 3-D volume at `t`.
+        header.dim = [3, nx as u16, ny as u16, nz as u16, 1, 1, 1, 1];
     }
     Ok(Opened {
         header,
@@ -195,7 +211,7 @@ pub fn read_nifti(path: &Path) -> Result<Image> {
         dims: (nx, ny, nz),
         dtype,
         reader,
-    } = open_checked(path, true)?;
+    } = open_checked(path, true, None)?;
     let dtype = format!("{dtype:?}").to_lowercase();
     // The sizes were checked above; the crate `expect`s consistent sizes in places, so a panic
     // is still turned into an error rather than unwinding into the caller.
@@ -217,20 +233,71 @@ pub fn read_nifti(path: &Path) -> Result<Image> {
     })
 }
 
-/// `(nx, ny, nz)` of a 2-D or 3-D volume (a 4th axis of length 1 allowed).
-fn volume_dims(path: &Path, dims: &[usize]) -> Result<(usize, usize, usize)> {
-    match dims {
-        [x, y] => Ok((*x, *y, 1)),
-        [x, y, z] => Ok((*x, *y, *z)),
-        [x, y, z, rest @ ..] if rest.iter().all(|&d| d == 1) => Ok((*x, *y, *z)),
-        other => Err(Error::format(
+/// `(nx, ny, nz, nt)` of a 2-D or 3-D volume (a 4th axis of length 1 allowed), or of a 4-D
+/// file (x, y, z, t) read at time point `t`.
+fn volume_dims(
+    path: &Path,
+    dims: &[usize],
+    t: Option<usize>,
+) -> Result<(usize, usize, usize, usize)> {
+    let nt = dims.get(3).copied().unwrap_or(1);
+    let higher = dims.len() > 4 && dims[4..].iter().any(|&d| d != 1);
+    if higher {
+        return Err(Error::format(
             path,
             format!(
-                "NIfTI volume has dimensions {other:?}; only 2-D or 3-D volumes (a 4th axis \
-                 of length 1) are supported — select a time point first"
+                "NIfTI volume has dimensions {dims:?}; only 2-D, 3-D and 4-D (x, y, z, t) \
+                 volumes are supported"
+            ),
+        ));
+    }
+    match (dims, t) {
+        (_, Some(t)) if t >= nt => Err(Error::format(
+            path,
+            format!(
+                "#t={t} is out of range: the file has {nt} time point{} (#t=0..={})",
+                if nt == 1 { "" } else { "s" },
+                nt - 1
+            ),
+        )),
+        ([x, y], _) => Ok((*x, *y, 1, 1)),
+        ([x, y, z], _) => Ok((*x, *y, *z, 1)),
+        ([x, y, z, ..], _) if nt == 1 || t.is_some() => Ok((*x, *y, *z, nt)),
+        _ => Err(Error::format(
+            path,
+            format!(
+                "NIfTI volume is 4-D with {nt} time points (dimensions {dims:?}); pick one with \
+                 FILE#t=K (K = 0..={}), e.g. {}#t=0",
+                nt - 1,
+                path.display()
             ),
         )),
     }
+}
+
+/// [`read_nifti`] of the 3-D volume at time point `t` of a 4-D file (`None`: [`read_nifti`]),
+/// read slice by slice.
+pub fn read_nifti_at(path: &Path, t: Option<usize>) -> Result<Image> {
+    let Some(t) = t else {
+        return read_nifti(path);
+    };
+    let mut r = NiftiSlices::open_at(path, Some(t))?;
+    let [d, h, w] = r.dim;
+    super::budget::check_file_alloc(
+        path,
+        (d as u128 * h as u128 * w as u128).saturating_mul(8),
+        &format!("NIfTI volume [z, y, x] = {:?} at t={t}", r.dim),
+    )?;
+    let mut data = ndarray::Array3::<f32>::zeros((d, h, w));
+    for z in 0..d {
+        let sl = r.slice_at(z)?;
+        data.index_axis_mut(ndarray::Axis(0), z).assign(&sl);
+    }
+    Ok(Image {
+        data,
+        axes: Axes::Dhw,
+        meta: r.meta,
+    })
 }
 
 /// Spacing `[dz, dy, dx]` and the sform of a header.
@@ -280,12 +347,17 @@ pub struct NiftiSlices {
 impl NiftiSlices {
     /// Opens `path` and reads its header (checked as [`read_nifti`] checks it).
     pub fn open(path: &Path) -> Result<Self> {
+        Self::open_at(path, None)
+    }
+
+    /// [`Self::open`] at time point `t` of a 4-D file (its slices are those of that volume).
+    pub fn open_at(path: &Path, t: Option<usize>) -> Result<Self> {
         let Opened {
             header,
             dims: (nx, ny, nz),
             dtype,
             reader,
-        } = open_checked(path, false)?;
+        } = open_checked(path, false, t)?;
         // Streamed in 2-D slices, which the crate asserts are of lower rank than the volume: a
         // 2-D file is read as the x × y × 1 volume it is.
         let mut stream_header = header.clone();

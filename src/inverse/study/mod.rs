@@ -21,7 +21,8 @@ use std::path::Path;
 use std::time::Instant;
 use tch::Tensor;
 
-pub use crate::data::cases::Case;
+pub use crate::data::cases::{Case, CaseInfo};
+use crate::data::ct_slices::HuWindow;
 use crate::inverse::typicality::Typicality;
 
 /// A reconstruction method: measurement batch `[B] ++ A.output_shape()` → images
@@ -132,6 +133,18 @@ pub struct CaseOutput {
     /// `(method, pixelwise posterior std [C, H, W])` for the methods that give one.
     pub stds: Vec<(String, Tensor)>,
     pub records: Vec<Record>,
+    /// The case's provenance: its HU window (outputs are written in HU) and geometry.
+    pub info: CaseInfo,
+}
+
+/// Values as written to files: in Hounsfield units for CT in HU (`HU = lo + x·(hi − lo)`, a
+/// standard deviation `σ·(hi − lo)`), else as computed ([0, 1]).
+pub fn output_values(x: &Tensor, units: Option<HuWindow>, is_std: bool) -> Tensor {
+    match units {
+        Some(w) if is_std => x * f64::from(w.hi - w.lo),
+        Some(w) => x * f64::from(w.hi - w.lo) + f64::from(w.lo),
+        None => x.shallow_clone(),
+    }
 }
 
 /// Simulates the measurement of `case` with `noise` (applied to `A x`) and runs each method.
@@ -210,6 +223,7 @@ pub fn run_batch(
             recons: Vec::new(),
             stds: Vec::new(),
             records: Vec::new(),
+            info: c.info.clone(),
         })
         .collect();
     let typical = runs.iter().find_map(|r| r.typicality.clone());
@@ -476,7 +490,8 @@ pub fn case_files(out: &CaseOutput) -> Vec<String> {
 }
 
 /// Writes `<name>.png` (truth | each method | |error| of the last method, ×4),
-/// `<name>_<method>.npy` for every reconstruction and, for methods with posterior samples,
+/// `<name>_<method>.npy` for every reconstruction (in HU for CT in HU, see [`output_values`])
+/// and, for methods with posterior samples,
 /// `<name>_<method>_std.png` (|error| | posterior std, both ×4, so a calibrated std map looks
 /// like the error map) and `<name>_<method>_std.npy`, into the study folder `dir` (listed in
 /// its manifest before they are written).
@@ -497,6 +512,7 @@ pub fn write_case(dir: &mut OutputDir, out: &CaseOutput) -> Result<()> {
         &side_by_side(panels.len()),
     )?;
     for (m, r) in &out.recons {
+        let r = output_values(r, out.info.units, false);
         let a = io::tensor_to_array::<f32>(&r.to_device(tch::Device::Cpu))?;
         io::npy::write_npy(&dir.join(format!("{}_{}.npy", out.name, m)), &a)?;
     }
@@ -513,6 +529,7 @@ pub fn write_case(dir: &mut OutputDir, out: &CaseOutput) -> Result<()> {
             &stack,
             &opts,
         )?;
+        let sd = output_values(sd, out.info.units, true);
         let a = io::tensor_to_array::<f32>(&sd.to_device(tch::Device::Cpu))?;
         io::npy::write_npy(&dir.join(format!("{}_{}_std.npy", out.name, m)), &a)?;
     }

@@ -6,7 +6,10 @@
 //! model's and the user's settings in that order of precedence), each case's files written as
 //! soon as its batch is done, and the report with the settings
 //! ([`super::StudyReport`], `metrics.json/csv/txt`) and the volumes
-//! ([`crate::inverse::volumes`]) at the end.
+//! ([`crate::inverse::volumes`]) at the end. Cases of CT in Hounsfield units are written in HU
+//! (the window recorded under `output_units` in the settings; metrics stay on the window
+//! scale), and with `output_dicom` also as DICOM series (`dicom/METHOD/CASE.dcm`,
+//! [`crate::io::dicom_write`]).
 //!
 //! The output folder is claimed first ([`crate::io::output`]): new, empty, or the same
 //! command's (then `Reuse::Overwrite` or `Reuse::Resume` is needed). With `Resume`, the cases
@@ -22,6 +25,7 @@ use crate::inverse::baselines::{Baseline, TvConfig};
 use crate::inverse::score_method::{is_score_method, score_methods, ScoreSettings};
 use crate::inverse::tasks::{self, Task, TaskNoise, TaskOperator};
 use crate::inverse::volumes;
+use crate::io::dicom_write::{uid_from_name, write_ct_slice, CtSlice, SeriesInfo};
 use crate::io::output::{check_disjoint, OutputDir, Reuse};
 use crate::{Error, Result};
 use serde::{Deserialize, Serialize};
@@ -58,6 +62,10 @@ pub struct StudyConfig {
     /// Cases reconstructed together in one batched run of every method.
     pub batch: usize,
     pub score: ScoreSettings,
+    /// CT: also write each method's reconstructions as a DICOM series
+    /// (`dicom/<method>/<case>.dcm`, [`crate::io::dicom_write`]).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub output_dicom: bool,
 }
 
 impl Default for StudyConfig {
@@ -75,6 +83,7 @@ impl Default for StudyConfig {
             seed: 0,
             batch: 1,
             score: ScoreSettings::default(),
+            output_dicom: false,
         }
     }
 }
@@ -183,15 +192,17 @@ pub fn check_distinct_methods(methods: &[String]) -> Result<()> {
     Ok(())
 }
 
-/// The cases of every ground-truth spec with the volumes among them and their common
-/// `[C, H, W]`, checked before anything is written, so bad input leaves no output behind
-/// (slices of a volume are checked by a streamed pass here and read again batch by batch):
-/// at least one case, one size for all, and no case name twice (its outputs would overwrite
-/// each other's, e.g. `x.png` and `x.npy` in one folder, or one file named twice).
+/// The cases of every ground-truth spec with the volumes among them, their common
+/// `[C, H, W]` and the notes on how they were prepared (a centre crop), checked before
+/// anything is written, so bad input leaves no output behind (slices of a volume are checked
+/// by a streamed pass here and read again batch by batch): at least one case, one size for
+/// all, and no case name twice (its outputs would overwrite each other's, e.g. `x.png` and
+/// `x.npy` in one folder, or one file named twice).
+#[allow(clippy::type_complexity)]
 pub fn ground_truth_cases(
     specs: &[String],
     opts: &CaseOptions,
-) -> Result<(Vec<PendingCase>, Vec<SourceVolume>, Vec<i64>)> {
+) -> Result<(Vec<PendingCase>, Vec<SourceVolume>, Vec<i64>, Vec<String>)> {
     let mut cases = Vec::new();
     let mut volumes = Vec::new();
     let mut seen = HashMap::new();
@@ -222,7 +233,13 @@ pub fn ground_truth_cases(
             )));
         }
     }
-    Ok((cases, volumes, size))
+    let mut notes: Vec<String> = Vec::new();
+    for n in cases.iter().flat_map(|c| &c.notes) {
+        if !notes.contains(n) {
+            notes.push(n.clone());
+        }
+    }
+    Ok((cases, volumes, size, notes))
 }
 
 /// The files and folders named by ground-truth specs.
@@ -337,13 +354,47 @@ pub fn run_study(
         window: cfg.window,
         ..CaseOptions::default()
     };
-    let (cases, source_volumes, size) = ground_truth_cases(&cfg.ground_truth, &opts)?;
+    if cfg.output_dicom && task.name() != "ct" {
+        return Err(Error::Config(format!(
+            "`output_dicom` writes CT images in Hounsfield units; task {} is not CT",
+            task.name()
+        )));
+    }
+    let (cases, source_volumes, size, case_notes) = ground_truth_cases(&cfg.ground_truth, &opts)?;
     task.check_image(&cases[0].name, &size)?;
     let op = task.operator(&size, cfg.seed as u64, device)?;
     let mut methods = baseline_methods(&baselines, op.tv_config(), cfg);
-    let (score, notes) = score_methods(&cfg.methods, &cfg.score, op.as_ref(), task, device)?;
+    let (score, mut notes) = score_methods(&cfg.methods, &cfg.score, op.as_ref(), task, device)?;
+    notes.extend(case_notes);
     methods.extend(score);
-    let settings = study_settings(task, cfg)?;
+    let mut settings = study_settings(task, cfg)?;
+    // Cases in HU are written back in HU: the window is part of what the files mean.
+    let hu_cases = cases.iter().filter(|c| c.units.is_some()).count();
+    if hu_cases > 0 {
+        settings["output_units"] = serde_json::json!({
+            "values": "HU",
+            "window_hu": [cfg.window.lo, cfg.window.hi],
+            "cases_in_hu": hu_cases,
+            "formula": "HU = lo + x * (hi - lo), std_HU = std * (hi - lo)",
+            "metrics": "PSNR, SSIM and nRMSE are computed on the window scale x in [0, 1]",
+        });
+    }
+    let dicom = cfg.output_dicom.then(|| DicomOutput {
+        key: settings.to_string(),
+        window: cfg.window,
+        methods: methods.iter().map(|m| m.name()).collect(),
+        fresh: std::cell::Cell::new(0),
+    });
+    if dicom.is_some() && hu_cases < cases.len() {
+        notes.push(format!(
+            "{} of {} cases are not CT in HU (not DICOM CT, .inv3 or `hu:`): their DICOM series \
+             map the window scale [0, 1] to {}..{} HU",
+            cases.len() - hu_cases,
+            cases.len(),
+            cfg.window.lo,
+            cfg.window.hi
+        ));
+    }
     let header = format!(
         "{}, noise {}, device {}",
         op.describe(),
@@ -377,9 +428,20 @@ pub fn run_study(
         cfg.seed as u64,
         cfg.batch,
         device,
+        dicom.as_ref(),
         progress,
     )?;
     outcome.header = header;
+    if let Some(n) = dicom.as_ref().map(|d| d.fresh.get()).filter(|&n| n > 0) {
+        notes.push(format!(
+            "{n} case(s) have no DICOM source: their DICOM series carry fresh patient and study \
+             UIDs (PatientID {}), not a real patient's",
+            dicom
+                .as_ref()
+                .map(|d| d.fresh_patient_id())
+                .unwrap_or_default()
+        ));
+    }
     outcome.notes.splice(0..0, notes);
     Ok(outcome)
 }
@@ -399,6 +461,7 @@ fn run_cases(
     seed: u64,
     batch: usize,
     device: Device,
+    dicom: Option<&DicomOutput>,
     progress: &mut dyn FnMut(Progress),
 ) -> Result<StudyOutcome> {
     let total = cases.len();
@@ -483,13 +546,14 @@ fn run_cases(
         });
         let res = (|| -> Result<Vec<super::CaseOutput>> {
             let seeds: Vec<i64> = batch.iter().map(|(i, _)| case_seed(seed, *i)).collect();
+            let index: Vec<usize> = batch.iter().map(|(i, _)| *i).collect();
             let cases: Vec<Case> = batch
                 .into_iter()
                 .map(|(_, c)| {
                     let c = c.load()?;
                     Ok(Case {
-                        name: c.name,
                         truth: c.truth.to_device(device),
+                        ..c
                     })
                 })
                 .collect::<Result<_>>()?;
@@ -501,8 +565,11 @@ fn run_cases(
                 methods,
                 &mut *progress,
             )?;
-            for o in &outs {
+            for (o, i) in outs.iter().zip(index) {
                 write_case(&mut out, o)?;
+                if let Some(d) = dicom {
+                    d.write_case(&mut out, o, i)?;
+                }
             }
             Ok(outs)
         })();
@@ -572,6 +639,83 @@ fn method_list(methods: &[&dyn Method]) -> String {
         .join(", ")
 }
 
+/// `output_dicom`: each method's reconstructions as DICOM series (one folder per method, one
+/// file per case) with the source's geometry and patient/study attributes
+/// ([`crate::io::dicom_write`]).
+struct DicomOutput {
+    /// Names the study (its settings): UIDs are derived from it, so a resumed study and the
+    /// shards of one study (`merge`) continue the same series.
+    key: String,
+    /// Cases without HU values are mapped through it.
+    window: HuWindow,
+    methods: Vec<String>,
+    /// Cases written without a DICOM source (fresh patient and study).
+    fresh: std::cell::Cell<usize>,
+}
+
+impl DicomOutput {
+    /// The PatientID of series without a DICOM source.
+    fn fresh_patient_id(&self) -> String {
+        format!(
+            "SCOREINV-{}",
+            &uid_from_name(&format!("patient|{}", self.key))[5..17]
+        )
+    }
+
+    /// The files of case `index` of the study: `dicom/<method>/<case>.dcm`.
+    fn write_case(&self, out: &mut OutputDir, o: &super::CaseOutput, index: usize) -> Result<()> {
+        let window = o.info.units.unwrap_or(self.window);
+        // One series per method and source series (a study may read several patients).
+        let source_series = match &o.info.dicom_file {
+            Some(f) => crate::io::dicom::series_uid(f)?,
+            None => {
+                self.fresh.set(self.fresh.get() + 1);
+                "no DICOM source".to_string()
+            }
+        };
+        for (m, r) in &o.recons {
+            let shape = r.size();
+            if shape.len() != 3 || shape[0] != 1 {
+                return Err(Error::Invalid(format!(
+                    "`output_dicom`: case '{}' ({m}) is {shape:?}, not one gray slice",
+                    o.name
+                )));
+            }
+            let series_key = format!("{}|{source_series}|{m}", self.key);
+            let k = self.methods.iter().position(|n| n == m).unwrap_or(0) as i64;
+            let series = SeriesInfo {
+                series_uid: uid_from_name(&format!("series|{series_key}")),
+                series_number: 9001 + k,
+                description: format!("scoreinv {m} reconstruction"),
+                fresh_patient_id: self.fresh_patient_id(),
+                fresh_study_uid: uid_from_name(&format!("study|{}", self.key)),
+                fresh_frame_uid: uid_from_name(&format!("frame|{}", self.key)),
+            };
+            let hu = super::output_values(r, Some(window), false).to_device(Device::Cpu);
+            let hu = crate::io::tensor_to_array::<f32>(&hu)?;
+            let hu = hu
+                .into_dimensionality::<ndarray::Ix3>()
+                .map_err(|e| Error::Invalid(format!("reconstruction of '{}': {e}", o.name)))?;
+            let name = format!("dicom/{m}/{}.dcm", o.name);
+            let path = out.file(&name)?;
+            if let Some(dir) = path.parent() {
+                std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+            }
+            let slice = CtSlice {
+                hu: hu.index_axis(ndarray::Axis(0), 0),
+                range: (f64::from(window.lo), f64::from(window.hi)),
+                source: o.info.dicom_file.as_deref(),
+                affine: o.info.affine,
+                spacing: o.info.spacing,
+                instance: index as i64 + 1,
+                sop_uid: uid_from_name(&format!("instance|{series_key}|{}", o.name)),
+            };
+            write_ct_slice(&path, &slice, &series)?;
+        }
+        Ok(())
+    }
+}
+
 /// An error about the output folder, naming the setting.
 fn out_err(e: Error) -> Error {
     Error::Invalid(format!("`out`: {e}"))
@@ -621,6 +765,13 @@ pub fn reconstruct_measured(
         return Err(Error::Config(
             "`resume` continues a simulation study; a measurement is reconstructed in one go \
              (use `overwrite` to replace an earlier result)"
+                .into(),
+        ));
+    }
+    if cfg.output_dicom {
+        return Err(Error::Config(
+            "`output_dicom` writes the reconstructions of CT ground truth in HU (DICOM, .inv3, \
+             NIfTI or NPY in HU) with its geometry; a measurement has neither"
                 .into(),
         ));
     }
