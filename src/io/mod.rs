@@ -24,6 +24,7 @@ pub mod atomic;
 pub mod budget;
 pub mod convert;
 pub mod dicom;
+pub mod figure;
 pub mod grid;
 pub mod nifti;
 pub mod normalize;
