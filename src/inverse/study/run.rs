@@ -81,6 +81,8 @@ pub struct StudyOutput {
     pub out: PathBuf,
     pub reuse: Reuse,
     pub shard: Option<ShardInfo>,
+    /// How the per-case figures are drawn (panel size, error gain, region of interest, window).
+    pub figure: crate::io::figure::FigureConfig,
 }
 
 /// What the caller is told while a study runs (for a progress bar).
@@ -473,7 +475,7 @@ fn run_cases(
                 .collect::<Result<_>>()?;
             let outs = super::run_batch(op.op().as_ref(), noise, &cases, Some(&seeds), methods)?;
             for o in &outs {
-                write_case(&mut out, o)?;
+                write_case(&mut out, o, &output.figure)?;
             }
             Ok(outs)
         })();
@@ -591,7 +593,7 @@ pub fn reconstruct_measured(
         output.reuse,
     )
     .map_err(out_err)?;
-    tasks::write_reconstructions(&mut out, &m.name, &recons)?;
+    tasks::write_reconstructions(&mut out, &m.name, &recons, &output.figure)?;
     let rows: Vec<serde_json::Value> = recons
         .iter()
         .map(|r| {

@@ -33,7 +33,7 @@ pub use mri::MriMaskKind;
 use super::baselines::{Baseline, TvConfig};
 use super::projection::ProjectionConfig;
 use super::study::Method;
-use crate::io::{self, GridOptions};
+use crate::io;
 use crate::{Error, Result};
 use ndarray::{Array2, ArrayD, Axis};
 use num_complex::Complex;
@@ -570,12 +570,14 @@ pub fn reconstruct_measurement(
     Ok(out)
 }
 
-/// Writes `<name>.png` (every reconstruction side by side, jointly scaled so the brightest
-/// panel peaks at 1 if any exceeds 1, negatives clipped) and `<name>_<method>.npy` (raw values).
+/// Writes `<name>.png` (every reconstruction side by side, labelled with its method, no metrics,
+/// [`io::figure::comparison`]; jointly scaled so the brightest panel peaks at 1 if any exceeds
+/// 1, negatives clipped, the displayed range stated) and `<name>_<method>.npy` (raw values).
 pub fn write_reconstructions(
     out: &mut crate::io::output::OutputDir,
     name: &str,
     recons: &[Reconstruction],
+    fig: &io::figure::FigureConfig,
 ) -> Result<()> {
     if recons.is_empty() {
         return Ok(());
@@ -584,17 +586,30 @@ pub fn write_reconstructions(
     names.extend(recons.iter().map(|r| format!("{name}_{}.npy", r.method)));
     out.register(&names)?;
     let dir = out.path();
-    let panels: Vec<Tensor> = recons.iter().map(|r| r.image.shallow_clone()).collect();
-    let stack = Tensor::stack(&panels, 0).to_kind(Kind::Float);
-    let peak = stack.max().double_value(&[]).max(1.0);
-    let stack = (stack / peak).clamp(0.0, 1.0);
-    let opts = GridOptions {
-        nrow: panels.len(),
-        padding: 2,
-        pad_value: 1.0,
-        ..GridOptions::default()
-    };
-    io::save_grid_png(dir.join(format!("{name}.png")), &stack, &opts)?;
+    let peak = recons
+        .iter()
+        .map(|r| r.image.max().double_value(&[]))
+        .fold(1.0f64, f64::max);
+    let mut panels = Vec::with_capacity(recons.len());
+    for r in recons {
+        let img = (r.image.to_kind(Kind::Float) / peak).clamp(0.0, 1.0);
+        let a = io::tensor_to_array3(&img, &format!("reconstruction {}", r.method))?;
+        panels.push((r.method.clone(), a, None));
+    }
+    let mut fig = fig.clone();
+    if peak > 1.0 {
+        // The shown range in the measurement's units, scaled by the given window if any.
+        let (lo, span, units) = fig.window.as_ref().map_or((0.0, 1.0, String::new()), |w| {
+            (w.lo, w.hi - w.lo, w.units.clone())
+        });
+        fig.window = Some(io::figure::DisplayWindow {
+            lo,
+            hi: lo + peak * span,
+            units,
+        });
+    }
+    let figure = io::figure::comparison(None, &panels, &fig)?;
+    io::figure::save_png(&dir.join(format!("{name}.png")), &figure)?;
     for r in recons {
         let a = io::tensor_to_array::<f32>(&r.image)?;
         io::npy::write_npy(&dir.join(format!("{name}_{}.npy", r.method)), &a)?;
