@@ -4,8 +4,12 @@
 use image::{Rgb, RgbImage};
 use imageproc::rect::Rect;
 use ndarray::Array3;
-use scoreinv::io::figure::{
-    self, metrics_caption, Colormap, DisplayWindow, FigureConfig, Roi, TEXT,
+use scoreinv::inverse::study;
+use scoreinv::inverse::tasks::{self, Reconstruction};
+use scoreinv::io::output::{OutputDir, Reuse};
+use scoreinv::io::{
+    self,
+    figure::{self, metrics_caption, Colormap, DisplayWindow, FigureConfig, Roi, TEXT},
 };
 
 /// A 64×48 gray test image `[1, 48, 64]`: a gradient with a bright square.
@@ -345,4 +349,173 @@ fn figures_are_written_as_png() {
     figure::save_png(&path, &fig).unwrap();
     let back = image::open(&path).unwrap().to_rgb8();
     assert_eq!(back, fig.image);
+}
+
+#[test]
+fn colour_images_are_drawn_in_colour_and_their_error_is_one_map() {
+    let truth = Array3::from_shape_fn((3, 32, 32), |(c, y, _)| {
+        [0.9, 0.2, 0.1][c] * (y as f32 / 31.0)
+    });
+    let recon = truth.mapv(|v| (v + 0.05).min(1.0));
+    let fig = figure::comparison(
+        Some(&truth),
+        &[("colorize".into(), recon, None)],
+        &FigureConfig::default(),
+    )
+    .unwrap();
+    assert_eq!(fig.scale, 8);
+    let p = fig.panels[0].image;
+    let px = fig
+        .image
+        .get_pixel(p.left() as u32 + 100, p.bottom() as u32)
+        .0;
+    assert_eq!(px, [230, 51, 26], "the truth's bottom row in RGB");
+    // |error| × 4 of 0.05 in every channel (mean over channels) is gray 0.2.
+    let e = fig.panels[2].image;
+    let px = fig
+        .image
+        .get_pixel(e.left() as u32 + 3, e.top() as u32 + 3)
+        .0;
+    assert_eq!(px, [51, 51, 51]);
+}
+
+/// A case as a study produces it: truth, two methods (one with a posterior std), records.
+fn case_output() -> study::CaseOutput {
+    let t = |a: &Array3<f32>| io::array_to_tensor(a);
+    let truth = picture(0.0);
+    let fbp = picture(1.0);
+    let score = picture(2.0);
+    let record = |m: &str, psnr_db: f64, ssim: f64| study::Record {
+        case: "phantom".into(),
+        method: m.into(),
+        psnr_db,
+        ssim,
+        nrmse: None,
+        seconds: 0.0,
+    };
+    study::CaseOutput {
+        name: "phantom".into(),
+        truth: t(&truth),
+        recons: vec![("fbp".into(), t(&fbp)), ("score".into(), t(&score))],
+        stds: vec![("score".into(), t(&truth.mapv(|v| v * 0.02)))],
+        records: vec![record("fbp", 21.5, 0.61), record("score", 27.25, 0.83)],
+    }
+}
+
+#[test]
+fn a_study_case_figure_carries_the_recorded_metrics() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("study");
+    let mut od = OutputDir::claim(&out, "test", &[], Reuse::Overwrite).unwrap();
+    let case = case_output();
+    let cfg = FigureConfig {
+        roi: Some(Roi {
+            x: 30,
+            y: 10,
+            width: 10,
+            height: 10,
+        }),
+        ..FigureConfig::default()
+    };
+    study::write_case(&mut od, &case, &cfg).unwrap();
+    let png = image::open(out.join("phantom.png")).unwrap().to_rgb8();
+    // The same figure drawn from the records' numbers: PSNR/SSIM under fbp and score.
+    let want = figure::comparison(
+        Some(&picture(0.0)),
+        &[
+            (
+                "fbp".into(),
+                picture(1.0),
+                Some(metrics_caption(21.5, 0.61)),
+            ),
+            (
+                "score".into(),
+                picture(2.0),
+                Some(metrics_caption(27.25, 0.83)),
+            ),
+        ],
+        &cfg,
+    )
+    .unwrap();
+    assert_eq!(png, want.image);
+    // Control: other numbers give another picture.
+    let other = figure::comparison(
+        Some(&picture(0.0)),
+        &[
+            (
+                "fbp".into(),
+                picture(1.0),
+                Some(metrics_caption(21.5, 0.61)),
+            ),
+            (
+                "score".into(),
+                picture(2.0),
+                Some(metrics_caption(27.0, 0.83)),
+            ),
+        ],
+        &cfg,
+    )
+    .unwrap();
+    assert_ne!(png, other.image);
+    // The std figure: |error| beside std with a colour bar, at panel size.
+    let std_png = image::open(out.join("phantom_score_std.png"))
+        .unwrap()
+        .to_rgb8();
+    assert!(std_png.width() >= 2 * 256 && std_png.height() >= 192);
+    assert!(out.join("phantom_score_std.npy").is_file());
+    // One figure per case, nothing else as PNG.
+    let pngs: Vec<_> = std::fs::read_dir(&out)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.path().extension().is_some_and(|x| x == "png"))
+        .collect();
+    assert_eq!(pngs.len(), 2, "{pngs:?}");
+}
+
+#[test]
+fn measured_reconstructions_state_the_range_shown() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("recon");
+    let mut od = OutputDir::claim(&out, "test", &[], Reuse::Overwrite).unwrap();
+    let recons = vec![
+        Reconstruction {
+            method: "fbp".into(),
+            image: io::array_to_tensor(&picture(1.0).mapv(|v| v * 2.0)),
+            seconds: 0.0,
+        },
+        Reconstruction {
+            method: "tv".into(),
+            image: io::array_to_tensor(&picture(2.0)),
+            seconds: 0.0,
+        },
+    ];
+    tasks::write_reconstructions(&mut od, "sino", &recons, &FigureConfig::default()).unwrap();
+    let png = image::open(out.join("sino.png")).unwrap().to_rgb8();
+    // Jointly scaled by the peak (2 × 0.95 = 1.9): the window shown is [0, 1.9].
+    let cfg = FigureConfig {
+        window: Some(DisplayWindow {
+            lo: 0.0,
+            hi: 1.9,
+            units: String::new(),
+        }),
+        ..FigureConfig::default()
+    };
+    let want = figure::comparison(
+        None,
+        &[
+            ("fbp".into(), picture(1.0).mapv(|v| v * 2.0 / 1.9), None),
+            ("tv".into(), picture(2.0).mapv(|v| v / 1.9), None),
+        ],
+        &cfg,
+    )
+    .unwrap();
+    assert_eq!(png.dimensions(), want.image.dimensions());
+    let differing = png
+        .pixels()
+        .zip(want.image.pixels())
+        .filter(|(a, b)| a != b)
+        .count();
+    // f32 rounding of the division may move a few gray levels by one, nothing more.
+    assert!(differing < png.len() / 3 / 100, "{differing} pixels differ");
+    assert_eq!(cfg.window_text(), "window [0, 1.9]");
 }
