@@ -519,3 +519,46 @@ fn measured_reconstructions_state_the_range_shown() {
     assert!(differing < png.len() / 3 / 100, "{differing} pixels differ");
     assert_eq!(cfg.window_text(), "window [0, 1.9]");
 }
+
+#[test]
+fn a_study_refuses_a_region_outside_its_images_before_any_work() {
+    let dir = tempfile::tempdir().unwrap();
+    let gt = dir.path().join("pic.png");
+    io::write_image(&gt, &io::Image::chw(picture(0.0))).unwrap();
+    let task = (tasks::entry("inpaint").unwrap().from_json)(serde_json::json!({})).unwrap();
+    let cfg = study::StudyConfig {
+        ground_truth: vec![gt.display().to_string()],
+        ..Default::default()
+    };
+    let out = dir.path().join("study");
+    let mut output = study::StudyOutput {
+        out: out.clone(),
+        reuse: Reuse::Overwrite,
+        shard: None,
+        figure: FigureConfig {
+            roi: Some(Roi {
+                x: 60,
+                y: 0,
+                width: 10,
+                height: 10,
+            }),
+            ..FigureConfig::default()
+        },
+    };
+    let err = study::run_study(task.as_ref(), &cfg, &output, tch::Device::Cpu, &mut |_| {})
+        .err()
+        .expect("a region outside the 64×48 image is refused")
+        .to_string();
+    assert!(err.contains("`roi`") && err.contains("64×48"), "{err}");
+    assert!(!out.exists(), "nothing was written");
+    // Control: the same study with the region inside runs and draws it.
+    output.figure.roi = Some(Roi {
+        x: 50,
+        y: 0,
+        width: 10,
+        height: 10,
+    });
+    study::run_study(task.as_ref(), &cfg, &output, tch::Device::Cpu, &mut |_| {}).unwrap();
+    let png = image::open(out.join("pic.png")).unwrap().to_rgb8();
+    assert!(png.pixels().any(|p| *p == figure::ROI_BOX));
+}

@@ -1,7 +1,7 @@
 //! A reconstruction study: for every case, simulate the measurement `y = A x + n`, run every
 //! method, score it against the ground truth (PSNR, SSIM, nRMSE; [`crate::metrics`]) and write
-//! what a person looks at: a side-by-side PNG per case, `metrics.json`, `metrics.csv` with
-//! mean ± std per method, and the same table as text.
+//! what a person looks at: a labelled figure per case ([`crate::io::figure`]), `metrics.json`,
+//! `metrics.csv` with mean ± std per method, and the same table as text.
 //!
 //! Methods are anything implementing [`Method`]: the classical baselines
 //! ([`super::baselines::Baseline`]) and, with a trained prior, the score-based samplers.

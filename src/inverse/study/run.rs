@@ -323,6 +323,10 @@ pub fn run_study(
     };
     let (cases, source_volumes, size) = ground_truth_cases(&cfg.ground_truth, &opts)?;
     task.check_image(&cases[0].name, &size)?;
+    // A figure that cannot be drawn (a region outside the image) is refused before any work.
+    if let [.., h, w] = size[..] {
+        output.figure.check(h as usize, w as usize)?;
+    }
     let op = task.operator(&size, cfg.seed as u64, device)?;
     let mut methods = baseline_methods(&baselines, op.tv_config(), cfg);
     let (score, notes) = score_methods(&cfg.methods, &cfg.score, op.as_ref(), task, device)?;
@@ -581,6 +585,9 @@ pub fn reconstruct_measured(
     check_disjoint(&output.out, &inputs).map_err(out_err)?;
     let baselines = task_baselines(task, &cfg.methods)?;
     let m = task.read_measurement(path, device)?;
+    if let [.., h, w] = m.op.op().input_shape()[..] {
+        output.figure.check(h as usize, w as usize)?;
+    }
     let mut methods = baseline_methods(&baselines, m.op.tv_config(), cfg);
     let (score, notes) = score_methods(&cfg.methods, &cfg.score, m.op.as_ref(), task, device)?;
     methods.extend(score);
