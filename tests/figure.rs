@@ -31,7 +31,7 @@ fn text_pixels(img: &RgbImage, r: Rect) -> usize {
     for y in r.top()..=r.bottom() {
         for x in r.left()..=r.right() {
             let p = img.get_pixel(x as u32, y as u32).0;
-            if p[0] >= 128 && p[0] == p[1] && p[1] == p[2] {
+            if p[0] >= TEXT.0[0] / 2 && p[0] == p[1] && p[1] == p[2] {
                 n += 1;
             }
         }
