@@ -144,6 +144,8 @@ fn window_and_gain_are_stated() {
     let mut cfg = FigureConfig::default();
     assert_eq!(cfg.window_text(), "window [0, 1]");
     assert_eq!(cfg.error_title(), "|error| × 4");
+    let bar = cfg.error_color_bar();
+    assert_eq!((bar.lo, bar.hi, bar.title.as_str()), (0.0, 0.25, "value"));
     cfg.window = Some(DisplayWindow {
         lo: -160.0,
         hi: 240.0,

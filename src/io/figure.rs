@@ -264,7 +264,7 @@ impl FigureConfig {
             lo: 0.0,
             hi: span / self.error_gain as f64,
             title: if units.is_empty() {
-                "scale".into()
+                "value".into()
             } else {
                 units
             },
