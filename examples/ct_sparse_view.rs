@@ -83,7 +83,7 @@ fn main() -> anyhow::Result<()> {
     let result = study::run_case(op.as_ref() as &dyn LinearOperator, &noise, &case, &methods)?;
     // The example owns its output folder: a rerun replaces the files of the last one.
     let mut dir = OutputDir::claim(&out, "example ct_sparse_view", &[], Reuse::Overwrite)?;
-    study::write_case(&mut dir, &result)?;
+    study::write_case(&mut dir, &result, &Default::default())?;
     print!("{}", study::format_table(&result.records));
     println!(
         "wrote {}/{}.png (truth | FBP | TV | score | |error|×4)",

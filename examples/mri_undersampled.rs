@@ -83,7 +83,7 @@ fn main() -> anyhow::Result<()> {
     )?;
     // The example owns its output folder: a rerun replaces the files of the last one.
     let mut dir = OutputDir::claim(&out, "example mri_undersampled", &[], Reuse::Overwrite)?;
-    study::write_case(&mut dir, &result)?;
+    study::write_case(&mut dir, &result, &Default::default())?;
     print!("{}", study::format_table(&result.records));
     println!(
         "wrote {}/{}.png (truth | zero-filled | TV | score | |error|×4)",

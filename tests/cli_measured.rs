@@ -98,12 +98,12 @@ struct Case<'a> {
 const SCORE: [&str; 6] = ["--steps", "4", "--samples", "2", "--seed", "3"];
 
 /// simulate + reconstruct --measurement == reconstruct --ground-truth, per method.
-fn check_case(dir: &Path, c: &Case) {
+fn check_case(dir: &Path, i: usize, c: &Case) {
     let model = dir.join(format!("model-{}ch", c.channels));
     if !model.exists() {
         tiny_model(&model, c.channels);
     }
-    let t = dir.join(c.task);
+    let t = dir.join(format!("{i}-{}", c.task));
     std::fs::create_dir_all(&t).unwrap();
     let y = t.join("y.npy");
     let mut sim = vec![
@@ -168,6 +168,11 @@ fn check_case(dir: &Path, c: &Case) {
             assert!(s1.max().double_value(&[]) > 0.0, "two samples differ");
         }
     }
+    if c.truth.ends_with(".dcm") {
+        // A ground truth in HU: both write HU (air about -1000), not window units.
+        let r = read(&output(&measured, "fbp.npy"));
+        assert!(r.min().double_value(&[]) < -500.0, "HU expected");
+    }
     // The scores against --reference equal the study's.
     let m1: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(study.join("metrics.json")).unwrap())
@@ -209,6 +214,14 @@ fn every_task_reconstructs_a_simulated_measurement_as_its_ground_truth() {
             channels: 1,
         },
         Case {
+            task: "ct",
+            truth: "target/fixtures/io/CT_small.dcm",
+            flags: vec!["--views", "6", "--angles", "30"],
+            side: vec![("--angles-file", "angles")],
+            methods: "fbp,score",
+            channels: 1,
+        },
+        Case {
             task: "mri",
             truth: "phantom:shepp-logan",
             flags: vec!["--accel", "4", "--noise", "gaussian:0.01"],
@@ -241,8 +254,8 @@ fn every_task_reconstructs_a_simulated_measurement_as_its_ground_truth() {
             channels: 1,
         },
     ];
-    for c in &cases {
-        check_case(dir.path(), c);
+    for (i, c) in cases.iter().enumerate() {
+        check_case(dir.path(), i, c);
     }
 }
 

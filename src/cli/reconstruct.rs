@@ -241,6 +241,7 @@ impl StudyArgs {
             reuse: self.output.reuse(),
             out: self.output.out,
             shard: self.shard.map(|s| ShardInfo { k: s.k, n: s.n }),
+            figure: Default::default(),
         };
         Ok((cfg, output))
     }

@@ -29,6 +29,7 @@ pub mod convert;
 pub mod dicom;
 pub mod dicom_write;
 pub mod fastmri;
+pub mod figure;
 pub mod grid;
 pub mod nifti;
 pub mod normalize;

@@ -1,7 +1,7 @@
 //! A reconstruction study: for every case, simulate the measurement `y = A x + n`, run every
 //! method, score it against the ground truth (PSNR, SSIM, nRMSE; [`crate::metrics`]) and write
-//! what a person looks at: a side-by-side PNG per case, `metrics.json`, `metrics.csv` with
-//! mean ± std per method, and the same table as text.
+//! what a person looks at: a labelled figure per case ([`crate::io::figure`]), `metrics.json`,
+//! `metrics.csv` with mean ± std per method, and the same table as text.
 //!
 //! Methods are anything implementing [`Method`]: the classical baselines
 //! ([`super::baselines::Baseline`]) and, with a trained prior, the score-based samplers.
@@ -10,8 +10,8 @@ mod run;
 pub use run::*;
 
 use super::baselines::{Baseline, TvConfig};
+use crate::io;
 use crate::io::output::OutputDir;
-use crate::io::{self, GridOptions};
 use crate::metrics::{self, SsimOptions};
 use crate::{Error, Result};
 use scoreinv_operators::LinearOperator;
@@ -464,14 +464,12 @@ pub fn format_table(records: &[Record]) -> String {
     s
 }
 
-/// One row of `n` panels on a white 2-pixel frame.
-fn side_by_side(n: usize) -> GridOptions {
-    GridOptions {
-        nrow: n,
-        padding: 2,
-        pad_value: 1.0,
-        ..GridOptions::default()
-    }
+/// A `[C, H, W]` tensor (any device) as an array.
+fn to_array3(t: &Tensor, what: &str) -> Result<ndarray::Array3<f32>> {
+    io::tensor_to_array3(
+        &t.to_device(tch::Device::Cpu).to_kind(tch::Kind::Float),
+        what,
+    )
 }
 
 /// The files [`write_case`] writes for `out`, relative to the study folder.
@@ -489,28 +487,50 @@ pub fn case_files(out: &CaseOutput) -> Vec<String> {
     names
 }
 
-/// Writes `<name>.png` (truth | each method | |error| of the last method, ×4),
+/// Writes `<name>.png` (labelled panels, [`io::figure::comparison`]: truth | each method with
+/// its PSNR/SSIM | |error| × k of the last method, the display window stated, upscaled to
+/// `fig.min_panel_px`, the region of interest `fig.roi` enlarged below),
 /// `<name>_<method>.npy` for every reconstruction (in HU for CT in HU, see [`output_values`])
 /// and, for methods with posterior samples,
-/// `<name>_<method>_std.png` (|error| | posterior std, both ×4, so a calibrated std map looks
-/// like the error map) and `<name>_<method>_std.npy`, into the study folder `dir` (listed in
-/// its manifest before they are written).
-pub fn write_case(dir: &mut OutputDir, out: &CaseOutput) -> Result<()> {
+/// `<name>_<method>_std.png` (|error| × k beside posterior std × k on one viridis colour bar, so
+/// a calibrated std map looks like the error map; [`io::figure::uncertainty`]) and
+/// `<name>_<method>_std.npy`, into the study folder `dir` (listed in its manifest before they
+/// are written).
+pub fn write_case(
+    dir: &mut OutputDir,
+    out: &CaseOutput,
+    fig: &io::figure::FigureConfig,
+) -> Result<()> {
     dir.register(&case_files(out))?;
     let dir = dir.path();
-    let mut panels = vec![out.truth.shallow_clone()];
-    for (_, r) in &out.recons {
-        panels.push(r.shallow_clone());
+    // A case in HU is shown with its HU window stated (unless the figure settings name one).
+    let with_units;
+    let fig = match (&fig.window, out.info.units) {
+        (None, Some(w)) => {
+            with_units = io::figure::FigureConfig {
+                window: Some(io::figure::DisplayWindow {
+                    lo: f64::from(w.lo),
+                    hi: f64::from(w.hi),
+                    units: "HU".into(),
+                }),
+                ..fig.clone()
+            };
+            &with_units
+        }
+        _ => fig,
+    };
+    let truth = to_array3(&out.truth, "ground truth")?;
+    let mut panels = Vec::with_capacity(out.recons.len());
+    for (m, r) in &out.recons {
+        let caption = out
+            .records
+            .iter()
+            .find(|rec| &rec.method == m)
+            .map(|rec| io::figure::metrics_caption(rec.psnr_db, rec.ssim));
+        panels.push((m.clone(), to_array3(r, m)?, caption));
     }
-    if let Some((_, last)) = out.recons.last() {
-        panels.push(((last - &out.truth).abs() * 4.0).clamp(0.0, 1.0));
-    }
-    let stack = Tensor::stack(&panels, 0).to_device(tch::Device::Cpu);
-    io::save_grid_png(
-        dir.join(format!("{}.png", out.name)),
-        &stack,
-        &side_by_side(panels.len()),
-    )?;
+    let figure = io::figure::comparison(Some(&truth), &panels, fig)?;
+    io::figure::save_png(&dir.join(format!("{}.png", out.name)), &figure)?;
     for (m, r) in &out.recons {
         let r = output_values(r, out.info.units, false);
         let a = io::tensor_to_array::<f32>(&r.to_device(tch::Device::Cpu))?;
@@ -520,15 +540,9 @@ pub fn write_case(dir: &mut OutputDir, out: &CaseOutput) -> Result<()> {
         let Some((_, r)) = out.recons.iter().find(|(n, _)| n == m) else {
             continue;
         };
-        let err = ((r - &out.truth).abs() * 4.0).clamp(0.0, 1.0);
-        let stack =
-            Tensor::stack(&[err, (sd * 4.0).clamp(0.0, 1.0)], 0).to_device(tch::Device::Cpu);
-        let opts = side_by_side(2);
-        io::save_grid_png(
-            dir.join(format!("{}_{}_std.png", out.name, m)),
-            &stack,
-            &opts,
-        )?;
+        let err = to_array3(r, m)? - &truth;
+        let figure = io::figure::uncertainty(m, Some(&err), &to_array3(sd, m)?, fig)?;
+        io::figure::save_png(&dir.join(format!("{}_{}_std.png", out.name, m)), &figure)?;
         let sd = output_values(sd, out.info.units, true);
         let a = io::tensor_to_array::<f32>(&sd.to_device(tch::Device::Cpu))?;
         io::npy::write_npy(&dir.join(format!("{}_{}_std.npy", out.name, m)), &a)?;
@@ -536,8 +550,8 @@ pub fn write_case(dir: &mut OutputDir, out: &CaseOutput) -> Result<()> {
     Ok(())
 }
 
-/// Runs every case with [`run_case`], writes each into `dir` ([`write_case`]) as soon as it is
-/// done, and returns all their records.
+/// Runs every case with [`run_case`], writes each into `dir` ([`write_case`], figures with the
+/// default [`io::figure::FigureConfig`]) as soon as it is done, and returns all their records.
 pub fn run_and_write_cases(
     op: &dyn LinearOperator,
     noise: &dyn Fn(&Tensor) -> Result<Tensor>,
@@ -548,7 +562,7 @@ pub fn run_and_write_cases(
     let mut records = Vec::new();
     for case in cases {
         let out = run_case(op, noise, &case, methods)?;
-        write_case(dir, &out)?;
+        write_case(dir, &out, &io::figure::FigureConfig::default())?;
         records.extend(out.records);
     }
     Ok(records)

@@ -94,6 +94,8 @@ pub struct StudyOutput {
     pub out: PathBuf,
     pub reuse: Reuse,
     pub shard: Option<ShardInfo>,
+    /// How the per-case figures are drawn (panel size, error gain, region of interest, window).
+    pub figure: crate::io::figure::FigureConfig,
 }
 
 /// What the caller is told while a study runs (for a progress bar).
@@ -362,6 +364,10 @@ pub fn run_study(
     }
     let (cases, source_volumes, size, case_notes) = ground_truth_cases(&cfg.ground_truth, &opts)?;
     task.check_image(&cases[0].name, &size)?;
+    // A figure that cannot be drawn (a region outside the image) is refused before any work.
+    if let [.., h, w] = size[..] {
+        output.figure.check(h as usize, w as usize)?;
+    }
     let op = task.operator(&size, cfg.seed as u64, device)?;
     let mut methods = baseline_methods(&baselines, op.tv_config(), cfg);
     let (score, mut notes) = score_methods(&cfg.methods, &cfg.score, op.as_ref(), task, device)?;
@@ -566,7 +572,7 @@ fn run_cases(
                 &mut *progress,
             )?;
             for (o, i) in outs.iter().zip(index) {
-                write_case(&mut out, o)?;
+                write_case(&mut out, o, &output.figure)?;
                 if let Some(d) = dicom {
                     d.write_case(&mut out, o, i)?;
                 }
@@ -791,6 +797,9 @@ pub fn reconstruct_measured(
     check_disjoint(&output.out, &inputs).map_err(out_err)?;
     let baselines = task_baselines(task, &cfg.methods)?;
     let m = task.read_measurement(path, device)?;
+    if let [.., h, w] = m.op.op().input_shape()[..] {
+        output.figure.check(h as usize, w as usize)?;
+    }
     let mut notes = Vec::new();
     if let Some(r) = &record {
         if r.task != task.name() {
@@ -882,7 +891,8 @@ pub fn reconstruct_measured(
         output.reuse,
     )
     .map_err(out_err)?;
-    tasks::write_reconstructions(&mut out, &m.name, &recons)?;
+    let units = record.as_ref().and_then(|r| r.units);
+    tasks::write_reconstructions(&mut out, &m.name, &recons, &output.figure, units)?;
     let rows: Vec<serde_json::Value> = recons
         .iter()
         .map(|r| {

@@ -33,7 +33,7 @@ pub use mri::MriMaskKind;
 use super::baselines::{Baseline, TvConfig};
 use super::projection::ProjectionConfig;
 use super::study::Method;
-use crate::io::{self, GridOptions};
+use crate::io;
 use crate::{Error, Result};
 use ndarray::{Array2, ArrayD, Axis};
 use num_complex::Complex;
@@ -410,6 +410,7 @@ pub fn simulate_to_file(
         case: case.name.clone(),
         image_shape: shape.clone(),
         noise: noise.to_string(),
+        units: case.info.units,
     };
     let path = record_path(out);
     let json = serde_json::to_string_pretty(&record)
@@ -440,6 +441,10 @@ pub struct SimulationRecord {
     pub image_shape: Vec<i64>,
     /// The noise as applied (e.g. `gaussian:0.005`).
     pub noise: String,
+    /// The HU window of a ground truth in HU: its reconstructions are written in HU, as a
+    /// study's are.
+    #[serde(default)]
+    pub units: Option<crate::data::ct_slices::HuWindow>,
 }
 
 /// `meas.npy` → `meas.json`, the [`SimulationRecord`] of a simulated measurement.
@@ -659,44 +664,81 @@ pub fn reconstruct_measurement(
         .collect())
 }
 
-/// Writes `<name>.png` (every reconstruction side by side, jointly scaled so the brightest
-/// panel peaks at 1 if any exceeds 1, negatives clipped), `<name>_<method>.npy` (raw values)
-/// and `<name>_<method>_std.npy` (posterior standard deviation, with several samples).
+/// Writes `<name>.png` (every reconstruction side by side, labelled with its method, no metrics,
+/// [`io::figure::comparison`]; jointly scaled by the brightest panel's peak, negatives clipped,
+/// the displayed range stated), `<name>_<method>.npy` (raw values; HU when `units` gives the HU
+/// window of images in `[0, 1]`) and, with several posterior
+/// samples, `<name>_<method>_std.npy` and `<name>_<method>_std.png` (the std map on a colour
+/// bar).
 pub fn write_reconstructions(
     out: &mut crate::io::output::OutputDir,
     name: &str,
     recons: &[Reconstruction],
+    fig: &io::figure::FigureConfig,
+    units: Option<crate::data::ct_slices::HuWindow>,
 ) -> Result<()> {
     if recons.is_empty() {
         return Ok(());
     }
     let mut names = vec![format!("{name}.png")];
     names.extend(recons.iter().map(|r| format!("{name}_{}.npy", r.method)));
-    names.extend(
-        recons
-            .iter()
-            .filter(|r| r.std.is_some())
-            .map(|r| format!("{name}_{}_std.npy", r.method)),
-    );
+    for r in recons.iter().filter(|r| r.std.is_some()) {
+        names.push(format!("{name}_{}_std.npy", r.method));
+        names.push(format!("{name}_{}_std.png", r.method));
+    }
     out.register(&names)?;
     let dir = out.path();
-    let panels: Vec<Tensor> = recons.iter().map(|r| r.image.shallow_clone()).collect();
-    let stack = Tensor::stack(&panels, 0).to_kind(Kind::Float);
-    let peak = stack.max().double_value(&[]).max(1.0);
-    let stack = (stack / peak).clamp(0.0, 1.0);
-    let opts = GridOptions {
-        nrow: panels.len(),
-        padding: 2,
-        pad_value: 1.0,
-        ..GridOptions::default()
+    // Shown on [0, peak] of all reconstructions (a raw measurement's units can be far from 1).
+    let peak = recons
+        .iter()
+        .map(|r| r.image.max().double_value(&[]))
+        .fold(0.0f64, f64::max);
+    let peak = if units.is_some() || !(peak.is_finite() && peak > 0.0) {
+        1.0
+    } else {
+        peak
     };
-    io::save_grid_png(dir.join(format!("{name}.png")), &stack, &opts)?;
+    let mut panels = Vec::with_capacity(recons.len());
     for r in recons {
-        let a = io::tensor_to_array::<f32>(&r.image)?;
+        let img = (r.image.to_kind(Kind::Float) / peak).clamp(0.0, 1.0);
+        let a = io::tensor_to_array3(&img, &format!("reconstruction {}", r.method))?;
+        panels.push((r.method.clone(), a, None));
+    }
+    let mut fig = fig.clone();
+    if let (Some(w), None) = (units, &fig.window) {
+        fig.window = Some(io::figure::DisplayWindow {
+            lo: f64::from(w.lo),
+            hi: f64::from(w.hi),
+            units: "HU".into(),
+        });
+    }
+    if peak != 1.0 {
+        // The shown range in the measurement's units, scaled by the given window if any.
+        let (lo, span, units) = fig.window.as_ref().map_or((0.0, 1.0, String::new()), |w| {
+            (w.lo, w.hi - w.lo, w.units.clone())
+        });
+        fig.window = Some(io::figure::DisplayWindow {
+            lo,
+            hi: lo + peak * span,
+            units,
+        });
+    }
+    let figure = io::figure::comparison(None, &panels, &fig)?;
+    io::figure::save_png(&dir.join(format!("{name}.png")), &figure)?;
+    for r in recons {
+        let image = crate::inverse::study::output_values(&r.image, units, false);
+        let a = io::tensor_to_array::<f32>(&image)?;
         io::npy::write_npy(&dir.join(format!("{name}_{}.npy", r.method)), &a)?;
         if let Some(sd) = &r.std {
-            let a = io::tensor_to_array::<f32>(sd)?;
+            let a =
+                io::tensor_to_array::<f32>(&crate::inverse::study::output_values(sd, units, true))?;
             io::npy::write_npy(&dir.join(format!("{name}_{}_std.npy", r.method)), &a)?;
+            let shown = io::tensor_to_array3(
+                &(sd.to_kind(Kind::Float) / peak),
+                &format!("posterior std {}", r.method),
+            )?;
+            let figure = io::figure::uncertainty(&r.method, None, &shown, &fig)?;
+            io::figure::save_png(&dir.join(format!("{name}_{}_std.png", r.method)), &figure)?;
         }
     }
     Ok(())
