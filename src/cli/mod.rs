@@ -88,6 +88,35 @@ fn allow_negative_numbers(cmd: clap::Command) -> clap::Command {
     cmd
 }
 
+/// `--window -160,240` as `--window=-160,240`: clap reads a negative number as a value, but not
+/// a comma-separated list starting with a minus sign (it would take it for a flag); a list of
+/// numbers after a flag that takes one is joined to it. Other arguments pass unchanged.
+fn join_number_lists(args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsString> {
+    const LIST_FLAGS: [&str; 1] = ["--window"];
+    let is_list = |a: &std::ffi::OsString| {
+        a.to_str().is_some_and(|s| {
+            s.starts_with('-')
+                && s.contains(',')
+                && s.split(',').all(|p| p.trim().parse::<f64>().is_ok())
+        })
+    };
+    let mut out: Vec<std::ffi::OsString> = Vec::with_capacity(args.len());
+    let mut it = args.into_iter().peekable();
+    while let Some(a) = it.next() {
+        let flag = a.to_str().is_some_and(|s| LIST_FLAGS.contains(&s));
+        match it.peek() {
+            Some(next) if flag && is_list(next) => {
+                let mut joined = a.clone();
+                joined.push("=");
+                joined.push(it.next().expect("peeked"));
+                out.push(joined);
+            }
+            _ => out.push(a),
+        }
+    }
+    out
+}
+
 /// Rewrites the settings a library message names by field (`` `ground_truth` ``) to the flags
 /// that set them (`--ground-truth`), for every flag of every subcommand; other backticked words
 /// stay as they are.
@@ -132,7 +161,8 @@ pub fn flagify(msg: &str) -> String {
 }
 
 pub fn run() -> Result<()> {
-    let matches = allow_negative_numbers(Cli::command()).get_matches();
+    let matches = allow_negative_numbers(Cli::command())
+        .get_matches_from(join_number_lists(std::env::args_os().collect()));
     let cli = match Cli::from_arg_matches(&matches) {
         Ok(c) => c,
         Err(e) => e.exit(),

@@ -82,7 +82,6 @@ pub struct StudyArgs {
         default_value = "-1000,1500",
         value_delimiter = ',',
         num_args = 1..=2,
-        allow_hyphen_values = true
     )]
     pub window: Vec<f32>,
     /// TV weight relative to ‖A‖² (default: the task preset; MRI: 5e-3, or 5e-2 when the mask's
@@ -111,6 +110,13 @@ pub struct StudyArgs {
     /// (hi − lo)/65534 of the --window (precision ±slope/2, 0.019 HU for the default).
     #[arg(long = "output-dicom")]
     pub output_dicom: bool,
+    /// A region of interest X,Y,WIDTH,HEIGHT (pixels of the images, not of the figure): boxed on
+    /// every panel of the figures and shown enlarged in a second row.
+    #[arg(long, value_parser = parse_roi)]
+    pub roi: Option<scoreinv::io::figure::Roi>,
+    /// Gain k of the figures' |error| × k and posterior std × k panels.
+    #[arg(long = "error-gain", default_value_t = 4.0, value_parser = super::parse::finite_f64)]
+    pub error_gain: f64,
     #[command(flatten)]
     pub output: OutputArgs,
     #[command(flatten)]
@@ -193,6 +199,26 @@ impl From<ScoreArgs> for ScoreSettings {
     }
 }
 
+/// `--roi X,Y,WIDTH,HEIGHT`.
+fn parse_roi(v: &str) -> Result<scoreinv::io::figure::Roi> {
+    let n: Vec<u32> = v
+        .split(',')
+        .map(|p| p.trim().parse::<u32>())
+        .collect::<std::result::Result<_, _>>()
+        .map_err(|e| anyhow::anyhow!("--roi {v}: expected X,Y,WIDTH,HEIGHT in pixels ({e})"))?;
+    anyhow::ensure!(
+        n.len() == 4,
+        "--roi {v}: expected four numbers X,Y,WIDTH,HEIGHT, got {}",
+        n.len()
+    );
+    Ok(scoreinv::io::figure::Roi {
+        x: n[0],
+        y: n[1],
+        width: n[2],
+        height: n[3],
+    })
+}
+
 /// `--shard K/N`: part K (0-based) of N.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Shard {
@@ -241,7 +267,11 @@ impl StudyArgs {
             reuse: self.output.reuse(),
             out: self.output.out,
             shard: self.shard.map(|s| ShardInfo { k: s.k, n: s.n }),
-            figure: Default::default(),
+            figure: scoreinv::io::figure::FigureConfig {
+                roi: self.roi,
+                error_gain: self.error_gain as f32,
+                ..Default::default()
+            },
         };
         Ok((cfg, output))
     }

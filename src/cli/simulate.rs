@@ -48,7 +48,6 @@ pub struct Common {
         default_value = "-1000,1500",
         value_delimiter = ',',
         num_args = 1..=2,
-        allow_hyphen_values = true
     )]
     pub window: Vec<f32>,
 }

@@ -29,7 +29,6 @@ pub struct Args {
         default_value = "-1000,1500",
         value_delimiter = ',',
         num_args = 1..=2,
-        allow_hyphen_values = true
     )]
     pub window: Vec<f32>,
     /// Seed of the noise draws of a new reference.

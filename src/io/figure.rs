@@ -185,6 +185,10 @@ fn rect(x: u32, y: u32, w: u32, h: u32) -> Rect {
 
 /// A number for a label: `-160`, `0.25`, `12.5` (at most 3 decimals, no trailing zeros).
 pub fn format_value(v: f64) -> String {
+    // Three significant digits for small magnitudes (raw k-space is ~1e-4), three decimals else.
+    if v != 0.0 && v.abs() < 0.01 {
+        return format!("{v:.2e}");
+    }
     let s = format!("{v:.3}");
     let s = s.trim_end_matches('0').trim_end_matches('.');
     if s == "-0" {
