@@ -321,6 +321,23 @@ pub fn mmapped_heap_bytes() -> Option<u64> {
     }
 }
 
+#[cfg(scoreinv_warning_filter)]
+extern "C" {
+    fn scoreinv_filter_torch_warnings();
+}
+
+/// Drops libtorch's "Sparse CSR tensor support is in beta state" warning (printed on the first
+/// CSR tensor, which every CT operator builds; the CSR products scoreinv uses are checked by its
+/// own tests) on the calling thread; every other libtorch warning is still printed
+/// (`csrc/warnings.cpp`). A no-op when the filter was built without libtorch's headers.
+pub fn quiet_known_torch_warnings() {
+    #[cfg(scoreinv_warning_filter)]
+    // SAFETY: installs a handler object with static thread-local storage; no arguments.
+    unsafe {
+        scoreinv_filter_torch_warnings()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -360,22 +377,5 @@ mod tests {
             Some(SyncDebugMode::Error)
         );
         assert_eq!(v, 2.0);
-    }
-}
-
-#[cfg(scoreinv_warning_filter)]
-extern "C" {
-    fn scoreinv_filter_torch_warnings();
-}
-
-/// Drops libtorch's "Sparse CSR tensor support is in beta state" warning (printed on the first
-/// CSR tensor, which every CT operator builds; the CSR products scoreinv uses are checked by its
-/// own tests) on the calling thread; every other libtorch warning is still printed
-/// (`csrc/warnings.cpp`). A no-op when the filter was built without libtorch's headers.
-pub fn quiet_known_torch_warnings() {
-    #[cfg(scoreinv_warning_filter)]
-    // SAFETY: installs a handler object with static thread-local storage; no arguments.
-    unsafe {
-        scoreinv_filter_torch_warnings()
     }
 }

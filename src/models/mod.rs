@@ -11,6 +11,7 @@ pub mod layers;
 pub mod mlp;
 pub mod model_dir;
 pub mod ncsnpp;
+pub mod patch;
 pub mod score_net;
 
 use tch::Tensor;
