@@ -88,7 +88,7 @@ fn a_patch_sized_image_at_zero_offset_is_the_network_on_patch_and_positions() {
         let w = std::sync::Mutex::new(w.shallow_clone());
         move |x: &Tensor, t: &Tensor| {
             let w = w.lock().unwrap();
-            x.conv2d(&*w, None::<Tensor>, [1, 1], [1, 1], [1, 1], 1) * t.reshape([-1, 1, 1, 1])
+            x.conv2d(&w, None::<Tensor>, [1, 1], [1, 1], [1, 1], 1) * t.reshape([-1, 1, 1, 1])
         }
     };
     let net = conv(&weight);

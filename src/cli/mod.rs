@@ -39,6 +39,8 @@ pub struct Cli {
     pub command: Command,
 }
 
+// One value is parsed per run, so the size of the largest variant does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Time operators, NCSN++, sampling and training against references run alongside.
