@@ -2,6 +2,8 @@
 //! Gaussian prior whose mean depends on the position in the image has the exact score
 //! `−(x − μ(r, c)) / (s² + t²)`; a patch network that knows only its patch and the position
 //! channels must give it at every offset and for image sizes that are not multiples of `P`.
+use scoreinv::models::config::ScoreSdeConfig;
+use scoreinv::models::ncsnpp::Ncsnpp;
 use scoreinv::models::patch::{Layout, PatchScore};
 use scoreinv::models::ScoreModel;
 use tch::{Device, Kind, Tensor};
@@ -159,4 +161,53 @@ fn wrong_channels_are_an_error() {
         .unwrap_err();
     assert!(e.to_string().contains("[B, 1, H, W]"), "{e}");
     assert!(PatchScore::new(gaussian_patch_net(1), 0, 1, 8).is_err());
+}
+
+#[test]
+fn ncsnpp_with_position_channels_scores_images_of_any_size_patch_by_patch() {
+    tch::manual_seed(2);
+    let cfg = ScoreSdeConfig::from_json_value(&serde_json::json!({
+        "model": {"nf": 8, "ch_mult": [1, 2], "num_res_blocks": 1, "attn_resolutions": []},
+        "data": {"image_size": 8, "num_channels": 1, "extra_input_channels": 2}
+    }))
+    .unwrap();
+    let vs = tch::nn::VarStore::new(Device::Cpu);
+    let net = std::sync::Arc::new(std::sync::Mutex::new(
+        Ncsnpp::new(&vs.root(), &cfg).unwrap(),
+    ));
+    let shared = net.clone();
+    let patch_net = move |x: &Tensor, c: &Tensor| {
+        shared
+            .lock()
+            .unwrap()
+            .forward(x, c, false)
+            .expect("patch shape")
+    };
+    let m = PatchScore::new(patch_net, 8, 1, 4).unwrap();
+    // 13×21 is not a multiple of the patch; at offset (5, 2) 3·4 = 12 patches touch it.
+    let x = Tensor::rand([2, 1, 13, 21], (Kind::Float, Device::Cpu));
+    let sigma = Tensor::from_slice(&[0.1f32, 1.0]);
+    let s = m.score_at(&x, &sigma, (5, 2)).unwrap();
+    assert_eq!(s.size(), [2, 1, 13, 21]);
+    assert_eq!(s.isfinite().all().int64_value(&[]), 1);
+    // Canvas cell (1, 1) covers image rows 3..11 and columns 6..14: the stitched score there
+    // is the network on that patch and its positions.
+    let lay = Layout::new(13, 21, 8, (5, 2)).unwrap();
+    let pos = lay
+        .positions(Kind::Float, Device::Cpu)
+        .narrow(1, 8, 8)
+        .narrow(2, 8, 8);
+    let patch = Tensor::cat(
+        &[
+            x.narrow(2, 3, 8).narrow(3, 6, 8),
+            pos.unsqueeze(0).expand([2, 2, 8, 8], false),
+        ],
+        1,
+    );
+    let direct = net.lock().unwrap().forward(&patch, &sigma, false).unwrap();
+    let err = max_abs(&direct, &s.narrow(2, 3, 8).narrow(3, 6, 8));
+    assert!(err < 1e-5, "{err}");
+    // Control: the neighbouring window of the image is not that patch.
+    let off = max_abs(&direct, &s.narrow(2, 4, 8).narrow(3, 6, 8));
+    assert!(off > 1e-4, "{off}");
 }

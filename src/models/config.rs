@@ -283,6 +283,15 @@ pub struct DataConfig {
     /// Data in `[-1, 1]` (true) or `[0, 1]` (false: the network maps `x ↦ 2x − 1` first).
     #[serde(default)]
     pub centered: bool,
+    /// Conditioning channels after the image channels in the network's input (2 for a patch
+    /// model: the row and column position, [`crate::models::patch`]); the output has
+    /// `num_channels`. Not in score_sde_pytorch; 0 there.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub extra_input_channels: usize,
+}
+
+fn is_zero(v: &usize) -> bool {
+    *v == 0
 }
 
 impl Default for DataConfig {
@@ -346,6 +355,8 @@ pub struct NcsnppArch {
     pub num_scales: usize,
     pub image_size: i64,
     pub num_channels: i64,
+    /// Conditioning input channels after the image channels ([`DataConfig`]).
+    pub extra_input_channels: i64,
     pub centered: bool,
 }
 
@@ -523,6 +534,7 @@ impl ScoreSdeConfig {
             num_scales: m.num_scales,
             image_size: d.image_size as i64,
             num_channels: d.num_channels as i64,
+            extra_input_channels: d.extra_input_channels as i64,
             centered: d.centered,
         })
     }

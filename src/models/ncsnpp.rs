@@ -6,7 +6,9 @@
 //! * embedding: Gaussian Fourier features `[sin 2π log(c)W, cos 2π log(c)W]` (`fourier`, VE,
 //!   `c = σ`) or the sinusoidal embedding of `c` (`positional`, VP, `c = 999·t`), then
 //!   `Dense(act(Dense(emb)))` when `conditional`;
-//! * `x ↦ 2x − 1` unless `data.centered`;
+//! * `x ↦ 2x − 1` unless `data.centered` (the image channels only: `data.extra_input_channels`
+//!   conditioning channels after them, e.g. a patch model's positions, enter as they are, and
+//!   the output has the image channels);
 //! * down path of `num_res_blocks` residual blocks per level (+ attention at
 //!   `attn_resolutions`), resampling by a BigGAN block or a `Downsample`, optional input
 //!   pyramid (`input_skip` via `Combine`, or `residual`); middle ResBlock–Attn–ResBlock; up
@@ -123,6 +125,7 @@ impl Ncsnpp {
         };
         let nf = a.nf;
         let channels = a.num_channels;
+        let in_channels = a.num_channels + a.extra_input_channels;
         let levels = a.ch_mult.len();
         let all_res: Vec<i64> = (0..levels).map(|i| a.image_size >> i).collect();
         let fir = a.fir.then(|| Fir::new(&a.fir_kernel, root));
@@ -167,10 +170,10 @@ impl Ncsnpp {
             };
         let make_attn = |p: &Path, c: i64| AttnBlockpp::new(p, c, a.skip_rescale, a.init_scale);
 
-        let conv_in = Conv2d::conv3x3(&next(), channels, nf, 1.0);
+        let conv_in = Conv2d::conv3x3(&next(), in_channels, nf, 1.0);
         let mut hs_c = vec![nf];
         let mut in_ch = nf;
-        let mut input_pyramid_ch = channels;
+        let mut input_pyramid_ch = in_channels;
         let mut down = Vec::with_capacity(levels);
         for (i_level, &res) in all_res.iter().enumerate() {
             let mut blocks = Vec::with_capacity(a.num_res_blocks);
@@ -347,10 +350,10 @@ impl Ncsnpp {
     pub fn forward(&self, x: &Tensor, cond: &Tensor, train: bool) -> Result<Tensor> {
         let a = &self.arch;
         let size = x.size();
-        if size.len() != 4 || size[1] != a.num_channels {
+        if size.len() != 4 || size[1] != a.num_channels + a.extra_input_channels {
             return Err(Error::Shape {
                 what: "NCSN++ input x".into(),
-                expected: format!("[B, {}, H, W]", a.num_channels),
+                expected: format!("[B, {}, H, W]", a.num_channels + a.extra_input_channels),
                 actual: format!("{size:?}"),
             });
         }
@@ -446,6 +449,12 @@ impl Ncsnpp {
 
         let x = if a.centered {
             x.shallow_clone()
+        } else if a.extra_input_channels > 0 {
+            let image = x.narrow(1, 0, a.num_channels) * 2.0 - 1.0;
+            Tensor::cat(
+                &[image, x.narrow(1, a.num_channels, a.extra_input_channels)],
+                1,
+            )
         } else {
             x * 2.0 - 1.0
         };
@@ -654,6 +663,25 @@ mod tests {
             }
         }
         ScoreSdeConfig::from_json_value(&base).unwrap()
+    }
+
+    #[test]
+    fn extra_input_channels_enter_uncentred_and_leave_the_image_channels() {
+        tch::manual_seed(0);
+        let vs = VarStore::new(Device::Cpu);
+        let cfg = small(serde_json::json!({"data": {"extra_input_channels": 2}}));
+        let net = Ncsnpp::new(&vs.root(), &cfg).unwrap();
+        let x = Tensor::rand([2, 3, 8, 8], (Kind::Float, Device::Cpu));
+        let c = Tensor::from_slice(&[0.5f32, 2.0]);
+        let y = net.forward(&x, &c, false).unwrap();
+        assert_eq!(y.size(), [2, 1, 8, 8]);
+        // The position channels matter, and only the image channels are mapped to [-1, 1].
+        let moved = Tensor::cat(&[x.narrow(1, 0, 1), x.narrow(1, 1, 2) * 0.0], 1);
+        let y0 = net.forward(&moved, &c, false).unwrap();
+        assert!((&y - y0).abs().max().double_value(&[]) > 1e-6);
+        // Without the extra channels the input is refused, naming the expected shape.
+        let e = net.forward(&x.narrow(1, 0, 1), &c, false).unwrap_err();
+        assert!(e.to_string().contains("[B, 3, H, W]"), "{e}");
     }
 
     #[test]
