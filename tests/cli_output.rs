@@ -153,3 +153,42 @@ fn a_region_of_interest_adds_a_zoomed_row_and_a_bad_one_is_refused() {
     );
     assert!(!bad.exists(), "nothing written");
 }
+
+#[test]
+fn a_display_window_changes_the_figure_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let dcm = "target/fixtures/io/CT_small.dcm";
+    let run = |extra: &[&str], out: &Path| {
+        let mut a = vec![
+            "reconstruct",
+            "ct",
+            "--ground-truth",
+            dcm,
+            "--size",
+            "16",
+            "--method",
+            "fbp",
+            "--out",
+            out.to_str().unwrap(),
+        ];
+        a.extend_from_slice(extra);
+        scoreinv(&a)
+    };
+    let plain = dir.path().join("plain");
+    let brain = dir.path().join("brain");
+    assert!(run(&[], &plain).status.success());
+    let o = run(&["--display-window", "-160,240"], &brain);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let png = |d: &Path| image::open(d.join("CT_small.png")).unwrap().to_rgb8();
+    assert_ne!(
+        png(&plain).as_raw(),
+        png(&brain).as_raw(),
+        "the figure shows another range"
+    );
+    let npy = |d: &Path| std::fs::read(d.join("CT_small_fbp.npy")).unwrap();
+    assert_eq!(npy(&plain), npy(&brain), "the reconstruction is the same");
+    let bad = dir.path().join("bad");
+    let o = run(&["--display-window=240,-160"], &bad);
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--display-window"));
+}

@@ -94,7 +94,7 @@ fn allow_negative_numbers(cmd: clap::Command) -> clap::Command {
 /// a comma-separated list starting with a minus sign (it would take it for a flag); a list of
 /// numbers after a flag that takes one is joined to it. Other arguments pass unchanged.
 fn join_number_lists(args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsString> {
-    const LIST_FLAGS: [&str; 1] = ["--window"];
+    const LIST_FLAGS: [&str; 2] = ["--window", "--display-window"];
     let is_list = |a: &std::ffi::OsString| {
         a.to_str().is_some_and(|s| {
             s.starts_with('-')

@@ -114,6 +114,10 @@ pub struct StudyArgs {
     /// every panel of the figures and shown enlarged in a second row.
     #[arg(long, value_parser = parse_roi)]
     pub roi: Option<scoreinv::io::figure::Roi>,
+    /// For CT in HU: the HU range the figures show, e.g. a brain window -160,240 (default: the
+    /// data window --window). Only the PNGs change; the prior sees --window.
+    #[arg(long = "display-window", value_delimiter = ',', num_args = 1..=2)]
+    pub display_window: Vec<f64>,
     /// Gain k of the figures' |error| × k and posterior std × k panels.
     #[arg(long = "error-gain", default_value_t = 4.0, value_parser = super::parse::finite_f64)]
     pub error_gain: f64,
@@ -268,6 +272,13 @@ impl StudyArgs {
             out: self.output.out,
             shard: self.shard.map(|s| ShardInfo { k: s.k, n: s.n }),
             figure: scoreinv::io::figure::FigureConfig {
+                display_window: match self.display_window[..] {
+                    [] => None,
+                    [lo, hi] => Some([lo, hi]),
+                    _ => anyhow::bail!(
+                        "--display-window takes two values LO,HI (e.g. --display-window=-160,240)"
+                    ),
+                },
                 roi: self.roi,
                 error_gain: self.error_gain as f32,
                 ..Default::default()

@@ -72,6 +72,10 @@ pub struct FigureConfig {
     /// The window that maps the images' [0, 1] to physical values (CT: the HU window); `None`:
     /// the images are shown as [0, 1].
     pub window: Option<DisplayWindow>,
+    /// For cases in HU: the HU range shown, narrower than the data window (a brain window
+    /// `[-160, 240]` inside `[-1000, 1500]`); `None`: the data window.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub display_window: Option<[f64; 2]>,
 }
 
 impl Default for FigureConfig {
@@ -81,6 +85,7 @@ impl Default for FigureConfig {
             error_gain: 4.0,
             roi: None,
             window: None,
+            display_window: None,
         }
     }
 }
@@ -201,6 +206,13 @@ pub fn format_value(v: f64) -> String {
 impl FigureConfig {
     /// Refuses settings that cannot be drawn for `[height, width]` images, naming the field.
     pub fn check(&self, height: usize, width: usize) -> Result<()> {
+        if let Some([lo, hi]) = self.display_window {
+            if !(lo.is_finite() && hi.is_finite() && hi > lo) {
+                return Err(Error::Config(format!(
+                    "`display_window` {lo},{hi}: lo must be below hi (both finite)"
+                )));
+            }
+        }
         if self.min_panel_px == 0 || self.min_panel_px > MAX_PANEL_PX {
             return Err(Error::Config(format!(
                 "`min_panel_px` must be in 1..={MAX_PANEL_PX}, got {}",

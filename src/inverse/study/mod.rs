@@ -503,14 +503,19 @@ pub fn write_case(
 ) -> Result<()> {
     dir.register(&case_files(out))?;
     let dir = dir.path();
-    // A case in HU is shown with its HU window stated (unless the figure settings name one).
+    // A case in HU is shown with its HU window stated (unless the figure settings name one),
+    // through `display_window` when one is given: `x ↦ (lo + x (hi − lo) − d_lo) / (d_hi − d_lo)`.
     let with_units;
+    let mut shown = (1.0f64, 0.0f64);
     let fig = match (&fig.window, out.info.units) {
         (None, Some(w)) => {
+            let (lo, hi) = (f64::from(w.lo), f64::from(w.hi));
+            let (dlo, dhi) = fig.display_window.map_or((lo, hi), |[a, b]| (a, b));
+            shown = ((hi - lo) / (dhi - dlo), (lo - dlo) / (dhi - dlo));
             with_units = io::figure::FigureConfig {
                 window: Some(io::figure::DisplayWindow {
-                    lo: f64::from(w.lo),
-                    hi: f64::from(w.hi),
+                    lo: dlo,
+                    hi: dhi,
                     units: "HU".into(),
                 }),
                 ..fig.clone()
@@ -519,7 +524,16 @@ pub fn write_case(
         }
         _ => fig,
     };
-    let truth = to_array3(&out.truth, "ground truth")?;
+    let (a, b) = shown;
+    let display = |t: &Tensor, what: &str| -> Result<ndarray::Array3<f32>> {
+        let x = to_array3(t, what)?;
+        Ok(if (a, b) == (1.0, 0.0) {
+            x
+        } else {
+            x.mapv(|v| (a as f32 * v + b as f32).clamp(0.0, 1.0))
+        })
+    };
+    let truth = display(&out.truth, "ground truth")?;
     let mut panels = Vec::with_capacity(out.recons.len());
     for (m, r) in &out.recons {
         let caption = out
@@ -527,7 +541,7 @@ pub fn write_case(
             .iter()
             .find(|rec| &rec.method == m)
             .map(|rec| io::figure::metrics_caption(rec.psnr_db, rec.ssim));
-        panels.push((m.clone(), to_array3(r, m)?, caption));
+        panels.push((m.clone(), display(r, m)?, caption));
     }
     let figure = io::figure::comparison(Some(&truth), &panels, fig)?;
     io::figure::save_png(&dir.join(format!("{}.png", out.name)), &figure)?;
@@ -540,8 +554,9 @@ pub fn write_case(
         let Some((_, r)) = out.recons.iter().find(|(n, _)| n == m) else {
             continue;
         };
-        let err = to_array3(r, m)? - &truth;
-        let figure = io::figure::uncertainty(m, Some(&err), &to_array3(sd, m)?, fig)?;
+        let err = display(r, m)? - &truth;
+        let sd_shown = to_array3(sd, m)?.mapv(|v| v * a as f32);
+        let figure = io::figure::uncertainty(m, Some(&err), &sd_shown, fig)?;
         io::figure::save_png(&dir.join(format!("{}_{}_std.png", out.name, m)), &figure)?;
         let sd = output_values(sd, out.info.units, true);
         let a = io::tensor_to_array::<f32>(&sd.to_device(tch::Device::Cpu))?;
