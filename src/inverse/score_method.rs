@@ -206,7 +206,8 @@ impl Method for ScoreMethod {
     fn typicality(
         &self,
         x: &Tensor,
-    ) -> Result<Option<(String, Vec<crate::inverse::typicality::Typicality>)>> {
+        image: &str,
+    ) -> Result<Option<Vec<crate::inverse::typicality::Typicality>>> {
         let Some(r) = &self.reference else {
             return Ok(None);
         };
@@ -218,9 +219,9 @@ impl Method for ScoreMethod {
             &self.data,
             r,
             x,
-            "baseline",
+            image,
         )?;
-        Ok(Some((prior, t)))
+        Ok(Some(t))
     }
 }
 

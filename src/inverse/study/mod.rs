@@ -51,12 +51,11 @@ pub trait Method {
         let _ = progress;
         self.reconstruct_with_std(op, y)
     }
-    /// How typical the images `x` `[B, C, H, W]` in `[0, 1]` (a baseline's reconstructions) are
-    /// under the method's prior, and a line naming the prior and its training data; `None` for
-    /// methods without a prior, or a prior without a reference
-    /// ([`crate::inverse::typicality`]).
-    fn typicality(&self, x: &Tensor) -> Result<Option<(String, Vec<Typicality>)>> {
-        let _ = x;
+    /// How typical the images `x` `[B, C, H, W]` in `[0, 1]` (the reconstructions of the
+    /// baseline named `image`) are under the method's prior; `None` for methods without a
+    /// prior, or a prior without a reference ([`crate::inverse::typicality`]).
+    fn typicality(&self, x: &Tensor, image: &str) -> Result<Option<Vec<Typicality>>> {
+        let _ = (x, image);
         Ok(None)
     }
 }
@@ -319,29 +318,22 @@ pub fn run_methods(
 ) -> Result<Vec<MethodRun>> {
     let b = y.size().first().copied().unwrap_or(1).max(1);
     let mut runs: Vec<MethodRun> = Vec::with_capacity(methods.len());
-    // The typicality of the cases under the prior, measured once before the first sampler.
-    let mut typical: Option<Option<((), Vec<Typicality>)>> = None;
+    // The typicality of the cases under the prior, measured once, before the first score
+    // method runs (`None` until then), on TV's reconstruction if it ran, else on A⁺ y.
+    let mut typical: Option<Option<Vec<Typicality>>> = None;
     for m in methods {
-        if typical.is_none() {
-            let image = match runs.iter().find(|r| r.name == "tv") {
+        let name = m.name();
+        let is_score = crate::inverse::score_method::is_score_method(&name);
+        if is_score && typical.is_none() {
+            let (label, image) = match runs.iter().find(|r| r.name == "tv") {
                 Some(r) => ("tv", r.recon.shallow_clone()),
                 None => ("pseudo-inverse", op.pseudo_inverse(y)?.clamp(0.0, 1.0)),
             };
-            if let Some((_, t)) = m.typicality(&image.1)? {
-                let t: Vec<Typicality> = t
-                    .into_iter()
-                    .map(|c| Typicality {
-                        image: image.0.to_string(),
-                        ..c
-                    })
-                    .collect();
-                typical = Some(Some(((), t)));
-            }
+            typical = Some(m.typicality(&image, label)?);
         }
         if let Some(s) = seed {
             tch::manual_seed(method_seed(s));
         }
-        let name = m.name();
         let t0 = Instant::now();
         let mut report = |done: usize, total: usize| {
             progress(Progress::Step(StepProgress {
@@ -362,9 +354,7 @@ pub fn run_methods(
             });
         }
         let typicality = match &typical {
-            Some(Some((_, t))) if crate::inverse::score_method::is_score_method(&name) => {
-                Some(t.clone())
-            }
+            Some(Some(t)) if is_score => Some(t.clone()),
             _ => None,
         };
         runs.push(MethodRun {
