@@ -4,39 +4,11 @@
 //! scale, same seeding of the posterior samples). Controls: another seed changes the score
 //! reconstructions, and the same sinogram without its simulation record is rescaled (a real
 //! measurement of unknown units) and no longer matches.
-use scoreinv::models::model_dir::DataInfo;
-use scoreinv::train::config::preset;
-use scoreinv::train::data::Dataset;
-use scoreinv::train::Trainer;
+mod cli_util;
+
+use cli_util::{scoreinv, tiny_model};
 use std::path::{Path, PathBuf};
-use std::process::Command;
-use tch::{Device, Kind, Tensor};
-
-/// An untrained NCSN++-tiny prior of `channels`-channel 16×16 images in `[0, 1]`.
-fn tiny_model(dir: &Path, channels: i64) {
-    tch::set_num_threads(1);
-    tch::manual_seed(0);
-    let data = Tensor::rand([4, channels, 16, 16], (Kind::Float, Device::Cpu));
-    let info = DataInfo {
-        shape: vec![channels, 16, 16],
-        centered: false,
-        data_range: None,
-        source: "uniform noise (test)".into(),
-    };
-    let ds = Dataset::new(data, None, info).unwrap();
-    let mut cfg = preset("ncsnpp-tiny").unwrap();
-    cfg.training.n_iters = 1;
-    let tr = Trainer::new(cfg, &ds, Device::Cpu).unwrap();
-    tr.export_model_dir(dir).unwrap();
-}
-
-fn scoreinv(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_scoreinv"))
-        .args(["--device", "cpu", "--threads", "1"])
-        .args(args)
-        .output()
-        .expect("run scoreinv")
-}
+use tch::Tensor;
 
 fn ok(args: &[&str]) -> String {
     let o = scoreinv(args);

@@ -1,21 +1,10 @@
 //! What the terminal shows around a reconstruction: the HU window in both typed forms, a header
 //! before the work, a progress line per sampler stage with its step counts when stderr is not a
 //! terminal, and none of libtorch's sparse-CSR beta notices.
-use scoreinv::models::model_dir::DataInfo;
-use scoreinv::train::config::preset;
-use scoreinv::train::data::Dataset;
-use scoreinv::train::Trainer;
-use std::path::Path;
-use std::process::Command;
-use tch::{Device, Kind, Tensor};
+mod cli_util;
 
-fn scoreinv(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_scoreinv"))
-        .args(["--device", "cpu", "--threads", "1"])
-        .args(args)
-        .output()
-        .expect("run scoreinv")
-}
+use cli_util::{scoreinv, tiny_model};
+use std::path::Path;
 
 fn window_of(out: &Path) -> (f64, f64) {
     let m: serde_json::Value =
@@ -69,17 +58,7 @@ fn the_window_can_be_typed_with_an_equals_sign_a_comma_or_a_space() {
 fn header_first_then_a_line_per_sampler_stage_and_no_csr_notice() {
     let dir = tempfile::tempdir().unwrap();
     let model = dir.path().join("model");
-    tch::manual_seed(0);
-    let info = DataInfo {
-        shape: vec![1, 16, 16],
-        centered: false,
-        data_range: None,
-        source: "uniform noise (test)".into(),
-    };
-    let data = Tensor::rand([4, 1, 16, 16], (Kind::Float, Device::Cpu));
-    let ds = Dataset::new(data, None, info).unwrap();
-    let tr = Trainer::new(preset("ncsnpp-tiny").unwrap(), &ds, Device::Cpu).unwrap();
-    tr.export_model_dir(&model).unwrap();
+    tiny_model(&model, 1);
     let out = dir.path().join("study");
     let o = scoreinv(&[
         "reconstruct",
