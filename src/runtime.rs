@@ -153,6 +153,25 @@ pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
         .unwrap_or_else(|| "panic".into())
 }
 
+/// The process's peak resident memory so far (Linux `VmHWM` of `/proc/self/status`), in bytes;
+/// `None` where the kernel does not report it.
+pub fn peak_host_memory() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
+/// `"peak host memory: 1.23 GiB (resident high-water mark)"`, where the kernel reports it.
+pub fn peak_host_memory_line() -> Option<String> {
+    peak_host_memory().map(|b| {
+        format!(
+            "peak host memory: {:.2} GiB (resident high-water mark)",
+            gib(b)
+        )
+    })
+}
+
 /// Bytes in GiB (2³⁰ bytes).
 pub fn gib(bytes: u64) -> f64 {
     bytes as f64 / (1u64 << 30) as f64

@@ -188,6 +188,7 @@ fn halves(n: i64) -> Dataset {
         img,
         Some(l.into_iter().map(|v| v as u8).collect()),
         DataInfo {
+            spacing_mm: None,
             shape: vec![1, 8, 8],
             centered: false,
             data_range: Some((0.0, 1.0)),

@@ -28,6 +28,7 @@ fn train_model(dir: &std::path::Path) {
     )
     .unwrap();
     let info = DataInfo {
+        spacing_mm: None,
         shape: vec![1, 16, 16],
         centered: false,
         data_range: None,

@@ -273,6 +273,7 @@ fn score_method_maps_centered_model_space() {
     // Same σ(t) (σ_min 0.01, σ_max 20) as the method's SDE below, with fewer steps.
     let (_, model) = setup(false);
     let info = DataInfo {
+        spacing_mm: None,
         shape: vec![1, 3, 3],
         centered: true,
         data_range: None,

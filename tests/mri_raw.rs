@@ -399,6 +399,7 @@ fn train_model(dir: &Path) {
     )
     .unwrap();
     let info = DataInfo {
+        spacing_mm: None,
         shape: vec![1, 16, 16],
         centered: false,
         data_range: None,

@@ -66,6 +66,7 @@ fn steps(tr: &mut Trainer, n: usize) -> Vec<f64> {
 fn image_data() -> Dataset {
     let x = Stream::new(3, 0, Purpose::Synthetic).normal(&[60, 1, 4, 4], Kind::Float, Device::Cpu);
     let info = DataInfo {
+        spacing_mm: None,
         shape: vec![1, 4, 4],
         centered: true,
         data_range: Some((-3.0, 3.0)),

@@ -13,6 +13,7 @@ fn ncsnpp_trains_exports_and_reloads() {
     tch::manual_seed(0);
     let data = Tensor::rand([24, 1, 16, 16], (Kind::Float, Device::Cpu));
     let info = DataInfo {
+        spacing_mm: None,
         shape: vec![1, 16, 16],
         centered: false,
         data_range: None,

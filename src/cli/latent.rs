@@ -100,6 +100,7 @@ fn has_ext(p: &Path, ext: &str) -> bool {
 /// Writes latents (no data mapping) to `path`.
 fn write_latents(path: &Path, z: &Tensor, info: &DataInfo) -> Result<()> {
     let latent = DataInfo {
+        spacing_mm: None,
         data_range: None,
         centered: false,
         ..info.clone()

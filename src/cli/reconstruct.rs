@@ -311,6 +311,9 @@ pub fn run(args: Args, device: Device) -> Result<()> {
     if let Some(line) = &outcome.gpu {
         println!("{line}");
     }
+    if let Some(line) = scoreinv::runtime::peak_host_memory_line() {
+        println!("{line}");
+    }
     for p in &outcome.volumes {
         println!("volume: {}", p.display());
     }
@@ -398,6 +401,9 @@ impl StudyView {
 fn report_measured(m: study::MeasuredOutcome, output: &StudyOutput) -> Result<()> {
     for n in &m.notes {
         eprintln!("note: {}", super::flagify(n));
+    }
+    if let Some(line) = scoreinv::runtime::peak_host_memory_line() {
+        println!("{line}");
     }
     if m.records.is_empty() {
         println!("{} (measurement: no reference, no metrics)", m.description);

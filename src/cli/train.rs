@@ -42,6 +42,11 @@ pub struct Args {
     /// for those).
     #[arg(long, value_parser = super::parse::image_size)]
     pub size: Option<i64>,
+    /// Train a position-aware patch model (PaDIS) on random PxP patches of the images at their
+    /// full resolution (no --size needed for CT volumes); the model then reconstructs images of
+    /// any size. Sets data.patch_size.
+    #[arg(long, value_name = "P", conflicts_with_all = ["resume", "init"])]
+    pub patch: Option<i64>,
     /// Peak learning rate (overrides optim.lr; allowed with --resume, e.g. after a divergence).
     #[arg(long)]
     pub lr: Option<f64>,
@@ -102,6 +107,17 @@ pub(crate) fn check_fresh_run_dir(out: &std::path::Path, what: &str) -> Result<(
     }
 }
 
+/// The image size to load the data at: `--size`, or for a patch model the source's native size.
+fn data_size(args: &Args, source: &DataSource, patch: bool) -> Result<Option<i64>> {
+    match (args.size, patch) {
+        (Some(s), _) => Ok(Some(s)),
+        (None, true) => source
+            .native_side()
+            .context("--data of a patch model (pass --size to resample)"),
+        (None, false) => Ok(None),
+    }
+}
+
 pub fn run(args: Args, choice: DeviceChoice) -> Result<()> {
     let device = choice.resolve()?;
     let source = DataSource::parse(&args.data)?;
@@ -140,7 +156,8 @@ pub fn run(args: Args, choice: DeviceChoice) -> Result<()> {
                 meta.step
             );
         }
-        let data = source.load_sized(meta.config.data.centered, args.size)?;
+        let size = data_size(&args, &source, meta.config.data.patch_size.is_some())?;
+        let data = source.load_sized(meta.config.data.centered, size)?;
         Trainer::<ScoreMatching>::resume(&args.out, &data, device, |c| {
             if let Some(n) = args.steps {
                 c.training.n_iters = n;
@@ -197,13 +214,17 @@ pub fn run(args: Args, choice: DeviceChoice) -> Result<()> {
         if let Some(p) = args.random_contrast {
             cfg.data.random_contrast = p;
         }
+        if let Some(p) = args.patch {
+            cfg.data.patch_size = Some(p);
+        }
         match &args.init {
             Some(init) => {
                 let mcfg = read_model_config(init)
                     .with_context(|| format!("--init {}", init.display()))?;
                 cfg.data.centered = mcfg.data.centered;
                 cfg.validate()?;
-                let data = source.load_sized(cfg.data.centered, args.size)?;
+                let size = data_size(&args, &source, mcfg.patch.is_some())?;
+                let data = source.load_sized(cfg.data.centered, size)?;
                 let tr = Trainer::fine_tune(init, cfg, &data, device)
                     .with_context(|| format!("--init {}", init.display()))?;
                 eprintln!(
@@ -216,7 +237,8 @@ pub fn run(args: Args, choice: DeviceChoice) -> Result<()> {
             }
             None => {
                 cfg.validate()?;
-                let data = source.load_sized(cfg.data.centered, args.size)?;
+                let size = data_size(&args, &source, cfg.data.patch_size.is_some())?;
+                let data = source.load_sized(cfg.data.centered, size)?;
                 Trainer::new(cfg, &data, device).with_context(|| {
                     format!("setting up training (presets: {})", PRESETS.join(", "))
                 })?
@@ -224,8 +246,14 @@ pub fn run(args: Args, choice: DeviceChoice) -> Result<()> {
         }
     };
     if let Some(spec) = &args.heldout_data {
-        let held = DataSource::parse(spec)?
-            .load_sized(trainer.config().data.centered, args.size)
+        let held_source = DataSource::parse(spec)?;
+        let size = data_size(
+            &args,
+            &held_source,
+            trainer.config().data.patch_size.is_some(),
+        )?;
+        let held = held_source
+            .load_sized(trainer.config().data.centered, size)
             .with_context(|| format!("--heldout-data {spec}"))?;
         trainer
             .set_heldout(held)
@@ -233,8 +261,12 @@ pub fn run(args: Args, choice: DeviceChoice) -> Result<()> {
     }
     let cfg = trainer.config().clone();
     eprintln!(
-        "training {} on {} (shape {:?}) with {:?}, loss {}, {} steps of batch {} on {}",
+        "training {}{} on {} (shape {:?}) with {:?}, loss {}, {} steps of batch {} on {}",
         cfg.model.name(),
+        match cfg.data.patch_size {
+            Some(p) => format!(" on {p}x{p} patches with position channels"),
+            None => String::new(),
+        },
         trainer.data_info().source,
         trainer.data_info().shape,
         cfg.sde,

@@ -115,7 +115,8 @@ impl ScoreMethod {
                 want[0]
             )));
         }
-        if have[1..] != want[1..] {
+        // A patch model scores images of any size.
+        if have[1..] != want[1..] && !self.model.any_size() {
             return Err(Error::Invalid(format!(
                 "{from} was trained on {}×{} images but the cases are {}×{}: resample them with \
                  `size` {}",

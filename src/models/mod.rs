@@ -37,6 +37,11 @@ pub trait ScoreModel: Send + Sync {
     fn sample_shape(&self) -> Option<Vec<i64>> {
         None
     }
+
+    /// Whether images of any size are scored (a patch model), not only `sample_shape`.
+    fn any_size(&self) -> bool {
+        false
+    }
 }
 
 impl<T: ScoreModel + ?Sized> ScoreModel for &T {
@@ -46,6 +51,9 @@ impl<T: ScoreModel + ?Sized> ScoreModel for &T {
     fn sample_shape(&self) -> Option<Vec<i64>> {
         (**self).sample_shape()
     }
+    fn any_size(&self) -> bool {
+        (**self).any_size()
+    }
 }
 
 impl<T: ScoreModel + ?Sized> ScoreModel for Box<T> {
@@ -54,6 +62,9 @@ impl<T: ScoreModel + ?Sized> ScoreModel for Box<T> {
     }
     fn sample_shape(&self) -> Option<Vec<i64>> {
         (**self).sample_shape()
+    }
+    fn any_size(&self) -> bool {
+        (**self).any_size()
     }
 }
 

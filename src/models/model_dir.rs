@@ -174,6 +174,10 @@ pub struct DataInfo {
     /// Human-readable description of the source.
     #[serde(default)]
     pub source: String,
+    /// Pixel spacing `(row, column)` in mm of the images, when the source has one (CT and MRI
+    /// volumes at their native resolution).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spacing_mm: Option<[f64; 2]>,
 }
 
 impl DataInfo {
@@ -184,6 +188,7 @@ impl DataInfo {
             centered: false,
             data_range: None,
             source: source.into(),
+            spacing_mm: None,
         }
     }
 
@@ -296,6 +301,50 @@ pub struct ModelDirConfig {
     /// freshly exported run.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub sampler: BTreeMap<String, SamplerSettings>,
+    /// A position-aware patch model: the network scores `size × size` patches and the model
+    /// scores images of any size ([`crate::models::patch::PatchScore`]); `data.shape` is the
+    /// shape of the full images it was trained on. `None`: a whole-image model.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub patch: Option<PatchInfo>,
+}
+
+fn d_max_patches() -> i64 {
+    64
+}
+
+/// The patch geometry of a patch model (see [`ModelDirConfig::patch`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PatchInfo {
+    /// The patch side `P` in pixels.
+    pub size: i64,
+    /// The most patches per network call at sampling time (bounds memory, whatever the image
+    /// size).
+    #[serde(default = "d_max_patches")]
+    pub max_patches: i64,
+    /// Pixel spacing `(row, column)` in mm of the training images, when the source has one
+    /// (CT volumes); images at another spacing show anatomy at another scale.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spacing_mm: Option<[f64; 2]>,
+}
+
+impl PatchInfo {
+    /// A patch model of side `size` with the default patch batch.
+    pub fn new(size: i64, spacing_mm: Option<[f64; 2]>) -> Self {
+        Self {
+            size,
+            max_patches: d_max_patches(),
+            spacing_mm,
+        }
+    }
+
+    /// The data description of the network's input: `[C, P, P]` patches of `data`'s images.
+    pub fn network_data(&self, data: &DataInfo) -> DataInfo {
+        let mut d = data.clone();
+        let c = data.shape.first().copied().unwrap_or(1);
+        d.shape = vec![c, self.size, self.size];
+        d
+    }
 }
 
 /// Writes `dir/config.json` and `dir/model.safetensors` (`weights` are the EMA tensors by
@@ -403,7 +452,23 @@ pub fn load_model_dir(
     }
     let sde_kind = cfg.sde.build()?.kind();
     let vs = nn::VarStore::new(device);
-    let net = cfg.model.build(&vs.root(), &cfg.data, sde_kind)?;
+    let net_data = match &cfg.patch {
+        Some(p) => {
+            if p.size < 1 || p.max_patches < 1 || cfg.data.shape.len() != 3 {
+                return Err(Error::format(
+                    dir.join("config.json"),
+                    format!(
+                        "patch.size {} and patch.max_patches {} must be at least 1, on images \
+                         [C, H, W] (data.shape {:?})",
+                        p.size, p.max_patches, cfg.data.shape
+                    ),
+                ));
+            }
+            p.network_data(&cfg.data)
+        }
+        None => cfg.data.clone(),
+    };
+    let net = cfg.model.build(&vs.root(), &net_data, sde_kind)?;
     let mut vars = super::sorted_variables(&vs);
     let weights = read_weights(dir, &cfg.model, &vars, device)?;
     tch::no_grad(|| {
@@ -412,7 +477,13 @@ pub fn load_model_dir(
         }
     });
     let model = NetScore::new(net, cfg.sde, cfg.score)?
-        .with_sample_shape(cfg.data.shape.clone())
         .with_autocast(crate::autocast::inference_autocast());
-    Ok((Box::new(model), cfg.sde, cfg))
+    let model: Box<dyn ScoreModel> = match &cfg.patch {
+        Some(p) => Box::new(
+            crate::models::patch::PatchScore::new(model, p.size, net_data.shape[0], p.max_patches)?
+                .with_sample_shape(cfg.data.shape.clone()),
+        ),
+        None => Box::new(model.with_sample_shape(cfg.data.shape.clone())),
+    };
+    Ok((model, cfg.sde, cfg))
 }

@@ -32,6 +32,13 @@ impl<F: Fn(&Tensor, &Tensor) -> Tensor + Send + Sync> PatchNet for F {
     }
 }
 
+/// A trained patch network: NCSN++/DDPM++ with `data.extra_input_channels = 2`.
+impl<N: super::TimeConditionedNet + ?Sized> PatchNet for super::score_net::NetScore<N> {
+    fn patch_score(&self, x: &Tensor, t: &Tensor) -> Tensor {
+        ScoreModel::score(self, x, t)
+    }
+}
+
 /// The whole-image score of a [`PatchNet`] (see the module doc).
 pub struct PatchScore<N: PatchNet> {
     net: N,
@@ -43,6 +50,8 @@ pub struct PatchScore<N: PatchNet> {
     pub max_patches: i64,
     /// A fixed offset instead of random ones (tests; `None`: random per call).
     pub fixed_offset: Option<(i64, i64)>,
+    /// The shape of the images it was trained on, reported as the default sample shape.
+    sample_shape: Option<Vec<i64>>,
 }
 
 /// How an `H × W` image sits on the canvas of [`PatchScore`].
@@ -130,7 +139,15 @@ impl<N: PatchNet> PatchScore<N> {
             channels,
             max_patches,
             fixed_offset: None,
+            sample_shape: None,
         })
+    }
+
+    /// Reports `shape` as [`ScoreModel::sample_shape`] (what `scoreinv sample` draws by
+    /// default); any other image size is scored as well.
+    pub fn with_sample_shape(mut self, shape: Vec<i64>) -> Self {
+        self.sample_shape = Some(shape);
+        self
     }
 
     /// The offset of this call: fixed, or uniform on `[0, P)²` from the CPU generator.
@@ -211,6 +228,12 @@ impl<N: PatchNet> ScoreModel for PatchScore<N> {
         let offset = self.offset();
         self.score_at(x, t, offset)
             .unwrap_or_else(|e| panic!("patch score of a {:?} batch: {e}", x.size()))
+    }
+    fn sample_shape(&self) -> Option<Vec<i64>> {
+        self.sample_shape.clone()
+    }
+    fn any_size(&self) -> bool {
+        true
     }
 }
 

@@ -219,8 +219,14 @@ pub(crate) fn check_batch(x: &Tensor, model: &dyn ScoreModel, what: &str) -> Res
             x.kind()
         )));
     }
+    // A patch model takes images of any size with its channel count.
     if let Some(shape) = model.sample_shape() {
-        if size[1..] != shape[..] {
+        let fits = if model.any_size() {
+            size.len() == shape.len() + 1 && size.get(1) == shape.first()
+        } else {
+            size[1..] == shape[..]
+        };
+        if !fits {
             return Err(Error::Shape {
                 what: format!("{what} (per-sample shape the score model accepts)"),
                 expected: format!("[B] ++ {shape:?}"),

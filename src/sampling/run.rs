@@ -399,6 +399,7 @@ pub fn decode(
 /// Reads a latent `.npy` (`[N] ++ shape` or one `shape`) as model-space f32 on `device`.
 pub fn read_latents(path: &Path, info: &DataInfo, device: Device) -> Result<Tensor> {
     let latent_info = DataInfo {
+        spacing_mm: None,
         data_range: None,
         centered: false,
         ..info.clone()

@@ -134,6 +134,12 @@ pub struct DataConfig {
     /// Fraction of the data held out for evaluation (deterministic split).
     #[serde(default = "d_heldout")]
     pub heldout_fraction: f64,
+    /// Train a position-aware patch model (PaDIS, [`crate::train::patches`]): random
+    /// `patch_size × patch_size` patches of the full-resolution images with two position
+    /// channels; the network is built for the patch, the model scores images of any size
+    /// ([`crate::models::patch::PatchScore`]). `None`: whole images.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub patch_size: Option<i64>,
 }
 
 impl Default for DataConfig {
@@ -143,6 +149,7 @@ impl Default for DataConfig {
             random_flip: true,
             random_contrast: 0.0,
             heldout_fraction: d_heldout(),
+            patch_size: None,
         }
     }
 }
@@ -189,15 +196,22 @@ pub const PRESETS: &[&str] = &[
     "ncsnpp-tiny",
     "ncsnpp-64",
     "ncsnpp-color-64",
+    "ncsnpp-patch64",
     "ddpmpp-fmnist",
 ];
 
 impl TrainConfig {
     /// Takes the image geometry of NCSN++ (`data.num_channels`, `data.image_size`,
     /// `data.centered`) from the data it will be trained on, so one preset serves any size.
+    /// A patch model (`data.patch_size = P`) takes `P × P` patches plus two position channels.
     pub fn fitted_to(mut self, info: &crate::models::model_dir::DataInfo) -> Self {
+        let patch = self.data.patch_size;
         if let ModelConfig::Ncsnpp(sc) = &mut self.model {
-            if let [c, h, w] = info.shape[..] {
+            if let (Some(p), [c, _, _]) = (patch, &info.shape[..]) {
+                sc.data.num_channels = *c as usize;
+                sc.data.image_size = p.max(0) as usize;
+                sc.data.extra_input_channels = 2;
+            } else if let [c, h, w] = info.shape[..] {
                 if h == w {
                     sc.data.num_channels = c as usize;
                     sc.data.image_size = h as usize;
@@ -254,6 +268,26 @@ impl TrainConfig {
                 "data.random_contrast is a probability in [0, 1], got {}",
                 self.data.random_contrast
             )));
+        }
+        if let Some(p) = self.data.patch_size {
+            if p < 4 {
+                return Err(Error::Config(format!(
+                    "data.patch_size must be at least 4 pixels, got {p}"
+                )));
+            }
+            if !matches!(self.model, ModelConfig::Ncsnpp(_)) {
+                return Err(Error::Config(
+                    "data.patch_size needs an NCSN++/DDPM++ network (it takes the position \
+                     channels); the MLP presets train on whole images"
+                        .into(),
+                ));
+            }
+            if self.loss.kind != super::losses::LossKind::Dsm {
+                return Err(Error::Config(format!(
+                    "patch training uses the DSM loss; loss.kind is {}",
+                    self.loss.name()
+                )));
+            }
         }
         if !(0.0..1.0).contains(&self.data.heldout_fraction) {
             return Err(Error::Config(format!(
@@ -336,6 +370,9 @@ fn small_ncsnpp_ve(cfg: &mut TrainConfig, sigma_max: f64) {
 ///   σ_max 30, batch 16, lr 5e-4 (model cards in `data/models/`).
 /// * `ncsnpp-color-64`: the shipped `color-64` prior: the same network on RGB 64×64 photo crops,
 ///   σ_max 100.
+/// * `ncsnpp-patch64`: the shipped native-resolution patch priors (`ct-head-patch`): the
+///   `ncsnpp-64` network on 64×64 patches plus two position channels (PaDIS), σ_max 30, batch
+///   16 patches; sample grids (full images, expensive) of 2 images every 1 000 steps.
 /// * `ddpmpp-fmnist`: the shipped `fashion-mnist` prior: VP DDPM++ at 28×28×1, batch 32.
 pub fn preset(name: &str) -> Result<TrainConfig> {
     let mut cfg = TrainConfig::default();
@@ -402,6 +439,15 @@ pub fn preset(name: &str) -> Result<TrainConfig> {
             // σ_max = 100 ≥ the largest pairwise distance of such crops in [0, 1] (measured: 95
             // for 600 random crops of data/color-photos.txt).
             small_ncsnpp_ve(&mut cfg, 100.0);
+        }
+        "ncsnpp-patch64" => {
+            // Patches of 64 pixels (61 mm at the 0.96 mm of the InVesalius head) with their
+            // positions; σ_max = 30 as for the whole 64² images (a patch of 64² pixels in
+            // [0, 1] has the same largest pairwise distance bound).
+            small_ncsnpp_ve(&mut cfg, 30.0);
+            cfg.data.patch_size = Some(64);
+            cfg.training.sample_n = 2;
+            cfg.training.sample_steps = Some(50);
         }
         "ddpmpp-fmnist" => {
             // The shipped `fashion-mnist` prior: DDPM++ (cont.) on the VP SDE, as

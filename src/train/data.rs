@@ -447,6 +447,50 @@ impl DataSource {
         }
     }
 
+    /// The image side at which the source holds its images at full resolution, for sources
+    /// that are otherwise resampled to a default (`invesalius`: the volume's in-plane size);
+    /// `None` for sources that are loaded as stored (files, folders, IDX). Sources without a
+    /// native resolution (phantoms, photo crops, NIfTI and DICOM slices, which are resampled)
+    /// are an error that asks for a size.
+    pub fn native_side(&self) -> Result<Option<i64>> {
+        match self {
+            DataSource::Invesalius(p) => {
+                let vol = crate::data::invesalius::read_inv3(p)?;
+                let (_, ny, nx) = vol.hu.dim();
+                Ok(Some(ny.max(nx) as i64))
+            }
+            DataSource::Concat(parts) => {
+                let sides = parts
+                    .iter()
+                    .map(|p| p.native_side())
+                    .collect::<Result<Vec<_>>>()?;
+                let mut known = sides.iter().flatten();
+                match known.next() {
+                    Some(&s) if known.all(|&o| o == s) => Ok(Some(s)),
+                    Some(_) => Err(Error::Config(format!(
+                        "the joined sources have different native sizes {sides:?}: give one \
+                         with `size`"
+                    ))),
+                    None => Ok(None),
+                }
+            }
+            DataSource::Rows(src, _) => src.native_side(),
+            DataSource::Ellipses { .. }
+            | DataSource::SheppLogan
+            | DataSource::Photos { .. }
+            | DataSource::Nifti { .. }
+            | DataSource::Dicom(_) => Err(Error::Config(
+                "this data source renders or resamples its images and has no native size: give \
+                 one with `size` (e.g. 256)"
+                    .into(),
+            )),
+            DataSource::Gaussian2d { .. }
+            | DataSource::Idx { .. }
+            | DataSource::Npy(_)
+            | DataSource::Folder(_) => Ok(None),
+        }
+    }
+
     /// Loads the source into model space (`centered` applies to images).
     pub fn load(&self, centered: bool) -> Result<Dataset> {
         self.load_sized(centered, None)
@@ -537,6 +581,7 @@ impl DataSource {
                     Device::Cpu,
                 )?;
                 let info = DataInfo {
+                    spacing_mm: None,
                     shape: vec![1, s as i64, s as i64],
                     centered,
                     data_range: Some((0.0, 1.0)),
@@ -549,6 +594,7 @@ impl DataSource {
                 let x = crate::data::phantom::shepp_logan_tensor(s, 4, Kind::Float, Device::Cpu)?
                     .clamp(0.0, 1.0);
                 let info = DataInfo {
+                    spacing_mm: None,
                     shape: vec![1, s as i64, s as i64],
                     centered,
                     data_range: Some((0.0, 1.0)),
@@ -580,6 +626,7 @@ impl DataSource {
                 let s = size.unwrap_or(64);
                 let x = photos::photo_crops(files, *n, s as u32, photos::TRAIN_CROP_SEED)?;
                 let info = DataInfo {
+                    spacing_mm: None,
                     shape: vec![3, s, s],
                     centered,
                     data_range: Some((0.0, 1.0)),
@@ -604,7 +651,13 @@ impl DataSource {
                     s,
                 )?;
                 let n = x.size()[0];
+                let (_, ny, nx) = vol.hu.dim();
                 let info = DataInfo {
+                    // Axial slices of `ny × nx` voxels resampled to `s × s`.
+                    spacing_mm: Some([
+                        vol.spacing_mm[1] * ny as f64 / s as f64,
+                        vol.spacing_mm[2] * nx as f64 / s as f64,
+                    ]),
                     shape: vec![1, s, s],
                     centered,
                     data_range: Some((0.0, 1.0)),
@@ -650,6 +703,7 @@ impl DataSource {
                     .to_kind(Kind::Float)
                     .reshape([n as i64, 1, h, w]);
                 let info = DataInfo {
+                    spacing_mm: None,
                     shape: vec![1, h, w],
                     centered,
                     data_range: Some((0.0, 255.0)),
@@ -680,6 +734,7 @@ impl DataSource {
                 let (data, [c, h, w]) = folder::load_folder(p)?;
                 let n = data.len() as i64 / (c * h * w);
                 let info = DataInfo {
+                    spacing_mm: None,
                     shape: vec![c, h, w],
                     centered,
                     data_range: Some((0.0, 1.0)),
@@ -773,6 +828,7 @@ fn slice_dataset(
     let n = x.size()[0];
     let names: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
     let info = DataInfo {
+        spacing_mm: None,
         shape: vec![1, s, s],
         centered,
         data_range: Some((0.0, 1.0)),
@@ -888,6 +944,7 @@ fn load_npy(p: &Path, centered: bool) -> Result<Dataset> {
         }
     };
     let info = DataInfo {
+        spacing_mm: None,
         shape: sample,
         centered: centered && is_image,
         data_range,

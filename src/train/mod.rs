@@ -26,6 +26,7 @@ pub mod data;
 pub mod losses;
 pub mod objective;
 pub mod optim;
+pub mod patches;
 pub mod rng;
 pub mod score;
 

@@ -25,6 +25,8 @@ use tch::{Device, Kind, Tensor};
 /// Score matching of a network: the objective of `scoreinv train`.
 pub struct ScoreMatching {
     model: NetScore<dyn TimeConditionedNet>,
+    /// The patch side of a patch model (`data.patch_size`, [`super::patches`]).
+    patch: Option<i64>,
 }
 
 impl RunConfig for TrainConfig {
@@ -68,7 +70,7 @@ impl Objective for ScoreMatching {
     fn prepare(cfg: TrainConfig, data: &Dataset) -> Result<TrainConfig> {
         let cfg = cfg.fitted_to(&data.info);
         cfg.validate()?;
-        cfg.model.check_data(&data.info)?;
+        cfg.model.check_data(&network_data(&cfg, &data.info)?)?;
         if cfg.data.random_contrast > 0.0 && data.info.shape.len() < 3 {
             return Err(Error::Config(format!(
                 "data.random_contrast remaps image intensities, but {} holds vectors of shape {:?}",
@@ -81,10 +83,13 @@ impl Objective for ScoreMatching {
     fn build(cfg: &TrainConfig, setup: Setup<'_, TrainConfig>) -> Result<Self> {
         let (vs, data) = (setup.vs, setup.data);
         let sde_kind = cfg.sde.build()?.kind();
-        let net = cfg.model.build(&vs.root(), &data.info, sde_kind)?;
-        let model =
-            NetScore::new(net, cfg.sde, cfg.score)?.with_sample_shape(data.info.shape.clone());
-        Ok(Self { model })
+        let net_data = network_data(cfg, &data.info)?;
+        let net = cfg.model.build(&vs.root(), &net_data, sde_kind)?;
+        let model = NetScore::new(net, cfg.sde, cfg.score)?.with_sample_shape(net_data.shape);
+        Ok(Self {
+            model,
+            patch: cfg.data.patch_size,
+        })
     }
 
     /// Random contrast: the draws follow the flip coins in the augmentation stream (so runs
@@ -114,7 +119,10 @@ impl Objective for ScoreMatching {
             device,
             use_autocast,
             cfg.training.autocast_dtype,
-            || cfg.loss.loss(&self.model, x0, noise, true),
+            || match self.patch {
+                Some(p) => self.patch_loss(&cfg.loss, x0, p, noise, true),
+                None => cfg.loss.loss(&self.model, x0, noise, true),
+            },
         )?;
         Ok((loss.to_kind(Kind::Float), None))
     }
@@ -132,7 +140,10 @@ impl Objective for ScoreMatching {
             ..cfg.loss.clone()
         };
         let mut noise = Stream::new(t.seed, 0, Purpose::Eval);
-        let loss = tch::no_grad(|| loss_cfg.loss(&self.model, &x0, &mut noise, false))?;
+        let loss = tch::no_grad(|| match self.patch {
+            Some(p) => self.patch_loss(&loss_cfg, &x0, p, &mut noise, false),
+            None => loss_cfg.loss(&self.model, &x0, &mut noise, false),
+        })?;
         Ok(loss.double_value(&[]))
     }
 
@@ -160,8 +171,18 @@ impl Objective for ScoreMatching {
         let n = tcfg.sample_n.max(1);
         let sampler = build_sampler(&cfg.grid_sampler_flags(), &cfg.sde)?;
         let seed = Stream::new(tcfg.seed, 0, Purpose::Sample).seed_u64();
+        let patch_model;
+        let model: &dyn crate::models::ScoreModel = match self.patch {
+            Some(p) => {
+                let net =
+                    |x: &Tensor, t: &Tensor| crate::models::ScoreModel::score(&self.model, x, t);
+                patch_model = crate::models::patch::PatchScore::new(net, p, info.shape[0], 64)?;
+                &patch_model
+            }
+            None => &self.model,
+        };
         let run = sample_model(
-            &self.model,
+            model,
             sampler.as_ref(),
             &info.shape,
             n,
@@ -191,6 +212,53 @@ impl Objective for ScoreMatching {
     }
 }
 
+/// The data the network sees: the images, or for a patch model `[C, P, P]` patches of them.
+fn network_data(cfg: &TrainConfig, info: &DataInfo) -> Result<DataInfo> {
+    match cfg.data.patch_size {
+        None => Ok(info.clone()),
+        Some(p) => match info.shape[..] {
+            [_, h, w] if p <= h.min(w) => {
+                Ok(crate::models::model_dir::PatchInfo::new(p, None).network_data(info))
+            }
+            _ => Err(Error::Config(format!(
+                "data.patch_size {p} needs images [C, H, W] of at least {p}×{p} pixels; {} \
+                 holds samples of shape {:?}",
+                info.source, info.shape
+            ))),
+        },
+    }
+}
+
+impl ScoreMatching {
+    /// The masked patch DSM loss ([`super::patches`]) of one random patch per image of `x0`.
+    fn patch_loss(
+        &self,
+        loss: &LossConfig,
+        x0: &Tensor,
+        p: i64,
+        rng: &mut Stream,
+        train: bool,
+    ) -> Result<Tensor> {
+        let size = x0.size();
+        let b = size[0] as usize;
+        let corners = super::patches::draw_corners(rng, b, size[2], size[3], p);
+        let patches = super::patches::extract(x0, p, &corners)?;
+        let t = super::losses::sample_times(rng, b, loss.eps, x0);
+        let z = rng.normal(&patches.x.size(), x0.kind(), x0.device());
+        let f = |x: &Tensor, t: &Tensor| self.model.score_train(x, t, train);
+        Ok(super::patches::masked_dsm_per_sample(
+            &f,
+            self.model.sde(),
+            &patches,
+            &t,
+            &z,
+            loss.reduce_mean,
+            loss.likelihood_weighting,
+        )
+        .mean(Kind::Float))
+    }
+}
+
 impl Trainer<ScoreMatching> {
     /// A fresh run that fine-tunes the trained model in the model directory `init` on `data`:
     /// the network, SDE and score options are the model's (those of `cfg` are replaced), its
@@ -208,7 +276,12 @@ impl Trainer<ScoreMatching> {
         let mcfg = read_model_config(init)?;
         let what =
             |field: &str| format!("{field} of the data given to fine-tune {}", init.display());
-        if data.info.shape != mcfg.data.shape {
+        // A patch model takes images of any size with its channel count.
+        let same = match &mcfg.patch {
+            Some(_) => data.info.shape.len() == 3 && data.info.shape[0] == mcfg.data.shape[0],
+            None => data.info.shape == mcfg.data.shape,
+        };
+        if !same {
             return Err(Error::Shape {
                 what: what("sample shape"),
                 expected: format!(
@@ -234,6 +307,7 @@ impl Trainer<ScoreMatching> {
         cfg.sde = mcfg.sde;
         cfg.score = mcfg.score;
         cfg.data.centered = mcfg.data.centered;
+        cfg.data.patch_size = mcfg.patch.as_ref().map(|p| p.size);
         cfg.training.init = Some(init.display().to_string());
         let mut tr = Trainer::new(cfg, data, device)?;
         let weights = read_weights(init, &tr.cfg.model, &tr.weights(), device)?;
@@ -287,5 +361,9 @@ pub fn model_dir_config(cfg: &TrainConfig, data: &DataInfo, step: u64) -> ModelD
             random_contrast: (cfg.data.random_contrast > 0.0).then_some(cfg.data.random_contrast),
         }),
         sampler: Default::default(),
+        patch: cfg
+            .data
+            .patch_size
+            .map(|p| crate::models::model_dir::PatchInfo::new(p, data.spacing_mm)),
     }
 }

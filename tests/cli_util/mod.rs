@@ -22,6 +22,7 @@ pub fn tiny_model(dir: &Path, channels: i64) {
     tch::manual_seed(0);
     let data = Tensor::rand([4, channels, 16, 16], (Kind::Float, Device::Cpu));
     let info = DataInfo {
+        spacing_mm: None,
         shape: vec![channels, 16, 16],
         centered: false,
         data_range: None,

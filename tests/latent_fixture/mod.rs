@@ -45,6 +45,7 @@ pub fn train_tiny(dir: &Path, flavor: Flavor, steps: usize) -> DataInfo {
     tch::manual_seed(0);
     let raw = phantoms_u8(24, 7);
     let info = DataInfo {
+        spacing_mm: None,
         shape: vec![1, SIZE, SIZE],
         centered: false,
         data_range: Some((0.0, 255.0)),

@@ -671,6 +671,7 @@ pub fn run_train(ctx: &BenchContext, progress: &dyn Fn(&str)) -> Result<Vec<Meas
         ),
         None,
         DataInfo {
+            spacing_mm: None,
             shape: vec![1, size as i64, size as i64],
             centered: false,
             data_range: None,
