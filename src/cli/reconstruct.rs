@@ -186,6 +186,14 @@ pub struct ScoreArgs {
     /// launch per step; the step is launch-bound at these image sizes).
     #[arg(long = "cuda-graph")]
     pub cuda_graph: bool,
+    /// Warm start of the score methods (Come-Closer-Diffuse-Faster): a baseline of the task
+    /// (fbp, tv, zero-filled, gray, masked, wiener) whose reconstruction is diffused to --t0 and
+    /// the reverse SDE run from there, about t0·N steps; noise (default): from the prior.
+    #[arg(long, value_name = "BASELINE")]
+    pub start: Option<String>,
+    /// Time t0 in (eps, 1] to which the --start estimate is diffused (e.g. 0.3).
+    #[arg(long, value_parser = super::parse::finite_f64)]
+    pub t0: Option<f64>,
 }
 
 impl From<ScoreArgs> for ScoreSettings {
@@ -199,6 +207,8 @@ impl From<ScoreArgs> for ScoreSettings {
             consistency_iters: a.consistency_iters,
             samples: a.samples,
             cuda_graph: a.cuda_graph,
+            start: a.start,
+            t0: a.t0,
         }
     }
 }

@@ -34,15 +34,22 @@ pub trait ConditionalSampler: Send + Sync {
     /// Checks the settings against the SDE the model runs on.
     fn validate(&self, sde: &dyn Sde) -> Result<()>;
     /// One sample per row of the measurement batch `y` (model space), `progress` called with
-    /// the number of steps done.
+    /// the number of steps done. `start`: a warm-start estimate per row (model space),
+    /// diffused to the sampler's `t0` ([`super::warm_start`]); `None`: a cold start.
     fn sample(
         &self,
         sde: &dyn Sde,
         model: &dyn ScoreModel,
         op: &dyn LinearOperator,
         y: &Tensor,
+        start: Option<&Tensor>,
         progress: &mut dyn FnMut(usize),
     ) -> Result<SampleOutput>;
+    /// The number of steps [`ConditionalSampler::sample`] runs (fewer than the SDE's `N`
+    /// with a warm start).
+    fn steps(&self, sde: &dyn Sde) -> usize {
+        sde.n_steps()
+    }
     /// The settings, as recorded.
     fn settings(&self) -> serde_json::Value;
 }

@@ -23,7 +23,7 @@
 
 use super::check_measurement;
 use crate::models::ScoreModel;
-use crate::sampling::{check_batch, check_eps, time_grid, vec_t, PredictorKind, SampleOutput};
+use crate::sampling::{check_batch, check_eps, vec_t, PredictorKind, SampleOutput};
 use crate::sde::Sde;
 use crate::{Error, Result};
 use scoreinv_operators::LinearOperator;
@@ -43,6 +43,9 @@ pub struct DpsConfig {
     pub noise_removal: bool,
     /// Final time; `None` = `sde.sampling_eps()`.
     pub eps: Option<f64>,
+    /// Warm start (CCDF, [`super::warm_start`]): the time `t₀` the start estimate is diffused
+    /// to; `None`: a cold start from the prior at `T`.
+    pub t0: Option<f64>,
 }
 
 impl Default for DpsConfig {
@@ -52,6 +55,7 @@ impl Default for DpsConfig {
             zeta: 1.0,
             noise_removal: true,
             eps: None,
+            t0: None,
         }
     }
 }
@@ -69,7 +73,9 @@ impl DpsConfig {
                 "DPS needs a predictor (ancestral, reverse-diffusion or euler-maruyama)".into(),
             ));
         }
-        check_eps(self.eps.unwrap_or_else(|| sde.sampling_eps()), sde.t_end())?;
+        let eps = self.eps.unwrap_or_else(|| sde.sampling_eps());
+        check_eps(eps, sde.t_end())?;
+        super::warm_start::check_t0(self.t0, sde, eps)?;
         let probe = Tensor::zeros([1], (Kind::Float, tch::Device::Cpu));
         self.predictor.build(sde, false, &probe)?;
         Ok(())
@@ -99,16 +105,30 @@ pub fn sample(
     config: &DpsConfig,
     progress: &mut dyn FnMut(usize),
 ) -> Result<SampleOutput> {
+    sample_warm(sde, model, op, y, config, None, progress)
+}
+
+/// [`sample`], from the warm-start estimate `start` (model space) diffused to `config.t0`
+/// ([`super::warm_start`]).
+pub fn sample_warm(
+    sde: &dyn Sde,
+    model: &dyn ScoreModel,
+    op: &dyn LinearOperator,
+    y: &Tensor,
+    config: &DpsConfig,
+    start: Option<&Tensor>,
+    progress: &mut dyn FnMut(usize),
+) -> Result<SampleOutput> {
     config.validate(sde)?;
     let (kind, device) = check_measurement(op, y)?;
     let mut shape = vec![y.size()[0]];
     shape.extend(op.input_shape());
-    let x = sde.prior_sampling(&shape, (kind, device));
+    let eps = config.eps.unwrap_or_else(|| sde.sampling_eps());
+    let grid = super::warm_start::grid(sde, eps, config.t0);
+    let x = super::warm_start::initial_state(sde, &shape, (kind, device), start, config.t0, &grid)?;
     check_batch(&x, model, "DPS initial state x(T)")?;
     let predictor = config.predictor.build(sde, false, &x)?;
-    let eps = config.eps.unwrap_or_else(|| sde.sampling_eps());
-    let n = sde.n_steps();
-    let grid = time_grid(sde.t_end(), eps, n);
+    let n = grid.len();
     let y = y.detach();
     let mut x = x;
     let mut x_mean = x.shallow_clone();
@@ -180,9 +200,14 @@ impl super::conditional::ConditionalSampler for DpsConfig {
         model: &dyn ScoreModel,
         op: &dyn LinearOperator,
         y: &Tensor,
+        start: Option<&Tensor>,
         progress: &mut dyn FnMut(usize),
     ) -> Result<SampleOutput> {
-        sample(sde, model, op, y, self, progress)
+        sample_warm(sde, model, op, y, self, start, progress)
+    }
+    fn steps(&self, sde: &dyn Sde) -> usize {
+        let eps = self.eps.unwrap_or_else(|| sde.sampling_eps());
+        super::warm_start::grid(sde, eps, self.t0).len()
     }
     fn settings(&self) -> serde_json::Value {
         serde_json::to_value(self).unwrap_or_default()

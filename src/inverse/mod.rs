@@ -17,6 +17,7 @@ pub mod replacement;
 pub mod score_method;
 pub mod study;
 pub mod typicality;
+pub mod warm_start;
 
 use crate::sde::Sde;
 use crate::{Error, Result};

@@ -42,8 +42,7 @@
 use super::{check_measurement, ConsistencyStep};
 use crate::models::ScoreModel;
 use crate::sampling::{
-    check_batch, check_eps, time_grid, tweedie_denoise, vec_t, CorrectorKind, PredictorKind,
-    SampleOutput,
+    check_batch, check_eps, tweedie_denoise, vec_t, CorrectorKind, PredictorKind, SampleOutput,
 };
 use crate::sde::Sde;
 use crate::{Error, Result};
@@ -85,6 +84,10 @@ pub struct ProjectionConfig {
     /// launch-bound at these sizes). Same algorithm; the random numbers differ from the eager
     /// loop's (they come from the graph's generator offsets).
     pub cuda_graph: bool,
+    /// Warm start (CCDF, [`super::warm_start`]): the time `t₀` to which the start estimate is
+    /// diffused; the sampler then runs only the steps of its grid at or below `t₀`. `None`: a
+    /// cold start from the prior at `T`.
+    pub t0: Option<f64>,
 }
 
 impl Default for ProjectionConfig {
@@ -100,6 +103,7 @@ impl Default for ProjectionConfig {
             eps: None,
             consistency_iters: 0,
             cuda_graph: false,
+            t0: None,
         }
     }
 }
@@ -148,7 +152,9 @@ impl ProjectionConfig {
                 self.lambda
             )));
         }
-        check_eps(self.eps.unwrap_or_else(|| sde.sampling_eps()), sde.t_end())?;
+        let eps = self.eps.unwrap_or_else(|| sde.sampling_eps());
+        check_eps(eps, sde.t_end())?;
+        super::warm_start::check_t0(self.t0, sde, eps)?;
         if self.predictor == PredictorKind::None && self.corrector == CorrectorKind::None {
             return Err(Error::Config(
                 "projection sampler with predictor 'none' and corrector 'none' does nothing".into(),
@@ -174,15 +180,32 @@ pub fn sample(
     config: &ProjectionConfig,
     progress: &mut dyn FnMut(usize),
 ) -> Result<SampleOutput> {
+    sample_warm(sde, model, op, y, config, None, progress)
+}
+
+/// [`sample`], from the warm-start estimate `start` (model space, `[B] ++ op.input_shape()`)
+/// diffused to `config.t0` when given ([`super::warm_start`]).
+pub fn sample_warm(
+    sde: &dyn Sde,
+    model: &dyn ScoreModel,
+    op: &dyn Decomposed,
+    y: &Tensor,
+    config: &ProjectionConfig,
+    start: Option<&Tensor>,
+    progress: &mut dyn FnMut(usize),
+) -> Result<SampleOutput> {
     config.validate(sde)?;
     let (kind, device) = check_measurement(op, y)?;
     let mut shape = vec![y.size()[0]];
     shape.extend(op.input_shape());
-    let x = sde.prior_sampling(&shape, (kind, device));
+    let eps = config.eps.unwrap_or_else(|| sde.sampling_eps());
+    let grid = super::warm_start::grid(sde, eps, config.t0);
+    let x = super::warm_start::initial_state(sde, &shape, (kind, device), start, config.t0, &grid)?;
     sample_from(sde, model, op, y, config, x, progress)
 }
 
-/// [`sample`] from a given `x(T)`.
+/// [`sample`] from a given state at the first time of the grid (`x(T)`, or `x(t₀)` with
+/// `config.t0`).
 pub fn sample_from(
     sde: &dyn Sde,
     model: &dyn ScoreModel,
@@ -208,8 +231,8 @@ pub fn sample_from(
     let predictor = cfg.predictor.build(sde, cfg.probability_flow, &x_init)?;
     let corrector = cfg.corrector.build(sde, cfg.snr, cfg.n_steps, &x_init)?;
     let eps = cfg.eps.unwrap_or_else(|| sde.sampling_eps());
-    let n = sde.n_steps();
-    let grid = time_grid(sde.t_end(), eps, n);
+    let grid = super::warm_start::grid(sde, eps, cfg.t0);
+    let n = grid.len();
     let _guard = tch::no_grad_guard();
     let mut x = x_init;
     let correct = cfg.corrector != CorrectorKind::None;
@@ -324,12 +347,17 @@ impl super::conditional::ConditionalSampler for ProjectionConfig {
         model: &dyn ScoreModel,
         op: &dyn scoreinv_operators::LinearOperator,
         y: &Tensor,
+        start: Option<&Tensor>,
         progress: &mut dyn FnMut(usize),
     ) -> Result<SampleOutput> {
         let d = op
             .as_decomposed()
             .ok_or_else(|| no_decomposition(ENTRY.name, op.name()))?;
-        sample(sde, model, d, y, self, progress)
+        sample_warm(sde, model, d, y, self, start, progress)
+    }
+    fn steps(&self, sde: &dyn Sde) -> usize {
+        let eps = self.eps.unwrap_or_else(|| sde.sampling_eps());
+        super::warm_start::grid(sde, eps, self.t0).len()
     }
     fn settings(&self) -> serde_json::Value {
         serde_json::to_value(self).unwrap_or_default()

@@ -27,9 +27,7 @@
 
 use super::{check_measurement, ConsistencyStep};
 use crate::models::ScoreModel;
-use crate::sampling::{
-    check_batch, check_eps, time_grid, vec_t, CorrectorKind, PredictorKind, SampleOutput,
-};
+use crate::sampling::{check_batch, check_eps, vec_t, CorrectorKind, PredictorKind, SampleOutput};
 use crate::sde::Sde;
 use crate::{Error, Result};
 use scoreinv_operators::Decomposed;
@@ -50,6 +48,9 @@ pub struct ReplacementConfig {
     pub noise_removal: bool,
     /// Final time; `None` = `sde.sampling_eps()`.
     pub eps: Option<f64>,
+    /// Warm start (CCDF, [`super::warm_start`]): the time `t₀` the start estimate is diffused
+    /// to; `None`: a cold start from the prior at `T`.
+    pub t0: Option<f64>,
 }
 
 impl Default for ReplacementConfig {
@@ -62,6 +63,7 @@ impl Default for ReplacementConfig {
             probability_flow: false,
             noise_removal: true,
             eps: None,
+            t0: None,
         }
     }
 }
@@ -69,7 +71,9 @@ impl Default for ReplacementConfig {
 impl ReplacementConfig {
     /// Checks the predictor/corrector combination and `eps` against `sde`.
     pub fn validate(&self, sde: &dyn Sde) -> Result<()> {
-        check_eps(self.eps.unwrap_or_else(|| sde.sampling_eps()), sde.t_end())?;
+        let eps = self.eps.unwrap_or_else(|| sde.sampling_eps());
+        check_eps(eps, sde.t_end())?;
+        super::warm_start::check_t0(self.t0, sde, eps)?;
         if self.predictor == PredictorKind::None && self.corrector == CorrectorKind::None {
             return Err(Error::Config(
                 "replacement sampler with predictor 'none' and corrector 'none' does nothing"
@@ -94,11 +98,28 @@ pub fn sample(
     config: &ReplacementConfig,
     progress: &mut dyn FnMut(usize),
 ) -> Result<SampleOutput> {
+    sample_warm(sde, model, op, y, config, None, progress)
+}
+
+/// [`sample`], from the warm-start estimate `start` (model space) diffused to `config.t0`
+/// ([`super::warm_start`]).
+pub fn sample_warm(
+    sde: &dyn Sde,
+    model: &dyn ScoreModel,
+    op: &dyn Decomposed,
+    y: &Tensor,
+    config: &ReplacementConfig,
+    start: Option<&Tensor>,
+    progress: &mut dyn FnMut(usize),
+) -> Result<SampleOutput> {
     config.validate(sde)?;
     let (kind, device) = check_measurement(op, y)?;
     let mut shape = vec![y.size()[0]];
     shape.extend(op.input_shape());
-    let prior = sde.prior_sampling(&shape, (kind, device));
+    let eps = config.eps.unwrap_or_else(|| sde.sampling_eps());
+    let grid = super::warm_start::grid(sde, eps, config.t0);
+    let prior =
+        super::warm_start::initial_state(sde, &shape, (kind, device), start, config.t0, &grid)?;
     check_batch(&prior, model, "replacement sampler initial state x(T)")?;
     let step = ConsistencyStep::new(op, y, &prior)?;
     // score_sde starts from the measurement in the known part and the prior elsewhere.
@@ -109,9 +130,7 @@ pub fn sample(
     let cfg = config;
     let predictor = cfg.predictor.build(sde, cfg.probability_flow, &x)?;
     let corrector = cfg.corrector.build(sde, cfg.snr, cfg.n_steps, &x)?;
-    let eps = cfg.eps.unwrap_or_else(|| sde.sampling_eps());
-    let n = sde.n_steps();
-    let grid = time_grid(sde.t_end(), eps, n);
+    let n = grid.len();
     let _guard = tch::no_grad_guard();
     let mut x = x;
     let mut x_mean = x.shallow_clone();
@@ -164,12 +183,17 @@ impl super::conditional::ConditionalSampler for ReplacementConfig {
         model: &dyn ScoreModel,
         op: &dyn scoreinv_operators::LinearOperator,
         y: &Tensor,
+        start: Option<&Tensor>,
         progress: &mut dyn FnMut(usize),
     ) -> Result<SampleOutput> {
         let d = op
             .as_decomposed()
             .ok_or_else(|| super::projection::no_decomposition(ENTRY.name, op.name()))?;
-        sample(sde, model, d, y, self, progress)
+        sample_warm(sde, model, d, y, self, start, progress)
+    }
+    fn steps(&self, sde: &dyn Sde) -> usize {
+        let eps = self.eps.unwrap_or_else(|| sde.sampling_eps());
+        super::warm_start::grid(sde, eps, self.t0).len()
     }
     fn settings(&self) -> serde_json::Value {
         serde_json::to_value(self).unwrap_or_default()

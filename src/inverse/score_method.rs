@@ -31,6 +31,8 @@ pub struct ScoreMethod {
     source: String,
     /// The prior's typicality reference (`typicality.json` in its directory), if it has one.
     reference: Option<crate::inverse::typicality::Reference>,
+    /// The warm-start estimate (a baseline of the task), diffused to the sampler's `t0`.
+    start: Option<Box<dyn Method>>,
 }
 
 impl ScoreMethod {
@@ -64,7 +66,15 @@ impl ScoreMethod {
             samples,
             source: String::new(),
             reference: None,
+            start: None,
         })
+    }
+
+    /// Starts every sample from `start`'s reconstruction diffused to the sampler's `t0` (CCDF,
+    /// [`super::warm_start`]) instead of from the prior.
+    pub fn with_start(mut self, start: Box<dyn Method>) -> Self {
+        self.start = Some(start);
+        self
     }
 
     /// Loads `dir` onto `device`; `n_steps` overrides the SDE's number of steps `N`.
@@ -158,10 +168,21 @@ impl ScoreMethod {
         }
         let sde = self.sde.as_ref();
         let model = self.model.as_ref();
-        let total = sde.n_steps();
+        let total = self.sampler.steps(sde);
         let mut steps = |done: usize| progress(done.min(total), total);
+        // The warm start in model space, one row per posterior sample.
+        let start = match &self.start {
+            Some(m) => {
+                let real = super::check_measurement(op, y)?.0;
+                let x = m.reconstruct(op, y)?.to_kind(real) * a + b;
+                Some(posterior::repeat_measurements(&x, self.samples)?)
+            }
+            None => None,
+        };
         let summary = posterior::posterior(&y_model, self.samples, |yy| {
-            let out = self.sampler.sample(sde, model, op, yy, &mut steps)?;
+            let out = self
+                .sampler
+                .sample(sde, model, op, yy, start.as_ref(), &mut steps)?;
             Ok((out.x - b) / a)
         })?;
         Ok(summary)
@@ -247,6 +268,12 @@ pub struct ScoreSettings {
     pub samples: i64,
     /// CUDA only: replay `score`'s steps as one captured CUDA graph.
     pub cuda_graph: bool,
+    /// Warm start (CCDF): the task's baseline (`fbp`, `tv`, `zero-filled`, `gray`, …) whose
+    /// reconstruction is diffused to `t0` and the reverse SDE run from there; `None` or
+    /// `noise`: from the prior at `T`.
+    pub start: Option<String>,
+    /// The time `t₀ ∈ (ε, T]` of the warm start (needs `start`).
+    pub t0: Option<f64>,
 }
 
 impl Default for ScoreSettings {
@@ -260,6 +287,8 @@ impl Default for ScoreSettings {
             consistency_iters: None,
             samples: 1,
             cuda_graph: false,
+            start: None,
+            t0: None,
         }
     }
 }
@@ -298,6 +327,32 @@ pub fn score_methods(
     }
     let user = serde_json::to_value(s)
         .map_err(|e| Error::Invalid(format!("score settings to JSON: {e}")))?;
+    // The warm start: a baseline of the task, with `t0`.
+    let start = match s.start.as_deref().map(str::trim) {
+        None | Some("noise") => None,
+        Some(name) => Some(
+            crate::inverse::tasks::parse_method(task, name)
+                .map_err(|e| Error::Config(format!("`start` {name}: {e}")))?,
+        ),
+    };
+    match (&start, s.t0) {
+        (Some((name, _)), None) => {
+            return Err(Error::Config(format!(
+                "`start` {name} needs `t0`, the time its reconstruction is diffused to (e.g. 0.3)"
+            )))
+        }
+        (None, Some(t)) => {
+            return Err(Error::Config(format!(
+                "`t0` {t} needs a warm `start` (one of {}); `noise` starts at T",
+                task.baselines()
+                    .iter()
+                    .map(|b| b.0)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )))
+        }
+        _ => {}
+    }
     for m in methods {
         let Some(entry) = conditional_sampler(m) else {
             continue;
@@ -337,8 +392,15 @@ pub fn score_methods(
                 ));
             }
         }
-        let method = ScoreMethod::from_model_dir(dir, device, s.steps, sampler, s.samples)
+        let mut method = ScoreMethod::from_model_dir(dir, device, s.steps, sampler, s.samples)
             .map_err(with_dir)?;
+        if let Some(b) = &start {
+            method = method.with_start(Box::new(crate::inverse::study::BaselineMethod {
+                baseline: b.1,
+                tv: op.tv_config(),
+                label: Some(b.0),
+            }));
+        }
         method.check_operator(a.as_ref())?;
         out.push(Box::new(method));
     }

@@ -1,0 +1,75 @@
+//! `reconstruct --start BASELINE --t0 T` (CCDF warm start) on the command line: the run takes
+//! only the steps at or below `t0`, the settings are recorded, and incomplete or unknown
+//! settings are refused before any work.
+mod cli_util;
+use cli_util::{scoreinv, tiny_model};
+
+fn text(o: &std::process::Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+#[test]
+fn warm_start_runs_the_tail_of_the_grid_and_bad_settings_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("m");
+    tiny_model(&model, 1);
+    let model = model.display().to_string();
+    let run = |name: &str, extra: &[&str]| {
+        let out = dir.path().join(name).display().to_string();
+        let mut args = vec![
+            "reconstruct",
+            "ct",
+            "--ground-truth",
+            "phantom:shepp-logan",
+            "--size",
+            "16",
+            "--views",
+            "6",
+            "--method",
+            "score",
+            "--model",
+            &model,
+            "--steps",
+            "20",
+            "--out",
+            &out,
+        ];
+        args.extend_from_slice(extra);
+        (scoreinv(&args), out)
+    };
+    let (o, out) = run("warm", &["--start", "fbp", "--t0", "0.3"]);
+    assert!(o.status.success(), "{}", text(&o));
+    // 20 steps from T = 1 to eps: 6 of them at or below 0.3.
+    assert!(text(&o).contains("6/6 steps"), "{}", text(&o));
+    let m: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(std::path::Path::new(&out).join("metrics.json")).unwrap(),
+    )
+    .unwrap();
+    let s = &m["settings"]["study"]["score"];
+    assert_eq!(s["start"], "fbp", "{m}");
+    assert_eq!(s["t0"], 0.3, "{m}");
+    for (name, extra, needle) in [
+        ("a", vec!["--start", "fbp"], "needs --t0"),
+        ("b", vec!["--t0", "0.3"], "needs a warm --start"),
+        (
+            "c",
+            vec!["--start", "zero-filled", "--t0", "0.3"],
+            "--start zero-filled",
+        ),
+        ("d", vec!["--start", "tv", "--t0", "1.5"], "t0"),
+    ] {
+        let (o, out) = run(name, &extra);
+        let t = text(&o);
+        assert!(!o.status.success(), "{name}: {t}");
+        assert!(t.contains(needle), "{name}: {t}");
+        assert!(!t.contains("panicked"), "{name}: {t}");
+        assert!(
+            !std::path::Path::new(&out).join("metrics.json").exists(),
+            "{name}"
+        );
+    }
+}
