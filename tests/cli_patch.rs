@@ -82,6 +82,12 @@ fn a_patch_model_trains_at_native_size_and_reconstructs_any_size() {
         .unwrap();
         let n: usize = size.parse().unwrap();
         assert_eq!(x.shape()[x.ndim() - 2..], [n, n], "{task}");
+        // The ground truth as scored, beside the reconstructions.
+        let truth = scoreinv::io::npy::read_npy_f32(
+            &std::path::Path::new(&out).join("shepp_logan_truth.npy"),
+        )
+        .unwrap();
+        assert_eq!(truth.shape(), x.shape(), "{task}");
         assert!(x.iter().all(|v| v.is_finite()));
     }
 

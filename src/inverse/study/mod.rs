@@ -464,7 +464,10 @@ fn to_array3(t: &Tensor, what: &str) -> Result<ndarray::Array3<f32>> {
 
 /// The files [`write_case`] writes for `out`, relative to the study folder.
 pub fn case_files(out: &CaseOutput) -> Vec<String> {
-    let mut names = vec![format!("{}.png", out.name)];
+    let mut names = vec![
+        format!("{}.png", out.name),
+        format!("{}_truth.npy", out.name),
+    ];
     for (m, _) in &out.recons {
         names.push(format!("{}_{}.npy", out.name, m));
     }
@@ -480,8 +483,9 @@ pub fn case_files(out: &CaseOutput) -> Vec<String> {
 /// Writes `<name>.png` (labelled panels, [`io::figure::comparison`]: truth | each method with
 /// its PSNR/SSIM | |error| × k of the last method, the display window stated, upscaled to
 /// `fig.min_panel_px`, the region of interest `fig.roi` enlarged below),
-/// `<name>_<method>.npy` for every reconstruction (in HU for CT in HU, see [`output_values`])
-/// and, for methods with posterior samples,
+/// `<name>_<method>.npy` for every reconstruction and `<name>_truth.npy` for the ground truth as
+/// the methods were scored against it (resampled, windowed; in HU for CT in HU, see
+/// [`output_values`]) and, for methods with posterior samples,
 /// `<name>_<method>_std.png` (|error| × k beside posterior std × k on one viridis colour bar, so
 /// a calibrated std map looks like the error map; [`io::figure::uncertainty`]) and
 /// `<name>_<method>_std.npy`, into the study folder `dir` (listed in its manifest before they
@@ -535,6 +539,9 @@ pub fn write_case(
     }
     let figure = io::figure::comparison(Some(&truth), &panels, fig)?;
     io::figure::save_png(&dir.join(format!("{}.png", out.name)), &figure)?;
+    let t = output_values(&out.truth, out.info.units, false);
+    let t = io::tensor_to_array::<f32>(&t.to_device(tch::Device::Cpu))?;
+    io::npy::write_npy(&dir.join(format!("{}_truth.npy", out.name)), &t)?;
     for (m, r) in &out.recons {
         let r = output_values(r, out.info.units, false);
         let a = io::tensor_to_array::<f32>(&r.to_device(tch::Device::Cpu))?;
