@@ -307,12 +307,13 @@ pub fn is_score_method(name: &str) -> bool {
 /// decomposition for the samplers that need one (without it, e.g. multi-coil SENSE, only
 /// `dps` is accepted). Each sampler takes the task's published settings, then the model's
 /// validated settings for the task (`"sampler"` in its `config.json`), then `s`
-/// ([`crate::inverse::conditional`]). Returns the methods and notes for the user (settings
-/// taken from the model).
+/// ([`crate::inverse::conditional`]). A warm `start` with TV uses `tv` (the study's TV
+/// settings). Returns the methods and notes for the user (settings taken from the model).
 pub fn score_methods(
     methods: &[String],
     s: &ScoreSettings,
     op: &dyn crate::inverse::tasks::TaskOperator,
+    tv: crate::inverse::baselines::TvConfig,
     task: &dyn crate::inverse::tasks::Task,
     device: Device,
 ) -> Result<ScoreMethods> {
@@ -397,7 +398,7 @@ pub fn score_methods(
         if let Some(b) = &start {
             method = method.with_start(Box::new(crate::inverse::study::BaselineMethod {
                 baseline: b.1,
-                tv: op.tv_config(),
+                tv,
                 label: Some(b.0),
             }));
         }

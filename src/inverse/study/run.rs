@@ -273,15 +273,10 @@ pub fn task_baselines(
 /// study's `tv_lambda` / `tv_iters`.
 pub fn baseline_methods(
     baselines: &[(&'static str, Baseline)],
-    mut tv: TvConfig,
+    tv: TvConfig,
     cfg: &StudyConfig,
 ) -> Vec<Box<dyn Method>> {
-    if let Some(l) = cfg.tv_lambda {
-        tv.lambda = l;
-    }
-    if let Some(n) = cfg.tv_iters {
-        tv.n_iter = n;
-    }
+    let tv = study_tv(tv, cfg);
     baselines
         .iter()
         .map(|&(label, baseline)| {
@@ -292,6 +287,17 @@ pub fn baseline_methods(
             }) as Box<dyn Method>
         })
         .collect()
+}
+
+/// The TV settings `tv` (the operator's preset) with the study's `tv_lambda` / `tv_iters`.
+pub fn study_tv(mut tv: TvConfig, cfg: &StudyConfig) -> TvConfig {
+    if let Some(l) = cfg.tv_lambda {
+        tv.lambda = l;
+    }
+    if let Some(n) = cfg.tv_iters {
+        tv.n_iter = n;
+    }
+    tv
 }
 
 /// The settings recorded in `metrics.json`: the task and its settings, the study's settings
@@ -370,7 +376,14 @@ pub fn run_study(
     }
     let op = task.operator(&size, cfg.seed as u64, device)?;
     let mut methods = baseline_methods(&baselines, op.tv_config(), cfg);
-    let (score, mut notes) = score_methods(&cfg.methods, &cfg.score, op.as_ref(), task, device)?;
+    let (score, mut notes) = score_methods(
+        &cfg.methods,
+        &cfg.score,
+        op.as_ref(),
+        study_tv(op.tv_config(), cfg),
+        task,
+        device,
+    )?;
     notes.extend(case_notes);
     methods.extend(score);
     let mut settings = study_settings(task, cfg)?;
@@ -832,8 +845,14 @@ pub fn reconstruct_measured(
         None => None,
     };
     let mut methods = baseline_methods(&baselines, m.op.tv_config(), cfg);
-    let (score, score_notes) =
-        score_methods(&cfg.methods, &cfg.score, m.op.as_ref(), task, device)?;
+    let (score, score_notes) = score_methods(
+        &cfg.methods,
+        &cfg.score,
+        m.op.as_ref(),
+        study_tv(m.op.tv_config(), cfg),
+        task,
+        device,
+    )?;
     notes.extend(score_notes);
     methods.extend(score);
     let refs: Vec<&dyn Method> = methods.iter().map(|m| m.as_ref()).collect();
