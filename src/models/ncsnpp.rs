@@ -667,21 +667,35 @@ mod tests {
 
     #[test]
     fn extra_input_channels_enter_uncentred_and_leave_the_image_channels() {
-        tch::manual_seed(0);
-        let vs = VarStore::new(Device::Cpu);
-        let cfg = small(serde_json::json!({"data": {"extra_input_channels": 2}}));
-        let net = Ncsnpp::new(&vs.root(), &cfg).unwrap();
-        let x = Tensor::rand([2, 3, 8, 8], (Kind::Float, Device::Cpu));
-        let c = Tensor::from_slice(&[0.5f32, 2.0]);
-        let y = net.forward(&x, &c, false).unwrap();
-        assert_eq!(y.size(), [2, 1, 8, 8]);
-        // The position channels matter, and only the image channels are mapped to [-1, 1].
-        let moved = Tensor::cat(&[x.narrow(1, 0, 1), x.narrow(1, 1, 2) * 0.0], 1);
-        let y0 = net.forward(&moved, &c, false).unwrap();
-        assert!((&y - y0).abs().max().double_value(&[]) > 1e-6);
-        // Without the extra channels the input is refused, naming the expected shape.
-        let e = net.forward(&x.narrow(1, 0, 1), &c, false).unwrap_err();
-        assert!(e.to_string().contains("[B, 3, H, W]"), "{e}");
+        // NCSN++ (VE: Fourier embedding, FIR, residual input pyramid) and DDPM++ (VP:
+        // positional embedding, no FIR, no pyramids, centred data).
+        let ddpmpp = serde_json::json!({
+            "model": {"fir": false, "progressive": "none", "progressive_input": "none",
+                      "embedding_type": "positional", "scale_by_sigma": false},
+            "data": {"extra_input_channels": 2, "centered": true}});
+        for (name, over, cond) in [
+            (
+                "ncsnpp",
+                serde_json::json!({"data": {"extra_input_channels": 2}}),
+                [0.5f32, 2.0],
+            ),
+            ("ddpmpp", ddpmpp, [3.0f32, 998.0]),
+        ] {
+            tch::manual_seed(0);
+            let vs = VarStore::new(Device::Cpu);
+            let net = Ncsnpp::new(&vs.root(), &small(over)).unwrap();
+            let x = Tensor::rand([2, 3, 8, 8], (Kind::Float, Device::Cpu));
+            let c = Tensor::from_slice(&cond);
+            let y = net.forward(&x, &c, false).unwrap();
+            assert_eq!(y.size(), [2, 1, 8, 8], "{name}");
+            // The position channels matter, and only the image channels are mapped to [-1, 1].
+            let moved = Tensor::cat(&[x.narrow(1, 0, 1), x.narrow(1, 1, 2) * 0.0], 1);
+            let y0 = net.forward(&moved, &c, false).unwrap();
+            assert!((&y - y0).abs().max().double_value(&[]) > 1e-6, "{name}");
+            // Without the extra channels the input is refused, naming the expected shape.
+            let e = net.forward(&x.narrow(1, 0, 1), &c, false).unwrap_err();
+            assert!(e.to_string().contains("[B, 3, H, W]"), "{name}: {e}");
+        }
     }
 
     #[test]
