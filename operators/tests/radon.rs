@@ -496,7 +496,8 @@ fn cuda_sparse_matches_cpu_reference() {
 }
 
 /// `Auto` builds the sparse matrices for the sizes this toolkit ships and benchmarks, and falls
-/// back (CPU: the table-free reference kernels) when they would pass 4 GiB.
+/// back when they would pass 1 GiB on the CPU (to the table-free reference kernels, so a 512²
+/// reconstruction fits in 2 GB of host memory) or 4 GiB on a GPU (to the tensor-ops tables).
 #[test]
 fn auto_backend_policy() {
     use scoreinv_operators::radon::{auto_backend, sparse_bytes_estimate, SPARSE_AUTO_LIMIT_BYTES};
@@ -505,7 +506,8 @@ fn auto_backend_policy() {
     for (n, a, v, dev, want) in [
         (256, 180, 23, cpu, RadonBackend::Sparse),
         (256, 256, 256, cpu, RadonBackend::Sparse),
-        (512, 180, 180, cpu, RadonBackend::Sparse),
+        (512, 180, 180, cpu, RadonBackend::Reference),
+        (512, 180, 180, Device::Cuda(0), RadonBackend::Sparse),
         (512, 720, 720, cpu, RadonBackend::Reference),
         (512, 720, 720, Device::Cuda(0), RadonBackend::TensorOps),
     ] {

@@ -36,7 +36,8 @@
 //! with the half-spectrum filters of [`crate::fbp`]).
 //!
 //! [`RadonBackend::Auto`] plans: `Sparse` while its matrices stay under
-//! [`SPARSE_AUTO_LIMIT_BYTES`] ([`auto_backend`]). `Sparse` and `TensorOps` record autograd (the
+//! [`SPARSE_AUTO_LIMIT_BYTES_CPU`] on the CPU and [`SPARSE_AUTO_LIMIT_BYTES`] on a GPU
+//! ([`auto_backend`]). `Sparse` and `TensorOps` record autograd (the
 //! reference backend refuses inputs that require grad). Inputs must be on the operator's
 //! device and of its kind; NaN values are not checked (they propagate). Sparse matrices take
 //! about `2 · 1.95·A·N²·(4 + s) + 2·A·π/4·N²·(4 + s)` bytes for `A` angles and element size
@@ -56,8 +57,14 @@ use crate::geometry::ParallelGeometry;
 use crate::{check_batch_shape, Decomposed, LinearOperator, OperatorError, Result};
 
 /// Largest estimated size of the sparse backend's matrices that [`RadonBackend::Auto`] builds
-/// (4 GiB: e.g. N = 512 with 360 full-view angles, about 4.1 GB in f32, fits; 720 does not).
+/// on a GPU (4 GiB: e.g. N = 512 with 360 full-view angles, about 4.1 GB in f32, fits; 720 does
+/// not).
 pub const SPARSE_AUTO_LIMIT_BYTES: f64 = 4.0 * (1u64 << 30) as f64;
+
+/// The same limit on the CPU (1 GiB: N = 256 with 180 angles, about 0.6 GB, is built; N = 512,
+/// about 2.3 GB, is not): host memory is what a whole reconstruction must fit in (a 512² slice
+/// in 2 GB), and building the matrices takes about three times their size for a moment.
+pub const SPARSE_AUTO_LIMIT_BYTES_CPU: f64 = (1u64 << 30) as f64;
 
 /// Estimated bytes of the sparse backend for `N = n`, `a_full` full-grid and `a_meas` measured
 /// angles: `R` and `Rᵀ` with ≈ 1.95·A·N² stored entries each (bilinear corners of N samples per
@@ -84,7 +91,12 @@ pub fn auto_backend(
     kind: Kind,
     device: Device,
 ) -> RadonBackend {
-    if sparse_bytes_estimate(n, a_full, a_meas, kind) <= SPARSE_AUTO_LIMIT_BYTES {
+    let limit = if device == Device::Cpu {
+        SPARSE_AUTO_LIMIT_BYTES_CPU
+    } else {
+        SPARSE_AUTO_LIMIT_BYTES
+    };
+    if sparse_bytes_estimate(n, a_full, a_meas, kind) <= limit {
         RadonBackend::Sparse
     } else if device == Device::Cpu {
         RadonBackend::Reference
@@ -96,8 +108,9 @@ pub fn auto_backend(
 /// Which implementation computes projections.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum RadonBackend {
-    /// `Sparse` on every device while its matrices stay under [`SPARSE_AUTO_LIMIT_BYTES`];
-    /// beyond that `Reference` on the CPU (no tables at all) and `TensorOps` elsewhere.
+    /// `Sparse` while its matrices stay under [`SPARSE_AUTO_LIMIT_BYTES_CPU`] on the CPU and
+    /// [`SPARSE_AUTO_LIMIT_BYTES`] elsewhere; beyond that `Reference` on the CPU (no tables at
+    /// all) and `TensorOps` elsewhere.
     #[default]
     Auto,
     /// The ndarray/rayon kernels (CPU tensors only).
