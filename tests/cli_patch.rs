@@ -76,6 +76,13 @@ fn a_patch_model_trains_at_native_size_and_reconstructs_any_size() {
         let o = scoreinv(&args);
         assert!(o.status.success(), "{task}: {}", text(&o));
         assert!(text(&o).contains("peak host memory:"), "{}", text(&o));
+        // Images larger than the training images (30 > 24) are flagged, smaller ones not.
+        assert_eq!(
+            text(&o).contains("never saw inside an image"),
+            task == "inpaint",
+            "{task}: {}",
+            text(&o)
+        );
         let x = scoreinv::io::npy::read_npy_f32(
             &std::path::Path::new(&out).join("shepp_logan_score.npy"),
         )

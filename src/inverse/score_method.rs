@@ -136,6 +136,31 @@ impl ScoreMethod {
         Ok(())
     }
 
+    /// For a patch model on images larger than its training images: a note that the positions
+    /// beyond its training frame are extrapolated (a patch prior is validated up to the size
+    /// and at the pixel spacing it was trained at).
+    pub fn size_note(&self, op: &dyn LinearOperator) -> Option<String> {
+        let want = op.input_shape();
+        let have = &self.data.shape;
+        let larger = want.len() == 3 && have.len() == 3 && (want[1] > have[1] || want[2] > have[2]);
+        (self.model.any_size() && larger).then(|| {
+            format!(
+                "the patch prior {} was trained on {}×{} images{}; the {}×{} images reach \
+                 positions it never saw inside an image, where its score is unreliable \
+                 (resample them to its pixel spacing, or train it at this size)",
+                self.source,
+                have[1],
+                have[2],
+                self.data
+                    .spacing_mm
+                    .map(|s| format!(" at {:.3}×{:.3} mm", s[0], s[1]))
+                    .unwrap_or_default(),
+                want[1],
+                want[2]
+            )
+        })
+    }
+
     /// `K` posterior samples for each measurement in `y` (`[0, 1]` units), their mean and std.
     pub fn posterior(&self, op: &dyn LinearOperator, y: &Tensor) -> Result<PosteriorSummary> {
         self.posterior_with_progress(op, y, &mut |_, _| {})
@@ -403,6 +428,9 @@ pub fn score_methods(
             }));
         }
         method.check_operator(a.as_ref())?;
+        if let Some(n) = method.size_note(a.as_ref()) {
+            notes.push(format!("`method` {m}: {n}"));
+        }
         out.push(Box::new(method));
     }
     Ok((out, notes))

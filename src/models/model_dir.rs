@@ -481,7 +481,8 @@ pub fn load_model_dir(
     let model: Box<dyn ScoreModel> = match &cfg.patch {
         Some(p) => Box::new(
             crate::models::patch::PatchScore::new(model, p.size, net_data.shape[0], p.max_patches)?
-                .with_sample_shape(cfg.data.shape.clone()),
+                .with_sample_shape(cfg.data.shape.clone())
+                .with_position_frame((cfg.data.shape[1], cfg.data.shape[2])),
         ),
         None => Box::new(model.with_sample_shape(cfg.data.shape.clone())),
     };

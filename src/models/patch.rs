@@ -4,7 +4,8 @@
 //!
 //! A patch network `s_θ(p, t)` sees a `P × P` patch with two extra channels, the normalised
 //! position of each of its pixels in the whole image (`(row, column) / (size − 1)` mapped to
-//! `[−1, 1]`), and returns the score of the patch's image channels. For an `H × W` image the
+//! `[−1, 1]` over the training images; an image of another size keeps the training step per
+//! pixel, centred: [`Layout::frame`]), and returns the score of the patch's image channels. For an `H × W` image the
 //! whole-image score is assembled as PaDIS does: the image is placed at an offset `(o_y, o_x)`
 //! drawn uniformly from `[0, P)²` on a zero canvas of `P·(⌈H/P⌉ + 1) × P·(⌈W/P⌉ + 1)`
 //! pixels, the canvas is cut into non-overlapping `P × P` patches, every patch that touches the
@@ -52,6 +53,8 @@ pub struct PatchScore<N: PatchNet> {
     pub fixed_offset: Option<(i64, i64)>,
     /// The shape of the images it was trained on, reported as the default sample shape.
     sample_shape: Option<Vec<i64>>,
+    /// The position frame ([`Layout::frame`]): the training images' `(H, W)`.
+    pub frame: Option<(i64, i64)>,
 }
 
 /// How an `H × W` image sits on the canvas of [`PatchScore`].
@@ -64,6 +67,11 @@ pub struct Layout {
     pub canvas: (i64, i64),
     /// Where the image's pixel (0, 0) sits on the canvas.
     pub offset: (i64, i64),
+    /// The image size whose pixels span `[−1, 1]` in the position channels (the training
+    /// images' size of a trained model): positions are `(index − (size − 1)/2) · 2/(frame − 1)`,
+    /// centred on the image, one pixel the same step as in training whatever the image size.
+    /// `None`: the image's own size (`2·index/(size − 1) − 1`).
+    pub frame: Option<(i64, i64)>,
 }
 
 impl Layout {
@@ -86,23 +94,31 @@ impl Layout {
             patch,
             canvas: (side(height), side(width)),
             offset,
+            frame: None,
         })
+    }
+
+    /// Positions on the pixel scale of `frame` (see [`Layout::frame`]).
+    pub fn with_frame(mut self, frame: Option<(i64, i64)>) -> Self {
+        self.frame = frame;
+        self
     }
 
     /// The position channels `[2, canvas rows, canvas columns]`: each canvas pixel's row and
     /// column in the image's frame, `2·index/(size − 1) − 1` (`0` for a side of one pixel), so
     /// `[−1, 1]` over the image and beyond it on the padding.
     pub fn positions(&self, kind: Kind, device: Device) -> Tensor {
-        let axis = |n: i64, size: i64, off: i64| {
-            let idx = Tensor::arange(n, (kind, device)) - off as f64;
-            if size > 1 {
-                idx * (2.0 / (size - 1) as f64) - 1.0
+        let axis = |n: i64, size: i64, frame: i64, off: i64| {
+            let idx = Tensor::arange(n, (kind, device)) - off as f64 - (size - 1) as f64 / 2.0;
+            if frame > 1 {
+                idx * (2.0 / (frame - 1) as f64)
             } else {
                 idx * 0.0
             }
         };
-        let rows = axis(self.canvas.0, self.height, self.offset.0);
-        let cols = axis(self.canvas.1, self.width, self.offset.1);
+        let (fh, fw) = self.frame.unwrap_or((self.height, self.width));
+        let rows = axis(self.canvas.0, self.height, fh, self.offset.0);
+        let cols = axis(self.canvas.1, self.width, fw, self.offset.1);
         let r = rows
             .unsqueeze(1)
             .expand([self.canvas.0, self.canvas.1], false);
@@ -140,6 +156,7 @@ impl<N: PatchNet> PatchScore<N> {
             max_patches,
             fixed_offset: None,
             sample_shape: None,
+            frame: None,
         })
     }
 
@@ -147,6 +164,13 @@ impl<N: PatchNet> PatchScore<N> {
     /// default); any other image size is scored as well.
     pub fn with_sample_shape(mut self, shape: Vec<i64>) -> Self {
         self.sample_shape = Some(shape);
+        self
+    }
+
+    /// Position channels on the pixel scale of `(H, W)` images (a trained model: its training
+    /// images), so that an image of another size keeps the training step per pixel.
+    pub fn with_position_frame(mut self, frame: (i64, i64)) -> Self {
+        self.frame = Some(frame);
         self
     }
 
@@ -170,7 +194,7 @@ impl<N: PatchNet> PatchScore<N> {
             });
         }
         let (b, c, h, w) = (size[0], size[1], size[2], size[3]);
-        let lay = Layout::new(h, w, self.patch, offset)?;
+        let lay = Layout::new(h, w, self.patch, offset)?.with_frame(self.frame);
         let p = self.patch;
         let (ch, cw) = lay.canvas;
         let canvas = Tensor::zeros([b, c, ch, cw], (x.kind(), x.device()));
@@ -253,5 +277,13 @@ mod tests {
         assert!((pos.double_value(&[0, 3, 0]) + 1.0).abs() < 1e-12);
         assert!((pos.double_value(&[0, 12, 0]) - 1.0).abs() < 1e-12);
         assert!((pos.double_value(&[1, 0, 6]) - 1.0).abs() < 1e-12);
+        // On the pixel scale of 5-row, 4-column training images: step 2/4 per row, 2/3 per
+        // column, centred on this image (row 3 + 4.5 = canvas 7.5 is the centre).
+        let pos = l
+            .with_frame(Some((5, 4)))
+            .positions(Kind::Double, Device::Cpu);
+        assert!((pos.double_value(&[0, 3, 0]) + 2.25).abs() < 1e-12);
+        assert!((pos.double_value(&[0, 12, 0]) - 2.25).abs() < 1e-12);
+        assert!((pos.double_value(&[1, 0, 6]) - 2.0).abs() < 1e-12);
     }
 }
