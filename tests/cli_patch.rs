@@ -3,16 +3,8 @@
 //! (not a multiple of `P` either); a whole-image model still refuses another size, naming
 //! `--size`; a source without a native size asks for one.
 mod cli_util;
-use cli_util::{scoreinv, tiny_model};
+use cli_util::{scoreinv, text, tiny_model};
 use ndarray::Array3;
-
-fn text(o: &std::process::Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
 
 #[test]
 fn a_patch_model_trains_at_native_size_and_reconstructs_any_size() {

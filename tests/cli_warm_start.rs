@@ -2,15 +2,7 @@
 //! only the steps at or below `t0`, the settings are recorded, and incomplete or unknown
 //! settings are refused before any work.
 mod cli_util;
-use cli_util::{scoreinv, tiny_model};
-
-fn text(o: &std::process::Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
+use cli_util::{scoreinv, text, tiny_model};
 
 #[test]
 fn warm_start_runs_the_tail_of_the_grid_and_bad_settings_are_refused() {

@@ -21,7 +21,6 @@
 //! drawn from an approximation of the posterior; they are pulled towards measurement
 //! consistency (`tests/inverse_dps.rs` states how close to the exact posterior mean it gets).
 
-use super::check_measurement;
 use crate::models::ScoreModel;
 use crate::sampling::{check_batch, check_eps, vec_t, PredictorKind, SampleOutput};
 use crate::sde::Sde;
@@ -120,12 +119,9 @@ pub fn sample_warm(
     progress: &mut dyn FnMut(usize),
 ) -> Result<SampleOutput> {
     config.validate(sde)?;
-    let (kind, device) = check_measurement(op, y)?;
-    let mut shape = vec![y.size()[0]];
-    shape.extend(op.input_shape());
     let eps = config.eps.unwrap_or_else(|| sde.sampling_eps());
-    let grid = super::warm_start::grid(sde, eps, config.t0);
-    let x = super::warm_start::initial_state(sde, &shape, (kind, device), start, config.t0, &grid)?;
+    let (grid, x) = super::warm_start::begin(sde, op, y, eps, config.t0, start)?;
+    let kind = x.kind();
     check_batch(&x, model, "DPS initial state x(T)")?;
     let predictor = config.predictor.build(sde, false, &x)?;
     let n = grid.len();

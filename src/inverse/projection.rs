@@ -195,12 +195,8 @@ pub fn sample_warm(
     progress: &mut dyn FnMut(usize),
 ) -> Result<SampleOutput> {
     config.validate(sde)?;
-    let (kind, device) = check_measurement(op, y)?;
-    let mut shape = vec![y.size()[0]];
-    shape.extend(op.input_shape());
     let eps = config.eps.unwrap_or_else(|| sde.sampling_eps());
-    let grid = super::warm_start::grid(sde, eps, config.t0);
-    let x = super::warm_start::initial_state(sde, &shape, (kind, device), start, config.t0, &grid)?;
+    let (_, x) = super::warm_start::begin(sde, op, y, eps, config.t0, start)?;
     sample_from(sde, model, op, y, config, x, progress)
 }
 

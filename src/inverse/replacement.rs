@@ -25,7 +25,7 @@
 //! posterior (up to discretisation); a correlated prior gives an approximation whose dropped
 //! block is steered by `y` only through the prior score of the replaced state.
 
-use super::{check_measurement, ConsistencyStep};
+use super::ConsistencyStep;
 use crate::models::ScoreModel;
 use crate::sampling::{check_batch, check_eps, vec_t, CorrectorKind, PredictorKind, SampleOutput};
 use crate::sde::Sde;
@@ -113,13 +113,8 @@ pub fn sample_warm(
     progress: &mut dyn FnMut(usize),
 ) -> Result<SampleOutput> {
     config.validate(sde)?;
-    let (kind, device) = check_measurement(op, y)?;
-    let mut shape = vec![y.size()[0]];
-    shape.extend(op.input_shape());
     let eps = config.eps.unwrap_or_else(|| sde.sampling_eps());
-    let grid = super::warm_start::grid(sde, eps, config.t0);
-    let prior =
-        super::warm_start::initial_state(sde, &shape, (kind, device), start, config.t0, &grid)?;
+    let (grid, prior) = super::warm_start::begin(sde, op, y, eps, config.t0, start)?;
     check_batch(&prior, model, "replacement sampler initial state x(T)")?;
     let step = ConsistencyStep::new(op, y, &prior)?;
     // score_sde starts from the measurement in the known part and the prior elsewhere.

@@ -41,6 +41,25 @@ pub fn grid(sde: &dyn Sde, eps: f64, t0: Option<f64>) -> Vec<f64> {
     }
 }
 
+/// The time grid and the initial state of a conditional sampler for the measurement batch `y`
+/// of `op` (one row per sample, in `y`'s real kind and device): [`grid`] and
+/// [`initial_state`] with the batch shape `[B] ++ op.input_shape()`.
+pub fn begin(
+    sde: &dyn Sde,
+    op: &dyn scoreinv_operators::LinearOperator,
+    y: &Tensor,
+    eps: f64,
+    t0: Option<f64>,
+    start: Option<&Tensor>,
+) -> Result<(Vec<f64>, Tensor)> {
+    let options = super::check_measurement(op, y)?;
+    let mut shape = vec![y.size()[0]];
+    shape.extend(op.input_shape());
+    let grid = grid(sde, eps, t0);
+    let x = initial_state(sde, &shape, options, start, t0, &grid)?;
+    Ok((grid, x))
+}
+
 /// The initial state of a sampler whose first step is at `grid[0]`: a draw from the prior for
 /// a cold start (`start` and `t0` both `None`), or `start` diffused to `grid[0]` (the first grid
 /// time at or below `t0`) by the SDE's marginal. `shape` is the batch's `[B, C, H, W]`; the

@@ -16,6 +16,16 @@ pub fn scoreinv(args: &[&str]) -> std::process::Output {
         .expect("run scoreinv")
 }
 
+/// Standard output and error of a run, together (for messages in assertions).
+#[allow(dead_code)]
+pub fn text(o: &std::process::Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
 /// An untrained NCSN++-tiny prior of `channels`-channel 16×16 images in `[0, 1]`.
 pub fn tiny_model(dir: &Path, channels: i64) {
     tch::set_num_threads(1);
