@@ -65,3 +65,77 @@ fn warm_start_runs_the_tail_of_the_grid_and_bad_settings_are_refused() {
         );
     }
 }
+
+/// A model that records a validated warm start for `score` (`"sampler": {"ct": {"start",
+/// "t0"}}`) gets it without flags, with a note; `--start noise` runs cold; an incomplete record
+/// is refused when the model is read.
+#[test]
+fn a_models_validated_warm_start_applies_to_score_and_noise_turns_it_off() {
+    use scoreinv::models::model_dir::{read_model_config, SamplerSettings};
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("m");
+    tiny_model(&model, 1);
+    let json = model.join("config.json");
+    let record = |start: Option<&str>, t0: Option<f64>| {
+        let mut cfg = read_model_config(&model).unwrap();
+        cfg.sampler.insert(
+            "ct".into(),
+            SamplerSettings {
+                start: start.map(String::from),
+                t0,
+                validated_on: Some("test".into()),
+                ..Default::default()
+            },
+        );
+        std::fs::write(&json, serde_json::to_string_pretty(&cfg).unwrap()).unwrap();
+    };
+    record(Some("fbp"), Some(0.3));
+    let model = model.display().to_string();
+    let run = |name: &str, extra: &[&str]| {
+        let out = dir.path().join(name).display().to_string();
+        let mut args = vec![
+            "reconstruct",
+            "ct",
+            "--ground-truth",
+            "phantom:shepp-logan",
+            "--size",
+            "16",
+            "--views",
+            "6",
+            "--method",
+            "score",
+            "--model",
+            &model,
+            "--steps",
+            "20",
+            "--out",
+            &out,
+        ];
+        args.extend_from_slice(extra);
+        scoreinv(&args)
+    };
+    let o = run("recorded", &[]);
+    let t = text(&o);
+    assert!(o.status.success(), "{t}");
+    assert!(
+        t.contains("6/6 steps") && t.contains("warm start from fbp at t0 0.3"),
+        "{t}"
+    );
+    let o = run("cold", &["--start", "noise"]);
+    let t = text(&o);
+    assert!(o.status.success(), "{t}");
+    assert!(
+        t.contains("20/20 steps") && !t.contains("warm start from"),
+        "{t}"
+    );
+    // The user's own start and t0 win.
+    let o = run("user", &["--start", "fbp", "--t0", "0.5"]);
+    assert!(text(&o).contains("10/10 steps"), "{}", text(&o));
+    record(Some("fbp"), None);
+    let o = run("incomplete", &[]);
+    let t = text(&o);
+    assert!(
+        !o.status.success() && t.contains("needs both fields, start and t0"),
+        "{t}"
+    );
+}

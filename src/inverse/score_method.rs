@@ -392,10 +392,32 @@ pub fn score_methods(
             |e: Error| Error::Config(format!("`method` {m}, `model` {}: {e}", dir.display()));
         let validated =
             crate::models::model_dir::sampler_settings(dir, task.name()).map_err(with_dir)?;
+        // The warm start: the user's, else (for `score`, the sampler it was validated with)
+        // the model's; `start` = `noise` is a cold start.
+        let mut user_m = user.clone();
+        let mut start = start.clone();
+        if s.start.is_none() && s.t0.is_none() && entry.name == super::projection::ENTRY.name {
+            if let Some((Some(name), Some(t0))) =
+                validated.as_ref().map(|v| (v.start.as_deref(), v.t0))
+            {
+                start = Some(
+                    crate::inverse::tasks::parse_method(task, name).map_err(|e| {
+                        with_dir(Error::Config(format!("sampler.{}.start: {e}", task.name())))
+                    })?,
+                );
+                user_m["t0"] = serde_json::json!(t0);
+                notes.push(format!(
+                    "`method` {m}: warm start from {name} at t0 {t0} validated for this model \
+                     ({}, sampler.{}; `start` noise for a cold start)",
+                    dir.join("config.json").display(),
+                    task.name()
+                ));
+            }
+        }
         let sampler = (entry.build)(&SamplerSources {
             task,
             validated: validated.as_ref(),
-            user: &user,
+            user: &user_m,
         })?;
         if sampler.needs_decomposition() && a.as_decomposed().is_none() {
             return Err(super::projection::no_decomposition(m, a.name()));

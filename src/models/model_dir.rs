@@ -265,13 +265,21 @@ pub struct SamplerSettings {
     /// Projection weight `λ ∈ [0, 1]`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lambda: Option<f64>,
+    /// Warm start of `score` (CCDF, [`crate::inverse::warm_start`]): the task's baseline whose
+    /// reconstruction is diffused to `t0` (with `t0`); the user's `start` / `t0` override, and
+    /// `start` = `noise` turns it off.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start: Option<String>,
+    /// The warm start's time `t0 ∈ (0, 1]` (with `start`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub t0: Option<f64>,
     /// Where the values were chosen (for people; e.g. the validation cases and settings).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub validated_on: Option<String>,
 }
 
 impl SamplerSettings {
-    /// `snr > 0` and `λ ∈ [0, 1]`, both finite.
+    /// `snr > 0`, `λ ∈ [0, 1]`, `t0 ∈ (0, 1]`, all finite; `start` and `t0` together.
     fn check(&self, task: &str) -> std::result::Result<(), String> {
         if let Some(v) = self.snr.filter(|v| !(v.is_finite() && *v > 0.0)) {
             return Err(format!(
@@ -280,6 +288,17 @@ impl SamplerSettings {
         }
         if let Some(v) = self.lambda.filter(|v| !(0.0..=1.0).contains(v)) {
             return Err(format!("sampler.{task}.lambda must lie in [0, 1], got {v}"));
+        }
+        if let Some(v) = self
+            .t0
+            .filter(|v| !(v.is_finite() && *v > 0.0 && *v <= 1.0))
+        {
+            return Err(format!("sampler.{task}.t0 must lie in (0, 1], got {v}"));
+        }
+        if self.start.is_some() != self.t0.is_some() {
+            return Err(format!(
+                "sampler.{task}: a warm start needs both fields, start and t0"
+            ));
         }
         Ok(())
     }
