@@ -395,7 +395,7 @@ pub fn score_methods(
         // The warm start: the user's, else (for `score`, the sampler it was validated with)
         // the model's; `start` = `noise` is a cold start.
         let mut user_m = user.clone();
-        let mut start = start.clone();
+        let mut start = start;
         if s.start.is_none() && s.t0.is_none() && entry.name == super::projection::ENTRY.name {
             if let Some((Some(name), Some(t0))) =
                 validated.as_ref().map(|v| (v.start.as_deref(), v.t0))
