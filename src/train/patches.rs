@@ -136,23 +136,32 @@ pub fn masked_dsm_per_sample(
 }
 
 /// The batch-mean patch DSM loss of `score` on images `x0` `[B, C, H, W]`, one random patch
-/// of side `p` per image, every draw (corners, times `t ~ U(eps, 1)`, noise) from `rng`:
-/// what a training step computes.
+/// of side `p` per image, every draw (corners, times `t ~ U(loss.eps, 1)`, noise) from `rng`,
+/// with `loss`'s reduction and weighting: what a training step computes.
 pub fn patch_dsm_loss(
     score: &dyn Fn(&Tensor, &Tensor) -> Tensor,
     sde: &dyn Sde,
     x0: &Tensor,
     p: i64,
-    eps: f64,
+    loss: &super::losses::LossConfig,
     rng: &mut Stream,
 ) -> Result<Tensor> {
     let size = x0.size();
     let b = size[0] as usize;
     let corners = draw_corners(rng, b, size[2], size[3], p);
     let patches = extract(x0, p, &corners)?;
-    let t = super::losses::sample_times(rng, b, eps, x0);
+    let t = super::losses::sample_times(rng, b, loss.eps, x0);
     let z = rng.normal(&patches.x.size(), x0.kind(), x0.device());
-    Ok(masked_dsm_per_sample(score, sde, &patches, &t, &z, false, false).mean(Kind::Float))
+    let per = masked_dsm_per_sample(
+        score,
+        sde,
+        &patches,
+        &t,
+        &z,
+        loss.reduce_mean,
+        loss.likelihood_weighting,
+    );
+    Ok(per.mean(Kind::Float))
 }
 
 #[cfg(test)]

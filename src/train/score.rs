@@ -230,7 +230,8 @@ fn network_data(cfg: &TrainConfig, info: &DataInfo) -> Result<DataInfo> {
 }
 
 impl ScoreMatching {
-    /// The masked patch DSM loss ([`super::patches`]) of one random patch per image of `x0`.
+    /// The masked patch DSM loss ([`super::patches::patch_dsm_loss`]) of one random patch per
+    /// image of `x0`.
     fn patch_loss(
         &self,
         loss: &LossConfig,
@@ -239,23 +240,8 @@ impl ScoreMatching {
         rng: &mut Stream,
         train: bool,
     ) -> Result<Tensor> {
-        let size = x0.size();
-        let b = size[0] as usize;
-        let corners = super::patches::draw_corners(rng, b, size[2], size[3], p);
-        let patches = super::patches::extract(x0, p, &corners)?;
-        let t = super::losses::sample_times(rng, b, loss.eps, x0);
-        let z = rng.normal(&patches.x.size(), x0.kind(), x0.device());
         let f = |x: &Tensor, t: &Tensor| self.model.score_train(x, t, train);
-        Ok(super::patches::masked_dsm_per_sample(
-            &f,
-            self.model.sde(),
-            &patches,
-            &t,
-            &z,
-            loss.reduce_mean,
-            loss.likelihood_weighting,
-        )
-        .mean(Kind::Float))
+        super::patches::patch_dsm_loss(&f, self.model.sde(), x0, p, loss, rng)
     }
 }
 
