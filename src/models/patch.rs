@@ -207,14 +207,20 @@ impl<N: PatchNet> PatchScore<N> {
             .unsqueeze(0)
             .expand([b, 2, ch, cw], false);
         let full = Tensor::cat(&[canvas, pos], 1);
+        // The canvas is a grid of `nr × nc` non-overlapping patches: one reshape and permute
+        // lays them out as `[B, nr·nc, C + 2, P, P]` (row-major cells), and the cells that touch
+        // the image are picked with one index, in the order (batch, patch).
+        let (nr, nc) = (ch / p, cw / p);
         let cells = lay.patches();
-        // [B·n, C + 2, P, P] in the order (batch, patch).
-        let pieces: Vec<Tensor> = cells
-            .iter()
-            .map(|&(i, j)| full.narrow(2, i * p, p).narrow(3, j * p, p))
-            .collect();
         let n = cells.len() as i64;
-        let patches = Tensor::stack(&pieces, 1).reshape([b * n, c + 2, p, p]);
+        let index = Tensor::from_slice(&cells.iter().map(|&(i, j)| i * nc + j).collect::<Vec<_>>())
+            .to_device(x.device());
+        let patches = full
+            .reshape([b, c + 2, nr, p, nc, p])
+            .permute([0, 2, 4, 1, 3, 5])
+            .reshape([b, nr * nc, c + 2, p, p])
+            .index_select(1, &index)
+            .reshape([b * n, c + 2, p, p]);
         let times = t.reshape([b, 1]).expand([b, n], false).reshape([b * n]);
         let mut out = Vec::new();
         let mut start = 0;
@@ -234,14 +240,13 @@ impl<N: PatchNet> PatchScore<N> {
                 actual: format!("{:?}", scores.size()),
             });
         }
-        let scores = scores.reshape([b, n, c, p, p]);
-        let result = Tensor::zeros([b, c, ch, cw], (x.kind(), x.device()));
-        for (k, &(i, j)) in cells.iter().enumerate() {
-            result
-                .narrow(2, i * p, p)
-                .narrow(3, j * p, p)
-                .copy_(&scores.select(1, k as i64));
-        }
+        // Back onto the grid (zero where no patch ran) and from the grid to the canvas.
+        let grid = Tensor::zeros([b, nr * nc, c, p, p], (scores.kind(), scores.device()))
+            .index_copy(1, &index, &scores.reshape([b, n, c, p, p]));
+        let result = grid
+            .reshape([b, nr, nc, c, p, p])
+            .permute([0, 3, 1, 4, 2, 5])
+            .reshape([b, c, ch, cw]);
         Ok(result.narrow(2, offset.0, h).narrow(3, offset.1, w))
     }
 }
