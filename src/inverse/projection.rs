@@ -352,8 +352,7 @@ impl super::conditional::ConditionalSampler for ProjectionConfig {
         sample_warm(sde, model, d, y, self, start, progress)
     }
     fn steps(&self, sde: &dyn Sde) -> usize {
-        let eps = self.eps.unwrap_or_else(|| sde.sampling_eps());
-        super::warm_start::grid(sde, eps, self.t0).len()
+        super::warm_start::steps(sde, self.eps, self.t0)
     }
     fn settings(&self) -> serde_json::Value {
         serde_json::to_value(self).unwrap_or_default()

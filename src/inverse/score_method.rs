@@ -182,12 +182,12 @@ impl ScoreMethod {
             ));
         }
         let (a, b) = affine(&self.data)?;
+        let real = super::check_measurement(op, y)?.0;
         // y_model = a y + b A 1.
         let mut y_model = y * a;
         if b != 0.0 {
             let mut shape = vec![1];
             shape.extend(op.input_shape());
-            let real = super::check_measurement(op, y)?.0;
             let ones = Tensor::ones(shape.as_slice(), (real, y.device()));
             y_model += op.forward(&ones)? * b;
         }
@@ -198,7 +198,6 @@ impl ScoreMethod {
         // The warm start in model space, one row per posterior sample.
         let start = match &self.start {
             Some(m) => {
-                let real = super::check_measurement(op, y)?.0;
                 let x = m.reconstruct(op, y)?.to_kind(real) * a + b;
                 Some(posterior::repeat_measurements(&x, self.samples)?)
             }

@@ -41,6 +41,13 @@ pub fn grid(sde: &dyn Sde, eps: f64, t0: Option<f64>) -> Vec<f64> {
     }
 }
 
+/// The number of steps of [`grid`] (`eps`: the sampler's setting, `None` = the SDE's
+/// `sampling_eps`): what a sampler reports as its length.
+pub fn steps(sde: &dyn Sde, eps: Option<f64>, t0: Option<f64>) -> usize {
+    let eps = eps.unwrap_or_else(|| sde.sampling_eps());
+    grid(sde, eps, t0).len()
+}
+
 /// The time grid and the initial state of a conditional sampler for the measurement batch `y`
 /// of `op` (one row per sample, in `y`'s real kind and device): [`grid`] and
 /// [`initial_state`] with the batch shape `[B] ++ op.input_shape()`.

@@ -327,8 +327,11 @@ pub struct ModelDirConfig {
     pub patch: Option<PatchInfo>,
 }
 
+/// The default of [`PatchInfo::max_patches`].
+pub const MAX_PATCHES: i64 = 64;
+
 fn d_max_patches() -> i64 {
-    64
+    MAX_PATCHES
 }
 
 /// The patch geometry of a patch model (see [`ModelDirConfig::patch`]).

@@ -176,7 +176,12 @@ impl Objective for ScoreMatching {
             Some(p) => {
                 let net =
                     |x: &Tensor, t: &Tensor| crate::models::ScoreModel::score(&self.model, x, t);
-                patch_model = crate::models::patch::PatchScore::new(net, p, info.shape[0], 64)?;
+                patch_model = crate::models::patch::PatchScore::new(
+                    net,
+                    p,
+                    info.shape[0],
+                    crate::models::model_dir::MAX_PATCHES,
+                )?;
                 &patch_model
             }
             None => &self.model,
