@@ -4,6 +4,31 @@
 mod cli_util;
 use cli_util::{scoreinv, text, tiny_model};
 
+/// `reconstruct ct` of a 16² Shepp–Logan phantom from 6 views with `score`, N = 20, the model
+/// `model`, into `out`, with `extra` flags.
+fn reconstruct_score(model: &str, out: &str, extra: &[&str]) -> std::process::Output {
+    let mut args = vec![
+        "reconstruct",
+        "ct",
+        "--ground-truth",
+        "phantom:shepp-logan",
+        "--size",
+        "16",
+        "--views",
+        "6",
+        "--method",
+        "score",
+        "--model",
+        model,
+        "--steps",
+        "20",
+        "--out",
+        out,
+    ];
+    args.extend_from_slice(extra);
+    scoreinv(&args)
+}
+
 #[test]
 fn warm_start_runs_the_tail_of_the_grid_and_bad_settings_are_refused() {
     let dir = tempfile::tempdir().unwrap();
@@ -12,26 +37,7 @@ fn warm_start_runs_the_tail_of_the_grid_and_bad_settings_are_refused() {
     let model = model.display().to_string();
     let run = |name: &str, extra: &[&str]| {
         let out = dir.path().join(name).display().to_string();
-        let mut args = vec![
-            "reconstruct",
-            "ct",
-            "--ground-truth",
-            "phantom:shepp-logan",
-            "--size",
-            "16",
-            "--views",
-            "6",
-            "--method",
-            "score",
-            "--model",
-            &model,
-            "--steps",
-            "20",
-            "--out",
-            &out,
-        ];
-        args.extend_from_slice(extra);
-        (scoreinv(&args), out)
+        (reconstruct_score(&model, &out, extra), out)
     };
     let (o, out) = run("warm", &["--start", "fbp", "--t0", "0.3"]);
     assert!(o.status.success(), "{}", text(&o));
@@ -92,27 +98,7 @@ fn a_models_validated_warm_start_applies_to_score_and_noise_turns_it_off() {
     record(Some("fbp"), Some(0.3));
     let model = model.display().to_string();
     let run = |name: &str, extra: &[&str]| {
-        let out = dir.path().join(name).display().to_string();
-        let mut args = vec![
-            "reconstruct",
-            "ct",
-            "--ground-truth",
-            "phantom:shepp-logan",
-            "--size",
-            "16",
-            "--views",
-            "6",
-            "--method",
-            "score",
-            "--model",
-            &model,
-            "--steps",
-            "20",
-            "--out",
-            &out,
-        ];
-        args.extend_from_slice(extra);
-        scoreinv(&args)
+        reconstruct_score(&model, &dir.path().join(name).display().to_string(), extra)
     };
     let o = run("recorded", &[]);
     let t = text(&o);
