@@ -112,60 +112,41 @@ fn a_patch_model_trains_at_native_size_and_reconstructs_any_size() {
     assert!(!t.contains("panicked"), "{t}");
 }
 
-#[test]
-fn a_patch_model_of_rendered_data_asks_for_a_size() {
-    let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("run").display().to_string();
-    let o = scoreinv(&[
+/// `train` one step of `ncsnpp-tiny` with `--patch PATCH` on 4 ellipse phantoms, into `out`,
+/// with `extra` flags.
+fn train_ellipses(patch: &str, out: &str, extra: &[&str]) -> std::process::Output {
+    let mut args = vec![
         "train",
         "--data",
         "phantom:ellipses:4",
         "--preset",
         "ncsnpp-tiny",
         "--patch",
-        "8",
+        patch,
         "--steps",
         "1",
         "--out",
-        &out,
-    ]);
+        out,
+    ];
+    args.extend_from_slice(extra);
+    scoreinv(&args)
+}
+
+#[test]
+fn a_patch_model_of_rendered_data_asks_for_a_size() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run").display().to_string();
+    let o = train_ellipses("8", &out, &[]);
     assert!(!o.status.success());
     let t = text(&o);
     assert!(t.contains("--size"), "{t}");
     assert!(!t.contains("panicked"), "{t}");
     // With a size it trains.
-    let o = scoreinv(&[
-        "train",
-        "--data",
-        "phantom:ellipses:4",
-        "--size",
-        "16",
-        "--preset",
-        "ncsnpp-tiny",
-        "--patch",
-        "8",
-        "--steps",
-        "1",
-        "--out",
-        &out,
-    ]);
+    let o = train_ellipses("8", &out, &["--size", "16"]);
     assert!(o.status.success(), "{}", text(&o));
     // A patch larger than the images is refused, naming the setting.
-    let o = scoreinv(&[
-        "train",
-        "--data",
-        "phantom:ellipses:4",
-        "--size",
-        "16",
-        "--preset",
-        "ncsnpp-tiny",
-        "--patch",
-        "32",
-        "--steps",
-        "1",
-        "--out",
-        &dir.path().join("run2").display().to_string(),
-    ]);
+    let run2 = dir.path().join("run2").display().to_string();
+    let o = train_ellipses("32", &run2, &["--size", "16"]);
     assert!(!o.status.success());
     assert!(text(&o).contains("patch_size 32"), "{}", text(&o));
 }
