@@ -156,10 +156,10 @@ impl OutputArgs {
     }
 }
 
-/// Flags of the score-based methods (`--method score,score-sde,dps`).
+/// Flags of the score-based methods (`--method score,score-sde,dps,ddim,diffpir`).
 #[derive(Debug, Clone, clap::Args)]
 pub struct ScoreArgs {
-    /// Trained model directory (config.json + model.safetensors) for score, score-sde, dps.
+    /// Trained model directory (config.json + model.safetensors) for the score-based methods.
     #[arg(long)]
     pub model: Option<PathBuf>,
     /// Number of reverse-SDE steps N (default: the model's SDE, usually 1000).
@@ -174,6 +174,23 @@ pub struct ScoreArgs {
     /// DPS step size ζ.
     #[arg(long, value_parser = super::parse::finite_f64)]
     pub zeta: Option<f64>,
+    /// DDIM's η in [0, 1] (0: deterministic, 1: ancestral noise; default 0).
+    #[arg(long, value_parser = super::parse::finite_f64)]
+    pub eta: Option<f64>,
+    /// DiffPIR's λ, the prior's weight against the measurement (default 7, as deepinv).
+    #[arg(long = "diffpir-lambda", value_parser = super::parse::finite_f64)]
+    pub diffpir_lambda: Option<f64>,
+    /// DiffPIR's ζ in [0, 1], the share of fresh noise per step (default 0.1, as deepinv).
+    #[arg(long = "diffpir-zeta", value_parser = super::parse::finite_f64)]
+    pub diffpir_zeta: Option<f64>,
+    /// DiffPIR's measurement noise, relative to the peak of |y| like --noise gaussian:σ
+    /// (default 0.01).
+    #[arg(long = "sigma-y", value_parser = super::parse::finite_f64)]
+    pub sigma_y: Option<f64>,
+    /// Conjugate-gradient iterations of the data step of ddim (operators without a T/Λ
+    /// decomposition) and diffpir (default 10).
+    #[arg(long = "cg-iters")]
+    pub cg_iters: Option<usize>,
     /// Conjugate-gradient iterations of the final least-squares data-consistency step of the
     /// score method (default: the task's; 0 = the reference's single projection; few with noisy
     /// measurements, which exact consistency would fit).
@@ -204,6 +221,11 @@ impl From<ScoreArgs> for ScoreSettings {
             snr: a.snr,
             lambda: a.lambda,
             zeta: a.zeta,
+            eta: a.eta,
+            diffpir_lambda: a.diffpir_lambda,
+            diffpir_zeta: a.diffpir_zeta,
+            sigma_y: a.sigma_y,
+            cg_iters: a.cg_iters,
             consistency_iters: a.consistency_iters,
             samples: a.samples,
             cuda_graph: a.cuda_graph,

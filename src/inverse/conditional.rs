@@ -7,6 +7,8 @@
 //! | `score` | projection predictor–corrector (Song, Shen, Xing & Ermon 2022), [`super::projection`] | yes |
 //! | `score-sde` | replacement of the measured part (Song et al. 2021, score_sde), [`super::replacement`] | yes |
 //! | `dps` | diffusion posterior sampling (Chung et al. 2023), [`super::dps`] | no |
+//! | `ddim` | few-step DDIM + data-consistency projection (Song et al. 2021; Wang et al. 2023), [`super::ddim`] | no (CG without) |
+//! | `diffpir` | few-step half-quadratic splitting (Zhu et al. 2023), [`super::diffpir`] | no |
 //!
 //! A sampler's settings come, in order of precedence, from its defaults (or the task's
 //! published ones: [`crate::inverse::tasks::Task::projection_config`]), the settings a model
@@ -78,6 +80,8 @@ pub const CONDITIONAL_SAMPLERS: &[ConditionalEntry] = &[
     super::projection::ENTRY,
     super::replacement::ENTRY,
     super::dps::ENTRY,
+    super::ddim::ENTRY,
+    super::diffpir::ENTRY,
 ];
 
 /// The registered sampler called `name` (any letter case, `_` for `-`).

@@ -5,11 +5,17 @@
 //!   operators (sparse-view CT, MRI).
 //! * [`replacement`]: score_sde's replacement sampler for inpainting and colorization.
 //! * [`dps`]: diffusion posterior sampling (Chung et al. 2023, ICLR) for any linear operator.
+//! * [`ddim`], [`diffpir`]: few-step samplers (20–50 network evaluations): DDIM with a
+//!   data-consistency projection (Song et al. 2021; Wang et al. 2023) and DiffPIR (Zhu et al.
+//!   2023), for any linear operator.
+//! * [`warm_start`]: starting any of them from a classical reconstruction (CCDF).
 //! * [`posterior`]: K posterior samples per measurement → mean and pixel-wise std.
 //! * [`score_method`]: a trained model directory + sampler as a [`study::Method`].
 //! * [`study`]: run methods on cases and tabulate PSNR/SSIM.
 pub mod baselines;
 pub mod conditional;
+pub mod ddim;
+pub mod diffpir;
 pub mod dps;
 pub mod posterior;
 pub mod projection;
@@ -215,5 +221,64 @@ pub fn least_squares_consistency(
     }
     Ok(x + op.adjoint(&u)?.to_kind(kind))
 }
+/// Tweedie's estimate and the predicted noise at time `t`: `x̂₀ = (x + s² s_θ(x, t)) / m` and
+/// `ε̂ = (x − m x̂₀) / s = −s s_θ(x, t)` (one score evaluation).
+pub(crate) fn tweedie(
+    sde: &dyn Sde,
+    model: &dyn crate::models::ScoreModel,
+    x: &Tensor,
+    t: f64,
+) -> (Tensor, Tensor) {
+    let (m, s) = sde.mean_coeff_std(t);
+    let score = model.score(x, &crate::sampling::vec_t(x, t));
+    let eps = &score * (-s);
+    ((x - &eps * s) / m, eps)
+}
+
+/// The real part of `t` (itself when real): adjoints of complex measurements into real images.
+fn real_part(t: Tensor) -> Tensor {
+    if t.is_complex() {
+        t.real()
+    } else {
+        t
+    }
+}
+
+/// The regularised least-squares data step `argmin_z ‖y − A z‖² + ρ ‖z − x‖²` per sample (`ρ`:
+/// `[B]`, ≥ 0), as `x + u` with `iters` batched conjugate-gradient iterations on the normal
+/// equations `(AᴴA + ρ I) u = Aᴴ(y − A x)` from `u = 0` (for `ρ = 0` the least-squares point
+/// nearest `x` in the Krylov space). Uses only the operator's forward and exact adjoint; no host
+/// synchronisation.
+pub fn regularised_least_squares(
+    op: &dyn LinearOperator,
+    x: &Tensor,
+    y: &Tensor,
+    rho: &Tensor,
+    iters: usize,
+) -> Result<Tensor> {
+    let kind = x.kind();
+    let tiny = if kind == Kind::Double { 1e-300 } else { 1e-30 };
+    let rho = crate::sde::bcast(&rho.to_kind(kind), x);
+    let normal = |p: &Tensor| -> Result<Tensor> {
+        Ok(real_part(op.adjoint(&op.forward(p)?)?).to_kind(kind) + p * &rho)
+    };
+    let mut r = real_part(op.adjoint(&(y - op.forward(x)?))?).to_kind(kind);
+    let mut u = r.zeros_like();
+    let mut p = r.shallow_clone();
+    let mut rs = batch_dot(&r, &r, kind);
+    for _ in 0..iters {
+        let ap = normal(&p)?;
+        let alpha = &rs / batch_dot(&p, &ap, kind).clamp_min(tiny);
+        let a = crate::sde::bcast(&alpha, &p);
+        u = u.f_add(&(&p * &a))?;
+        r = r.f_sub(&(ap * &a))?;
+        let rs_new = batch_dot(&r, &r, kind);
+        let beta = &rs_new / rs.clamp_min(tiny);
+        p = &r + p * crate::sde::bcast(&beta, &r);
+        rs = rs_new;
+    }
+    Ok(x + u)
+}
+
 pub mod tasks;
 pub mod volumes;

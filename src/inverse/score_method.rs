@@ -271,7 +271,8 @@ impl Method for ScoreMethod {
     }
 }
 
-/// The settings of the score-based methods (`score`, `score-sde`, `dps`) of a study.
+/// The settings of the score-based methods (`score`, `score-sde`, `dps`, `ddim`, `diffpir`) of
+/// a study.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct ScoreSettings {
@@ -286,6 +287,17 @@ pub struct ScoreSettings {
     pub lambda: Option<f64>,
     /// DPS step size `ζ`.
     pub zeta: Option<f64>,
+    /// DDIM's `η ∈ [0, 1]` (0: deterministic).
+    pub eta: Option<f64>,
+    /// DiffPIR's `λ` (`ρ_t = λ σ_y² / σ_t²`).
+    pub diffpir_lambda: Option<f64>,
+    /// DiffPIR's `ζ ∈ [0, 1]`, the share of fresh noise.
+    pub diffpir_zeta: Option<f64>,
+    /// DiffPIR's measurement noise, relative to the peak of `|y|` (as `gaussian:σ`).
+    pub sigma_y: Option<f64>,
+    /// Conjugate-gradient iterations of the data step of `ddim` (operators without a `T`/`Λ`
+    /// decomposition) and `diffpir`.
+    pub cg_iters: Option<usize>,
     /// Conjugate-gradient iterations of `score`'s final least-squares data-consistency step.
     pub consistency_iters: Option<usize>,
     /// Posterior samples per case; the reconstruction is their mean.
@@ -308,6 +320,11 @@ impl Default for ScoreSettings {
             snr: None,
             lambda: None,
             zeta: None,
+            eta: None,
+            diffpir_lambda: None,
+            diffpir_zeta: None,
+            sigma_y: None,
+            cg_iters: None,
             consistency_iters: None,
             samples: 1,
             cuda_graph: false,
