@@ -97,3 +97,69 @@ fn ddim_and_diffpir_run_on_ct_and_deblur_and_record_their_settings() {
         assert!(!out.join("metrics.json").exists(), "{name}");
     }
 }
+
+/// `--steps 4,8`: each score method once per N on the same measurements (`ddim@4`, `ddim@8`),
+/// with its NFE in metrics.json and metrics.csv, and the quality-vs-cost figure (PNG and SVG)
+/// listed in the output's manifest.
+#[test]
+fn a_steps_sweep_runs_each_n_and_plots_quality_against_cost() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("m");
+    tiny_model(&model, 1);
+    let out = dir.path().join("sweep");
+    let o = scoreinv(&[
+        "reconstruct",
+        "ct",
+        "--ground-truth",
+        "phantom:shepp-logan",
+        "--size",
+        "16",
+        "--views",
+        "6",
+        "--method",
+        "fbp,ddim,score",
+        "--model",
+        model.to_str().unwrap(),
+        "--steps",
+        "4,8",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    let t = text(&o);
+    assert!(o.status.success(), "{t}");
+    let m = metrics(&out);
+    let nfe: Vec<(String, Option<u64>)> = m["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| (r["method"].as_str().unwrap().to_string(), r["nfe"].as_u64()))
+        .collect();
+    // DDIM: one evaluation per step; the projection sampler: predictor + one corrector step,
+    // and the final denoising.
+    assert_eq!(
+        nfe,
+        vec![
+            ("fbp".into(), None),
+            ("ddim@4".into(), Some(4)),
+            ("ddim@8".into(), Some(8)),
+            ("score@4".into(), Some(9)),
+            ("score@8".into(), Some(17)),
+        ],
+        "{m}"
+    );
+    assert_eq!(
+        m["settings"]["study"]["score"]["steps_sweep"],
+        serde_json::json!([4, 8])
+    );
+    let csv = std::fs::read_to_string(out.join("metrics.csv")).unwrap();
+    assert!(
+        csv.starts_with("case,method,psnr_db,ssim,nrmse,seconds,nfe\n"),
+        "{csv}"
+    );
+    let png = image::open(out.join("sweep.png")).unwrap();
+    assert!(png.width() > 1000 && png.height() > 700);
+    let svg = std::fs::read_to_string(out.join("sweep.svg")).unwrap();
+    assert!(svg.contains("ddim") && svg.contains("fbp") && svg.contains("NFE"));
+    let manifest = std::fs::read_to_string(out.join(".scoreinv-output.json")).unwrap();
+    assert!(manifest.contains("sweep.png") && manifest.contains("sweep.svg"));
+}

@@ -396,6 +396,7 @@ fn case_output() -> study::CaseOutput {
         seconds: 0.0,
         typicality: None,
         typicality_threshold: None,
+        nfe: None,
     };
     study::CaseOutput {
         name: "phantom".into(),

@@ -162,9 +162,11 @@ pub struct ScoreArgs {
     /// Trained model directory (config.json + model.safetensors) for the score-based methods.
     #[arg(long)]
     pub model: Option<PathBuf>,
-    /// Number of reverse-SDE steps N (default: the model's SDE, usually 1000).
-    #[arg(long, value_parser = super::parse::positive_usize)]
-    pub steps: Option<usize>,
+    /// Number of reverse-SDE steps N (default: the model's SDE, usually 1000). Several,
+    /// comma-separated (10,20,50,100): a quality-vs-cost sweep, each score method once per N on
+    /// the same measurements, plotted against NFE and seconds (sweep.png, sweep.svg).
+    #[arg(long, value_delimiter = ',', value_parser = super::parse::positive_usize)]
+    pub steps: Option<Vec<usize>>,
     /// Langevin corrector signal-to-noise ratio (default: the task's published value).
     #[arg(long, value_parser = super::parse::finite_f64)]
     pub snr: Option<f64>,
@@ -217,7 +219,11 @@ impl From<ScoreArgs> for ScoreSettings {
     fn from(a: ScoreArgs) -> Self {
         ScoreSettings {
             model: a.model,
-            steps: a.steps,
+            steps: match a.steps.as_deref() {
+                Some([n]) => Some(*n),
+                _ => None,
+            },
+            steps_sweep: a.steps.filter(|v| v.len() > 1),
             snr: a.snr,
             lambda: a.lambda,
             zeta: a.zeta,

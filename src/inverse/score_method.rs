@@ -19,6 +19,7 @@ use crate::{Error, Result};
 use scoreinv_operators::LinearOperator;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use tch::{Device, Tensor};
 
 /// A score model, its SDE and a conditional sampler, reconstructing `[0, 1]` images.
@@ -33,6 +34,10 @@ pub struct ScoreMethod {
     reference: Option<crate::inverse::typicality::Reference>,
     /// The warm-start estimate (a baseline of the task), diffused to the sampler's `t0`.
     start: Option<Box<dyn Method>>,
+    /// The name in tables (default: the sampler's; `ddim@20` in a steps sweep).
+    label: Option<String>,
+    /// Network evaluations per posterior sample of the last reconstruction (0: none yet).
+    nfe: AtomicUsize,
 }
 
 impl ScoreMethod {
@@ -67,7 +72,15 @@ impl ScoreMethod {
             source: String::new(),
             reference: None,
             start: None,
+            label: None,
+            nfe: AtomicUsize::new(0),
         })
+    }
+
+    /// Names the method `label` in tables instead of the sampler's name.
+    pub fn with_label(mut self, label: String) -> Self {
+        self.label = Some(label);
+        self
     }
 
     /// Starts every sample from `start`'s reconstruction diffused to the sampler's `t0` (CCDF,
@@ -207,6 +220,7 @@ impl ScoreMethod {
             let out = self
                 .sampler
                 .sample(sde, model, op, yy, start.as_ref(), &mut steps)?;
+            self.nfe.store(out.nfe, Ordering::Relaxed);
             Ok((out.x - b) / a)
         })?;
         Ok(summary)
@@ -223,7 +237,13 @@ fn affine(data: &DataInfo) -> Result<(f64, f64)> {
 
 impl Method for ScoreMethod {
     fn name(&self) -> String {
-        self.sampler.name().to_string()
+        self.label
+            .clone()
+            .unwrap_or_else(|| self.sampler.name().to_string())
+    }
+
+    fn nfe(&self) -> Option<usize> {
+        Some(self.nfe.load(Ordering::Relaxed)).filter(|&n| n > 0)
     }
 
     fn reconstruct(&self, op: &dyn LinearOperator, y: &Tensor) -> Result<Tensor> {
@@ -280,6 +300,10 @@ pub struct ScoreSettings {
     pub model: Option<PathBuf>,
     /// Reverse-SDE steps `N` (default: the model's SDE).
     pub steps: Option<usize>,
+    /// A quality-vs-cost sweep: each score method runs once per `N` here (named `NAME@N`) on the
+    /// same measurements, and the study plots PSNR and SSIM against NFE and seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub steps_sweep: Option<Vec<usize>>,
     /// Langevin corrector signal-to-noise ratio (default: validated for the model and task,
     /// else the task's published value).
     pub snr: Option<f64>,
@@ -317,6 +341,7 @@ impl Default for ScoreSettings {
         Self {
             model: None,
             steps: None,
+            steps_sweep: None,
             snr: None,
             lambda: None,
             zeta: None,
@@ -340,7 +365,8 @@ pub type ScoreMethods = (Vec<Box<dyn Method>>, Vec<String>);
 /// Whether `name` is a score-based method (a registered conditional sampler:
 /// [`crate::inverse::conditional::CONDITIONAL_SAMPLERS`]).
 pub fn is_score_method(name: &str) -> bool {
-    conditional_sampler(name).is_some()
+    let base = name.split_once('@').map_or(name, |(b, _)| b);
+    conditional_sampler(base).is_some()
 }
 
 /// The score-based methods named in `methods`, loaded from `s.model` onto `device`, checked
@@ -395,6 +421,11 @@ pub fn score_methods(
         }
         _ => {}
     }
+    // `N` of each score method: one value, or each of a steps sweep (methods `NAME@N`).
+    let sweep: Vec<Option<usize>> = match &s.steps_sweep {
+        Some(v) if v.len() > 1 => v.iter().map(|&n| Some(n)).collect(),
+        _ => vec![s.steps],
+    };
     for m in methods {
         let Some(entry) = conditional_sampler(m) else {
             continue;
@@ -430,46 +461,53 @@ pub fn score_methods(
                 ));
             }
         }
-        let sampler = (entry.build)(&SamplerSources {
-            task,
-            validated: validated.as_ref(),
-            user: &user_m,
-        })?;
-        if sampler.needs_decomposition() && a.as_decomposed().is_none() {
-            return Err(super::projection::no_decomposition(m, a.name()));
-        }
-        if let Some(ms) = &validated {
-            let taken = |v: Option<f64>, key: &str| {
-                v.is_some() && user.get(key).is_none_or(|x| x.is_null())
-            };
-            let setting = sampler.settings();
-            if setting.get("lambda").is_some()
-                && (taken(ms.snr, "snr") || taken(ms.lambda, "lambda"))
-            {
-                notes.push(format!(
-                    "`method` {m}: snr {}, λ {} validated for this model ({}, sampler.{}; \
-                     `snr` / `lambda` override)",
-                    setting["snr"],
-                    setting["lambda"],
-                    dir.join("config.json").display(),
-                    task.name()
-                ));
+        for (k, &steps) in sweep.iter().enumerate() {
+            let sampler = (entry.build)(&SamplerSources {
+                task,
+                validated: validated.as_ref(),
+                user: &user_m,
+            })?;
+            if sampler.needs_decomposition() && a.as_decomposed().is_none() {
+                return Err(super::projection::no_decomposition(m, a.name()));
             }
+            if let (Some(ms), 0) = (&validated, k) {
+                let taken = |v: Option<f64>, key: &str| {
+                    v.is_some() && user.get(key).is_none_or(|x| x.is_null())
+                };
+                let setting = sampler.settings();
+                if setting.get("snr").is_some()
+                    && (taken(ms.snr, "snr") || taken(ms.lambda, "lambda"))
+                {
+                    notes.push(format!(
+                        "`method` {m}: snr {}, λ {} validated for this model ({}, sampler.{}; \
+                         `snr` / `lambda` override)",
+                        setting["snr"],
+                        setting["lambda"],
+                        dir.join("config.json").display(),
+                        task.name()
+                    ));
+                }
+            }
+            let mut method = ScoreMethod::from_model_dir(dir, device, steps, sampler, s.samples)
+                .map_err(with_dir)?;
+            if let (Some(n), true) = (steps, sweep.len() > 1) {
+                method = method.with_label(format!("{}@{n}", entry.name));
+            }
+            if let Some(b) = &start {
+                method = method.with_start(Box::new(crate::inverse::study::BaselineMethod {
+                    baseline: b.1,
+                    tv,
+                    label: Some(b.0),
+                }));
+            }
+            method.check_operator(a.as_ref())?;
+            if k == 0 {
+                if let Some(n) = method.size_note(a.as_ref()) {
+                    notes.push(format!("`method` {m}: {n}"));
+                }
+            }
+            out.push(Box::new(method));
         }
-        let mut method = ScoreMethod::from_model_dir(dir, device, s.steps, sampler, s.samples)
-            .map_err(with_dir)?;
-        if let Some(b) = &start {
-            method = method.with_start(Box::new(crate::inverse::study::BaselineMethod {
-                baseline: b.1,
-                tv,
-                label: Some(b.0),
-            }));
-        }
-        method.check_operator(a.as_ref())?;
-        if let Some(n) = method.size_note(a.as_ref()) {
-            notes.push(format!("`method` {m}: {n}"));
-        }
-        out.push(Box::new(method));
     }
     Ok((out, notes))
 }

@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use std::path::Path;
 
 /// DejaVu Sans, the figures' font.
-static FONT_BYTES: &[u8] = include_bytes!("../../data/fonts/DejaVuSans.ttf");
+pub(crate) static FONT_BYTES: &[u8] = include_bytes!("../../data/fonts/DejaVuSans.ttf");
 
 /// Background of the figure.
 pub const BACKGROUND: Rgb<u8> = Rgb([0, 0, 0]);

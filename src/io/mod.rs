@@ -26,6 +26,7 @@
 pub mod atomic;
 pub mod budget;
 pub mod convert;
+pub mod curves;
 pub mod dicom;
 pub mod dicom_write;
 pub mod fastmri;

@@ -58,6 +58,11 @@ pub trait Method {
         let _ = (x, image);
         Ok(None)
     }
+    /// Score-network evaluations per posterior sample of its last reconstruction (the score
+    /// methods); `None` for methods without a network.
+    fn nfe(&self) -> Option<usize> {
+        None
+    }
 }
 
 /// A classical baseline with its TV settings.
@@ -106,6 +111,9 @@ pub struct Record {
     pub typicality: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub typicality_threshold: Option<f64>,
+    /// Score methods: network evaluations per posterior sample.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nfe: Option<usize>,
 }
 
 /// PSNR in JSON: a number, or `null` for `+∞` (zero error).
@@ -233,6 +241,7 @@ pub fn run_batch(
                 out.stds.push((run.name.clone(), sd.get(i as i64)));
             }
             let mut rec = score_record(&out.name, &run.name, &out.truth, &ri, 1.0, run.seconds)?;
+            rec.nfe = run.nfe;
             if let Some(t) = run.typicality.as_ref().and_then(|t| t.get(i)) {
                 rec.typicality = Some(t.ratio);
                 rec.typicality_threshold = Some(t.threshold);
@@ -270,6 +279,7 @@ pub fn score_record(
         seconds,
         typicality: None,
         typicality_threshold: None,
+        nfe: None,
     })
 }
 
@@ -292,6 +302,8 @@ pub struct MethodRun {
     pub seconds: f64,
     /// Score methods: how typical each case is under the prior (when it has a reference).
     pub typicality: Option<Vec<Typicality>>,
+    /// Score methods: network evaluations per posterior sample ([`Method::nfe`]).
+    pub nfe: Option<usize>,
 }
 
 /// The seed of the methods' random draws for a batch whose first case has seed `case_seed`:
@@ -363,6 +375,7 @@ pub fn run_methods(
             std,
             seconds,
             typicality,
+            nfe: m.nfe(),
         });
     }
     Ok(runs)
@@ -378,6 +391,9 @@ pub struct Summary {
     pub ssim_mean: f64,
     pub ssim_std: f64,
     pub seconds_mean: f64,
+    /// Network evaluations per posterior sample (score methods; the first case's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nfe: Option<usize>,
 }
 
 /// Mean and sample standard deviation; identical values (every PSNR `+∞` for exact
@@ -418,6 +434,7 @@ pub fn summarize(records: &[Record]) -> Vec<Summary> {
                 ssim_mean: sm,
                 ssim_std: ss,
                 seconds_mean: tm,
+                nfe: rs.iter().find_map(|r| r.nfe),
             }
         })
         .collect()
@@ -881,28 +898,34 @@ pub fn write_metrics(dir: &mut OutputDir, report: &StudyReport) -> Result<()> {
         .map_err(|e| Error::Invalid(format!("metrics to JSON: {e}")))?;
     let path = dir.join("metrics.json");
     io::atomic::write_bytes(&path, json.as_bytes())?;
-    let mut csv = String::from("case,method,psnr_db,ssim,nrmse,seconds\n");
+    let mut csv = String::from("case,method,psnr_db,ssim,nrmse,seconds,nfe\n");
+    let nfe = |n: Option<usize>| n.map(|v| v.to_string()).unwrap_or_default();
     for r in records {
         let _ = writeln!(
             csv,
-            "{},{},{:.4},{:.5},{},{:.4}",
+            "{},{},{:.4},{:.5},{},{:.4},{}",
             r.case,
             r.method,
             r.psnr_db,
             r.ssim,
             r.nrmse.map(|v| format!("{v:.5}")).unwrap_or_default(),
-            r.seconds
+            r.seconds,
+            nfe(r.nfe)
         );
     }
     for m in summarize(records) {
         let _ = writeln!(
             csv,
-            "mean,{},{:.4},{:.5},,{:.4}",
-            m.method, m.psnr_mean, m.ssim_mean, m.seconds_mean
+            "mean,{},{:.4},{:.5},,{:.4},{}",
+            m.method,
+            m.psnr_mean,
+            m.ssim_mean,
+            m.seconds_mean,
+            nfe(m.nfe)
         );
         let _ = writeln!(
             csv,
-            "std,{},{:.4},{:.5},,",
+            "std,{},{:.4},{:.5},,,",
             m.method, m.psnr_std, m.ssim_std
         );
     }
@@ -911,6 +934,22 @@ pub fn write_metrics(dir: &mut OutputDir, report: &StudyReport) -> Result<()> {
     let table = format_table(records);
     let path = dir.join("metrics.txt");
     io::atomic::write_bytes(&path, table.as_bytes())
+}
+
+/// The files [`write_sweep_figure`] writes.
+pub const SWEEP_FILES: [&str; 2] = ["sweep.png", "sweep.svg"];
+
+/// For a steps sweep (`--steps 10,20,50`): `sweep.png` and `sweep.svg`, PSNR and SSIM against
+/// NFE and seconds ([`io::curves`]), written atomically into `dir`; nothing otherwise.
+pub fn write_sweep_figure(dir: &mut OutputDir, report: &StudyReport, title: &str) -> Result<()> {
+    let summaries = summarize(&report.records);
+    if !io::curves::is_sweep(&summaries) {
+        return Ok(());
+    }
+    let paths = dir.register(&SWEEP_FILES)?;
+    let (png, svg) = io::curves::sweep_figure(title, &summaries)?;
+    io::atomic::write_bytes(&paths[0], &png)?;
+    io::atomic::write_bytes(&paths[1], svg.as_bytes())
 }
 
 #[cfg(test)]
@@ -927,6 +966,7 @@ mod tests {
             seconds: 0.0,
             typicality: None,
             typicality_threshold: None,
+            nfe: None,
         }
     }
 

@@ -17,7 +17,8 @@
 //! SIGINT/SIGTERM ([`crate::interrupt`]) stops after the batch in flight, and so does an error:
 //! the metrics of what is done are written, marked incomplete, either way.
 use super::{
-    write_case, write_metrics, BaselineMethod, Case, Method, Record, ShardInfo, StudyReport,
+    write_case, write_metrics, write_sweep_figure, BaselineMethod, Case, Method, Record, ShardInfo,
+    StudyReport,
 };
 use crate::data::cases::{pending_cases, CaseOptions, PendingCase, SourceVolume};
 use crate::data::ct_slices::HuWindow;
@@ -618,6 +619,16 @@ fn run_cases(
     }
     let report = StudyReport::new(Some(settings), output.shard, Some(total), complete, records);
     write_metrics(&mut out, &report)?;
+    let title = format!(
+        "{command}: quality against cost ({} cases)",
+        report
+            .records
+            .iter()
+            .map(|r| &r.case)
+            .collect::<HashSet<_>>()
+            .len()
+    );
+    write_sweep_figure(&mut out, &report, &title)?;
     let mut written = Vec::new();
     if complete {
         let in_study: HashSet<&str> = names.iter().map(|n| n.as_str()).collect();
