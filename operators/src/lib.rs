@@ -11,6 +11,7 @@
 //! deblurring), reachable from any operator through [`LinearOperator::as_decomposed`].
 
 pub mod blur;
+mod csr;
 pub mod error;
 pub mod espirit;
 pub mod fbp;
