@@ -29,6 +29,7 @@ pub use blur::{Blur, Boundary};
 pub use error::{OperatorError, Result};
 pub use fbp::FbpFilter;
 pub use gaussian_noise::{GaussianNoise, NoiseModel};
+pub use geometry::{DetectorShape, FanGeometry, FanGeometryConfig};
 pub use grayscale::Grayscale;
 pub use masking::{InpaintMask, Masking};
 pub use masks::{MaskSpec, SamplingMask};
