@@ -1,7 +1,8 @@
 //! Sparse CSR matrices built on the host in f64 and applied as libtorch sparse tensors, for the
-//! sparse backends of the ray-driven projectors ([`crate::radon`]): a projection matrix is
-//! assembled from any ray geometry that gives the bilinear footprints of its samples
-//! ([`ray_matrix`]), so every geometry uses the same assembly, transpose and product.
+//! sparse backends of the ray-driven projectors ([`crate::radon`], [`crate::fanbeam`]): a
+//! projection matrix is assembled from any ray geometry that gives the bilinear footprints of
+//! its samples ([`ray_matrix`]), so every geometry uses the same assembly, transpose and
+//! product.
 use rayon::prelude::*;
 use tch::{Device, Kind, Tensor};
 

@@ -1,5 +1,6 @@
-//! Ray geometry of tomographic projection, shared by the Radon backends ([`crate::radon`]) and
-//! the ndarray reference kernels ([`crate::reference::radon`]).
+//! Ray geometry of tomographic projection, shared by the Radon backends ([`crate::radon`]), the
+//! fan-beam operator ([`crate::fanbeam`]) and the ndarray reference kernels
+//! ([`crate::reference::radon`], [`crate::reference::fan`]).
 //!
 //! * [`parallel`]: the parallel-beam geometry with scikit-image's conventions
 //!   ([`ParallelGeometry`]): where the samples of each ray lie and where a pixel projects on
