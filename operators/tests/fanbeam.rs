@@ -1000,3 +1000,54 @@ fn config_serde() {
     )
     .is_err());
 }
+
+/// `operators/tests/fixtures/fanbeam_astra/<name>` (committed; made by
+/// `scripts/fixtures/upstream/fanbeam_astra.py` with astra-toolbox 2.5.0).
+fn astra_fixture(name: &str) -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join(format!("tests/fixtures/fanbeam_astra/{name}"))
+}
+
+/// External check: ASTRA Toolbox 2.5.0's CPU flat-detector fan-beam projector (`line_fanflat`,
+/// a line-intersection kernel on pixel squares) on 129² images, 36 views, 128 bins (float32
+/// fixtures). After matching conventions (ASTRA's angle `t` is our `β = t + 180°` and its bin
+/// `i` our `n − 1 − i`; see the script) our sinograms agree within 2 % relative L2 (measured
+/// 0.28 % for the smooth image; 1.5 % for the rasterised Shepp–Logan phantom, where the two
+/// image models, bilinear and piecewise constant, differ at the edges; sums per view agree to
+/// 0.1 %). Controls over 2 %: ASTRA's bins not reversed, and its angles taken unshifted.
+#[test]
+fn astra_flat_detector_projections() {
+    let meta: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(astra_fixture("meta.json")).unwrap())
+            .unwrap();
+    let cfg: FanGeometryConfig = serde_json::from_value(meta["fan_geometry"].clone()).unwrap();
+    let (nd, na) = (cfg.n_detectors, cfg.angles_deg.len());
+    let o = op(&cfg, Kind::Double, FanBackend::Sparse);
+    let unshifted = FanGeometryConfig {
+        angles_deg: cfg.angles_deg.iter().map(|a| a - 180.0).collect(),
+        ..cfg.clone()
+    };
+    let o_wrong = op(&unshifted, Kind::Double, FanBackend::Sparse);
+    for (name, tol) in [("smooth", 0.02), ("shepp_logan", 0.02)] {
+        let img: Array2<f32> =
+            ndarray_npy::read_npy(astra_fixture(&format!("image_{name}.npy"))).unwrap();
+        let img = img.mapv(f64::from);
+        let astra: Array2<f32> =
+            ndarray_npy::read_npy(astra_fixture(&format!("sino_{name}.npy"))).unwrap();
+        let astra = astra.mapv(f64::from);
+        assert_eq!(astra.dim(), (na, nd));
+        // [A, n_det] with ASTRA's bins → [n_det, A] with ours.
+        let theirs = Array2::from_shape_fn((nd, na), |(k, a)| astra[[a, nd - 1 - k]]);
+        let ours = array2(&o.forward(&tensor4(&img, Kind::Double)).unwrap());
+        let e = rel_l2(&ours, &theirs);
+        let unflipped = Array2::from_shape_fn((nd, na), |(k, a)| astra[[a, k]]);
+        let e_flip = rel_l2(&ours, &unflipped);
+        let e_angle = rel_l2(
+            &array2(&o_wrong.forward(&tensor4(&img, Kind::Double)).unwrap()),
+            &theirs,
+        );
+        eprintln!("ASTRA {name}: rel L2 {e:.3e}; controls: bins not reversed {e_flip:.3e}, angles not shifted {e_angle:.3e}");
+        assert!(e <= tol, "{name}: rel L2 vs ASTRA {e}");
+        assert!(e_flip > 0.02 && e_angle > 0.02, "{name}: a control passes");
+    }
+}
