@@ -45,12 +45,15 @@
 //!   `(β + π + 2γ, −γ)`, and the two weights sum to 1.
 use std::f64::consts::PI;
 
+use serde::{Deserialize, Serialize};
+
 use crate::fbp::{half_spectrum_filter, FbpFilter};
 use crate::geometry::{DetectorShape, FanGeometry};
 use crate::{OperatorError, Result};
 
 /// How fan-beam FBP weights the views (see the module documentation).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum ScanWeighting {
     /// Parker when the source angles form one arc — their largest circular gap is more than
     /// 1.5 × the median gap — of at least 180°; the full-scan quadrature otherwise (full
@@ -196,6 +199,13 @@ fn filter_half_spectrum(geom: &FanGeometry, filter: FbpFilter, p: usize) -> Vec<
             s * scale
         })
         .collect()
+}
+
+/// Whether the source angles spread around the whole circle: at least two angles and no
+/// circular gap larger than 1.5 × the median gap (a full or uniformly sparse scan, not one
+/// arc).
+pub fn covers_full_circle(angles_deg: &[f64]) -> bool {
+    angle_arc(angles_deg).is_some_and(|a| !a.is_short_scan)
 }
 
 /// Half the circular gap to the two neighbouring angles of each source angle, radians

@@ -697,7 +697,17 @@ fn sparse_view_decomposition() {
             .unwrap()
             .with_backend(backend)
             .unwrap();
-        assert_eq!(o.kept_indices(), &[0, 6, 12, 17, 23, 29]);
+        // 30 angles round the circle: every fifth (linspace(0, 29, 6) would end at 29, next
+        // to 0).
+        assert_eq!(o.kept_indices(), &[0, 5, 10, 15, 20, 25]);
+        // An arc (a short scan) keeps both of its ends, as the parallel operator does.
+        let arc = FanGeometryConfig {
+            angles_deg: (0..23).map(|i| 10.0 * i as f64).collect(),
+            ..cfg.clone()
+        };
+        let o_arc = FanBeam::sparse_view(arc, 5, Kind::Double, Device::Cpu).unwrap();
+        assert_eq!(o_arc.kept_indices(), &[0, 6, 11, 16, 22]);
+        assert!(o_arc.uses_parker());
         assert!(!o.uses_parker());
         let dec = (&o as &dyn LinearOperator).as_decomposed().unwrap();
         tch::manual_seed(5);

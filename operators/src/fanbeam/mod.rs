@@ -30,7 +30,7 @@ mod sparse;
 
 use tch::{Device, Kind, Tensor};
 
-use crate::fan_fbp::{FanFbp, ScanWeighting};
+use crate::fan_fbp::{covers_full_circle, FanFbp, ScanWeighting};
 use crate::fbp::FbpFilter;
 use crate::geometry::{sparse_view_indices, FanGeometry, FanGeometryConfig};
 use crate::radon::{AngleSet, Shared, SPARSE_AUTO_LIMIT_BYTES, SPARSE_AUTO_LIMIT_BYTES_CPU};
@@ -189,8 +189,12 @@ impl FanBeam {
         )
     }
 
-    /// Sparse view: `n_views` of the angles of `geometry` (the full grid), spread as
-    /// [`sparse_view_indices`] (`round(linspace(0, A − 1, n_views))`).
+    /// Sparse view: `n_views` of the `A` angles of `geometry` (the full grid), spread evenly:
+    /// `round(i · A / n_views)` when the grid goes round the whole circle
+    /// ([`covers_full_circle`]: the first and last angles are neighbours, so
+    /// `linspace(0, A − 1)` would put two views next to each other), otherwise
+    /// [`sparse_view_indices`] (`round(linspace(0, A − 1, n_views))`, both ends of an arc, as
+    /// the parallel-beam operator on its 180°).
     pub fn sparse_view(
         geometry: FanGeometryConfig,
         n_views: usize,
@@ -204,7 +208,13 @@ impl FanBeam {
                  {n_views}"
             )));
         }
-        let kept = sparse_view_indices(n_views, n_full)?;
+        let kept = if covers_full_circle(&geometry.angles_deg) {
+            (0..n_views)
+                .map(|i| ((i * n_full) as f64 / n_views as f64).round_ties_even() as usize)
+                .collect()
+        } else {
+            sparse_view_indices(n_views, n_full)?
+        };
         Self::subset(geometry, kept, kind, device)
     }
 
