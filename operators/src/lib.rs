@@ -16,6 +16,7 @@ mod csr;
 pub mod error;
 pub mod espirit;
 pub mod fan_fbp;
+pub mod fan_rebin;
 pub mod fanbeam;
 pub mod fbp;
 pub mod gaussian_noise;

@@ -1181,3 +1181,97 @@ fn astra_flat_detector_projections() {
         assert!(e_flip > 0.02 && e_angle > 0.02, "{name}: a control passes");
     }
 }
+
+/// Rebinning (`fan_rebin`): the fan projection of a smooth image (Gaussian blobs, 64² pixels
+/// of 0.5 mm), rebinned onto 180 parallel angles, is the parallel-beam projection of the image
+/// within 1 % relative L2, from a full 360° scan and from a short scan (180° + fan angle, the
+/// missing lines taken from their conjugate rays). Control: an arc of 150° leaves lines
+/// unmeasured (> 10 %).
+#[test]
+fn rebinned_fan_projection_is_parallel_projection() {
+    let (n, spacing) = (64usize, 0.5);
+    let c = (n / 2) as f64;
+    let img = Array2::from_shape_fn((n, n), |(r, col)| {
+        let g = |r0: f64, c0: f64, w: f64| {
+            (-((r as f64 - r0).powi(2) + (col as f64 - c0).powi(2)) / (2.0 * w * w)).exp()
+        };
+        g(c - 8.0, c + 5.0, 4.0) + 0.5 * g(c + 10.0, c - 6.0, 3.0)
+    });
+    let par = ParallelBeamRadon::full_view(n, 180, Kind::Double, Device::Cpu).unwrap();
+    let want = array2(&par.forward(&tensor4(&img, Kind::Double)).unwrap());
+    for shape in [DetectorShape::Curved, DetectorShape::Flat] {
+        let full = geometry(
+            shape,
+            n,
+            spacing,
+            40.0,
+            128,
+            1.1,
+            0.3,
+            uniform_angles(720, 0.0, 360.0),
+        );
+        let g_max = gamma(&full, full.n_detectors - 1)
+            .abs()
+            .max(gamma(&full, 0).abs());
+        let short_count = 2 * (180.0 + 2.0 * g_max.to_degrees()).ceil() as usize + 1;
+        let short: Vec<f64> = (0..short_count).map(|i| 20.0 + 0.5 * i as f64).collect();
+        let limited: Vec<f64> = (0..301).map(|i| 20.0 + 0.5 * i as f64).collect();
+        for (name, angles, ok) in [
+            ("full", full.angles_deg.clone(), true),
+            ("short", short, true),
+            ("150°", limited, false),
+        ] {
+            let cfg = FanGeometryConfig {
+                angles_deg: angles,
+                ..full.clone()
+            };
+            let fan = op(&cfg, Kind::Double, FanBackend::Sparse)
+                .forward(&tensor4(&img, Kind::Double))
+                .unwrap();
+            let fan = array3(&fan.reshape([1, cfg.n_detectors as i64, -1]));
+            let geom = FanGeometry::new(cfg).unwrap();
+            let got = scoreinv_operators::fan_rebin::rebin_to_parallel(
+                &geom,
+                fan.view(),
+                par.angles_deg(),
+            )
+            .unwrap();
+            let e = rel_l2(&got.index_axis(ndarray::Axis(0), 0).to_owned(), &want);
+            eprintln!("{shape:?} {name}: rebinned vs parallel rel L2 {e:.3e}");
+            if ok {
+                assert!(e <= 0.01, "{shape:?} {name}: {e}");
+            } else {
+                assert!(e > 0.1, "{shape:?} {name}: control passes: {e}");
+            }
+        }
+    }
+}
+
+/// The second reconstruction route: the analytic fan sinogram of Shepp–Logan (360 views),
+/// rebinned onto 360 parallel angles and reconstructed by the parallel-beam FBP, has PSNR
+/// ≥ 30 dB against the rasterised phantom (measured 31.9 dB; the direct fan-beam FBP of the
+/// same sinogram: 42.7 dB — rebinning interpolates the sharp sinogram twice, in angle and
+/// along the detector, onto the parallel detector's coarser 0.8 mm bins).
+#[test]
+fn rebinned_parallel_fbp_of_shepp_logan() {
+    let phantom = shepp_logan(51.2);
+    let truth = in_circle(&rasterise(&phantom, 128, 0.8));
+    for shape in [DetectorShape::Curved, DetectorShape::Flat] {
+        let cfg = analytic_geometry(shape, uniform_angles(360, 0.0, 360.0));
+        let sino = analytic_sinogram(&cfg, &phantom);
+        let fan = sino.clone().insert_axis(ndarray::Axis(0));
+        let geom = FanGeometry::new(cfg).unwrap();
+        let par = ParallelBeamRadon::full_view(128, 360, Kind::Double, Device::Cpu).unwrap();
+        let rebinned =
+            scoreinv_operators::fan_rebin::rebin_to_parallel(&geom, fan.view(), par.angles_deg())
+                .unwrap();
+        let y = tensor4(
+            &rebinned.index_axis(ndarray::Axis(0), 0).to_owned(),
+            Kind::Double,
+        );
+        let rec = array2(&par.pseudo_inverse(&y).unwrap());
+        let p = psnr(&rec, &truth);
+        eprintln!("{shape:?}: rebinned parallel FBP PSNR {p:.2} dB");
+        assert!(p >= 30.0, "{shape:?}: PSNR {p}");
+    }
+}
