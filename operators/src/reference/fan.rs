@@ -22,8 +22,7 @@ use crate::fan_fbp::FanFbp;
 use crate::geometry::{detector_interp, in_inscribed_circle, FanGeometry};
 use crate::{OperatorError, Result};
 
-fn shape_error(geom: &FanGeometry, what: &str, expected: String, actual: &[usize]) -> Result<()> {
-    let _ = geom;
+fn shape_error(what: &str, expected: String, actual: &[usize]) -> Result<()> {
     Err(OperatorError::Shape {
         op: "fanbeam (reference)".into(),
         what: what.into(),
@@ -35,7 +34,7 @@ fn shape_error(geom: &FanGeometry, what: &str, expected: String, actual: &[usize
 fn check_images<T>(geom: &FanGeometry, x: &ArrayView3<T>) -> Result<()> {
     let s = x.shape();
     if s[1] != geom.n() || s[2] != geom.n() {
-        return shape_error(geom, "image", format!("[M, {0}, {0}]", geom.n()), s);
+        return shape_error("image", format!("[M, {0}, {0}]", geom.n()), s);
     }
     Ok(())
 }
@@ -44,7 +43,7 @@ fn check_sinograms<T>(geom: &FanGeometry, y: &ArrayView3<T>) -> Result<()> {
     let s = y.shape();
     if s[1] != geom.n_detectors() || s[2] != geom.n_angles() {
         let e = format!("[M, {}, {}]", geom.n_detectors(), geom.n_angles());
-        return shape_error(geom, "sinogram", e, s);
+        return shape_error("sinogram", e, s);
     }
     Ok(())
 }
