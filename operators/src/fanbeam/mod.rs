@@ -39,8 +39,9 @@ use crate::{check_batch_shape, Decomposed, LinearOperator, OperatorError, Result
 /// Which implementation computes fan-beam projections.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum FanBackend {
-    /// `Sparse` on a GPU, and on the CPU while its matrices stay under
-    /// [`SPARSE_AUTO_LIMIT_BYTES_CPU`] ([`fan_sparse_bytes_estimate`]); `Reference` beyond.
+    /// `Sparse` while its matrices ([`fan_sparse_bytes_estimate`]) stay under
+    /// [`SPARSE_AUTO_LIMIT_BYTES_CPU`] on the CPU, `Reference` beyond; on a GPU `Sparse`
+    /// (the only GPU backend), and an error beyond [`SPARSE_AUTO_LIMIT_BYTES`].
     #[default]
     Auto,
     /// The ndarray/rayon kernels (CPU tensors only, no autograd).
