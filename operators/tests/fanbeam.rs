@@ -1275,3 +1275,42 @@ fn rebinned_parallel_fbp_of_shepp_logan() {
         assert!(p >= 30.0, "{shape:?}: PSNR {p}");
     }
 }
+
+/// `T⁻¹` inverts `T` approximately: FBP of the discrete fan projection (360 views, full grid
+/// of the `Decomposed` operator) of a smooth image returns it within 2 % relative L2 inside
+/// the inscribed circle (measured 0.97 % curved, 1.03 % flat), both detector shapes and
+/// backends.
+#[test]
+fn inverse_transform_inverts_transform_of_a_smooth_image() {
+    let (n, spacing) = (64usize, 0.5);
+    let c = (n / 2) as f64;
+    let img = Array2::from_shape_fn((n, n), |(r, col)| {
+        let g = |r0: f64, c0: f64, w: f64| {
+            (-((r as f64 - r0).powi(2) + (col as f64 - c0).powi(2)) / (2.0 * w * w)).exp()
+        };
+        g(c - 8.0, c + 5.0, 4.0) + 0.5 * g(c + 10.0, c - 6.0, 3.0)
+    });
+    let x = tensor4(&img, Kind::Double);
+    for shape in [DetectorShape::Curved, DetectorShape::Flat] {
+        let cfg = geometry(
+            shape,
+            n,
+            spacing,
+            40.0,
+            128,
+            1.1,
+            0.3,
+            uniform_angles(360, 0.0, 360.0),
+        );
+        for backend in BACKENDS {
+            let o = FanBeam::sparse_view(cfg.clone(), 30, Kind::Double, Device::Cpu)
+                .unwrap()
+                .with_backend(backend)
+                .unwrap();
+            let back = array2(&o.inverse_transform(&o.transform(&x).unwrap()).unwrap());
+            let e = rel_l2(&back, &in_circle(&img));
+            eprintln!("{shape:?} {backend:?}: T⁻¹ T x vs x rel L2 {e:.3e}");
+            assert!(e <= 0.02, "{shape:?} {backend:?}: {e}");
+        }
+    }
+}
