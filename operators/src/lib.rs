@@ -1,7 +1,8 @@
 //! # scoreinv-operators
 //!
 //! Forward operators for imaging inverse problems, `y = A x + n`, on `tch::Tensor` batches
-//! `[B, C, H, W]` on any device, in f32 and f64. The crate knows nothing about diffusion: a
+//! `[B, C, H, W]` on any device, in f32 and f64: masking, grayscale, blur, parallel-beam
+//! ([`ParallelBeamRadon`]) and fan-beam ([`FanBeam`]) CT, single- and multi-coil MRI. The crate knows nothing about diffusion: a
 //! score-based solver, a TV solver or a user script all see the same [`LinearOperator`].
 //!
 //! Operators that the projection sampler of Song et al. 2022 ("Solving inverse problems in
@@ -11,8 +12,12 @@
 //! deblurring), reachable from any operator through [`LinearOperator::as_decomposed`].
 
 pub mod blur;
+mod csr;
 pub mod error;
 pub mod espirit;
+pub mod fan_fbp;
+pub mod fan_rebin;
+pub mod fanbeam;
 pub mod fbp;
 pub mod gaussian_noise;
 pub mod geometry;
@@ -26,8 +31,11 @@ pub mod reference;
 
 pub use blur::{Blur, Boundary};
 pub use error::{OperatorError, Result};
+pub use fan_fbp::ScanWeighting;
+pub use fanbeam::{FanBackend, FanBeam};
 pub use fbp::FbpFilter;
 pub use gaussian_noise::{GaussianNoise, NoiseModel};
+pub use geometry::{DetectorShape, FanGeometry, FanGeometryConfig};
 pub use grayscale::Grayscale;
 pub use masking::{InpaintMask, Masking};
 pub use masks::{MaskSpec, SamplingMask};

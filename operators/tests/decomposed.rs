@@ -3,8 +3,8 @@
 //! `None`.
 use ndarray::Array2;
 use scoreinv_operators::{
-    synthetic_coil_maps, Decomposed, Grayscale, LinearOperator, Masking, MriFourier,
-    ParallelBeamRadon, SamplingMask, SenseMri,
+    synthetic_coil_maps, Decomposed, DetectorShape, FanBeam, FanGeometryConfig, Grayscale,
+    LinearOperator, Masking, MriFourier, ParallelBeamRadon, SamplingMask, SenseMri,
 };
 use tch::{Device, Kind, Tensor};
 
@@ -52,6 +52,18 @@ fn decomposed_operators_hand_out_themselves() {
     hands_out_itself(
         &ParallelBeamRadon::sparse_view(16, 5, 12, Kind::Double, Device::Cpu).unwrap(),
     );
+    let fan = FanGeometryConfig {
+        source_to_isocenter_mm: 40.0,
+        source_to_detector_mm: 80.0,
+        n_detectors: 24,
+        detector: DetectorShape::Curved,
+        detector_pitch: 2.0,
+        detector_offset: 0.0,
+        angles_deg: (0..12).map(|i| 30.0 * i as f64).collect(),
+        image_size: 16,
+        pixel_spacing_mm: 1.0,
+    };
+    hands_out_itself(&FanBeam::sparse_view(fan, 5, Kind::Double, Device::Cpu).unwrap());
 }
 
 #[test]

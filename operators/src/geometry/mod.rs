@@ -1,19 +1,27 @@
-//! Ray geometry of tomographic projection, shared by the Radon backends ([`crate::radon`]) and
-//! the ndarray reference kernels ([`crate::reference::radon`]).
+//! Ray geometry of tomographic projection, shared by the Radon backends ([`crate::radon`]), the
+//! fan-beam operator ([`crate::fanbeam`]) and the ndarray reference kernels
+//! ([`crate::reference::radon`], [`crate::reference::fan`]).
 //!
 //! * [`parallel`]: the parallel-beam geometry with scikit-image's conventions
 //!   ([`ParallelGeometry`]): where the samples of each ray lie and where a pixel projects on
 //!   the detector.
+//! * [`fan`]: the fan-beam geometry ([`FanGeometry`], built from a serialisable
+//!   [`FanGeometryConfig`]): a point source on a circle, a curved (equiangular) or flat
+//!   (equispaced) detector, physical units (mm), rays sampled at a fixed step, and the pixel →
+//!   detector map with the distance weights of fan-beam FBP. Its image and angle conventions
+//!   extend the parallel ones: the ray of fan angle `γ` at source angle `β` is the parallel
+//!   line at `θ = β + γ`.
 //!
-//! What does not depend on the beam shape lives here, so that a fan-beam geometry (a `fan.rs`
-//! beside `parallel.rs`, giving its own ray samples and pixel → detector map) reuses it: angle
-//! grids ([`full_view_angles`], [`sparse_view_indices`]), the inscribed reconstruction circle
+//! What does not depend on the beam shape lives here and both geometries use it: angle grids
+//! ([`full_view_angles`], [`sparse_view_indices`]), the inscribed reconstruction circle
 //! ([`in_inscribed_circle`]), the bilinear footprint of a ray sample on the pixel grid
 //! ([`BilinearSample`]) and linear interpolation along the detector ([`detector_interp`]).
 //! Every backend computes its weights through these functions, which is what keeps them on the
 //! same discretisation.
+pub mod fan;
 pub mod parallel;
 
+pub use fan::{DetectorShape, FanGeometry, FanGeometryConfig};
 pub use parallel::ParallelGeometry;
 
 use crate::{OperatorError, Result};

@@ -122,7 +122,7 @@ pub enum RadonBackend {
 }
 
 /// A tensor read concurrently but never mutated after construction.
-struct Shared(Tensor);
+pub(crate) struct Shared(pub(crate) Tensor);
 
 // SAFETY: the wrapped tensors are created in the constructor and afterwards only passed by
 // shared reference to libtorch ops that read them (index_select, mul, mm, narrow views), which
@@ -138,14 +138,14 @@ impl std::ops::Deref for Shared {
 
 /// Which angle set a kernel works on: the full grid (`T`) or the measured angles (`A`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum AngleSet {
+pub(crate) enum AngleSet {
     Full,
     Measured,
 }
 
 impl AngleSet {
     /// `full` or `measured`, whichever this set is.
-    fn pick<'a, T>(self, full: &'a T, measured: &'a T) -> &'a T {
+    pub(crate) fn pick<'a, T>(self, full: &'a T, measured: &'a T) -> &'a T {
         match self {
             AngleSet::Full => full,
             AngleSet::Measured => measured,

@@ -22,9 +22,10 @@ use tch::{Device, Kind, Tensor};
 
 use super::filtering::FilterBank;
 use super::{AngleSet, Kernels, Shared};
+use crate::csr::{check_indexable, ray_matrix, sparse_apply, Csr};
 use crate::fbp::{fbp_scale, FbpFilter, FbpPadding};
 use crate::geometry::{detector_interp, in_inscribed_circle, BilinearSample, ParallelGeometry};
-use crate::{OperatorError, Result};
+use crate::Result;
 
 /// The matrices of both angle sets (shared when every angle is measured) and the FBP filters.
 pub(super) struct SparseMatrices {
@@ -106,154 +107,16 @@ impl Kernels for SparseMatrices {
     }
 }
 
-/// `M vᵀ` for each row `v` of `x` `[m, cols]` with the sparse `M` `[rows, cols]`: `[m, rows]`.
-/// The dense operand is made row-major `[cols, m]` first, so that every stored entry of `M`
-/// reads `m` contiguous values (with a column-major operand cuSPARSE SpMM is ~4× slower).
-fn sparse_apply(mat: &Tensor, x: &Tensor) -> Result<Tensor> {
-    let xt = x.f_transpose(0, 1)?.f_contiguous()?;
-    Ok(mat.f_mm(&xt)?.f_transpose(0, 1)?.f_contiguous()?)
-}
-
-/// A sparse matrix in compressed-row form, built on the host in f64.
-#[derive(Debug, Clone, PartialEq)]
-struct Csr {
-    pub rows: usize,
-    pub cols: usize,
-    /// Row `i` holds entries `crow[i]..crow[i + 1]`.
-    pub crow: Vec<usize>,
-    pub col: Vec<u32>,
-    pub val: Vec<f64>,
-}
-
-impl Csr {
-    /// Assembles rows whose entries are sorted by column with no duplicates.
-    fn from_rows(rows: Vec<Vec<(u32, f64)>>, cols: usize) -> Self {
-        let mut crow = Vec::with_capacity(rows.len() + 1);
-        crow.push(0);
-        let nnz: usize = rows.iter().map(Vec::len).sum();
-        let (mut col, mut val) = (Vec::with_capacity(nnz), Vec::with_capacity(nnz));
-        for r in &rows {
-            for &(c, v) in r {
-                col.push(c);
-                val.push(v);
-            }
-            crow.push(col.len());
-        }
-        Csr {
-            rows: rows.len(),
-            cols,
-            crow,
-            col,
-            val,
-        }
-    }
-
-    /// Number of stored entries.
-    pub fn nnz(&self) -> usize {
-        self.val.len()
-    }
-
-    /// `Aᵀ` in CSR (a counting sort by column; entries of each new row stay in row order).
-    pub fn transpose(&self) -> Self {
-        let mut count = vec![0usize; self.cols + 1];
-        for &c in &self.col {
-            count[c as usize + 1] += 1;
-        }
-        for i in 0..self.cols {
-            count[i + 1] += count[i];
-        }
-        let crow = count.clone();
-        let mut next = count;
-        let mut col = vec![0u32; self.nnz()];
-        let mut val = vec![0f64; self.nnz()];
-        for r in 0..self.rows {
-            for e in self.crow[r]..self.crow[r + 1] {
-                let c = self.col[e] as usize;
-                let dst = next[c];
-                col[dst] = r as u32;
-                val[dst] = self.val[e];
-                next[c] += 1;
-            }
-        }
-        Csr {
-            rows: self.cols,
-            cols: self.rows,
-            crow,
-            col,
-            val,
-        }
-    }
-
-    /// A sparse CSR tensor of `kind` on `device` (int32 indices while they fit, else int64).
-    pub fn to_tensor(&self, kind: Kind, device: Device) -> Result<Tensor> {
-        let small =
-            self.nnz() <= i32::MAX as usize && self.rows.max(self.cols) <= i32::MAX as usize;
-        let (crow, col) = if small {
-            let crow: Vec<i32> = self.crow.iter().map(|&v| v as i32).collect();
-            let col: Vec<i32> = self.col.iter().map(|&v| v as i32).collect();
-            (Tensor::f_from_slice(&crow)?, Tensor::f_from_slice(&col)?)
-        } else {
-            let crow: Vec<i64> = self.crow.iter().map(|&v| v as i64).collect();
-            let col: Vec<i64> = self.col.iter().map(|&v| v as i64).collect();
-            (Tensor::f_from_slice(&crow)?, Tensor::f_from_slice(&col)?)
-        };
-        let val = Tensor::f_from_slice(&self.val)?.f_to_kind(kind)?;
-        Ok(Tensor::f_sparse_csr_tensor_crow_col_value_size(
-            &crow.f_to_device(device)?,
-            &col.f_to_device(device)?,
-            &val.f_to_device(device)?,
-            [self.rows as i64, self.cols as i64],
-            (kind, device),
-        )?)
-    }
-}
-
-/// Sorts `(column, weight)` pairs by column and sums duplicates, dropping exact zeros.
-fn merge_sorted(mut e: Vec<(u32, f64)>) -> Vec<(u32, f64)> {
-    e.sort_unstable_by_key(|&(c, _)| c);
-    let mut out: Vec<(u32, f64)> = Vec::with_capacity(e.len() / 2 + 1);
-    for (c, v) in e {
-        match out.last_mut() {
-            Some(last) if last.0 == c => last.1 += v,
-            _ => out.push((c, v)),
-        }
-    }
-    out.retain(|&(_, v)| v != 0.0);
-    out
-}
-
-fn check_indexable(n: usize, what: &str) -> Result<()> {
-    if n > u32::MAX as usize {
-        return Err(OperatorError::Invalid(format!(
-            "radon (sparse backend): {what} has {n} columns, more than 32-bit column indices hold"
-        )));
-    }
-    Ok(())
-}
-
 /// The projection matrix `R` (rows `k·A + a`, columns `r·N + c`) of `geom`.
 fn projection_matrix(geom: &ParallelGeometry) -> Result<Csr> {
-    let (n, na) = (geom.n(), geom.n_angles());
-    check_indexable(n * n, "the projection matrix")?;
-    let rows: Vec<Vec<(u32, f64)>> = (0..n * na)
-        .into_par_iter()
-        .map(|row| {
-            let (k, a) = (row / na, row % na);
-            let mut e = Vec::with_capacity(4 * n);
-            for j in 0..n {
-                let (rr, cc) = geom.sample_coords(a, k, j);
-                let b = BilinearSample::at(rr, cc);
-                let w = b.weights();
-                for (q, p) in b.corners_in_grid(n) {
-                    if w[q] != 0.0 {
-                        e.push((p as u32, w[q]));
-                    }
-                }
-            }
-            merge_sorted(e)
-        })
-        .collect();
-    Ok(Csr::from_rows(rows, n * n))
+    let n = geom.n();
+    ray_matrix(n, n, geom.n_angles(), |a, k, f| {
+        for j in 0..n {
+            let (rr, cc) = geom.sample_coords(a, k, j);
+            let b = BilinearSample::at(rr, cc);
+            f(&b, b.weights());
+        }
+    })
 }
 
 /// The FBP back-projection matrix `B` (rows `r·N + c`, columns `a·D + i` of the filtered
@@ -292,18 +155,6 @@ fn backprojection_matrix(geom: &ParallelGeometry, scale: f64) -> Result<Csr> {
 mod tests {
     use super::*;
 
-    #[test]
-    fn transpose_of_a_small_matrix() {
-        // [[1, 0, 2], [0, 3, 0]]
-        let m = Csr::from_rows(vec![vec![(0, 1.0), (2, 2.0)], vec![(1, 3.0)]], 3);
-        let t = m.transpose();
-        assert_eq!(t.rows, 3);
-        assert_eq!(t.crow, vec![0, 1, 2, 3]);
-        assert_eq!(t.col, vec![0, 1, 0]);
-        assert_eq!(t.val, vec![1.0, 3.0, 2.0]);
-        assert_eq!(t.transpose(), m);
-    }
-
     /// The entry counts behind `radon::sparse_bytes_estimate`: ≈ 1.95·A·N² for `R` and
     /// ≈ 2·A·π/4·N² for `B` (within 10 %).
     #[test]
@@ -318,11 +169,5 @@ mod tests {
         let b = backprojection_matrix(&geom, 1.0).unwrap();
         let ratio = b.nnz() as f64 / (2.0 * std::f64::consts::FRAC_PI_4 * n2a);
         assert!((0.9..1.1).contains(&ratio), "B: {ratio}");
-    }
-
-    #[test]
-    fn merge_sums_duplicates_and_drops_zeros() {
-        let m = merge_sorted(vec![(3, 1.0), (1, 0.5), (3, 2.0), (2, 0.0)]);
-        assert_eq!(m, vec![(1, 0.5), (3, 3.0)]);
     }
 }
