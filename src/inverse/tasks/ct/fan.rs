@@ -221,7 +221,7 @@ impl FanCtOperator {
             .map_err(|e| Error::Invalid(format!("fan geometry to TOML: {e}")))?;
         let file_name = |p: &Path| {
             p.file_name()
-                .map(|n| n.to_string_lossy().into_owned())
+                .map(|n| n.to_string_lossy().replace(|c: char| c.is_control(), "?"))
                 .unwrap_or_default()
         };
         let kept: Vec<String> = self
@@ -230,15 +230,19 @@ impl FanCtOperator {
             .iter()
             .map(|i| i.to_string())
             .collect();
+        let kept: Vec<String> = kept
+            .chunks(20)
+            .map(|c| format!("#   {}", c.join(", ")))
+            .collect();
         Ok(format!(
             "# Fan-beam geometry of the sinogram {} (written by `scoreinv simulate ct`): its \
-             columns are the\n# source angles angles_deg below, in this order. They are \
-             angles {} of the {} angles_deg of {}.\n# Units: mm, degrees (detector_pitch: \
+             columns are the\n# source angles angles_deg below, in this order. Of the {} \
+             angles_deg of {}, they are angles\n{}\n# Units: mm, degrees (detector_pitch: \
              degrees for a curved detector, mm for a flat one), detector_offset in bins.\n{body}",
             file_name(out),
-            kept.join(", "),
             self.op.geometry().n_angles(),
             file_name(&self.source),
+            kept.join("\n"),
         ))
     }
 }
