@@ -56,7 +56,7 @@ test: setup fixtures
 # Every example with the shipped models and reduced steps (PNGs under out/examples/).
 examples: release
 	$(CARGO) build --release --examples
-	for e in ct_sparse_view mri_undersampled inpaint colorize class_conditional train_your_own; do \
+	for e in ct_sparse_view ct_fan_beam mri_undersampled inpaint colorize class_conditional train_your_own; do \
 	  echo "== $$e"; target/release/examples/$$e || exit 1; done
 
 demo: release

@@ -30,6 +30,11 @@
 //! * full scan: `c_a = Δβ_a`, half the circular gap to the two neighbouring source angles
 //!   (`2π / A` on a uniform 360° grid); the ½ in `1/(2δ)` accounts for every line being
 //!   measured twice.
+//! * limited angle (one arc of `Δ < 180°`, [`ScanWeighting::Auto`] only): `c_a = 2 Δβ_a`
+//!   with `Δβ_a` the step along the arc. An arc under `180° − 2 γ_max` measures every line at
+//!   most once, which this weight counts as a short scan counts it (Parker's `w = 1`); the
+//!   lines it misses stay missing (no weighting completes the data). The three reconstructions
+//!   of the thirds of a full scan then add up to twice its full-scan reconstruction.
 //! * Parker (short scan over `[β_s, β_s + Δ]` with `Δ ≥ 180°`): `c_a(k) = 2 Δβ_a · w(β_a − β_s, γ_k)`
 //!   with the weights of Parker ("Optimal short scan convolution reconstruction for fan-beam
 //!   CT", Med. Phys. 9, 1982), generalised to over-scans by taking `δ = (Δ − π)/2` as the half
@@ -56,9 +61,10 @@ use crate::{OperatorError, Result};
 #[serde(rename_all = "kebab-case")]
 pub enum ScanWeighting {
     /// Parker when the source angles form one arc — their largest circular gap is more than
-    /// 1.5 × the median gap — of at least 180°; the full-scan quadrature otherwise (full
-    /// circles, uniformly spread sparse views, and arcs under 180°, which no weighting makes
-    /// complete).
+    /// 1.5 × the median gap — of at least 180°; for an arc under 180° (limited angle, which no
+    /// weighting makes complete) each view weighted by twice its step along the arc, every
+    /// line counted once; the full-scan quadrature otherwise (full circles, uniformly spread
+    /// sparse views).
     #[default]
     Auto,
     /// `c_a = Δβ_a` (circular gaps).
@@ -85,8 +91,8 @@ impl FanFbp {
         let arc = angle_arc(geom.angles_deg());
         let parker = match weighting {
             ScanWeighting::FullScan => None,
-            ScanWeighting::Auto => arc.filter(|a| a.is_short_scan && a.range >= PI),
-            ScanWeighting::Parker => match arc {
+            ScanWeighting::Auto => arc.clone().filter(|a| a.is_short_scan && a.range >= PI),
+            ScanWeighting::Parker => match arc.clone() {
                 Some(a) if a.range >= PI => Some(a),
                 _ => {
                     return Err(OperatorError::Invalid(format!(
@@ -100,9 +106,15 @@ impl FanFbp {
         let na = geom.n_angles();
         let d = geom.config().source_to_isocenter_mm;
         let mut view_weights = vec![0.0; nd * na];
-        let dbeta = match &parker {
-            Some(a) => a.arc_steps.clone(),
-            None => circular_steps(geom.angles_deg()),
+        // Auto on an arc under 180°: the arc's steps, each line counted once.
+        let limited = match (&parker, weighting, &arc) {
+            (None, ScanWeighting::Auto, Some(a)) if a.is_short_scan => Some(a.arc_steps.clone()),
+            _ => None,
+        };
+        let dbeta = match (&parker, &limited) {
+            (Some(a), _) => a.arc_steps.clone(),
+            (None, Some(steps)) => steps.clone(),
+            (None, None) => circular_steps(geom.angles_deg()),
         };
         for k in 0..nd {
             let g = geom.fan_angle(k);
@@ -116,6 +128,7 @@ impl FanFbp {
                         let b = (geom.angles_deg()[a] - arc.start_deg).rem_euclid(360.0);
                         2.0 * dbeta[a] * parker_weight(b.to_radians(), g, (arc.range - PI) / 2.0)
                     }
+                    None if limited.is_some() => 2.0 * dbeta[a],
                     None => dbeta[a],
                 };
                 view_weights[k * na + a] = pre * c;

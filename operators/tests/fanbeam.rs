@@ -797,6 +797,62 @@ fn short_scan_with_parker_weights() {
     }
 }
 
+/// Limited angle (an arc under 180°, `Auto`): each view weighs twice its step along the arc,
+/// so each line of the arc counts once. On the analytic Shepp–Logan sinogram (64² pixels of
+/// 1.6 mm, 360 views over 360°, fan ±21.5°, so a 120° arc sees every line at most once) the
+/// reconstructions of the three 120° thirds add up to twice the full-scan reconstruction
+/// (relative L2 ≤ 1e-10, measured 6e-16: the weights partition the full scan's), and the FBP
+/// of the first third beats the full-scan quadrature of the same views, whose end views weigh
+/// half the 240° gap, by at least 10 dB (measured 19.0 dB against 4.7 dB, curved and flat). Control: the full-scan quadrature's
+/// thirds do not add up (relative L2 > 0.5).
+#[test]
+fn limited_angle_fbp_counts_each_line_once() {
+    let phantom = shepp_logan(51.2);
+    let truth = in_circle(&rasterise(&phantom, 64, 1.6));
+    for shape in [DetectorShape::Curved, DetectorShape::Flat] {
+        let full = analytic_geometry_n(shape, 64, uniform_angles(360, 0.0, 360.0));
+        let sino = analytic_sinogram(&full, &phantom);
+        let (_, rec_full) = fbp_psnr(&full, ScanWeighting::Auto, &sino, &truth);
+        let mut sums = [
+            Array2::<f64>::zeros(truth.dim()),
+            Array2::<f64>::zeros(truth.dim()),
+        ];
+        let mut first = (0.0, 0.0);
+        for third in 0..3 {
+            let cols: Vec<usize> = (third * 120..(third + 1) * 120).collect();
+            let cfg = FanGeometryConfig {
+                angles_deg: cols.iter().map(|&a| full.angles_deg[a]).collect(),
+                ..full.clone()
+            };
+            let part = sino.select(ndarray::Axis(1), &cols);
+            for (i, w) in [ScanWeighting::Auto, ScanWeighting::FullScan]
+                .into_iter()
+                .enumerate()
+            {
+                let (p, rec) = fbp_psnr(&cfg, w, &part, &truth);
+                sums[i] += &rec;
+                if third == 0 {
+                    if i == 0 {
+                        first.0 = p;
+                    } else {
+                        first.1 = p;
+                    }
+                }
+            }
+        }
+        let twice = &rec_full * 2.0;
+        let (e, e_ctrl) = (rel_l2(&sums[0], &twice), rel_l2(&sums[1], &twice));
+        eprintln!(
+            "{shape:?}: thirds vs 2 × full: rel L2 {e:.2e} (full-scan quadrature {e_ctrl:.3}); \
+             FBP of 0°–120°: PSNR {:.2} dB (full-scan quadrature {:.2} dB)",
+            first.0, first.1
+        );
+        assert!(e <= 1e-10, "{shape:?}: {e}");
+        assert!(e_ctrl > 0.5, "{shape:?}: control {e_ctrl}");
+        assert!(first.0 >= first.1 + 10.0, "{shape:?}: {first:?}");
+    }
+}
+
 /// Sparse-view fan beam is `Decomposed`: `subsample ∘ transform = A`, `embed` zero-fills the
 /// unmeasured columns, `Λ` marks the measured ones, `T⁻¹` is the full-grid FBP, and both `A`
 /// and `T` are adjoint pairs.

@@ -376,6 +376,7 @@ pub fn run_study(
         output.figure.check(h as usize, w as usize)?;
     }
     let op = task.operator(&size, cfg.seed as u64, device)?;
+    let noise = noise.for_operator(op.as_ref());
     let mut methods = baseline_methods(&baselines, op.tv_config(), cfg);
     let (score, mut notes) = score_methods(
         &cfg.methods,

@@ -8,7 +8,7 @@
 //!
 //! | task | `A` | measurement file (`simulate --out Y.npy`) | side files |
 //! |---|---|---|---|
-//! | `ct` | sparse-view parallel-beam Radon, `n_views` of `n_angles` over `[0°, 180°)` (Song et al. 2022) | sinogram `[N, n_views]` f32 | `Y_angles.npy` kept angles (degrees, f64), `Y_mask.npy` `[n_angles]` 0/1 |
+//! | `ct` | sparse-view parallel-beam Radon, `n_views` of `n_angles` over `[0°, 180°)` (Song et al. 2022), or fan beam from a geometry file; limited angle with `angles_range` | sinogram `[N_det, n_views]` f32 | `Y_angles.npy` kept angles (degrees, f64), `Y_mask.npy` `[n_angles]` 0/1; fan beam: `Y_geometry.toml` the acquired views' geometry |
 //! | `mri` | `M F` (single coil) or SENSE `M F S` (Pruessmann et al. 1999), fastMRI masks | k-space `[H, W]` / `[coils, H, W]` complex64, zero where not sampled | `Y_mask.npy` `[H, W]` 0/1, `Y_maps.npy` coil maps `[coils, H, W]` complex64 |
 //! | `inpaint` | `Λ ⊙ x` (score_sde's inpainting) | masked image `[C, H, W]` f32 | `Y_mask.npy` `[H, W]` 0/1 |
 //! | `colorize` | gray channel of score_sde's orthonormal colour decoupling | gray image `mean(R, G, B)` `[H, W]` f32 | — |
@@ -18,7 +18,9 @@
 //! only, `poisson:I0[:MU]`. Without `MU`, Poisson noise uses the attenuation scale of the
 //! LoDoPaB-CT benchmark (Leuschner et al. 2021): images in `[0, 1]` are attenuation relative to
 //! `μ_max = 81.35858 m⁻¹` over a 26 cm field of view, so one unit of line integral (one pixel of
-//! value 1) attenuates by `μ = μ_max · 0.26 m / N` for an `N`-pixel-wide image.
+//! value 1) attenuates by `μ = μ_max · 0.26 m / N` for an `N`-pixel-wide image; an operator
+//! whose line integrals have a physical length unit ([`TaskOperator::line_integral_unit_m`],
+//! fan-beam CT: millimetres) uses `μ = μ_max · unit` instead.
 //!
 //! Real measurements have no known scale (fastMRI k-space, raw sinograms), while the TV preset
 //! and score priors assume images in `[0, 1]`: [`reconstruct_measurement`] therefore divides the
@@ -115,7 +117,7 @@ pub trait TaskOperator: Send + Sync {
         Ok(None)
     }
     /// The suffixes of the side files written next to a measurement `Y.npy`
-    /// (`Y_{suffix}.npy`).
+    /// (`Y_{suffix}.npy`, or `Y_{suffix}` for a suffix with an extension: [`side_path`]).
     fn side_files(&self) -> Vec<&'static str> {
         Vec::new()
     }
@@ -124,6 +126,12 @@ pub trait TaskOperator: Send + Sync {
     fn write_measurement(&self, y: &Tensor, out: &Path) -> Result<()>;
     /// The k-space sampling mask of an MRI operator.
     fn sampling_mask(&self) -> Option<&scoreinv_operators::SamplingMask> {
+        None
+    }
+    /// CT: the length in metres of one unit of the measurement's line integrals of images in
+    /// `[0, 1]`, for photon noise with LoDoPaB's attenuation; `None`: one pixel of a 26 cm
+    /// field of view (see the module doc).
+    fn line_integral_unit_m(&self) -> Option<f64> {
         None
     }
 }
@@ -260,8 +268,11 @@ pub(crate) fn check_chw(task: &str, name: &str, shape: &[i64]) -> Result<(i64, i
 pub struct TaskNoise {
     /// The parsed model.
     pub model: NoiseModel,
-    /// `poisson:I0` without `MU`: use LoDoPaB's `μ = μ_max · 0.26 m / N_det` at apply time.
+    /// `poisson:I0` without `MU`: use LoDoPaB's `μ = μ_max · 0.26 m / N_det` at apply time,
+    /// or `μ_max · unit_m` when set.
     pub lodopab_mu: bool,
+    /// The length in metres of one unit of line integral ([`TaskNoise::for_operator`]).
+    pub unit_m: Option<f64>,
 }
 
 impl TaskNoise {
@@ -280,7 +291,20 @@ impl TaskNoise {
                 task.name()
             )));
         }
-        Ok(Self { model, lodopab_mu })
+        Ok(Self {
+            model,
+            lodopab_mu,
+            unit_m: None,
+        })
+    }
+
+    /// The noise for measurements of `op`: takes its line-integral unit
+    /// ([`TaskOperator::line_integral_unit_m`]).
+    pub fn for_operator(self, op: &dyn TaskOperator) -> Self {
+        Self {
+            unit_m: op.line_integral_unit_m(),
+            ..self
+        }
     }
 
     /// `y + n` for a clean measurement batch `y`.
@@ -293,8 +317,8 @@ impl TaskNoise {
                     ));
                 }
                 let n_det = y.size()[y.dim() - 2] as f64;
-                let p = PoissonNoise::new(p.i0)?
-                    .with_mu_scale(LODOPAB_MU_MAX * LODOPAB_FOV_M / n_det)?;
+                let unit_m = self.unit_m.unwrap_or(LODOPAB_FOV_M / n_det);
+                let p = PoissonNoise::new(p.i0)?.with_mu_scale(LODOPAB_MU_MAX * unit_m)?;
                 Ok(p.apply(y)?)
             }
             m => Ok(m.apply(y)?),
@@ -390,6 +414,7 @@ pub fn simulate_to_file(
     let shape = case.truth.size();
     task.check_image(&case.name, &shape)?;
     let op = task.operator(&shape, cfg.seed as u64, device)?;
+    let noise = noise.for_operator(op.as_ref());
     let mut inputs = crate::data::cases::spec_paths(&cfg.ground_truth);
     inputs.extend(task.input_files());
     let files = measurement_files(op.as_ref(), out);
@@ -474,14 +499,19 @@ pub fn read_simulation_record(measurement: &Path) -> Result<Option<SimulationRec
     Ok(Some(r))
 }
 
-/// `out` with `_suffix` before `.npy`: `meas.npy` → `meas_mask.npy`.
+/// `out` with `_suffix` before `.npy`: `meas.npy` → `meas_mask.npy`; a suffix with its own
+/// extension keeps it: `geometry.toml` → `meas_geometry.toml`.
 pub fn side_path(out: &Path, suffix: &str) -> PathBuf {
     let name = out
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
     let stem = name.strip_suffix(".npy").unwrap_or(&name);
-    out.with_file_name(format!("{stem}_{suffix}.npy"))
+    if suffix.contains('.') {
+        out.with_file_name(format!("{stem}_{suffix}"))
+    } else {
+        out.with_file_name(format!("{stem}_{suffix}.npy"))
+    }
 }
 
 /// Checks an output path for a measurement: ends in `.npy`.
