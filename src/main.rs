@@ -2,6 +2,13 @@
 mod cli;
 
 fn main() {
+    // Output piped into a reader that stops early (`scoreinv ... | head`) ends the program as it
+    // ends `cat` or `grep`, instead of a panic in `println!` ("failed printing to stdout").
+    #[cfg(unix)]
+    // SAFETY: restoring the default action of one signal before any thread starts.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     scoreinv::runtime::quiet_known_torch_warnings();
     if let Err(e) = cli::run() {
         eprintln!("error: {}", cli::flagify(&format!("{e:#}")));
