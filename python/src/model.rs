@@ -1,0 +1,193 @@
+//! `scoreinv.load_model(dir)`: a trained score model with its SDE and configuration.
+use crate::convert::device;
+use crate::errors::{guarded, lib_err};
+use pyo3::exceptions::{PyFileNotFoundError, PyValueError};
+use pyo3::prelude::*;
+use pyo3_tch::PyTensor;
+use scoreinv::models::ScoreModel;
+use scoreinv::sde::{Sde, SdeConfig};
+use std::path::PathBuf;
+use std::sync::Arc;
+use tch::{Kind, Tensor};
+
+/// A model directory loaded onto a device: `s(x, t) ≈ ∇ₓ log pₜ(x)` and its SDE.
+#[pyclass(name = "Model", module = "scoreinv._scoreinv", frozen)]
+pub struct PyModel {
+    model: Arc<dyn ScoreModel>,
+    sde: Arc<dyn Sde>,
+    sde_config: SdeConfig,
+    config_json: String,
+    dir: PathBuf,
+    device: tch::Device,
+}
+
+#[pymethods]
+impl PyModel {
+    /// The model directory.
+    #[getter]
+    fn path(&self) -> String {
+        self.dir.display().to_string()
+    }
+    /// `config.json` as JSON text.
+    #[getter]
+    fn config_json(&self) -> String {
+        self.config_json.clone()
+    }
+    /// The SDE's settings as JSON text (`{"type": "ve", "sigma_min": …}`).
+    #[getter]
+    fn sde_json(&self) -> PyResult<String> {
+        serde_json::to_string(&self.sde_config)
+            .map_err(|e| PyValueError::new_err(format!("SDE settings: {e}")))
+    }
+    /// `ve`, `vp` or `sub-vp`.
+    #[getter]
+    fn sde_kind(&self) -> &'static str {
+        match self.sde.kind() {
+            scoreinv::sde::SdeKind::Ve => "ve",
+            scoreinv::sde::SdeKind::Vp => "vp",
+            scoreinv::sde::SdeKind::SubVp => "sub-vp",
+        }
+    }
+    /// The SDE's number of discretisation steps `N`.
+    #[getter]
+    fn n_steps(&self) -> usize {
+        self.sde.n_steps()
+    }
+    /// The smallest time used when sampling.
+    #[getter]
+    fn sampling_eps(&self) -> f64 {
+        self.sde.sampling_eps()
+    }
+    /// Per-sample shape `[C, H, W]` the model scores, if fixed.
+    #[getter]
+    fn sample_shape(&self) -> Option<Vec<i64>> {
+        self.model.sample_shape()
+    }
+    /// Whether images of any size are scored (a patch model).
+    #[getter]
+    fn any_size(&self) -> bool {
+        self.model.any_size()
+    }
+    /// The device the weights are on (`cpu`, `cuda:0`, …).
+    #[getter]
+    fn device(&self) -> String {
+        match self.device {
+            tch::Device::Cpu => "cpu".into(),
+            tch::Device::Cuda(i) => format!("cuda:{i}"),
+            tch::Device::Mps => "mps".into(),
+            tch::Device::Vulkan => "vulkan".into(),
+        }
+    }
+    /// `(m(t), s(t))`: `x(t) | x(0) ~ N(m(t) x(0), s(t)² I)`.
+    fn mean_coeff_std(&self, t: f64) -> PyResult<(f64, f64)> {
+        if !(t.is_finite() && (0.0..=self.sde.t_end()).contains(&t)) {
+            return Err(PyValueError::new_err(format!(
+                "t {t}: the SDE's time runs over [0, {}]",
+                self.sde.t_end()
+            )));
+        }
+        Ok(self.sde.mean_coeff_std(t))
+    }
+    /// `s(x, t)` for `x` `[B] ++ sample_shape` (float32, on the model's device) and `t` `[B]`
+    /// in `(0, 1]`. Records autograd when `x` requires grad.
+    fn score(&self, py: Python<'_>, x: PyTensor, t: PyTensor) -> PyResult<PyTensor> {
+        let (x, t) = (x.0, t.0);
+        check_input(self, &x, &t)?;
+        let model = self.model.clone();
+        py.allow_threads(move || guarded("score", || Ok(PyTensor(model.score(&x, &t)))))
+    }
+}
+
+fn check_input(m: &PyModel, x: &Tensor, t: &Tensor) -> PyResult<()> {
+    let s = x.size();
+    let want = m.model.sample_shape();
+    let ok = match &want {
+        Some(w) if m.model.any_size() => s.len() == w.len() + 1 && s.get(1) == w.first(),
+        Some(w) => s.len() == w.len() + 1 && s[1..] == w[..],
+        None => !s.is_empty(),
+    };
+    if !ok {
+        return Err(PyValueError::new_err(format!(
+            "score: x has shape {s:?}, the model scores [B] + {:?}{}",
+            want.unwrap_or_default(),
+            if m.model.any_size() {
+                " (any H, W)"
+            } else {
+                ""
+            }
+        )));
+    }
+    if x.kind() != Kind::Float {
+        return Err(PyValueError::new_err(format!(
+            "score: x has dtype {:?}; the model's weights are float32",
+            x.kind()
+        )));
+    }
+    if x.device() != m.device || t.device() != m.device {
+        return Err(PyValueError::new_err(format!(
+            "score: x is on {:?} and t on {:?}, the model on {:?}",
+            x.device(),
+            t.device(),
+            m.device
+        )));
+    }
+    if t.size() != [s[0]] || t.kind() != Kind::Float {
+        return Err(PyValueError::new_err(format!(
+            "score: t must be float32 of shape [{}] (one time per sample), got {:?} ({:?})",
+            s[0],
+            t.size(),
+            t.kind()
+        )));
+    }
+    let (lo, hi) = tch::no_grad(|| {
+        let lo = t.min().double_value(&[]);
+        let hi = t.max().double_value(&[]);
+        (lo, hi)
+    });
+    if !(lo > 0.0 && hi <= m.sde.t_end()) {
+        return Err(PyValueError::new_err(format!(
+            "score: t spans [{lo}, {hi}], the SDE's times are in (0, {}]",
+            m.sde.t_end()
+        )));
+    }
+    Ok(())
+}
+
+/// Loads `dir` (config.json + model.safetensors) onto `device_name`.
+#[pyfunction]
+#[pyo3(signature = (dir, device_name="cpu"))]
+pub fn load_model(py: Python<'_>, dir: PathBuf, device_name: &str) -> PyResult<PyModel> {
+    let dev = device(device_name)?;
+    if !dir.is_dir() {
+        return Err(PyFileNotFoundError::new_err(format!(
+            "model directory {} does not exist (expected a folder with config.json and \
+             model.safetensors)",
+            dir.display()
+        )));
+    }
+    for f in ["config.json", "model.safetensors"] {
+        if !dir.join(f).is_file() {
+            return Err(PyFileNotFoundError::new_err(format!(
+                "model directory {}: {f} is missing",
+                dir.display()
+            )));
+        }
+    }
+    let d = dir.clone();
+    let (model, sde_config, cfg) = py.allow_threads(move || {
+        guarded("load_model", || {
+            scoreinv::models::model_dir::load_model_dir(&d, dev).map_err(lib_err)
+        })
+    })?;
+    let config_json = serde_json::to_string(&cfg)
+        .map_err(|e| PyValueError::new_err(format!("model config: {e}")))?;
+    let sde = sde_config.build().map_err(lib_err)?;
+    Ok(PyModel {
+        model: Arc::from(model),
+        sde: Arc::from(sde),
+        sde_config,
+        config_json,
+        dir,
+        device: dev,
+    })
+}
