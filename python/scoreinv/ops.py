@@ -98,7 +98,7 @@ class Operator:
     def _apply(self, direction: str, x, per_sample: tuple):
         t, back = as_tensor(x, f"{self.name}.{direction}")
         real_dtype_of(t, f"{self.name}.{direction}")
-        single = t.dim() == len(per_sample)
+        single = per_sample is not None and t.dim() == len(per_sample)
         if single:
             t = t.unsqueeze(0)
         if direction in ("forward", "adjoint") and torch.is_grad_enabled() and t.requires_grad:
@@ -122,6 +122,31 @@ class Operator:
     def pseudo_inverse(self, y):
         """``A⁺ y`` (or the operator's documented approximation of it)."""
         return self._apply("pseudo_inverse", y, self.output_shape)
+
+    # The decomposition A = P(Λ)·T of the projection sampler (Song et al. 2022), where the
+    # operator has one: ``transform`` (T x), ``inverse_transform`` (T⁻¹ z), ``subsample``
+    # (P(Λ) z, so that A x = subsample(transform(x))), ``embed`` (a measurement placed in the
+    # transformed domain) and ``mask`` (Λ).
+
+    def transform(self, x):
+        """``T x``."""
+        return self._apply("transform", x, self.input_shape)
+
+    def inverse_transform(self, z):
+        """``T⁻¹ z`` (approximate for CT, where it is full-view FBP)."""
+        return self._apply("inverse_transform", z, None)
+
+    def subsample(self, z):
+        """``P(Λ) z``: the measurement of the transformed-domain ``z``."""
+        return self._apply("subsample", z, None)
+
+    def embed(self, y):
+        """``y`` placed in the transformed domain (0 where it determines nothing)."""
+        return self._apply("embed", y, self.output_shape)
+
+    def mask(self, device="cpu", dtype=torch.float32):
+        """``Λ``: weights in ``[0, 1]`` broadcastable to the transformed domain."""
+        return self._rust(dtype, torch.device(device)).mask(device_name(device))
 
     @property
     def has_decomposition(self) -> bool:

@@ -255,3 +255,60 @@ def test_fanbeam_geometry_from_a_toml_file(tmp_path):
     from_file = ops.FanBeam(tmp_path / "fan.toml")
     x = torch.rand(1, 1, 24, 24, dtype=torch.float64)
     assert torch.equal(from_file.forward(x), OPERATORS["fanbeam"].forward(x))
+
+
+def test_decomposition_reproduces_the_operator():
+    """A x = P(Λ)(T x) for the operators with the projection sampler's decomposition, and the
+    embedded measurement is subsampled back to itself."""
+    for name in ("radon-sparse", "fanbeam-sparse", "mri", "inpaint", "grayscale", "blur-circular"):
+        op = OPERATORS[name]
+        assert op.has_decomposition, name
+        x = torch.rand((2,) + op.input_shape, dtype=torch.float64)
+        ax = op.forward(x)
+        assert torch.allclose(op.subsample(op.transform(x)), ax, atol=1e-10), name
+        if name != "blur-circular":  # Wiener embedding: only Λ ⊙ embed(y) is exact
+            assert torch.allclose(op.subsample(op.embed(ax)), ax, atol=1e-10), name
+        lam = op.mask(dtype=torch.float64)
+        assert float(lam.min()) >= 0.0 and float(lam.max()) <= 1.0, name
+    assert not OPERATORS["sense"].has_decomposition
+    with pytest.raises(ValueError, match="needs the decomposition"):
+        OPERATORS["sense"].transform(torch.rand((1,) + OPERATORS["sense"].input_shape))
+
+
+def _ticks_while(call):
+    """How many loop turns the main thread makes while another thread runs ``call``, with a
+    switch interval of 1 s: a call holding the GIL keeps the main thread out to its end."""
+    import sys
+    import threading
+
+    inside = threading.Event()
+    done = threading.Event()
+
+    def work():
+        inside.set()
+        call()
+        done.set()
+
+    old = sys.getswitchinterval()
+    sys.setswitchinterval(1.0)
+    try:
+        th = threading.Thread(target=work)
+        th.start()
+        inside.wait()
+        ticks = 0
+        while not done.is_set():
+            ticks += 1
+        th.join()
+    finally:
+        sys.setswitchinterval(old)
+    return ticks
+
+
+def test_long_calls_release_the_gil():
+    """While one thread is inside the Rust library, another runs Python."""
+    op = ops.Radon(192, angles=180)
+    x = torch.rand(8, 1, 192, 192)
+    op.forward(x)  # warm-up (tables built)
+    assert _ticks_while(lambda: op.forward(x)) > 1000
+    # control: a call of pure Python holding the GIL lets the other thread count (almost) nothing
+    assert _ticks_while(lambda: sum(i * i for i in range(300_000))) < 1000
