@@ -6,6 +6,9 @@ them.
   zero-filled, Wiener) of a :class:`scoreinv.ops.Operator`. Complex measurements of real images
   (MRI) are shown to deepinv as real tensors ``[..., 2]`` (``torch.view_as_real``), so that the
   adjoint is the adjoint for the real inner product deepinv uses, ``Re(Aᴴ y)``.
+* :func:`operator` — the reverse: a deepinv ``LinearPhysics`` as a scoreinv operator, so that
+  :func:`scoreinv.reconstruct` runs the library's samplers (``dps``, ``ddim``, ``diffpir``) and
+  baselines on it.
 * :func:`denoiser` — Tweedie's formula on a score model,
   ``D(x, σ) = x + σ² ∇ log p_σ(x)`` (see :meth:`scoreinv.Model.denoise`), for images in
   ``[0, 1]`` as deepinv's denoisers take them.
@@ -23,9 +26,9 @@ except ImportError as e:  # pragma: no cover - depends on the environment
     ) from e
 
 from .models import Model
-from .ops import Operator
+from .ops import Operator, from_callables
 
-__all__ = ["physics", "denoiser", "ScoreinvPhysics", "TweedieDenoiser"]
+__all__ = ["physics", "denoiser", "operator", "ScoreinvPhysics", "TweedieDenoiser"]
 
 
 class ScoreinvPhysics(_dinv.physics.LinearPhysics):
@@ -85,3 +88,27 @@ def denoiser(model: Model) -> TweedieDenoiser:
     if not isinstance(model, Model):
         raise TypeError(f"denoiser: expected a scoreinv.Model, got {type(model).__name__}")
     return TweedieDenoiser(model)
+
+
+def operator(physics, img_size=None, name: str = "deepinv") -> Operator:
+    """A deepinv ``LinearPhysics`` as a scoreinv operator on images ``img_size`` (default
+    ``physics.img_size``): ``A``, ``A_adjoint`` and ``A_dagger`` of the physics, without its
+    noise model. The measurement shape is that of ``physics.A`` on a zero image."""
+    if not isinstance(physics, _dinv.physics.LinearPhysics):
+        raise TypeError(
+            f"operator: expected a deepinv.physics.LinearPhysics, got {type(physics).__name__}"
+        )
+    size = img_size if img_size is not None else getattr(physics, "img_size", None)
+    if size is None:
+        raise ValueError("operator: give img_size (C, H, W); the physics does not record it")
+    size = tuple(int(s) for s in size)
+    with torch.no_grad():
+        out = physics.A(torch.zeros((1,) + size))
+    return from_callables(
+        lambda x: physics.A(x),
+        lambda y: physics.A_adjoint(y),
+        size,
+        tuple(out.shape[1:]),
+        pseudo_inverse=lambda y: physics.A_dagger(y),
+        name=name,
+    )

@@ -82,6 +82,29 @@ class Model:
             t = torch.full((x.shape[0],), float(t), dtype=torch.float32, device=x.device)
         return back(self._m.score(x, t))
 
+    def sample(self, n: int, sampler: str = "pc", steps: int | None = None, seed: int = 0,
+               batch: int | None = None, progress=False, **options):
+        """``n`` unconditional samples ``[n] + sample_shape`` (float32, on the model's device) in
+        the raw units of the training data, drawn as ``scoreinv sample --sampler SAMPLER
+        --steps STEPS --seed SEED`` draws them (``samples.npy``): ``sampler`` ``pc`` (default),
+        ``ode``, ``ald`` or ``ancestral``; ``options``: ``predictor``, ``corrector``, ``snr``,
+        ``n_corrector_steps``, ``temperature``, ``step_lr``, ``ode_solver``, ``rtol``, ``atol``,
+        ``no_denoise``. Seeds torch's global generator as the command line does."""
+        from .tasks import _positive_int, _progress
+
+        n = _positive_int("n", n)
+        batch = _positive_int("batch", batch) or min(n, 64)
+        opts = {"sampler": sampler, "steps": _positive_int("steps", steps), **options}
+        if seed < 0:
+            raise ValueError(f"seed {seed}: must be non-negative")
+        bar, callback = _progress(progress)
+        try:
+            x, nfe = self._m.sample(n, json.dumps(opts), batch, int(seed), callback)
+        finally:
+            if bar is not None:
+                bar.close()
+        return x
+
     def to_model_space(self, x):
         """Images in ``[0, 1]`` → the model's units (``2x − 1`` for a centred model)."""
         return 2 * x - 1 if self.config["data"].get("centered", False) else x

@@ -30,6 +30,7 @@ __all__ = [
     "Grayscale",
     "Blur",
     "mri_mask",
+    "from_callables",
 ]
 
 
@@ -326,3 +327,27 @@ class Blur(Operator):
         p = None if psf is None else as_tensor(psf, "psf")[0]
         op = _scoreinv.blur(h, w, sigma, p, boundary, channels, epsilon)
         super().__init__(lambda dtype, device: op)
+
+
+def from_callables(
+    forward: Callable,
+    adjoint: Callable,
+    input_shape: Sequence[int],
+    output_shape: Sequence[int],
+    pseudo_inverse: Callable | None = None,
+    name: str = "python",
+) -> Operator:
+    """An operator defined in Python — ``forward(x)``, ``adjoint(y)`` and optionally
+    ``pseudo_inverse(y)`` (default: the adjoint) on batches ``[B] + input_shape`` →
+    ``[B] + output_shape`` — so that the library's methods (``dps``, ``ddim``, ``diffpir``, the
+    baselines) run on it through :func:`scoreinv.reconstruct`. The library calls it from its own
+    threads, taking the GIL for each call."""
+    op = _scoreinv.callback_operator(
+        str(name),
+        [int(s) for s in input_shape],
+        [int(s) for s in output_shape],
+        forward,
+        adjoint,
+        pseudo_inverse,
+    )
+    return Operator._wrap(op)

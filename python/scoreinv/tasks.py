@@ -85,6 +85,17 @@ class Reconstruction(NamedTuple):
     nfe: int | None
 
 
+# The task whose methods and presets apply to an operator of scoreinv.ops, by operator name.
+_TASK_OF_OPERATOR = {
+    "radon": "ct",
+    "fanbeam": "ct",
+    "mri": "mri",
+    "sense": "mri",
+    "masking": "inpaint",
+    "grayscale": "colorize",
+    "blur": "deblur",
+}
+
 # ScoreSettings fields a caller may set (``lambda`` is a Python keyword: ``lambda_``).
 _SCORE_FIELDS = {
     "snr": "snr",
@@ -122,10 +133,13 @@ def reconstruct(
     tv_lambda: float | None = None,
     tv_iters: int | None = None,
     progress: bool = False,
+    task_name: str | None = None,
     **score_settings,
 ):
     """Reconstructs the measurement ``y`` (``[B] + A.output_shape`` or one measurement) of
-    ``task`` with ``method`` (one name, comma-separated names or a list: the task's baselines
+    ``task`` — a :class:`Task`, or any operator (:mod:`scoreinv.ops`, :func:`ops.from_callables`,
+    :func:`scoreinv.deepinv.operator`) with the methods and published settings of the task
+    ``task_name`` (inferred for the operators of :mod:`scoreinv.ops`) — with ``method`` (one name, comma-separated names or a list: the task's baselines
     and, with ``model``, ``score``, ``score-sde``, ``dps``, ``ddim``, ``diffpir``).
 
     Defaults as ``scoreinv reconstruct``: ``steps`` the model's SDE, the sampler settings
@@ -141,8 +155,23 @@ def reconstruct(
     Returns a :class:`Reconstruction` for one method, a dict of them by method name for
     several. Runs on ``y``'s device, with the GIL released.
     """
-    if not isinstance(task, Task):
-        raise TypeError(f"task: expected a scoreinv.Task, got {type(task).__name__}")
+    if isinstance(task, Operator):
+        op = task
+        if task_name is None:
+            task_name = _TASK_OF_OPERATOR.get(op.name)
+        if task_name is None:
+            raise ValueError(
+                f"task_name: name the task whose methods and published settings apply to the "
+                f"{op.name} operator (one of {', '.join(TASKS)})"
+            )
+    elif isinstance(task, Task):
+        op = None
+        if task_name is not None and task_name != task.name:
+            raise ValueError(f"task_name {task_name!r}: the task is {task.name!r}")
+    else:
+        raise TypeError(
+            f"task: expected a scoreinv.Task or a scoreinv.ops.Operator, got {type(task).__name__}"
+        )
     unknown = set(score_settings) - set(_SCORE_FIELDS)
     if unknown:
         raise TypeError(
@@ -166,21 +195,29 @@ def reconstruct(
         if v is not None:
             settings[_SCORE_FIELDS[k]] = v
     t, back = as_tensor(y, "reconstruct: y")
-    single = t.dim() == len(task._t.operator(device_name(t.device)).output_shape)
+    if op is None:
+        out_shape = task._t.operator(device_name(t.device)).output_shape
+    else:
+        out_shape = op.output_shape
+    single = t.dim() == len(out_shape)
     if single:
         t = t.unsqueeze(0)
+    args = (
+        t,
+        methods,
+        json.dumps(settings),
+        tv_lambda,
+        _positive_int("tv_iters", tv_iters),
+        int(seed),
+        bool(normalise),
+    )
     bar, callback = _progress(progress)
     try:
-        runs, notes = task._t.reconstruct(
-            t,
-            methods,
-            json.dumps(settings),
-            tv_lambda,
-            _positive_int("tv_iters", tv_iters),
-            int(seed),
-            bool(normalise),
-            callback,
-        )
+        if op is None:
+            runs, notes = task._t.reconstruct(*args, callback)
+        else:
+            rust = op._rust(torch.float32, t.device)
+            runs, notes = _scoreinv.reconstruct_operator(rust, task_name, *args, callback)
     finally:
         if bar is not None:
             bar.close()

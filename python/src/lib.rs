@@ -5,6 +5,7 @@
 use pyo3::prelude::*;
 use pyo3_tch::PyTensor;
 
+mod callback;
 mod convert;
 mod data;
 mod errors;
@@ -39,6 +40,8 @@ fn _scoreinv(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(model::load_model, m)?)?;
     m.add_function(wrap_pyfunction!(task::task, m)?)?;
     m.add_function(wrap_pyfunction!(task::task_names, m)?)?;
+    m.add_function(wrap_pyfunction!(task::reconstruct_operator, m)?)?;
+    m.add_function(wrap_pyfunction!(callback::callback_operator, m)?)?;
     m.add_function(wrap_pyfunction!(metrics::psnr, m)?)?;
     m.add_function(wrap_pyfunction!(metrics::ssim, m)?)?;
     m.add_function(wrap_pyfunction!(data::ground_truth, m)?)?;

@@ -5,6 +5,7 @@ use pyo3::exceptions::{PyFileNotFoundError, PyValueError};
 use pyo3::prelude::*;
 use pyo3_tch::PyTensor;
 use scoreinv::models::ScoreModel;
+use scoreinv::sampling::run::{build_sampler, sample_model, SamplerOptions};
 use scoreinv::sde::{Sde, SdeConfig};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -14,6 +15,7 @@ use tch::{Kind, Tensor};
 #[pyclass(name = "Model", module = "scoreinv._scoreinv", frozen)]
 pub struct PyModel {
     model: Arc<dyn ScoreModel>,
+    data: scoreinv::models::model_dir::DataInfo,
     sde: Arc<dyn Sde>,
     sde_config: SdeConfig,
     config_json: String,
@@ -87,6 +89,57 @@ impl PyModel {
             )));
         }
         Ok(self.sde.mean_coeff_std(t))
+    }
+    /// `n` unconditional samples, in the raw units of the training data (as `samples.npy` of
+    /// `scoreinv sample`), drawn as `scoreinv sample --seed SEED` draws them: the sampler
+    /// `options_json` (the fields of `SamplerOptions`: sampler, steps, predictor, corrector,
+    /// snr, n_corrector_steps, temperature, step_lr, ode_solver, rtol, atol, no_denoise) in
+    /// batches of `batch`. Returns the samples and the network evaluations per sample.
+    #[pyo3(signature = (n, options_json, batch, seed, progress=None))]
+    fn sample(
+        &self,
+        py: Python<'_>,
+        n: usize,
+        options_json: &str,
+        batch: usize,
+        seed: u64,
+        progress: Option<PyObject>,
+    ) -> PyResult<(PyTensor, usize)> {
+        let opts = sampler_options(options_json)?;
+        let sampler = build_sampler(&opts, &self.sde_config).map_err(lib_err)?;
+        let shape = self
+            .model
+            .sample_shape()
+            .unwrap_or_else(|| self.data.shape.clone());
+        let (model, data, dev) = (self.model.clone(), self.data.clone(), self.device);
+        py.allow_threads(move || {
+            guarded("sample", || {
+                let mut last = 0u64;
+                let mut report = |done: u64, total: u64| {
+                    if let Some(cb) = progress.as_ref().filter(|_| done != last) {
+                        last = done;
+                        Python::with_gil(|py| {
+                            if let Err(e) = cb.call1(py, ("sample", done, total)) {
+                                e.print(py);
+                            }
+                        });
+                    }
+                };
+                let run = sample_model(
+                    model.as_ref(),
+                    sampler.as_ref(),
+                    &shape,
+                    n,
+                    batch,
+                    seed,
+                    dev,
+                    &mut report,
+                )
+                .map_err(lib_err)?;
+                let raw = data.denormalize(&run.x.to_kind(Kind::Float));
+                Ok((PyTensor(raw), run.nfe / run.batches.max(1)))
+            })
+        })
     }
     /// `s(x, t)` for `x` `[B] ++ sample_shape` (float32, on the model's device) and `t` `[B]`
     /// in `(0, 1]`. Records autograd when `x` requires grad.
@@ -184,10 +237,66 @@ pub fn load_model(py: Python<'_>, dir: PathBuf, device_name: &str) -> PyResult<P
     let sde = sde_config.build().map_err(lib_err)?;
     Ok(PyModel {
         model: Arc::from(model),
+        data: cfg.data.clone(),
         sde: Arc::from(sde),
         sde_config,
         config_json,
         dir,
         device: dev,
+    })
+}
+
+/// `SamplerOptions` from JSON text (missing fields: the sampler's defaults).
+fn sampler_options(text: &str) -> PyResult<SamplerOptions> {
+    let v: serde_json::Value = serde_json::from_str(text)
+        .map_err(|e| PyValueError::new_err(format!("sampler options: {e}")))?;
+    let o = v
+        .as_object()
+        .ok_or_else(|| PyValueError::new_err("sampler options: expected keyword arguments"))?;
+    let field = |k: &str| o.get(k).filter(|v| !v.is_null());
+    fn parse<T: serde::de::DeserializeOwned>(
+        k: &str,
+        v: Option<&serde_json::Value>,
+    ) -> PyResult<Option<T>> {
+        v.map(|v| {
+            serde_json::from_value(v.clone())
+                .map_err(|e| PyValueError::new_err(format!("sampler option `{k}` {v}: {e}")))
+        })
+        .transpose()
+    }
+    const KNOWN: [&str; 12] = [
+        "sampler",
+        "steps",
+        "predictor",
+        "corrector",
+        "snr",
+        "n_corrector_steps",
+        "temperature",
+        "step_lr",
+        "ode_solver",
+        "rtol",
+        "atol",
+        "no_denoise",
+    ];
+    if let Some(k) = o.keys().find(|k| !KNOWN.contains(&k.as_str())) {
+        return Err(PyValueError::new_err(format!(
+            "sampler option `{k}` is unknown; options: {}",
+            KNOWN.join(", ")
+        )));
+    }
+    let d = SamplerOptions::default();
+    Ok(SamplerOptions {
+        sampler: parse("sampler", field("sampler"))?.unwrap_or(d.sampler),
+        steps: parse("steps", field("steps"))?,
+        predictor: parse("predictor", field("predictor"))?,
+        corrector: parse("corrector", field("corrector"))?,
+        snr: parse("snr", field("snr"))?,
+        n_corrector_steps: parse("n_corrector_steps", field("n_corrector_steps"))?,
+        temperature: parse("temperature", field("temperature"))?,
+        step_lr: parse("step_lr", field("step_lr"))?,
+        ode_solver: parse("ode_solver", field("ode_solver"))?,
+        rtol: parse("rtol", field("rtol"))?,
+        atol: parse("atol", field("atol"))?,
+        no_denoise: parse("no_denoise", field("no_denoise"))?.unwrap_or(false),
     })
 }

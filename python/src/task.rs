@@ -169,7 +169,7 @@ impl PyTask {
     /// Returns `(method, mean, std, seconds, nfe)` per method, and notes for the user.
     /// `progress(method, done, total)` is called at each sampler step.
     #[pyo3(signature = (y, methods, score_json="{}", tv_lambda=None, tv_iters=None, seed=0, normalise=false, progress=None))]
-    #[allow(clippy::too_many_arguments, clippy::type_complexity)]
+    #[allow(clippy::too_many_arguments)]
     fn reconstruct(
         &self,
         py: Python<'_>,
@@ -181,108 +181,197 @@ impl PyTask {
         seed: i64,
         normalise: bool,
         progress: Option<PyObject>,
-    ) -> PyResult<(
-        Vec<(String, PyTensor, Option<PyTensor>, f64, Option<usize>)>,
-        Vec<String>,
-    )> {
-        let y = y.0;
-        if seed < 0 {
-            return Err(PyValueError::new_err(format!(
-                "seed {seed}: must be non-negative"
-            )));
-        }
-        let score = serde_json::from_str(score_json)
-            .map_err(|e| PyValueError::new_err(format!("score settings: {e}")))?;
-        let cfg = StudyConfig {
-            methods,
-            tv_lambda,
-            tv_iters,
-            seed,
-            score,
-            ..StudyConfig::default()
-        };
-        if let Some(l) = tv_lambda.filter(|l| !(l.is_finite() && *l >= 0.0)) {
-            return Err(PyValueError::new_err(format!(
-                "tv_lambda {l}: must be finite and non-negative"
-            )));
-        }
-        study::check_distinct_methods(&cfg.methods).map_err(lib_err)?;
-        let dev = y.device();
-        let top = self.operator_on(dev)?;
-        let a = top.op();
-        a.check_output(&y).map_err(crate::errors::op_err)?;
-        check_finite(&y, "reconstruct: y")?;
-        let task = self.task.clone();
-        py.allow_threads(move || {
-            guarded("reconstruct", || {
-                let baselines =
-                    study::task_baselines(task.as_ref(), &cfg.methods).map_err(lib_err)?;
-                let mut ms: Vec<Box<dyn Method>> =
-                    study::baseline_methods(&baselines, top.tv_config(), &cfg);
-                let (score, notes) = scoreinv::inverse::score_method::score_methods(
-                    &cfg.methods,
-                    &cfg.score,
-                    top.as_ref(),
-                    study::study_tv(top.tv_config(), &cfg),
-                    task.as_ref(),
-                    dev,
-                )
-                .map_err(lib_err)?;
-                ms.extend(score);
-                let refs: Vec<&dyn Method> = ms.iter().map(|m| m.as_ref()).collect();
-                let scale = if normalise {
-                    let p = a
-                        .pseudo_inverse(&y)
-                        .map_err(crate::errors::op_err)?
-                        .abs()
-                        .max()
-                        .double_value(&[]);
-                    if p.is_finite() && p > 0.0 {
-                        p
-                    } else {
-                        1.0
-                    }
+    ) -> PyResult<Reconstructions> {
+        let cfg = study_config(methods, score_json, tv_lambda, tv_iters, seed)?;
+        let top = self.operator_on(y.device())?;
+        run(py, self.task.clone(), top, y.0, cfg, normalise, progress)
+    }
+}
+
+/// `(method, mean, std, seconds, nfe)` per method, and notes for the user.
+type Reconstructions = (
+    Vec<(String, PyTensor, Option<PyTensor>, f64, Option<usize>)>,
+    Vec<String>,
+);
+
+/// The study settings of a reconstruction, checked.
+fn study_config(
+    methods: Vec<String>,
+    score_json: &str,
+    tv_lambda: Option<f64>,
+    tv_iters: Option<usize>,
+    seed: i64,
+) -> PyResult<StudyConfig> {
+    if seed < 0 {
+        return Err(PyValueError::new_err(format!(
+            "seed {seed}: must be non-negative"
+        )));
+    }
+    if let Some(l) = tv_lambda.filter(|l| !(l.is_finite() && *l >= 0.0)) {
+        return Err(PyValueError::new_err(format!(
+            "tv_lambda {l}: must be finite and non-negative"
+        )));
+    }
+    let score = serde_json::from_str(score_json)
+        .map_err(|e| PyValueError::new_err(format!("score settings: {e}")))?;
+    let cfg = StudyConfig {
+        methods,
+        tv_lambda,
+        tv_iters,
+        seed,
+        score,
+        ..StudyConfig::default()
+    };
+    study::check_distinct_methods(&cfg.methods).map_err(lib_err)?;
+    Ok(cfg)
+}
+
+/// Builds the methods of `cfg` for `top` and runs them on `y` as `scoreinv reconstruct`
+/// does (see [`PyTask::reconstruct`]), with the GIL released.
+fn run(
+    py: Python<'_>,
+    task: Arc<dyn Task>,
+    top: Arc<dyn TaskOperator>,
+    y: Tensor,
+    cfg: StudyConfig,
+    normalise: bool,
+    progress: Option<PyObject>,
+) -> PyResult<Reconstructions> {
+    let dev = y.device();
+    let a = top.op();
+    a.check_output(&y).map_err(crate::errors::op_err)?;
+    check_finite(&y, "reconstruct: y")?;
+    py.allow_threads(move || {
+        guarded("reconstruct", || {
+            let baselines = study::task_baselines(task.as_ref(), &cfg.methods).map_err(lib_err)?;
+            let mut ms: Vec<Box<dyn Method>> =
+                study::baseline_methods(&baselines, top.tv_config(), &cfg);
+            let (score, notes) = scoreinv::inverse::score_method::score_methods(
+                &cfg.methods,
+                &cfg.score,
+                top.as_ref(),
+                study::study_tv(top.tv_config(), &cfg),
+                task.as_ref(),
+                dev,
+            )
+            .map_err(lib_err)?;
+            ms.extend(score);
+            let refs: Vec<&dyn Method> = ms.iter().map(|m| m.as_ref()).collect();
+            let scale = if normalise {
+                let p = a
+                    .pseudo_inverse(&y)
+                    .map_err(crate::errors::op_err)?
+                    .abs()
+                    .max()
+                    .double_value(&[]);
+                if p.is_finite() && p > 0.0 {
+                    p
                 } else {
                     1.0
-                };
-                let ys = if scale == 1.0 {
-                    y.shallow_clone()
-                } else {
-                    &y / scale
-                };
-                let mut report = |p: Progress| {
-                    if let (Progress::Step(s), Some(cb)) = (p, progress.as_ref()) {
-                        Python::with_gil(|py| {
-                            if let Err(e) = cb.call1(py, (s.method, s.done, s.total)) {
-                                e.print(py);
-                            }
-                        });
-                    }
-                };
-                let runs = study::run_methods(
-                    a.as_ref(),
-                    &ys,
-                    Some(study::case_seed(cfg.seed as u64, 0)),
-                    &refs,
-                    &mut report,
-                )
-                .map_err(lib_err)?;
-                let unscale = |t: Tensor| if scale == 1.0 { t } else { t * scale };
-                let out = runs
-                    .into_iter()
-                    .map(|r| {
-                        (
-                            r.name,
-                            PyTensor(unscale(r.recon)),
-                            r.std.map(|s| PyTensor(unscale(s))),
-                            r.seconds,
-                            r.nfe,
-                        )
-                    })
-                    .collect();
-                Ok((out, notes))
-            })
+                }
+            } else {
+                1.0
+            };
+            let ys = if scale == 1.0 {
+                y.shallow_clone()
+            } else {
+                &y / scale
+            };
+            let mut report = |p: Progress| {
+                if let (Progress::Step(s), Some(cb)) = (p, progress.as_ref()) {
+                    Python::with_gil(|py| {
+                        if let Err(e) = cb.call1(py, (s.method, s.done, s.total)) {
+                            e.print(py);
+                        }
+                    });
+                }
+            };
+            let runs = study::run_methods(
+                a.as_ref(),
+                &ys,
+                Some(study::case_seed(cfg.seed as u64, 0)),
+                &refs,
+                &mut report,
+            )
+            .map_err(lib_err)?;
+            let unscale = |t: Tensor| if scale == 1.0 { t } else { t * scale };
+            let out = runs
+                .into_iter()
+                .map(|r| {
+                    (
+                        r.name,
+                        PyTensor(unscale(r.recon)),
+                        r.std.map(|s| PyTensor(unscale(s))),
+                        r.seconds,
+                        r.nfe,
+                    )
+                })
+                .collect();
+            Ok((out, notes))
         })
+    })
+}
+
+/// Any operator (`op`: one of `scoreinv.ops`, or one defined in Python) reconstructed with the
+/// methods, presets and published sampler settings of the task `task_name` (default settings),
+/// for images `op.input_shape`. The TV preset is the task's operator's for that shape; the
+/// samplers that need the decomposition `A = P(Λ)·T` need it from `op`.
+#[pyfunction]
+#[pyo3(signature = (op, task_name, y, methods, score_json="{}", tv_lambda=None, tv_iters=None, seed=0, normalise=false, progress=None))]
+#[allow(clippy::too_many_arguments)]
+pub fn reconstruct_operator(
+    py: Python<'_>,
+    op: &PyOperator,
+    task_name: &str,
+    y: PyTensor,
+    methods: Vec<String>,
+    score_json: &str,
+    tv_lambda: Option<f64>,
+    tv_iters: Option<usize>,
+    seed: i64,
+    normalise: bool,
+    progress: Option<PyObject>,
+) -> PyResult<Reconstructions> {
+    let cfg = study_config(methods, score_json, tv_lambda, tv_iters, seed)?;
+    let t = tasks::from_json(serde_json::json!({ "task": task_name })).map_err(lib_err)?;
+    let shape = op.op.input_shape();
+    t.check_image("the operator's images", &shape)
+        .map_err(lib_err)?;
+    // The task's TV preset for images of this shape (MRI adapts it to the mask).
+    let tv = t
+        .operator(&shape, 0, Device::Cpu)
+        .map_err(lib_err)?
+        .tv_config();
+    let top: Arc<dyn TaskOperator> = Arc::new(AnyOperator {
+        op: op.op.clone(),
+        description: op.description.clone(),
+        tv,
+    });
+    run(py, Arc::from(t), top, y.0, cfg, normalise, progress)
+}
+
+/// An operator with a task's TV preset (what the methods need besides `A`).
+struct AnyOperator {
+    op: Arc<dyn scoreinv_operators::LinearOperator>,
+    description: String,
+    tv: scoreinv::inverse::baselines::TvConfig,
+}
+
+impl TaskOperator for AnyOperator {
+    fn op(&self) -> Arc<dyn scoreinv_operators::LinearOperator> {
+        self.op.clone()
+    }
+    fn describe(&self) -> String {
+        self.description.clone()
+    }
+    fn tv_config(&self) -> scoreinv::inverse::baselines::TvConfig {
+        self.tv
+    }
+    fn write_measurement(&self, _y: &Tensor, _out: &std::path::Path) -> scoreinv::Result<()> {
+        Err(scoreinv::Error::Config(format!(
+            "{}: measurements of an operator built in Python are not written to files",
+            self.description
+        )))
     }
 }
 
