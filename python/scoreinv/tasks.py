@@ -14,7 +14,7 @@ from typing import NamedTuple, Sequence
 import torch
 
 from . import _scoreinv
-from ._tensors import as_tensor, device_name
+from ._tensors import as_tensor, device_name, real_dtype_of
 from .models import Model
 from .ops import Operator
 
@@ -195,6 +195,7 @@ def reconstruct(
         if v is not None:
             settings[_SCORE_FIELDS[k]] = v
     t, back = as_tensor(y, "reconstruct: y")
+    real_dtype_of(t, "reconstruct: y")
     if op is None:
         out_shape = task._t.operator(device_name(t.device)).output_shape
     else:

@@ -1,9 +1,6 @@
 """deepinv 0.5 interop: scoreinv operators pass deepinv's own adjointness test as
 LinearPhysics, and a scoreinv model is a deepinv denoiser."""
 
-import os
-
-import numpy as np
 import pytest
 import torch
 
@@ -97,24 +94,21 @@ def test_library_methods_run_on_a_deepinv_physics():
         scoreinv.reconstruct(op, y, method="tv")
 
 
-@pytest.mark.skipif(
-    not (torch.cuda.is_available() or os.environ.get("SCOREINV_SLOW_TESTS") == "1"),
-    reason="a DPS run of 200 steps: on CUDA, or on the CPU with SCOREINV_SLOW_TESTS=1 (minutes)",
-)
-def test_deepinv_dps_with_a_scoreinv_prior_and_operator_beats_fbp(ct_model):
-    """deepinv's DPS (VP schedule, 200 steps) with the ct-ellipses prior as its denoiser and
-    8-view Radon as its physics beats FBP on held-out ellipse phantoms (mean PSNR)."""
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    model = scoreinv.load_model(ct_model, device=device)
-    x = scoreinv.ground_truth("phantom:ellipses:7000..7002", size=64).to(device)
+def test_deepinv_dps_runs_on_a_scoreinv_prior_and_operator(ct_model):
+    """deepinv's DPS (VP schedule) with the ct-ellipses prior as its denoiser and sparse-view
+    Radon as its physics: it differentiates through both (the network by libtorch's autograd,
+    the operator by its adjoint) and returns images of the phantom's shape in its range. Ten
+    steps only (a CPU test): the quality of DPS needs hundreds."""
+    model = scoreinv.load_model(ct_model)
+    x = scoreinv.ground_truth("phantom:ellipses:7000", size=64)
     op = ops.Radon(64, angles=180, views=8)
     physics = sdi.physics(op)
     y = physics(x.double())
-    fbp = op.fbp(y).clamp(0, 1).float()
-    dps = dinv.sampling.DPS(sdi.denoiser(model), schedule="vp", num_steps=200, weight=1.0,
-                            dtype=torch.float64, device=device)
+    dps = dinv.sampling.DPS(sdi.denoiser(model), schedule="vp", num_steps=10, weight=1.0,
+                            dtype=torch.float64)
     torch.manual_seed(0)
-    xh = dps(y, physics).float().clamp(0, 1)
-    p_fbp = np.mean([scoreinv.psnr(x[i].cpu(), fbp[i].cpu()) for i in range(2)])
-    p_dps = np.mean([scoreinv.psnr(x[i].cpu(), xh[i].cpu()) for i in range(2)])
-    assert p_dps > p_fbp + 0.5, (p_dps, p_fbp)
+    xh = dps(y, physics)
+    assert xh.shape == x.shape and xh.dtype == torch.float64
+    assert torch.isfinite(xh).all()
+    # the data term acted: the estimate explains the measurement better than an empty image
+    assert (physics.A(xh) - y).norm() < 0.5 * y.norm()

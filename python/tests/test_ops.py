@@ -312,3 +312,10 @@ def test_long_calls_release_the_gil():
     assert _ticks_while(lambda: op.forward(x)) > 1000
     # control: a call of pure Python holding the GIL lets the other thread count (almost) nothing
     assert _ticks_while(lambda: sum(i * i for i in range(300_000))) < 1000
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_a_libtorch_failure_is_a_runtime_error():
+    """libtorch refusing a CUDA tensor without CUDA surfaces as RuntimeError, not a crash."""
+    with pytest.raises(RuntimeError):
+        _scoreinv.radon(16, 10, None, None, "ramp", 1, "sparse", "float32", "cuda:0")

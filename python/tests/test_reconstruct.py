@@ -107,6 +107,8 @@ def test_bad_inputs(ct_model, tmp_path):
         scoreinv.reconstruct(task, torch.full((1, 1, 32, 8), float("nan")), method="fbp")
     with pytest.raises(ValueError, match=r"measurement has shape \[1, 1, 32, 9\]"):
         scoreinv.reconstruct(task, torch.zeros(1, 1, 32, 9), method="fbp")
+    with pytest.raises(ValueError, match="dtype torch.int64"):
+        scoreinv.reconstruct(task, torch.zeros(1, 1, 32, 8, dtype=torch.int64), method="fbp")
     with pytest.raises(ValueError, match="`method` wiener"):
         scoreinv.reconstruct(task, y, method="wiener")
     with pytest.raises(ValueError, match="needs a trained model"):
