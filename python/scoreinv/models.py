@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+from typing import Sequence
 
 import torch
 
@@ -82,24 +83,50 @@ class Model:
             t = torch.full((x.shape[0],), float(t), dtype=torch.float32, device=x.device)
         return back(self._m.score(x, t))
 
-    def sample(self, n: int, sampler: str = "pc", steps: int | None = None, seed: int = 0,
-               batch: int | None = None, progress=False, **options):
-        """``n`` unconditional samples ``[n] + sample_shape`` (float32, on the model's device) in
-        the raw units of the training data, drawn as ``scoreinv sample --sampler SAMPLER
-        --steps STEPS --seed SEED`` draws them (``samples.npy``): ``sampler`` ``pc`` (default),
-        ``ode``, ``ald`` or ``ancestral``; ``options``: ``predictor``, ``corrector``, ``snr``,
+    def sample(
+        self,
+        n: int,
+        sampler: str = "pc",
+        steps: int | None = None,
+        seed: int = 0,
+        batch: int | None = None,
+        progress=False,
+        classifier: str | os.PathLike | None = None,
+        classes: Sequence[int] = (),
+        guidance_scale: float = 1.0,
+        **options,
+    ):
+        """``n`` samples ``[n] + sample_shape`` (float32, on the model's device) in the raw units
+        of the training data, drawn as ``scoreinv sample --sampler SAMPLER --steps STEPS --seed
+        SEED`` draws them (``samples.npy``): ``sampler`` ``pc`` (default), ``ode``, ``ald`` or
+        ``ancestral``; ``options``: ``predictor``, ``corrector``, ``snr``,
         ``n_corrector_steps``, ``temperature``, ``step_lr``, ``ode_solver``, ``rtol``, ``atol``,
-        ``no_denoise``. Seeds torch's global generator as the command line does."""
+        ``no_denoise``. With ``classifier`` (a time-dependent classifier directory trained for
+        this model's SDE and data), class-conditional samples by classifier guidance,
+        ``s + w ∇ log p_t(c | x)`` with ``w = guidance_scale``, the ``classes`` (default: all)
+        cycled over the samples, as ``--classifier DIR --class ... --guidance-scale W``. Seeds
+        torch's global generator as the command line does."""
         from .tasks import _positive_int, _progress
 
         n = _positive_int("n", n)
-        batch = _positive_int("batch", batch) or min(n, 64)
+        default_batch = n if classifier is not None else min(n, 64)
+        batch = _positive_int("batch", batch) or default_batch
         opts = {"sampler": sampler, "steps": _positive_int("steps", steps), **options}
         if seed < 0:
             raise ValueError(f"seed {seed}: must be non-negative")
+        clf = None if classifier is None else os.fspath(classifier)
         bar, callback = _progress(progress)
         try:
-            x, nfe = self._m.sample(n, json.dumps(opts), batch, int(seed), callback)
+            x, nfe = self._m.sample(
+                n,
+                json.dumps(opts),
+                batch,
+                int(seed),
+                callback,
+                clf,
+                [int(c) for c in classes],
+                float(guidance_scale),
+            )
         finally:
             if bar is not None:
                 bar.close()

@@ -4,6 +4,9 @@ use crate::errors::{guarded, lib_err};
 use pyo3::exceptions::{PyFileNotFoundError, PyValueError};
 use pyo3::prelude::*;
 use pyo3_tch::PyTensor;
+use scoreinv::guidance::{
+    check_guidance_pair, cycled_labels, load_classifier_dir, ClassGuided, TimeDependentClassifier,
+};
 use scoreinv::models::ScoreModel;
 use scoreinv::sampling::run::{build_sampler, sample_model, SamplerOptions};
 use scoreinv::sde::{Sde, SdeConfig};
@@ -15,7 +18,7 @@ use tch::{Kind, Tensor};
 #[pyclass(name = "Model", module = "scoreinv._scoreinv", frozen)]
 pub struct PyModel {
     model: Arc<dyn ScoreModel>,
-    data: scoreinv::models::model_dir::DataInfo,
+    config: Arc<scoreinv::models::model_dir::ModelDirConfig>,
     sde: Arc<dyn Sde>,
     sde_config: SdeConfig,
     config_json: String,
@@ -90,12 +93,16 @@ impl PyModel {
         }
         Ok(self.sde.mean_coeff_std(t))
     }
-    /// `n` unconditional samples, in the raw units of the training data (as `samples.npy` of
+    /// `n` samples, in the raw units of the training data (as `samples.npy` of
     /// `scoreinv sample`), drawn as `scoreinv sample --seed SEED` draws them: the sampler
     /// `options_json` (the fields of `SamplerOptions`: sampler, steps, predictor, corrector,
     /// snr, n_corrector_steps, temperature, step_lr, ode_solver, rtol, atol, no_denoise) in
-    /// batches of `batch`. Returns the samples and the network evaluations per sample.
-    #[pyo3(signature = (n, options_json, batch, seed, progress=None))]
+    /// batches of `batch`. With `classifier` (a time-dependent classifier directory), class-
+    /// conditional samples by classifier guidance of scale `guidance_scale`, the `classes`
+    /// (all when empty) cycled over the samples, all in one batch. Returns the samples and the
+    /// network evaluations per sample.
+    #[pyo3(signature = (n, options_json, batch, seed, progress=None, classifier=None, classes=Vec::new(), guidance_scale=1.0))]
+    #[allow(clippy::too_many_arguments)]
     fn sample(
         &self,
         py: Python<'_>,
@@ -104,14 +111,30 @@ impl PyModel {
         batch: usize,
         seed: u64,
         progress: Option<PyObject>,
+        classifier: Option<PathBuf>,
+        classes: Vec<i64>,
+        guidance_scale: f64,
     ) -> PyResult<(PyTensor, usize)> {
         let opts = sampler_options(options_json)?;
         let sampler = build_sampler(&opts, &self.sde_config).map_err(lib_err)?;
         let shape = self
             .model
             .sample_shape()
-            .unwrap_or_else(|| self.data.shape.clone());
-        let (model, data, dev) = (self.model.clone(), self.data.clone(), self.device);
+            .unwrap_or_else(|| self.config.data.shape.clone());
+        if let Some(dir) = &classifier {
+            if !dir.is_dir() {
+                return Err(PyFileNotFoundError::new_err(format!(
+                    "classifier directory {} does not exist",
+                    dir.display()
+                )));
+            }
+            if batch < n {
+                return Err(PyValueError::new_err(format!(
+                    "guided sampling draws all {n} samples in one batch; batch {batch} is smaller"
+                )));
+            }
+        }
+        let (model, config, dev) = (self.model.clone(), self.config.clone(), self.device);
         py.allow_threads(move || {
             guarded("sample", || {
                 let mut last = 0u64;
@@ -125,18 +148,43 @@ impl PyModel {
                         });
                     }
                 };
-                let run = sample_model(
-                    model.as_ref(),
-                    sampler.as_ref(),
-                    &shape,
-                    n,
-                    batch,
-                    seed,
-                    dev,
-                    &mut report,
-                )
+                let run = match &classifier {
+                    None => sample_model(
+                        model.as_ref(),
+                        sampler.as_ref(),
+                        &shape,
+                        n,
+                        batch,
+                        seed,
+                        dev,
+                        &mut report,
+                    ),
+                    Some(dir) => {
+                        let (clf, ccfg) = load_classifier_dir(dir, dev).map_err(lib_err)?;
+                        check_guidance_pair(&config, &ccfg, dir).map_err(lib_err)?;
+                        let labels =
+                            cycled_labels(&classes, clf.n_classes(), n).map_err(lib_err)?;
+                        let guided = ClassGuided::new(
+                            model.as_ref(),
+                            &clf,
+                            &Tensor::from_slice(&labels).to_device(dev),
+                            guidance_scale,
+                        )
+                        .map_err(lib_err)?;
+                        sample_model(
+                            &guided,
+                            sampler.as_ref(),
+                            &shape,
+                            n,
+                            n,
+                            seed,
+                            dev,
+                            &mut report,
+                        )
+                    }
+                }
                 .map_err(lib_err)?;
-                let raw = data.denormalize(&run.x.to_kind(Kind::Float));
+                let raw = config.data.denormalize(&run.x.to_kind(Kind::Float));
                 Ok((PyTensor(raw), run.nfe / run.batches.max(1)))
             })
         })
@@ -237,7 +285,7 @@ pub fn load_model(py: Python<'_>, dir: PathBuf, device_name: &str) -> PyResult<P
     let sde = sde_config.build().map_err(lib_err)?;
     Ok(PyModel {
         model: Arc::from(model),
-        data: cfg.data.clone(),
+        config: Arc::new(cfg),
         sde: Arc::from(sde),
         sde_config,
         config_json,
