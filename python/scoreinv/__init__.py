@@ -41,5 +41,15 @@ __all__ = [
     "ground_truth",
     "psnr",
     "ssim",
+    "tune_host_allocator",
 ]
 __version__ = "0.1.0"
+
+
+def tune_host_allocator() -> str:
+    """Opt-in: sets glibc's ``malloc`` up for tensor work for the whole process, as the
+    ``scoreinv`` command does at start (freed tensors stay in the heap for reuse instead of
+    being unmapped: CPU sampling about 1.85× faster, for about a third more resident memory;
+    ``SCOREINV_MALLOC=system`` or the user's own ``MALLOC_*`` settings leave it alone). Returns
+    ``"tuned"`` or why the allocator was left as it is."""
+    return _scoreinv.tune_host_allocator()

@@ -21,6 +21,18 @@ fn roundtrip(t: PyTensor) -> PyTensor {
     PyTensor(t.0.shallow_clone())
 }
 
+/// Sets glibc's `malloc` up for tensor work as the command line does
+/// (`scoreinv::runtime::tune_host_allocator`: freed tensors stay in the heap for reuse; CPU
+/// sampling about 1.85× faster, for more resident memory), for the whole process. Returns what
+/// was done: `tuned`, or why the allocator was left alone.
+#[pyfunction]
+fn tune_host_allocator() -> PyResult<String> {
+    match scoreinv::runtime::tune_host_allocator().map_err(errors::lib_err)? {
+        scoreinv::runtime::HostAllocator::Tuned => Ok("tuned".into()),
+        scoreinv::runtime::HostAllocator::System(why) => Ok(why),
+    }
+}
+
 #[pymodule]
 fn _scoreinv(m: &Bound<'_, PyModule>) -> PyResult<()> {
     // libtorch's "sparse CSR is in beta" notice, printed when a CT operator is built: dropped
@@ -46,5 +58,6 @@ fn _scoreinv(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(metrics::ssim, m)?)?;
     m.add_function(wrap_pyfunction!(data::ground_truth, m)?)?;
     m.add_function(wrap_pyfunction!(roundtrip, m)?)?;
+    m.add_function(wrap_pyfunction!(tune_host_allocator, m)?)?;
     Ok(())
 }
