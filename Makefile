@@ -6,8 +6,10 @@ export LIBTORCH_USE_PYTORCH := 1
 export PATH := $(CURDIR)/.venv/bin:$(PATH)
 CARGO ?= cargo
 DEMO_OUT ?= out/demo
+# Where cargo builds (CARGO_TARGET_DIR when set): the Python tests run the binary built there.
+TARGET_DIR := $(or $(CARGO_TARGET_DIR),$(CURDIR)/target)
 
-.PHONY: all setup build release gpu-bundle test examples demo data fixtures bench doctor fmt clippy clean-out
+.PHONY: all setup build release gpu-bundle test python python-test examples demo data fixtures bench doctor fmt clippy clean-out
 
 all: test
 
@@ -52,6 +54,22 @@ test: setup fixtures
 	$(CARGO) test --workspace --all-targets -- --test-threads=1
 	$(CARGO) run --quiet --example train_your_own -- 60 target/examples-out/train_your_own
 	test -s target/examples-out/train_your_own/samples.png
+	$(MAKE) --no-print-directory python-test
+
+# The Python module `scoreinv` (python/, maturin + pyo3): built against .venv's torch and
+# installed into .venv (`pip install --no-build-isolation ./python` does the same in any
+# environment with torch 2.11.0). PY_PROFILE=dev shares every dependency that does not link
+# libtorch with the `cargo test` build (about 6 minutes instead of a full release build).
+PY_PROFILE ?= release
+python: setup
+	CARGO_TARGET_DIR=$(TARGET_DIR) MATURIN_PEP517_ARGS="--profile $(PY_PROFILE)" \
+	  .venv/bin/python -m pip install --quiet --no-build-isolation ./python
+
+# Its pytest suite, on a dev build; the tests comparing with the command line run the binary
+# `cargo test` built.
+python-test:
+	$(MAKE) --no-print-directory python PY_PROFILE=dev
+	SCOREINV_BIN=$(TARGET_DIR)/debug/scoreinv .venv/bin/pytest -q python/tests
 
 # Every example with the shipped models and reduced steps (PNGs under out/examples/).
 examples: release

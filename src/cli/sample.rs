@@ -4,7 +4,9 @@
 //! guidance (`s_θ + w ∇ₓ log p_t(y | x)`, [`scoreinv::guidance`]), any sampler.
 use anyhow::{Context, Result};
 use scoreinv::device::device_name;
-use scoreinv::guidance::{load_classifier_dir, ClassGuided, TimeDependentClassifier};
+use scoreinv::guidance::{
+    check_guidance_pair, cycled_labels, load_classifier_dir, ClassGuided, TimeDependentClassifier,
+};
 use scoreinv::io::output::{OutputDir, Reuse};
 use scoreinv::models::ScoreModel;
 use scoreinv::sampling::ode::OdeSolver;
@@ -140,43 +142,8 @@ pub fn run(args: Args, device: Device) -> Result<()> {
     let guidance = match &args.classifier {
         Some(dir) => {
             let (clf, ccfg) = load_classifier_dir(dir, device)?;
-            anyhow::ensure!(
-                ccfg.sde == m.sde,
-                "classifier {} was trained for {:?}, the model for {:?}: guidance needs one SDE",
-                dir.display(),
-                ccfg.sde,
-                m.sde
-            );
-            let (md, cd) = (&m.config.data, &ccfg.data);
-            anyhow::ensure!(
-                md.shape == cd.shape && md.centered == cd.centered && md.data_range == cd.data_range,
-                "classifier {} sees images {:?} (centred {}, range {:?}) but the model's x(t) are {:?} \
-                 (centred {}, range {:?}): guidance feeds the model's x(t) to the classifier, so \
-                 train it on the same data space (train-classifier --centered for a centred model)",
-                dir.display(),
-                cd.shape,
-                cd.centered,
-                cd.data_range,
-                md.shape,
-                md.centered,
-                md.data_range
-            );
-            anyhow::ensure!(
-                !ccfg.clean,
-                "{} is a clean classifier (--clean): guidance needs a time-dependent one; pass it \
-                 as --eval-classifier",
-                dir.display()
-            );
-            let k = clf.n_classes();
-            let classes = if args.classes.is_empty() {
-                (0..k).collect()
-            } else {
-                args.classes.clone()
-            };
-            if let Some(c) = classes.iter().find(|&&c| c < 0 || c >= k) {
-                anyhow::bail!("--class {c}: the classifier has classes 0..{}", k - 1);
-            }
-            let labels: Vec<i64> = (0..args.n).map(|i| classes[i % classes.len()]).collect();
+            check_guidance_pair(&m.config, &ccfg, dir)?;
+            let labels = cycled_labels(&args.classes, clf.n_classes(), args.n)?;
             anyhow::ensure!(
                 args.batch.is_none_or(|b| b >= args.n),
                 "guided sampling draws all --n samples in one batch; drop --batch or raise it to {}",

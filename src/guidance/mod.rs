@@ -32,7 +32,10 @@ pub mod train;
 pub use classifier::{
     AnalyticClassifier, ClassifierConfig, NetClassifier, TimeDependentClassifier,
 };
-pub use train::{load_classifier_dir, ClassifierTrainConfig, ClassifierTrainer};
+pub use train::{
+    check_guidance_pair, cycled_labels, load_classifier_dir, ClassifierTrainConfig,
+    ClassifierTrainer,
+};
 
 use crate::models::ScoreModel;
 use crate::sampling::{PcConfig, PcSampler, SampleOutput};

@@ -284,6 +284,67 @@ pub struct ClassifierDirConfig {
     pub accuracy: Vec<AccuracyRow>,
 }
 
+/// Checks that the classifier of `dir` (config `clf`) can guide the score model of config
+/// `model`: a time-dependent classifier (not `clean`) trained for the model's SDE on the model's
+/// data space, since guidance feeds the model's `x(t)` to it.
+pub fn check_guidance_pair(
+    model: &crate::models::model_dir::ModelDirConfig,
+    clf: &ClassifierDirConfig,
+    dir: &Path,
+) -> Result<()> {
+    if clf.sde != model.sde {
+        return Err(Error::Config(format!(
+            "classifier {} was trained for {:?}, the model for {:?}: guidance needs one SDE",
+            dir.display(),
+            clf.sde,
+            model.sde
+        )));
+    }
+    let (md, cd) = (&model.data, &clf.data);
+    if md.shape != cd.shape || md.centered != cd.centered || md.data_range != cd.data_range {
+        return Err(Error::Config(format!(
+            "classifier {} sees images {:?} (centred {}, range {:?}) but the model's x(t) are {:?} \
+             (centred {}, range {:?}): guidance feeds the model's x(t) to the classifier, so \
+             train it on the same data space (train-classifier --centered for a centred model)",
+            dir.display(),
+            cd.shape,
+            cd.centered,
+            cd.data_range,
+            md.shape,
+            md.centered,
+            md.data_range
+        )));
+    }
+    if clf.clean {
+        return Err(Error::Config(format!(
+            "{} is a clean classifier (`clean`): guidance needs a time-dependent one (a clean \
+             classifier scores the samples: `eval_classifier`)",
+            dir.display()
+        )));
+    }
+    Ok(())
+}
+
+/// The class of each of `n` guided samples: `classes` (every class of an `n_classes`-class
+/// classifier when empty) cycled over the samples.
+pub fn cycled_labels(classes: &[i64], n_classes: i64, n: usize) -> Result<Vec<i64>> {
+    let classes: Vec<i64> = if classes.is_empty() {
+        (0..n_classes).collect()
+    } else {
+        classes.to_vec()
+    };
+    if let Some(c) = classes.iter().find(|&&c| c < 0 || c >= n_classes) {
+        return Err(Error::Config(format!(
+            "`class` {c}: the classifier has classes 0..{}",
+            n_classes - 1
+        )));
+    }
+    if classes.is_empty() {
+        return Err(Error::Config("the classifier has no classes".into()));
+    }
+    Ok((0..n).map(|i| classes[i % classes.len()]).collect())
+}
+
 /// Loads `dir/config.json` + `dir/model.safetensors` onto `device`.
 pub fn load_classifier_dir(
     dir: &Path,
