@@ -28,8 +28,8 @@ median of `--repeats` timed runs after `--warmup` untimed ones):
            project's .venv does not have: run it with the interpreter of a separate environment
            (`python3 -m venv .venv-astra && .venv-astra/bin/pip install astra-toolbox==2.5.0
            numpy`). Writes ASTRA's projections and back-projections in scoreinv's layout and
-           conventions (see `astra_fan`).                         keys: forward, adjoint,
-                                                                  astra_version
+           conventions (see `astra_fan`).                         keys: setup (create_projector),
+                                                                  forward, adjoint, astra_version
 """
 import argparse
 import json
@@ -200,6 +200,9 @@ def cmd_fanbeam_astra(a):
     with open(a.geometry) as f:
         g = json.load(f)
     vol, proj = astra_fan(astra, g)
+    t_setup = timeit(lambda: astra.projector.delete(astra.create_projector("line_fanflat", proj,
+                                                                           vol)),
+                     a.warmup, a.repeats)
     pid = astra.create_projector("line_fanflat", proj, vol)
     imgs = np.load(a.images).astype(np.float32)  # [B, N, N]
     sinos = np.load(a.sinograms).astype(np.float32)  # [B, n_det, A], scoreinv's layout
@@ -233,7 +236,8 @@ def cmd_fanbeam_astra(a):
     astra.projector.delete(pid)
     np.save(a.out_sinograms, np.ascontiguousarray(fwd_out))
     np.save(a.out_backprojections, np.ascontiguousarray(bp))
-    return {"forward": t_fwd, "adjoint": t_adj, "astra_version": astra.__version__}
+    return {"setup": t_setup, "forward": t_fwd, "adjoint": t_adj,
+            "astra_version": astra.__version__}
 
 
 def build_net(a):

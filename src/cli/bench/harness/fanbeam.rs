@@ -1,7 +1,7 @@
 //! Fan-beam benchmarks: [`FanBeam`] forward projection `A x` and its exact adjoint `Aᵀ y`
 //! against ASTRA Toolbox's CPU projector `line_fanflat` (`reference.py fanbeam_astra`, run by
 //! the interpreter of a separate environment with `astra-toolbox`), timed in the same run.
-//! Each figure is seconds per batch.
+//! Each figure is seconds per batch, and the set-up of each operator (its tables) once.
 //!
 //! Geometry: the clinical-like scanner of `data/geometry/clinical_curved.toml` (source to
 //! isocentre 595 mm, source to detector 1085 mm, a 28.125° fan, 360 views over 360°, 256²
@@ -30,6 +30,7 @@ use scoreinv::io::npy::{read_npy_f32, write_npy};
 use scoreinv::operators::{DetectorShape, FanBackend, FanBeam, FanGeometryConfig, LinearOperator};
 use scoreinv::{Error, Result};
 use std::path::Path;
+use std::time::Instant;
 use tch::{Device, Kind, Tensor};
 
 /// Largest relative L2 difference from ASTRA at which the two count as computing the same
@@ -197,6 +198,8 @@ fn write_batch(t: &Tensor, path: &Path) -> Result<()> {
 #[derive(Debug, Clone, PartialEq)]
 pub struct AstraRun {
     pub version: String,
+    /// `astra.create_projector` (geometry set-up; ASTRA computes its weights on the fly).
+    pub setup_s: f64,
     pub forward_s: f64,
     pub adjoint_s: f64,
     /// Relative L2 difference of the projections of the bench images.
@@ -267,6 +270,7 @@ pub fn astra_reference(
     };
     Ok(Some(AstraRun {
         version: v["astra_version"].as_str().unwrap_or("?").to_string(),
+        setup_s: field(&v, "setup")?,
         forward_s: field(&v, "forward")?,
         adjoint_s: field(&v, "adjoint")?,
         forward_rel_l2: compare(ax, &out_sino)?,
@@ -298,7 +302,9 @@ pub fn run(ctx: &BenchContext, progress: &dyn Fn(&str)) -> Result<Vec<Measuremen
     let x = fan_images(s.batch, s.n, dev);
 
     progress(&format!("fanbeam {tag}: building the default operator"));
+    let t0 = Instant::now();
     let op = FanBeam::new(flat.clone(), Kind::Float, dev)?;
+    let build_default = t0.elapsed().as_secs_f64();
     let default = op.backend();
     let ax = op.forward(&x)?;
     // One sinogram batch to back-project on both sides (scoreinv's projections, scaled).
@@ -311,13 +317,13 @@ pub fn run(ctx: &BenchContext, progress: &dyn Fn(&str)) -> Result<Vec<Measuremen
         eprintln!("warning: fanbeam: ASTRA reference: {e}");
         None
     });
-    let astra_name = |what: &str| {
-        let v = astra
-            .as_ref()
-            .map(|a| a.version.as_str())
-            .unwrap_or("2.5.0");
-        format!("ASTRA {v} line_fanflat {what} (CPU, one thread), per image")
-    };
+    let version = astra
+        .as_ref()
+        .map(|a| a.version.clone())
+        .unwrap_or_else(|| "2.5.0".into());
+    let astra_name =
+        |what: &str| format!("ASTRA {version} line_fanflat {what} (CPU, one thread), per image");
+    let ref_setup = astra.as_ref().map(|a| a.setup_s);
     let (ref_fwd, ref_adj, rel_fwd, rel_adj) = match &astra {
         Some(a) => (
             checked("forward", a.forward_s, a.forward_rel_l2),
@@ -330,7 +336,7 @@ pub fn run(ctx: &BenchContext, progress: &dyn Fn(&str)) -> Result<Vec<Measuremen
 
     // The default backend first, then the other CPU backend (the sparse one is the only one
     // off the CPU).
-    let mut ops = vec![(op, true)];
+    let mut ops = vec![(op, true, build_default)];
     if dev == Device::Cpu {
         let other = match default {
             FanBackend::Sparse => FanBackend::Reference,
@@ -340,13 +346,13 @@ pub fn run(ctx: &BenchContext, progress: &dyn Fn(&str)) -> Result<Vec<Measuremen
             "fanbeam {tag}: building the {} operator",
             backend_label(other)
         ));
-        ops.push((
-            FanBeam::new(flat.clone(), Kind::Float, dev)?.with_backend(other)?,
-            false,
-        ));
+        let base = FanBeam::new(flat.clone(), Kind::Float, dev)?;
+        let t0 = Instant::now();
+        let op = base.with_backend(other)?;
+        ops.push((op, false, t0.elapsed().as_secs_f64()));
     }
     let mut rows = Vec::new();
-    for (op, is_default) in &ops {
+    for (op, is_default, build_s) in &ops {
         let label = if *is_default {
             format!("{}, default", backend_label(op.backend()))
         } else {
@@ -370,6 +376,15 @@ pub fn run(ctx: &BenchContext, progress: &dyn Fn(&str)) -> Result<Vec<Measuremen
                 )));
             }
         }
+        // Built once (no repeats): the tables of the sparse backend take seconds.
+        rows.push(Measurement::new(
+            format!("fanbeam operator set-up {tag} [{label}]"),
+            dev,
+            "s",
+            *build_s,
+            format!("ASTRA {version} create_projector line_fanflat"),
+            ref_setup,
+        )?);
         rows.push(
             Measurement::new(
                 format!("fanbeam forward {tag} [{label}]"),
@@ -433,6 +448,19 @@ mod tests {
         assert!(rel_l2(&[1.0], &[0.0]).is_err());
     }
 
+    /// A compared row carries `rel_l2_diff` in its JSON and reads back; other rows omit it.
+    #[test]
+    fn rel_l2_diff_is_written_only_where_compared() {
+        let m = Measurement::new("a", Device::Cpu, "s", 1.0, "r", Some(2.0)).unwrap();
+        let v = serde_json::to_value(&m).unwrap();
+        assert!(v.get("rel_l2_diff").is_none(), "{v}");
+        let m = m.with_rel_l2_diff(Some(0.0125));
+        let v = serde_json::to_value(&m).unwrap();
+        assert_eq!(v["rel_l2_diff"].as_f64(), Some(0.0125));
+        let back: Measurement = serde_json::from_value(v).unwrap();
+        assert_eq!(back, m);
+    }
+
     /// The bench's curved scanners are the shipped `clinical_curved.toml` (full size) and
     /// `clinical_curved_64.toml` (quick); the flat twin spans the same fan within 0.05° (its
     /// pitch is rounded to 0.01 mm).
@@ -471,7 +499,7 @@ mod tests {
             work_dir: std::env::temp_dir(),
         };
         let rows = run(&ctx, &|_| {}).unwrap();
-        assert_eq!(rows.len(), 5);
+        assert_eq!(rows.len(), 7);
         for r in &rows {
             assert!(r.value > 0.0 && r.value.is_finite(), "{r:?}");
             assert!(
@@ -481,6 +509,11 @@ mod tests {
             assert!(r.name.contains("64x64 360 views"), "{}", r.name);
         }
         assert!(rows[0].name.ends_with(", default]"), "{}", rows[0].name);
-        assert!(rows[4].name.contains("curved 100 bins"), "{}", rows[4].name);
+        assert!(
+            rows[0].name.starts_with("fanbeam operator set-up"),
+            "{}",
+            rows[0].name
+        );
+        assert!(rows[6].name.contains("curved 100 bins"), "{}", rows[6].name);
     }
 }
