@@ -21,6 +21,15 @@ median of `--repeats` timed runs after `--warmup` untimed ones):
            same network.                                          keys: step
   train    one DSM training step (VE, Adam, grad clip 1, EMA) of the same network.
                                                                   keys: step
+  fanbeam_astra  ASTRA Toolbox's CPU fan-beam projector `line_fanflat` (flat detector) on the
+           images and sinograms scoreinv wrote, one image at a time in a Python loop through
+           `astra.create_sino` / `astra.create_backprojection` (ASTRA's 2-D API takes one image
+           per call, its CPU projectors run on one thread). Needs astra-toolbox, which the
+           project's .venv does not have: run it with the interpreter of a separate environment
+           (`python3 -m venv .venv-astra && .venv-astra/bin/pip install astra-toolbox==2.5.0
+           numpy`). Writes ASTRA's projections and back-projections in scoreinv's layout and
+           conventions (see `astra_fan`).                         keys: setup (create_projector),
+                                                                  forward, adjoint, astra_version
 """
 import argparse
 import json
@@ -155,6 +164,82 @@ def cmd_mri(a):
     return {"forward": timeit(fwd, a.warmup, a.repeats)}
 
 
+def astra_fan(astra, g):
+    """ASTRA's volume and projection geometries for a scoreinv FanGeometryConfig `g` (a flat
+    detector without offset), and the map of ASTRA sinograms into scoreinv's layout.
+
+    Conventions (measured on single pixels, see scripts/fixtures/upstream/fanbeam_astra.py):
+    scoreinv's pixel (row, col) is centred at x = (col - c)·d, y = (c - row)·d with c = N // 2;
+    ASTRA centres column j at min_x + (j + ½)·d and row i at max_y - (i + ½)·d, so the window
+    [-(c + ½)·d, (N - c - ½)·d] in x and [-(N - c - ½)·d, (c + ½)·d] in y puts the isocentre on
+    scoreinv's pixel c (for even N a half pixel off ASTRA's default window). ASTRA's source
+    angle t is scoreinv's beta = t + 180°, and ASTRA's detector bin i is scoreinv's bin
+    n_det - 1 - i. `detector_pitch` (mm on the detector at `source_to_detector_mm`) is ASTRA's
+    det_width; ASTRA's origin_det = source_to_detector_mm - source_to_isocenter_mm.
+    """
+    if g["detector"] != "flat":
+        raise SystemExit(f"fanbeam_astra: detector = {g['detector']!r}: ASTRA's 2-D CPU "
+                         "projectors (line_fanflat, strip_fanflat) model a flat detector only")
+    if g.get("detector_offset", 0.0) != 0.0:
+        raise SystemExit(f"fanbeam_astra: detector_offset = {g['detector_offset']}: only 0 is "
+                         "mapped onto ASTRA's fanflat geometry")
+    n, d = g["image_size"], g["pixel_spacing_mm"]
+    c = n // 2
+    vol = astra.create_vol_geom(n, n, -(c + 0.5) * d, (n - c - 0.5) * d,
+                                -(n - c - 0.5) * d, (c + 0.5) * d)
+    t = np.deg2rad(np.asarray(g["angles_deg"], dtype=np.float64) - 180.0)
+    proj = astra.create_proj_geom("fanflat", g["detector_pitch"], g["n_detectors"], t,
+                                  g["source_to_isocenter_mm"],
+                                  g["source_to_detector_mm"] - g["source_to_isocenter_mm"])
+    return vol, proj
+
+
+def cmd_fanbeam_astra(a):
+    import astra
+
+    with open(a.geometry) as f:
+        g = json.load(f)
+    vol, proj = astra_fan(astra, g)
+    t_setup = timeit(lambda: astra.projector.delete(astra.create_projector("line_fanflat", proj,
+                                                                           vol)),
+                     a.warmup, a.repeats)
+    pid = astra.create_projector("line_fanflat", proj, vol)
+    imgs = np.load(a.images).astype(np.float32)  # [B, N, N]
+    sinos = np.load(a.sinograms).astype(np.float32)  # [B, n_det, A], scoreinv's layout
+    n, nd, na = g["image_size"], g["n_detectors"], len(g["angles_deg"])
+    if imgs.shape[1:] != (n, n) or sinos.shape[1:] != (nd, na) or len(imgs) != len(sinos):
+        raise SystemExit(f"fanbeam_astra: images {imgs.shape} / sinograms {sinos.shape} do not "
+                         f"match the geometry ([B, {n}, {n}] / [B, {nd}, {na}])")
+    # scoreinv [n_det, A] -> ASTRA [A, n_det] with the bins reversed, and back.
+    astra_sinos = [np.ascontiguousarray(s.T[:, ::-1]) for s in sinos]
+
+    def fwd():
+        out = []
+        for im in imgs:
+            sid, s = astra.create_sino(im, pid)
+            astra.data2d.delete(sid)
+            out.append(s)
+        return out
+
+    def adj():
+        out = []
+        for s in astra_sinos:
+            vid, v = astra.create_backprojection(s, pid)
+            astra.data2d.delete(vid)
+            out.append(v)
+        return out
+
+    t_fwd = timeit(fwd, a.warmup, a.repeats)
+    t_adj = timeit(adj, a.warmup, a.repeats)
+    fwd_out = np.stack([s[:, ::-1].T for s in fwd()]).astype(np.float32)
+    bp = np.stack(adj()).astype(np.float32)
+    astra.projector.delete(pid)
+    np.save(a.out_sinograms, np.ascontiguousarray(fwd_out))
+    np.save(a.out_backprojections, np.ascontiguousarray(bp))
+    return {"setup": t_setup, "forward": t_fwd, "adjoint": t_adj,
+            "astra_version": astra.__version__}
+
+
 def build_net(a):
     import torch
     from ncsnpp_torch import NCSNpp, load_weights
@@ -280,7 +365,7 @@ def cmd_train(a):
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="cmd", required=True)
-    for name in ("radon", "radon_torch", "mri", "network", "sampler", "train"):
+    for name in ("radon", "radon_torch", "mri", "network", "sampler", "train", "fanbeam_astra"):
         s = sub.add_parser(name)
         s.add_argument("--batch", type=int, required=True)
         s.add_argument("--warmup", type=int, default=1)
@@ -296,24 +381,32 @@ def main(argv=None):
             s.add_argument("--config", required=True, help="ScoreSdeConfig JSON")
             s.add_argument("--weights", required=True, help="safetensors written by scoreinv")
             s.add_argument("--device", default="cpu", help="torch device: cpu, cuda:0, ...")
+        if name == "fanbeam_astra":
+            s.add_argument("--geometry", required=True,
+                           help="scoreinv FanGeometryConfig as JSON (flat detector)")
+            s.add_argument("--images", required=True, help="NPY [B, N, N] float32")
+            s.add_argument("--sinograms", required=True,
+                           help="NPY [B, n_detectors, n_angles] float32 to back-project")
+            s.add_argument("--out-sinograms", required=True,
+                           help="NPY written: ASTRA's projections of --images, scoreinv layout")
+            s.add_argument("--out-backprojections", required=True,
+                           help="NPY written: ASTRA's back-projections of --sinograms")
         if name == "network":
             s.add_argument("--check", default=None,
                            help="safetensors with input.x, input.cond, output.y for parity")
     a = p.parse_args(argv)
     if a.batch < 1 or a.repeats < 1 or a.warmup < 0:
         p.error("--batch and --repeats must be >= 1, --warmup >= 0")
-    if a.threads:
-        import torch
-
-        torch.set_num_threads(a.threads)
     try:
         import torch
 
+        if a.threads:
+            torch.set_num_threads(a.threads)
         threads = torch.get_num_threads()
-    except ImportError:
+    except ImportError:  # the ASTRA environment has no torch
         threads = None
     res = {"radon": cmd_radon, "radon_torch": cmd_radon_torch, "mri": cmd_mri, "network": cmd_network,
-           "sampler": cmd_sampler, "train": cmd_train}[a.cmd](a)
+           "sampler": cmd_sampler, "train": cmd_train, "fanbeam_astra": cmd_fanbeam_astra}[a.cmd](a)
     res["torch_threads"] = threads
     for k, v in res.items():
         if isinstance(v, float) and not math.isfinite(v):

@@ -1,5 +1,5 @@
 //! `scoreinv bench`: operator, network, sampler and training figures next to references
-//! (scikit-image, NumPy, PyTorch eager) measured in the same run. The harness is [`harness`]:
+//! (scikit-image, NumPy, PyTorch eager, ASTRA Toolbox) measured in the same run. The harness is [`harness`]:
 //! part of this binary, not of the `scoreinv` library.
 use anyhow::Result;
 use harness::{BenchContext, Suite};
@@ -12,14 +12,15 @@ mod harness;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// What to run: all, operators, network, sampler, train, or a comma-separated list.
+    /// What to run: all, operators, fanbeam, network, sampler, train, or a comma-separated list.
     #[arg(default_value = "all")]
     pub what: String,
     /// Small sizes (seconds to minutes on a CPU).
     #[arg(long)]
     pub quick: bool,
     /// Also write the rows as a JSON list of
-    /// {name, device, unit, value, reference, reference_value, speedup}.
+    /// {name, device, unit, value, reference, reference_value, speedup} (and rel_l2_diff where
+    /// the outputs were compared with the reference's).
     #[arg(long)]
     pub json: Option<PathBuf>,
 }
@@ -40,11 +41,23 @@ pub fn run(args: Args, choice: DeviceChoice) -> Result<()> {
             harness::PYTHON_ENV
         ),
     }
+    let astra_python = harness::find_astra_python(&cwd);
+    if suites.contains(&Suite::FanBeam) {
+        match &astra_python {
+            Some(p) => println!("astra python      {}", p.display()),
+            None => println!(
+                "astra python      none (no .venv-astra/bin/python here and ${} unset): the \
+                 fan-beam rows run without ASTRA",
+                harness::ASTRA_PYTHON_ENV
+            ),
+        }
+    }
     let work = tempfile::tempdir()?;
     let ctx = BenchContext {
         device,
         quick: args.quick,
         python,
+        astra_python,
         scripts: harness::scripts_dir(&cwd),
         threads,
         work_dir: work.path().to_path_buf(),

@@ -1,8 +1,8 @@
 //! Benchmark harness of `scoreinv bench`: timing, reference runs and result records.
 //!
 //! Every figure is measured next to a reference implementation timed in the same run on the
-//! same machine (scikit-image, NumPy, PyTorch eager via `scripts/bench/reference.py`), and
-//! reported as a ratio:
+//! same machine (scikit-image, NumPy, PyTorch eager, ASTRA Toolbox via
+//! `scripts/bench/reference.py`), and reported as a ratio:
 //!
 //! ```text
 //! times        (unit "s", lower is better):        speedup = t_reference / t_scoreinv
@@ -13,6 +13,7 @@
 //! `repeats` runs after `warmup` untimed runs, with a device synchronisation
 //! (`tch::Cuda::synchronize`) before the clock is read on CUDA.
 
+pub mod fanbeam;
 pub mod network;
 pub mod operators;
 #[cfg(test)]
@@ -27,6 +28,10 @@ use tch::Device;
 
 /// Environment variable naming the Python interpreter that runs the reference scripts.
 pub const PYTHON_ENV: &str = "SCOREINV_PYTHON";
+
+/// Environment variable naming a Python interpreter with `astra-toolbox` (the fan-beam
+/// reference, kept out of the project's `.venv`).
+pub const ASTRA_PYTHON_ENV: &str = "SCOREINV_ASTRA_PYTHON";
 
 /// Whether a larger value of a unit is better.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -83,6 +88,10 @@ pub struct Measurement {
     pub reference_value: Option<f64>,
     /// See [`speedup`]; `None` without a reference value.
     pub speedup: Option<f64>,
+    /// `‖ours − reference‖₂ / ‖reference‖₂` of the two outputs on the bench input, for rows
+    /// whose reference computes the same quantity (absent from the JSON otherwise).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rel_l2_diff: Option<f64>,
 }
 
 impl Measurement {
@@ -104,7 +113,14 @@ impl Measurement {
             reference: reference.into(),
             reference_value,
             speedup: reference_value.and_then(|r| speedup(dir, value, r)),
+            rel_l2_diff: None,
         })
+    }
+
+    /// The row with the relative L2 difference of its outputs from the reference's.
+    pub fn with_rel_l2_diff(mut self, d: Option<f64>) -> Self {
+        self.rel_l2_diff = d;
+        self
     }
 }
 
@@ -206,6 +222,17 @@ pub fn find_python(dir: &Path) -> Option<PathBuf> {
     p.exists().then_some(p)
 }
 
+/// The interpreter with `astra-toolbox`: `$SCOREINV_ASTRA_PYTHON`, else `.venv-astra/bin/python`
+/// under `dir`; `None` if neither exists.
+pub fn find_astra_python(dir: &Path) -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os(ASTRA_PYTHON_ENV) {
+        let p = PathBuf::from(p);
+        return p.exists().then_some(p);
+    }
+    let p = dir.join(".venv-astra/bin/python");
+    p.exists().then_some(p)
+}
+
 /// Where the reference scripts live: `scripts/bench/` under `dir`, else under the source tree
 /// this binary was built from.
 pub fn scripts_dir(dir: &Path) -> PathBuf {
@@ -279,14 +306,16 @@ pub fn field(v: &serde_json::Value, key: &str) -> Result<f64> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Suite {
     Operators,
+    FanBeam,
     Network,
     Sampler,
     Train,
 }
 
 impl Suite {
-    pub const ALL: [Suite; 4] = [
+    pub const ALL: [Suite; 5] = [
         Suite::Operators,
+        Suite::FanBeam,
         Suite::Network,
         Suite::Sampler,
         Suite::Train,
@@ -299,13 +328,14 @@ impl Suite {
             let s: &[Suite] = match part.to_ascii_lowercase().as_str() {
                 "all" => &Suite::ALL,
                 "operators" => &[Suite::Operators],
+                "fanbeam" => &[Suite::FanBeam],
                 "network" => &[Suite::Network],
                 "sampler" => &[Suite::Sampler],
                 "train" => &[Suite::Train],
                 other => {
                     return Err(Error::Invalid(format!(
-                        "unknown bench '{other}'; expected all, operators, network, sampler, \
-                         train or a comma-separated list"
+                        "unknown bench '{other}'; expected all, operators, fanbeam, network, \
+                         sampler, train or a comma-separated list"
                     )))
                 }
             };
@@ -324,6 +354,8 @@ pub struct BenchContext {
     pub quick: bool,
     /// Interpreter for the references; `None`: "reference unavailable".
     pub python: Option<PathBuf>,
+    /// Interpreter with `astra-toolbox` for the fan-beam reference; `None`: unavailable.
+    pub astra_python: Option<PathBuf>,
     pub scripts: PathBuf,
     /// Passed to the references' `torch.set_num_threads` (libtorch's count here).
     pub threads: usize,
@@ -349,7 +381,11 @@ impl BenchContext {
     /// Runs a reference with the context's repeats and threads appended; `Ok(None)` (and a
     /// note on stderr) without an interpreter; errors of the script are reported, not fatal.
     pub fn reference(&self, args: &[String]) -> Option<serde_json::Value> {
-        let python = self.python.as_ref()?;
+        self.reference_with(self.python.as_deref()?, args)
+    }
+
+    /// [`BenchContext::reference`] run by `python` (e.g. [`BenchContext::astra_python`]).
+    pub fn reference_with(&self, python: &Path, args: &[String]) -> Option<serde_json::Value> {
         let r = self.repeats();
         let mut all = args.to_vec();
         all.extend([
@@ -385,11 +421,14 @@ pub fn print_table(rows: &[Measurement]) {
             .speedup
             .map(|v| format!("{v:>7.2}x"))
             .unwrap_or_else(|| format!("{:>8}", "-"));
-        let refname = if m.reference_value.is_some() {
+        let mut refname = if m.reference_value.is_some() {
             m.reference.clone()
         } else {
             format!("{} (reference unavailable)", m.reference)
         };
+        if let Some(d) = m.rel_l2_diff {
+            refname.push_str(&format!(" [rel. L2 diff {d:.2e}]"));
+        }
         println!(
             "{:<52} {:>12.4e} {:<9} {}  {}  {}",
             m.name, m.value, m.unit, r, s, refname
@@ -414,6 +453,7 @@ pub fn run_suites(
     for s in suites {
         match s {
             Suite::Operators => rows.extend(operators::run(ctx, progress)?),
+            Suite::FanBeam => rows.extend(fanbeam::run(ctx, progress)?),
             Suite::Network => rows.extend(network::run_network(ctx, progress)?),
             Suite::Sampler => rows.extend(network::run_sampler(ctx, progress)?),
             Suite::Train => rows.extend(network::run_train(ctx, progress)?),

@@ -49,10 +49,20 @@ pub fn mri_size(quick: bool) -> (usize, usize) {
 
 /// The disc phantom-like input both sides use: uniform noise inside the inscribed circle of
 /// radius `n/2 − 1` (scikit-image's `circle=True` requires zeros outside).
-fn disc_images(batch: usize, n: usize, device: Device) -> Tensor {
+pub(super) fn disc_images(batch: usize, n: usize, device: Device) -> Tensor {
+    (Tensor::rand(
+        [batch as i64, 1, n as i64, n as i64],
+        (Kind::Float, Device::Cpu),
+    ) * disc(n))
+    .to_device(device)
+}
+
+/// `[1, 1, n, n]` CPU tensor: 1 inside the circle of radius `n/2 − 1` about the grid's
+/// geometric centre `((n − 1)/2, (n − 1)/2)`, 0 outside.
+pub(super) fn disc(n: usize) -> Tensor {
     let c = (n as f64 - 1.0) / 2.0;
     let r = n as f64 / 2.0 - 1.0;
-    let inside = Tensor::from_slice(
+    Tensor::from_slice(
         &(0..n * n)
             .map(|i| {
                 let (y, x) = ((i / n) as f64, (i % n) as f64);
@@ -64,12 +74,7 @@ fn disc_images(batch: usize, n: usize, device: Device) -> Tensor {
             })
             .collect::<Vec<_>>(),
     )
-    .reshape([1, 1, n as i64, n as i64]);
-    (Tensor::rand(
-        [batch as i64, 1, n as i64, n as i64],
-        (Kind::Float, Device::Cpu),
-    ) * inside)
-        .to_device(device)
+    .reshape([1, 1, n as i64, n as i64])
 }
 
 /// The Cartesian mask of the MRI rows (every 4th column plus a centre band of ±n/25 columns),
@@ -317,6 +322,7 @@ mod tests {
             device: Device::Cpu,
             quick: true,
             python: None,
+            astra_python: None,
             scripts: PathBuf::new(),
             threads: 1,
             work_dir: std::env::temp_dir(),

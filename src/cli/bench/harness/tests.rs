@@ -2,18 +2,20 @@
 //! JSON schema on a fake workload with known times, the reference script's interface, and the
 //! parity of the PyTorch NCSN++ re-implementation with scoreinv's network.
 
+use super::fanbeam::{astra_reference, fan_images, FanSize, AGREEMENT_TOL};
 use super::network::{
     bench_config, bench_model, build_shared, measured_ct, write_parity_case, PARITY_TOL,
 };
 use super::{
-    field, median, run_reference, speedup, time_with, write_json, Direction, Measurement, Repeats,
-    Suite,
+    field, median, run_reference, speedup, time_with, write_json, BenchContext, Direction,
+    Measurement, Repeats, Suite,
 };
 use scoreinv::models::config::ScoreSdeConfig;
+use scoreinv::operators::{FanBeam, LinearOperator};
 use std::cell::Cell;
 use std::path::PathBuf;
 use std::process::Command;
-use tch::Device;
+use tch::{Device, Kind};
 
 #[test]
 fn fake_workload_gives_the_median_of_known_times() {
@@ -273,4 +275,93 @@ fn measured_ct_runs_the_projection_sampler() {
         .unwrap_err()
         .to_string();
     assert!(e.contains("CUDA device"), "{e}");
+}
+
+/// The interpreter with `astra-toolbox`: `$SCOREINV_ASTRA_PYTHON` or the workspace's
+/// `.venv-astra/bin/python` (see `scripts/bench/reference.py fanbeam_astra`).
+fn astra_python() -> Option<PathBuf> {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let mut candidates: Vec<PathBuf> = Vec::new();
+    if let Some(p) = std::env::var_os("SCOREINV_ASTRA_PYTHON") {
+        candidates.push(p.into());
+    }
+    candidates.push(root.join(".venv-astra/bin/python"));
+    candidates.into_iter().find(|p| {
+        p.exists()
+            && Command::new(p)
+                .args(["-c", "import astra, numpy"])
+                .output()
+                .map(|o| o.status.success())
+                .unwrap_or(false)
+    })
+}
+
+/// scoreinv's fan-beam projections and back-projections of the bench input (quick size, flat
+/// twin) agree with ASTRA's `line_fanflat` within the bench's tolerance, and the check is not
+/// blind: ASTRA run on the mirrored images (and bin-reversed sinograms) fails it.
+#[test]
+fn astra_fanbeam_reference_agrees_and_sees_a_mirror() {
+    let Some(py) = astra_python() else {
+        eprintln!(
+            "SKIPPED: no python with astra-toolbox (python3 -m venv .venv-astra && \
+             .venv-astra/bin/pip install astra-toolbox==2.5.0 numpy)"
+        );
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let ctx = BenchContext {
+        device: Device::Cpu,
+        quick: true,
+        python: None,
+        astra_python: Some(py.clone()),
+        scripts: scripts(),
+        threads: 1,
+        work_dir: dir.path().to_path_buf(),
+    };
+    let size = FanSize::for_run(true);
+    let flat = size.flat();
+    let op = FanBeam::new(flat.clone(), Kind::Float, Device::Cpu).unwrap();
+    let x = fan_images(2, size.n, Device::Cpu);
+    let ax = op.forward(&x).unwrap();
+    let y = &ax / ax.abs().max();
+    let aty = op.adjoint(&y).unwrap();
+    let run = astra_reference(&ctx, &flat, (&x, &ax), (&y, &aty))
+        .unwrap()
+        .expect("the ASTRA reference ran");
+    eprintln!("{run:?}");
+    assert!(run.forward_rel_l2 <= AGREEMENT_TOL, "{run:?}");
+    assert!(run.adjoint_rel_l2 <= AGREEMENT_TOL, "{run:?}");
+    assert!(run.forward_s > 0.0 && run.adjoint_s > 0.0);
+    assert!(run.version.starts_with("2.5"), "{}", run.version);
+    // Control: ASTRA on the left-right mirror of the inputs.
+    let mirrored = astra_reference(&ctx, &flat, (&x.flip([3]), &ax), (&y.flip([2]), &aty))
+        .unwrap()
+        .unwrap();
+    eprintln!("mirrored: {mirrored:?}");
+    assert!(
+        mirrored.forward_rel_l2 > 2.0 * AGREEMENT_TOL,
+        "{mirrored:?}"
+    );
+    assert!(
+        mirrored.adjoint_rel_l2 > 2.0 * AGREEMENT_TOL,
+        "{mirrored:?}"
+    );
+    // A curved detector is refused with a message naming it.
+    let mut args = s(&["fanbeam_astra", "--batch", "1", "--geometry"]);
+    let g = dir.path().join("curved.json");
+    std::fs::write(&g, serde_json::to_string(&size.curved()).unwrap()).unwrap();
+    args.push(g.display().to_string());
+    for flag in [
+        "--images",
+        "--sinograms",
+        "--out-sinograms",
+        "--out-backprojections",
+    ] {
+        args.push(flag.into());
+        args.push(dir.path().join("unused.npy").display().to_string());
+    }
+    let e = run_reference(&py, &scripts(), &args)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("flat detector only"), "{e}");
 }
