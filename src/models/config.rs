@@ -446,8 +446,20 @@ impl ScoreSdeConfig {
                 m.conv_size
             ));
         }
-        if !m.init_scale.is_finite() || !m.fourier_scale.is_finite() {
-            return bad("model.init_scale and model.fourier_scale must be finite".into());
+        // The init draws U(±√(3·init_scale/fan)) and W ~ N(0, fourier_scale²) in float32: beyond
+        // 1e6 the bounds leave float32's range (libtorch refuses the draw), and no published
+        // config comes near (score_sde: 0 and 16).
+        if !(m.init_scale.is_finite() && (0.0..=1e6).contains(&m.init_scale)) {
+            return bad(format!(
+                "model.init_scale must lie in [0, 1e6], got {}",
+                m.init_scale
+            ));
+        }
+        if !(m.fourier_scale.is_finite() && m.fourier_scale.abs() <= 1e6) {
+            return bad(format!(
+                "model.fourier_scale must be finite with |fourier_scale| <= 1e6, got {}",
+                m.fourier_scale
+            ));
         }
         let embedding_type: EmbeddingType = m.embedding_type.parse()?;
         if embedding_type == EmbeddingType::Fourier && !self.training.continuous {
