@@ -37,9 +37,12 @@ REF_NFE = 2000  # N = 1000 predictor + 1 000 corrector steps
 def records(path, run=None):
     if path.endswith(".csv"):
         with open(path) as f:
-            rows = [r for r in csv.DictReader(f) if run is None or r["run"] == run]
+            # per-case rows of the run (its "mean" / "std" summary rows are left out)
+            rows = [r for r in csv.DictReader(f) if (run is None or r["run"] == run)
+                    and r["case"] not in ("mean", "std")]
         return [{"case": r["case"], "method": r["method"], "psnr_db": float(r["psnr_db"]),
-                 "ssim": float(r["ssim"]), "seconds": float(r["seconds"])} for r in rows]
+                 "ssim": float(r["ssim"]), "seconds": float(r["seconds"] or "nan")}
+                for r in rows]
     d = json.load(open(path))
     return d["records"] if isinstance(d, dict) else d
 
