@@ -582,11 +582,7 @@ fn projection_warm_start_from_posterior_draws_is_exact_and_a_point_start_is_not(
     // is affine in the state, and the start's mean is that of the diffused posterior): within
     // 5 standard errors + 0.03 (measured: −0.055, i.e. inside 5 standard errors). Control: a
     // start one posterior standard deviation off moves it (measured 1.08; must exceed 0.1).
-    let mean_excess = |x: &Tensor| {
-        let (sm, _) = moments(&flat(x).index_select(1, &dropped_idx()));
-        let se = (c.diag(0) / N_SAMPLES as f64).sqrt();
-        ((&sm - &m).abs() - se * 5.0).max().double_value(&[])
-    };
+    let mean_excess = |x: &Tensor| dropped_mean_excess(x, &m, &c);
     let off = start_from(
         (&m + c.diag(0).sqrt())
             .unsqueeze(0)

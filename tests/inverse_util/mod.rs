@@ -106,6 +106,17 @@ pub fn flat(x: &Tensor) -> Tensor {
 }
 
 /// Sample mean `[D']` and covariance `[D', D']` of rows `[n, D']`.
+/// How far the sample mean of the [`DROPPED`] pixels of `samples` is from `m`, beyond 5
+/// Monte-Carlo standard errors `√(C_ii / n)`: the largest `|mean_i − m_i| − 5 √(C_ii / n)`
+/// (≤ 0: every pixel within 5 standard errors).
+pub fn dropped_mean_excess(samples: &Tensor, m: &Tensor, c: &Tensor) -> f64 {
+    let idx = Tensor::from_slice(&DROPPED.map(|v| v as i64));
+    let d = flat(samples).index_select(1, &idx);
+    let (sm, _) = moments(&d);
+    let se = (c.diag(0) / d.size()[0] as f64).sqrt();
+    ((&sm - m).abs() - se * 5.0).max().double_value(&[])
+}
+
 pub fn moments(x: &Tensor) -> (Tensor, Tensor) {
     let n = x.size()[0] as f64;
     let m = x.mean_dim(0i64, false, Kind::Double);
