@@ -489,15 +489,7 @@ mod tests {
     /// quick sizes.
     #[test]
     fn suite_runs_without_astra() {
-        let ctx = BenchContext {
-            device: Device::Cpu,
-            quick: true,
-            python: None,
-            astra_python: None,
-            scripts: PathBuf::new(),
-            threads: 1,
-            work_dir: std::env::temp_dir(),
-        };
+        let ctx = BenchContext::quick_cpu();
         let rows = run(&ctx, &|_| {}).unwrap();
         assert_eq!(rows.len(), 7);
         for r in &rows {

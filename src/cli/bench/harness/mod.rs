@@ -364,6 +364,20 @@ pub struct BenchContext {
 }
 
 impl BenchContext {
+    /// The tests' context: quick sizes on the CPU, one thread, no reference interpreters.
+    #[cfg(test)]
+    pub fn quick_cpu() -> Self {
+        Self {
+            device: Device::Cpu,
+            quick: true,
+            python: None,
+            astra_python: None,
+            scripts: PathBuf::new(),
+            threads: 1,
+            work_dir: std::env::temp_dir(),
+        }
+    }
+
     pub fn repeats(&self) -> Repeats {
         if self.quick {
             Repeats {

@@ -312,21 +312,12 @@ pub fn run(ctx: &BenchContext, progress: &dyn Fn(&str)) -> Result<Vec<Measuremen
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::path::PathBuf;
 
     /// The throughput rows run on any device (here the CPU, quick batch, a small geometry)
     /// and give positive images/s (no reference without a Python).
     #[test]
     fn radon_throughput_rows_measure_images_per_second() {
-        let ctx = BenchContext {
-            device: Device::Cpu,
-            quick: true,
-            python: None,
-            astra_python: None,
-            scripts: PathBuf::new(),
-            threads: 1,
-            work_dir: std::env::temp_dir(),
-        };
+        let ctx = BenchContext::quick_cpu();
         let rows = radon_throughput(&ctx, &|_| {}, (32, 24)).unwrap();
         assert_eq!(rows.len(), 2);
         for r in &rows {

@@ -310,13 +310,10 @@ fn astra_fanbeam_reference_agrees_and_sees_a_mirror() {
     };
     let dir = tempfile::tempdir().unwrap();
     let ctx = BenchContext {
-        device: Device::Cpu,
-        quick: true,
-        python: None,
         astra_python: Some(py.clone()),
         scripts: scripts(),
-        threads: 1,
         work_dir: dir.path().to_path_buf(),
+        ..BenchContext::quick_cpu()
     };
     let size = FanSize::for_run(true);
     let flat = size.flat();
