@@ -125,3 +125,117 @@ fn a_models_validated_warm_start_applies_to_score_and_noise_turns_it_off() {
         "{t}"
     );
 }
+
+/// A model that records a few-step sampler's validated setting (`"sampler": {"ct":
+/// {"methods": {"ddim": {"start", "t0", "steps"}}}}`) gives `--method ddim` that warm start
+/// and N without flags, with a note; `--steps` sets N under the recorded t0; `--start noise`
+/// runs cold; `score` does not take the record of `ddim`; a bad record is refused when the
+/// model is read, naming the field.
+#[test]
+fn a_models_validated_few_step_setting_applies_to_its_sampler_only() {
+    use scoreinv::models::model_dir::{read_model_config, MethodSettings, SamplerSettings};
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("m");
+    tiny_model(&model, 1);
+    let json = model.join("config.json");
+    let record = |name: &str, t0: f64, steps: Option<usize>| {
+        let mut cfg = read_model_config(&model).unwrap();
+        let mut s = SamplerSettings::default();
+        s.methods.insert(
+            name.into(),
+            MethodSettings {
+                start: "fbp".into(),
+                t0,
+                steps,
+                validated_on: Some("test".into()),
+            },
+        );
+        cfg.sampler.insert("ct".into(), s);
+        std::fs::write(&json, serde_json::to_string_pretty(&cfg).unwrap()).unwrap();
+    };
+    record("ddim", 0.5, Some(12));
+    let model = model.display().to_string();
+    let run = |name: &str, method: &str, extra: &[&str]| {
+        let out = dir.path().join(name).display().to_string();
+        let mut args = vec![
+            "reconstruct",
+            "ct",
+            "--ground-truth",
+            "phantom:shepp-logan",
+            "--size",
+            "16",
+            "--views",
+            "6",
+            "--method",
+            method,
+            "--model",
+            &model,
+            "--out",
+            &out,
+        ];
+        args.extend_from_slice(extra);
+        (scoreinv(&args), out)
+    };
+    let (o, out) = run("recorded", "ddim", &[]);
+    let t = text(&o);
+    assert!(o.status.success(), "{t}");
+    // N = 12 from T = 1: the 6 steps at or below t0 = 0.5.
+    assert!(
+        t.contains("6/6 steps") && t.contains("warm start from fbp at t0 0.5, N = 12"),
+        "{t}"
+    );
+    let m: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(std::path::Path::new(&out).join("metrics.json")).unwrap(),
+    )
+    .unwrap();
+    let rec = m["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["method"] == "ddim")
+        .unwrap_or_else(|| panic!("{m}"));
+    assert_eq!(rec["nfe"], 6, "{m}");
+    // The user's N under the recorded start and t0.
+    let (o, _) = run("user-steps", "ddim", &["--steps", "20"]);
+    let t = text(&o);
+    assert!(t.contains("10/10 steps") && !t.contains("N = 12"), "{t}");
+    // Cold start on request: no warm start, all of the model's N steps.
+    let (o, _) = run("cold", "ddim", &["--start", "noise"]);
+    let t = text(&o);
+    assert!(o.status.success(), "{t}");
+    assert!(!t.contains("warm start from"), "{t}");
+    // Control: the projection sampler does not take ddim's record.
+    let (o, _) = run("score", "score", &["--steps", "20"]);
+    let t = text(&o);
+    assert!(
+        t.contains("20/20 steps") && !t.contains("warm start from"),
+        "{t}"
+    );
+    for (name, t0, steps, needle) in [
+        (
+            "ddim",
+            0.0,
+            None,
+            "sampler.ct.methods.ddim.t0 must lie in (0, 1]",
+        ),
+        (
+            "ddim",
+            0.5,
+            Some(0),
+            "sampler.ct.methods.ddim.steps must be at least 1",
+        ),
+        (
+            "nope",
+            0.5,
+            None,
+            "sampler.ct.methods: unknown sampler \"nope\"",
+        ),
+    ] {
+        record(name, t0, steps);
+        let (o, out) = run("bad", "ddim", &[]);
+        let t = text(&o);
+        assert!(!o.status.success() && t.contains(needle), "{needle}: {t}");
+        assert!(!t.contains("panicked"), "{t}");
+        assert!(!std::path::Path::new(&out).join("metrics.json").exists());
+    }
+}

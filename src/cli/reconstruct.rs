@@ -207,7 +207,9 @@ pub struct ScoreArgs {
     pub cuda_graph: bool,
     /// Warm start of the score methods (Come-Closer-Diffuse-Faster): a baseline of the task
     /// (fbp, tv, zero-filled, gray, masked, wiener) whose reconstruction is diffused to --t0 and
-    /// the reverse SDE run from there, about t0·N steps; noise (default): from the prior.
+    /// the reverse SDE run from there, about t0·N steps; noise: from the prior. Default: the
+    /// start (and t0, and N unless --steps is given) that the model's config.json records as
+    /// validated for the task and method, else noise.
     #[arg(long, value_name = "BASELINE")]
     pub start: Option<String>,
     /// Time t0 in (eps, 1] to which the --start estimate is diffused (e.g. 0.3).

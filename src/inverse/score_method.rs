@@ -329,8 +329,9 @@ pub struct ScoreSettings {
     /// CUDA only: replay `score`'s steps as one captured CUDA graph.
     pub cuda_graph: bool,
     /// Warm start (CCDF): the task's baseline (`fbp`, `tv`, `zero-filled`, `gray`, …) whose
-    /// reconstruction is diffused to `t0` and the reverse SDE run from there; `None` or
-    /// `noise`: from the prior at `T`.
+    /// reconstruction is diffused to `t0` and the reverse SDE run from there; `noise`: from
+    /// the prior at `T`; `None` (with no `t0`): the model's validated start for the task and
+    /// sampler ([`crate::models::model_dir::SamplerSettings`]), else from the prior.
     pub start: Option<String>,
     /// The time `t₀ ∈ (ε, T]` of the warm start (needs `start`).
     pub t0: Option<f64>,
@@ -439,29 +440,53 @@ pub fn score_methods(
             |e: Error| Error::Config(format!("`method` {m}, `model` {}: {e}", dir.display()));
         let validated =
             crate::models::model_dir::sampler_settings(dir, task.name()).map_err(with_dir)?;
-        // The warm start: the user's, else (for `score`, the sampler it was validated with)
-        // the model's; `start` = `noise` is a cold start.
+        // The warm start: the user's, else the one the model records as validated for this
+        // sampler (`score`: `sampler.TASK.start`/`t0`; the few-step samplers:
+        // `sampler.TASK.methods.NAME`, with its `steps` unless the user sets steps);
+        // `start` = `noise` is a cold start.
         let mut user_m = user.clone();
         let mut start = start;
-        if s.start.is_none() && s.t0.is_none() && entry.name == super::projection::ENTRY.name {
-            if let Some((Some(name), Some(t0))) =
-                validated.as_ref().map(|v| (v.start.as_deref(), v.t0))
-            {
+        let mut sweep_m = sweep.clone();
+        if s.start.is_none() && s.t0.is_none() {
+            let recorded = validated.as_ref().and_then(|v| {
+                if entry.name == super::projection::ENTRY.name {
+                    match (v.start.as_deref(), v.t0) {
+                        (Some(name), Some(t0)) => Some((
+                            name.to_string(),
+                            t0,
+                            None,
+                            format!("sampler.{}", task.name()),
+                        )),
+                        _ => None,
+                    }
+                } else {
+                    v.methods.get(entry.name).map(|w| {
+                        let key = format!("sampler.{}.methods.{}", task.name(), entry.name);
+                        (w.start.clone(), w.t0, w.steps, key)
+                    })
+                }
+            });
+            if let Some((name, t0, steps, key)) = recorded {
                 start = Some(
-                    crate::inverse::tasks::parse_method(task, name).map_err(|e| {
-                        with_dir(Error::Config(format!("sampler.{}.start: {e}", task.name())))
-                    })?,
+                    crate::inverse::tasks::parse_method(task, &name)
+                        .map_err(|e| with_dir(Error::Config(format!("{key}.start: {e}"))))?,
                 );
                 user_m["t0"] = serde_json::json!(t0);
+                let steps_note = match steps {
+                    Some(n) if s.steps.is_none() && s.steps_sweep.is_none() => {
+                        sweep_m = vec![Some(n)];
+                        format!(", N = {n}")
+                    }
+                    _ => String::new(),
+                };
                 notes.push(format!(
-                    "`method` {m}: warm start from {name} at t0 {t0} validated for this model \
-                     ({}, sampler.{}; `start` noise for a cold start)",
+                    "`method` {m}: warm start from {name} at t0 {t0}{steps_note} validated for this \
+                     model ({}, {key}; `start` noise for a cold start)",
                     dir.join("config.json").display(),
-                    task.name()
                 ));
             }
         }
-        for (k, &steps) in sweep.iter().enumerate() {
+        for (k, &steps) in sweep_m.iter().enumerate() {
             let sampler = (entry.build)(&SamplerSources {
                 task,
                 validated: validated.as_ref(),
@@ -490,7 +515,7 @@ pub fn score_methods(
             }
             let mut method = ScoreMethod::from_model_dir(dir, device, steps, sampler, s.samples)
                 .map_err(with_dir)?;
-            if let (Some(n), true) = (steps, sweep.len() > 1) {
+            if let (Some(n), true) = (steps, sweep_m.len() > 1) {
                 method = method.with_label(format!("{}@{n}", entry.name));
             }
             if let Some(b) = &start {

@@ -10,11 +10,13 @@
 //!   "data":  { "shape": [1, 28, 28], "centered": false, "data_range": [0.0, 255.0],
 //!              "source": "fashion-mnist (60000 train images)" },
 //!   "training": { "step": 5000, "ema_rate": 0.999, "loss": "dsm" },
-//!   "sampler": { "ct": { "lambda": 1.0, "validated_on": "…" } }
+//!   "sampler": { "ct": { "lambda": 1.0, "validated_on": "…",
+//!                        "methods": { "diffpir": { "start": "tv", "t0": 0.2, "steps": 250 } } } }
 //! }
 //! ```
 //! `sampler` (optional, [`SamplerSettings`]) holds projection-sampler settings chosen for the
-//! model on a task's validation data; an exported run has none.
+//! model on a task's validation data, and under `methods` the few-step samplers' warm starts
+//! ([`MethodSettings`]); an exported run has none.
 //! `model.safetensors` holds the EMA weights (score_sde evaluates and samples with the EMA), f32,
 //! one tensor per variable of the network's `VarStore` under the same name, each with its
 //! CRC-32 in the metadata. `data` says how to map a raw image `r` to model space:
@@ -276,6 +278,29 @@ pub struct SamplerSettings {
     /// Where the values were chosen (for people; e.g. the validation cases and settings).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub validated_on: Option<String>,
+    /// The few-step samplers' validated warm starts and step counts, by sampler name
+    /// (`"methods": {"diffpir": {"start": "tv", "t0": 0.2, "steps": 250}}`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub methods: BTreeMap<String, MethodSettings>,
+}
+
+/// A few-step sampler's validated setting for one task (CCDF, Chung, Sim & Ye 2022): the
+/// baseline `start` diffused to `t0`, then `steps · t0` reverse steps, i.e. `steps · t0`
+/// network evaluations per posterior sample for `ddim` and `diffpir`. `scoreinv reconstruct`
+/// takes it for `--method NAME` where the user sets none of `--start`, `--t0`, `--steps`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MethodSettings {
+    /// The task's baseline whose reconstruction is diffused to `t0` (`tv`, `fbp`, …).
+    pub start: String,
+    /// The warm start's time `t0 ∈ (0, 1]`.
+    pub t0: f64,
+    /// The SDE's step count `N` (the sampler runs the `N · t0` steps below `t0`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub steps: Option<usize>,
+    /// Where the values were chosen (for people).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub validated_on: Option<String>,
 }
 
 impl SamplerSettings {
@@ -299,6 +324,36 @@ impl SamplerSettings {
             return Err(format!(
                 "sampler.{task}: a warm start needs both fields, start and t0"
             ));
+        }
+        for (name, m) in &self.methods {
+            if crate::inverse::conditional::conditional_sampler(name).is_none() {
+                return Err(format!(
+                    "sampler.{task}.methods: unknown sampler {name:?} (one of {})",
+                    crate::inverse::conditional::CONDITIONAL_SAMPLERS
+                        .iter()
+                        .map(|e| e.name)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ));
+            }
+            if !(m.t0.is_finite() && m.t0 > 0.0 && m.t0 <= 1.0) {
+                return Err(format!(
+                    "sampler.{task}.methods.{name}.t0 must lie in (0, 1], got {}",
+                    m.t0
+                ));
+            }
+            if m.steps == Some(0) {
+                return Err(format!(
+                    "sampler.{task}.methods.{name}.steps must be at least 1, got 0"
+                ));
+            }
+            if m.start.trim().is_empty() || m.start.trim() == "noise" {
+                return Err(format!(
+                    "sampler.{task}.methods.{name}.start must name a baseline of the task \
+                     (e.g. tv), got {:?}",
+                    m.start
+                ));
+            }
         }
         Ok(())
     }
