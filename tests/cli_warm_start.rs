@@ -138,8 +138,9 @@ fn a_models_validated_few_step_setting_applies_to_its_sampler_only() {
     let model = dir.path().join("m");
     tiny_model(&model, 1);
     let json = model.join("config.json");
+    let base = read_model_config(&model).unwrap();
     let record = |name: &str, t0: f64, steps: Option<usize>| {
-        let mut cfg = read_model_config(&model).unwrap();
+        let mut cfg = base.clone();
         let mut s = SamplerSettings::default();
         s.methods.insert(
             name.into(),
