@@ -89,10 +89,18 @@ impl Values {
         }
     }
 
-    fn shrink_to_fit(&mut self) {
+    fn clear(&mut self) {
         match self {
-            Values::F32(x) => x.shrink_to_fit(),
-            Values::F64(x) => x.shrink_to_fit(),
+            Values::F32(x) => x.clear(),
+            Values::F64(x) => x.clear(),
+        }
+    }
+
+    /// A copy allocated at exactly its length.
+    fn exact_copy(&self) -> Self {
+        match self {
+            Values::F32(x) => Values::F32(x.as_slice().to_vec()),
+            Values::F64(x) => Values::F64(x.as_slice().to_vec()),
         }
     }
 
@@ -152,25 +160,32 @@ impl Csr {
     {
         check_indexable(cols, "the matrix")?;
         let proto = Values::new(kind);
+        // Each block is merged into reused scratch arrays and then copied out at its exact
+        // size: growing every block's own arrays left about 0.8 bytes of freed slack per
+        // entry scattered through the heap (measured at 256², 400 bins, 360 views).
         let blocks: Vec<(Vec<usize>, Chunk)> = (0..rows.div_ceil(ROW_BLOCK))
             .into_par_iter()
-            .map(|b| {
-                let (r0, r1) = (b * ROW_BLOCK, ((b + 1) * ROW_BLOCK).min(rows));
-                let mut lens = Vec::with_capacity(r1 - r0);
-                let (mut col, mut val) = (Vec::new(), proto.with_capacity(0));
-                let mut e = Vec::new();
-                for i in r0..r1 {
-                    e.clear();
-                    fill(i, &mut e);
-                    let before = col.len();
-                    merge_into(&mut e, &mut col, &mut val);
-                    lens.push(col.len() - before);
-                }
-                // Growth slack would otherwise stay allocated for the life of the build.
-                col.shrink_to_fit();
-                val.shrink_to_fit();
-                (lens, Chunk { col, val })
-            })
+            .map_init(
+                || (Vec::new(), Vec::new(), proto.with_capacity(0)),
+                |(e, col, val), b| {
+                    let (r0, r1) = (b * ROW_BLOCK, ((b + 1) * ROW_BLOCK).min(rows));
+                    let mut lens = Vec::with_capacity(r1 - r0);
+                    col.clear();
+                    val.clear();
+                    for i in r0..r1 {
+                        e.clear();
+                        fill(i, e);
+                        let before = col.len();
+                        merge_into(e, col, val);
+                        lens.push(col.len() - before);
+                    }
+                    let chunk = Chunk {
+                        col: col.as_slice().to_vec(),
+                        val: val.exact_copy(),
+                    };
+                    (lens, chunk)
+                },
+            )
             .collect();
         let mut crow = Vec::with_capacity(rows + 1);
         crow.push(0);
