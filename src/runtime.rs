@@ -165,6 +165,12 @@ pub fn resident_host_memory() -> Option<u64> {
     proc_status_bytes("VmRSS:")
 }
 
+/// Resets the peak resident memory ([`peak_host_memory`]) to the resident memory now (Linux ≥
+/// 4.0: `5` written to `/proc/self/clear_refs`); false where that is not possible.
+pub fn reset_peak_host_memory() -> bool {
+    std::fs::write("/proc/self/clear_refs", "5").is_ok()
+}
+
 /// A `kB` field of `/proc/self/status`, in bytes.
 fn proc_status_bytes(field: &str) -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;

@@ -167,14 +167,14 @@ mod tests {
     use crate::geometry::{DetectorShape, FanGeometryConfig};
 
     /// The entry counts behind [`super::fan_sparse_memory`]: `R` holds
-    /// `FAN_ENTRIES_PER_SAMPLE` entries per ray sample and `B` `2·A·π/4·N²` (each within
+    /// [`super::super::FAN_ENTRIES_PER_SAMPLE`] entries per ray sample and `B` `2·A·π/4·N²` (each within
     /// 10 %), for curved and flat detectors, fans narrower and wider than the image, and a
     /// measured subset; the estimate's bytes are those entries at 8 bytes (f32). Control: a
     /// fixed number of entries per ray (`c·N`, `c` fitted on the first geometry) is more than
     /// 10 % off for the wide fan, whose outer rays miss the image.
     #[test]
     fn entry_counts_match_the_memory_estimate() {
-        use super::super::{fan_sparse_memory, FAN_ENTRIES_PER_SAMPLE};
+        use super::super::fan_sparse_memory;
         let mut per_ray_fit = None;
         for (detector, pitch, sid) in [
             (DetectorShape::Curved, 0.45, 120.0),

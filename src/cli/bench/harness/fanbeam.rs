@@ -31,7 +31,7 @@ use scoreinv::operators::fanbeam::fan_sparse_memory;
 use scoreinv::operators::{
     DetectorShape, FanBackend, FanBeam, FanGeometry, FanGeometryConfig, LinearOperator,
 };
-use scoreinv::runtime::resident_host_memory;
+use scoreinv::runtime::{peak_host_memory, reset_peak_host_memory, resident_host_memory};
 use scoreinv::{Error, Result};
 use std::path::Path;
 use std::time::Instant;
@@ -306,15 +306,22 @@ pub fn run(ctx: &BenchContext, progress: &dyn Fn(&str)) -> Result<Vec<Measuremen
     let x = fan_images(s.batch, s.n, dev);
 
     progress(&format!("fanbeam {tag}: building the default operator"));
+    let peak_reset = reset_peak_host_memory();
     let rss0 = resident_host_memory();
     let t0 = Instant::now();
     let op = FanBeam::new(flat.clone(), Kind::Float, dev)?;
     let build_default = t0.elapsed().as_secs_f64();
     // The resident memory the default operator added (with the CLI's allocator, which keeps
-    // freed memory for reuse, its build peak), next to the estimate Auto decided on.
+    // freed memory for reuse, about its build peak) and the peak while it was built, next to
+    // the estimate Auto decided on.
+    let gb = |a: u64, b: u64| b.saturating_sub(a) as f64 / 1e9;
     let grown = match (rss0, resident_host_memory()) {
-        (Some(a), Some(b)) => Some(b.saturating_sub(a) as f64 / 1e9),
+        (Some(a), Some(b)) => Some(gb(a, b)),
         _ => None,
+    };
+    let build_peak = match (peak_reset, rss0, peak_host_memory()) {
+        (true, Some(a), Some(b)) => format!("build peak {:.2} GB", gb(a, b)),
+        _ => "build peak not measured".to_string(),
     };
     let default = op.backend();
     let ax = op.forward(&x)?;
@@ -367,13 +374,13 @@ pub fn run(ctx: &BenchContext, progress: &dyn Fn(&str)) -> Result<Vec<Measuremen
         let est = fan_sparse_memory(&g, &g, Kind::Float);
         let what = match default {
             FanBackend::Sparse => format!(
-                "estimate (fan_sparse_memory): build peak {:.2} GB, resident {:.2} GB of which \
-                 FBP {:.2} GB (built on the first FBP)",
+                "resident growth; {build_peak}; estimate (fan_sparse_memory): build peak {:.2} \
+                 GB, resident {:.2} GB of which FBP {:.2} GB (built on the first FBP)",
                 est.peak() / 1e9,
                 est.resident() / 1e9,
                 est.fbp / 1e9
             ),
-            _ => "no estimate (tables of the reference kernels)".to_string(),
+            _ => format!("resident growth; {build_peak}; tables of the reference kernels"),
         };
         rows.push(Measurement::new(
             format!(
