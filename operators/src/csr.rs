@@ -53,7 +53,8 @@ where
 /// The dense operand is made row-major `[cols, m]` first, so that every stored entry of `M`
 /// reads `m` contiguous values (with a column-major operand cuSPARSE SpMM is ~4× slower).
 /// `Rᵀ` is stored rather than applied as `R.t()`: libtorch's CPU product with the transposed
-/// (CSC) layout was ~50× slower than with a CSR matrix of the same entries (torch 2.11).
+/// (CSC) layout was 57× slower than with a CSR matrix of the same entries (torch 2.11;
+/// `scripts/bench/csr_transposed_product.py`, docs/bench/cpu-csr-transposed-product.txt).
 pub(crate) fn sparse_apply(mat: &Tensor, x: &Tensor) -> Result<Tensor> {
     let xt = x.f_transpose(0, 1)?.f_contiguous()?;
     Ok(mat.f_mm(&xt)?.f_transpose(0, 1)?.f_contiguous()?)
