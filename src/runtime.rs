@@ -156,8 +156,25 @@ pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
 /// The process's peak resident memory so far (Linux `VmHWM` of `/proc/self/status`), in bytes;
 /// `None` where the kernel does not report it.
 pub fn peak_host_memory() -> Option<u64> {
+    proc_status_bytes("VmHWM:")
+}
+
+/// The process's resident memory now (Linux `VmRSS` of `/proc/self/status`), in bytes; `None`
+/// where the kernel does not report it.
+pub fn resident_host_memory() -> Option<u64> {
+    proc_status_bytes("VmRSS:")
+}
+
+/// Resets the peak resident memory ([`peak_host_memory`]) to the resident memory now (Linux ≥
+/// 4.0: `5` written to `/proc/self/clear_refs`); false where that is not possible.
+pub fn reset_peak_host_memory() -> bool {
+    std::fs::write("/proc/self/clear_refs", "5").is_ok()
+}
+
+/// A `kB` field of `/proc/self/status`, in bytes.
+fn proc_status_bytes(field: &str) -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let line = status.lines().find(|l| l.starts_with(field))?;
     let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kib * 1024)
 }

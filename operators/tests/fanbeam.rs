@@ -228,10 +228,7 @@ fn uniform_angles(count: usize, start: f64, span: f64) -> Vec<f64> {
 }
 
 fn op(cfg: &FanGeometryConfig, kind: Kind, backend: FanBackend) -> FanBeam {
-    FanBeam::new(cfg.clone(), kind, Device::Cpu)
-        .unwrap()
-        .with_backend(backend)
-        .unwrap()
+    FanBeam::new_with_backend(cfg.clone(), kind, Device::Cpu, backend).unwrap()
 }
 
 /// `(e, e_scaled)`: the relative error of the dot-product test `⟨A x, y⟩ = ⟨x, Aᵀ y⟩`
@@ -1369,4 +1366,68 @@ fn inverse_transform_inverts_transform_of_a_smooth_image() {
             assert!(e <= 0.02, "{shape:?} {backend:?}: {e}");
         }
     }
+}
+
+/// `Auto` on the CPU: sparse while the build peak fits a quarter of the available memory,
+/// clamped to 1–4 GiB; 1 GiB where the available memory is unknown. Given pairs, not this
+/// host's memory. The bench scanner (256², 400 bins, 360 views, f32) gets the sparse backend
+/// with 8 GB available and the reference kernels on a 4 GB machine.
+#[test]
+fn auto_backend_follows_the_available_memory() {
+    use scoreinv_operators::fanbeam::{fan_auto_backend_cpu, fan_sparse_memory};
+    use scoreinv_operators::radon::sparse_cpu_limit_bytes;
+    const GIB: u64 = 1 << 30;
+    let gib = GIB as f64;
+    // (build peak, available, expected)
+    for (peak, avail, want) in [
+        (0.9 * gib, None, FanBackend::Sparse),
+        (1.1 * gib, None, FanBackend::Reference),
+        (1.1 * gib, Some(2 * GIB), FanBackend::Reference),
+        (1.1 * gib, Some(4 * GIB), FanBackend::Reference),
+        (1.1 * gib, Some(5 * GIB), FanBackend::Sparse),
+        (2.0 * gib, Some(8 * GIB), FanBackend::Sparse),
+        (2.1 * gib, Some(8 * GIB), FanBackend::Reference),
+        (4.0 * gib, Some(64 * GIB), FanBackend::Sparse),
+        (4.1 * gib, Some(64 * GIB), FanBackend::Reference),
+    ] {
+        assert_eq!(
+            fan_auto_backend_cpu(peak, avail),
+            want,
+            "peak {peak:e}, available {avail:?}"
+        );
+    }
+    assert_eq!(sparse_cpu_limit_bytes(Some(0)), gib);
+    assert_eq!(sparse_cpu_limit_bytes(Some(u64::MAX)), 4.0 * gib);
+
+    let cfg = FanGeometryConfig {
+        source_to_isocenter_mm: 595.0,
+        source_to_detector_mm: 1085.0,
+        n_detectors: 400,
+        detector: DetectorShape::Curved,
+        detector_pitch: 28.125 / 400.0,
+        detector_offset: 0.0,
+        angles_deg: uniform_angles(360, 0.0, 360.0),
+        image_size: 256,
+        pixel_spacing_mm: 1.0,
+    };
+    let full = FanGeometry::new(cfg).unwrap();
+    let mem = fan_sparse_memory(&full, &full, Kind::Float);
+    eprintln!(
+        "256², 400 bins, 360 views: resident {:.2} GB, build peak {:.2} GB",
+        mem.resident() / 1e9,
+        mem.peak() / 1e9
+    );
+    assert!(mem.peak() > gib && mem.peak() < 2.0 * gib, "{mem:?}");
+    assert_eq!(
+        fan_auto_backend_cpu(mem.peak(), Some(8 * GIB)),
+        FanBackend::Sparse
+    );
+    assert_eq!(
+        fan_auto_backend_cpu(mem.peak(), Some(4 * GIB)),
+        FanBackend::Reference
+    );
+    // A measured subset adds its own matrices; f64 values cost more.
+    let meas = full.with_angles(uniform_angles(23, 0.0, 360.0)).unwrap();
+    assert!(fan_sparse_memory(&full, &meas, Kind::Float).peak() > mem.peak());
+    assert!(fan_sparse_memory(&full, &full, Kind::Double).peak() > mem.peak());
 }

@@ -496,25 +496,33 @@ fn cuda_sparse_matches_cpu_reference() {
 }
 
 /// `Auto` builds the sparse matrices for the sizes this toolkit ships and benchmarks, and falls
-/// back when they would pass 1 GiB on the CPU (to the table-free reference kernels, so a 512²
-/// reconstruction fits in 2 GB of host memory) or 4 GiB on a GPU (to the tensor-ops tables).
+/// back when they would pass a quarter of the available host memory (clamped to 1–4 GiB) on
+/// the CPU (to the table-free reference kernels, so a 512² reconstruction fits in 2 GB of host
+/// memory on a machine with 4 GB or less available, or unknown) or 4 GiB on a GPU (to the
+/// tensor-ops tables). Given available memory, not this host's.
 #[test]
 fn auto_backend_policy() {
-    use scoreinv_operators::radon::{auto_backend, sparse_bytes_estimate, SPARSE_AUTO_LIMIT_BYTES};
+    use scoreinv_operators::radon::{
+        auto_backend_with_memory, sparse_bytes_estimate, SPARSE_AUTO_LIMIT_BYTES,
+    };
     let cpu = Device::Cpu;
-    // (size, angles, views, device, expected backend)
-    for (n, a, v, dev, want) in [
-        (256, 180, 23, cpu, RadonBackend::Sparse),
-        (256, 256, 256, cpu, RadonBackend::Sparse),
-        (512, 180, 180, cpu, RadonBackend::Reference),
-        (512, 180, 180, Device::Cuda(0), RadonBackend::Sparse),
-        (512, 720, 720, cpu, RadonBackend::Reference),
-        (512, 720, 720, Device::Cuda(0), RadonBackend::TensorOps),
+    const GIB: u64 = 1 << 30;
+    let (small, big) = (Some(4 * GIB), Some(32 * GIB));
+    // (size, angles, views, device, available, expected backend)
+    for (n, a, v, dev, avail, want) in [
+        (256, 180, 23, cpu, None, RadonBackend::Sparse),
+        (256, 256, 256, cpu, small, RadonBackend::Sparse),
+        (512, 180, 180, cpu, None, RadonBackend::Reference),
+        (512, 180, 180, cpu, small, RadonBackend::Reference),
+        (512, 180, 180, cpu, big, RadonBackend::Sparse),
+        (512, 180, 180, Device::Cuda(0), None, RadonBackend::Sparse),
+        (512, 720, 720, cpu, big, RadonBackend::Reference),
+        (512, 720, 720, Device::Cuda(0), big, RadonBackend::TensorOps),
     ] {
         assert_eq!(
-            auto_backend(n, a, v, Kind::Float, dev),
+            auto_backend_with_memory(n, a, v, Kind::Float, dev, avail),
             want,
-            "{n}², {a} angles, {v} views on {dev:?}"
+            "{n}², {a} angles, {v} views on {dev:?}, {avail:?} available"
         );
     }
     assert!(sparse_bytes_estimate(512, 720, 720, Kind::Float) > SPARSE_AUTO_LIMIT_BYTES);

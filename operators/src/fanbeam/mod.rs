@@ -33,15 +33,19 @@ use tch::{Device, Kind, Tensor};
 use crate::fan_fbp::{covers_full_circle, FanFbp, ScanWeighting};
 use crate::fbp::FbpFilter;
 use crate::geometry::{sparse_view_indices, FanGeometry, FanGeometryConfig};
-use crate::radon::{AngleSet, Shared, SPARSE_AUTO_LIMIT_BYTES, SPARSE_AUTO_LIMIT_BYTES_CPU};
+use crate::radon::{
+    available_host_memory, sparse_cpu_limit_bytes, AngleSet, Shared, SPARSE_AUTO_LIMIT_BYTES,
+};
 use crate::{check_batch_shape, Decomposed, LinearOperator, OperatorError, Result};
 
 /// Which implementation computes fan-beam projections.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum FanBackend {
-    /// `Sparse` while its matrices ([`fan_sparse_bytes_estimate`]) stay under
-    /// [`SPARSE_AUTO_LIMIT_BYTES_CPU`] on the CPU, `Reference` beyond; on a GPU `Sparse`
-    /// (the only GPU backend), and an error beyond [`SPARSE_AUTO_LIMIT_BYTES`].
+    /// On the CPU `Sparse` while building its matrices ([`FanSparseMemory::peak`]) takes at
+    /// most a quarter of the host's available memory, clamped to 1–4 GiB
+    /// ([`fan_auto_backend_cpu`], [`sparse_cpu_limit_bytes`]), `Reference` beyond; on a GPU
+    /// `Sparse` (the only GPU backend), and an error when its matrices
+    /// ([`FanSparseMemory::resident`]) pass [`SPARSE_AUTO_LIMIT_BYTES`].
     #[default]
     Auto,
     /// The ndarray/rayon kernels (CPU tensors only, no autograd).
@@ -50,26 +54,90 @@ pub enum FanBackend {
     Sparse,
 }
 
-/// Rough size in bytes of the sparse backend's matrices: `R` and `Rᵀ` with about
-/// `2·N` entries per ray (bilinear corners of half-pixel samples, merged), and the FBP
-/// back-projection with 2 entries per pixel of the inscribed circle and view, for the full and
-/// (when different) measured angle sets, at `4 + s` bytes per entry.
-pub fn fan_sparse_bytes_estimate(
-    n: usize,
-    n_det: usize,
-    a_full: usize,
-    a_meas: usize,
+/// Stored entries of `R` per ray sample ([`FanGeometry::ray_samples`], step ½ pixel): the
+/// 4 bilinear corners of consecutive samples overlap, and merged they leave about 1.15 pixels
+/// per sample (1.149–1.152 counted on curved and flat detectors, fans 1.1–2.1 × as wide as
+/// the image).
+pub const FAN_ENTRIES_PER_SAMPLE: f64 = 1.15;
+
+/// Host memory of the sparse backend ([`FanBackend::Sparse`]) for a geometry, in bytes.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct FanSparseMemory {
+    /// `R` and `Rᵀ` of the full and (when different) measured angle sets.
+    pub projection: f64,
+    /// The FBP back-projection matrices of both sets (built on the first FBP of each).
+    pub fbp: f64,
+    /// The largest `R` of one set (the transient copy while it becomes a tensor).
+    pub largest_projection: f64,
+}
+
+impl FanSparseMemory {
+    /// Held once every matrix is built: `projection + fbp`.
+    pub fn resident(&self) -> f64 {
+        self.projection + self.fbp
+    }
+
+    /// The most held at once while building: the matrices of the earlier sets, plus either
+    /// `R`, `Rᵀ` and one tensor copy of the set being built, or one back-projection matrix and
+    /// its copy: `projection + max(largest_projection, 2·fbp)` (bounded above by summing every
+    /// back-projection matrix). Under the CLI's allocator, which keeps freed memory for reuse,
+    /// this is also what stays resident.
+    pub fn peak(&self) -> f64 {
+        self.projection + self.largest_projection.max(2.0 * self.fbp)
+    }
+}
+
+/// The memory of the sparse backend for the `full` and `measured` angle sets of elements of
+/// `kind`, at `4 + s` bytes per stored entry (int32 column, element size `s`): `R` holds
+/// [`FAN_ENTRIES_PER_SAMPLE`] entries per ray sample (the samples are counted over every ray,
+/// which costs no more than listing the rays), and `B` 2 per view and pixel of the inscribed
+/// circle (`2·A·π/4·N²`, two detector interpolation weights).
+pub fn fan_sparse_memory(
+    full: &FanGeometry,
+    measured: &FanGeometry,
     kind: Kind,
-) -> f64 {
-    let s = if kind == Kind::Double { 8.0 } else { 4.0 };
-    let per_angle =
-        2.0 * 2.0 * (n_det * n) as f64 + 2.0 * std::f64::consts::FRAC_PI_4 * (n * n) as f64;
-    let angles = if a_meas == a_full {
-        a_full
+) -> FanSparseMemory {
+    let e = if kind == Kind::Double { 12.0 } else { 8.0 };
+    let r_entries = |g: &FanGeometry| -> f64 {
+        let mut samples = 0usize;
+        for a in 0..g.n_angles() {
+            for k in 0..g.n_detectors() {
+                let s = g.ray_samples(a, k);
+                samples += (s.j_hi - s.j_lo).max(0) as usize;
+            }
+        }
+        FAN_ENTRIES_PER_SAMPLE * samples as f64
+    };
+    let b_entries =
+        |g: &FanGeometry| 2.0 * std::f64::consts::FRAC_PI_4 * (g.n() * g.n() * g.n_angles()) as f64;
+    let r_full = r_entries(full);
+    let (r, b, largest) = if measured.n_angles() == full.n_angles() {
+        (r_full, b_entries(full), r_full)
     } else {
-        a_full + a_meas
-    } as f64;
-    angles * per_angle * (4.0 + s)
+        let r_meas = r_entries(measured);
+        (
+            r_full + r_meas,
+            b_entries(full) + b_entries(measured),
+            r_full.max(r_meas),
+        )
+    };
+    FanSparseMemory {
+        projection: 2.0 * r * e,
+        fbp: b * e,
+        largest_projection: largest * e,
+    }
+}
+
+/// The backend [`FanBackend::Auto`] resolves to on the CPU, given the sparse backend's build
+/// peak ([`FanSparseMemory::peak`]) and the host's available memory in bytes (`None`:
+/// unknown): `Sparse` while `peak ≤ sparse_cpu_limit_bytes(available)` (a quarter of the
+/// available memory, between 1 and 4 GiB), else `Reference`.
+pub fn fan_auto_backend_cpu(peak_bytes: f64, available: Option<u64>) -> FanBackend {
+    if peak_bytes <= sparse_cpu_limit_bytes(available) {
+        FanBackend::Sparse
+    } else {
+        FanBackend::Reference
+    }
 }
 
 /// Per-angle-set FBP: the plan and its weights and filter as tensors on the device.
@@ -166,6 +234,26 @@ impl FanBeam {
             kind,
             device,
             FanBackend::Auto,
+            FbpFilter::Ramp,
+            ScanWeighting::Auto,
+        )
+    }
+
+    /// As [`FanBeam::new`], computed by `backend` (unlike `new(..).with_backend(..)`, nothing
+    /// is built for [`FanBackend::Auto`] first).
+    pub fn new_with_backend(
+        geometry: FanGeometryConfig,
+        kind: Kind,
+        device: Device,
+        backend: FanBackend,
+    ) -> Result<Self> {
+        let kept = (0..geometry.angles_deg.len()).collect();
+        Self::build(
+            geometry,
+            kept,
+            kind,
+            device,
+            backend,
             FbpFilter::Ramp,
             ScanWeighting::Auto,
         )
@@ -299,20 +387,13 @@ impl FanBeam {
             )));
         }
         let meas = full.with_angles(kept.iter().map(|&i| full.angles_deg()[i]).collect())?;
-        let (n, nd) = (full.n(), full.n_detectors());
         let backend = match (backend, device) {
-            (FanBackend::Auto, Device::Cpu) => {
-                let bytes =
-                    fan_sparse_bytes_estimate(n, nd, full.n_angles(), meas.n_angles(), kind);
-                if bytes <= SPARSE_AUTO_LIMIT_BYTES_CPU {
-                    FanBackend::Sparse
-                } else {
-                    FanBackend::Reference
-                }
-            }
+            (FanBackend::Auto, Device::Cpu) => fan_auto_backend_cpu(
+                fan_sparse_memory(&full, &meas, kind).peak(),
+                available_host_memory(),
+            ),
             (FanBackend::Auto, _) => {
-                let bytes =
-                    fan_sparse_bytes_estimate(n, nd, full.n_angles(), meas.n_angles(), kind);
+                let bytes = fan_sparse_memory(&full, &meas, kind).resident();
                 if bytes > SPARSE_AUTO_LIMIT_BYTES {
                     return Err(OperatorError::Invalid(format!(
                         "fanbeam: the sparse backend (the only one off the CPU) would take about \

@@ -35,9 +35,9 @@
 //! The two tensor backends share the FBP filtering step (`filtering.rs`: `fft_rfft`/`fft_irfft`
 //! with the half-spectrum filters of [`crate::fbp`]).
 //!
-//! [`RadonBackend::Auto`] plans: `Sparse` while its matrices stay under
-//! [`SPARSE_AUTO_LIMIT_BYTES_CPU`] on the CPU and [`SPARSE_AUTO_LIMIT_BYTES`] on a GPU
-//! ([`auto_backend`]). `Sparse` and `TensorOps` record autograd (the
+//! [`RadonBackend::Auto`] plans: `Sparse` while its matrices stay under a quarter of the
+//! host's available memory (clamped to 1–4 GiB, [`sparse_cpu_limit_bytes`]) on the CPU and
+//! [`SPARSE_AUTO_LIMIT_BYTES`] on a GPU ([`auto_backend`]). `Sparse` and `TensorOps` record autograd (the
 //! reference backend refuses inputs that require grad). Inputs must be on the operator's
 //! device and of its kind; NaN values are not checked (they propagate). Sparse matrices take
 //! about `2 · 1.95·A·N²·(4 + s) + 2·A·π/4·N²·(4 + s)` bytes for `A` angles and element size
@@ -61,10 +61,46 @@ use crate::{check_batch_shape, Decomposed, LinearOperator, OperatorError, Result
 /// not).
 pub const SPARSE_AUTO_LIMIT_BYTES: f64 = 4.0 * (1u64 << 30) as f64;
 
-/// The same limit on the CPU (1 GiB: N = 256 with 180 angles, about 0.6 GB, is built; N = 512,
-/// about 2.3 GB, is not): host memory is what a whole reconstruction must fit in (a 512² slice
-/// in 2 GB), and building the matrices takes about three times their size for a moment.
+/// The least the CPU plans for (1 GiB: N = 256 with 180 angles, about 0.6 GB, is built; N =
+/// 512, about 2.3 GB, is not): the limit on a machine with at most 4 GiB available, or where
+/// the available memory is unknown ([`sparse_cpu_limit_bytes`]), so that a 512² slice
+/// reconstructs in 2 GB of host memory on a small machine.
 pub const SPARSE_AUTO_LIMIT_BYTES_CPU: f64 = (1u64 << 30) as f64;
+
+/// The most [`sparse_cpu_limit_bytes`] plans for on any host (the GPU limit, 4 GiB).
+pub const SPARSE_AUTO_LIMIT_BYTES_CPU_MAX: f64 = SPARSE_AUTO_LIMIT_BYTES;
+
+/// Host memory the `Auto` backends of [`crate::radon`] and [`crate::fanbeam`] let the sparse
+/// matrices take on the CPU, given the host's available memory in bytes:
+/// `clamp(available / 4, 1 GiB, 4 GiB)`, and 1 GiB when `available` is unknown. A quarter
+/// leaves room for the rest of a reconstruction (network, batches, the allocator's cache) and
+/// for other processes.
+pub fn sparse_cpu_limit_bytes(available: Option<u64>) -> f64 {
+    match available {
+        Some(b) => {
+            (b as f64 / 4.0).clamp(SPARSE_AUTO_LIMIT_BYTES_CPU, SPARSE_AUTO_LIMIT_BYTES_CPU_MAX)
+        }
+        None => SPARSE_AUTO_LIMIT_BYTES_CPU,
+    }
+}
+
+/// The host's available memory in bytes: `MemAvailable` of `/proc/meminfo` (Linux ≥ 3.14, the
+/// kernel's estimate of what can be allocated without swapping); `None` elsewhere.
+pub fn available_host_memory() -> Option<u64> {
+    let info = std::fs::read_to_string("/proc/meminfo").ok()?;
+    parse_mem_available(&info)
+}
+
+/// `MemAvailable:  123456 kB` → bytes.
+fn parse_mem_available(meminfo: &str) -> Option<u64> {
+    let line = meminfo.lines().find(|l| l.starts_with("MemAvailable:"))?;
+    let mut words = line.split_whitespace().skip(1);
+    let value: u64 = words.next()?.parse().ok()?;
+    match words.next() {
+        Some("kB") => value.checked_mul(1024),
+        _ => None,
+    }
+}
 
 /// Estimated bytes of the sparse backend for `N = n`, `a_full` full-grid and `a_meas` measured
 /// angles: `R` and `Rᵀ` with ≈ 1.95·A·N² stored entries each (bilinear corners of N samples per
@@ -83,7 +119,7 @@ pub fn sparse_bytes_estimate(n: usize, a_full: usize, a_meas: usize, kind: Kind)
     angles * per_angle * (4.0 + s)
 }
 
-/// The backend [`RadonBackend::Auto`] resolves to (see there).
+/// The backend [`RadonBackend::Auto`] resolves to on this host (see there).
 pub fn auto_backend(
     n: usize,
     a_full: usize,
@@ -91,8 +127,26 @@ pub fn auto_backend(
     kind: Kind,
     device: Device,
 ) -> RadonBackend {
+    let available = if device == Device::Cpu {
+        available_host_memory()
+    } else {
+        None
+    };
+    auto_backend_with_memory(n, a_full, a_meas, kind, device, available)
+}
+
+/// The backend [`RadonBackend::Auto`] resolves to on a host with `available` bytes of memory
+/// (`None`: unknown; ignored off the CPU).
+pub fn auto_backend_with_memory(
+    n: usize,
+    a_full: usize,
+    a_meas: usize,
+    kind: Kind,
+    device: Device,
+    available: Option<u64>,
+) -> RadonBackend {
     let limit = if device == Device::Cpu {
-        SPARSE_AUTO_LIMIT_BYTES_CPU
+        sparse_cpu_limit_bytes(available)
     } else {
         SPARSE_AUTO_LIMIT_BYTES
     };
@@ -108,7 +162,8 @@ pub fn auto_backend(
 /// Which implementation computes projections.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum RadonBackend {
-    /// `Sparse` while its matrices stay under [`SPARSE_AUTO_LIMIT_BYTES_CPU`] on the CPU and
+    /// `Sparse` while its matrices stay under a quarter of the host's available memory,
+    /// clamped to 1–4 GiB, on the CPU ([`sparse_cpu_limit_bytes`]) and under
     /// [`SPARSE_AUTO_LIMIT_BYTES`] elsewhere; beyond that `Reference` on the CPU (no tables at
     /// all) and `TensorOps` elsewhere.
     #[default]
@@ -580,5 +635,19 @@ impl Decomposed for ParallelBeamRadon {
                 y,
             )?,
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mem_available_is_read_in_bytes() {
+        let info = "MemTotal:       24000000 kB\nMemFree:  100 kB\nMemAvailable:   22000000 kB\n";
+        assert_eq!(parse_mem_available(info), Some(22_000_000 * 1024));
+        assert_eq!(parse_mem_available("MemTotal: 1 kB\n"), None);
+        assert_eq!(parse_mem_available("MemAvailable: 12 MB\n"), None);
+        assert_eq!(parse_mem_available("MemAvailable: x kB\n"), None);
     }
 }

@@ -17,7 +17,6 @@
 //! Memory: about `nnz · (4 + s)` bytes per matrix (int32 column indices, element size `s`), with
 //! `nnz ≈ 1.95 · A · N²` for `R` (bilinear corners shared by neighbouring samples are merged):
 //! 184 MB each for `R` and `Rᵀ` at N = 256, A = 180, f32 (23.1 M entries).
-use rayon::prelude::*;
 use tch::{Device, Kind, Tensor};
 
 use super::filtering::FilterBank;
@@ -47,12 +46,15 @@ impl SparseMatrices {
         kind: Kind,
         device: Device,
     ) -> Result<Self> {
-        let to = |m: &Csr| m.to_tensor(kind, device).map(Shared);
-        let r_full = projection_matrix(full)?;
-        let full_fwd = to(&r_full)?;
-        let full_adj = to(&r_full.transpose())?;
-        drop(r_full);
-        let full_bp = to(&backprojection_matrix(full, fbp_scale(full.n_angles()))?)?;
+        let to = |m: Csr| m.into_tensor(device).map(Shared);
+        let r_full = projection_matrix(full, kind)?;
+        let full_adj = to(r_full.transpose())?;
+        let full_fwd = to(r_full)?;
+        let full_bp = to(backprojection_matrix(
+            full,
+            fbp_scale(full.n_angles()),
+            kind,
+        )?)?;
         let (meas_fwd, meas_adj, meas_bp) = if full.n_angles() == meas.n_angles() {
             (
                 Shared(full_fwd.shallow_clone()),
@@ -60,11 +62,16 @@ impl SparseMatrices {
                 Shared(full_bp.shallow_clone()),
             )
         } else {
-            let r = projection_matrix(meas)?;
+            let r = projection_matrix(meas, kind)?;
+            let adj = to(r.transpose())?;
             (
-                to(&r)?,
-                to(&r.transpose())?,
-                to(&backprojection_matrix(meas, fbp_scale(meas.n_angles()))?)?,
+                to(r)?,
+                adj,
+                to(backprojection_matrix(
+                    meas,
+                    fbp_scale(meas.n_angles()),
+                    kind,
+                )?)?,
             )
         };
         let n = full.n();
@@ -108,9 +115,9 @@ impl Kernels for SparseMatrices {
 }
 
 /// The projection matrix `R` (rows `k·A + a`, columns `r·N + c`) of `geom`.
-fn projection_matrix(geom: &ParallelGeometry) -> Result<Csr> {
+fn projection_matrix(geom: &ParallelGeometry, kind: Kind) -> Result<Csr> {
     let n = geom.n();
-    ray_matrix(n, n, geom.n_angles(), |a, k, f| {
+    ray_matrix(n, n, geom.n_angles(), kind, |a, k, f| {
         for j in 0..n {
             let (rr, cc) = geom.sample_coords(a, k, j);
             let b = BilinearSample::at(rr, cc);
@@ -121,34 +128,28 @@ fn projection_matrix(geom: &ParallelGeometry) -> Result<Csr> {
 
 /// The FBP back-projection matrix `B` (rows `r·N + c`, columns `a·D + i` of the filtered
 /// diagonal-padded sinogram), scaled by `scale` (`π / (2A)`).
-fn backprojection_matrix(geom: &ParallelGeometry, scale: f64) -> Result<Csr> {
+fn backprojection_matrix(geom: &ParallelGeometry, scale: f64, kind: Kind) -> Result<Csr> {
     let (n, na) = (geom.n(), geom.n_angles());
     let d = FbpPadding::new(n).diagonal;
     check_indexable(na * d, "the back-projection matrix")?;
     let half_d = (d / 2) as f64;
-    let rows: Vec<Vec<(u32, f64)>> = (0..n * n)
-        .into_par_iter()
-        .map(|p| {
-            let (r, c) = (p / n, p % n);
-            let mut e = Vec::new();
-            if !in_inscribed_circle(n, r, c) {
-                return e; // outside the reconstruction circle: zero
+    Csr::build(n * n, na * d, kind, |p, e| {
+        let (r, c) = (p / n, p % n);
+        if !in_inscribed_circle(n, r, c) {
+            return; // outside the reconstruction circle: zero
+        }
+        for a in 0..na {
+            let u = geom.pixel_detector_coord(a, r, c) + half_d;
+            let Some((i0, w)) = detector_interp(u, d) else {
+                continue; // numpy.interp left = right = 0
+            };
+            let base = a * d + i0;
+            e.push((base as u32, (1.0 - w) * scale)); // w < 1
+            if w != 0.0 {
+                e.push(((base + 1) as u32, w * scale));
             }
-            for a in 0..na {
-                let u = geom.pixel_detector_coord(a, r, c) + half_d;
-                let Some((i0, w)) = detector_interp(u, d) else {
-                    continue; // numpy.interp left = right = 0
-                };
-                let base = a * d + i0;
-                e.push((base as u32, (1.0 - w) * scale)); // w < 1
-                if w != 0.0 {
-                    e.push(((base + 1) as u32, w * scale));
-                }
-            }
-            e
-        })
-        .collect();
-    Ok(Csr::from_rows(rows, na * d))
+        }
+    })
 }
 
 #[cfg(test)]
@@ -162,11 +163,11 @@ mod tests {
         let (n, a) = (64usize, 90usize);
         let geom = ParallelGeometry::new(n, crate::radon::full_view_angles(a)).unwrap();
         let n2a = (n * n * a) as f64;
-        let r = projection_matrix(&geom).unwrap();
+        let r = projection_matrix(&geom, Kind::Float).unwrap();
         let ratio = r.nnz() as f64 / (1.95 * n2a);
         assert!((0.9..1.1).contains(&ratio), "R: {ratio}");
         assert_eq!(r.transpose().nnz(), r.nnz());
-        let b = backprojection_matrix(&geom, 1.0).unwrap();
+        let b = backprojection_matrix(&geom, 1.0, Kind::Float).unwrap();
         let ratio = b.nnz() as f64 / (2.0 * std::f64::consts::FRAC_PI_4 * n2a);
         assert!((0.9..1.1).contains(&ratio), "B: {ratio}");
     }

@@ -27,7 +27,11 @@ use super::operators::{disc, disc_images};
 use super::{field, time, BenchContext, Measurement, ASTRA_PYTHON_ENV};
 use ndarray::Array3;
 use scoreinv::io::npy::{read_npy_f32, write_npy};
-use scoreinv::operators::{DetectorShape, FanBackend, FanBeam, FanGeometryConfig, LinearOperator};
+use scoreinv::operators::fanbeam::fan_sparse_memory;
+use scoreinv::operators::{
+    DetectorShape, FanBackend, FanBeam, FanGeometry, FanGeometryConfig, LinearOperator,
+};
+use scoreinv::runtime::{peak_host_memory, reset_peak_host_memory, resident_host_memory};
 use scoreinv::{Error, Result};
 use std::path::Path;
 use std::time::Instant;
@@ -302,9 +306,23 @@ pub fn run(ctx: &BenchContext, progress: &dyn Fn(&str)) -> Result<Vec<Measuremen
     let x = fan_images(s.batch, s.n, dev);
 
     progress(&format!("fanbeam {tag}: building the default operator"));
+    let peak_reset = reset_peak_host_memory();
+    let rss0 = resident_host_memory();
     let t0 = Instant::now();
     let op = FanBeam::new(flat.clone(), Kind::Float, dev)?;
     let build_default = t0.elapsed().as_secs_f64();
+    // The resident memory the default operator added (with the CLI's allocator, which keeps
+    // freed memory for reuse, about its build peak) and the peak while it was built, next to
+    // the estimate Auto decided on.
+    let gb = |a: u64, b: u64| b.saturating_sub(a) as f64 / 1e9;
+    let grown = match (rss0, resident_host_memory()) {
+        (Some(a), Some(b)) => Some(gb(a, b)),
+        _ => None,
+    };
+    let build_peak = match (peak_reset, rss0, peak_host_memory()) {
+        (true, Some(a), Some(b)) => format!("build peak {:.2} GB", gb(a, b)),
+        _ => "build peak not measured".to_string(),
+    };
     let default = op.backend();
     let ax = op.forward(&x)?;
     // One sinogram batch to back-project on both sides (scoreinv's projections, scaled).
@@ -346,12 +364,36 @@ pub fn run(ctx: &BenchContext, progress: &dyn Fn(&str)) -> Result<Vec<Measuremen
             "fanbeam {tag}: building the {} operator",
             backend_label(other)
         ));
-        let base = FanBeam::new(flat.clone(), Kind::Float, dev)?;
         let t0 = Instant::now();
-        let op = base.with_backend(other)?;
+        let op = FanBeam::new_with_backend(flat.clone(), Kind::Float, dev, other)?;
         ops.push((op, false, t0.elapsed().as_secs_f64()));
     }
     let mut rows = Vec::new();
+    if let (Some(gb), Device::Cpu) = (grown, dev) {
+        let g = FanGeometry::new(flat.clone())?;
+        let est = fan_sparse_memory(&g, &g, Kind::Float);
+        let what = match default {
+            FanBackend::Sparse => format!(
+                "resident growth; {build_peak}; estimate (fan_sparse_memory): build peak {:.2} \
+                 GB, resident {:.2} GB of which FBP {:.2} GB (built on the first FBP)",
+                est.peak() / 1e9,
+                est.resident() / 1e9,
+                est.fbp / 1e9
+            ),
+            _ => format!("resident growth; {build_peak}; tables of the reference kernels"),
+        };
+        rows.push(Measurement::new(
+            format!(
+                "fanbeam operator host memory {tag} [{}, default]",
+                backend_label(default)
+            ),
+            dev,
+            "GB",
+            gb,
+            what,
+            None,
+        )?);
+    }
     for (op, is_default, build_s) in &ops {
         let label = if *is_default {
             format!("{}, default", backend_label(op.backend()))
@@ -491,8 +533,17 @@ mod tests {
     fn suite_runs_without_astra() {
         let ctx = BenchContext::quick_cpu();
         let rows = run(&ctx, &|_| {}).unwrap();
+        // The default backend's host memory (where the kernel reports it), then 7 timings.
+        let rows = match rows.first() {
+            Some(r) if r.unit == "GB" => {
+                assert!(r.value >= 0.0 && r.value.is_finite(), "{r:?}");
+                assert!(r.name.contains("host memory"), "{}", r.name);
+                &rows[1..]
+            }
+            _ => &rows[..],
+        };
         assert_eq!(rows.len(), 7);
-        for r in &rows {
+        for r in rows {
             assert!(r.value > 0.0 && r.value.is_finite(), "{r:?}");
             assert!(
                 r.reference_value.is_none() && r.rel_l2_diff.is_none(),

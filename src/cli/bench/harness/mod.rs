@@ -44,15 +44,15 @@ pub enum Direction {
 
 impl Direction {
     /// Direction of a unit string: anything ending in `/s` is a throughput, `s` a time, `NFE`
-    /// a number of score-network evaluations.
+    /// a number of score-network evaluations, `GB` host memory.
     pub fn of_unit(unit: &str) -> Result<Self> {
         if unit.ends_with("/s") {
             Ok(Direction::HigherIsBetter)
-        } else if unit == "s" || unit == "NFE" {
+        } else if unit == "s" || unit == "NFE" || unit == "GB" {
             Ok(Direction::LowerIsBetter)
         } else {
             Err(Error::Invalid(format!(
-                "bench unit '{unit}': expected 's' (a time), 'NFE' (score evaluations) or '<thing>/s' (a throughput)"
+                "bench unit '{unit}': expected 's' (a time), 'NFE' (score evaluations), 'GB' (host memory) or '<thing>/s' (a throughput)"
             )))
         }
     }
