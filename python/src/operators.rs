@@ -291,21 +291,18 @@ pub fn fanbeam(
     let n_full = geometry.angles_deg.len();
     let op = py.allow_threads(move || {
         guarded("FanBeam", || {
-            let op = match views {
-                Some(v) => FanBeam::sparse_view(geometry, v, kind, dev),
-                None => FanBeam::new(geometry, kind, dev),
+            // The backend is chosen at construction, so that a `reference` operator never
+            // builds the `auto` one's sparse matrices first.
+            let kept = match views {
+                Some(v) => FanBeam::sparse_view_kept(&geometry.angles_deg, v),
+                None => Ok((0..geometry.angles_deg.len()).collect()),
             }
             .map_err(op_err)?;
-            let op = op
-                .with_filter(filter)
+            FanBeam::subset_with_backend(geometry, kept, kind, dev, backend)
+                .and_then(|o| o.with_filter(filter))
                 .and_then(|o| o.with_scan_weighting(weighting))
                 .and_then(|o| o.with_channels(channels))
-                .map_err(op_err)?;
-            if backend == FanBackend::Auto {
-                Ok(op)
-            } else {
-                op.with_backend(backend).map_err(op_err)
-            }
+                .map_err(op_err)
         })
     })?;
     let kept = op.kept_indices().len();

@@ -290,21 +290,46 @@ impl FanBeam {
         kind: Kind,
         device: Device,
     ) -> Result<Self> {
-        let n_full = geometry.angles_deg.len();
+        let kept = Self::sparse_view_kept(&geometry.angles_deg, n_views)?;
+        Self::subset(geometry, kept, kind, device)
+    }
+
+    /// The indices into `angles_deg` that [`FanBeam::sparse_view`] keeps for `n_views`.
+    pub fn sparse_view_kept(angles_deg: &[f64], n_views: usize) -> Result<Vec<usize>> {
+        let n_full = angles_deg.len();
         if n_views == 0 || n_views > n_full {
             return Err(OperatorError::Invalid(format!(
                 "fanbeam: n_views must be in 1..={n_full} (the number of angles_deg), got \
                  {n_views}"
             )));
         }
-        let kept = if covers_full_circle(&geometry.angles_deg) {
-            (0..n_views)
+        if covers_full_circle(angles_deg) {
+            Ok((0..n_views)
                 .map(|i| ((i * n_full) as f64 / n_views as f64).round_ties_even() as usize)
-                .collect()
+                .collect())
         } else {
-            sparse_view_indices(n_views, n_full)?
-        };
-        Self::subset(geometry, kept, kind, device)
+            sparse_view_indices(n_views, n_full)
+        }
+    }
+
+    /// As [`FanBeam::subset`], computed by `backend` (nothing is built for
+    /// [`FanBackend::Auto`] first).
+    pub fn subset_with_backend(
+        geometry: FanGeometryConfig,
+        kept: Vec<usize>,
+        kind: Kind,
+        device: Device,
+        backend: FanBackend,
+    ) -> Result<Self> {
+        Self::build(
+            geometry,
+            kept,
+            kind,
+            device,
+            backend,
+            FbpFilter::Ramp,
+            ScanWeighting::Auto,
+        )
     }
 
     /// The same operator computed by `backend` (rebuilds its tables).
