@@ -112,3 +112,37 @@ def test_deepinv_dps_runs_on_a_scoreinv_prior_and_operator(ct_model):
     assert torch.isfinite(xh).all()
     # the data term acted: the estimate explains the measurement better than an empty image
     assert (physics.A(xh) - y).norm() < 0.5 * y.norm()
+
+
+def test_deepinv_dps_with_a_scoreinv_prior_and_operator_beats_the_pseudo_inverse(ct_model):
+    """Issue acceptance: deepinv's DPS (VP schedule, ancestral DDPM solver, 50 NFE, "norm"
+    guidance of weight 100), with the ct-ellipses prior as its denoiser
+    (``scoreinv.deepinv.denoiser``) and scoreinv's inpainting operator keeping 30 % of the
+    pixels (random) as its physics (``scoreinv.deepinv.physics``), reconstructs three
+    held-out ellipse phantoms: its mean PSNR beats the operator's pseudo-inverse (the
+    zero-filled image) by at least 3 dB (about +6 dB seen). Control: the same DPS with its data
+    term switched off (weight 0) draws prior samples that do not fit the measurement."""
+    model = scoreinv.load_model(ct_model)
+    x = scoreinv.ground_truth("phantom:ellipses:7000..7003", size=64)
+    mask = (torch.rand(64, 64, generator=torch.Generator().manual_seed(0)) < 0.3).float()
+    physics = sdi.physics(ops.Inpainting(64, mask=mask))
+    y = physics(x)
+    pinv = physics.A_dagger(y)
+    den = sdi.denoiser(model)
+
+    def dps(weight, nfe):
+        torch.manual_seed(0)
+        s = dinv.sampling.DPS(den, schedule="vp", num_steps=nfe + 1, weight=weight,
+                              dtype=torch.float32)
+        return s(y, physics)
+
+    xh = dps(100.0, 50)
+    assert xh.shape == x.shape and torch.isfinite(xh).all()
+    p_dps = [scoreinv.psnr(x[i], xh[i]) for i in range(3)]
+    p_pinv = [scoreinv.psnr(x[i], pinv[i]) for i in range(3)]
+    mean_dps, mean_pinv = sum(p_dps) / 3, sum(p_pinv) / 3
+    assert mean_dps > mean_pinv + 3.0, f"DPS {p_dps} vs pseudo-inverse {p_pinv}"
+    fit = ((physics.A(xh) - y).norm() / y.norm()).item()
+    free = dps(0.0, 20)
+    fit_free = ((physics.A(free) - y).norm() / y.norm()).item()
+    assert fit < 0.5 and fit_free > 2 * fit, f"residuals: DPS {fit:.3f}, no data term {fit_free:.3f}"

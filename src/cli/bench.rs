@@ -12,7 +12,8 @@ mod harness;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// What to run: all, operators, fanbeam, network, sampler, train, or a comma-separated list.
+    /// What to run: all, operators, fanbeam, network, sampler, train, deepinv (not in all), or a
+    /// comma-separated list.
     #[arg(default_value = "all")]
     pub what: String,
     /// Small sizes (seconds to minutes on a CPU).
@@ -20,7 +21,8 @@ pub struct Args {
     pub quick: bool,
     /// Also write the rows as a JSON list of
     /// {name, device, unit, value, reference, reference_value, speedup} (and rel_l2_diff where
-    /// the outputs were compared with the reference's).
+    /// the outputs were compared with the reference's, quality where both reconstructed the
+    /// same measurements).
     #[arg(long)]
     pub json: Option<PathBuf>,
 }

@@ -13,6 +13,7 @@
 //! `repeats` runs after `warmup` untimed runs, with a device synchronisation
 //! (`tch::Cuda::synchronize`) before the clock is read on CUDA.
 
+pub mod deepinv;
 pub mod fanbeam;
 pub mod network;
 pub mod operators;
@@ -92,6 +93,23 @@ pub struct Measurement {
     /// whose reference computes the same quantity (absent from the JSON otherwise).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rel_l2_diff: Option<f64>,
+    /// Reconstruction quality of both sides, for rows that time whole reconstructions on the
+    /// same measurements (the deepinv group; absent from the JSON otherwise).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quality: Option<Quality>,
+}
+
+/// Mean PSNR (dB, data range 1) and SSIM of scoreinv's and the reference's reconstructions of
+/// the same `cases` measurements, with the network evaluations (NFE) each spent per case.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Quality {
+    pub cases: usize,
+    pub nfe: f64,
+    pub reference_nfe: f64,
+    pub psnr_db: f64,
+    pub ssim: f64,
+    pub reference_psnr_db: f64,
+    pub reference_ssim: f64,
 }
 
 impl Measurement {
@@ -114,7 +132,14 @@ impl Measurement {
             reference_value,
             speedup: reference_value.and_then(|r| speedup(dir, value, r)),
             rel_l2_diff: None,
+            quality: None,
         })
+    }
+
+    /// The row with the reconstruction quality of both sides.
+    pub fn with_quality(mut self, q: Quality) -> Self {
+        self.quality = Some(q);
+        self
     }
 
     /// The row with the relative L2 difference of its outputs from the reference's.
@@ -246,7 +271,13 @@ pub fn scripts_dir(dir: &Path) -> PathBuf {
 /// Runs `python scripts/bench/reference.py <args>` and parses the JSON object on the last line
 /// of its standard output. Errors name the command and quote its standard error.
 pub fn run_reference(python: &Path, scripts: &Path, args: &[String]) -> Result<serde_json::Value> {
-    let script = scripts.join("reference.py");
+    run_script(python, &scripts.join("reference.py"), args)
+}
+
+/// Runs `python <script> <args>` and parses the JSON object on the last line of its standard
+/// output. Errors name the command and quote its standard error.
+pub fn run_script(python: &Path, script: &Path, args: &[String]) -> Result<serde_json::Value> {
+    let script = script.to_path_buf();
     // The reference runs with this process's heap set-up, so the two are timed alike.
     let out = Command::new(python)
         .envs(scoreinv::runtime::host_allocator_env())
@@ -310,6 +341,9 @@ pub enum Suite {
     Network,
     Sampler,
     Train,
+    /// deepinv's DPS / DiffPIR against scoreinv's few-step samplers (not in `all`: a study of
+    /// tens of minutes on a CPU).
+    Deepinv,
 }
 
 impl Suite {
@@ -332,10 +366,11 @@ impl Suite {
                 "network" => &[Suite::Network],
                 "sampler" => &[Suite::Sampler],
                 "train" => &[Suite::Train],
+                "deepinv" => &[Suite::Deepinv],
                 other => {
                     return Err(Error::Invalid(format!(
                         "unknown bench '{other}'; expected all, operators, fanbeam, network, \
-                         sampler, train or a comma-separated list"
+                         sampler, train, deepinv or a comma-separated list"
                     )))
                 }
             };
@@ -443,6 +478,18 @@ pub fn print_table(rows: &[Measurement]) {
         if let Some(d) = m.rel_l2_diff {
             refname.push_str(&format!(" [rel. L2 diff {d:.2e}]"));
         }
+        if let Some(q) = &m.quality {
+            refname.push_str(&format!(
+                " [PSNR {:.2} vs {:.2} dB ({:+.2}), SSIM {:.4} vs {:.4}, NFE {:.0} vs {:.0}]",
+                q.psnr_db,
+                q.reference_psnr_db,
+                q.psnr_db - q.reference_psnr_db,
+                q.ssim,
+                q.reference_ssim,
+                q.nfe,
+                q.reference_nfe
+            ));
+        }
         println!(
             "{:<52} {:>12.4e} {:<9} {}  {}  {}",
             m.name, m.value, m.unit, r, s, refname
@@ -471,6 +518,7 @@ pub fn run_suites(
             Suite::Network => rows.extend(network::run_network(ctx, progress)?),
             Suite::Sampler => rows.extend(network::run_sampler(ctx, progress)?),
             Suite::Train => rows.extend(network::run_train(ctx, progress)?),
+            Suite::Deepinv => rows.extend(deepinv::run(ctx, progress)?),
         }
     }
     Ok(rows)

@@ -2,13 +2,14 @@
 //! JSON schema on a fake workload with known times, the reference script's interface, and the
 //! parity of the PyTorch NCSN++ re-implementation with scoreinv's network.
 
+use super::deepinv::{rows_from_summary, script_args};
 use super::fanbeam::{astra_reference, fan_images, FanSize, AGREEMENT_TOL};
 use super::network::{
     bench_config, bench_model, build_shared, measured_ct, write_parity_case, PARITY_TOL,
 };
 use super::{
-    field, median, run_reference, speedup, time_with, write_json, BenchContext, Direction,
-    Measurement, Repeats, Suite,
+    field, median, run_reference, run_script, speedup, time_with, write_json, BenchContext,
+    Direction, Measurement, Repeats, Suite,
 };
 use scoreinv::models::config::ScoreSdeConfig;
 use scoreinv::operators::{FanBeam, LinearOperator};
@@ -116,6 +117,7 @@ fn json_rows_have_the_documented_schema() {
 #[test]
 fn suite_lists_parse() {
     assert_eq!(Suite::parse_list("all").unwrap(), Suite::ALL.to_vec());
+    assert!(!Suite::ALL.contains(&Suite::Deepinv));
     assert_eq!(
         Suite::parse_list("train, operators,train").unwrap(),
         vec![Suite::Operators, Suite::Train]
@@ -361,4 +363,122 @@ fn astra_fanbeam_reference_agrees_and_sees_a_mirror() {
         .unwrap_err()
         .to_string();
     assert!(e.contains("flat detector only"), "{e}");
+}
+
+fn peer_row(method: &str, operator: &str, k: u64, psnr: &[f64], secs: &[f64]) -> serde_json::Value {
+    serde_json::json!({
+        "method": method, "operator": operator, "samples": k, "nfe_per_case": 50.0 * k as f64,
+        "per_case": {"psnr_db": psnr, "ssim": psnr.iter().map(|p| p / 100.0).collect::<Vec<_>>(),
+                     "seconds": secs}
+    })
+}
+
+#[test]
+fn deepinv_summary_pairs_each_deepinv_row_with_each_scoreinv_row() {
+    let summary = serde_json::json!({"tasks": {"ct": {
+    "label": "ct-ellipses", "operator_rel_l2_diff": 0.16,
+    "rows": [
+        peer_row("ddim", "scoreinv", 1, &[40.0, 42.0, 44.0], &[2.0, 2.0, 2.0]),
+        peer_row("ddim", "scoreinv", 4, &[41.0, 43.0, 45.0], &[6.0, 6.0, 6.0]),
+        peer_row("DPS", "deepinv", 1, &[30.0, 32.0, 34.0], &[4.0, 4.0, 4.0]),
+        // an extra row on the first two cases only
+        peer_row("DPS 200", "scoreinv-op", 1, &[35.0, 37.0], &[16.0, 8.0]),
+    ]}}});
+    let rows = rows_from_summary(&summary, Device::Cpu).unwrap();
+    assert_eq!(rows.len(), 4);
+    let q = rows[0].quality.as_ref().unwrap();
+    assert_eq!((q.cases, q.psnr_db, q.reference_psnr_db), (3, 42.0, 32.0));
+    assert!((q.ssim - 0.42).abs() < 1e-12 && (q.reference_ssim - 0.32).abs() < 1e-12);
+    assert_eq!(rows[0].speedup, Some(2.0)); // 4 s for deepinv, 2 s for us
+    assert_eq!(rows[0].rel_l2_diff, Some(0.16)); // deepinv's own physics
+    assert_eq!(rows[1].speedup, Some(4.0 / 6.0)); // K = 4: slower than one DPS run
+    assert_eq!(rows[1].quality.as_ref().unwrap().nfe, 200.0);
+    // the extra row: both sides over its two cases
+    let q = rows[2].quality.as_ref().unwrap();
+    assert_eq!((q.cases, q.psnr_db, q.reference_psnr_db), (2, 41.0, 36.0));
+    assert_eq!(rows[2].value, 2.0);
+    assert_eq!(rows[2].reference_value, Some(12.0));
+    assert_eq!(rows[2].rel_l2_diff, None); // scoreinv's operator: nothing to compare
+    assert!(
+        rows[2].reference.contains("scoreinv's physics"),
+        "{}",
+        rows[2].reference
+    );
+    // quality is written by --json and read back
+    let v = serde_json::to_value(&rows).unwrap();
+    assert_eq!(v[0]["quality"]["reference_psnr_db"].as_f64(), Some(32.0));
+    let back: Vec<Measurement> = serde_json::from_value(v).unwrap();
+    assert_eq!(back, rows);
+    assert_eq!(Suite::parse_list("deepinv").unwrap(), vec![Suite::Deepinv]);
+    assert!(!Suite::parse_list("all").unwrap().contains(&Suite::Deepinv));
+}
+
+#[test]
+fn deepinv_summary_errors_name_what_is_missing() {
+    let mut bad = peer_row("DPS", "deepinv", 1, &[30.0], &[1.0]);
+    bad["per_case"].as_object_mut().unwrap().remove("seconds");
+    let s = serde_json::json!({"tasks": {"mri": {"rows": [
+        peer_row("ddim", "scoreinv", 1, &[20.0], &[1.0]), bad]}}});
+    let e = rows_from_summary(&s, Device::Cpu).unwrap_err().to_string();
+    assert!(e.contains("'seconds'") && e.contains("mri"), "{e}");
+    let only_ours = serde_json::json!({"tasks": {"mri": {"rows": [
+        peer_row("ddim", "scoreinv", 1, &[20.0], &[1.0])]}}});
+    let e = rows_from_summary(&only_ours, Device::Cpu)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("deepinv rows"), "{e}");
+    let nan = serde_json::json!({"tasks": {"mri": {"rows": [
+        peer_row("ddim", "scoreinv", 1, &[20.0, 21.0], &[1.0])]}}});
+    assert!(rows_from_summary(&nan, Device::Cpu).is_err()); // lists of different lengths
+    assert!(rows_from_summary(&serde_json::json!({}), Device::Cpu).is_err());
+}
+
+#[test]
+fn deepinv_peer_script_runs_tiny_and_its_summary_gives_rows() {
+    let Some(py) = python() else {
+        eprintln!("SKIPPED: no python with torch/scikit-image (run `make setup` for .venv)");
+        return;
+    };
+    let has = Command::new(&py)
+        .args(["-c", "import deepinv, scoreinv.deepinv"])
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
+    if !has {
+        eprintln!(
+            "SKIPPED: no deepinv / scoreinv module in {} (make python)",
+            py.display()
+        );
+        return;
+    }
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let dir = tempfile::tempdir().unwrap();
+    let mut args = script_args(true, 1, &dir.path().to_string_lossy());
+    assert!(args.windows(2).any(|w| w == ["--cases", "1"]));
+    // Inpainting alone at 4 NFE: the tiniest run through every stage of the script.
+    args.extend(s(&["--tasks", "inpaint", "--nfe", "4", "--models"]));
+    args.push(root.join("data/models").to_string_lossy().into_owned());
+    let v = run_script(&py, &scripts().join("deepinv_peer.py"), &args).unwrap();
+    let rows = rows_from_summary(&v, Device::Cpu).unwrap();
+    // scoreinv diffpir (K = 1) against deepinv's DPS and DiffPIR
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    for r in &rows {
+        let q = r.quality.as_ref().unwrap();
+        assert_eq!((q.cases, q.nfe, q.reference_nfe), (1, 4.0, 4.0), "{r:?}");
+        // (DPS at 4 steps need not reconstruct anything: only scoreinv's figure is judged)
+        assert!(q.psnr_db > 12.0 && q.reference_psnr_db.is_finite(), "{q:?}");
+        assert_eq!(r.rel_l2_diff, Some(0.0)); // deepinv's Inpainting is our masking operator
+        assert!(r.speedup.unwrap() > 0.0);
+    }
+    let full = dir.path().join("deepinv-peer.json");
+    assert!(full.exists() && dir.path().join("measurements.npz").exists());
+    // Control: an unknown task is refused with its name, not run.
+    let e = run_script(
+        &py,
+        &scripts().join("deepinv_peer.py"),
+        &s(&["--out", &dir.path().to_string_lossy(), "--tasks", "ct,pet"]),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("pet"), "{e}");
 }
