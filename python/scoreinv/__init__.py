@@ -25,7 +25,7 @@ if _torch.__version__.split("+")[0] != _TORCH:
 from . import _scoreinv  # noqa: E402
 from . import ops  # noqa: E402
 from .data import ground_truth  # noqa: E402
-from .metrics import psnr, ssim  # noqa: E402
+from .metrics import psnr, save_figure, ssim  # noqa: E402
 from .models import SDE, Model, load_model  # noqa: E402
 from .tasks import TASKS, Reconstruction, Task, reconstruct  # noqa: E402
 
@@ -41,6 +41,7 @@ __all__ = [
     "ground_truth",
     "psnr",
     "ssim",
+    "save_figure",
     "tune_host_allocator",
 ]
 __version__ = "0.1.0"

@@ -9,6 +9,7 @@ mod callback;
 mod convert;
 mod data;
 mod errors;
+mod figure;
 mod metrics;
 mod model;
 mod operators;
@@ -56,6 +57,7 @@ fn _scoreinv(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(callback::callback_operator, m)?)?;
     m.add_function(wrap_pyfunction!(metrics::psnr, m)?)?;
     m.add_function(wrap_pyfunction!(metrics::ssim, m)?)?;
+    m.add_function(wrap_pyfunction!(figure::save_figure, m)?)?;
     m.add_function(wrap_pyfunction!(data::ground_truth, m)?)?;
     m.add_function(wrap_pyfunction!(roundtrip, m)?)?;
     m.add_function(wrap_pyfunction!(tune_host_allocator, m)?)?;

@@ -87,6 +87,24 @@ def test_metrics_equal_the_cli_and_scikit_image(cli_run, truth):
     assert scoreinv.ssim(truth, fbp) == pytest.approx(structural_similarity(a, b, data_range=1.0), abs=1e-9)
 
 
+def test_save_figure_is_the_cli_figure(cli_run, truth, tmp_path):
+    """The command line's per-case figure, drawn from Python: the same bytes for the same truth
+    and reconstruction; another |error| gain draws another figure; bad input is a ValueError."""
+    task = scoreinv.Task("ct", size=SIZE, seed=SEED)
+    fbp = scoreinv.reconstruct(task, task.simulate(truth), method="fbp", seed=SEED).mean
+    pngs = sorted((cli_run / "study").glob("*.png"))
+    assert len(pngs) == 1, pngs
+    out = tmp_path / "fig.png"
+    scoreinv.save_figure(out, truth, {"fbp": fbp})
+    assert out.read_bytes() == pngs[0].read_bytes()
+    scoreinv.save_figure(out, truth, {"fbp": fbp}, error_gain=2.0)
+    assert out.read_bytes() != pngs[0].read_bytes()
+    with pytest.raises(ValueError, match="non-empty dict"):
+        scoreinv.save_figure(out, truth, {})
+    with pytest.raises(ValueError, match="error_gain"):
+        scoreinv.save_figure(out, truth, {"fbp": fbp}, error_gain=0.0)
+
+
 def test_baselines_by_default_and_tasks():
     assert set(scoreinv.TASKS) >= {"ct", "mri", "inpaint", "colorize", "deblur"}
     task = scoreinv.Task("mri", size=32, mask_kind="equispaced")
