@@ -4,9 +4,9 @@
 mod cli_util;
 use cli_util::{scoreinv, text, tiny_model};
 
-/// `reconstruct ct` of a 16² Shepp–Logan phantom from 6 views with `score`, N = 20, the model
+/// `reconstruct ct` of a 16² Shepp–Logan phantom from 6 views with `method`, the model
 /// `model`, into `out`, with `extra` flags.
-fn reconstruct_score(model: &str, out: &str, extra: &[&str]) -> std::process::Output {
+fn reconstruct(model: &str, out: &str, method: &str, extra: &[&str]) -> std::process::Output {
     let mut args = vec![
         "reconstruct",
         "ct",
@@ -17,16 +17,19 @@ fn reconstruct_score(model: &str, out: &str, extra: &[&str]) -> std::process::Ou
         "--views",
         "6",
         "--method",
-        "score",
+        method,
         "--model",
         model,
-        "--steps",
-        "20",
         "--out",
         out,
     ];
     args.extend_from_slice(extra);
     scoreinv(&args)
+}
+
+/// [`reconstruct`] with `score`, N = 20.
+fn reconstruct_score(model: &str, out: &str, extra: &[&str]) -> std::process::Output {
+    reconstruct(model, out, "score", &[&["--steps", "20"], extra].concat())
 }
 
 #[test]
@@ -158,24 +161,7 @@ fn a_models_validated_few_step_setting_applies_to_its_sampler_only() {
     let model = model.display().to_string();
     let run = |name: &str, method: &str, extra: &[&str]| {
         let out = dir.path().join(name).display().to_string();
-        let mut args = vec![
-            "reconstruct",
-            "ct",
-            "--ground-truth",
-            "phantom:shepp-logan",
-            "--size",
-            "16",
-            "--views",
-            "6",
-            "--method",
-            method,
-            "--model",
-            &model,
-            "--out",
-            &out,
-        ];
-        args.extend_from_slice(extra);
-        (scoreinv(&args), out)
+        (reconstruct(&model, &out, method, extra), out)
     };
     let (o, out) = run("recorded", "ddim", &[]);
     let t = text(&o);

@@ -227,16 +227,7 @@ impl FanBeam {
     /// Fan-beam transform measuring every angle of `geometry`, one channel, FBP with the ramp
     /// filter and [`ScanWeighting::Auto`]. `kind` is `Float` or `Double`.
     pub fn new(geometry: FanGeometryConfig, kind: Kind, device: Device) -> Result<Self> {
-        let kept = (0..geometry.angles_deg.len()).collect();
-        Self::build(
-            geometry,
-            kept,
-            kind,
-            device,
-            FanBackend::Auto,
-            FbpFilter::Ramp,
-            ScanWeighting::Auto,
-        )
+        Self::new_with_backend(geometry, kind, device, FanBackend::Auto)
     }
 
     /// As [`FanBeam::new`], computed by `backend` (unlike `new(..).with_backend(..)`, nothing
@@ -248,15 +239,7 @@ impl FanBeam {
         backend: FanBackend,
     ) -> Result<Self> {
         let kept = (0..geometry.angles_deg.len()).collect();
-        Self::build(
-            geometry,
-            kept,
-            kind,
-            device,
-            backend,
-            FbpFilter::Ramp,
-            ScanWeighting::Auto,
-        )
+        Self::subset_with_backend(geometry, kept, kind, device, backend)
     }
 
     /// Measures only the angles `kept` (indices into `geometry.angles_deg`, the full grid of
@@ -267,15 +250,7 @@ impl FanBeam {
         kind: Kind,
         device: Device,
     ) -> Result<Self> {
-        Self::build(
-            geometry,
-            kept,
-            kind,
-            device,
-            FanBackend::Auto,
-            FbpFilter::Ramp,
-            ScanWeighting::Auto,
-        )
+        Self::subset_with_backend(geometry, kept, kind, device, FanBackend::Auto)
     }
 
     /// Sparse view: `n_views` of the `A` angles of `geometry` (the full grid), spread evenly:
