@@ -62,6 +62,11 @@ fn warm_start_runs_the_tail_of_the_grid_and_bad_settings_are_refused() {
             "--start zero-filled",
         ),
         ("d", vec!["--start", "tv", "--t0", "1.5"], "t0"),
+        (
+            "e",
+            vec!["--start", "fbp", "--t0", "0.3", "--start-iters", "5"],
+            "--start-iters 5 sets the iterations of a TV warm start; --start is fbp",
+        ),
     ] {
         let (o, out) = run(name, &extra);
         let t = text(&o);
@@ -73,6 +78,30 @@ fn warm_start_runs_the_tail_of_the_grid_and_bad_settings_are_refused() {
             "{name}"
         );
     }
+}
+
+/// `--start-iters N` runs the TV warm start for N PDHG iterations: the same samples as a TV
+/// start under `--tv-iters N` (same seed), other samples under N + 1 (control).
+#[test]
+fn start_iters_sets_the_iterations_of_the_tv_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("m");
+    tiny_model(&model, 1);
+    let model = model.display().to_string();
+    let run = |name: &str, extra: &[&str]| {
+        let out = dir.path().join(name).display().to_string();
+        let args = [&["--steps", "20", "--start", "tv", "--t0", "0.1"], extra].concat();
+        let o = reconstruct(&model, &out, "ddim", &args);
+        assert!(o.status.success(), "{name}: {}", text(&o));
+        let p = std::path::Path::new(&out).join("shepp_logan_ddim.npy");
+        std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+    };
+    let by_start_iters = run("start-iters", &["--start-iters", "7"]);
+    assert_eq!(by_start_iters, run("tv-iters", &["--tv-iters", "7"]));
+    assert_ne!(
+        by_start_iters,
+        run("start-iters-8", &["--start-iters", "8"])
+    );
 }
 
 /// A model that records a validated warm start for `score` (`"sampler": {"ct": {"start",
@@ -132,8 +161,9 @@ fn a_models_validated_warm_start_applies_to_score_and_noise_turns_it_off() {
 /// A model that records a few-step sampler's validated setting (`"sampler": {"ct":
 /// {"methods": {"ddim": {"start", "t0", "steps"}}}}`) gives `--method ddim` that warm start
 /// and N without flags, with a note; `--steps` sets N under the recorded t0; `--start noise`
-/// runs cold; `score` does not take the record of `ddim`; a bad record is refused when the
-/// model is read, naming the field.
+/// runs cold; `score` does not take the record of `ddim`; a cold record (`start` noise) with a
+/// sampler setting (`diffpir_zeta`) runs cold with that setting unless its flag is given; a
+/// bad record is refused when the model is read, naming the field.
 #[test]
 fn a_models_validated_few_step_setting_applies_to_its_sampler_only() {
     use scoreinv::models::model_dir::{read_model_config, MethodSettings, SamplerSettings};
@@ -142,21 +172,21 @@ fn a_models_validated_few_step_setting_applies_to_its_sampler_only() {
     tiny_model(&model, 1);
     let json = model.join("config.json");
     let base = read_model_config(&model).unwrap();
-    let record = |name: &str, t0: f64, steps: Option<usize>| {
+    let record_with = |name: &str, m: MethodSettings| {
         let mut cfg = base.clone();
         let mut s = SamplerSettings::default();
-        s.methods.insert(
-            name.into(),
-            MethodSettings {
-                start: "fbp".into(),
-                t0,
-                steps,
-                validated_on: Some("test".into()),
-            },
-        );
+        s.methods.insert(name.into(), m);
         cfg.sampler.insert("ct".into(), s);
         std::fs::write(&json, serde_json::to_string_pretty(&cfg).unwrap()).unwrap();
     };
+    let warm = |t0: f64, steps: Option<usize>| MethodSettings {
+        start: "fbp".into(),
+        t0: Some(t0),
+        steps,
+        settings: Default::default(),
+        validated_on: Some("test".into()),
+    };
+    let record = |name: &str, t0: f64, steps: Option<usize>| record_with(name, warm(t0, steps));
     record("ddim", 0.5, Some(12));
     let model = model.display().to_string();
     let run = |name: &str, method: &str, extra: &[&str]| {
@@ -198,6 +228,77 @@ fn a_models_validated_few_step_setting_applies_to_its_sampler_only() {
         t.contains("20/20 steps") && !t.contains("warm start from"),
         "{t}"
     );
+    // A cold record with DiffPIR's zeta: all N = 8 steps from noise, zeta 1 in the run's
+    // settings; the user's flag overrides the recorded zeta.
+    let cold = MethodSettings {
+        start: "noise".into(),
+        t0: None,
+        steps: Some(8),
+        settings: [("diffpir_zeta".to_string(), 1.0)].into(),
+        validated_on: None,
+    };
+    record_with("diffpir", cold.clone());
+    let (o, out) = run("cold-record", "diffpir", &[]);
+    let t = text(&o);
+    assert!(o.status.success(), "{t}");
+    assert!(
+        t.contains("8/8 steps") && t.contains("cold start (from noise), N = 8, diffpir_zeta 1"),
+        "{t}"
+    );
+    // The recorded setting is what ran: the same samples as the explicit flags (same seed),
+    // and not those of another zeta (control).
+    let samples = |out: &str| {
+        let mut v: Vec<_> = std::fs::read_dir(out)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.to_string_lossy().ends_with("_diffpir.npy"))
+            .collect();
+        v.sort();
+        assert!(!v.is_empty(), "no diffpir NPY in {out}");
+        v.iter()
+            .map(|p| std::fs::read(p).unwrap())
+            .collect::<Vec<_>>()
+    };
+    let explicit = ["--start", "noise", "--steps", "8", "--diffpir-zeta", "1"];
+    let (o, out_flags) = run("cold-flags", "diffpir", &explicit);
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(samples(&out), samples(&out_flags));
+    let (o, out_user) = run("cold-user-zeta", "diffpir", &["--diffpir-zeta", "0.25"]);
+    let t = text(&o);
+    assert!(
+        o.status.success() && t.contains("N = 8") && !t.contains("diffpir_zeta 1"),
+        "{t}"
+    );
+    assert_ne!(samples(&out), samples(&out_user));
+    for (m, needle) in [
+        (
+            MethodSettings {
+                t0: Some(0.5),
+                ..cold.clone()
+            },
+            "sampler.ct.methods.diffpir: start \"noise\" is a cold start and takes no t0",
+        ),
+        (
+            MethodSettings {
+                start: "fbp".into(),
+                ..cold.clone()
+            },
+            "sampler.ct.methods.diffpir: the warm start \"fbp\" needs t0",
+        ),
+        (
+            MethodSettings {
+                settings: [("snr".to_string(), 0.1)].into(),
+                ..cold.clone()
+            },
+            "sampler.ct.methods.diffpir.settings: unknown setting \"snr\"",
+        ),
+    ] {
+        record_with("diffpir", m);
+        let (o, out) = run("bad", "diffpir", &[]);
+        let t = text(&o);
+        assert!(!o.status.success() && t.contains(needle), "{needle}: {t}");
+        assert!(!std::path::Path::new(&out).join("metrics.json").exists());
+    }
     for (name, t0, steps, needle) in [
         (
             "ddim",

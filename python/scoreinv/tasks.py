@@ -146,7 +146,7 @@ def reconstruct(
     validated for the model and task (its ``config.json``), else the task's published ones;
     ``score_settings`` override them (``snr``, ``lambda_``, ``zeta``, ``eta``, ``diffpir_lambda``,
     ``diffpir_zeta``, ``sigma_y``, ``cg_iters``, ``consistency_iters``, ``start``, ``t0``,
-    ``cuda_graph``). ``seed`` seeds the posterior samples as ``--seed`` seeds a case (torch's
+    ``start_iters``, ``cuda_graph``). ``seed`` seeds the posterior samples as ``--seed`` seeds a case (torch's
     global generator is reseeded). ``normalise``: divide ``y`` by the peak of ``|A⁺ y|`` first
     and scale the results back (a measurement of unknown scale; the command line does so for a
     CT or MRI file without a simulation record). ``progress``: a progress bar (tqdm) over the

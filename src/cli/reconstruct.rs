@@ -215,6 +215,10 @@ pub struct ScoreArgs {
     /// Time t0 in (eps, 1] to which the --start estimate is diffused (e.g. 0.3).
     #[arg(long, value_parser = super::parse::finite_f64)]
     pub t0: Option<f64>,
+    /// PDHG iterations of a --start tv warm start (default: the TV baseline's, --tv-iters or
+    /// the task's 3000; the model's config.json may record a validated number).
+    #[arg(long, value_parser = super::parse::positive_usize)]
+    pub start_iters: Option<usize>,
 }
 
 impl From<ScoreArgs> for ScoreSettings {
@@ -239,6 +243,7 @@ impl From<ScoreArgs> for ScoreSettings {
             cuda_graph: a.cuda_graph,
             start: a.start,
             t0: a.t0,
+            start_iters: a.start_iters,
         }
     }
 }

@@ -18,6 +18,7 @@ use crate::sde::Sde;
 use crate::{Error, Result};
 use scoreinv_operators::LinearOperator;
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use tch::{Device, Tensor};
@@ -335,6 +336,10 @@ pub struct ScoreSettings {
     pub start: Option<String>,
     /// The time `t₀ ∈ (ε, T]` of the warm start (needs `start`).
     pub t0: Option<f64>,
+    /// PDHG iterations of a TV warm start (default: the study's TV iterations). A TV start
+    /// only needs to be near the posterior's support at `t0`, not converged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_iters: Option<usize>,
 }
 
 impl Default for ScoreSettings {
@@ -356,6 +361,7 @@ impl Default for ScoreSettings {
             cuda_graph: false,
             start: None,
             t0: None,
+            start_iters: None,
         }
     }
 }
@@ -422,6 +428,18 @@ pub fn score_methods(
         }
         _ => {}
     }
+    if let Some(n) = s.start_iters {
+        if n == 0 {
+            return Err(Error::Config(
+                "`start_iters` must be at least 1, got 0".to_string(),
+            ));
+        }
+        if let Some((name, _)) = start.as_ref().filter(|(name, _)| *name != "tv") {
+            return Err(Error::Config(format!(
+                "`start_iters` {n} sets the iterations of a TV warm start; `start` is {name}"
+            )));
+        }
+    }
     // `N` of each score method: one value, or each of a steps sweep (methods `NAME@N`).
     let sweep: Vec<Option<usize>> = match &s.steps_sweep {
         Some(v) if v.len() > 1 => v.iter().map(|&n| Some(n)).collect(),
@@ -442,8 +460,8 @@ pub fn score_methods(
             crate::models::model_dir::sampler_settings(dir, task.name()).map_err(with_dir)?;
         // The warm start: the user's, else the one the model records as validated for this
         // sampler (`score`: `sampler.TASK.start`/`t0`; the few-step samplers:
-        // `sampler.TASK.methods.NAME`, with its `steps` unless the user sets steps);
-        // `start` = `noise` is a cold start.
+        // `sampler.TASK.methods.NAME`, with its `steps` unless the user sets steps, and its
+        // settings unless the user sets them); `start` = `noise` is a cold start.
         let mut user_m = user.clone();
         let mut start = start;
         let mut sweep_m = sweep.clone();
@@ -453,8 +471,9 @@ pub fn score_methods(
                     match (v.start.as_deref(), v.t0) {
                         (Some(name), Some(t0)) => Some((
                             name.to_string(),
-                            t0,
+                            Some(t0),
                             None,
+                            BTreeMap::new(),
                             format!("sampler.{}", task.name()),
                         )),
                         _ => None,
@@ -462,26 +481,38 @@ pub fn score_methods(
                 } else {
                     v.methods.get(entry.name).map(|w| {
                         let key = format!("sampler.{}.methods.{}", task.name(), entry.name);
-                        (w.start.clone(), w.t0, w.steps, key)
+                        (w.start.clone(), w.t0, w.steps, w.settings.clone(), key)
                     })
                 }
             });
-            if let Some((name, t0, steps, key)) = recorded {
-                start = Some(
-                    crate::inverse::tasks::parse_method(task, &name)
-                        .map_err(|e| with_dir(Error::Config(format!("{key}.start: {e}"))))?,
-                );
-                user_m["t0"] = serde_json::json!(t0);
-                let steps_note = match steps {
-                    Some(n) if s.steps.is_none() && s.steps_sweep.is_none() => {
-                        sweep_m = vec![Some(n)];
-                        format!(", N = {n}")
+            if let Some((name, t0, steps, settings, key)) = recorded {
+                let what = match t0 {
+                    Some(t0) => {
+                        start =
+                            Some(crate::inverse::tasks::parse_method(task, &name).map_err(
+                                |e| with_dir(Error::Config(format!("{key}.start: {e}"))),
+                            )?);
+                        user_m["t0"] = serde_json::json!(t0);
+                        format!("warm start from {name} at t0 {t0}")
                     }
-                    _ => String::new(),
+                    None => "cold start (from noise)".to_string(),
                 };
+                let mut extra = String::new();
+                if let Some(n) = steps {
+                    if s.steps.is_none() && s.steps_sweep.is_none() {
+                        sweep_m = vec![Some(n)];
+                        extra.push_str(&format!(", N = {n}"));
+                    }
+                }
+                for (k, v) in &settings {
+                    if user.get(k.as_str()).is_none_or(|x| x.is_null()) {
+                        user_m[k.as_str()] = crate::models::model_dir::method_setting_json(k, *v);
+                        extra.push_str(&format!(", {k} {v}"));
+                    }
+                }
                 notes.push(format!(
-                    "`method` {m}: warm start from {name} at t0 {t0}{steps_note} validated for this \
-                     model ({}, {key}; `start` noise for a cold start)",
+                    "`method` {m}: {what}{extra} validated for this model ({}, {key}; `start` \
+                     noise for a cold start, or a baseline with `t0`)",
                     dir.join("config.json").display(),
                 ));
             }
@@ -519,6 +550,11 @@ pub fn score_methods(
                 method = method.with_label(format!("{}@{n}", entry.name));
             }
             if let Some(b) = &start {
+                // A TV start with its own iteration count (the user's or the record's).
+                let mut tv = tv;
+                if let Some(n) = user_m.get("start_iters").and_then(|v| v.as_u64()) {
+                    tv.n_iter = n as usize;
+                }
                 method = method.with_start(Box::new(crate::inverse::study::BaselineMethod {
                     baseline: b.1,
                     tv,

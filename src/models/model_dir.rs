@@ -284,23 +284,53 @@ pub struct SamplerSettings {
     pub methods: BTreeMap<String, MethodSettings>,
 }
 
-/// A few-step sampler's validated setting for one task (CCDF, Chung, Sim & Ye 2022): the
-/// baseline `start` diffused to `t0`, then `steps · t0` reverse steps, i.e. `steps · t0`
-/// network evaluations per posterior sample for `ddim` and `diffpir`. `scoreinv reconstruct`
-/// takes it for `--method NAME` where the user sets none of `--start`, `--t0`, `--steps`.
+/// A few-step sampler's validated setting for one task: a warm start (CCDF, Chung, Sim & Ye
+/// 2022), the baseline `start` diffused to `t0`, then the `N · t0` reverse steps below it; or a
+/// cold start (`start` = `noise`, no `t0`) running all `N` steps from the prior. `ddim` and
+/// `diffpir` take one network evaluation per step. `settings` are the sampler's own validated
+/// settings by their study names (`{"diffpir_zeta": 1.0}`; one of [`METHOD_SETTING_KEYS`]).
+/// `scoreinv reconstruct` takes the record for `--method NAME` where the user sets none of
+/// `--start`, `--t0`; `--steps` and each setting's flag override their part.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MethodSettings {
-    /// The task's baseline whose reconstruction is diffused to `t0` (`tv`, `fbp`, …).
+    /// The task's baseline whose reconstruction is diffused to `t0` (`tv`, `fbp`, …), or
+    /// `noise` for a cold start.
     pub start: String,
-    /// The warm start's time `t0 ∈ (0, 1]`.
-    pub t0: f64,
+    /// The warm start's time `t0 ∈ (0, 1]`; none for `start` = `noise`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub t0: Option<f64>,
     /// The SDE's step count `N` (the sampler runs the `N · t0` steps below `t0`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub steps: Option<usize>,
+    /// The sampler's validated settings (finite numbers), e.g. `diffpir_zeta`, `eta`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub settings: BTreeMap<String, f64>,
     /// Where the values were chosen (for people).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub validated_on: Option<String>,
+}
+
+/// The sampler settings a [`MethodSettings`] record may hold (the study's names, as the flags
+/// `--eta`, `--diffpir-lambda`, `--diffpir-zeta`, `--sigma-y`, `--zeta`, `--start-iters`).
+pub const METHOD_SETTING_KEYS: &[&str] = &[
+    "eta",
+    "diffpir_lambda",
+    "diffpir_zeta",
+    "sigma_y",
+    "zeta",
+    "start_iters",
+];
+/// The keys of [`METHOD_SETTING_KEYS`] that count something (whole numbers ≥ 1).
+const METHOD_SETTING_COUNTS: &[&str] = &["start_iters"];
+
+/// A recorded setting as the study's JSON value (counts as integers).
+pub fn method_setting_json(key: &str, v: f64) -> serde_json::Value {
+    if METHOD_SETTING_COUNTS.contains(&key) {
+        serde_json::json!(v as u64)
+    } else {
+        serde_json::json!(v)
+    }
 }
 
 impl SamplerSettings {
@@ -336,23 +366,63 @@ impl SamplerSettings {
                         .join(", ")
                 ));
             }
-            if !(m.t0.is_finite() && m.t0 > 0.0 && m.t0 <= 1.0) {
-                return Err(format!(
-                    "sampler.{task}.methods.{name}.t0 must lie in (0, 1], got {}",
-                    m.t0
-                ));
+            let cold = m.start.trim() == "noise";
+            match m.t0 {
+                Some(t) if !(t.is_finite() && t > 0.0 && t <= 1.0) => {
+                    return Err(format!(
+                        "sampler.{task}.methods.{name}.t0 must lie in (0, 1], got {t}"
+                    ));
+                }
+                Some(t) if cold => {
+                    return Err(format!(
+                        "sampler.{task}.methods.{name}: start \"noise\" is a cold start and takes \
+                         no t0, got t0 {t}"
+                    ));
+                }
+                None if !cold => {
+                    return Err(format!(
+                        "sampler.{task}.methods.{name}: the warm start {:?} needs t0",
+                        m.start
+                    ));
+                }
+                _ => {}
             }
             if m.steps == Some(0) {
                 return Err(format!(
                     "sampler.{task}.methods.{name}.steps must be at least 1, got 0"
                 ));
             }
-            if m.start.trim().is_empty() || m.start.trim() == "noise" {
+            if m.start.trim().is_empty() {
                 return Err(format!(
                     "sampler.{task}.methods.{name}.start must name a baseline of the task \
-                     (e.g. tv), got {:?}",
+                     (e.g. tv) or be \"noise\", got {:?}",
                     m.start
                 ));
+            }
+            for (k, v) in &m.settings {
+                if !METHOD_SETTING_KEYS.contains(&k.as_str()) {
+                    return Err(format!(
+                        "sampler.{task}.methods.{name}.settings: unknown setting {k:?} (one of {})",
+                        METHOD_SETTING_KEYS.join(", ")
+                    ));
+                }
+                if !v.is_finite() {
+                    return Err(format!(
+                        "sampler.{task}.methods.{name}.settings.{k} must be a finite number, got {v}"
+                    ));
+                }
+                if METHOD_SETTING_COUNTS.contains(&k.as_str()) && !(*v >= 1.0 && v.fract() == 0.0) {
+                    return Err(format!(
+                        "sampler.{task}.methods.{name}.settings.{k} must be a whole number of at \
+                         least 1, got {v}"
+                    ));
+                }
+                if METHOD_SETTING_COUNTS.contains(&k.as_str()) && !(*v >= 1.0 && v.fract() == 0.0) {
+                    return Err(format!(
+                        "sampler.{task}.methods.{name}.settings.{k} must be a whole number of at \
+                         least 1, got {v}"
+                    ));
+                }
             }
         }
         Ok(())
