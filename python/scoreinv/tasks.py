@@ -110,6 +110,7 @@ _SCORE_FIELDS = {
     "cuda_graph": "cuda_graph",
     "start": "start",
     "t0": "t0",
+    "start_iters": "start_iters",
 }
 
 

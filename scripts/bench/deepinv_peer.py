@@ -20,8 +20,9 @@ mri-brain on Colin27 slices; box inpainting: fashion-mnist):
   disjoint from the test images (best PSNR of a small grid, at the same NFE, on deepinv's
   physics; the CT rows on scoreinv's operator reuse them);
 * scoreinv runs through its Python module (`scoreinv.reconstruct`, the library of the CLI) with
-  the settings of docs/results/fewstep (start tv, t0, steps = NFE / t0), with K = 1 (equal NFE
-  per case) and the validated K.
+  the settings of docs/results/fewstep (start tv, t0, steps = NFE / t0; or a cold start, steps
+  = NFE, with its validated sampler settings), with K = 1 (equal NFE per case) and the
+  validated K.
 
 NFE are counted by wrapping the denoiser (one call on a batch of one = one NFE; DPS also
 differentiates through it). Writes OUT/deepinv-peer.json and prints its summary as the last
@@ -41,7 +42,9 @@ import ncsnpp_torch  # noqa: E402
 
 COLIN27 = "/usr/share/mricron/templates/ch2better.nii.gz"
 
-# The studies of scripts/eval/fewstep at 50 NFE (docs/results/fewstep/val-*.txt).
+# The studies of scripts/eval/fewstep at 50 NFE (docs/results/fewstep/val-*.txt). `ours`: the
+# validated few-step sampler, a warm start from TV at `t0` or, with `start` "noise", a cold
+# start; `settings`: its validated sampler settings (the models' `config.json` record the same).
 TASKS = {
     "ct": dict(
         label="ct-ellipses 23 views",
@@ -51,7 +54,8 @@ TASKS = {
         test="phantom:ellipses:1000..{end}",
         val="phantom:ellipses:2000..2001",
         size=64,
-        ours=dict(method="ddim", t0=0.1, samples=4, sigma_y=0.005),
+        ours=dict(method="ddim", t0=0.1, samples=4, sigma_y=0.005,
+                  settings=dict(start_iters=300)),
     ),
     "mri": dict(
         label="mri-brain 4x",
@@ -61,7 +65,7 @@ TASKS = {
         test=COLIN27 + "#z=110..{end}:30",
         val=COLIN27 + "#z=125..126",
         size=64,
-        ours=dict(method="ddim", t0=0.5, samples=4),
+        ours=dict(method="ddim", t0=0.5, samples=4, settings=dict(start_iters=100)),
     ),
     "inpaint": dict(
         label="fashion-mnist box inpainting",
@@ -71,7 +75,7 @@ TASKS = {
         test="fashion-mnist:0..{end}",
         val="fashion-mnist:1000..1001",
         size=None,
-        ours=dict(method="diffpir", t0=0.3, samples=1),
+        ours=dict(method="diffpir", start="noise", samples=1, settings=dict(diffpir_zeta=1.0)),
     ),
 }
 
@@ -360,19 +364,23 @@ def main():
 
         # scoreinv: the validated few-step sampler, K = 1 and the validated K.
         o = spec["ours"]
-        steps = round(args.nfe / o["t0"])
+        cold = o.get("start") == "noise"
+        steps = args.nfe if cold else round(args.nfe / o["t0"])
         ks = sorted({1, o["samples"]})
         for k in ks:
             def ours(yi, _s, i, k=k):
-                kw = dict(start="tv", t0=o["t0"])
+                kw = dict(start="noise") if cold else dict(start="tv", t0=o["t0"])
                 if "sigma_y" in o:
                     kw["sigma_y"] = o["sigma_y"]
+                kw.update(o.get("settings", {}))
                 r = scoreinv.reconstruct(task, yi, model=mdir, method=o["method"], steps=steps,
                                          samples=k, seed=i, **kw)
                 tw.nfe = r.nfe * k
                 return r.mean
             r = evaluate(ours, truth, y, sig_abs)
-            row(f"scoreinv {o['method']} (t0 {o['t0']}, start tv)", "scoreinv", k, r,
+            how = "cold" if cold else f"t0 {o['t0']}, start tv"
+            how += "".join(f", {key} {v:g}" for key, v in o.get("settings", {}).items())
+            row(f"scoreinv {o['method']} ({how})", "scoreinv", k, r,
                 nfe_per_sample=float(np.mean(r["nfe"])) / k, steps=steps)
         # deepinv: step sizes chosen on the validation images, then the test images.
         for opname, ph, to, cc in physics_variants:

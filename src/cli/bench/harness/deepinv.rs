@@ -1,5 +1,5 @@
 //! deepinv peer group (`scoreinv bench deepinv`): deepinv 0.5's DPS and DiffPIR against
-//! scoreinv's validated few-step samplers (`ddim` / `diffpir` with a TV warm start,
+//! scoreinv's validated few-step samplers (`ddim` / `diffpir` with their TV or cold start,
 //! `docs/results/fewstep`) on CT (ct-ellipses, 23 of 180 views), MRI 4× (mri-brain, Colin27)
 //! and box inpainting (fashion-mnist), with the same network weights and the same
 //! measurements, timed in one process on the same threads (`scripts/bench/deepinv_peer.py`,
