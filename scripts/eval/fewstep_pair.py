@@ -83,7 +83,7 @@ for task, (ref_path, run, base, where) in REFERENCES.items():
                    "psnr_db": statistics.mean(ps), "ssim": statistics.mean(ss),
                    "seconds_per_case": statistics.mean(secs),
                    "nfe_per_sample": nfe[0] if nfe else "",
-                   "minus_n1000_db": "", "where": "2-core CPU (loaded)", "study": st}
+                   "minus_n1000_db": "", "where": "2-core CPU", "study": st}
             if method not in ("tv",) and ref_score:
                 row["minus_n1000_db"] = statistics.mean(
                     got[c]["psnr_db"] - ref_score[c]["psnr_db"] for c in cases)
@@ -105,12 +105,13 @@ with open(os.path.join(OUT, "test-summary.csv"), "w", newline="") as f:
     w.writerows(rows)
 with open(os.path.join(OUT, "test-summary.txt"), "w") as f:
     f.write(f"{'task':12} {'method':14} {'n':>3} {'PSNR dB':>8} {'SSIM':>7} {'NFE':>5} "
-            f"{'s/case':>8} {'- N1000':>8}  where\n")
+            f"{'s/case':>8} {'- N1000':>8}  {'where':22} study\n")
     for r in rows:
         d = r["minus_n1000_db"]
         f.write(f"{r['task']:12} {r['method']:14} {r['cases']:3d} {r['psnr_db']:8.2f} "
                 f"{r['ssim']:7.4f} {str(r['nfe_per_sample']):>5} {r['seconds_per_case']:8.2f} "
-                f"{(f'{d:+.2f}' if d != '' else ''):>8}  {r['where']}\n")
+                f"{(f'{d:+.2f}' if d != '' else ''):>8}  {r['where']:22} "
+                f"{os.path.basename(os.path.dirname(r['study'])) if r['study'].startswith(OUT) else r['study']}\n")
     for line in lines:
         f.write(line + "\n")
 print(open(os.path.join(OUT, "test-summary.txt")).read())
