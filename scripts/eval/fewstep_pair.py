@@ -4,7 +4,7 @@ studies of the model cards, case by case, and writes docs/results/fewstep/test-s
 
 The measurements are the same when the baseline that depends only on them (FBP for CT,
 zero-filled for MRI and inpainting) gives the same PSNR per case in both studies (to 1e-3 dB);
-a task whose baseline differs is refused, not reported.
+a study whose baseline differs is left out (with a line saying so), not reported.
 
 Usage (repository root): .venv/bin/python scripts/eval/fewstep_pair.py [docs/results/fewstep]
 """
@@ -24,10 +24,13 @@ REFERENCES = {
                     "test_chosen_k4", "fbp", "H200 GPU"),
     "ct-body": ("docs/results/ct-body-heldout-and-other-scanners-n1000-k4.json", None, "fbp",
                 "2-core CPU"),
-    "mri-4x": ("docs/results/mri-brain-colin27-4x-n1000-k4.json", None, "zero-filled",
-               "2-core CPU"),
-    "mri-8x": ("docs/results/mri-brain-colin27-8x-n1000-k4.json", None, "zero-filled",
-               "2-core CPU"),
+    # The cards' MRI studies (docs/results/mri-brain-colin27-*-n1000-k4.json) were made on other
+    # measurements than today's binary simulates (their zero-filled PSNR differs), so the few-step MRI tests
+    # are paired with an N = 1000 run on today's measurements (scripts/eval/fewstep's test stage).
+    "mri-4x": (os.path.join(OUT, "test-mri-4x-score-n1000/metrics.json"), None, "zero-filled",
+               "2-core CPU, same run"),
+    "mri-8x": (os.path.join(OUT, "test-mri-8x-score-n1000/metrics.json"), None, "zero-filled",
+               "2-core CPU, same run"),
     "inpaint": (os.path.join(OUT, "test-inpaint-score-n1000/metrics.json"), None,
                 "zero-filled", "2-core CPU, same run"),
 }
@@ -63,13 +66,15 @@ for task, (ref_path, run, base, where) in REFERENCES.items():
     for st in studies:
         new = records(st)
         new_base = by(new, base)
-        cases = sorted(new_base)
-        missing = [c for c in cases if c not in ref_base]
-        diff = [c for c in cases if c in ref_base
+        st_cases = sorted(new_base)
+        missing = [c for c in st_cases if c not in ref_base]
+        diff = [c for c in st_cases if c in ref_base
                 and abs(new_base[c]["psnr_db"] - ref_base[c]["psnr_db"]) > 1e-3]
         if missing or diff:
-            sys.exit(f"{task}: {st} is not on the reference's measurements "
-                     f"(cases missing {missing}, {base} differs on {diff})")
+            lines.append(f"{task}: {os.path.dirname(st)} left out: not on the reference's "
+                         f"measurements (cases missing {missing}, {base} differs on {diff})")
+            continue
+        cases = st_cases
         settings = json.load(open(st)).get("settings", {}) if st.endswith(".json") else {}
         for method in sorted({r["method"] for r in new}):
             got = by(new, method)
@@ -88,6 +93,8 @@ for task, (ref_path, run, base, where) in REFERENCES.items():
                 row["minus_n1000_db"] = statistics.mean(
                     got[c]["psnr_db"] - ref_score[c]["psnr_db"] for c in cases)
             rows.append(row)
+    if cases is None:
+        continue
     rp = [ref_score[c]["psnr_db"] for c in cases]
     rs = [ref_score[c]["ssim"] for c in cases]
     rows.append({"task": task, "method": "score N=1000", "cases": len(cases),
