@@ -65,7 +65,8 @@ TASKS = {
         test=COLIN27 + "#z=110..{end}:30",
         val=COLIN27 + "#z=125..126",
         size=64,
-        ours=dict(method="ddim", t0=0.5, samples=4, settings=dict(start_iters=100)),
+        ours=dict(method="diffpir", start="noise", samples=4,
+                  settings=dict(diffpir_zeta=1.0, diffpir_lambda=0.03, sigma_y=0.001)),
     ),
     "inpaint": dict(
         label="fashion-mnist box inpainting",
