@@ -32,11 +32,24 @@ fn reconstruct_score(model: &str, out: &str, extra: &[&str]) -> std::process::Ou
     reconstruct(model, out, "score", &[&["--steps", "20"], extra].concat())
 }
 
-#[test]
-fn warm_start_runs_the_tail_of_the_grid_and_bad_settings_are_refused() {
+/// A temporary folder holding a tiny trained model at `m/`.
+fn tiny_model_dir() -> (tempfile::TempDir, std::path::PathBuf) {
     let dir = tempfile::tempdir().unwrap();
     let model = dir.path().join("m");
     tiny_model(&model, 1);
+    (dir, model)
+}
+
+/// The reconstruction (NPY bytes) that `reconstruct` wrote into `out` for `method` on the one
+/// case of [`reconstruct`] (Shepp–Logan).
+fn reconstruction(out: &str, method: &str) -> Vec<u8> {
+    let p = std::path::Path::new(out).join(format!("shepp_logan_{method}.npy"));
+    std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+}
+
+#[test]
+fn warm_start_runs_the_tail_of_the_grid_and_bad_settings_are_refused() {
+    let (dir, model) = tiny_model_dir();
     let model = model.display().to_string();
     let run = |name: &str, extra: &[&str]| {
         let out = dir.path().join(name).display().to_string();
@@ -84,17 +97,14 @@ fn warm_start_runs_the_tail_of_the_grid_and_bad_settings_are_refused() {
 /// start under `--tv-iters N` (same seed), other samples under N + 1 (control).
 #[test]
 fn start_iters_sets_the_iterations_of_the_tv_start() {
-    let dir = tempfile::tempdir().unwrap();
-    let model = dir.path().join("m");
-    tiny_model(&model, 1);
+    let (dir, model) = tiny_model_dir();
     let model = model.display().to_string();
     let run = |name: &str, extra: &[&str]| {
         let out = dir.path().join(name).display().to_string();
         let args = [&["--steps", "20", "--start", "tv", "--t0", "0.1"], extra].concat();
         let o = reconstruct(&model, &out, "ddim", &args);
         assert!(o.status.success(), "{name}: {}", text(&o));
-        let p = std::path::Path::new(&out).join("shepp_logan_ddim.npy");
-        std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+        reconstruction(&out, "ddim")
     };
     let by_start_iters = run("start-iters", &["--start-iters", "7"]);
     assert_eq!(by_start_iters, run("tv-iters", &["--tv-iters", "7"]));
@@ -110,9 +120,7 @@ fn start_iters_sets_the_iterations_of_the_tv_start() {
 #[test]
 fn a_models_validated_warm_start_applies_to_score_and_noise_turns_it_off() {
     use scoreinv::models::model_dir::{read_model_config, SamplerSettings};
-    let dir = tempfile::tempdir().unwrap();
-    let model = dir.path().join("m");
-    tiny_model(&model, 1);
+    let (dir, model) = tiny_model_dir();
     let json = model.join("config.json");
     let record = |start: Option<&str>, t0: Option<f64>| {
         let mut cfg = read_model_config(&model).unwrap();
@@ -167,9 +175,7 @@ fn a_models_validated_warm_start_applies_to_score_and_noise_turns_it_off() {
 #[test]
 fn a_models_validated_few_step_setting_applies_to_its_sampler_only() {
     use scoreinv::models::model_dir::{read_model_config, MethodSettings, SamplerSettings};
-    let dir = tempfile::tempdir().unwrap();
-    let model = dir.path().join("m");
-    tiny_model(&model, 1);
+    let (dir, model) = tiny_model_dir();
     let json = model.join("config.json");
     let base = read_model_config(&model).unwrap();
     let record_with = |name: &str, m: MethodSettings| {
@@ -247,18 +253,7 @@ fn a_models_validated_few_step_setting_applies_to_its_sampler_only() {
     );
     // The recorded setting is what ran: the same samples as the explicit flags (same seed),
     // and not those of another zeta (control).
-    let samples = |out: &str| {
-        let mut v: Vec<_> = std::fs::read_dir(out)
-            .unwrap()
-            .map(|e| e.unwrap().path())
-            .filter(|p| p.to_string_lossy().ends_with("_diffpir.npy"))
-            .collect();
-        v.sort();
-        assert!(!v.is_empty(), "no diffpir NPY in {out}");
-        v.iter()
-            .map(|p| std::fs::read(p).unwrap())
-            .collect::<Vec<_>>()
-    };
+    let samples = |out: &str| reconstruction(out, "diffpir");
     let explicit = ["--start", "noise", "--steps", "8", "--diffpir-zeta", "1"];
     let (o, out_flags) = run("cold-flags", "diffpir", &explicit);
     assert!(o.status.success(), "{}", text(&o));
