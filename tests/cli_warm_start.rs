@@ -218,6 +218,24 @@ fn a_models_validated_few_step_setting_applies_to_its_sampler_only() {
         .find(|r| r["method"] == "ddim")
         .unwrap_or_else(|| panic!("{m}"));
     assert_eq!(rec["nfe"], 6, "{m}");
+    // metrics.json says what ran: the record's start, t0 and N (the user gave none of them).
+    let ran = &m["settings"]["methods"]["ddim"];
+    assert!(m["settings"]["study"]["score"]["t0"].is_null(), "{m}");
+    assert_eq!(
+        (
+            &ran["start"],
+            &ran["sampler_settings"]["t0"],
+            &ran["n_steps"],
+            &ran["steps_run"]
+        ),
+        (
+            &serde_json::json!("fbp"),
+            &serde_json::json!(0.5),
+            &serde_json::json!(12),
+            &serde_json::json!(6)
+        ),
+        "{m}"
+    );
     // The user's N under the recorded start and t0.
     let (o, _) = run("user-steps", "ddim", &["--steps", "20"]);
     let t = text(&o);
@@ -250,6 +268,18 @@ fn a_models_validated_few_step_setting_applies_to_its_sampler_only() {
     assert!(
         t.contains("8/8 steps") && t.contains("cold start (from noise), N = 8, diffpir_zeta 1"),
         "{t}"
+    );
+    let m: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(std::path::Path::new(&out).join("metrics.json")).unwrap(),
+    )
+    .unwrap();
+    let ran = &m["settings"]["methods"]["diffpir"];
+    assert!(
+        ran["start"] == "noise"
+            && ran["sampler_settings"]["diffpir_zeta"] == 1.0
+            && ran["sampler_settings"]["t0"].is_null()
+            && m["settings"]["study"]["score"]["diffpir_zeta"].is_null(),
+        "{m}"
     );
     // The recorded setting is what ran: the same samples as the explicit flags (same seed),
     // and not those of another zeta (control).
@@ -286,6 +316,14 @@ fn a_models_validated_few_step_setting_applies_to_its_sampler_only() {
                 ..cold.clone()
             },
             "sampler.ct.methods.diffpir.settings: unknown setting \"snr\"",
+        ),
+        (
+            MethodSettings {
+                settings: [("start_iters".to_string(), 100.0)].into(),
+                ..cold.clone()
+            },
+            "sampler.ct.methods.diffpir.settings.start_iters sets the iterations of a TV warm \
+             start; start is \"noise\"",
         ),
     ] {
         record_with("diffpir", m);

@@ -247,6 +247,23 @@ impl Method for ScoreMethod {
         Some(self.nfe.load(Ordering::Relaxed)).filter(|&n| n > 0)
     }
 
+    /// The sampler, its `N` and steps run, the posterior samples, the warm start (`noise` for a
+    /// cold one, with the start's own settings) and the sampler's settings (`t0`, `snr`, `ζ`, …).
+    fn settings(&self) -> Option<serde_json::Value> {
+        let mut v = serde_json::json!({
+            "sampler": self.sampler.name(),
+            "n_steps": self.sde.n_steps(),
+            "steps_run": self.sampler.steps(self.sde.as_ref()),
+            "samples": self.samples,
+            "start": self.start.as_ref().map_or_else(|| "noise".to_string(), |b| b.name()),
+            "sampler_settings": self.sampler.settings(),
+        });
+        if let Some(s) = self.start.as_ref().and_then(|b| b.settings()) {
+            v["start_settings"] = s;
+        }
+        Some(v)
+    }
+
     fn reconstruct(&self, op: &dyn LinearOperator, y: &Tensor) -> Result<Tensor> {
         Ok(self.posterior(op, y)?.mean)
     }

@@ -417,10 +417,13 @@ impl SamplerSettings {
                          least 1, got {v}"
                     ));
                 }
-                if METHOD_SETTING_COUNTS.contains(&k.as_str()) && !(*v >= 1.0 && v.fract() == 0.0) {
+                // `start_iters` counts the PDHG iterations of a TV start; another start would
+                // silently drop it.
+                if k == "start_iters" && m.start.trim() != "tv" {
                     return Err(format!(
-                        "sampler.{task}.methods.{name}.settings.{k} must be a whole number of at \
-                         least 1, got {v}"
+                        "sampler.{task}.methods.{name}.settings.start_iters sets the iterations of \
+                         a TV warm start; start is {:?}",
+                        m.start
                     ));
                 }
             }

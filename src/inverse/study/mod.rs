@@ -63,6 +63,12 @@ pub trait Method {
     fn nfe(&self) -> Option<usize> {
         None
     }
+    /// The settings that determine this method's result as it runs — after the model's
+    /// validated record and the user's overrides — for `metrics.json` (`settings.methods`);
+    /// `None` for a method that the study's own settings describe fully.
+    fn settings(&self) -> Option<serde_json::Value> {
+        None
+    }
 }
 
 /// A classical baseline with its TV settings.
@@ -89,6 +95,18 @@ impl Method for BaselineMethod {
             return Ok(Tensor::cat(&rows, 0));
         }
         self.baseline.reconstruct(op, y, &self.tv)
+    }
+    /// TV: its weight and iterations as run (the task's preset, the study's or the warm
+    /// start's `start_iters`).
+    fn settings(&self) -> Option<serde_json::Value> {
+        matches!(self.baseline, Baseline::Tv).then(|| {
+            serde_json::json!({
+                "tv_lambda": self.tv.lambda,
+                "lambda_scaling": self.tv.lambda_scaling,
+                "tv_iters": self.tv.n_iter,
+                "tol": self.tv.tol,
+            })
+        })
     }
 }
 

@@ -303,6 +303,19 @@ pub fn study_tv(mut tv: TvConfig, cfg: &StudyConfig) -> TvConfig {
 
 /// The settings recorded in `metrics.json`: the task and its settings, the study's settings
 /// and, when a model is used, the SHA-256 of its weights.
+/// Adds `methods`: each method's settings as it runs ([`Method::settings`]; e.g. the warm start
+/// and sampler settings a model's validated record supplied), so that `metrics.json` says what
+/// ran, and `resume` refuses to mix runs whose effective settings differ.
+pub fn add_method_settings(settings: &mut serde_json::Value, methods: &[Box<dyn Method>]) {
+    let by_name: serde_json::Map<String, serde_json::Value> = methods
+        .iter()
+        .filter_map(|m| m.settings().map(|s| (m.name(), s)))
+        .collect();
+    if !by_name.is_empty() {
+        settings["methods"] = serde_json::Value::Object(by_name);
+    }
+}
+
 pub fn study_settings(task: &dyn Task, cfg: &StudyConfig) -> Result<serde_json::Value> {
     let mut v = serde_json::json!({
         "task": task.name(),
@@ -389,6 +402,7 @@ pub fn run_study(
     notes.extend(case_notes);
     methods.extend(score);
     let mut settings = study_settings(task, cfg)?;
+    add_method_settings(&mut settings, &methods);
     // Cases in HU are written back in HU: the window is part of what the files mean.
     let hu_cases = cases.iter().filter(|c| c.units.is_some()).count();
     if hu_cases > 0 {
@@ -937,8 +951,10 @@ pub fn reconstruct_measured(
             })
         })
         .collect();
+    let mut settings = study_settings(task, cfg)?;
+    add_method_settings(&mut settings, &methods);
     let doc = serde_json::json!({
-        "settings": study_settings(task, cfg)?,
+        "settings": settings.clone(),
         "measurement": path.display().to_string(),
         "simulated": record,
         "scale": scale,
@@ -950,13 +966,7 @@ pub fn reconstruct_measured(
     let file = out.file("reconstructions.json")?;
     crate::io::atomic::write_bytes(&file, json.as_bytes())?;
     if !records.is_empty() {
-        let report = StudyReport::new(
-            Some(study_settings(task, cfg)?),
-            None,
-            Some(1),
-            true,
-            records.clone(),
-        );
+        let report = StudyReport::new(Some(settings), None, Some(1), true, records.clone());
         write_metrics(&mut out, &report)?;
     }
     Ok(MeasuredOutcome {
