@@ -360,3 +360,29 @@ fn a_models_validated_few_step_setting_applies_to_its_sampler_only() {
         assert!(!std::path::Path::new(&out).join("metrics.json").exists());
     }
 }
+
+/// The model cache of repeated reconstructions: one folder is built once (the same network
+/// object), and read again when its files change.
+#[test]
+fn a_shared_model_is_loaded_once_and_read_again_after_its_files_change() {
+    use scoreinv::models::model_dir::load_model_dir_shared;
+    use tch::{Device, Kind, Tensor};
+    let (_dir, model) = tiny_model_dir();
+    let same = |a: &std::sync::Arc<dyn scoreinv::models::ScoreModel>,
+                b: &std::sync::Arc<dyn scoreinv::models::ScoreModel>| {
+        std::ptr::addr_eq(std::sync::Arc::as_ptr(a), std::sync::Arc::as_ptr(b))
+    };
+    let (a, _, _) = load_model_dir_shared(&model, Device::Cpu).unwrap();
+    let (b, _, _) = load_model_dir_shared(&model, Device::Cpu).unwrap();
+    assert!(same(&a, &b));
+    // config.json rewritten (same content, another length): read again (control).
+    let json = model.join("config.json");
+    let text = std::fs::read_to_string(&json).unwrap();
+    std::fs::write(&json, format!("{text}\n\n")).unwrap();
+    let (c, _, _) = load_model_dir_shared(&model, Device::Cpu).unwrap();
+    assert!(!same(&a, &c));
+    let x = Tensor::rand([1, 1, 16, 16], (Kind::Float, Device::Cpu));
+    let t = Tensor::from_slice(&[0.5f32]);
+    let (sa, sc) = (a.score(&x, &t), c.score(&x, &t));
+    assert_eq!(f64::try_from((sa - sc).abs().max()).unwrap(), 0.0);
+}

@@ -154,7 +154,10 @@ def reconstruct(
     sampler steps, or a callable ``progress(method, done, total)``.
 
     Returns a :class:`Reconstruction` for one method, a dict of them by method name for
-    several. Runs on ``y``'s device, with the GIL released.
+    several. Runs on ``y``'s device, with the GIL released. The model folder is read and its
+    network built once per process and device (the last 4 models are kept; a folder whose
+    ``config.json`` or ``model.safetensors`` changed is read again), so calling this once per
+    slice does not reload the model.
     """
     if isinstance(task, Operator):
         op = task

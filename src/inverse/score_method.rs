@@ -12,7 +12,7 @@
 use super::conditional::{conditional_sampler, ConditionalSampler, SamplerSources};
 use super::posterior::{self, PosteriorSummary};
 use super::study::Method;
-use crate::models::model_dir::{load_model_dir, DataInfo};
+use crate::models::model_dir::{load_model_dir_shared, DataInfo};
 use crate::models::ScoreModel;
 use crate::sde::Sde;
 use crate::{Error, Result};
@@ -99,7 +99,8 @@ impl ScoreMethod {
         sampler: Box<dyn ConditionalSampler>,
         samples: i64,
     ) -> Result<Self> {
-        let (model, sde_cfg, cfg) = load_model_dir(dir, device)?;
+        let (model, sde_cfg, cfg) = load_model_dir_shared(dir, device)?;
+        let model: Box<dyn ScoreModel> = Box::new(model);
         let sde_cfg = match n_steps {
             Some(n) => sde_cfg.with_n(n),
             None => sde_cfg,

@@ -56,6 +56,18 @@ impl<T: ScoreModel + ?Sized> ScoreModel for &T {
     }
 }
 
+impl<T: ScoreModel + ?Sized> ScoreModel for std::sync::Arc<T> {
+    fn score(&self, x: &Tensor, t: &Tensor) -> Tensor {
+        (**self).score(x, t)
+    }
+    fn sample_shape(&self) -> Option<Vec<i64>> {
+        (**self).sample_shape()
+    }
+    fn any_size(&self) -> bool {
+        (**self).any_size()
+    }
+}
+
 impl<T: ScoreModel + ?Sized> ScoreModel for Box<T> {
     fn score(&self, x: &Tensor, t: &Tensor) -> Tensor {
         (**self).score(x, t)

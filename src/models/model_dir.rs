@@ -34,7 +34,7 @@ use crate::sde::{SdeConfig, SdeKind};
 use crate::{Error, Result};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use tch::{nn, Device, Tensor};
 
 /// Version tag of the model directory format.
@@ -583,6 +583,56 @@ pub fn read_weights(
     vars.iter()
         .map(|(name, var)| file.tensor(name, Some(&var.size()), device))
         .collect()
+}
+
+/// How many models [`load_model_dir_shared`] keeps loaded.
+pub const MODEL_CACHE_SIZE: usize = 4;
+
+/// What identifies a loaded model: its folder, device, autocast policy, and the size and
+/// modification time of `config.json` and `model.safetensors` (an edited or retrained model is
+/// read again).
+#[derive(Debug, Clone, PartialEq)]
+struct ModelKey {
+    dir: PathBuf,
+    device: Device,
+    autocast: Option<crate::autocast::AutocastDtype>,
+    stamps: Vec<Option<(u64, std::time::SystemTime)>>,
+}
+
+type SharedModel = (std::sync::Arc<dyn ScoreModel>, SdeConfig, ModelDirConfig);
+
+static MODEL_CACHE: std::sync::Mutex<Vec<(ModelKey, SharedModel)>> =
+    std::sync::Mutex::new(Vec::new());
+
+/// [`load_model_dir`] through a process-wide cache of the last [`MODEL_CACHE_SIZE`] models, for
+/// repeated reconstructions with one model: a notebook calling `scoreinv.reconstruct` once per
+/// slice, or the several samplers of one study, read and build the network once. The network is
+/// shared read-only (inference only).
+pub fn load_model_dir_shared(dir: &Path, device: Device) -> Result<SharedModel> {
+    let stamp = |name: &str| {
+        std::fs::metadata(dir.join(name))
+            .ok()
+            .and_then(|m| Some((m.len(), m.modified().ok()?)))
+    };
+    let key = ModelKey {
+        dir: std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf()),
+        device,
+        autocast: crate::autocast::inference_autocast(),
+        stamps: vec![stamp("config.json"), stamp("model.safetensors")],
+    };
+    let cache = || MODEL_CACHE.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((_, m)) = cache().iter().find(|(k, _)| *k == key) {
+        return Ok(m.clone());
+    }
+    let (model, sde, cfg) = load_model_dir(dir, device)?;
+    let shared: SharedModel = (std::sync::Arc::from(model), sde, cfg);
+    let mut c = cache();
+    c.retain(|(k, _)| *k != key);
+    if c.len() >= MODEL_CACHE_SIZE {
+        c.remove(0);
+    }
+    c.push((key, shared.clone()));
+    Ok(shared)
 }
 
 /// Loads a model directory onto `device`: the score model (network + SDE wrapper with the EMA
