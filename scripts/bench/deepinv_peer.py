@@ -43,8 +43,8 @@ import ncsnpp_torch  # noqa: E402
 COLIN27 = "/usr/share/mricron/templates/ch2better.nii.gz"
 
 # The studies of scripts/eval/fewstep at 50 NFE (docs/results/fewstep/val-*.txt). `ours`: the
-# validated few-step sampler, a warm start from TV at `t0` or, with `start` "noise", a cold
-# start; `settings`: its validated sampler settings (the models' `config.json` record the same).
+# validated few-step sampler, a warm start from `start` (default TV) at `t0` or, with `start`
+# "noise", a cold start; `settings`: its validated sampler settings (the models' `config.json` record the same).
 TASKS = {
     "ct": dict(
         label="ct-ellipses 23 views",
@@ -65,7 +65,7 @@ TASKS = {
         test=COLIN27 + "#z=110..{end}:30",
         val=COLIN27 + "#z=125..126",
         size=64,
-        ours=dict(method="diffpir", start="noise", samples=4,
+        ours=dict(method="diffpir", start="zero-filled", t0=0.3, samples=4,
                   settings=dict(diffpir_zeta=1.0, diffpir_lambda=0.03, sigma_y=0.001)),
     ),
     "inpaint": dict(
@@ -370,7 +370,7 @@ def main():
         ks = sorted({1, o["samples"]})
         for k in ks:
             def ours(yi, _s, i, k=k):
-                kw = dict(start="noise") if cold else dict(start="tv", t0=o["t0"])
+                kw = dict(start="noise") if cold else dict(start=o.get("start", "tv"), t0=o["t0"])
                 if "sigma_y" in o:
                     kw["sigma_y"] = o["sigma_y"]
                 kw.update(o.get("settings", {}))
@@ -379,7 +379,7 @@ def main():
                 tw.nfe = r.nfe * k
                 return r.mean
             r = evaluate(ours, truth, y, sig_abs)
-            how = "cold" if cold else f"t0 {o['t0']}, start tv"
+            how = "cold" if cold else f"t0 {o['t0']}, start {o.get('start', 'tv')}"
             how += "".join(f", {key} {v:g}" for key, v in o.get("settings", {}).items())
             row(f"scoreinv {o['method']} ({how})", "scoreinv", k, r,
                 nfe_per_sample=float(np.mean(r["nfe"])) / k, steps=steps)
