@@ -76,13 +76,17 @@ class Task:
 class Reconstruction(NamedTuple):
     """One method's reconstruction: the posterior mean (or the baseline's image), the pixelwise
     posterior standard deviation (with several samples), the seconds per measurement, the
-    network evaluations per sample (score methods)."""
+    network evaluations per sample (score methods), and the method's settings as run (score
+    methods: sampler, ``n_steps``, ``steps_run``, ``samples``, ``start``, ``sampler_settings``
+    after the model's validated record and the caller's settings; TV: its weight and
+    iterations; ``None`` otherwise), as ``metrics.json`` records them."""
 
     mean: torch.Tensor
     std: torch.Tensor | None
     method: str
     seconds: float
     nfe: int | None
+    settings: dict | None = None
 
 
 # The task whose methods and presets apply to an operator of scoreinv.ops, by operator name.
@@ -229,11 +233,12 @@ def reconstruct(
     for n in notes:
         _log.info(n)
     out = {}
-    for name, mean, std, seconds, nfe in runs:
+    for name, mean, std, seconds, nfe, settings in runs:
         if single:
             mean = mean.squeeze(0)
             std = None if std is None else std.squeeze(0)
-        out[name] = Reconstruction(back(mean), back(std), name, seconds, nfe)
+        ran = None if settings is None else json.loads(settings)
+        out[name] = Reconstruction(back(mean), back(std), name, seconds, nfe, ran)
     if len(out) == 1 and isinstance(method, str) and "," not in method:
         return next(iter(out.values()))
     return out

@@ -188,9 +188,17 @@ impl PyTask {
     }
 }
 
-/// `(method, mean, std, seconds, nfe)` per method, and notes for the user.
+/// `(method, mean, std, seconds, nfe, settings)` per method (`settings`: the method's settings
+/// as run, JSON, as `metrics.json` records them under `settings.methods`), and notes for the user.
 type Reconstructions = (
-    Vec<(String, PyTensor, Option<PyTensor>, f64, Option<usize>)>,
+    Vec<(
+        String,
+        PyTensor,
+        Option<PyTensor>,
+        f64,
+        Option<usize>,
+        Option<String>,
+    )>,
     Vec<String>,
 );
 
@@ -256,6 +264,10 @@ fn run(
             )
             .map_err(lib_err)?;
             ms.extend(score);
+            let settings: std::collections::HashMap<String, String> = ms
+                .iter()
+                .filter_map(|m| m.settings().map(|s| (m.name(), s.to_string())))
+                .collect();
             let refs: Vec<&dyn Method> = ms.iter().map(|m| m.as_ref()).collect();
             let scale = if normalise {
                 let p = a
@@ -298,12 +310,14 @@ fn run(
             let out = runs
                 .into_iter()
                 .map(|r| {
+                    let ran = settings.get(&r.name).cloned();
                     (
                         r.name,
                         PyTensor(unscale(r.recon)),
                         r.std.map(|s| PyTensor(unscale(s))),
                         r.seconds,
                         r.nfe,
+                        ran,
                     )
                 })
                 .collect();

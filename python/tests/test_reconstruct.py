@@ -64,6 +64,11 @@ def test_reconstruct_equals_the_cli_bit_for_bit(cli_run, ct_model):
     std_cli = np.load(cli_run / "rec" / "y_score_std.npy")
     assert np.array_equal(out["score"].std.numpy(), std_cli)
     assert out["score"].nfe is not None and out["fbp"].std is None
+    # The settings as run, as the command line records them (and none for FBP).
+    cli_doc = json.loads((cli_run / "rec" / "reconstructions.json").read_text())
+    assert out["score"].settings == cli_doc["settings"]["methods"]["score"]
+    assert out["score"].settings["n_steps"] == 4 and out["score"].settings["samples"] == 2
+    assert out["fbp"].settings is None
     assert steps and steps[-1][0] == "score" and steps[-1][1] == steps[-1][2]
     # control: another seed gives other posterior samples
     other = scoreinv.reconstruct(task, y, model=ct_model, method="score", steps=4, samples=1,

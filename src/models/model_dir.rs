@@ -588,15 +588,16 @@ pub fn read_weights(
 /// How many models [`load_model_dir_shared`] keeps loaded.
 pub const MODEL_CACHE_SIZE: usize = 4;
 
-/// What identifies a loaded model: its folder, device, autocast policy, and the size and
-/// modification time of `config.json` and `model.safetensors` (an edited or retrained model is
-/// read again).
+/// What identifies a loaded model: its folder, device, autocast policy, the bytes of its
+/// `config.json` (a few kB) and the size and modification time of `model.safetensors` (an
+/// edited or retrained model is read again).
 #[derive(Debug, Clone, PartialEq)]
 struct ModelKey {
     dir: PathBuf,
     device: Device,
     autocast: Option<crate::autocast::AutocastDtype>,
-    stamps: Vec<Option<(u64, std::time::SystemTime)>>,
+    config: Option<Vec<u8>>,
+    weights: Option<(u64, std::time::SystemTime)>,
 }
 
 type SharedModel = (std::sync::Arc<dyn ScoreModel>, SdeConfig, ModelDirConfig);
@@ -609,16 +610,14 @@ static MODEL_CACHE: std::sync::Mutex<Vec<(ModelKey, SharedModel)>> =
 /// slice, or the several samplers of one study, read and build the network once. The network is
 /// shared read-only (inference only).
 pub fn load_model_dir_shared(dir: &Path, device: Device) -> Result<SharedModel> {
-    let stamp = |name: &str| {
-        std::fs::metadata(dir.join(name))
-            .ok()
-            .and_then(|m| Some((m.len(), m.modified().ok()?)))
-    };
     let key = ModelKey {
         dir: std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf()),
         device,
         autocast: crate::autocast::inference_autocast(),
-        stamps: vec![stamp("config.json"), stamp("model.safetensors")],
+        config: std::fs::read(dir.join("config.json")).ok(),
+        weights: std::fs::metadata(dir.join("model.safetensors"))
+            .ok()
+            .and_then(|m| Some((m.len(), m.modified().ok()?))),
     };
     let cache = || MODEL_CACHE.lock().unwrap_or_else(|e| e.into_inner());
     if let Some((_, m)) = cache().iter().find(|(k, _)| *k == key) {
