@@ -40,6 +40,13 @@ fn tiny_model_dir() -> (tempfile::TempDir, std::path::PathBuf) {
     (dir, model)
 }
 
+/// The `metrics.json` that `reconstruct` wrote into `out`.
+fn metrics(out: &str) -> serde_json::Value {
+    let p = std::path::Path::new(out).join("metrics.json");
+    let text = std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+    serde_json::from_str(&text).unwrap()
+}
+
 /// The reconstruction (NPY bytes) that `reconstruct` wrote into `out` for `method` on the one
 /// case of [`reconstruct`] (Shepp–Logan).
 fn reconstruction(out: &str, method: &str) -> Vec<u8> {
@@ -59,10 +66,7 @@ fn warm_start_runs_the_tail_of_the_grid_and_bad_settings_are_refused() {
     assert!(o.status.success(), "{}", text(&o));
     // 20 steps from T = 1 to eps: 6 of them at or below 0.3.
     assert!(text(&o).contains("6/6 steps"), "{}", text(&o));
-    let m: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(std::path::Path::new(&out).join("metrics.json")).unwrap(),
-    )
-    .unwrap();
+    let m = metrics(&out);
     let s = &m["settings"]["study"]["score"];
     assert_eq!(s["start"], "fbp", "{m}");
     assert_eq!(s["t0"], 0.3, "{m}");
@@ -207,10 +211,7 @@ fn a_models_validated_few_step_setting_applies_to_its_sampler_only() {
         t.contains("6/6 steps") && t.contains("warm start from fbp at t0 0.5, N = 12"),
         "{t}"
     );
-    let m: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(std::path::Path::new(&out).join("metrics.json")).unwrap(),
-    )
-    .unwrap();
+    let m = metrics(&out);
     let rec = m["records"]
         .as_array()
         .unwrap()
@@ -269,10 +270,7 @@ fn a_models_validated_few_step_setting_applies_to_its_sampler_only() {
         t.contains("8/8 steps") && t.contains("cold start (from noise), N = 8, diffpir_zeta 1"),
         "{t}"
     );
-    let m: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(std::path::Path::new(&out).join("metrics.json")).unwrap(),
-    )
-    .unwrap();
+    let m = metrics(&out);
     let ran = &m["settings"]["methods"]["diffpir"];
     assert!(
         ran["start"] == "noise"

@@ -264,10 +264,7 @@ fn run(
             )
             .map_err(lib_err)?;
             ms.extend(score);
-            let settings: std::collections::HashMap<String, String> = ms
-                .iter()
-                .filter_map(|m| m.settings().map(|s| (m.name(), s.to_string())))
-                .collect();
+            let settings = study::method_settings(&ms);
             let refs: Vec<&dyn Method> = ms.iter().map(|m| m.as_ref()).collect();
             let scale = if normalise {
                 let p = a
@@ -310,7 +307,7 @@ fn run(
             let out = runs
                 .into_iter()
                 .map(|r| {
-                    let ran = settings.get(&r.name).cloned();
+                    let ran = settings.get(&r.name).map(|v| v.to_string());
                     (
                         r.name,
                         PyTensor(unscale(r.recon)),

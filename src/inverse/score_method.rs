@@ -420,6 +420,8 @@ pub fn score_methods(
     }
     let user = serde_json::to_value(s)
         .map_err(|e| Error::Invalid(format!("score settings to JSON: {e}")))?;
+    // Whether the user left the setting `key` unset (so the model's record supplies it).
+    let unset = |key: &str| user.get(key).is_none_or(|x| x.is_null());
     // The warm start: a baseline of the task, with `t0`.
     let start = match s.start.as_deref().map(str::trim) {
         None | Some("noise") => None,
@@ -523,7 +525,7 @@ pub fn score_methods(
                     }
                 }
                 for (k, v) in &settings {
-                    if user.get(k.as_str()).is_none_or(|x| x.is_null()) {
+                    if unset(k) {
                         user_m[k.as_str()] = crate::models::model_dir::method_setting_json(k, *v);
                         extra.push_str(&format!(", {k} {v}"));
                     }
@@ -545,9 +547,7 @@ pub fn score_methods(
                 return Err(super::projection::no_decomposition(m, a.name()));
             }
             if let (Some(ms), 0) = (&validated, k) {
-                let taken = |v: Option<f64>, key: &str| {
-                    v.is_some() && user.get(key).is_none_or(|x| x.is_null())
-                };
+                let taken = |v: Option<f64>, key: &str| v.is_some() && unset(key);
                 let setting = sampler.settings();
                 if setting.get("snr").is_some()
                     && (taken(ms.snr, "snr") || taken(ms.lambda, "lambda"))

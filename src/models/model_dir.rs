@@ -626,7 +626,8 @@ pub fn load_model_dir_shared(dir: &Path, device: Device) -> Result<SharedModel> 
     let (model, sde, cfg) = load_model_dir(dir, device)?;
     let shared: SharedModel = (std::sync::Arc::from(model), sde, cfg);
     let mut c = cache();
-    c.retain(|(k, _)| *k != key);
+    // An older version of the same folder (other files) is never asked for again.
+    c.retain(|(k, _)| (&k.dir, k.device, k.autocast) != (&key.dir, key.device, key.autocast));
     if c.len() >= MODEL_CACHE_SIZE {
         c.remove(0);
     }

@@ -301,21 +301,27 @@ pub fn study_tv(mut tv: TvConfig, cfg: &StudyConfig) -> TvConfig {
     tv
 }
 
-/// The settings recorded in `metrics.json`: the task and its settings, the study's settings
-/// and, when a model is used, the SHA-256 of its weights.
-/// Adds `methods`: each method's settings as it runs ([`Method::settings`]; e.g. the warm start
-/// and sampler settings a model's validated record supplied), so that `metrics.json` says what
-/// ran, and `resume` refuses to mix runs whose effective settings differ.
-pub fn add_method_settings(settings: &mut serde_json::Value, methods: &[Box<dyn Method>]) {
-    let by_name: serde_json::Map<String, serde_json::Value> = methods
+/// Each method's settings as it runs ([`Method::settings`]; e.g. the warm start and sampler
+/// settings a model's validated record supplied), by method name; methods without any are left
+/// out.
+pub fn method_settings(methods: &[Box<dyn Method>]) -> serde_json::Map<String, serde_json::Value> {
+    methods
         .iter()
         .filter_map(|m| m.settings().map(|s| (m.name(), s)))
-        .collect();
+        .collect()
+}
+
+/// Adds `methods`: [`method_settings`], so that `metrics.json` says what ran, and `resume`
+/// refuses to mix runs whose effective settings differ.
+pub fn add_method_settings(settings: &mut serde_json::Value, methods: &[Box<dyn Method>]) {
+    let by_name = method_settings(methods);
     if !by_name.is_empty() {
         settings["methods"] = serde_json::Value::Object(by_name);
     }
 }
 
+/// The settings recorded in `metrics.json`: the task and its settings, the study's settings
+/// and, when a model is used, the SHA-256 of its weights.
 pub fn study_settings(task: &dyn Task, cfg: &StudyConfig) -> Result<serde_json::Value> {
     let mut v = serde_json::json!({
         "task": task.name(),
