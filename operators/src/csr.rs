@@ -130,6 +130,21 @@ impl Values {
     }
 }
 
+/// An output array that the groups of [`Csr::transpose`] write at disjoint positions.
+struct SharedOut<T>(*mut T);
+
+// SAFETY: the pointer is only written at positions that no other thread touches.
+unsafe impl<T: Send> Sync for SharedOut<T> {}
+
+impl<T> SharedOut<T> {
+    /// # Safety
+    /// `p` is inside the array, and no other thread reads or writes position `p`.
+    unsafe fn write(&self, p: usize, x: T) {
+        // SAFETY: as the caller guarantees.
+        unsafe { *self.0.add(p) = x }
+    }
+}
+
 /// Consecutive stored entries (a block of rows).
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Chunk {
@@ -211,19 +226,12 @@ impl Csr {
         self.crow[self.rows]
     }
 
-    /// `Aᵀ` in CSR, as one chunk (a counting sort by column; entries of each new row stay in
-    /// row order).
+    /// `Aᵀ` in CSR, as one chunk: a counting sort by column, in parallel over groups of
+    /// consecutive chunks (each group counts its columns, then scatters into its own part of
+    /// every new row), so the entries of each new row stay in row order and the result does
+    /// not depend on the number of threads.
     pub fn transpose(&self) -> Self {
-        let mut count = vec![0usize; self.cols + 1];
-        for ch in &self.chunks {
-            for &c in &ch.col {
-                count[c as usize + 1] += 1;
-            }
-        }
-        for i in 0..self.cols {
-            count[i + 1] += count[i];
-        }
-        let val = match self.kind {
+        let (crow, col, val) = match self.kind {
             Kind::Double => {
                 let v: Vec<&[f64]> = (self.chunks.iter())
                     .filter_map(|c| match &c.val {
@@ -231,7 +239,8 @@ impl Csr {
                         Values::F32(_) => None,
                     })
                     .collect();
-                Values::F64(self.scatter_by_column(&count, &v))
+                let (crow, col, val) = self.transposed(&v);
+                (crow, col, Values::F64(val))
             }
             _ => {
                 let v: Vec<&[f32]> = (self.chunks.iter())
@@ -240,45 +249,85 @@ impl Csr {
                         Values::F64(_) => None,
                     })
                     .collect();
-                Values::F32(self.scatter_by_column(&count, &v))
+                let (crow, col, val) = self.transposed(&v);
+                (crow, col, Values::F32(val))
             }
         };
-        // The row (of `A`) of every entry, in the same scatter order.
-        let mut col = vec![0u32; self.nnz()];
-        let mut next = count.clone();
-        let mut e = 0;
-        let mut r = 0;
-        for ch in &self.chunks {
-            for &c in &ch.col {
-                while self.crow[r + 1] <= e {
-                    r += 1;
-                }
-                col[next[c as usize]] = r as u32;
-                next[c as usize] += 1;
-                e += 1;
-            }
-        }
         Csr {
             rows: self.cols,
             cols: self.rows,
             kind: self.kind,
-            crow: count,
+            crow,
             chunks: vec![Chunk { col, val }],
         }
     }
 
-    /// The values `vals` (one slice per chunk) moved to their places in `Aᵀ`, whose rows start
-    /// at `starts`.
-    fn scatter_by_column<V: Copy + Default>(&self, starts: &[usize], vals: &[&[V]]) -> Vec<V> {
-        let mut out = vec![V::default(); self.nnz()];
-        let mut next = starts.to_vec();
-        for (ch, v) in self.chunks.iter().zip(vals) {
-            for (&c, &x) in ch.col.iter().zip(v.iter()) {
-                out[next[c as usize]] = x;
-                next[c as usize] += 1;
+    /// The row pointers, columns and values (`vals`: one slice per chunk) of `Aᵀ`.
+    fn transposed<V>(&self, vals: &[&[V]]) -> (Vec<usize>, Vec<u32>, Vec<V>)
+    where
+        V: Copy + Default + Send + Sync,
+    {
+        let n_chunks = self.chunks.len();
+        let n_groups = rayon::current_num_threads().clamp(1, n_chunks.max(1));
+        // Chunks bounds[g]..bounds[g + 1] form group g; first[i] is chunk i's first entry.
+        let bounds: Vec<usize> = (0..=n_groups).map(|g| g * n_chunks / n_groups).collect();
+        let mut first = Vec::with_capacity(n_chunks + 1);
+        first.push(0);
+        for ch in &self.chunks {
+            first.push(first[first.len() - 1] + ch.col.len());
+        }
+        let mut next: Vec<Vec<usize>> = (0..n_groups)
+            .into_par_iter()
+            .map(|g| {
+                let mut count = vec![0usize; self.cols];
+                for ch in &self.chunks[bounds[g]..bounds[g + 1]] {
+                    for &c in &ch.col {
+                        count[c as usize] += 1;
+                    }
+                }
+                count
+            })
+            .collect();
+        // New row c holds group 0's entries of column c, then group 1's, …: `next[g][c]` becomes
+        // where group g writes its next entry of column c.
+        let mut crow = Vec::with_capacity(self.cols + 1);
+        let mut acc = 0;
+        for c in 0..self.cols {
+            crow.push(acc);
+            for g in next.iter_mut() {
+                let k = g[c];
+                g[c] = acc;
+                acc += k;
             }
         }
-        out
+        crow.push(acc);
+        let nnz = self.nnz();
+        let (mut col, mut val) = (vec![0u32; nnz], vec![V::default(); nnz]);
+        let (col_out, val_out) = (SharedOut(col.as_mut_ptr()), SharedOut(val.as_mut_ptr()));
+        next.into_par_iter().enumerate().for_each(|(g, mut next)| {
+            let mut e = first[bounds[g]];
+            // The row of `A` holding entry e (rows may be empty).
+            let mut r = self.crow.partition_point(|&s| s <= e).saturating_sub(1);
+            for i in bounds[g]..bounds[g + 1] {
+                for (&c, &x) in self.chunks[i].col.iter().zip(vals[i]) {
+                    while self.crow[r + 1] <= e {
+                        r += 1;
+                    }
+                    let p = next[c as usize];
+                    assert!(p < crow[c as usize + 1], "entry {e} outside its new row");
+                    // SAFETY: p < nnz (asserted above); group g alone writes positions
+                    // next[g][c]..next[g][c] + count[g][c] of new row c, each once, and the
+                    // vectors outlive this loop.
+                    unsafe {
+                        col_out.write(p, r as u32);
+                        val_out.write(p, x);
+                    }
+                    next[c as usize] = p + 1;
+                    e += 1;
+                }
+            }
+        });
+        (crow, col, val)
     }
 
     /// The sparse CSR tensor on `device` (int32 indices while they fit, else int64), its values
@@ -428,6 +477,39 @@ mod tests {
             let got = m.into_tensor(Device::Cpu).unwrap().to_dense(None, false);
             let got = got.to_kind(Kind::Double);
             assert_eq!(f64::try_from((got - &want).abs().max()).unwrap(), 0.0);
+        }
+    }
+
+    /// The parallel transpose splits the chunks into one group per thread: any number of
+    /// threads gives the same arrays, and the transpose of the transpose is the matrix itself
+    /// (empty rows and columns included).
+    #[test]
+    fn transpose_does_not_depend_on_the_number_of_threads() {
+        let (rows, cols) = (5 * ROW_BLOCK + 3, 37usize);
+        let fill = |i: usize, e: &mut Vec<(u32, f64)>| {
+            if i % 3 == 1 {
+                return; // empty rows
+            }
+            for c in (i % 4..cols - 2).step_by(5) {
+                e.push((c as u32, (i * 31 + c) as f64 / 7.0 - 3.0));
+            }
+        };
+        for kind in [Kind::Float, Kind::Double] {
+            let m = Csr::build(rows, cols, kind, fill).unwrap();
+            let with = |threads: usize| {
+                let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build();
+                pool.unwrap().install(|| m.transpose())
+            };
+            let one = with(1);
+            for threads in [2, 3, 8] {
+                assert_eq!(with(threads), one, "{threads} threads");
+            }
+            assert_eq!(
+                one.crow[cols - 1],
+                one.crow[cols],
+                "the last columns are empty"
+            );
+            assert_eq!(with(3).transpose().entries(), m.entries());
         }
     }
 
