@@ -172,7 +172,10 @@ class Model:
         return back(self.from_model_space(d).to(dtype))
 
     def __repr__(self) -> str:
-        return f"Model({self.path!r}, sde={self.sde.kind}, shape={self.sample_shape}, device={self.device})"
+        return (
+            f"Model({self.path!r}, sde={self.sde.kind}, shape={self.sample_shape}, "
+            f"device={self.device})"
+        )
 
 
 def load_model(path: str | os.PathLike, device="cpu") -> Model:

@@ -144,18 +144,19 @@ def reconstruct(
     """Reconstructs the measurement ``y`` (``[B] + A.output_shape`` or one measurement) of
     ``task`` — a :class:`Task`, or any operator (:mod:`scoreinv.ops`, :func:`ops.from_callables`,
     :func:`scoreinv.deepinv.operator`) with the methods and published settings of the task
-    ``task_name`` (inferred for the operators of :mod:`scoreinv.ops`) — with ``method`` (one name, comma-separated names or a list: the task's baselines
-    and, with ``model``, ``score``, ``score-sde``, ``dps``, ``ddim``, ``diffpir``).
+    ``task_name`` (inferred for the operators of :mod:`scoreinv.ops`) — with ``method`` (one
+    name, comma-separated names or a list: the task's baselines and, with ``model``, ``score``,
+    ``score-sde``, ``dps``, ``ddim``, ``diffpir``).
 
     Defaults as ``scoreinv reconstruct``: ``steps`` the model's SDE, the sampler settings
     validated for the model and task (its ``config.json``), else the task's published ones;
     ``score_settings`` override them (``snr``, ``lambda_``, ``zeta``, ``eta``, ``diffpir_lambda``,
     ``diffpir_zeta``, ``sigma_y``, ``cg_iters``, ``consistency_iters``, ``start``, ``t0``,
-    ``start_iters``, ``cuda_graph``). ``seed`` seeds the posterior samples as ``--seed`` seeds a case (torch's
-    global generator is reseeded). ``normalise``: divide ``y`` by the peak of ``|A⁺ y|`` first
-    and scale the results back (a measurement of unknown scale; the command line does so for a
-    CT or MRI file without a simulation record). ``progress``: a progress bar (tqdm) over the
-    sampler steps, or a callable ``progress(method, done, total)``.
+    ``start_iters``, ``cuda_graph``). ``seed`` seeds the posterior samples as ``--seed`` seeds a
+    case (torch's global generator is reseeded). ``normalise``: divide ``y`` by the peak of
+    ``|A⁺ y|`` first and scale the results back (a measurement of unknown scale; the command line
+    does so for a CT or MRI file without a simulation record). ``progress``: a progress bar
+    (tqdm) over the sampler steps, or a callable ``progress(method, done, total)``.
 
     Returns a :class:`Reconstruction` for one method, a dict of them by method name for
     several. Runs on ``y``'s device, with the GIL released. The model folder is read and its
