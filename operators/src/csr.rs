@@ -308,8 +308,9 @@ impl Csr {
             let mut e = first[bounds[g]];
             // The row of `A` holding entry e (rows may be empty).
             let mut r = self.crow.partition_point(|&s| s <= e).saturating_sub(1);
-            for i in bounds[g]..bounds[g + 1] {
-                for (&c, &x) in self.chunks[i].col.iter().zip(vals[i]) {
+            let (lo, hi) = (bounds[g], bounds[g + 1]);
+            for (ch, v) in self.chunks[lo..hi].iter().zip(&vals[lo..hi]) {
+                for (&c, &x) in ch.col.iter().zip(v.iter()) {
                     while self.crow[r + 1] <= e {
                         r += 1;
                     }
