@@ -44,7 +44,8 @@ COLIN27 = "/usr/share/mricron/templates/ch2better.nii.gz"
 
 # The studies of scripts/eval/fewstep at 50 NFE (docs/results/fewstep/val-*.txt). `ours`: the
 # validated few-step sampler, a warm start from `start` (default TV) at `t0` or, with `start`
-# "noise", a cold start; `settings`: its validated sampler settings (the models' `config.json` record the same).
+# "noise", a cold start; `settings`: its validated sampler settings (the models' `config.json`
+# record the same).
 TASKS = {
     "ct": dict(
         label="ct-ellipses 23 views",
