@@ -14,7 +14,8 @@ size = scoreinv.load_model(model).sample_shape[-1]
 x = scoreinv.ground_truth("phantom:shepp-logan", size=size)[0]
 task = scoreinv.Task("mri", size=size, acceleration=4.0, mask_kind="random")
 y = task.simulate(x, noise="none")
-recs = scoreinv.reconstruct(task, y, model=model, method="zero-filled,tv,score", steps=steps, progress=True)
+recs = scoreinv.reconstruct(task, y, model=model, method="zero-filled,tv,score", steps=steps,
+                            progress=True)
 for m, r in recs.items():
     print(f"{m:<12} PSNR {scoreinv.psnr(x, r.mean):6.2f} dB  SSIM {scoreinv.ssim(x, r.mean):.4f}")
 scoreinv.save_figure(out, x, {m: r.mean for m, r in recs.items()})

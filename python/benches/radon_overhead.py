@@ -38,5 +38,6 @@ for trial in range(3):
           f"overhead {100 * (t_py / t_rust - 1):+.2f} %")
 best_rust = min(r for r, _ in rows)
 best_py = min(p for _, p in rows)
-print(f"{scoreinv.__name__} radon forward 256x256 B=8 on {device}: best Rust {best_rust * 1e3:.3f} ms, "
+print(f"{scoreinv.__name__} radon forward 256x256 B=8 on {device}: "
+      f"best Rust {best_rust * 1e3:.3f} ms, "
       f"best Python {best_py * 1e3:.3f} ms, overhead {100 * (best_py / best_rust - 1):+.2f} %")

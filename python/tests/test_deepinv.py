@@ -145,4 +145,5 @@ def test_deepinv_dps_with_a_scoreinv_prior_and_operator_beats_the_pseudo_inverse
     fit = ((physics.A(xh) - y).norm() / y.norm()).item()
     free = dps(0.0, 20)
     fit_free = ((physics.A(free) - y).norm() / y.norm()).item()
-    assert fit < 0.5 and fit_free > 2 * fit, f"residuals: DPS {fit:.3f}, no data term {fit_free:.3f}"
+    assert fit < 0.5 and fit_free > 2 * fit, (
+        f"residuals: DPS {fit:.3f}, no data term {fit_free:.3f}")

@@ -129,7 +129,8 @@ def test_radon_of_a_gaussian_is_its_analytic_line_integral():
     projects to √(2π)·w·exp(−s²/(2w²)) at every angle (pixel units, s from bin N/2)."""
     n, w = 64, 5.0
     c = n // 2
-    yy, xx = torch.meshgrid(torch.arange(n, dtype=torch.float64), torch.arange(n, dtype=torch.float64), indexing="ij")
+    yy, xx = torch.meshgrid(torch.arange(n, dtype=torch.float64),
+                            torch.arange(n, dtype=torch.float64), indexing="ij")
     blob = torch.exp(-((yy - c) ** 2 + (xx - c) ** 2) / (2 * w * w))
     sino = ops.Radon(n, angles=12).forward(blob[None, None])[0, 0]  # [n_det, angles]
     s = torch.arange(n, dtype=torch.float64) - c
@@ -227,7 +228,8 @@ def test_cuda_tensors_stay_on_the_gpu():
 
 def test_bad_inputs_raise_value_errors():
     op = ops.Radon(16, angles=10)
-    with pytest.raises(ValueError, match=r"radon: image has shape \[2, 1, 16, 15\], expected \[B, 1, 16, 16\]"):
+    with pytest.raises(ValueError,
+                       match=r"radon: image has shape \[2, 1, 16, 15\], expected \[B, 1, 16, 16\]"):
         op.forward(torch.zeros(2, 1, 16, 15))
     with pytest.raises(ValueError, match="dtype torch.int64"):
         op.forward(torch.zeros(1, 1, 16, 16, dtype=torch.int64))

@@ -88,8 +88,10 @@ def test_metrics_equal_the_cli_and_scikit_image(cli_run, truth):
     assert scoreinv.psnr(truth, fbp) == row["psnr_db"]
     assert scoreinv.ssim(truth, fbp) == row["ssim"]
     a, b = truth[0].double().numpy(), fbp[0].double().numpy()
-    assert scoreinv.psnr(truth, fbp) == pytest.approx(peak_signal_noise_ratio(a, b, data_range=1.0), abs=1e-9)
-    assert scoreinv.ssim(truth, fbp) == pytest.approx(structural_similarity(a, b, data_range=1.0), abs=1e-9)
+    assert scoreinv.psnr(truth, fbp) == pytest.approx(
+        peak_signal_noise_ratio(a, b, data_range=1.0), abs=1e-9)
+    assert scoreinv.ssim(truth, fbp) == pytest.approx(
+        structural_similarity(a, b, data_range=1.0), abs=1e-9)
 
 
 def test_save_figure_is_the_cli_figure(cli_run, truth, tmp_path):

@@ -178,7 +178,8 @@ def deepinv_physics(dinv, name, op, x, y_ours):
         ad = phys.A(x)
         c = float((ad * ax).sum() / (ad * ad).sum())
         check = dict(
-            deepinv="Tomography(angles=scoreinv's kept angles in degrees, circle=True, normalize=False)",
+            deepinv="Tomography(angles=scoreinv's kept angles in degrees, circle=True, "
+            "normalize=False)",
             mapping="y_deepinv = y / c with c the least-squares scale of A_scoreinv x on "
             "A_deepinv x (same angles, same detector order); deepinv rotates the image with "
             "grid_sample about (N-1)/2, scoreinv (as scikit-image) about N/2 with its own "
@@ -362,7 +363,8 @@ def main():
                      mean_seconds=float(np.mean(r["seconds"])), per_case=r, **extra_fields)
             rows.append(d)
             log(f"{method:<28} {operator:<12} K={k} NFE/case {d['nfe_per_case']:.0f}: "
-                f"PSNR {d['mean_psnr_db']:.2f} SSIM {d['mean_ssim']:.4f} {d['mean_seconds']:.2f} s/case")
+                f"PSNR {d['mean_psnr_db']:.2f} SSIM {d['mean_ssim']:.4f} "
+                f"{d['mean_seconds']:.2f} s/case")
 
         # scoreinv: the validated few-step sampler, K = 1 and the validated K.
         o = spec["ours"]
@@ -402,12 +404,14 @@ def main():
                     best = tuned[method]
                 else:
                     for p in grid:
-                        tuning[str(p)] = float(np.mean(evaluate(fn(p, args.nfe), val, yvd, svd)["psnr_db"]))
+                        tuning[str(p)] = float(np.mean(
+                            evaluate(fn(p, args.nfe), val, yvd, svd)["psnr_db"]))
                     best = float(max(tuning, key=tuning.get))
                     tuned[method] = best
                 r = evaluate(fn(best, args.nfe), truth, yd, sd)
                 pname = "weight" if method == "dps" else "lambda"
-                row(f"deepinv {method.upper() if method == 'dps' else 'DiffPIR'} ({pname} {best:g})",
+                row(f"deepinv {method.upper() if method == 'dps' else 'DiffPIR'} "
+                    f"({pname} {best:g})",
                     opname, 1, r, step_size=best, validation_psnr_db=tuning)
                 if method == "dps" and opname == "deepinv":
                     for n in extra:
@@ -429,7 +433,8 @@ def main():
     summary = {"out": path, "tasks": {}}
     for name, t in result["tasks"].items():
         summary["tasks"][name] = dict(
-            label=t["label"], cases=t["cases"], operator_rel_l2_diff=t["operator_check"]["rel_l2_diff"],
+            label=t["label"], cases=t["cases"],
+            operator_rel_l2_diff=t["operator_check"]["rel_l2_diff"],
             rows=[{k: r[k] for k in ("method", "operator", "samples", "nfe_per_case",
                                      "mean_psnr_db", "mean_ssim", "mean_seconds", "per_case")}
                   for r in t["rows"]])

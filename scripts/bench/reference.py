@@ -121,7 +121,8 @@ def cmd_radon_torch(a):
     ramp = torch.abs(torch.fft.rfftfreq(p, device=dev)) * 2.0
     lin = (torch.arange(n, device=dev, dtype=torch.float32) - n // 2)
     yy, xx = torch.meshgrid(lin, lin, indexing="ij")
-    t_pix = xx[None] * c.float().to(dev)[:, None, None] - yy[None] * s.float().to(dev)[:, None, None]
+    t_pix = (xx[None] * c.float().to(dev)[:, None, None]
+             - yy[None] * s.float().to(dev)[:, None, None])
     gx = ((t_pix + n // 2) * 2 + 1) / p - 1  # detector coordinate in [-1, 1] over P bins
     gy = (torch.arange(na, device=dev, dtype=torch.float32) * 2 + 1) / na - 1
     bp_grid = torch.stack([gx, gy[:, None, None].expand_as(gx)], -1).reshape(1, na, n * n, 2)
@@ -405,7 +406,8 @@ def main(argv=None):
         threads = torch.get_num_threads()
     except ImportError:  # the ASTRA environment has no torch
         threads = None
-    res = {"radon": cmd_radon, "radon_torch": cmd_radon_torch, "mri": cmd_mri, "network": cmd_network,
+    res = {"radon": cmd_radon, "radon_torch": cmd_radon_torch, "mri": cmd_mri,
+           "network": cmd_network,
            "sampler": cmd_sampler, "train": cmd_train, "fanbeam_astra": cmd_fanbeam_astra}[a.cmd](a)
     res["torch_threads"] = threads
     for k, v in res.items():

@@ -98,7 +98,8 @@ def main():
             "file": rel, "slices": len(slices), "spacing_mm": spacing,
             "heldout_axial": [a, b], "gap": gap, "train_samples": len(train),
         }
-        print(f"{name}: {len(train)} training samples, held-out axial {a}..{b - 1} of {len(slices)}")
+        print(f"{name}: {len(train)} training samples, "
+              f"held-out axial {a}..{b - 1} of {len(slices)}")
     with open(os.path.join(out, "manifest.json"), "w") as f:
         json.dump(manifest, f, indent=1)
 

@@ -19,7 +19,8 @@ for d in sorted(glob.glob(os.path.join(root, "test-ct-*-fan-*")) +
     if not os.path.isdir(d):
         continue
     if not os.path.isfile(os.path.join(d, "metrics.csv")):
-        print(f"fan_summary: {d}: no metrics.csv (not run or not finished), left out", file=sys.stderr)
+        print(f"fan_summary: {d}: no metrics.csv (not run or not finished), left out",
+              file=sys.stderr)
         continue
     name = os.path.basename(d)[len("test-"):]
     task, method = name.rsplit("-", 1)
@@ -45,16 +46,20 @@ for d in sorted(glob.glob(os.path.join(root, "test-ct-*-fan-*")) +
     goal = GOALS[kind]
     met = all((mean[method] - mean[b]) >= g for b, g in goal.items())
     rows.append(dict(study=task, method=method, cases=len(cases),
-                     fbp=round(mean["fbp"], 2), tv=round(mean["tv"], 2), score=round(mean[method], 2),
+                     fbp=round(mean["fbp"], 2), tv=round(mean["tv"], 2),
+                     score=round(mean[method], 2),
                      fbp_ssim=round(ssim["fbp"], 4), tv_ssim=round(ssim["tv"], 4),
                      score_ssim=round(ssim[method], 4),
-                     minus_fbp=round(mean[method] - mean["fbp"], 2), worst_minus_fbp=round(min(d_fbp), 2),
-                     minus_tv=round(mean[method] - mean["tv"], 2), worst_minus_tv=round(min(d_tv), 2),
+                     minus_fbp=round(mean[method] - mean["fbp"], 2),
+                     worst_minus_fbp=round(min(d_fbp), 2),
+                     minus_tv=round(mean[method] - mean["tv"], 2),
+                     worst_minus_tv=round(min(d_tv), 2),
                      ahead_of_tv=sum(x > 0 for x in d_tv), seconds_per_case=round(secs, 2),
                      goal=" and ".join(f">= {b.upper()} + {g}" for b, g in goal.items()),
                      goal_met="yes" if met else "no"))
 if not rows:
-    sys.exit("fan_summary: no test-ct-*-fan-* or test-ct-*-limited-* study under docs/results/fewstep")
+    sys.exit("fan_summary: no test-ct-*-fan-* or test-ct-*-limited-* study "
+             "under docs/results/fewstep")
 keys = list(rows[0])
 with open(os.path.join(root, "fan-summary.csv"), "w", newline="") as f:
     w = csv.DictWriter(f, fieldnames=keys)
@@ -63,7 +68,8 @@ with open(os.path.join(root, "fan-summary.csv"), "w", newline="") as f:
 lines = [f"{'study':<16} {'method':<8} {'n':>3} {'FBP':>6} {'TV':>6} {'score':>6} "
          f"{'-FBP':>6} {'(worst)':>7} {'-TV':>6} {'(worst)':>7} {'>TV':>4} {'s/case':>6}  goal"]
 for r in rows:
-    lines.append(f"{r['study']:<16} {r['method']:<8} {r['cases']:>3} {r['fbp']:6.2f} {r['tv']:6.2f} "
+    lines.append(f"{r['study']:<16} {r['method']:<8} {r['cases']:>3} "
+                 f"{r['fbp']:6.2f} {r['tv']:6.2f} "
                  f"{r['score']:6.2f} {r['minus_fbp']:+6.2f} {r['worst_minus_fbp']:+7.2f} "
                  f"{r['minus_tv']:+6.2f} {r['worst_minus_tv']:+7.2f} {r['ahead_of_tv']:>4} "
                  f"{r['seconds_per_case']:6.2f}  {r['goal']}: {r['goal_met']}")

@@ -25,8 +25,9 @@ REFERENCES = {
     "ct-body": ("docs/results/ct-body-heldout-and-other-scanners-n1000-k4.json", None, "fbp",
                 "2-core CPU"),
     # The cards' MRI studies (docs/results/mri-brain-colin27-*-n1000-k4.json) were made on other
-    # measurements than today's binary simulates (their zero-filled PSNR differs), so the few-step MRI tests
-    # are paired with an N = 1000 run on today's measurements (scripts/eval/fewstep's test stage).
+    # measurements than today's binary simulates (their zero-filled PSNR differs), so the few-step
+    # MRI tests are paired with an N = 1000 run on today's measurements (scripts/eval/fewstep's
+    # test stage).
     "mri-4x": (os.path.join(OUT, "test-mri-4x-score-n1000/metrics.json"), None, "zero-filled",
                "2-core CPU, same run"),
     "mri-8x": (os.path.join(OUT, "test-mri-8x-score-n1000/metrics.json"), None, "zero-filled",
@@ -118,7 +119,8 @@ with open(os.path.join(OUT, "test-summary.txt"), "w") as f:
         f.write(f"{r['task']:12} {r['method']:14} {r['cases']:3d} {r['psnr_db']:8.2f} "
                 f"{r['ssim']:7.4f} {str(r['nfe_per_sample']):>5} {r['seconds_per_case']:8.2f} "
                 f"{(f'{d:+.2f}' if d != '' else ''):>8}  {r['where']:22} "
-                f"{os.path.basename(os.path.dirname(r['study'])) if r['study'].startswith(OUT) else r['study']}\n")
+                f"""{os.path.basename(os.path.dirname(r['study']))
+                     if r['study'].startswith(OUT) else r['study']}\n""")
     for line in lines:
         f.write(line + "\n")
 print(open(os.path.join(OUT, "test-summary.txt")).read())

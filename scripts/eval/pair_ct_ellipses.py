@@ -6,7 +6,8 @@ case is the same (same measurements), prints score − FBP and score − TV (mea
 worst, cases ahead).
 
     .venv/bin/python scripts/eval/pair_ct_ellipses.py GPU_OUT/test.csv
-    .venv/bin/python scripts/eval/pair_ct_ellipses.py --partial PART/metrics.csv PART2/metrics.csv ...
+    .venv/bin/python scripts/eval/pair_ct_ellipses.py --partial PART/metrics.csv
+        PART2/metrics.csv ...
     ... --write per-case.csv      (also writes the pairs, one row per case)
 
 A file written by --write may be given again as an input (its header has score_psnr_db): its
@@ -71,7 +72,8 @@ def main(paths, partial, write=None):
         sys.exit(f"expected the 50 phantoms 1000-1049, got {len(score)} score rows (--partial?)")
     missing = [c for c in score if c not in fbp]
     if missing:
-        sys.exit(f"no fbp row for {missing[:5]}: run with --method fbp,score to check the measurements")
+        sys.exit(f"no fbp row for {missing[:5]}: "
+                 "run with --method fbp,score to check the measurements")
     off = [c for c in score if abs(fbp[c] - base[c][0]) > 0.006]
     if off:
         sys.exit(f"FBP differs from the CPU run on {off[:5]}: not the same measurements")

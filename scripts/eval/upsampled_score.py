@@ -55,15 +55,18 @@ def main():
         print(f"{r['case']:<28} {r['psnr_db']:8.2f} {r['ssim']:7.4f}")
     p = np.array([r["psnr_db"] for r in rows])
     s = np.array([r["ssim"] for r in rows])
-    print(f"{'mean ± std':<28} {p.mean():8.2f} {s.mean():7.4f}  (PSNR std {p.std():.2f}, n = {len(rows)})")
+    print(f"{'mean ± std':<28} {p.mean():8.2f} {s.mean():7.4f}  "
+          f"(PSNR std {p.std():.2f}, n = {len(rows)})")
     out = pathlib.Path(f"{native}-{size}-prior-upsampled.json")
     out.write_text(
         json.dumps(
             {
                 "method": method,
                 "coarse_dir_settings": c_settings,
-                "upsampling": "skimage.transform.resize(order=3, mode='reflect', anti_aliasing=False), clipped to [0, 1]",
-                "metrics": "skimage peak_signal_noise_ratio / structural_similarity, data_range=1, window scale",
+                "upsampling": "skimage.transform.resize(order=3, mode='reflect', "
+                "anti_aliasing=False), clipped to [0, 1]",
+                "metrics": "skimage peak_signal_noise_ratio / structural_similarity, "
+                "data_range=1, window scale",
                 "cases": rows,
                 "mean_psnr_db": p.mean(),
                 "mean_ssim": s.mean(),
