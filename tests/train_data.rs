@@ -442,6 +442,7 @@ fn phantom_invesalius_and_nifti_sources() {
     assert!(DataSource::parse("phantom:ellipses:x").is_err());
 
     let inv = std::path::Path::new(scoreinv::data::invesalius::CRANIUM_INV3);
+    let dir_for_spacing = tempfile::tempdir().unwrap();
     if inv.is_file() {
         let d = DataSource::parse("invesalius")
             .unwrap()
@@ -452,6 +453,22 @@ fn phantom_invesalius_and_nifti_sources() {
         assert!(n > 92 && n < 92 + 512, "{n} slices");
         assert_eq!(d.data.size()[1..], [1, 32, 32]);
         assert!(d.data.min().double_value(&[]) >= -1.0 && d.data.max().double_value(&[]) <= 1.0);
+        // Its pixel spacing (0.957 mm at 256, doubled at 128) survives a join with itself, but
+        // not one with arrays of unknown spacing (control: the head alone has it).
+        let sp = |spec: &str| {
+            DataSource::parse(spec)
+                .unwrap()
+                .load_sized(false, Some(128))
+                .unwrap()
+                .info
+                .spacing_mm
+        };
+        let head = sp("invesalius").expect("the head CT has a pixel spacing");
+        assert!((head[0] - 2.0 * 0.9570312).abs() < 1e-6, "{head:?}");
+        assert_eq!(sp("invesalius+invesalius"), Some(head));
+        let npy = dir_for_spacing.path().join("x.npy");
+        scoreinv::io::npy::write_npy(&npy, &ndarray::Array3::<f32>::zeros((2, 128, 128))).unwrap();
+        assert_eq!(sp(&format!("invesalius+{}", npy.display())), None);
     }
 
     // A NIfTI volume [z=4, y=6, x=5] written here: slice k is constant + a ramp.

@@ -567,6 +567,12 @@ impl DataSource {
                     .map(|d| d.info.source.as_str())
                     .collect::<Vec<_>>()
                     .join(" + ");
+                // A pixel spacing only when every part has the same one: a join of a CT volume
+                // (known spacing) and arrays (none, or another) has no single spacing, and a
+                // model trained on it must not claim the first part's.
+                info.spacing_mm = first
+                    .spacing_mm
+                    .filter(|s| sets[1..].iter().all(|d| d.info.spacing_mm == Some(*s)));
                 Dataset::new(x, labels, info)
             }
             DataSource::Ellipses { n } => {
