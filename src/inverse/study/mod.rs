@@ -278,7 +278,9 @@ pub fn run_batch(
     Ok(outs)
 }
 
-/// The scores of a reconstruction `r` of case `case` against `truth` with `data_range`.
+/// The scores of a reconstruction `r` of case `case` against `truth` with `data_range`; a
+/// reconstruction with NaN or infinite values (a diverged sampler) is an error naming the case
+/// and the method.
 pub fn score_record(
     case: &str,
     method: &str,
@@ -287,6 +289,12 @@ pub fn score_record(
     data_range: f64,
     seconds: f64,
 ) -> Result<Record> {
+    if !bool::try_from(r.isfinite().all()).unwrap_or(false) {
+        return Err(Error::NonFinite(format!(
+            "case {case}: the {method} reconstruction (the sampler diverged; for a patch prior, \
+             images larger than it was trained on are a known cause)"
+        )));
+    }
     let s = metrics::scores_tensor(truth, r, data_range, &SsimOptions::default())?;
     Ok(Record {
         case: case.to_string(),
@@ -986,6 +994,25 @@ mod tests {
             typicality_threshold: None,
             nfe: None,
         }
+    }
+
+    /// A diverged reconstruction is an error naming its case and method; a finite one of the
+    /// same case scores (the control).
+    #[test]
+    fn non_finite_reconstructions_name_case_and_method() {
+        let truth = Tensor::ones([1, 8, 8], (tch::Kind::Float, tch::Device::Cpu)) * 0.5;
+        let bad = truth.copy();
+        let _ = bad.get(0).get(3).get(4).fill_(f64::NAN);
+        let e = score_record("z70", "score", &truth, &bad, 1.0, 0.0)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("case z70") && e.contains("score reconstruction"),
+            "{e}"
+        );
+        assert!(e.contains("NaN or infinite"), "{e}");
+        let ok = score_record("z70", "score", &truth, &(&truth * 0.9), 1.0, 0.0).unwrap();
+        assert!(ok.psnr_db.is_finite());
     }
 
     /// Exact reconstructions: a method whose every PSNR is +∞ summarises as `inf ± 0`, and a
