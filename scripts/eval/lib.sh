@@ -14,6 +14,12 @@ best_tv() {
   awk -v k="$2" '$1 == k {if ($3 > best) {best = $3; l = $2}} END {print l}' "$1"
 }
 
+# FILE → the setting (column 1) with the best mean PSNR (column 2) among FILE's rows that are not
+# comments (a validation table: "setting psnr ssim").
+best_of() {
+  awk '!/^#/ {if ($2 > best) {best = $2; t = $1}} END {print t}' "$1"
+}
+
 # T0 → the step count N that leaves "$nfe" network evaluations below t0 (`cold`: N = NFE).
 steps_for() {
   [ "$1" = cold ] && { echo "$nfe"; return; }
